@@ -1,0 +1,80 @@
+"""On-disk response cache (SQLite). Keyed by model, messages, parameters and the sample slot,
+so re-running a finished run, or replaying after a crash, makes no LLM calls."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any], slot: str) -> str:
+    blob = orjson.dumps({"model": model, "messages": messages, "params": params, "slot": slot}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    text: str
+    finish_reason: str | None
+    tokens_in: int
+    tokens_out: int
+
+
+class ResponseCache:
+    """Writes are committed in small batches (at most ~0.25 s apart) and on close."""
+
+    def __init__(self, path: str | Path, commit_interval: float = 0.25) -> None:
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT,"
+                " tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, created REAL NOT NULL)"
+            )
+        except sqlite3.DatabaseError as e:
+            from .errors import RunDirError
+
+            raise RunDirError(f"the response cache {str(self.path)!r} is unusable ({e}); delete it or pass --no-cache") from None
+        self._pending = 0
+        self._last_commit = time.monotonic()
+        self._interval = commit_interval
+        self._in_tx = False
+
+    def get(self, key: str) -> CachedResponse | None:
+        row = self.db.execute("SELECT text, finish_reason, tokens_in, tokens_out FROM responses WHERE key=?", (key,)).fetchone()
+        return CachedResponse(*row) if row else None
+
+    def put(self, key: str, text: str, finish_reason: str | None, tokens_in: int, tokens_out: int) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN")
+            self._in_tx = True
+        self.db.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)", (key, text, finish_reason, tokens_in, tokens_out, time.time())
+        )
+        self._pending += 1
+        if time.monotonic() - self._last_commit >= self._interval or self._pending >= 512:
+            self.commit()
+
+    def commit(self) -> None:
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+        self._pending = 0
+        self._last_commit = time.monotonic()
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self.db.close()

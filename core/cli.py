@@ -1,0 +1,283 @@
+"""The ``treesynth`` command line. Heavy imports (litellm, polars, llama.cpp) happen only
+inside the commands that need them, so ``--help`` and ``--version`` answer at once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError, TreesynthError
+
+# flag name -> config key; the same keys are valid in a config file
+RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--fields", {"help": "comma-separated sample fields, e.g. question,answer"}),
+    ("--preset", {"help": "gsm8k, math, code_alpaca, simpletom, or a preset .toml file"}),
+    ("--model", {"help": "litellm model string (default: local/smollm2, the embedded offline model)"}),
+    ("--api-base", {"dest": "api_base", "help": "base URL of an OpenAI-compatible server (vLLM, Ollama, ...)"}),
+    ("--depth", {"type": int, "help": "tree depth (default 3)"}),
+    ("--size", {"type": int, "help": "number of samples in the dataset (default 100)"}),
+    ("--pivots", {"type": int, "help": "pivot samples per node (default 12)"}),
+    ("--samples-per-call", {"dest": "samples_per_call", "type": int, "help": "samples asked for per generation call (default 5)"}),
+    ("--concurrency", {"type": int, "help": "most LLM calls in flight (default 16)"}),
+    ("--rpm", {"type": int, "help": "requests-per-minute limit"}),
+    ("--tpm", {"type": int, "help": "tokens-per-minute limit"}),
+    ("--timeout", {"type": float, "help": "seconds per LLM call (default 120)"}),
+    ("--max-retries", {"dest": "max_retries", "type": int, "help": "retries per call on transient errors (default 6)"}),
+    ("--budget", {"type": float, "help": "stop cleanly once this many USD are spent"}),
+    ("--seed", {"type": int, "help": "seed for every random choice and call (default 0)"}),
+    ("--temperature", {"type": float, "help": "sampling temperature for generation (default 0.9)"}),
+]
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    for flag, kw in RUN_OPTIONS:
+        p.add_argument(flag, default=None, **kw)
+    p.add_argument("--config", help="YAML or TOML file with the same keys (flags override it)")
+    p.add_argument("--no-cache", dest="no_cache", action="store_true", help="do not reuse cached responses")
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for flag, kw in RUN_OPTIONS:
+        key = kw.get("dest") or flag.lstrip("-").replace("-", "_")
+        v = getattr(args, key, None)
+        if v is not None:
+            out[key] = v
+    if getattr(args, "no_cache", False):
+        out["cache"] = False
+    if getattr(args, "task", None) is not None:
+        out["task"] = args.task
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="treesynth",
+        description="Turn one sentence into a large, diverse, tree-partitioned dataset (TreeSynth).",
+    )
+    p.add_argument("--version", action="version", version=f"treesynth {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="grow a tree and synthesise a dataset", description="Grow a TreeSynth tree for TASK and synthesise --size samples.")
+    r.add_argument("task", nargs="?", help="the task in one sentence (optional with --resume or a preset/config that has one)")
+    _add_run_options(r)
+    r.add_argument("--out", help="run directory (default runs/<slug>-<timestamp>); never overwritten")
+    r.add_argument("--resume", metavar="DIR", help="continue an interrupted run")
+    r.add_argument("--no-ui", dest="no_ui", action="store_true", help="headless: progress on stderr")
+    r.add_argument("--json-events", dest="json_events", action="store_true", help="headless, events as JSON lines on stdout")
+
+    e = sub.add_parser("estimate", help="expected calls, tokens and cost, before spending anything")
+    e.add_argument("task", nargs="?")
+    _add_run_options(e)
+    e.add_argument("--fanout", type=float, help="assumed children per node (default max_values/2)")
+
+    t = sub.add_parser("tree", help="print a run's tree with sample counts")
+    t.add_argument("run_dir")
+    t.add_argument("--max-depth", type=int, default=None)
+
+    x = sub.add_parser("export", help="export a run's dataset")
+    x.add_argument("run_dir")
+    x.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl")
+    x.add_argument("--out", help="destination (default: in the run directory)")
+
+    sub.add_parser("presets", help="list the shipped presets")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return {"run": cmd_run, "estimate": cmd_estimate, "tree": cmd_tree, "export": cmd_export, "presets": cmd_presets}[args.command](args)
+    except TreesynthError as e:
+        print(f"treesynth: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("treesynth: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug: one line, traceback on request
+        if os.environ.get("TREESYNTH_DEBUG"):
+            raise
+        print(f"treesynth: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (TREESYNTH_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+# ---------------------------------------------------------------------------
+
+
+def default_out(task: str) -> Path:
+    from .text import slugify
+
+    return Path("runs") / f"{slugify(task)}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import build_config
+    from .preflight import check_provider
+
+    if not args.no_ui and not args.json_events:
+        return _launch_tui(args)
+    from .engine import Run
+
+    if args.resume:
+        if args.task or args.config or args.out:
+            raise ConfigError("--resume takes the run's saved task and config; drop TASK, --config and --out")
+        run = Run.resume(Path(args.resume), overrides=_flags(args))
+    else:
+        cfg = build_config(flags=_flags(args), config_file=args.config)
+        check_provider(cfg)
+        out = Path(args.out) if args.out else default_out(cfg.task)
+        run = Run.create(cfg, out)
+    if args.resume:
+        try:
+            check_provider(run.cfg)
+        except BaseException:
+            run.close()
+            raise
+    return _execute(run, json_events=args.json_events)
+
+
+def _execute(run, json_events: bool) -> int:
+    from .console import HeadlessDisplay, JsonEvents, summary
+
+    display = JsonEvents() if json_events else HeadlessDisplay()
+    stops = {"n": 0}
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signame: str) -> None:
+            stops["n"] += 1
+            if stops["n"] == 1:
+                print(f"\ntreesynth: {signame}: stopping after in-flight calls (again to quit now); state is saved", file=sys.stderr)
+                run.request_stop()
+            else:
+                print(f"treesynth: quitting now; resume with: treesynth run --resume {run.store.root}", file=sys.stderr)
+                os._exit(130)  # every write is append-only or an atomic rename: nothing to corrupt
+
+        for sig, name in ((signal.SIGINT, "interrupt"), (signal.SIGTERM, "terminated")):
+            loop.add_signal_handler(sig, on_signal, name)
+        return await run.execute(display)
+
+    try:
+        fin = asyncio.run(main())
+    finally:
+        display.close()
+    print(summary(fin), file=sys.stderr)
+    if fin.status == "complete":
+        return 0
+    return {"stopped": 130, "budget": 3}.get(fin.status, 1)
+
+
+def _launch_tui(args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        tui = importlib.import_module("treesynth.tui.app")
+    except ImportError:
+        raise TreesynthError("the interactive UI is not installed yet; run with --no-ui (or --json-events)") from None
+    return tui.run_from_cli(args)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .config import build_config
+    from .estimate import estimate, litellm_price
+    from .progress import fmt_cost
+    from .prompts import Prompts
+
+    cfg = build_config(flags=_flags(args), config_file=args.config)
+    est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=litellm_price(cfg.model))
+    print(f"task:           {cfg.task}")
+    print(f"model:          {cfg.model}")
+    print(f"tree:           depth {cfg.depth}, ~{est.internal_nodes} expansions, ~{est.leaves} leaves (fan-out {est.assumed_fanout:g})")
+    print(f"calls:          ~{est.calls:,} ({est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples)")
+    print(f"tokens:         ~{est.tokens_in:,} in, ~{est.tokens_out:,} out")
+    print(f"cost:           ~{fmt_cost(est.cost_usd)}" + ("" if est.cost_usd is not None else " (model not in litellm's price table)"))
+    return 0
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from .store import load_tree_readonly
+    from .treeview import render_tree
+
+    tree = load_tree_readonly(Path(args.run_dir))
+    print(render_tree(tree, _count_rows(Path(args.run_dir)), max_depth=args.max_depth))
+    return 0
+
+
+def _count_rows(run_dir: Path) -> dict[str, int]:
+    import orjson
+
+    counts: dict[str, int] = {}
+    p = run_dir / "samples.jsonl"
+    if p.exists():
+        with open(p, "rb") as f:
+            for line in f:
+                try:
+                    lid = orjson.loads(line).get("leaf_id")
+                except orjson.JSONDecodeError:
+                    continue
+                counts[lid] = counts.get(lid, 0) + 1
+    return counts
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .errors import RunDirError
+    from .export import write_hf, write_jsonl, write_parquet
+    from .store import RunStore
+
+    run_dir = Path(args.run_dir)
+    store = RunStore.open(run_dir)
+    try:
+        size = int(store.read_config().get("size", 0))
+        state = store.read_state()
+        src = store.p("dataset.jsonl")
+        if not src.exists():
+            if state.get("status") != "complete":
+                print(f"treesynth: note: the run is {state.get('status', 'unfinished')}; exporting the {sum(1 for _ in store.iter_samples())} samples so far", file=sys.stderr)
+            src = store.p(".export.jsonl")
+            write_jsonl(store.iter_samples(), src, limit=size or None)
+        fmt = args.format
+        dest = Path(args.out) if args.out else run_dir / {"jsonl": "export.jsonl", "parquet": "export.parquet", "hf": "hf_dataset"}[fmt]
+        if dest.exists() and fmt == "hf":
+            raise RunDirError(f"{str(dest)!r} already exists")
+        if fmt == "jsonl":
+            write_jsonl(iter_jsonl(src), dest)
+        elif fmt == "parquet":
+            write_parquet(src, dest)
+        else:
+            write_hf(src, dest)
+        print(dest)
+    finally:
+        store.close()
+    return 0
+
+
+def iter_jsonl(path: Path):
+    import orjson
+
+    with open(path, "rb") as f:
+        for line in f:
+            yield orjson.loads(line)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .prompts import list_presets, load_preset
+
+    for name, desc in list_presets().items():
+        print(f"{name:12s} {desc}  [fields: {', '.join(load_preset(name).get('fields', []))}]")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

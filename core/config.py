@@ -1,0 +1,249 @@
+"""Run configuration: one validator shared by the CLI, config files and (later) the TUI.
+
+Precedence: built-in defaults < preset < config file < command-line flags.
+Unknown keys are rejected; every error is reported as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+DEFAULT_MODEL = "local/smollm2"
+RESERVED_FIELDS = {"id", "leaf_id", "path", "slot"}
+_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+
+# Keys whose values are secrets: never written to the run directory.
+_SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|bearer)", re.I)
+# Keys that may change when a run is resumed; all others define the run.
+RESUMABLE_OVERRIDES = frozenset(
+    {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router"}
+)
+
+
+class RunConfig(BaseModel):
+    """Every option of a run. Field docs double as the `--help` text of the config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    task: str = Field(description="One sentence describing the data to synthesise.")
+    fields: tuple[str, ...] = Field(default=("text",), description="Fields of each sample, e.g. question,answer.")
+    preset: str | None = Field(default=None, description="Preset name (gsm8k, math, code_alpaca, simpletom) or path.")
+    style: str | None = Field(default=None, description="Extra style guidance for every prompt (presets set it).")
+    field_descriptions: dict[str, str] = Field(default_factory=dict)
+    model: str = Field(default=DEFAULT_MODEL, description="litellm model string; local/smollm2 is the embedded model.")
+    api_base: str | None = None
+    depth: int = Field(default=3, ge=1, le=8)
+    size: int = Field(default=100, ge=1, le=100_000_000)
+    pivots: int = Field(default=12, ge=2, le=50)
+    samples_per_call: int = Field(default=5, ge=1, le=50)
+    max_values: int = Field(default=10, ge=2, le=50, description="Most attribute values one node may have.")
+    open_ended_threshold: int = Field(
+        default=8, ge=2, le=50, description="An open-ended dimension with more values becomes one sampled child."
+    )
+    validation_retries: int = Field(default=2, ge=0, le=10)
+    concurrency: int = Field(default=16, ge=1, le=4096)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    timeout: float = Field(default=120.0, gt=0, le=3600)
+    max_retries: int = Field(default=6, ge=0, le=50)
+    budget: float | None = Field(default=None, ge=0)
+    seed: int = 0
+    temperature: float = Field(default=0.9, ge=0, le=2)
+    max_tokens: int = Field(default=1500, ge=16, le=100_000)
+    max_field_chars: int = Field(default=1200, ge=16, le=100_000)
+    cache: bool = True
+    cache_path: str | None = None
+    router: dict[str, Any] | None = Field(default=None, description="litellm Router settings (model_list, ...).")
+    templates: dict[str, str] = Field(default_factory=dict, description="Override prompt templates: step -> file.")
+    out: str | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        v = " ".join(v.split())
+        if not v:
+            raise ValueError("the task is empty: describe the data in one sentence")
+        if len(v) > 2000:
+            raise ValueError("the task is too long (over 2000 characters): describe it in one sentence")
+        return v
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields_split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [f.strip() for f in v.split(",") if f.strip()]
+        return v
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one field is needed")
+        for f in v:
+            if not _FIELD_RE.match(f):
+                raise ValueError(f"field name {f!r} must be an identifier (letters, digits, _)")
+            if f in RESERVED_FIELDS:
+                raise ValueError(f"field name {f!r} is reserved (id, leaf_id, path, slot)")
+        if len(set(v)) != len(v):
+            raise ValueError("field names must be distinct")
+        return tuple(v)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("the model is empty")
+        return v
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip().rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"api_base {v!r} must be an http(s) URL")
+        return v
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: dict[str, str]) -> dict[str, str]:
+        from .prompts import STEPS
+
+        for k in v:
+            if k not in STEPS:
+                raise ValueError(f"unknown template step {k!r} (steps: {', '.join(STEPS)})")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> "RunConfig":
+        if self.open_ended_threshold > self.max_values:
+            raise ValueError("open_ended_threshold must not exceed max_values")
+        unknown = set(self.field_descriptions) - set(self.fields)
+        if unknown:
+            raise ValueError(f"field_descriptions names unknown fields: {', '.join(sorted(unknown))}")
+        return self
+
+    # ---- serialisation -------------------------------------------------
+    def redacted(self) -> dict[str, Any]:
+        """The config as written to the run directory: secrets replaced."""
+        return redact(self.model_dump(mode="json"))
+
+
+def redact(obj: Any) -> Any:
+    """Replace the values of secret-looking keys (api_key, token, ...) recursively.
+
+    References to environment variables (``os.environ/NAME``) are kept: they are not secrets.
+    """
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(k, str) and _SECRET_KEY_RE.search(k) and isinstance(v, str) and not v.startswith("os.environ/"):
+                out[k] = "<redacted>"
+            else:
+                out[k] = redact(v)
+        return out
+    if isinstance(obj, list):
+        return [redact(x) for x in obj]
+    return obj
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line for the first problem of a pydantic error."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e.get("loc", ()) if p != "__root__")
+    if e.get("type") == "extra_forbidden":
+        return f"unknown config key {loc!r}"
+    if e.get("type") == "missing":
+        return f"missing required option {loc!r}"
+    msg = e.get("msg", "invalid value")
+    msg = msg.removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or TOML config file into a dict (keys not yet validated)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {e}") from None
+    try:
+        if p.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {str(p)!r} must end in .toml, .yaml, .yml or .json")
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parser error is a malformed file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"malformed config file {str(p)!r}: {first}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"malformed config file {str(p)!r}: expected a table of keys at the top level")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(
+    *, flags: dict[str, Any] | None = None, config_file: str | Path | None = None, base: dict[str, Any] | None = None
+) -> RunConfig:
+    """Merge defaults < preset < base < file < flags and validate. Raises ConfigError with one line."""
+    from .prompts import load_preset
+
+    merged: dict[str, Any] = dict(base or {})
+    if config_file is not None:
+        merged.update(load_config_file(config_file))
+    for k, v in (flags or {}).items():
+        if v is not None:
+            merged[k] = v
+    preset_name = merged.get("preset")
+    if preset_name:
+        if not isinstance(preset_name, str):
+            raise ConfigError("preset: must be a name or a path")
+        preset = load_preset(preset_name)
+        for k, v in preset.items():
+            if k in ("task", "fields", "style", "field_descriptions") and k not in merged:
+                merged[k] = v
+    if "task" not in merged:
+        raise ConfigError("missing task: give the task sentence (or a preset that has one)")
+    try:
+        return RunConfig(**merged)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from None
+    except TypeError as e:
+        raise ConfigError(str(e)) from None
+
+
+def validate_partial(values: dict[str, Any]) -> dict[str, str]:
+    """Validate options one by one as a form is filled in: returns {key: error} (empty when all valid).
+
+    The TUI's new-run form calls this so it applies exactly the CLI's rules.
+    """
+    errors: dict[str, str] = {}
+    base = {"task": values.get("task") or "placeholder"}
+    for key, value in values.items():
+        if value is None or value == "":
+            continue
+        try:
+            RunConfig(**{**base, key: value})
+        except ValidationError as e:
+            errors[key] = format_validation_error(e)
+    return errors

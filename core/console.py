@@ -1,0 +1,107 @@
+"""The headless front end: a live progress display on stderr, or JSON events on stdout.
+
+rich is imported only when a live display is actually shown, so importing the core
+never loads a rendering library.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+import orjson
+
+from . import events as ev
+from .progress import Progress, fmt_cost, fmt_duration
+
+
+class JsonEvents:
+    """Every event as one JSON line on stdout, for scripts."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def __call__(self, e: ev.Event) -> None:
+        self.stream.write(orjson.dumps(e.to_dict()).decode() + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def status_line(p: Progress) -> str:
+    budget = f" / ${p.budget:g}" if p.budget is not None else ""
+    return (
+        f"nodes {p.nodes_expanded}/{p.nodes_total} expanded · samples {p.samples_done}/{p.size} · "
+        f"{fmt_cost(p.cost_usd)}{budget} · tokens {p.tokens_in:,} in / {p.tokens_out:,} out · "
+        f"{p.requests} req ({p.requests_per_s:.1f}/s, {p.cache_hits} cached) · errors {p.errors} · "
+        f"retries {p.retries} · invalid {p.invalid} · elapsed {fmt_duration(p.elapsed)} · ETA {fmt_duration(p.eta_s)}"
+    )
+
+
+class HeadlessDisplay:
+    """Live progress on stderr: rich when stderr is a terminal, plain lines every few seconds otherwise."""
+
+    def __init__(self, stream: TextIO | None = None, plain_interval: float = 10.0) -> None:
+        self.stream = stream or sys.stderr
+        self.p = Progress()
+        self._live = None
+        self._bar = None
+        self._plain_interval = plain_interval
+        self._last_plain = 0.0
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self._console = Console(file=self.stream)
+            self._live = Live(self._render(), console=self._console, refresh_per_second=4, transient=False)
+            self._live.start()
+
+    def _render(self):
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        p = self.p
+        t = Table.grid(padding=(0, 1))
+        t.add_row(ProgressBar(total=max(1, p.size), completed=p.samples_done, width=40), f"{p.samples_done}/{p.size} samples")
+        t.add_row("", status_line(p))
+        t.add_row("", f"{p.leaves} leaves, {p.failed} failed")
+        if p.warnings:
+            t.add_row("", f"[yellow]last warning:[/] {p.warnings[-1][:150]}")
+        return t
+
+    def __call__(self, e: ev.Event) -> None:
+        self.p.apply(e)
+        if self._live is not None:
+            if isinstance(e, ev.RunWarning):
+                self._console.print(f"[yellow]warning:[/] {e.message}", markup=True, highlight=False)
+            self._live.update(self._render())
+            return
+        now = time.monotonic()
+        if isinstance(e, ev.RunWarning):
+            self.stream.write(f"warning: {e.message}\n")
+        if now - self._last_plain >= self._plain_interval or isinstance(e, (ev.RunStarted, ev.RunFinished)):
+            self._last_plain = now
+            self.stream.write(status_line(self.p) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.stop()
+            self._live = None
+
+
+def summary(fin: ev.RunFinished) -> str:
+    lines = [
+        f"status:   {fin.status}{' (' + fin.message + ')' if fin.message else ''}",
+        f"rows:     {fin.rows}/{fin.size} in {fin.leaves} leaves ({fin.nodes} nodes)",
+        f"cost:     {fmt_cost(fin.cost_usd)} over {fin.requests} requests",
+        f"run dir:  {fin.run_dir}",
+    ]
+    if fin.dataset:
+        lines.append(f"dataset:  {fin.dataset} (and dataset.parquet)")
+    if fin.status != "complete":
+        lines.append(f"resume:   treesynth run --resume {fin.run_dir}")
+    return "\n".join(lines)

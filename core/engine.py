@@ -1,0 +1,631 @@
+"""The TreeSynth engine: grows the partition tree and fills its leaves, pipelined.
+
+A node expands as soon as its parent is done; a leaf starts synthesising as soon as it
+exists. Sample quotas flow down the tree (each split divides its node's quota among the
+children, open-ended children weighted by their value count), which is what lets a leaf
+start before the whole tree is known.
+
+Every leaf job is self-contained (path, target, prompt parameters) and its rows carry
+deterministic ids ``<leaf>/<slot>/<i>``, so results merge by leaf id whatever runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from . import events as ev
+from .allocate import allocate, calls_for
+from .errors import BudgetExhausted, ProviderError, StopRequested, TransientProviderError
+from .llm import PRIORITY_LEAF, PRIORITY_TREE, LLMClient, LLMRequest
+from .parsing import ParseError, parse_json, parse_samples
+from .partition import Coverage, PartitionError, plan_children, validate_coverage, validate_split
+from .prompts import Prompts
+from .schemas import classify_schema, samples_schema, supplement_schema
+from .store import LeafRecord, Recovered, RunStore
+from .text import sample_key, truncate
+from .tree import EXPANDED, FAILED, LEAF, PENDING, PRUNED, Node, Tree
+
+
+def derive_seed(seed: int, *parts: Any) -> int:
+    h = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=4).digest()
+    return int.from_bytes(h, "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class LeafJob:
+    """Everything needed to synthesise one leaf, independent of the engine that made it."""
+
+    leaf_id: str
+    path: tuple[tuple[str, str], ...]
+    open_values: tuple[str, ...]
+    target: int
+    first_slot: int
+    skip_slots: frozenset[int]
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg,
+        store: RunStore,
+        client: LLMClient,
+        prompts: Prompts,
+        recovered: Recovered,
+        on_event: Callable[[ev.Event], None] | None = None,
+        resumed: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.client = client
+        self.prompts = prompts
+        self.tree: Tree = recovered.tree
+        self.on_event = on_event or (lambda e: None)
+        self.resumed = resumed
+        self.leaf_rows: dict[str, int] = {k: v.rows for k, v in recovered.leaves.items()}
+        self.leaf_rec: dict[str, LeafRecord] = dict(recovered.leaves)
+        self.keys: set[int] = set(recovered.keys)
+        self.rows = recovered.rows
+        self._tasks: set[asyncio.Task] = set()
+        self._leaf_gate = asyncio.Semaphore(max(2, cfg.concurrency))
+        self._stop_reason: str | None = None
+        self._fatal: BaseException | None = None
+        self._short: set[str] = set()
+        self._t0 = time.monotonic()
+        self._usage_dirty = True
+        self._last_usage = 0.0
+        self._samples_schema_cache: dict[int, dict] = {}
+        client.on_usage = self._on_usage
+        self._startup_warnings = list(recovered.warnings)
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, e: ev.Event) -> None:
+        if not isinstance(e, ev.Usage):
+            self.store.append_event(e.to_dict())
+        try:
+            self.on_event(e)
+        except Exception as exc:  # noqa: BLE001 - a broken front end must not kill the run
+            self.store.append_event({"event": "warning", "message": f"event consumer failed: {exc!r}"})
+
+    def warn(self, message: str, node_id: str | None = None) -> None:
+        self._emit(ev.RunWarning(message=message, node_id=node_id))
+
+    def usage_event(self) -> ev.Usage:
+        u = self.client.usage
+        return ev.Usage(
+            requests=u.requests, cache_hits=u.cache_hits, tokens_in=u.tokens_in, tokens_out=u.tokens_out,
+            cost_usd=u.cost_usd, retries=u.retries, errors=u.errors, invalid=u.invalid,
+            elapsed_s=time.monotonic() - self._t0,
+        )
+
+    def _on_usage(self) -> None:
+        self._usage_dirty = True
+        now = time.monotonic()
+        if now - self._last_usage >= 0.1:
+            self._last_usage = now
+            self._usage_dirty = False
+            self._emit(self.usage_event())
+
+    async def _ticker(self) -> None:
+        last_state = 0.0
+        while True:
+            await asyncio.sleep(0.5)
+            if self._usage_dirty:
+                self._usage_dirty = False
+                self._last_usage = time.monotonic()
+                self._emit(self.usage_event())
+            self.store.maybe_snapshot(self.tree)
+            if time.monotonic() - last_state >= 2.0:
+                last_state = time.monotonic()
+                self._save_state("running")
+
+    def _save_state(self, status: str) -> None:
+        self.store.write_state(
+            {"status": status, "rows": self.rows, "size": self.cfg.size, "usage": self.client.usage.to_dict(), "updated": time.time()}
+        )
+
+    # ------------------------------------------------------------------ tasks
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._task_done)
+
+    def _task_done(self, t: asyncio.Task) -> None:
+        self._tasks.discard(t)
+        if t.cancelled():
+            return
+        exc = t.exception()
+        if exc is None:
+            return
+        if isinstance(exc, BudgetExhausted):
+            self._stop_reason = self._stop_reason or "budget"
+        elif isinstance(exc, StopRequested):
+            self._stop_reason = self._stop_reason or "stopped"
+        elif self._fatal is None:
+            self._fatal = exc
+            self.client.stop()
+
+    def request_stop(self) -> None:
+        """Graceful stop: no new calls; in-flight calls finish and are saved."""
+        self._stop_reason = self._stop_reason or "stopped"
+        self.client.stop()
+
+    def pause(self) -> None:
+        self.client.pause()
+
+    def resume(self) -> None:
+        self.client.resume()
+
+    # ------------------------------------------------------------------ run
+    async def run(self, grace_s: float = 10.0) -> ev.RunFinished:
+        cfg = self.cfg
+        self._emit(
+            ev.RunStarted(
+                run_dir=str(self.store.root), task=cfg.task, model=cfg.model, size=cfg.size, depth=cfg.depth,
+                budget=cfg.budget, resumed=self.resumed, samples_done=self.rows,
+            )
+        )
+        for w in self._startup_warnings:
+            self.warn(w)
+        if cfg.budget is not None and not self.client.usage.cost_known:
+            self.warn(f"cost is unknown for {cfg.model}: the budget cannot be enforced")
+        ticker = asyncio.ensure_future(self._ticker())
+        try:
+            self._schedule(self.tree.root)
+            for _round in range(3):  # the main pass, then at most two top-up rounds
+                await self._drain(grace_s)
+                if self._fatal or self._stop_reason or self.rows >= cfg.size:
+                    break
+                if not self._top_up():
+                    break
+        finally:
+            ticker.cancel()
+            for t in list(self._tasks):
+                t.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._fatal is not None:
+            self._finish_state("incomplete")
+            raise self._fatal
+        return self._finish()
+
+    async def _drain(self, grace_s: float) -> None:
+        while self._tasks:
+            if self._stop_reason == "stopped" and self._fatal is None:
+                done, _ = await asyncio.wait(set(self._tasks), timeout=grace_s)
+                for t in list(self._tasks):
+                    t.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                return
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            if self._fatal is not None:
+                return
+
+    def _finish_state(self, status: str) -> None:
+        self.store.maybe_snapshot(self.tree, force=True)
+        self._save_state(status)
+        if self.client.cache is not None:
+            self.client.cache.commit()
+
+    def _finish(self) -> ev.RunFinished:
+        from .export import write_jsonl, write_parquet
+
+        cfg = self.cfg
+        failed = [n for n in self.tree if n.status == FAILED]
+        if self.rows >= cfg.size and not failed:
+            status = "complete"
+        elif self._stop_reason == "budget":
+            status = "budget"
+        elif self._stop_reason == "stopped":
+            status = "stopped"
+        else:
+            status = "incomplete"
+        dataset = None
+        self._emit(self.usage_event())
+        if status == "complete":
+            dest = self.store.p("dataset.jsonl")
+            write_jsonl(self.store.iter_samples(), dest, limit=cfg.size)
+            write_parquet(dest, self.store.p("dataset.parquet"))
+            dataset = str(dest)
+        self._finish_state(status)
+        leaves = sum(1 for n in self.tree if n.status == LEAF)
+        msg = {
+            "complete": "",
+            "budget": f"budget of ${cfg.budget} reached",
+            "stopped": "stopped on request",
+            "incomplete": (
+                f"{len(failed)} node(s) failed; see events.jsonl" if failed else f"{cfg.size - self.rows} samples could not be generated"
+            ),
+        }[status]
+        fin = ev.RunFinished(
+            status=status, run_dir=str(self.store.root), rows=min(self.rows, cfg.size), size=cfg.size, leaves=leaves,
+            nodes=len(self.tree), dataset=dataset, cost_usd=self.client.usage.cost_usd, requests=self.client.usage.requests,
+            message=msg,
+        )
+        self._emit(fin)
+        return fin
+
+    # ------------------------------------------------------------------ scheduling
+    def _schedule(self, node: Node) -> None:
+        cfg = self.cfg
+        if node.status == PRUNED:
+            return
+        if node.status == FAILED:
+            node.status, node.reason = PENDING, None
+            self._journal(node)
+        if node.status == EXPANDED:
+            for cid in node.children:
+                self._schedule(self.tree.get(cid))
+        elif node.status == LEAF:
+            if self.leaf_rows.get(node.id, 0) < node.target:
+                self._spawn(self._synth(node.id))
+        elif node.target == 0 and node.parent is not None:
+            self._make_leaf(node, "no samples allocated to this subtree")
+        elif node.depth >= cfg.depth:
+            self._make_leaf(node, None)
+        elif node.open_ended:
+            self._make_leaf(node, "open-ended value list: values are sampled at generation")
+        else:
+            self._spawn(self._expand(node.id))
+
+    def _journal(self, node: Node) -> None:
+        self.tree.upsert(node)
+        self.store.journal_node(node)
+
+    def _make_leaf(self, node: Node, reason: str | None) -> None:
+        node.status, node.reason = LEAF, reason
+        self._journal(node)
+        self._emit(ev.NodeLeaf(node_id=node.id, target=node.target, reason=reason))
+        if node.target > self.leaf_rows.get(node.id, 0):
+            self._spawn(self._synth(node.id))
+
+    def _fail(self, node: Node, reason: str) -> None:
+        node.status, node.reason = FAILED, reason
+        self._journal(node)
+        self._emit(ev.NodeFailed(node_id=node.id, reason=reason))
+
+    def _path_tuple(self, node_id: str) -> tuple[tuple[str, str], ...]:
+        return tuple((p["dimension"], p["value"]) for p in self.tree.path(node_id))
+
+    # ------------------------------------------------------------------ expansion
+    async def _ask(self, node: Node, step: str, messages, schema, validate, temperature: float):
+        """Call, parse and validate, retrying with the error fed back. Returns (result, last error)."""
+        base = messages
+        err = "no answer"
+        for attempt in range(self.cfg.validation_retries + 1):
+            req = LLMRequest(
+                messages=messages, slot=f"{node.id}:{step}:{attempt}", schema=schema, schema_name=step,
+                temperature=temperature, max_tokens=self.cfg.max_tokens,
+                seed=derive_seed(self.cfg.seed, node.id, step, attempt), priority=PRIORITY_TREE,
+            )
+            c = await self.client.complete(req)
+            if c.finish_reason == "length":
+                err = "the answer was cut off before it ended; answer more briefly"
+            else:
+                try:
+                    return validate(parse_json(c.text)), None
+                except (ParseError, PartitionError) as e:
+                    err = str(e)
+            self.client.usage.invalid += 1
+            self.warn(f"node {node.id} {step}: invalid answer (attempt {attempt + 1}): {truncate(err, 300)}", node.id)
+            messages = self.prompts.retry(base, c.text, err)
+        return None, err
+
+    async def _expand(self, nid: str) -> None:
+        node = self.tree.get(nid)
+        try:
+            await self._expand_inner(node)
+        except TransientProviderError as e:
+            self._fail(node, f"provider error after retries: {e}")
+
+    async def _expand_inner(self, node: Node) -> None:
+        cfg = self.cfg
+        path = self.tree.path(node.id)
+        ptuple = tuple((p["dimension"], p["value"]) for p in path)
+        ancestors = [p["dimension"] for p in path]
+
+        # 1. pivots
+        self._emit(ev.NodeStarted(node_id=node.id, parent_id=node.parent, depth=node.depth, stage="pivots", path=ptuple))
+
+        def v_pivots(obj):
+            samples, _ = parse_samples(obj, cfg.fields, max_items=cfg.pivots, max_chars=cfg.max_field_chars)
+            uniq, seen = [], set()
+            for s in samples:
+                k = sample_key(s, cfg.fields)
+                if k not in seen:
+                    seen.add(k)
+                    uniq.append(s)
+            if len(uniq) < 2:
+                raise ParseError(f"need at least 2 distinct samples with fields {', '.join(cfg.fields)}; got {len(uniq)}")
+            return uniq
+
+        pivots, err = await self._ask(
+            node, "pivots", self.prompts.pivots(path, cfg.pivots),
+            samples_schema(cfg.fields, cfg.pivots, cfg.max_field_chars), v_pivots, cfg.temperature,
+        )
+        if pivots is None:
+            self._make_leaf(node, f"no usable pivots: {err}")
+            return
+        node.pivots = pivots
+
+        # 2. criterion and classification
+        self._emit(ev.NodeStarted(node_id=node.id, parent_id=node.parent, depth=node.depth, stage="classify", path=ptuple))
+        split, err = await self._ask(
+            node, "classify", self.prompts.classify(path, pivots, ancestors, cfg.max_values),
+            classify_schema(len(pivots), cfg.max_values),
+            lambda obj: validate_split(obj, len(pivots), ancestors, cfg.max_values), 0.3,
+        )
+        if split is None:
+            self._make_leaf(node, f"no valid split: {err}")
+            return
+
+        # 3. coverage supplement
+        existing = [v.value for v in split.values]
+        max_new = cfg.max_values - len(existing)
+        coverage = Coverage("none")
+        if max_new > 0:
+            self._emit(ev.NodeStarted(node_id=node.id, parent_id=node.parent, depth=node.depth, stage="supplement", path=ptuple))
+            cov, err = await self._ask(
+                node, "supplement", self.prompts.supplement(path, split.dimension, existing, max_new),
+                supplement_schema(max_new), lambda obj: validate_coverage(obj, existing, max_new), 0.3,
+            )
+            if cov is None:
+                self.warn(f"node {node.id}: coverage supplement failed ({truncate(err, 200)}); keeping the pivots' values", node.id)
+            else:
+                coverage = cov
+                for r in cov.rejected:
+                    self.warn(f"node {node.id} supplement: dropped {r}", node.id)
+
+        # 4. children
+        specs = plan_children(split, coverage, cfg.open_ended_threshold)
+        if len(specs) < 2 and not (specs and specs[0].source == "open_ended"):
+            self._make_leaf(node, f"dimension {split.dimension!r} has a single value; nothing to split")
+            return
+        targets = allocate(node.target, [s.weight for s in specs])
+        children: list[Node] = []
+        for i, (spec, tgt) in enumerate(zip(specs, targets)):
+            children.append(
+                Node(
+                    id=f"{node.id}.{i}", parent=node.id, depth=node.depth + 1, dimension=split.dimension,
+                    value=spec.value, values=list(spec.values), source=spec.source, target=tgt,
+                )
+            )
+        for c in children:
+            self._journal(c)
+        node.status = EXPANDED
+        node.split_dimension = split.dimension
+        node.split_values = [{"value": v.value, "source": v.source, "pivots": list(v.pivots)} for v in split.values] + [
+            {"value": a, "source": "coverage", "pivots": []} for a in coverage.added
+        ]
+        node.coverage = coverage.kind
+        node.children = [c.id for c in children]
+        self._journal(node)
+        self._emit(
+            ev.NodeExpanded(
+                node_id=node.id, dimension=split.dimension, coverage=coverage.kind,
+                children=tuple(ev.ChildInfo(node_id=c.id, value=c.value or "", source=c.source, target=c.target, open_ended=c.open_ended) for c in children),
+                nodes_total=len(self.tree), nodes_expanded=sum(1 for n in self.tree if n.status == EXPANDED),
+            )
+        )
+        for c in children:
+            self._schedule(c)
+
+    # ------------------------------------------------------------------ synthesis
+    def leaf_job(self, node: Node) -> LeafJob:
+        rec = self.leaf_rec.get(node.id, LeafRecord())
+        return LeafJob(
+            leaf_id=node.id, path=self._path_tuple(node.id), open_values=tuple(node.values), target=node.target,
+            first_slot=rec.max_slot + 1, skip_slots=frozenset(rec.empty_slots),
+        )
+
+    def _samples_schema(self, n: int) -> dict:
+        s = self._samples_schema_cache.get(n)
+        if s is None:
+            s = self._samples_schema_cache[n] = samples_schema(self.cfg.fields, n, self.cfg.max_field_chars)
+        return s
+
+    async def _synth(self, lid: str) -> None:
+        async with self._leaf_gate:
+            node = self.tree.get(lid)
+            if node.status != LEAF:
+                return
+            try:
+                await self._synth_inner(node)
+            except TransientProviderError as e:
+                self._fail(node, f"provider error after retries: {e}")
+
+    async def _synth_inner(self, node: Node) -> None:
+        cfg = self.cfg
+        job = self.leaf_job(node)
+        lid = job.leaf_id
+        self._emit(ev.NodeStarted(node_id=lid, parent_id=node.parent, depth=node.depth, stage="synthesis", path=job.path))
+        m = cfg.samples_per_call
+        slot_limit = job.first_slot + calls_for(max(0, job.target - self.leaf_rows.get(lid, 0)), m) * 3 + 4
+        slot = job.first_slot
+        inflight: dict[asyncio.Task, int] = {}
+        error: BaseException | None = None
+        try:
+            while True:
+                need = job.target - self.leaf_rows.get(lid, 0) - sum(inflight.values())
+                while error is None and need > 0 and len(inflight) < cfg.concurrency and slot < slot_limit:
+                    n = min(m, need)
+                    inflight[asyncio.ensure_future(self._gen(job, slot, n))] = n
+                    need -= n
+                    slot += 1
+                if not inflight:
+                    break
+                done, _ = await asyncio.wait(set(inflight), return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    inflight.pop(t)
+                    exc = t.exception()
+                    if exc is not None and error is None:
+                        error = exc
+        except asyncio.CancelledError:
+            for t in inflight:
+                t.cancel()
+            raise
+        if error is not None:
+            raise error
+        if self.leaf_rows.get(lid, 0) < job.target:
+            self._short.add(lid)
+            self.warn(f"leaf {lid}: only {self.leaf_rows.get(lid, 0)} of {job.target} samples after {slot - job.first_slot} calls (duplicates or invalid answers)", lid)
+
+    def _slot_path(self, job: LeafJob, slot: int) -> list[dict[str, str]]:
+        path = [{"dimension": d, "value": v} for d, v in job.path]
+        if job.open_values and path:
+            pick = derive_seed(self.cfg.seed, job.leaf_id, "value", slot) % len(job.open_values)
+            path[-1] = {"dimension": path[-1]["dimension"], "value": job.open_values[pick]}
+        return path
+
+    async def _gen(self, job: LeafJob, slot: int, n: int) -> None:
+        cfg = self.cfg
+        lid = job.leaf_id
+        if slot in job.skip_slots:
+            return
+        path = self._slot_path(job, slot)
+        req = LLMRequest(
+            messages=self.prompts.generate(path, n), slot=f"{lid}:gen:{slot}", schema=self._samples_schema(n),
+            schema_name="samples", temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+            seed=derive_seed(cfg.seed, lid, "gen", slot), priority=PRIORITY_LEAF,
+        )
+        c = await self.client.complete(req)
+        samples: list[dict[str, str]] = []
+        if c.finish_reason == "length":
+            self.client.usage.invalid += 1
+        else:
+            try:
+                samples, _rejected = parse_samples(parse_json(c.text), cfg.fields, max_items=n, max_chars=cfg.max_field_chars)
+            except ParseError:
+                self.client.usage.invalid += 1
+        room = job.target - self.leaf_rows.get(lid, 0)
+        rows: list[dict[str, Any]] = []
+        for i, s in enumerate(samples):
+            if len(rows) >= room:
+                break  # trim overshoot
+            k = sample_key(s, cfg.fields)
+            if k in self.keys:
+                continue  # exact duplicate (normalised): replaced by a later call
+            self.keys.add(k)
+            rows.append({"id": f"{lid}/{slot}/{i}", "leaf_id": lid, "slot": slot, "path": path, **s, "_k": k})
+        if rows:
+            self.store.append_samples(rows)
+        else:
+            self.store.append_empty_slot(lid, slot)
+        done = self.leaf_rows[lid] = self.leaf_rows.get(lid, 0) + len(rows)
+        self.rows += len(rows)
+        preview = tuple(truncate(str(r[cfg.fields[0]]), 160) for r in rows[:2])
+        self._emit(ev.LeafProgress(node_id=lid, done=done, target=job.target, samples_done=self.rows, samples_target=cfg.size, preview=preview))
+
+    def _top_up(self) -> bool:
+        """Give the samples short leaves could not produce to the leaves that filled up."""
+        deficit = self.cfg.size - self.rows
+        if deficit <= 0 or any(n.status == FAILED for n in self.tree):
+            return False
+        full = [n for n in self.tree.walk() if n.status == LEAF and n.id not in self._short and n.target > 0]
+        if not full:
+            full = [n for n in self.tree.walk() if n.status == LEAF]
+        if not full:
+            return False
+        self.warn(f"topping up {deficit} samples across {len(full)} leaves")
+        self._short.clear()
+        for n, extra in zip(full, allocate(deficit, [1] * len(full))):
+            if extra:
+                n.target += extra
+                self._journal(n)
+                self._spawn(self._synth(n.id))
+        return True
+
+
+# ---------------------------------------------------------------------------
+# Run: the API front ends use
+# ---------------------------------------------------------------------------
+
+
+class Run:
+    """A run bound to its directory: ``await Run.create(...).execute(on_event)``."""
+
+    def __init__(self, cfg, store: RunStore, recovered: Recovered, transport=None, resumed: bool = False) -> None:
+        from .cache import ResponseCache
+        from .llm import LiteLLMTransport, UsageTotals
+
+        self.cfg = cfg
+        self.store = store
+        self.recovered = recovered
+        self.resumed = resumed
+        cache = None
+        try:
+            cache_path = Path(cfg.cache_path) if cfg.cache_path else store.p("cache.sqlite")
+            cache = ResponseCache(cache_path)
+        except Exception:
+            store.close()
+            raise
+        self.client = LLMClient(
+            transport or LiteLLMTransport(cfg), concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
+            max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache,
+            usage=UsageTotals.from_dict(recovered.state.get("usage") or {}),
+        )
+        self.prompts = Prompts(cfg)
+        self.engine: Engine | None = None
+
+    @classmethod
+    def create(cls, cfg, out: Path, transport=None) -> "Run":
+        from .tree import Tree
+
+        store = RunStore.create(out, cfg.redacted())
+        try:
+            recovered = Recovered(Tree.new(cfg.size), 0, {}, set(), 0, store.read_state(), [])
+            return cls(cfg, store, recovered, transport)
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def resume(cls, run_dir: Path, overrides: dict[str, Any] | None = None, transport=None) -> "Run":
+        from .config import RESUMABLE_OVERRIDES, build_config
+        from .errors import ConfigError, RunDirError
+
+        store = RunStore.open(run_dir)
+        try:
+            saved = store.read_config()
+            overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+            bad = sorted(k for k, v in overrides.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v)
+            if bad:
+                raise ConfigError(f"cannot change {', '.join(bad)} when resuming (allowed: {', '.join(sorted(RESUMABLE_OVERRIDES))})")
+            saved.pop("preset", None)  # the preset's values are already resolved into the saved config
+            try:
+                cfg = build_config(base=saved, flags=overrides)
+            except ConfigError as e:
+                raise RunDirError(f"{str(run_dir)!r} is corrupt: its config.json is invalid ({e})") from None
+            recovered = store.recover(cfg.size)
+            return cls(cfg, store, recovered, transport, resumed=True)
+        except BaseException:
+            store.close()
+            raise
+
+    @property
+    def finished(self) -> bool:
+        return self.recovered.state.get("status") == "complete"
+
+    async def execute(self, on_event: Callable[[ev.Event], None] | None = None) -> ev.RunFinished:
+        self.engine = Engine(self.cfg, self.store, self.client, self.prompts, self.recovered, on_event, self.resumed)
+        try:
+            return await self.engine.run()
+        finally:
+            self.close()
+
+    def request_stop(self) -> None:
+        if self.engine is not None:
+            self.engine.request_stop()
+
+    def close(self) -> None:
+        if self.client.cache is not None:
+            try:
+                self.client.cache.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.client.cache = None
+        self.store.close()

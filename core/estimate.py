@@ -1,0 +1,77 @@
+"""Expected calls, tokens and cost of a run before anything is spent (pure, plus litellm's price table)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .allocate import calls_for
+
+
+@dataclass(frozen=True)
+class Estimate:
+    internal_nodes: int
+    leaves: int
+    tree_calls: int
+    synth_calls: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float | None
+    assumed_fanout: float
+
+    @property
+    def calls(self) -> int:
+        return self.tree_calls + self.synth_calls
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def estimate(cfg, prompts=None, fanout: float | None = None, retry_rate: float = 0.15, price=None) -> Estimate:
+    """Model: every node splits into ``fanout`` children (default: half of max_values, at
+    least 2) until depth, or until quotas reach zero; each expansion makes 3 calls; leaves
+    make ceil(target / samples_per_call) calls; ``retry_rate`` extra calls for invalid answers.
+    ``price(tokens_in, tokens_out) -> USD | None``.
+    """
+    f = fanout or max(2.0, cfg.max_values / 2)
+    internal, level, leaves = 0, 1.0, 0.0
+    for _d in range(cfg.depth):
+        if level >= cfg.size:
+            break
+        internal += int(round(level))
+        level *= f
+    leaves = min(level, float(cfg.size))
+    leaves_i = max(1, int(round(leaves)))
+    tree_calls = int(round(internal * 3 * (1 + retry_rate)))
+    synth_calls = int(round(calls_for(cfg.size, cfg.samples_per_call) * (1 + retry_rate)))
+    field_tokens = 60 * len(cfg.fields)
+    if prompts is not None:
+        path = [{"dimension": "dimension name", "value": "attribute value"}] * cfg.depth
+        gen_in = _tokens(prompts.system + prompts.generate(path, cfg.samples_per_call)[1]["content"])
+        piv_in = _tokens(prompts.system + prompts.pivots(path[:-1], cfg.pivots)[1]["content"])
+    else:
+        gen_in, piv_in = 250, 250
+    cls_in = piv_in + cfg.pivots * field_tokens
+    tin = internal * (piv_in + cls_in + piv_in) + synth_calls * gen_in
+    tout = internal * (cfg.pivots * field_tokens + 20 * cfg.pivots + 15 * cfg.max_values) + synth_calls * cfg.samples_per_call * field_tokens
+    tin, tout = int(tin * (1 + retry_rate)), int(tout * (1 + retry_rate))
+    cost = price(tin, tout) if price else None
+    return Estimate(internal, leaves_i, tree_calls, synth_calls, tin, tout, cost, f)
+
+
+def litellm_price(model: str):
+    """A price function from litellm's (local) cost map, or None if the model is unpriced."""
+    if model.startswith("local/"):
+        return lambda tin, tout: 0.0
+    from .llm import load_litellm
+
+    litellm = load_litellm()
+
+    def price(tin: int, tout: int) -> float | None:
+        try:
+            a, b = litellm.cost_per_token(model=model, prompt_tokens=tin, completion_tokens=tout)
+            return float(a + b)
+        except Exception:  # noqa: BLE001 - unpriced model
+            return None
+
+    return price

@@ -1,0 +1,137 @@
+"""Typed, immutable engine events. Every front end (headless display, JSON events, TUI)
+consumes this one stream through a single callback.
+
+Totals are cumulative (usage, samples done), so a consumer that drops or coalesces
+updates loses nothing: the latest event carries the whole state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, ClassVar
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    ts: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["event"] = self.kind
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    run_dir: str
+    task: str
+    model: str
+    size: int
+    depth: int
+    budget: float | None
+    resumed: bool
+    samples_done: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStarted(Event):
+    """A node begins expanding (stage: pivots, classify, supplement) or synthesising (stage: synthesis)."""
+
+    kind: ClassVar[str] = "node_started"
+    node_id: str
+    parent_id: str | None
+    depth: int
+    stage: str
+    path: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildInfo:
+    node_id: str
+    value: str
+    source: str
+    target: int
+    open_ended: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeExpanded(Event):
+    kind: ClassVar[str] = "node_expanded"
+    node_id: str
+    dimension: str
+    coverage: str
+    children: tuple[ChildInfo, ...]
+    nodes_total: int
+    nodes_expanded: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeLeaf(Event):
+    kind: ClassVar[str] = "node_leaf"
+    node_id: str
+    target: int
+    reason: str | None = None  # set when it became a leaf before full depth
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeFailed(Event):
+    kind: ClassVar[str] = "node_failed"
+    node_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeafProgress(Event):
+    kind: ClassVar[str] = "leaf_progress"
+    node_id: str
+    done: int
+    target: int
+    samples_done: int  # whole run, cumulative
+    samples_target: int
+    preview: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage(Event):
+    kind: ClassVar[str] = "usage"
+    requests: int
+    cache_hits: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float | None  # None: cost unknown for this model
+    retries: int
+    errors: int
+    invalid: int  # answers rejected by parsing/validation
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunWarning(Event):
+    kind: ClassVar[str] = "warning"
+    message: str
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    status: str  # complete | incomplete | stopped | budget
+    run_dir: str
+    rows: int
+    size: int
+    leaves: int
+    nodes: int
+    dataset: str | None
+    cost_usd: float | None
+    requests: int
+    message: str = ""
+
+
+EventCallback = Callable[[Event], None]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    c.kind: c for c in (RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, LeafProgress, Usage, RunWarning, RunFinished)
+}

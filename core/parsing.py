@@ -1,0 +1,105 @@
+"""Tolerant parsing of LLM output. LLM output is untrusted text: parse, never evaluate."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+
+
+class ParseError(ValueError):
+    """The answer holds no usable JSON."""
+
+
+def parse_json(text: str | None) -> Any:
+    """Return the first JSON value in ``text``.
+
+    Tries, in order: the whole text, fenced code blocks, then the first balanced
+    object or array found by scanning. Raises ParseError if none parses.
+    """
+    if text is None:
+        raise ParseError("empty answer")
+    s = str(text).strip()
+    if not s:
+        raise ParseError("empty answer")
+    try:
+        return json.loads(s)
+    except (ValueError, RecursionError):
+        pass
+    for m in _FENCE.finditer(s):
+        try:
+            return json.loads(m.group(1).strip())
+        except (ValueError, RecursionError):
+            continue
+    dec = json.JSONDecoder()
+    tries = 0
+    for i, ch in enumerate(s):
+        if ch in "{[":
+            tries += 1
+            if tries > 50:  # bounded: hostile input cannot make this quadratic forever
+                break
+            try:
+                obj, _ = dec.raw_decode(s, i)
+                return obj
+            except (ValueError, RecursionError):
+                continue
+    raise ParseError("no JSON object found in the answer")
+
+
+def _as_text(v: Any) -> str | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, str):
+        v = v.strip()
+        return v or None
+    return None
+
+
+def parse_samples(obj: Any, fields: tuple[str, ...] | list[str], *, max_items: int, max_chars: int) -> tuple[list[dict[str, str]], int]:
+    """Extract samples with every field a non-empty string.
+
+    Accepts ``{"samples": [...]}``, a bare list, or a single object. With one field a
+    sample may be a bare string. Returns (valid samples, number rejected).
+    """
+    fields = tuple(fields)
+    if isinstance(obj, dict):
+        items = None
+        for key in ("samples", "items", "data", "examples", "pivots"):
+            if isinstance(obj.get(key), list):
+                items = obj[key]
+                break
+        if items is None:
+            items = [obj]
+    elif isinstance(obj, list):
+        items = obj
+    else:
+        raise ParseError("expected a list of samples")
+    out: list[dict[str, str]] = []
+    rejected = 0
+    for it in items[: max_items * 2]:
+        if len(fields) == 1 and not isinstance(it, dict):
+            t = _as_text(it)
+            if t is None:
+                rejected += 1
+                continue
+            out.append({fields[0]: t[:max_chars]})
+            continue
+        if not isinstance(it, dict):
+            rejected += 1
+            continue
+        sample: dict[str, str] = {}
+        for f in fields:
+            t = _as_text(it.get(f))
+            if t is None:
+                break
+            sample[f] = t[:max_chars]
+        else:
+            out.append(sample)
+            continue
+        rejected += 1
+    rejected += max(0, len(out) - max_items)
+    return out[:max_items], rejected

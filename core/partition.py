@@ -1,0 +1,205 @@
+"""The partition protocol's rules, as pure functions.
+
+A node's split is valid when:
+  * one dimension is named, and it is not (after normalisation) an ancestor's dimension;
+  * every pivot is assigned to exactly one attribute value (none missing, none twice);
+  * values are distinct after case/whitespace normalisation and none is a catch-all
+    ("other", "misc", "various", ...).
+The coverage supplement adds values the pivots missed; its values obey the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .text import normalise
+
+CATCH_ALL_WORDS = frozenset(
+    {
+        "other", "others", "misc", "miscellaneous", "various", "varied", "general", "etc",
+        "mixed", "any", "anything", "everything", "all", "rest", "remaining", "unknown",
+        "unspecified", "none", "n/a", "na", "not applicable", "undefined", "default",
+        "else", "something else", "more", "additional",
+    }
+)
+_CATCH_ALL_PREFIXES = ("other ", "others ", "misc ", "miscellaneous ", "various ", "any other ", "all other ")
+_CATCH_ALL_SUFFIXES = (" etc", " and others", " and more", " or other", " or others", " others")
+
+COVERAGE_KINDS = ("none", "complete", "open_ended")
+
+
+class PartitionError(ValueError):
+    """A split that breaks the protocol; the message is fed back to the LLM."""
+
+
+@dataclass(frozen=True)
+class Value:
+    value: str
+    pivots: tuple[int, ...] = ()  # 0-based pivot indices
+    source: str = "pivots"  # "pivots" | "coverage"
+
+
+@dataclass(frozen=True)
+class Split:
+    dimension: str
+    values: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    kind: str  # none | complete | open_ended
+    added: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = field(default=())  # human-readable reasons for dropped values
+
+
+def is_catch_all(value: str) -> bool:
+    n = normalise(value)
+    if not n or n in CATCH_ALL_WORDS:
+        return True
+    return n.startswith(_CATCH_ALL_PREFIXES) or n.endswith(_CATCH_ALL_SUFFIXES)
+
+
+def _clean_label(v: Any, what: str, max_len: int = 120) -> str:
+    if not isinstance(v, str):
+        raise PartitionError(f"{what} must be a string")
+    s = " ".join(v.split())
+    if not s or not normalise(s):
+        raise PartitionError(f"{what} is empty")
+    if len(s) > max_len:
+        raise PartitionError(f"{what} is longer than {max_len} characters")
+    return s
+
+
+def _pivot_index(x: Any, n: int) -> int:
+    """Pivots are numbered 1..n in prompts; accept ints and numeric strings."""
+    if isinstance(x, bool):
+        raise PartitionError(f"pivot number {x!r} is not a number")
+    if isinstance(x, str):
+        xs = x.strip().lstrip("#")
+        if not xs.isdigit():
+            raise PartitionError(f"pivot number {x!r} is not a number")
+        x = int(xs)
+    if isinstance(x, float) and x.is_integer():
+        x = int(x)
+    if not isinstance(x, int):
+        raise PartitionError(f"pivot number {x!r} is not a number")
+    if not 1 <= x <= n:
+        raise PartitionError(f"pivot number {x} is out of range 1..{n}")
+    return x - 1
+
+
+def validate_split(raw: Any, n_pivots: int, ancestor_dimensions: list[str] | tuple[str, ...], max_values: int) -> Split:
+    """Check a classification answer against the protocol; raise PartitionError listing what is wrong."""
+    if not isinstance(raw, dict):
+        raise PartitionError("the answer must be an object with 'dimension' and 'values'")
+    dimension = _clean_label(raw.get("dimension"), "the dimension")
+    nd = normalise(dimension)
+    for anc in ancestor_dimensions:
+        if normalise(anc) == nd:
+            raise PartitionError(f"dimension {dimension!r} was already used by an ancestor node; choose a different one")
+    items = raw.get("values")
+    if not isinstance(items, list) or not items:
+        raise PartitionError("'values' must be a non-empty list of {value, pivots}")
+    if len(items) > max_values:
+        raise PartitionError(f"too many values ({len(items)}); use at most {max_values}")
+    problems: list[str] = []
+    seen_norm: dict[str, str] = {}
+    owner: dict[int, str] = {}
+    values: list[Value] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise PartitionError("each entry of 'values' must be an object {value, pivots}")
+        label = _clean_label(item.get("value"), "an attribute value")
+        n = normalise(label)
+        if n in seen_norm:
+            problems.append(f"value {label!r} repeats {seen_norm[n]!r}")
+            continue
+        if is_catch_all(label):
+            problems.append(f"value {label!r} is a catch-all; name a concrete value")
+            continue
+        seen_norm[n] = label
+        raw_p = item.get("pivots", [])
+        if not isinstance(raw_p, list):
+            raw_p = [raw_p]
+        idx: list[int] = []
+        for x in raw_p:
+            i = _pivot_index(x, n_pivots)
+            if i in owner:
+                problems.append(f"pivot {i + 1} is assigned twice ({owner[i]!r} and {label!r})")
+                continue
+            if i in idx:
+                continue
+            owner[i] = label
+            idx.append(i)
+        values.append(Value(label, tuple(sorted(idx)), "pivots"))
+    missing = [i + 1 for i in range(n_pivots) if i not in owner]
+    if missing:
+        problems.append(f"pivots {', '.join(map(str, missing))} are not assigned to any value")
+    empty = [v.value for v in values if not v.pivots]
+    if empty:
+        problems.append(f"values {', '.join(repr(e) for e in empty)} have no pivots (list only values that pivots have)")
+    if problems:
+        raise PartitionError("; ".join(problems))
+    return Split(dimension, tuple(values))
+
+
+def validate_coverage(raw: Any, existing: list[str] | tuple[str, ...], max_new: int) -> Coverage:
+    """Check a coverage-supplement answer. Bad individual values are dropped (with reasons), not fatal."""
+    if not isinstance(raw, dict):
+        raise PartitionError("the answer must be an object with 'status' and 'values'")
+    kind = raw.get("status")
+    if isinstance(kind, str):
+        kind = kind.strip().lower().replace("-", "_").replace(" ", "_")
+    if kind not in COVERAGE_KINDS:
+        raise PartitionError(f"'status' must be one of {', '.join(COVERAGE_KINDS)}")
+    items = raw.get("values", [])
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise PartitionError("'values' must be a list of strings")
+    if kind == "none":
+        return Coverage("none")
+    seen = {normalise(e) for e in existing}
+    added: list[str] = []
+    rejected: list[str] = []
+    for v in items:
+        try:
+            label = _clean_label(v, "a value")
+        except PartitionError as e:
+            rejected.append(str(e))
+            continue
+        n = normalise(label)
+        if n in seen:
+            rejected.append(f"{label!r} repeats an existing value")
+            continue
+        if is_catch_all(label):
+            rejected.append(f"{label!r} is a catch-all")
+            continue
+        seen.add(n)
+        added.append(label)
+    if len(added) > max_new:
+        rejected.append(f"{len(added) - max_new} values beyond the limit of {max_new} were dropped")
+        added = added[:max_new]
+    return Coverage(kind, tuple(added), tuple(rejected))
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    value: str
+    source: str  # pivots | coverage | open_ended
+    values: tuple[str, ...] = ()  # for an open-ended child: the list sampled at generation time
+    weight: float = 1.0
+
+
+def plan_children(split: Split, coverage: Coverage, open_ended_threshold: int) -> list[ChildSpec]:
+    """Turn a valid split and its supplement into the node's children.
+
+    An open-ended dimension whose values exceed the threshold becomes one child whose
+    value is sampled from the list at generation time, weighted by the list's length.
+    """
+    all_values = [(v.value, v.source) for v in split.values] + [(a, "coverage") for a in coverage.added]
+    if coverage.kind == "open_ended" and len(all_values) > open_ended_threshold:
+        labels = tuple(v for v, _ in all_values)
+        return [ChildSpec(value=f"one of {len(labels)} {split.dimension} values", source="open_ended", values=labels, weight=float(len(labels)))]
+    return [ChildSpec(value=v, source=s) for v, s in all_values]

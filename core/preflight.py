@@ -1,0 +1,59 @@
+"""Checks before any call is made, so bad settings fail fast with one clear line."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ProviderError
+
+
+def check_provider(cfg, *, reach: bool = True) -> None:
+    """Unknown model, missing API key, unreachable api_base, missing embedded model."""
+    if cfg.router:
+        if not isinstance(cfg.router.get("model_list"), list) or not cfg.router["model_list"]:
+            raise ProviderError("router: needs a non-empty model_list")
+        return
+    if cfg.model.startswith("local/"):
+        from .local_model import find_gguf
+
+        find_gguf(cfg.model.split("/", 1)[1])
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise ProviderError("the embedded model needs llama-cpp-python: pip install llama-cpp-python") from None
+        return
+    from .llm import load_litellm
+
+    litellm = load_litellm()
+    try:
+        _model, provider, _key, _base = litellm.get_llm_provider(cfg.model, api_base=cfg.api_base)
+    except Exception:  # noqa: BLE001 - litellm raises BadRequestError for unknown providers
+        raise ProviderError(
+            f"unknown model {cfg.model!r}: use a litellm model string such as openai/gpt-4o-mini, "
+            "anthropic/claude-3-5-haiku-latest, ollama/llama3, or openai/<name> with --api-base"
+        ) from None
+    if cfg.api_base:
+        if reach:
+            check_reachable(cfg.api_base)
+        return
+    try:
+        env = litellm.validate_environment(model=cfg.model)
+    except Exception:  # noqa: BLE001
+        env = {}
+    missing = [k for k in env.get("missing_keys", []) if not os.environ.get(k)]
+    if missing and provider not in ("ollama", "ollama_chat"):
+        raise ProviderError(f"missing API key for {cfg.model}: set {' and '.join(missing)} in the environment")
+
+
+def check_reachable(api_base: str, timeout: float = 5.0) -> None:
+    import httpx
+
+    try:
+        httpx.get(api_base.rstrip("/") + "/models", timeout=timeout)
+    except httpx.HTTPError as e:
+        reason = type(e).__name__
+        if isinstance(e, httpx.ConnectError):
+            reason = "connection refused or host unknown"
+        elif isinstance(e, httpx.TimeoutException):
+            reason = f"no answer within {timeout:g}s"
+        raise ProviderError(f"cannot reach --api-base {api_base}: {reason}") from None

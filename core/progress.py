@@ -1,0 +1,85 @@
+"""A pure reducer from events to a progress snapshot; shared by the headless display and the TUI."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import events as ev
+
+
+@dataclass
+class Progress:
+    size: int = 0
+    budget: float | None = None
+    samples_done: int = 0
+    samples_at_start: int = 0
+    nodes_total: int = 1
+    nodes_expanded: int = 0
+    leaves: int = 0
+    failed: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = 0.0
+    retries: int = 0
+    errors: int = 0
+    invalid: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: ev.RunFinished | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def apply(self, e: ev.Event) -> None:
+        if isinstance(e, ev.RunStarted):
+            self.size, self.budget = e.size, e.budget
+            self.samples_done = self.samples_at_start = e.samples_done
+        elif isinstance(e, ev.NodeExpanded):
+            self.nodes_total = max(self.nodes_total, e.nodes_total)
+            self.nodes_expanded = max(self.nodes_expanded, e.nodes_expanded)
+        elif isinstance(e, ev.NodeLeaf):
+            self.leaves += 1
+        elif isinstance(e, ev.NodeFailed):
+            self.failed += 1
+        elif isinstance(e, ev.LeafProgress):
+            self.samples_done = max(self.samples_done, e.samples_done)
+            self.size = e.samples_target
+        elif isinstance(e, ev.Usage):
+            self.requests, self.cache_hits = e.requests, e.cache_hits
+            self.tokens_in, self.tokens_out = e.tokens_in, e.tokens_out
+            self.cost_usd, self.retries, self.errors, self.invalid = e.cost_usd, e.retries, e.errors, e.invalid
+        elif isinstance(e, ev.RunWarning):
+            self.warnings.append(e.message)
+            del self.warnings[:-200]
+        elif isinstance(e, ev.RunFinished):
+            self.finished = e
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def requests_per_s(self) -> float:
+        el = self.elapsed
+        return self.requests / el if el > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        made = self.samples_done - self.samples_at_start
+        left = self.size - self.samples_done
+        if made <= 0 or left <= 0:
+            return None if left > 0 else 0.0
+        return self.elapsed / made * left
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None:
+        return "--:--"
+    s = int(s)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
+
+
+def fmt_cost(c: float | None) -> str:
+    return "unknown" if c is None else f"${c:.4f}"

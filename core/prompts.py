@@ -1,0 +1,119 @@
+"""Prompt templates (Jinja2, sandboxed) and presets. Both are data in ``assets/``; no domain
+knowledge lives in code. Users override any template file through ``templates`` in the config.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+STEPS = ("system", "pivots", "classify", "supplement", "generate", "retry")
+
+
+def assets_dir() -> Path:
+    from treesynth.assets import ASSETS_DIR
+
+    return ASSETS_DIR
+
+
+def list_presets() -> dict[str, str]:
+    out = {}
+    for p in sorted((assets_dir() / "presets").glob("*.toml")):
+        try:
+            out[p.stem] = tomllib.loads(p.read_text(encoding="utf-8")).get("description", "")
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+    return out
+
+
+@lru_cache(maxsize=32)
+def load_preset(name: str) -> dict[str, Any]:
+    """A preset by name (shipped) or path to a .toml file."""
+    p = Path(name)
+    if not (p.suffix == ".toml" and p.is_file()):
+        p = assets_dir() / "presets" / f"{name.lower().replace('-', '_')}.toml"
+    if not p.is_file():
+        raise ConfigError(f"unknown preset {name!r} (available: {', '.join(list_presets())})")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"malformed preset {str(p)!r}: {e}") from None
+    allowed = {"description", "task", "fields", "style", "field_descriptions"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigError(f"preset {str(p)!r} has unknown keys: {', '.join(sorted(unknown))}")
+    return data
+
+
+def _sample_text(sample: Any, limit: int = 500) -> str:
+    if isinstance(sample, dict):
+        s = " | ".join(f"{k}: {' '.join(str(v).split())}" for k, v in sample.items())
+    else:
+        s = " ".join(str(sample).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+class Prompts:
+    """Renders the messages for each step of the protocol."""
+
+    def __init__(self, cfg) -> None:
+        from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined, TemplateError
+        from jinja2.sandbox import SandboxedEnvironment
+
+        overrides: dict[str, str] = {}
+        for step, path in cfg.templates.items():
+            fp = Path(path).expanduser()
+            try:
+                overrides[f"{step}.j2"] = fp.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"cannot read template for step {step!r} from {str(fp)!r}: {e.strerror or e}") from None
+        env = SandboxedEnvironment(
+            loader=ChoiceLoader([DictLoader(overrides), FileSystemLoader(str(assets_dir() / "prompts"))]),
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+            trim_blocks=False,
+        )
+        env.filters["sample_text"] = _sample_text
+        try:
+            self._t = {s: env.get_template(f"{s}.j2") for s in STEPS}
+        except TemplateError as e:
+            raise ConfigError(f"invalid prompt template: {e}") from None
+        self._base = {
+            "task": cfg.task,
+            "style": cfg.style,
+            "fields": list(cfg.fields),
+            "field_descriptions": dict(cfg.field_descriptions),
+        }
+        self.system = self._render("system")
+
+    def _render(self, step: str, **kw: Any) -> str:
+        from jinja2 import TemplateError
+
+        try:
+            return self._t[step].render(**self._base, **kw).strip()
+        except TemplateError as e:
+            raise ConfigError(f"prompt template {step!r} failed to render: {e}") from None
+
+    def _msgs(self, step: str, **kw: Any) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self._render(step, **kw)}]
+
+    def pivots(self, path: list[dict[str, str]], n: int) -> list[dict[str, str]]:
+        return self._msgs("pivots", path=path, n=n)
+
+    def classify(self, path, pivots, ancestor_dimensions, max_values: int) -> list[dict[str, str]]:
+        return self._msgs("classify", path=path, pivots=pivots, ancestor_dimensions=ancestor_dimensions, max_values=max_values)
+
+    def supplement(self, path, dimension: str, values: list[str], max_new: int) -> list[dict[str, str]]:
+        return self._msgs("supplement", path=path, dimension=dimension, values=values, max_new=max_new)
+
+    def generate(self, path, n: int, examples: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
+        return self._msgs("generate", path=path, n=n, examples=examples or [])
+
+    def retry(self, messages: list[dict[str, str]], answer: str, error: str) -> list[dict[str, str]]:
+        """The conversation so far plus the invalid answer and what was wrong with it."""
+        return [*messages, {"role": "assistant", "content": answer[:4000]}, {"role": "user", "content": self._render("retry", error=error[:1500])}]

@@ -1,0 +1,76 @@
+"""JSON schemas for every step whose answer is parsed. Tight bounds (maxItems, maxLength)
+keep grammar-constrained decoders from running away."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LABEL_MAX = 60
+DIMENSION_MAX = 80
+
+
+def samples_schema(fields: tuple[str, ...], n: int, max_chars: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "samples": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": n,
+                "items": {
+                    "type": "object",
+                    "properties": {f: {"type": "string", "minLength": 1, "maxLength": max_chars} for f in fields},
+                    "required": list(fields),
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["samples"],
+        "additionalProperties": False,
+    }
+
+
+def classify_schema(n_pivots: int, max_values: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "dimension": {"type": "string", "minLength": 1, "maxLength": DIMENSION_MAX},
+            "values": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_values,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "value": {"type": "string", "minLength": 1, "maxLength": LABEL_MAX},
+                        "pivots": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": n_pivots,
+                            "items": {"type": "integer", "minimum": 1, "maximum": n_pivots},
+                        },
+                    },
+                    "required": ["value", "pivots"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["dimension", "values"],
+        "additionalProperties": False,
+    }
+
+
+def supplement_schema(max_new: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["none", "complete", "open_ended"]},
+            "values": {
+                "type": "array",
+                "maxItems": max(1, max_new),
+                "items": {"type": "string", "minLength": 1, "maxLength": LABEL_MAX},
+            },
+        },
+        "required": ["status", "values"],
+        "additionalProperties": False,
+    }

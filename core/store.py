@@ -1,0 +1,335 @@
+"""The run directory: everything a run needs to resume, written crash-safely.
+
+Layout:
+  config.json    resolved config, secrets redacted (written once)
+  state.json     status and cumulative usage (atomic rewrite, throttled)
+  tree.json      the tree snapshot (atomic rewrite, throttled; no samples inside)
+  nodes.jsonl    append-only journal of node updates since the run began; replayed
+                 over tree.json on resume, so a lost or damaged snapshot loses nothing
+  samples.jsonl  accepted samples, appended per generation call (one write per call)
+  slots.jsonl    generation calls that yielded no new sample (so resume skips them)
+  events.jsonl   the event log
+  cache.sqlite   the response cache
+  dataset.jsonl / dataset.parquet   written when the run completes
+Checkpoint cost is proportional to what changed: appends, plus snapshots whose rate is bounded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from .errors import RunDirError
+from .tree import Node, Tree
+
+RUN_FORMAT = "treesynth.run/1"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class LeafRecord:
+    rows: int = 0
+    max_slot: int = -1
+    empty_slots: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Recovered:
+    """What a run directory holds, as read back on resume."""
+
+    tree: Tree
+    seq: int
+    leaves: dict[str, LeafRecord]
+    keys: set[int]
+    rows: int
+    state: dict[str, Any]
+    warnings: list[str]
+
+
+class RunStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._lock_fd: int | None = None
+        self._samples = None
+        self._slots = None
+        self._nodes = None
+        self._events = None
+        self.seq = 0
+        self._tree_dirty = False
+        self._last_tree_write = 0.0
+        self.bytes_written = 0
+
+    # ---- paths -----------------------------------------------------------
+    def p(self, name: str) -> Path:
+        return self.root / name
+
+    # ---- creation and opening -------------------------------------------
+    @classmethod
+    def create(cls, root: Path, config: dict[str, Any]) -> "RunStore":
+        root = Path(root)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise RunDirError(f"{str(root)!r} already exists and is not empty; choose another --out or --resume it")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunDirError(f"cannot create run directory {str(root)!r}: {e.strerror or e}") from None
+        s = cls(root)
+        s.lock()
+        try:
+            atomic_write(s.p("config.json"), orjson.dumps({"format": RUN_FORMAT, "config": config}, option=orjson.OPT_INDENT_2))
+            s.write_state({"status": "running", "created": time.time(), "usage": {}})
+        except OSError as e:
+            raise RunDirError(f"cannot write to run directory {str(root)!r}: {e.strerror or e}") from None
+        return s
+
+    @classmethod
+    def open(cls, root: Path) -> "RunStore":
+        root = Path(root)
+        if not root.is_dir():
+            raise RunDirError(f"{str(root)!r} is not a directory")
+        if not (root / "config.json").is_file():
+            raise RunDirError(f"{str(root)!r} is not a treesynth run (no config.json)")
+        s = cls(root)
+        s.lock()
+        return s
+
+    def lock(self) -> None:
+        try:
+            fd = os.open(self.p(".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as e:
+            raise RunDirError(f"cannot open run directory {str(self.root)!r}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirError(f"{str(self.root)!r} is in use by another treesynth process") from None
+        self._lock_fd = fd
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            d = orjson.loads(self.p("config.json").read_bytes())
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise RunDirError(f"{str(self.root)!r} is corrupt: config.json is unreadable ({e})") from None
+        if not isinstance(d, dict) or d.get("format") != RUN_FORMAT or not isinstance(d.get("config"), dict):
+            raise RunDirError(f"{str(self.root)!r} is corrupt: config.json is not a {RUN_FORMAT} file")
+        return d["config"]
+
+    # ---- state -----------------------------------------------------------
+    def read_state(self) -> dict[str, Any]:
+        try:
+            d = orjson.loads(self.p("state.json").read_bytes())
+            return d if isinstance(d, dict) else {}
+        except (OSError, orjson.JSONDecodeError):
+            return {}
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        atomic_write(self.p("state.json"), orjson.dumps(state, option=orjson.OPT_INDENT_2))
+
+    # ---- recovery --------------------------------------------------------
+    def recover(self, size: int) -> Recovered:
+        warnings: list[str] = []
+        tree, seq = self._load_tree(warnings, size)
+        leaves: dict[str, LeafRecord] = {}
+        keys: set[int] = set()
+        rows = 0
+        for row in self._read_jsonl_repairing("samples.jsonl", warnings):
+            lid, slot, key = row.get("leaf_id"), row.get("slot"), row.get("_k")
+            if not isinstance(lid, str) or not isinstance(slot, int):
+                continue
+            rec = leaves.setdefault(lid, LeafRecord())
+            rec.rows += 1
+            rec.max_slot = max(rec.max_slot, slot)
+            if isinstance(key, int):
+                keys.add(key)
+            rows += 1
+        for row in self._read_jsonl_repairing("slots.jsonl", warnings):
+            lid, slot = row.get("leaf_id"), row.get("slot")
+            if isinstance(lid, str) and isinstance(slot, int):
+                rec = leaves.setdefault(lid, LeafRecord())
+                rec.empty_slots.add(slot)
+                rec.max_slot = max(rec.max_slot, slot)
+        self.seq = seq
+        return Recovered(tree, seq, leaves, keys, rows, self.read_state(), warnings)
+
+    def _load_tree(self, warnings: list[str], size: int) -> tuple[Tree, int]:
+        tree: Tree | None = None
+        seq = 0
+        tp = self.p("tree.json")
+        if tp.exists():
+            try:
+                tree, seq = Tree.from_dict(orjson.loads(tp.read_bytes()))
+            except (OSError, ValueError, TypeError, orjson.JSONDecodeError) as e:
+                warnings.append(f"tree.json is damaged ({str(e)[:120]}); rebuilt it from nodes.jsonl")
+                tree, seq = None, 0
+        if tree is None:
+            tree = Tree.new(size)
+        applied = 0
+        for entry in self._read_jsonl_repairing("nodes.jsonl", warnings):
+            eseq, nd = entry.get("seq"), entry.get("node")
+            if not isinstance(eseq, int) or eseq <= seq:
+                continue
+            try:
+                node = Node.from_dict(nd)
+            except (ValueError, TypeError) as e:
+                raise RunDirError(f"{str(self.root)!r} is corrupt: nodes.jsonl entry {eseq} is invalid ({e})") from None
+            tree.upsert(node)
+            seq = eseq
+            applied += 1
+        try:
+            tree.check()
+        except ValueError as e:
+            raise RunDirError(f"{str(self.root)!r} is corrupt: the tree is inconsistent ({e})") from None
+        if tree.root.target != size:
+            raise RunDirError(f"{str(self.root)!r} is corrupt: the tree's size ({tree.root.target}) differs from the config's ({size})")
+        self._tree_dirty = applied > 0
+        return tree, seq
+
+    def _read_jsonl_repairing(self, name: str, warnings: list[str]) -> Iterator[dict[str, Any]]:
+        """Yield complete JSON lines; cut a torn last line (crash mid-write) off the file.
+
+        A damaged line that is not the last one is corruption, not a torn write: error out.
+        """
+        path = self.p(name)
+        if not path.exists():
+            return
+        good_end = 0
+        with open(path, "rb") as f:
+            lines = iter(f)
+            line = next(lines, None)
+            while line is not None:
+                nxt = next(lines, None)
+                if not line.endswith(b"\n"):
+                    break  # torn tail
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    if nxt is not None:
+                        raise RunDirError(f"{str(self.root)!r} is corrupt: {name} has a damaged line at byte {good_end}") from None
+                    break  # damaged last line: a torn write
+                good_end += len(line)
+                if isinstance(obj, dict):
+                    yield obj
+                line = nxt
+        size = path.stat().st_size
+        if size > good_end:
+            warnings.append(f"{name}: cut {size - good_end} bytes of a torn last line (interrupted write)")
+            with open(path, "r+b") as f:
+                f.truncate(good_end)
+
+    # ---- appends ---------------------------------------------------------
+    def _open_append(self, name: str):
+        return open(self.p(name), "ab", buffering=0)
+
+    def append_samples(self, rows: list[dict[str, Any]]) -> None:
+        if self._samples is None:
+            self._samples = self._open_append("samples.jsonl")
+        data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+        self._samples.write(data)  # one write per call: a crash tears at most the last line
+        self.bytes_written += len(data)
+
+    def append_empty_slot(self, leaf_id: str, slot: int) -> None:
+        if self._slots is None:
+            self._slots = self._open_append("slots.jsonl")
+        data = orjson.dumps({"leaf_id": leaf_id, "slot": slot}) + b"\n"
+        self._slots.write(data)
+        self.bytes_written += len(data)
+
+    def journal_node(self, node: Node) -> None:
+        if self._nodes is None:
+            self._nodes = self._open_append("nodes.jsonl")
+        self.seq += 1
+        data = orjson.dumps({"seq": self.seq, "node": node.to_dict()}) + b"\n"
+        self._nodes.write(data)
+        self.bytes_written += len(data)
+        self._tree_dirty = True
+
+    def append_event(self, event: dict[str, Any]) -> None:
+        if self._events is None:
+            self._events = self._open_append("events.jsonl")
+        data = orjson.dumps(event) + b"\n"
+        self._events.write(data)
+        self.bytes_written += len(data)
+
+    def maybe_snapshot(self, tree: Tree, force: bool = False, min_interval: float = 2.0) -> None:
+        """Rewrite tree.json if it changed, at most every ``min_interval`` seconds unless forced."""
+        now = time.monotonic()
+        if self._tree_dirty and (force or now - self._last_tree_write >= min_interval):
+            data = orjson.dumps(tree.to_dict(self.seq), option=orjson.OPT_INDENT_2)
+            atomic_write(self.p("tree.json"), data)
+            self.bytes_written += len(data)
+            self._tree_dirty = False
+            self._last_tree_write = now
+
+    def iter_samples(self) -> Iterator[dict[str, Any]]:
+        path = self.p("samples.jsonl")
+        if not path.exists():
+            return
+        with open(path, "rb") as f:
+            for line in f:
+                if line.endswith(b"\n"):
+                    try:
+                        yield orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        continue
+
+    def close(self) -> None:
+        for f in (self._samples, self._slots, self._nodes, self._events):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self._samples = self._slots = self._nodes = self._events = None
+        if self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+            except OSError:
+                pass
+            self._lock_fd = None
+
+
+def load_tree_readonly(root: Path) -> Tree:
+    """Read a run's tree (snapshot plus journal) without locking or repairing anything."""
+    root = Path(root)
+    if not (root / "config.json").is_file():
+        raise RunDirError(f"{str(root)!r} is not a treesynth run (no config.json)")
+    tree: Tree | None = None
+    seq = 0
+    tp = root / "tree.json"
+    if tp.exists():
+        try:
+            tree, seq = Tree.from_dict(orjson.loads(tp.read_bytes()))
+        except (OSError, ValueError, TypeError, orjson.JSONDecodeError):
+            tree, seq = None, 0
+    if tree is None:
+        tree = Tree.new(0)
+    jp = root / "nodes.jsonl"
+    if jp.exists():
+        with open(jp, "rb") as f:
+            for line in f:
+                try:
+                    e = orjson.loads(line)
+                    if isinstance(e, dict) and isinstance(e.get("seq"), int) and e["seq"] > seq:
+                        tree.upsert(Node.from_dict(e["node"]))
+                except (orjson.JSONDecodeError, ValueError, TypeError):
+                    continue
+    try:
+        tree.check()
+    except ValueError as e:
+        raise RunDirError(f"{str(root)!r} is corrupt: {e}") from None
+    return tree

@@ -1,0 +1,1 @@
+"""treesynth.tui: the Textual front end (see the TUI issue; not built yet)."""
