@@ -1,0 +1,62 @@
+"""A scripted, in-process fake provider: answers each protocol step with valid, plausible
+JSON derived from the request's slot, so whole runs complete without any model.
+
+Used by unit/resume tests and the engine benchmark. Never used by the product path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from treesynth.core.llm import Completion, LLMRequest
+
+_N_RE = re.compile(r"Write (\d+)")
+
+
+@dataclass
+class ScriptedTransport:
+    model: str = "fake/scripted"
+    fanout: int = 3  # values per split
+    supplement: int = 1  # extra values from coverage
+    latency: float = 0.0
+    fields: tuple[str, ...] = ("question", "answer")
+    duplicate_every: int = 0  # every k-th generated sample repeats an earlier one
+    calls: Counter = field(default_factory=Counter)
+    overrides: dict = field(default_factory=dict)  # step -> list of raw answers to return first
+
+    async def __call__(self, req: LLMRequest) -> Completion:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        node, step, idx = req.slot.split(":")
+        self.calls[step] += 1
+        queue = self.overrides.get(step)
+        if queue:
+            text = queue.pop(0)
+            return Completion(text, "stop", 10, 10, 0.0)
+        depth = node.count(".")
+        n = int((_N_RE.search(req.messages[-1]["content"]) or _N_RE.search(req.messages[1]["content"])).group(1)) if step in ("pivots", "gen") else 0
+        if step == "pivots":
+            obj = {"samples": [{f: f"pivot {node} #{i} {f}" for f in self.fields} for i in range(n)]}
+        elif step == "classify":
+            n_piv = len(re.findall(r"^\[\d+\]", req.messages[1]["content"], re.M))
+            k = max(1, min(self.fanout, n_piv))
+            groups = [[] for _ in range(k)]
+            for i in range(n_piv):
+                groups[i % k].append(i + 1)
+            obj = {"dimension": f"dimension {depth}", "values": [{"value": f"d{depth} value {j}", "pivots": g} for j, g in enumerate(groups)]}
+        elif step == "supplement":
+            obj = {"status": "complete" if self.supplement else "none", "values": [f"d{depth} extra {j}" for j in range(self.supplement)]}
+        else:  # gen
+            samples = []
+            for i in range(n):
+                if self.duplicate_every and (i + int(idx)) % self.duplicate_every == 0:
+                    samples.append({f: f"duplicate {f}" for f in self.fields})
+                else:
+                    samples.append({f: f"{f} of leaf {node} slot {idx} item {i}" for f in self.fields})
+            obj = {"samples": samples}
+        text = json.dumps(obj)
+        return Completion(text, "stop", len(req.messages[-1]["content"]) // 4, len(text) // 4, 0.0)
