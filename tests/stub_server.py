@@ -1,0 +1,110 @@
+"""A small OpenAI-compatible HTTP server on loopback for integration tests.
+
+It answers the engine's prompts with valid, plausible JSON (recognising each protocol
+step from the prompt text), counts requests, and can inject faults: HTTP 429 with
+Retry-After, 500s, or 401 for every request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_N = re.compile(r"Write (\d+)")
+
+
+def answer_for(messages: list[dict], counter: int) -> dict:
+    user = messages[1]["content"] if len(messages) > 1 else messages[-1]["content"]
+    fields = re.findall(r'"(\w+)": "\.\.\."', user) or ["text"]
+    depth = 0
+    if "Every sample must satisfy" in user:
+        block = user.split("Every sample must satisfy", 1)[1].split("\n", 1)[1]
+        for line in block.splitlines():
+            if not line.startswith("- "):
+                break
+            depth += 1
+    if "numbered samples" in user:
+        n = len(re.findall(r"^\[\d+\]", user, re.M))
+        k = min(3, n)
+        groups = [[i + 1 for i in range(n) if i % k == j] for j in range(k)]
+        return {"dimension": f"aspect at depth {depth}", "values": [{"value": f"kind {j} of aspect {depth}", "pivots": g} for j, g in enumerate(groups)]}
+    if "were split by the dimension" in user:
+        return {"status": "complete", "values": [f"extra kind of aspect {depth}"]}
+    n = int(_N.search(user).group(1)) if _N.search(user) else 1
+    return {"samples": [{f: f"{f} number {counter}-{i} at depth {depth}" for f in fields} for i in range(n)]}
+
+
+class StubOpenAI:
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.requests = 0
+        self.completions = 0
+        self.fail_429 = 0  # answer this many requests with 429 + Retry-After first
+        self.fail_500 = 0
+        self.auth_fail = False
+        self.seen_auth: set[str] = set()
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # quiet
+                pass
+
+            def _send(self, code: int, body: dict, headers: dict | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "stub-model", "object": "model"}]})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with stub.lock:
+                    stub.requests += 1
+                    stub.seen_auth.add(self.headers.get("Authorization", ""))
+                    if stub.auth_fail:
+                        return self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
+                    if stub.fail_429 > 0:
+                        stub.fail_429 -= 1
+                        return self._send(429, {"error": {"message": "Rate limit reached", "type": "rate_limit_error"}}, {"Retry-After": "0.2"})
+                    if stub.fail_500 > 0:
+                        stub.fail_500 -= 1
+                        return self._send(500, {"error": {"message": "internal error", "type": "server_error"}})
+                    stub.completions += 1
+                    counter = stub.completions
+                if stub.latency:
+                    time.sleep(stub.latency)
+                content = json.dumps(answer_for(body.get("messages", []), counter))
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{counter}", "object": "chat.completion", "created": int(time.time()),
+                        "model": body.get("model", "stub-model"),
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 50, "completion_tokens": len(content) // 4, "total_tokens": 50 + len(content) // 4},
+                    },
+                )
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "StubOpenAI":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

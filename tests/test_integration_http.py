@@ -1,0 +1,94 @@
+"""End to end through the CLI and litellm over real HTTP to a loopback OpenAI-compatible stub."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections import Counter
+from pathlib import Path
+
+from tests.conftest import cli_env, read_jsonl, run_cli
+from treesynth.core.text import normalise
+
+TASK = "GSM8K-style math word problems"
+
+
+def _run(stub, out: Path, *extra: str, env=None):
+    return run_cli(
+        "run", TASK, "--no-ui", "--model", "openai/stub-model", "--api-base", stub.url, "--fields", "question,answer",
+        "--out", str(out), *extra, env=env,
+    )
+
+
+def test_run_over_http_produces_exact_size_and_valid_tree(stub, tmp_path):
+    out = tmp_path / "run"
+    secret = "sk-test-SECRET-0123456789"
+    r = _run(stub, out, "--size", "37", "--depth", "2", "--pivots", "6", "--samples-per-call", "4", "--budget", "5",
+             env=cli_env(OPENAI_API_KEY=secret))
+    assert r.returncode == 0, r.stderr
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 37
+    assert len({row["id"] for row in rows}) == 37
+    for row in rows:
+        assert row["path"] and all(set(p) == {"dimension", "value"} for p in row["path"])
+        assert row["question"] and row["answer"]
+    tree = json.loads((out / "tree.json").read_text())
+    nodes = {n["id"]: n for n in tree["nodes"]}
+    expanded = [n for n in nodes.values() if n["status"] == "expanded"]
+    assert expanded, "the tree never split"
+    for n in expanded:
+        values = [nodes[c]["value"] for c in n["children"]]
+        assert len({normalise(v) for v in values}) == len(values), "sibling values must be distinct"
+        assigned = Counter(i for v in n["split_values"] for i in v["pivots"])
+        assert sorted(assigned) == list(range(len(n["pivots"]))), "every pivot classified"
+        assert set(assigned.values()) == {1}, "no pivot classified twice"
+    # the key went over HTTP but never to disk
+    assert f"Bearer {secret}" in stub.seen_auth
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f"API key leaked into {f.name}"
+    assert (out / "dataset.parquet").exists()
+
+    # re-running the finished run makes zero LLM calls
+    before = stub.requests
+    r2 = run_cli("run", "--resume", str(out), "--no-ui")
+    assert r2.returncode == 0, r2.stderr
+    assert stub.requests == before
+    assert len(read_jsonl(out / "dataset.jsonl")) == 37
+
+    # `treesynth tree` shows the tree with counts
+    t = run_cli("tree", str(out))
+    assert t.returncode == 0 and "split by" in t.stdout and "37 samples" in t.stdout
+
+
+def test_rate_limits_are_retried_honouring_retry_after(stub, tmp_path):
+    stub.fail_429 = 3
+    stub.fail_500 = 2
+    out = tmp_path / "run"
+    r = _run(stub, out, "--size", "8", "--depth", "1", "--pivots", "4", "--json-events")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    usage = [e for e in events if e["event"] == "usage"][-1]
+    assert usage["retries"] == 5 and usage["errors"] == 5
+    assert usage["requests"] == stub.requests
+    assert events[-1]["event"] == "run_finished" and events[-1]["status"] == "complete"
+    assert len(read_jsonl(out / "dataset.jsonl")) == 8
+
+
+def test_auth_failure_fails_fast_with_one_line(stub, tmp_path):
+    stub.auth_fail = True
+    r = _run(stub, tmp_path / "run", "--size", "5", "--depth", "1", env=cli_env(OPENAI_API_KEY="sk-wrong"))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "authentication failed" in r.stderr.strip().splitlines()[-1]
+    assert stub.requests == 1, "no retries on authentication errors"
+
+
+def test_unreachable_api_base(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run_cli("run", TASK, "--no-ui", "--model", "openai/x", "--api-base", f"http://127.0.0.1:{port}/v1", "--out", str(tmp_path / "r"))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "cannot reach --api-base" in r.stderr
+    assert not (tmp_path / "r").exists()
