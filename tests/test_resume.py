@@ -1,0 +1,94 @@
+"""Kill runs with SIGKILL at several points, resume, and check the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env, read_jsonl, run_cli
+from tests.stub_server import StubOpenAI
+
+SIZE = 60
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "treesynth.core.cli", *args], env=cli_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
+def _rows_on_disk(out: Path) -> int:
+    p = out / "samples.jsonl"
+    return p.read_bytes().count(b"\n") if p.exists() else 0
+
+
+@pytest.mark.slow
+def test_sigkill_at_several_points_then_resume(tmp_path):
+    out = tmp_path / "run"
+    with StubOpenAI(latency=0.03) as stub:
+        base = ["--no-ui", "--model", "openai/stub", "--api-base", stub.url]
+        args = ["run", "math word problems", *base, "--fields", "question,answer", "--size", str(SIZE), "--depth", "2",
+                "--pivots", "4", "--samples-per-call", "2", "--concurrency", "4", "--out", str(out)]
+        kills = 0
+        # kill points: during tree growth, early synthesis, mid synthesis
+        for threshold in (0, 10, 30):
+            p = _start(args if kills == 0 else ["run", "--resume", str(out), "--no-ui"])
+            deadline = time.time() + 60
+            while time.time() < deadline and p.poll() is None:
+                if (threshold == 0 and (out / "nodes.jsonl").exists()) or (threshold and _rows_on_disk(out) >= threshold):
+                    break
+                time.sleep(0.01)
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                kills += 1
+        assert kills >= 2, "the run finished before it could be killed"
+        # simulate a torn write on top of the kills
+        with open(out / "samples.jsonl", "ab") as f:
+            f.write(b'{"id": "torn')
+        requests_before_final = stub.completions
+        r = run_cli("run", "--resume", str(out), "--no-ui")
+        assert r.returncode == 0, r.stderr
+        assert "torn last line" in r.stderr
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == SIZE
+    assert len({r["id"] for r in rows}) == SIZE
+    assert len({(r["question"], r["answer"]) for r in rows}) == SIZE
+    # no leaf regenerated: each (leaf, slot) generation call contributed rows once
+    samples = read_jsonl(out / "samples.jsonl")
+    assert len({s["id"] for s in samples}) == len(samples)
+    # every leaf got exactly its target
+    tree = {n["id"]: n for n in json.loads((out / "tree.json").read_text())["nodes"]}
+    per_leaf = {}
+    for s in samples:
+        per_leaf[s["leaf_id"]] = per_leaf.get(s["leaf_id"], 0) + 1
+    for lid, n in tree.items():
+        if n["status"] == "leaf":
+            assert per_leaf.get(lid, 0) == n["target"], lid
+    assert stub.completions > requests_before_final  # the final session did real work
+
+
+def test_sigterm_stops_gracefully_with_resume_hint(tmp_path):
+    out = tmp_path / "run"
+    with StubOpenAI(latency=0.05) as stub:
+        p = _start(["run", "math", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--size", "200",
+                    "--depth", "1", "--pivots", "4", "--samples-per-call", "1", "--concurrency", "2", "--out", str(out)])
+        deadline = time.time() + 60
+        while _rows_on_disk(out) < 5 and time.time() < deadline:
+            time.sleep(0.02)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert f"treesynth run --resume {out}" in err
+    assert "Traceback" not in err
+    state = json.loads((out / "state.json").read_text())
+    assert state["status"] == "stopped"
+    assert json.loads((out / "tree.json").read_text())["nodes"]
