@@ -1,0 +1,135 @@
+"""Bad input: one clear line, non-zero exit, no traceback, existing runs untouched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import cli_env, run_cli
+
+
+def _one_line_error(r, needle: str) -> None:
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("treesynth: error: ")
+    assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "   ", "--no-ui"], "task is empty"),
+        (["run", "x", "--no-ui", "--depth", "0"], "depth"),
+        (["run", "x", "--no-ui", "--size", "0"], "size"),
+        (["run", "x", "--no-ui", "--fields", "id,answer"], "reserved"),
+        (["run", "x", "--no-ui", "--preset", "nope"], "unknown preset"),
+        (["run", "x", "--no-ui", "--model", "notaprovider/some-model"], "unknown model"),
+        (["run", "x", "--no-ui", "--model", "openai/gpt-4o-mini"], "missing API key"),
+        (["run", "x", "--no-ui", "--model", "anthropic/claude-3-5-haiku-latest"], "ANTHROPIC_API_KEY"),
+        (["run", "--resume", "/nonexistent/run", "--no-ui"], "is not a directory"),
+        (["estimate", ""], "task is empty"),
+    ],
+)
+def test_bad_input_gives_one_line(args, needle, tmp_path):
+    _one_line_error(run_cli(*args, cwd=tmp_path), needle)
+
+
+def test_config_file_errors(tmp_path):
+    bad_key = tmp_path / "c.toml"
+    bad_key.write_text('task = "x"\ncolour = "blue"\n')
+    _one_line_error(run_cli("run", "--config", str(bad_key), "--no-ui"), "unknown config key 'colour'")
+    bad_yaml = tmp_path / "c.yaml"
+    bad_yaml.write_text("task: [unclosed\n")
+    _one_line_error(run_cli("run", "--config", str(bad_yaml), "--no-ui"), "malformed config file")
+    missing = tmp_path / "none.toml"
+    _one_line_error(run_cli("run", "--config", str(missing), "--no-ui"), "does not exist")
+
+
+def test_flags_override_config_file(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("task: from file\nsize: 500\ndepth: 2\nfields: [question, answer]\n")
+    r = run_cli("estimate", "--config", str(cfg), "--size", "1000")
+    assert r.returncode == 0, r.stderr
+    assert "from file" in r.stdout and "1,000 samples" in r.stdout
+
+
+def test_resume_of_a_non_run_and_a_corrupt_run(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _one_line_error(run_cli("run", "--resume", str(plain), "--no-ui"), "not a treesynth run")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text("{not json")
+    _one_line_error(run_cli("run", "--resume", str(corrupt), "--no-ui"), "corrupt")
+    assert (corrupt / "config.json").read_text() == "{not json", "a failed resume must not touch the run"
+
+
+def test_corrupt_samples_line_is_refused_not_lost(stub, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("run", "t", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--size", "6", "--depth", "1",
+                "--pivots", "4", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    lines = (out / "samples.jsonl").read_bytes().splitlines(keepends=True)
+    damaged = lines[0][:10] + b"\n" + b"".join(lines[1:])
+    (out / "samples.jsonl").write_bytes(damaged)
+    _one_line_error(run_cli("run", "--resume", str(out), "--no-ui"), "damaged line")
+    assert (out / "samples.jsonl").read_bytes() == damaged
+
+
+def test_existing_run_directory_is_never_overwritten(stub, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    r = run_cli("run", "t", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--out", str(out))
+    _one_line_error(r, "already exists")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_help_and_version_do_not_import_heavy_modules():
+    code = (
+        "import sys\n"
+        "from treesynth.core import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('litellm', 'polars', 'llama_cpp', 'rich', 'textual') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    v = run_cli("--version")
+    assert v.returncode == 0 and v.stdout.startswith("treesynth ")
+
+
+def test_no_ui_without_tui_says_so(tmp_path):
+    r = run_cli("run", "x", cwd=tmp_path)
+    _one_line_error(r, "--no-ui")
+
+
+def test_estimate_prints_calls_tokens_cost():
+    r = run_cli("estimate", "math problems", "--size", "1000", "--depth", "2", "--model", "openai/gpt-4o-mini")
+    assert r.returncode == 0, r.stderr
+    assert "calls:" in r.stdout and "tokens:" in r.stdout
+    cost_line = [line for line in r.stdout.splitlines() if line.startswith("cost:")][0]
+    assert "$" in cost_line and "unknown" not in cost_line
+
+
+def test_export_formats(stub, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("run", "t", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--size", "7", "--depth", "1",
+                "--pivots", "4", "--fields", "question,answer", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    e = run_cli("export", str(out), "--format", "parquet", "--out", str(tmp_path / "d.parquet"))
+    assert e.returncode == 0, e.stderr
+    import polars as pl
+
+    df = pl.read_parquet(tmp_path / "d.parquet")
+    assert df.height == 7 and {"id", "leaf_id", "path", "question", "answer"} <= set(df.columns)
+    j = run_cli("export", str(out), "--format", "jsonl", "--out", str(tmp_path / "d.jsonl"))
+    assert j.returncode == 0
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 7
+    assert "slot" not in json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
