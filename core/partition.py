@@ -77,9 +77,12 @@ def _pivot_index(x: Any, n: int) -> int:
         raise PartitionError(f"pivot number {x!r} is not a number")
     if isinstance(x, str):
         xs = x.strip().lstrip("#")
-        if not xs.isdigit():
+        if not (xs.isascii() and xs.isdigit()):  # "²".isdigit() is true but int() rejects it
             raise PartitionError(f"pivot number {x!r} is not a number")
-        x = int(xs)
+        try:
+            x = int(xs)
+        except ValueError:  # more digits than int() converts
+            raise PartitionError(f"pivot number {x[:20]!r}... is not a number") from None
     if isinstance(x, float) and x.is_integer():
         x = int(x)
     if not isinstance(x, int):
@@ -125,10 +128,10 @@ def validate_split(raw: Any, n_pivots: int, ancestor_dimensions: list[str] | tup
         idx: list[int] = []
         for x in raw_p:
             i = _pivot_index(x, n_pivots)
+            if i in idx:  # the same pivot listed twice under one value: harmless
+                continue
             if i in owner:
                 problems.append(f"pivot {i + 1} is assigned twice ({owner[i]!r} and {label!r})")
-                continue
-            if i in idx:
                 continue
             owner[i] = label
             idx.append(i)

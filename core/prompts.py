@@ -33,10 +33,16 @@ def list_presets() -> dict[str, str]:
 @lru_cache(maxsize=32)
 def load_preset(name: str) -> dict[str, Any]:
     """A preset by name (shipped) or path to a .toml file."""
+    def _is_file(q: Path) -> bool:
+        try:
+            return q.is_file()
+        except (OSError, ValueError):  # e.g. a name too long for the file system
+            return False
+
     p = Path(name)
-    if not (p.suffix == ".toml" and p.is_file()):
+    if not (p.suffix == ".toml" and _is_file(p)):
         p = assets_dir() / "presets" / f"{name.lower().replace('-', '_')}.toml"
-    if not p.is_file():
+    if not _is_file(p):
         raise ConfigError(f"unknown preset {name!r} (available: {', '.join(list_presets())})")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))

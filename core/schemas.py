@@ -15,7 +15,7 @@ def samples_schema(fields: tuple[str, ...], n: int, max_chars: int) -> dict[str,
         "properties": {
             "samples": {
                 "type": "array",
-                "minItems": 1,
+                "minItems": n,  # ask for exactly n: small models otherwise stop after one
                 "maxItems": n,
                 "items": {
                     "type": "object",
