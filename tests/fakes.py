@@ -27,16 +27,21 @@ class ScriptedTransport:
     duplicate_every: int = 0  # every k-th generated sample repeats an earlier one
     calls: Counter = field(default_factory=Counter)
     overrides: dict = field(default_factory=dict)  # step -> list of raw answers to return first
+    cost: float = 0.0  # USD per call
+    slow_prefix: str | None = None  # calls for nodes under this id take slow_latency more
+    slow_latency: float = 0.0
 
     async def __call__(self, req: LLMRequest) -> Completion:
         if self.latency:
             await asyncio.sleep(self.latency)
         node, step, idx = req.slot.split(":")
+        if self.slow_prefix and (node == self.slow_prefix or node.startswith(self.slow_prefix + ".")):
+            await asyncio.sleep(self.slow_latency)
         self.calls[step] += 1
         queue = self.overrides.get(step)
         if queue:
             text = queue.pop(0)
-            return Completion(text, "stop", 10, 10, 0.0)
+            return Completion(text, "stop", 10, 10, self.cost)
         depth = node.count(".")
         n = int((_N_RE.search(req.messages[-1]["content"]) or _N_RE.search(req.messages[1]["content"])).group(1)) if step in ("pivots", "gen") else 0
         if step == "pivots":
@@ -59,4 +64,4 @@ class ScriptedTransport:
                     samples.append({f: f"{f} of leaf {node} slot {idx} item {i}" for f in self.fields})
             obj = {"samples": samples}
         text = json.dumps(obj)
-        return Completion(text, "stop", len(req.messages[-1]["content"]) // 4, len(text) // 4, 0.0)
+        return Completion(text, "stop", len(req.messages[-1]["content"]) // 4, len(text) // 4, self.cost)

@@ -1,0 +1,137 @@
+"""Engine behaviour with the scripted in-process provider."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.fakes import ScriptedTransport
+from treesynth.core import events as ev
+from treesynth.core.config import build_config
+from treesynth.core.engine import Run
+from tests.conftest import read_jsonl
+
+
+def _cfg(**kw):
+    flags = {"task": "math word problems", "fields": "question,answer", "depth": 2, "size": 40, "pivots": 6}
+    flags.update(kw)
+    return build_config(flags=flags)
+
+
+def _run(cfg, out, transport, resume=False, **kw):
+    run = Run.resume(out, transport=transport, overrides=kw) if resume else Run.create(cfg, out, transport=transport)
+    events: list[ev.Event] = []
+    fin = asyncio.run(run.execute(events.append))
+    return fin, events
+
+
+def test_events_are_typed_immutable_and_cumulative(tmp_path):
+    fin, events = _run(_cfg(), tmp_path / "r", ScriptedTransport())
+    assert fin.status == "complete" and fin.rows == 40
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert {"node_started", "node_expanded", "node_leaf", "leaf_progress", "usage"} <= set(kinds)
+    progress = [e.samples_done for e in events if isinstance(e, ev.LeafProgress)]
+    assert progress == sorted(progress) and progress[-1] == 40
+    usage = [e for e in events if isinstance(e, ev.Usage)]
+    assert [u.requests for u in usage] == sorted(u.requests for u in usage)
+    try:
+        events[0].task = "changed"  # type: ignore[misc]
+        raise AssertionError("events must be immutable")
+    except AttributeError:
+        pass
+    json.dumps([e.to_dict() for e in events])  # serialisable
+
+
+def test_pipelined_leaves_start_before_tree_is_complete(tmp_path):
+    # one branch is slow to expand; the others' leaves must not wait for it
+    t = ScriptedTransport(latency=0.001, slow_prefix="0.3", slow_latency=0.2)
+    _, events = _run(_cfg(depth=3, size=200, concurrency=32), tmp_path / "r", t)
+    first_progress = next(i for i, e in enumerate(events) if isinstance(e, ev.LeafProgress))
+    last_expand = max(i for i, e in enumerate(events) if isinstance(e, ev.NodeExpanded))
+    assert first_progress < last_expand
+
+
+def test_invalid_classification_is_retried_then_node_becomes_leaf(tmp_path):
+    bad = json.dumps({"dimension": "topic", "values": [{"value": "a", "pivots": [1, 2]}, {"value": "b", "pivots": [2]}]})
+    t = ScriptedTransport(overrides={"classify": [bad, bad, bad]})
+    fin, events = _run(_cfg(depth=1, size=10, validation_retries=2), tmp_path / "r", t)
+    assert fin.status == "complete" and fin.rows == 10
+    root_leaf = [e for e in events if isinstance(e, ev.NodeLeaf) and e.node_id == "0"]
+    assert root_leaf and "assigned twice" in root_leaf[0].reason
+    assert t.calls["classify"] == 3
+
+
+def test_retry_then_valid_split_is_used(tmp_path):
+    bad = json.dumps({"dimension": "topic", "values": [{"value": "Other", "pivots": [1, 2, 3, 4, 5, 6]}]})
+    t = ScriptedTransport(overrides={"classify": [bad]})
+    fin, events = _run(_cfg(depth=1, size=12), tmp_path / "r", t)
+    assert any(isinstance(e, ev.NodeExpanded) and e.node_id == "0" for e in events)
+    assert any(isinstance(e, ev.RunWarning) and "catch-all" in e.message for e in events)
+
+
+def test_open_ended_dimension_becomes_one_sampled_child(tmp_path):
+    many = json.dumps({"status": "open_ended", "values": [f"city {i}" for i in range(9)]})
+    t = ScriptedTransport(overrides={"supplement": [many]})
+    out = tmp_path / "r"
+    fin, _ = _run(_cfg(depth=2, size=30, max_values=12, open_ended_threshold=6), out, t)
+    assert fin.rows == 30
+    tree = {n["id"]: n for n in json.loads((out / "tree.json").read_text())["nodes"]}
+    assert tree["0"]["children"] == ["0.0"]
+    child = tree["0.0"]
+    assert child["source"] == "open_ended" and len(child["values"]) == 12 and child["status"] == "leaf"
+    rows = read_jsonl(out / "dataset.jsonl")
+    sampled = {r["path"][0]["value"] for r in rows}
+    assert len(sampled) > 1 and sampled <= set(child["values"])
+
+
+def test_duplicates_are_replaced_and_size_is_exact(tmp_path):
+    out = tmp_path / "r"
+    fin, _ = _run(_cfg(depth=1, size=25, samples_per_call=5), out, ScriptedTransport(duplicate_every=3))
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert fin.status == "complete" and len(rows) == 25
+    assert len({(r["question"].lower(), r["answer"].lower()) for r in rows}) == 25
+
+
+def test_budget_stops_cleanly_and_resume_with_higher_budget_finishes(tmp_path):
+    out = tmp_path / "r"
+    t = ScriptedTransport(cost=0.01)
+    fin, _ = _run(_cfg(depth=1, size=50, samples_per_call=2, budget=0.1, concurrency=1), out, t)
+    assert fin.status == "budget"
+    assert 0.1 <= fin.cost_usd <= 0.1 + 0.01 + 1e-9  # at most the in-flight call past it
+    assert not (out / "dataset.jsonl").exists()
+    fin2, _ = _run(None, out, ScriptedTransport(cost=0.01), resume=True, budget=10.0)
+    assert fin2.status == "complete" and fin2.rows == 50
+    assert len(read_jsonl(out / "dataset.jsonl")) == 50
+
+
+def test_resume_refuses_to_change_the_dataset_definition(tmp_path):
+    out = tmp_path / "r"
+    _run(_cfg(depth=1, size=5), out, ScriptedTransport())
+    import pytest
+
+    from treesynth.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot change size"):
+        Run.resume(out, overrides={"size": 10}, transport=ScriptedTransport())
+    # and the failed attempt released the run directory
+    fin, _ = _run(None, out, ScriptedTransport(), resume=True)
+    assert fin.status == "complete"
+
+
+def test_leaf_jobs_are_self_contained_and_ids_deterministic(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _run(_cfg(depth=2, size=30, seed=7), a, ScriptedTransport())
+    _run(_cfg(depth=2, size=30, seed=7), b, ScriptedTransport())
+    ra = sorted((r["id"], r["leaf_id"]) for r in read_jsonl(a / "dataset.jsonl"))
+    rb = sorted((r["id"], r["leaf_id"]) for r in read_jsonl(b / "dataset.jsonl"))
+    assert ra == rb
+
+
+def test_shared_cache_makes_a_rerun_free(tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    t1 = ScriptedTransport()
+    _run(_cfg(depth=2, size=30, cache_path=str(cache)), tmp_path / "a", t1)
+    t2 = ScriptedTransport()
+    fin, _ = _run(_cfg(depth=2, size=30, cache_path=str(cache)), tmp_path / "b", t2)
+    assert fin.rows == 30 and sum(t2.calls.values()) == 0 and sum(t1.calls.values()) > 0
