@@ -81,6 +81,7 @@ class Engine:
         self._samples_schema_cache: dict[int, dict] = {}
         client.on_usage = self._on_usage
         self._startup_warnings = list(recovered.warnings)
+        self._warned_cost = not client.usage.cost_known  # already warned at start for resumed runs
 
     # ------------------------------------------------------------------ events
     def _emit(self, e: ev.Event) -> None:
@@ -104,6 +105,9 @@ class Engine:
 
     def _on_usage(self) -> None:
         self._usage_dirty = True
+        if self.cfg.budget is not None and not self.client.usage.cost_known and not self._warned_cost:
+            self._warned_cost = True
+            self.warn(f"cost is unknown for {self.cfg.model}: the budget cannot be enforced (tokens are still counted)")
         now = time.monotonic()
         if now - self._last_usage >= 0.1:
             self._last_usage = now

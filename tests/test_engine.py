@@ -135,3 +135,11 @@ def test_shared_cache_makes_a_rerun_free(tmp_path):
     t2 = ScriptedTransport()
     fin, _ = _run(_cfg(depth=2, size=30, cache_path=str(cache)), tmp_path / "b", t2)
     assert fin.rows == 30 and sum(t2.calls.values()) == 0 and sum(t1.calls.values()) > 0
+
+
+def test_unpriced_model_counts_tokens_and_reports_unknown_cost(tmp_path):
+    fin, events = _run(_cfg(depth=1, size=6, budget=1.0), tmp_path / "r", ScriptedTransport(cost=None))
+    assert fin.status == "complete" and fin.cost_usd is None
+    usage = [e for e in events if isinstance(e, ev.Usage)][-1]
+    assert usage.cost_usd is None and usage.tokens_in > 0 and usage.tokens_out > 0
+    assert sum(1 for e in events if isinstance(e, ev.RunWarning) and "budget cannot be enforced" in e.message) == 1
