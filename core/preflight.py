@@ -12,6 +12,10 @@ def check_provider(cfg, *, reach: bool = True) -> None:
     if cfg.router:
         if not isinstance(cfg.router.get("model_list"), list) or not cfg.router["model_list"]:
             raise ProviderError("router: needs a non-empty model_list")
+        if "<redacted>" in repr(cfg.router):
+            raise ProviderError(
+                "the router's literal API keys were not saved with the run; write them as os.environ/NAME references"
+            )
         return
     if cfg.model.startswith("local/"):
         from .local_model import find_gguf

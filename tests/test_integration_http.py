@@ -92,3 +92,28 @@ def test_unreachable_api_base(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "cannot reach --api-base" in r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_router_spreads_load_over_deployments(tmp_path):
+    from tests.stub_server import StubOpenAI
+
+    with StubOpenAI() as a, StubOpenAI() as b:
+        cfg = tmp_path / "pool.yaml"
+        cfg.write_text(
+            "task: math word problems\nmodel: pool\nfields: [question, answer]\nsize: 24\ndepth: 1\npivots: 4\n"
+            "samples_per_call: 1\nrouter:\n  model_list:\n"
+            f"    - model_name: pool\n      litellm_params: {{model: openai/stub-a, api_base: '{a.url}', api_key: sk-literal-secret-in-config}}\n"
+            f"    - model_name: pool\n      litellm_params: {{model: openai/stub-b, api_base: '{b.url}', api_key: os.environ/STUB_KEY}}\n"
+        )
+        out = tmp_path / "run"
+        r = run_cli("run", "--config", str(cfg), "--no-ui", "--out", str(out), env=cli_env(STUB_KEY="sk-env-secret"))
+        assert r.returncode == 0, r.stderr
+        assert a.completions > 0 and b.completions > 0
+    assert len(read_jsonl(out / "dataset.jsonl")) == 24
+    for f in out.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert b"sk-literal-secret-in-config" not in data and b"sk-env-secret" not in data, f.name
+    saved = json.loads((out / "config.json").read_text())["config"]["router"]["model_list"]
+    assert saved[0]["litellm_params"]["api_key"] == "<redacted>"
+    assert saved[1]["litellm_params"]["api_key"] == "os.environ/STUB_KEY"
