@@ -81,6 +81,7 @@ class Engine:
         self._samples_schema_cache: dict[int, dict] = {}
         client.on_usage = self._on_usage
         self._startup_warnings = list(recovered.warnings)
+        self._n_expanded = sum(1 for n in self.tree if n.status == EXPANDED)
         self._warned_cost = not client.usage.cost_known  # already warned at start for resumed runs
 
     # ------------------------------------------------------------------ events
@@ -408,11 +409,12 @@ class Engine:
         node.coverage = coverage.kind
         node.children = [c.id for c in children]
         self._journal(node)
+        self._n_expanded += 1
         self._emit(
             ev.NodeExpanded(
                 node_id=node.id, dimension=split.dimension, coverage=coverage.kind,
                 children=tuple(ev.ChildInfo(node_id=c.id, value=c.value or "", source=c.source, target=c.target, open_ended=c.open_ended) for c in children),
-                nodes_total=len(self.tree), nodes_expanded=sum(1 for n in self.tree if n.status == EXPANDED),
+                nodes_total=len(self.tree), nodes_expanded=self._n_expanded,
             )
         )
         for c in children:

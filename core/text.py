@@ -19,7 +19,7 @@ def normalise(text: str) -> str:
 
 def sample_key(sample: dict[str, str], fields: tuple[str, ...] | list[str]) -> int:
     """64-bit key of a sample's normalised text, used to find exact duplicates (after normalisation)."""
-    joined = "\x1f".join(_WS.sub(" ", str(sample.get(f, ""))).strip().casefold() for f in fields)
+    joined = "\x1f".join(" ".join(str(sample.get(f, "")).split()).casefold() for f in fields)
     return int.from_bytes(hashlib.blake2b(joined.encode("utf-8"), digest_size=8).digest(), "little")
 
 
