@@ -63,6 +63,21 @@ def _sample_text(sample: Any, limit: int = 500) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
+def _path_key(path: Any, n: Any) -> tuple | None:
+    """(n, dimension, value, ...) for a plain [{dimension: str, value: str}] path; None otherwise."""
+    if type(n) is not int or not isinstance(path, list):
+        return None
+    key: list[Any] = [n]
+    for p in path:
+        if type(p) is not dict or len(p) != 2:
+            return None
+        d, v = p.get("dimension"), p.get("value")
+        if type(d) is not str or type(v) is not str:
+            return None
+        key += (d, v)
+    return tuple(key)
+
+
 class Prompts:
     """Renders the messages for each step of the protocol."""
 
@@ -89,6 +104,10 @@ class Prompts:
             self._t = {s: env.get_template(f"{s}.j2") for s in STEPS}
         except TemplateError as e:
             raise ConfigError(f"invalid prompt template: {e}") from None
+        # The shipped generate template is a pure function of (path, n): its renders are memoised
+        # (bounded), since a leaf asks for the same prompt on every call. Overridden templates may
+        # be non-deterministic (jinja's random filter), so they are always rendered afresh.
+        self._gen_memo: dict[tuple, str] | None = None if "generate.j2" in overrides else {}
         self._base = {
             "task": cfg.task,
             "style": cfg.style,
@@ -118,7 +137,17 @@ class Prompts:
         return self._msgs("supplement", path=path, dimension=dimension, values=values, max_new=max_new)
 
     def generate(self, path, n: int, examples: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
-        return self._msgs("generate", path=path, n=n, examples=examples or [])
+        memo = self._gen_memo
+        key = _path_key(path, n) if memo is not None and not examples else None
+        if key is None:
+            return self._msgs("generate", path=path, n=n, examples=examples or [])
+        text = memo.get(key)
+        if text is None:
+            text = self._render("generate", path=path, n=n, examples=[])
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[key] = text
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
 
     def retry(self, messages: list[dict[str, str]], answer: str, error: str) -> list[dict[str, str]]:
         """The conversation so far plus the invalid answer and what was wrong with it."""
