@@ -20,15 +20,24 @@ from typing import Any, Awaitable, Callable
 
 from . import events as ev
 from .allocate import allocate, calls_for
-from .errors import BudgetExhausted, ProviderError, StopRequested, TransientProviderError
+from .errors import BudgetExhausted, ProviderError, SteeringError, StopRequested, TransientProviderError
 from .llm import PRIORITY_LEAF, PRIORITY_TREE, LLMClient, LLMRequest
 from .parsing import ParseError, parse_json, parse_samples
-from .partition import Coverage, PartitionError, plan_children, validate_coverage, validate_split
+from .partition import Coverage, PartitionError, is_catch_all, plan_children, validate_coverage, validate_split
 from .prompts import Prompts
 from .schemas import classify_schema, samples_schema, supplement_schema
 from .store import LeafRecord, Recovered, RunStore
-from .text import sample_key, truncate
+from .text import normalise, sample_key, truncate
 from .tree import EXPANDED, FAILED, LEAF, PENDING, PRUNED, Node, Tree
+
+
+class _Stale(Exception):
+    """The node was pruned, reset or renamed while a call was in flight: drop the answer."""
+
+
+def slot_id(node: Node) -> str:
+    """The node's part of cache slots and seeds; a revision asks every call afresh."""
+    return node.id if not node.revision else f"{node.id}~r{node.revision}"
 
 
 def derive_seed(seed: int, *parts: Any) -> int:
@@ -46,6 +55,7 @@ class LeafJob:
     target: int
     first_slot: int
     skip_slots: frozenset[int]
+    revision: int = 0
 
 
 class Engine:
@@ -82,6 +92,8 @@ class Engine:
         client.on_usage = self._on_usage
         self._startup_warnings = list(recovered.warnings)
         self._n_expanded = sum(1 for n in self.tree if n.status == EXPANDED)
+        self._expanding: set[str] = set()
+        self._synthesising: set[str] = set()
         self._warned_cost = not client.usage.cost_known  # already warned at start for resumed runs
 
     # ------------------------------------------------------------------ events
@@ -164,6 +176,166 @@ class Engine:
 
     def resume(self) -> None:
         self.client.resume()
+
+    @property
+    def paused(self) -> bool:
+        return self.client.paused
+
+    # ------------------------------------------------------------------ steering
+    # Edits made while a run goes on. Each is journaled, so a resumed run keeps it, and each
+    # emits events, so every front end sees it. Only subtrees without samples may change.
+
+    def _subtree_rows(self, node_id: str) -> int:
+        return sum(self.leaf_rows.get(i, 0) for i in self.tree.subtree_ids(node_id))
+
+    def _editable(self, node_id: str, what: str) -> Node:
+        node = self.tree.nodes.get(node_id)
+        if node is None:
+            raise SteeringError(f"no node {node_id!r}")
+        if node.status == PRUNED:
+            raise SteeringError(f"node {node_id} is pruned")
+        if self._subtree_rows(node_id):
+            raise SteeringError(f"cannot {what} node {node_id}: its subtree already has samples")
+        return node
+
+    def _check_value(self, parent: Node, value: str, ignore: str | None = None) -> str:
+        value = " ".join(str(value).split())
+        if not normalise(value):
+            raise SteeringError("the value is empty")
+        if len(value) > 120:
+            raise SteeringError("the value is longer than 120 characters")
+        if is_catch_all(value):
+            raise SteeringError(f"{value!r} is a catch-all value; name a concrete one")
+        for cid in parent.children:
+            c = self.tree.get(cid)
+            if cid != ignore and c.status != PRUNED and normalise(c.value or "") == normalise(value):
+                raise SteeringError(f"{value!r} repeats the existing value {c.value!r}")
+        return value
+
+    def _prune_subtree(self, node: Node, reason: str) -> None:
+        for nid in self.tree.subtree_ids(node.id):
+            n = self.tree.get(nid)
+            if n.status != PRUNED:
+                n.status, n.reason = PRUNED, reason
+                self._journal(n)
+        self._emit(ev.NodePruned(node_id=node.id, reason=reason))
+
+    def _reallocate(self, node: Node) -> None:
+        """Re-split a node's quota over its live children (their subtrees have no samples)."""
+        kids = [self.tree.get(c) for c in node.children if self.tree.get(c).status != PRUNED]
+        for k, t in zip(kids, allocate(node.target, [float(len(k.values)) if k.values else 1.0 for k in kids])):
+            if k.target != t:
+                k.target = t
+                if k.status == LEAF and t > 0 and k.reason and k.reason.startswith("no samples allocated"):
+                    k.status, k.reason = PENDING, None
+                self._journal(k)
+            if k.status == EXPANDED:
+                self._reallocate(k)
+            elif k.status == PENDING and k.id not in self._expanding:
+                self._schedule(k)
+            elif k.status == LEAF and self.leaf_rows.get(k.id, 0) < k.target and k.id not in self._synthesising:
+                self._spawn(self._synth(k.id))
+
+    def _emit_children(self, node: Node) -> None:
+        kids = [self.tree.get(c) for c in node.children if self.tree.get(c).status != PRUNED]
+        self._emit(
+            ev.NodeExpanded(
+                node_id=node.id, dimension=node.split_dimension or "", coverage=node.coverage or "none",
+                children=tuple(ev.ChildInfo(node_id=c.id, value=c.value or "", source=c.source, target=c.target, open_ended=c.open_ended) for c in kids),
+                nodes_total=len(self.tree), nodes_expanded=self._n_expanded,
+            )
+        )
+
+    def prune(self, node_id: str) -> None:
+        """Give a subtree no samples; the quota goes to the other leaves at the end of the run."""
+        if node_id == "0":
+            raise SteeringError("the root cannot be pruned")
+        node = self._editable(node_id, "prune")
+        self._prune_subtree(node, "pruned by user")
+
+    def add_value(self, node_id: str, value: str) -> str:
+        """Add an attribute value (a new child) to an expanded node; returns the child's id."""
+        node = self._editable(node_id, "edit")
+        if node.status != EXPANDED:
+            raise SteeringError(f"node {node_id} has no values to edit (it is {node.status})")
+        value = self._check_value(node, value)
+        child = Node(
+            id=f"{node.id}.{len(node.children)}", parent=node.id, depth=node.depth + 1,
+            dimension=node.split_dimension, value=value, source="user",
+        )
+        self._journal(child)
+        node.children.append(child.id)
+        node.split_values.append({"value": value, "source": "user", "pivots": []})
+        self._journal(node)
+        self._reallocate(node)
+        self._emit_children(node)
+        return child.id
+
+    def rename_value(self, child_id: str, new_value: str) -> None:
+        """Rename a child's value; its subtree is asked again under the new value."""
+        child = self._editable(child_id, "rename")
+        if child.parent is None:
+            raise SteeringError("the root has no value")
+        parent = self.tree.get(child.parent)
+        new_value = self._check_value(parent, new_value, ignore=child.id)
+        old = child.value
+        for sv in parent.split_values:
+            if sv.get("value") == old:
+                sv["value"] = new_value
+        self._journal(parent)
+        child.value = new_value
+        if child.children or child.status in (EXPANDED, FAILED) or child.id in self._expanding:
+            self._reset(child)
+        else:
+            child.revision += 1
+            self._journal(child)
+            if child.status == LEAF and child.target > 0:
+                self._spawn(self._synth_after(child.id))
+        self._emit_children(parent)
+
+    async def _synth_after(self, lid: str) -> None:
+        # a stale synthesis of the old value may still be winding down
+        while lid in self._synthesising:
+            await asyncio.sleep(0.01)
+        await self._synth(lid)
+
+    def remove_value(self, child_id: str) -> None:
+        """Remove a child's value; its quota is re-split over its siblings."""
+        child = self._editable(child_id, "remove")
+        if child.parent is None:
+            raise SteeringError("the root cannot be removed")
+        parent = self.tree.get(child.parent)
+        live = [c for c in parent.children if self.tree.get(c).status != PRUNED]
+        if len(live) <= 1:
+            raise SteeringError(f"{child.value!r} is the last value of node {parent.id}; prune the node instead")
+        self._prune_subtree(child, "value removed by user")
+        self._reallocate(parent)
+        self._emit_children(parent)
+
+    def reexpand(self, node_id: str) -> None:
+        """Drop a node's children and expand it again with fresh calls."""
+        node = self._editable(node_id, "re-expand")
+        if node.depth >= self.cfg.depth:
+            raise SteeringError(f"node {node_id} is at the maximum depth ({self.cfg.depth}); it can only be a leaf")
+        if node_id in self._expanding:
+            raise SteeringError(f"node {node_id} is expanding right now")
+        self._reset(node)
+
+    def _reset(self, node: Node) -> None:
+        drop = [i for i in self.tree.subtree_ids(node.id) if i != node.id]
+        if node.status == EXPANDED:
+            self._n_expanded -= 1
+        self._n_expanded -= sum(1 for i in drop if self.tree.get(i).status == EXPANDED)
+        if drop:
+            self.tree.remove(drop)
+            self.store.journal_delete(drop)
+        node.children, node.pivots, node.split_values = [], [], []
+        node.split_dimension = node.coverage = node.reason = None
+        node.status = PENDING
+        node.revision += 1
+        self._journal(node)
+        self._emit(ev.NodeReset(node_id=node.id))
+        self._schedule(node)
 
     # ------------------------------------------------------------------ run
     async def run(self, grace_s: float = 10.0) -> ev.RunFinished:
@@ -301,13 +473,16 @@ class Engine:
         """Call, parse and validate, retrying with the error fed back. Returns (result, last error)."""
         base = messages
         err = "no answer"
+        sid, rev = slot_id(node), node.revision
         for attempt in range(self.cfg.validation_retries + 1):
             req = LLMRequest(
-                messages=messages, slot=f"{node.id}:{step}:{attempt}", schema=schema, schema_name=step,
+                messages=messages, slot=f"{sid}:{step}:{attempt}", schema=schema, schema_name=step,
                 temperature=temperature, max_tokens=self.cfg.max_tokens,
-                seed=derive_seed(self.cfg.seed, node.id, step, attempt), priority=PRIORITY_TREE,
+                seed=derive_seed(self.cfg.seed, sid, step, attempt), priority=PRIORITY_TREE,
             )
             c = await self.client.complete(req)
+            if node.status != PENDING or node.revision != rev or self.tree.nodes.get(node.id) is not node:
+                raise _Stale()
             if c.finish_reason == "length":
                 err = "the answer was cut off before it ended; answer more briefly"
             else:
@@ -322,10 +497,16 @@ class Engine:
 
     async def _expand(self, nid: str) -> None:
         node = self.tree.get(nid)
+        self._expanding.add(nid)
         try:
             await self._expand_inner(node)
+        except _Stale:
+            pass
         except TransientProviderError as e:
-            self._fail(node, f"provider error after retries: {e}")
+            if node.status == PENDING:
+                self._fail(node, f"provider error after retries: {e}")
+        finally:
+            self._expanding.discard(nid)
 
     async def _expand_inner(self, node: Node) -> None:
         cfg = self.cfg
@@ -425,7 +606,7 @@ class Engine:
         rec = self.leaf_rec.get(node.id, LeafRecord())
         return LeafJob(
             leaf_id=node.id, path=self._path_tuple(node.id), open_values=tuple(node.values), target=node.target,
-            first_slot=rec.max_slot + 1, skip_slots=frozenset(rec.empty_slots),
+            first_slot=rec.max_slot + 1, skip_slots=frozenset(rec.empty_slots), revision=node.revision,
         )
 
     def _samples_schema(self, n: int) -> dict:
@@ -435,14 +616,23 @@ class Engine:
         return s
 
     async def _synth(self, lid: str) -> None:
-        async with self._leaf_gate:
-            node = self.tree.get(lid)
-            if node.status != LEAF:
-                return
-            try:
-                await self._synth_inner(node)
-            except TransientProviderError as e:
-                self._fail(node, f"provider error after retries: {e}")
+        if lid in self._synthesising:
+            return
+        self._synthesising.add(lid)
+        try:
+            async with self._leaf_gate:
+                node = self.tree.nodes.get(lid)
+                if node is None or node.status != LEAF:
+                    return
+                try:
+                    await self._synth_inner(node)
+                except _Stale:
+                    pass
+                except TransientProviderError as e:
+                    if node.status == LEAF:
+                        self._fail(node, f"provider error after retries: {e}")
+        finally:
+            self._synthesising.discard(lid)
 
     async def _synth_inner(self, node: Node) -> None:
         cfg = self.cfg
@@ -456,7 +646,9 @@ class Engine:
         error: BaseException | None = None
         try:
             while True:
-                need = job.target - self.leaf_rows.get(lid, 0) - sum(inflight.values())
+                if node.status != LEAF or node.revision != job.revision:
+                    error = error or _Stale()
+                need = node.target - self.leaf_rows.get(lid, 0) - sum(inflight.values())
                 while error is None and need > 0 and len(inflight) < cfg.concurrency and slot < slot_limit:
                     n = min(m, need)
                     inflight[asyncio.ensure_future(self._gen(job, slot, n))] = n
@@ -476,9 +668,9 @@ class Engine:
             raise
         if error is not None:
             raise error
-        if self.leaf_rows.get(lid, 0) < job.target:
+        if self.leaf_rows.get(lid, 0) < node.target:
             self._short.add(lid)
-            self.warn(f"leaf {lid}: only {self.leaf_rows.get(lid, 0)} of {job.target} samples after {slot - job.first_slot} calls (duplicates or invalid answers)", lid)
+            self.warn(f"leaf {lid}: only {self.leaf_rows.get(lid, 0)} of {node.target} samples after {slot - job.first_slot} calls (duplicates or invalid answers)", lid)
 
     def _slot_path(self, job: LeafJob, slot: int) -> list[dict[str, str]]:
         path = [{"dimension": d, "value": v} for d, v in job.path]
@@ -493,12 +685,16 @@ class Engine:
         if slot in job.skip_slots:
             return
         path = self._slot_path(job, slot)
+        sid = lid if not job.revision else f"{lid}~r{job.revision}"
         req = LLMRequest(
-            messages=self.prompts.generate(path, n), slot=f"{lid}:gen:{slot}", schema=self._samples_schema(n),
+            messages=self.prompts.generate(path, n), slot=f"{sid}:gen:{slot}", schema=self._samples_schema(n),
             schema_name="samples", temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-            seed=derive_seed(cfg.seed, lid, "gen", slot), priority=PRIORITY_LEAF,
+            seed=derive_seed(cfg.seed, sid, "gen", slot), priority=PRIORITY_LEAF,
         )
         c = await self.client.complete(req)
+        node = self.tree.nodes.get(lid)
+        if node is None or node.status != LEAF or node.revision != job.revision:
+            raise _Stale()  # pruned or renamed while the call was in flight: nothing is written
         samples: list[dict[str, str]] = []
         if c.finish_reason == "length":
             self.client.usage.invalid += 1
@@ -507,7 +703,7 @@ class Engine:
                 samples, _rejected = parse_samples(parse_json(c.text), cfg.fields, max_items=n, max_chars=cfg.max_field_chars)
             except ParseError:
                 self.client.usage.invalid += 1
-        room = job.target - self.leaf_rows.get(lid, 0)
+        room = node.target - self.leaf_rows.get(lid, 0)
         rows: list[dict[str, Any]] = []
         for i, s in enumerate(samples):
             if len(rows) >= room:
@@ -524,7 +720,7 @@ class Engine:
         done = self.leaf_rows[lid] = self.leaf_rows.get(lid, 0) + len(rows)
         self.rows += len(rows)
         preview = tuple(truncate(str(r[cfg.fields[0]]), 160) for r in rows[:2])
-        self._emit(ev.LeafProgress(node_id=lid, done=done, target=job.target, samples_done=self.rows, samples_target=cfg.size, preview=preview))
+        self._emit(ev.LeafProgress(node_id=lid, done=done, target=node.target, samples_done=self.rows, samples_target=cfg.size, preview=preview))
 
     def _top_up(self) -> bool:
         """Give the samples short leaves could not produce to the leaves that filled up."""

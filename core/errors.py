@@ -21,6 +21,10 @@ class ProviderError(TreesynthError):
     """A provider problem that retrying cannot fix (auth, bad request, unknown model)."""
 
 
+class SteeringError(TreesynthError):
+    """A steering edit (prune, value edits, re-expand) that the node's state does not allow."""
+
+
 class TransientProviderError(Exception):
     """A provider failure worth retrying (rate limit, 5xx, timeout, dropped connection)."""
 

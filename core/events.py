@@ -84,6 +84,23 @@ class NodeFailed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NodePruned(Event):
+    """The node and its subtree get no samples (pruned, or its value removed)."""
+
+    kind: ClassVar[str] = "node_pruned"
+    node_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeReset(Event):
+    """The node's children were dropped; it will expand again."""
+
+    kind: ClassVar[str] = "node_reset"
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LeafProgress(Event):
     kind: ClassVar[str] = "leaf_progress"
     node_id: str
@@ -133,5 +150,7 @@ class RunFinished(Event):
 EventCallback = Callable[[Event], None]
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    c.kind: c for c in (RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, LeafProgress, Usage, RunWarning, RunFinished)
+    c.kind: c for c in (
+        RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, NodePruned, NodeReset, LeafProgress, Usage, RunWarning, RunFinished
+    )
 }

@@ -182,6 +182,11 @@ class RunStore:
             eseq, nd = entry.get("seq"), entry.get("node")
             if not isinstance(eseq, int) or eseq <= seq:
                 continue
+            if isinstance(entry.get("delete"), list):
+                tree.remove([i for i in entry["delete"] if isinstance(i, str) and i != "0"])
+                seq = eseq
+                applied += 1
+                continue
             try:
                 node = Node.from_dict(nd)
             except (ValueError, TypeError) as e:
@@ -257,6 +262,15 @@ class RunStore:
         self.bytes_written += len(data)
         self._tree_dirty = True
 
+    def journal_delete(self, ids: list[str]) -> None:
+        if self._nodes is None:
+            self._nodes = self._open_append("nodes.jsonl")
+        self.seq += 1
+        data = orjson.dumps({"seq": self.seq, "delete": ids}) + b"\n"
+        self._nodes.write(data)
+        self.bytes_written += len(data)
+        self._tree_dirty = True
+
     def append_event(self, event: dict[str, Any]) -> None:
         if self._events is None:
             self._events = self._open_append("events.jsonl")
@@ -325,7 +339,10 @@ def load_tree_readonly(root: Path) -> Tree:
                 try:
                     e = orjson.loads(line)
                     if isinstance(e, dict) and isinstance(e.get("seq"), int) and e["seq"] > seq:
-                        tree.upsert(Node.from_dict(e["node"]))
+                        if isinstance(e.get("delete"), list):
+                            tree.remove([i for i in e["delete"] if isinstance(i, str) and i != "0"])
+                        else:
+                            tree.upsert(Node.from_dict(e["node"]))
                 except (orjson.JSONDecodeError, ValueError, TypeError):
                     continue
     try:

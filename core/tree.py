@@ -33,6 +33,7 @@ class Node:
     pivots: list[dict[str, str]] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     reason: str | None = None  # why it became a leaf early or failed
+    revision: int = 0  # bumped when the user re-expands or renames it: its calls are asked afresh
 
     @property
     def open_ended(self) -> bool:
@@ -96,6 +97,10 @@ class Tree:
             n = self.nodes.get(n.parent)
         out.reverse()
         return out
+
+    def remove(self, ids: list[str]) -> None:
+        for i in ids:
+            self.nodes.pop(i, None)
 
     def ancestor_dimensions(self, node_id: str) -> list[str]:
         return [p["dimension"] for p in self.path(node_id)]
