@@ -63,12 +63,18 @@ class HeadlessDisplay:
         from rich.table import Table
 
         p = self.p
-        t = Table.grid(padding=(0, 1))
-        t.add_row(ProgressBar(total=max(1, p.size), completed=p.samples_done, width=40), f"{p.samples_done}/{p.size} samples")
-        t.add_row("", status_line(p))
-        t.add_row("", f"{p.leaves} leaves, {p.failed} failed")
+        budget = f" of ${p.budget:g}" if p.budget is not None else ""
+        t = Table.grid(padding=(0, 2))
+        t.add_column(style="bold", no_wrap=True)
+        t.add_column()
+        t.add_row("samples", ProgressBar(total=max(1, p.size), completed=p.samples_done, width=40))
+        t.add_row("", f"{p.samples_done:,}/{p.size:,}   elapsed {fmt_duration(p.elapsed)}   ETA {fmt_duration(p.eta_s)}")
+        t.add_row("tree", f"{p.nodes_expanded}/{p.nodes_total} nodes expanded, {p.leaves} leaves, {p.failed} failed")
+        t.add_row("spend", f"{fmt_cost(p.cost_usd)}{budget}   tokens {p.tokens_in:,} in / {p.tokens_out:,} out")
+        t.add_row("calls", f"{p.requests:,} requests ({p.requests_per_s:.1f}/s), {p.cache_hits:,} cached, "
+                  f"{p.errors} errors, {p.retries} retries, {p.invalid} invalid answers")
         if p.warnings:
-            t.add_row("", f"[yellow]last warning:[/] {p.warnings[-1][:150]}")
+            t.add_row("warning", p.warnings[-1][:160])
         return t
 
     def __call__(self, e: ev.Event) -> None:
