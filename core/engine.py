@@ -58,6 +58,16 @@ class LeafJob:
     revision: int = 0
 
 
+class DataOutputs:
+    """Data mode's end of run (see core/balance.py)."""
+
+    def complete(self) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def write(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
 class Engine:
     def __init__(
         self,
@@ -94,6 +104,15 @@ class Engine:
         self._n_expanded = sum(1 for n in self.tree if n.status == EXPANDED)
         self._expanding: set[str] = set()
         self._synthesising: set[str] = set()
+        # Data mode (treesynth balance): pivots come from the data, rows are routed to children,
+        # leaves are filled only when the balancing plan says so. None/True: plain generation.
+        self.pivot_source: Callable[[Node], list[dict[str, str]]] | None = None
+        self.router: Callable[[Node, Any, list[Node]], Awaitable[None]] | None = None
+        self.examples_for: Callable[[str], list[dict[str, str]]] | None = None
+        self.accept_filter: Callable[[str, list[dict[str, str]]], list[dict[str, str]]] | None = None
+        self.synthesise_leaves = True
+        self.after_growth: Callable[[], None] | None = None  # data mode: plan, then start filling leaves
+        self.outputs: "DataOutputs | None" = None  # data mode: completion test and output writer
         self._warned_cost = not client.usage.cost_known  # already warned at start for resumed runs
 
     # ------------------------------------------------------------------ events
@@ -353,9 +372,13 @@ class Engine:
         ticker = asyncio.ensure_future(self._ticker())
         try:
             self._schedule(self.tree.root)
+            if self.after_growth is not None:
+                await self._drain(grace_s)
+                if not (self._fatal or self._stop_reason):
+                    self.after_growth()
             for _round in range(3):  # the main pass, then at most two top-up rounds
                 await self._drain(grace_s)
-                if self._fatal or self._stop_reason or self.rows >= cfg.size:
+                if self._fatal or self._stop_reason or self.outputs is not None or self.rows >= cfg.size:
                     break
                 if not self._top_up():
                     break
@@ -393,7 +416,8 @@ class Engine:
 
         cfg = self.cfg
         failed = [n for n in self.tree if n.status == FAILED]
-        if self.rows >= cfg.size and not failed:
+        filled = self.outputs.complete() if self.outputs is not None else self.rows >= cfg.size
+        if filled and not failed:
             status = "complete"
         elif self._stop_reason == "budget":
             status = "budget"
@@ -403,7 +427,9 @@ class Engine:
             status = "incomplete"
         dataset = None
         self._emit(self.usage_event())
-        if status == "complete":
+        if status == "complete" and self.outputs is not None:
+            dataset = self.outputs.write()
+        elif status == "complete":
             dest = self.store.p("dataset.jsonl")
             write_jsonl(self.store.iter_samples(), dest, limit=cfg.size)
             write_parquet(dest, self.store.p("dataset.parquet"))
@@ -438,7 +464,7 @@ class Engine:
             for cid in node.children:
                 self._schedule(self.tree.get(cid))
         elif node.status == LEAF:
-            if self.leaf_rows.get(node.id, 0) < node.target:
+            if self.synthesise_leaves and self.leaf_rows.get(node.id, 0) < node.target:
                 self._spawn(self._synth(node.id))
         elif node.target == 0 and node.parent is not None:
             self._make_leaf(node, "no samples allocated to this subtree")
@@ -457,7 +483,7 @@ class Engine:
         node.status, node.reason = LEAF, reason
         self._journal(node)
         self._emit(ev.NodeLeaf(node_id=node.id, target=node.target, reason=reason))
-        if node.target > self.leaf_rows.get(node.id, 0):
+        if self.synthesise_leaves and node.target > self.leaf_rows.get(node.id, 0):
             self._spawn(self._synth(node.id))
 
     def _fail(self, node: Node, reason: str) -> None:
@@ -529,13 +555,19 @@ class Engine:
                 raise ParseError(f"need at least 2 distinct samples with fields {', '.join(cfg.fields)}; got {len(uniq)}")
             return uniq
 
-        pivots, err = await self._ask(
-            node, "pivots", self.prompts.pivots(path, cfg.pivots),
-            samples_schema(cfg.fields, cfg.pivots, cfg.max_field_chars), v_pivots, cfg.temperature,
-        )
-        if pivots is None:
-            self._make_leaf(node, f"no usable pivots: {err}")
-            return
+        if self.pivot_source is not None:
+            pivots = self.pivot_source(node)
+            if len(pivots) < 2:
+                self._make_leaf(node, f"only {len(pivots)} row(s) reached this node; nothing to split")
+                return
+        else:
+            pivots, err = await self._ask(
+                node, "pivots", self.prompts.pivots(path, cfg.pivots),
+                samples_schema(cfg.fields, cfg.pivots, cfg.max_field_chars), v_pivots, cfg.temperature,
+            )
+            if pivots is None:
+                self._make_leaf(node, f"no usable pivots: {err}")
+                return
         node.pivots = pivots
 
         # 2. criterion and classification
@@ -580,6 +612,10 @@ class Engine:
                     value=spec.value, values=list(spec.values), source=spec.source, target=tgt,
                 )
             )
+        if self.router is not None:
+            await self.router(node, split, children)  # sets each child's target to its row count
+            if node.status != PENDING:
+                return
         for c in children:
             self._journal(c)
         node.status = EXPANDED
@@ -687,7 +723,8 @@ class Engine:
         path = self._slot_path(job, slot)
         sid = lid if not job.revision else f"{lid}~r{job.revision}"
         req = LLMRequest(
-            messages=self.prompts.generate(path, n), slot=f"{sid}:gen:{slot}", schema=self._samples_schema(n),
+            messages=self.prompts.generate(path, n, self.examples_for(lid) if self.examples_for else None),
+            slot=f"{sid}:gen:{slot}", schema=self._samples_schema(n),
             schema_name="samples", temperature=cfg.temperature, max_tokens=cfg.max_tokens,
             seed=derive_seed(cfg.seed, sid, "gen", slot), priority=PRIORITY_LEAF,
         )
@@ -703,6 +740,8 @@ class Engine:
                 samples, _rejected = parse_samples(parse_json(c.text), cfg.fields, max_items=n, max_chars=cfg.max_field_chars)
             except ParseError:
                 self.client.usage.invalid += 1
+        if self.accept_filter is not None and samples:
+            samples = self.accept_filter(lid, samples)
         room = node.target - self.leaf_rows.get(lid, 0)
         rows: list[dict[str, Any]] = []
         for i, s in enumerate(samples):
