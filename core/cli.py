@@ -87,6 +87,29 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl")
     x.add_argument("--out", help="destination (default: in the run directory)")
 
+    b = sub.add_parser(
+        "balance", help="rebalance an existing dataset with its own tree",
+        description="Grow a tree from DATA, route every row to a leaf, downsample crowded leaves and synthesise into sparse ones.",
+    )
+    b.add_argument("data", nargs="?", help="JSONL, Parquet or CSV file")
+    b.add_argument("--field", help="text column used for pivots and routing (default: question, else the first text column)")
+    b.add_argument("--fields", help="columns of a synthesised row (default: --field)")
+    b.add_argument("--task", help="one-sentence description (default: inferred from the data and shown)")
+    b.add_argument("--target-per-leaf", dest="target_per_leaf", type=int, help="rows per leaf after balancing")
+    b.add_argument("--size", type=int, help="rows after balancing, split evenly over leaves (default: the input's size)")
+    b.add_argument("--route", choices=["llm", "embed"], default="embed", help="route rows by LLM classification or by embedding similarity (default embed)")
+    b.add_argument("--route-batch", dest="route_batch", type=int, default=25, help="rows per LLM routing call (default 25)")
+    b.add_argument("--embedder", help="sentence-transformers model name or local path for routing and near-duplicates")
+    for flag in ("--model", "--api-base", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--seed", "--temperature"):
+        kw = dict(next(k for f, k in RUN_OPTIONS if f == flag))
+        b.add_argument(flag, default=None, **kw)
+    b.add_argument("--config", help="YAML or TOML file with run keys (model, depth, ...)")
+    b.add_argument("--no-cache", dest="no_cache", action="store_true")
+    b.add_argument("--out", help="run directory (default runs/balance-<name>-<timestamp>)")
+    b.add_argument("--resume", metavar="DIR", help="continue an interrupted balance run")
+    b.add_argument("--no-ui", dest="no_ui", action="store_true", help="headless: progress on stderr")
+    b.add_argument("--json-events", dest="json_events", action="store_true")
+
     sub.add_parser("presets", help="list the shipped presets")
     return p
 
@@ -98,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"run": cmd_run, "estimate": cmd_estimate, "tree": cmd_tree, "export": cmd_export, "presets": cmd_presets}[args.command](args)
+        commands = {"run": cmd_run, "estimate": cmd_estimate, "tree": cmd_tree, "export": cmd_export, "presets": cmd_presets, "balance": cmd_balance}
+        return commands[args.command](args)
     except TreesynthError as e:
         print(f"treesynth: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -174,6 +198,16 @@ def _execute(run, json_events: bool) -> int:
     finally:
         display.close()
     print(summary(fin), file=sys.stderr)
+    extra = getattr(run, "summary", None)
+    info = extra() if callable(extra) else None
+    if info:
+        b, a = info["before"], info["after"]
+        print(
+            f"balance:  {info['input_rows']} rows in {info['leaves']} leaves -> {info['rows_after']} "
+            f"({info['dropped']} dropped, {info['synthesised']} synthesised); occupancy entropy {b['entropy']} -> {a['entropy']}, "
+            f"Gini {b['gini']} -> {a['gini']}, empty leaves {b['empty']} -> {a['empty']}; see before_after.csv",
+            file=sys.stderr,
+        )
     if fin.status == "complete":
         return 0
     return {"stopped": 130, "budget": 3}.get(fin.status, 1)
@@ -187,6 +221,41 @@ def _launch_tui(args: argparse.Namespace) -> int:
     except ImportError:
         raise TreesynthError("the interactive UI is not installed yet; run with --no-ui (or --json-events)") from None
     return tui.run_from_cli(args)
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    from .balance import BalanceRun, infer_task, load_data
+    from .config import build_config
+    from .preflight import check_provider
+
+    if not args.no_ui and not args.json_events:
+        return _launch_tui(args)
+    flags = _flags(args)
+    flags.pop("fields", None)
+    if args.resume:
+        if args.data or args.out or args.config:
+            raise ConfigError("--resume takes the saved data and settings; drop DATA, --config and --out")
+        run = BalanceRun.resume(Path(args.resume), overrides=flags)
+        return _execute(run, json_events=args.json_events)
+    if not args.data:
+        raise ConfigError("give the DATA file to balance (JSONL, Parquet or CSV)")
+    fields = tuple(f.strip() for f in args.fields.split(",") if f.strip()) if args.fields else None
+    data = load_data(args.data, args.field, fields)
+    probe = build_config(flags={**flags, "task": args.task or "(inferring)", "fields": ",".join(data.fields)}, config_file=args.config)
+    check_provider(probe)
+    task = args.task
+    if not task:
+        task = asyncio.run(infer_task(data, {k: v for k, v in flags.items() if k != "task"}, seed=probe.seed))
+        print(f"treesynth: inferred task: {task}", file=sys.stderr)
+    spec = {
+        "data": str(Path(args.data).resolve()), "field": data.field, "fields": list(data.fields), "route": args.route,
+        "route_batch": max(1, args.route_batch), "target_per_leaf": args.target_per_leaf, "size": args.size, "embedder": args.embedder,
+    }
+    from .text import slugify
+
+    out = Path(args.out) if args.out else Path("runs") / f"balance-{slugify(Path(args.data).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = BalanceRun.create(data, spec, {**flags, "task": task}, out, config_file=args.config)
+    return _execute(run, json_events=args.json_events)
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:

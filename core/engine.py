@@ -851,8 +851,12 @@ class Run:
     def finished(self) -> bool:
         return self.recovered.state.get("status") == "complete"
 
-    async def execute(self, on_event: Callable[[ev.Event], None] | None = None) -> ev.RunFinished:
+    async def execute(
+        self, on_event: Callable[[ev.Event], None] | None = None, configure: Callable[[Engine], None] | None = None
+    ) -> ev.RunFinished:
         self.engine = Engine(self.cfg, self.store, self.client, self.prompts, self.recovered, on_event, self.resumed)
+        if configure is not None:
+            configure(self.engine)
         try:
             return await self.engine.run()
         finally:

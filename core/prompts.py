@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-STEPS = ("system", "pivots", "classify", "supplement", "generate", "retry")
+STEPS = ("system", "pivots", "classify", "supplement", "generate", "retry", "route", "infer_task")
 
 
 def assets_dir() -> Path:
@@ -148,6 +148,12 @@ class Prompts:
                 memo.clear()
             memo[key] = text
         return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
+
+    def render_route(self, **kw: Any) -> str:
+        return self._render("route", **kw)
+
+    def infer_task(self, examples: list[dict[str, str]]) -> list[dict[str, str]]:
+        return self._msgs("infer_task", examples=examples)
 
     def retry(self, messages: list[dict[str, str]], answer: str, error: str) -> list[dict[str, str]]:
         """The conversation so far plus the invalid answer and what was wrong with it."""

@@ -44,7 +44,14 @@ class ScriptedTransport:
             return Completion(text, "stop", 10, 10, self.cost)
         depth = node.count(".")
         n = int((_N_RE.search(req.messages[-1]["content"]) or _N_RE.search(req.messages[1]["content"])).group(1)) if step in ("pivots", "gen") else 0
-        if step == "pivots":
+        if step == "infer":
+            obj = {"task": "Grade-school math word problems with worked answers"}
+        elif step.startswith("route"):
+            user = req.messages[1]["content"]
+            n_rows = len(re.findall(r"^\[\d+\]", user, re.M))
+            n_vals = len(re.findall(r"^\d+\. ", user, re.M))
+            obj = {"labels": [(i % max(1, n_vals)) + 1 for i in range(n_rows)]}
+        elif step == "pivots":
             obj = {"samples": [{f: f"pivot {node} #{i} {f}" for f in self.fields} for i in range(n)]}
         elif step == "classify":
             n_piv = len(re.findall(r"^\[\d+\]", req.messages[1]["content"], re.M))
@@ -65,3 +72,17 @@ class ScriptedTransport:
             obj = {"samples": samples}
         text = json.dumps(obj)
         return Completion(text, "stop", len(req.messages[-1]["content"]) // 4, len(text) // 4, self.cost)
+
+
+def hash_embedder(texts: list[str], dim: int = 64):
+    """A deterministic bag-of-words embedding (hashing trick), L2-normalised. For tests only."""
+    import hashlib as _h
+
+    import numpy as np
+
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in str(t).lower().split():
+            out[i, int.from_bytes(_h.blake2b(w.encode(), digest_size=4).digest(), "little") % dim] += 1.0
+        out[i, 0] += 1e-3
+    return out / np.linalg.norm(out, axis=1, keepdims=True)

@@ -1,0 +1,174 @@
+"""treesynth balance with the scripted provider (and a hashing embedder where real embeddings are not the point)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHARED, cli_env, read_jsonl, run_cli
+from tests.fakes import ScriptedTransport, hash_embedder
+from treesynth.core.balance import BalanceRun, farthest_point_keep, leaf_targets, load_data, validate_route
+from treesynth.core.errors import ConfigError
+from treesynth.core.partition import PartitionError
+from treesynth.core.tree import Node
+
+GSM_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
+
+
+def _data_file(tmp_path, n=80):
+    rows = [{"question": f"Problem {i}: {'apples' if i % 3 else 'trains'} and {'money' if i % 5 else 'time'} number {i}", "answer": f"#### {i}", "extra": i}
+            for i in range(n)]
+    p = tmp_path / "data.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return p, rows
+
+
+def _balance(data_path, out, route="llm", target_per_leaf=None, size=None, transport=None):
+    data = load_data(data_path, "question", ("question", "answer"))
+    spec = {"data": str(data_path), "field": "question", "fields": ["question", "answer"], "route": route, "route_batch": 10,
+            "target_per_leaf": target_per_leaf, "size": size, "embedder": None}
+    run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 3}, out,
+                            transport=transport or ScriptedTransport(fields=("question", "answer")), embed=hash_embedder)
+    fin = asyncio.run(run.execute())
+    return fin, run
+
+
+def _table(out):
+    with open(out / "before_after.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_balance_routes_every_row_once_and_meets_targets(tmp_path):
+    data_path, rows = _data_file(tmp_path)
+    out = tmp_path / "b"
+    fin, run = _balance(data_path, out, target_per_leaf=7)
+    assert fin.status == "complete", fin
+    routes = [json.loads(line) for line in (out / "routes.jsonl").read_text().splitlines()]
+    tree = {n["id"]: n for n in json.loads((out / "tree.json").read_text())["nodes"]}
+    leaves = [i for i, n in tree.items() if n["status"] == "leaf"]
+    placed = {}
+    for rec in routes:
+        for cid, idx in rec["children"].items():
+            if cid in leaves:
+                for i in idx:
+                    assert i not in placed, "a row was routed to two leaves"
+                    placed[i] = cid
+    assert sorted(placed) == list(range(len(rows))), "every row reaches exactly one leaf"
+    table = _table(out)
+    assert len(table) == len(leaves)
+    assert all(int(t["after"]) == 7 for t in table)
+    assert sum(int(t["before"]) for t in table) == len(rows)
+    balanced = read_jsonl(out / "balanced.jsonl")
+    assert len(balanced) == 7 * len(leaves)
+    dropped = (out / "dropped_ids.txt").read_text().split()
+    originals = [r for r in balanced if r["provenance"] == "original"]
+    assert len(originals) + len(dropped) == len(rows)
+    by_id = {f"row-{i}": r for i, r in enumerate(rows)}
+    for r in originals:
+        src = by_id[r["id"]]
+        assert {k: r[k] for k in src} == src, "an original row was altered"
+        assert r["leaf_id"] == placed[int(r["id"].split("-")[1])]
+    synth = [r for r in balanced if r["provenance"] == "synthesised"]
+    assert synth, "sparse leaves got no new rows"
+    for r in synth:
+        assert r["path"] == run.run.engine.tree.path(r["leaf_id"]) and r["question"]
+    summary = json.loads((out / "balance_summary.json").read_text())
+    assert summary["after"]["gini"] <= summary["before"]["gini"]
+    assert summary["llm_route_calls"] > 0
+
+
+def test_balance_to_a_size(tmp_path):
+    data_path, rows = _data_file(tmp_path, n=50)
+    out = tmp_path / "b"
+    fin, _ = _balance(data_path, out, size=40, route="embed")
+    assert fin.status == "complete"
+    assert len(read_jsonl(out / "balanced.jsonl")) == 40
+    table = _table(out)
+    afters = [int(t["after"]) for t in table]
+    assert sum(afters) == 40 and max(afters) - min(afters) <= 1
+
+
+def test_pure_pieces():
+    emb = hash_embedder([f"text {i} {'x' * (i % 4)}" for i in range(30)])
+    keep = farthest_point_keep(emb, 10, seed=1)
+    assert len(keep) == 10 and len(set(keep)) == 10 and keep == sorted(keep)
+    assert farthest_point_keep(emb, 50, seed=1) == list(range(30))
+    # three tight clusters: keeping 3 rows keeps one of each (uniform sampling often would not)
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 8, dtype=np.float32)
+    pts = np.concatenate([c + 0.05 * rng.standard_normal((10, 8)).astype(np.float32) for c in centres])
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    for seed in range(5):
+        kept = farthest_point_keep(pts, 3, seed=seed)
+        assert sorted(i // 10 for i in kept) == [0, 1, 2]
+    leaves = [Node(id=f"0.{i}", parent="0", depth=1) for i in range(3)] + [Node(id="0.3", parent="0", depth=1, values=["a", "b"])]
+    assert leaf_targets(leaves, 5, None) == {"0.0": 5, "0.1": 5, "0.2": 5, "0.3": 10}
+    assert sum(leaf_targets(leaves, None, 11).values()) == 11
+    assert validate_route({"labels": [1, "2", 3]}, 3, 3) == [0, 1, 2]
+    for bad in ({"labels": [1, 2]}, {"labels": [0, 1, 1]}, {"labels": [1, 2, 9]}, {"nope": 1}, [1, 2, 3]):
+        with pytest.raises(PartitionError):
+            validate_route(bad, 3, 3)
+
+
+def test_bad_inputs_give_one_line(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    nums = tmp_path / "nums.csv"
+    nums.write_text("question,score\n1,2\n3,4\n")
+    clash = tmp_path / "clash.jsonl"
+    clash.write_text(json.dumps({"question": "q", "path": "x"}) + "\n")
+    cases = [
+        (["balance", str(tmp_path / "missing.jsonl"), "--no-ui", "--task", "t"], "does not exist"),
+        (["balance", str(empty), "--no-ui", "--task", "t"], "is empty"),
+        (["balance", str(nums), "--no-ui", "--field", "question", "--task", "t"], "not text"),
+        (["balance", str(nums), "--no-ui", "--field", "nope", "--task", "t"], "has no column 'nope'"),
+        (["balance", str(clash), "--no-ui", "--task", "t"], "already has column"),
+        (["balance", str(tmp_path / "x.txt"), "--no-ui", "--task", "t"], "does not exist"),
+    ]
+    for args, needle in cases:
+        r = run_cli(*args)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and needle in lines[0], (args, r.stderr)
+    with pytest.raises(ConfigError, match="not both"):
+        data_path, _ = _data_file(tmp_path)
+        data = load_data(data_path, "question", None)
+        BalanceRun.create(data, {"route": "embed", "target_per_leaf": 3, "size": 10}, {"task": "t"}, tmp_path / "o", embed=hash_embedder)
+
+
+@pytest.mark.slow
+def test_balance_resumes_after_sigkill(tmp_path):
+    data_path, rows = _data_file(tmp_path, n=60)
+    out = tmp_path / "b"
+    env = cli_env()
+    kills = 0
+    for attempt in range(4):
+        args = [sys.executable, "-m", "tests.balance_worker", str(data_path), str(out)] + (["--resume"] if attempt else [])
+        p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(0.6 + 0.4 * attempt)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            kills += 1
+        else:
+            break
+    assert kills >= 1
+    r = subprocess.run([sys.executable, "-m", "tests.balance_worker", str(data_path), str(out), "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "complete", r.stderr[-2000:]
+    balanced = read_jsonl(out / "balanced.jsonl")
+    assert len({b["id"] for b in balanced}) == len(balanced)
+    assert all(int(t["after"]) == 12 for t in _table(out))
+    # the same balance without interruption gives the same rows
+    ref = tmp_path / "ref"
+    subprocess.run([sys.executable, "-m", "tests.balance_worker", str(data_path), str(ref)], env=env, check=True, capture_output=True)
+    assert sorted(b["id"] for b in balanced) == sorted(b["id"] for b in read_jsonl(ref / "balanced.jsonl"))
