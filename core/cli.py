@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("task", nargs="?")
     _add_run_options(e)
     e.add_argument("--fanout", type=float, help="assumed children per node (default max_values/2)")
+    e.add_argument("--balance", metavar="DATA", help="estimate a `treesynth balance` of this data file instead")
+    e.add_argument("--route", choices=["llm", "embed"], default="embed")
+    e.add_argument("--route-batch", dest="route_batch", type=int, default=25)
+    e.add_argument("--field")
+    e.add_argument("--target-per-leaf", dest="target_per_leaf", type=int)
 
     t = sub.add_parser("tree", help="print a run's tree with sample counts")
     t.add_argument("run_dir")
@@ -264,6 +269,22 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .progress import fmt_cost
     from .prompts import Prompts
 
+    if args.balance:
+        from .balance import load_data
+        from .estimate import estimate_balance
+
+        data = load_data(args.balance, args.field, None)
+        flags = {**_flags(args), "task": args.task or "(inferred at run time)", "fields": data.field}
+        cfg = build_config(flags={k: v for k, v in flags.items() if k != "size"}, config_file=args.config)
+        leaves_guess = max(1, int(round(min(float(len(data)), max(2.0, cfg.max_values / 2) ** cfg.depth))))
+        target = args.size or (args.target_per_leaf * leaves_guess if args.target_per_leaf else len(data))
+        est = estimate_balance(cfg, len(data), args.route, args.route_batch, target, fanout=args.fanout, price=litellm_price(cfg.model))
+        print(f"balance:        {len(data):,} rows of {args.balance} ({args.route} routing)")
+        print(f"tree:           depth {cfg.depth}, ~{est.internal_nodes} expansions, ~{est.leaves} leaves (fan-out {est.assumed_fanout:g})")
+        print(f"calls:          ~{est.calls:,} ({est.tree_calls:,} growing and routing, ~{est.synth_calls:,} synthesising, assuming a quarter of {target:,} rows are new)")
+        print(f"tokens:         ~{est.tokens_in:,} in, ~{est.tokens_out:,} out")
+        print(f"cost:           ~{fmt_cost(est.cost_usd)}" + ("" if est.cost_usd is not None else " (model not in litellm's price table)"))
+        return 0
     cfg = build_config(flags=_flags(args), config_file=args.config)
     est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=litellm_price(cfg.model))
     print(f"task:           {cfg.task}")

@@ -75,3 +75,30 @@ def litellm_price(model: str):
             return None
 
     return price
+
+
+def estimate_balance(cfg, n_rows: int, route: str, route_batch: int, target: int, synth_share: float = 0.25,
+                     fanout: float | None = None, retry_rate: float = 0.15, price=None) -> Estimate:
+    """A balance run: expansions make 2 calls (pivots come from the data); ``llm`` routing labels
+    ``route_batch`` rows per call at every level; a ``synth_share`` of the target is assumed to be
+    synthesised (the real share is known only once rows are routed)."""
+    import math
+
+    f = fanout or max(2.0, cfg.max_values / 2)
+    internal, level = 0, 1.0
+    for _d in range(cfg.depth):
+        if level >= n_rows:
+            break
+        internal += int(round(level))
+        level *= f
+    leaves = max(1, int(round(min(level, float(n_rows)))))
+    levels = min(cfg.depth, max(1, math.ceil(math.log(max(n_rows, 2), f))))
+    route_calls = levels * math.ceil(n_rows / max(1, route_batch)) if route == "llm" else 0
+    tree_calls = int(round((internal * 2 + route_calls) * (1 + retry_rate)))
+    synth = int(target * synth_share)
+    synth_calls = int(round(math.ceil(synth / cfg.samples_per_call) * (1 + retry_rate)))
+    field_tokens = 60 * len(cfg.fields)
+    tin = internal * 2 * (250 + cfg.pivots * field_tokens) + route_calls * (250 + route_batch * field_tokens) + synth_calls * (250 + 3 * field_tokens)
+    tout = internal * (20 * cfg.pivots + 15 * cfg.max_values) + route_calls * 4 * route_batch + synth_calls * cfg.samples_per_call * field_tokens
+    tin, tout = int(tin * (1 + retry_rate)), int(tout * (1 + retry_rate))
+    return Estimate(internal, leaves, tree_calls, synth_calls, tin, tout, price(tin, tout) if price else None, f)

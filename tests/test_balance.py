@@ -172,3 +172,13 @@ def test_balance_resumes_after_sigkill(tmp_path):
     ref = tmp_path / "ref"
     subprocess.run([sys.executable, "-m", "tests.balance_worker", str(data_path), str(ref)], env=env, check=True, capture_output=True)
     assert sorted(b["id"] for b in balanced) == sorted(b["id"] for b in read_jsonl(ref / "balanced.jsonl"))
+
+
+def test_estimate_covers_balance_runs():
+    r = run_cli("estimate", "--balance", str(GSM_TEST), "--route", "llm", "--route-batch", "20", "--depth", "2", "--model", "openai/gpt-4o-mini")
+    assert r.returncode == 0, r.stderr
+    assert "1,319 rows" in r.stdout and "calls:" in r.stdout and "$" in r.stdout
+    e = run_cli("estimate", "--balance", str(GSM_TEST), "--route", "embed", "--depth", "2")
+    assert e.returncode == 0
+    calls = lambda out: int(out.split("calls:")[1].split()[0].lstrip("~").replace(",", ""))  # noqa: E731
+    assert calls(e.stdout) < calls(r.stdout), "embedding routing makes no routing calls"
