@@ -209,7 +209,13 @@ def load_embedder(name: str | None = None):
         mod = importlib.import_module("treesynth.analytics.embed")
     except ImportError as e:
         raise TreesynthError(f"embedding routing needs the analytics module ({e})") from None
-    return mod.text_embedder(name)
+    embedder = mod.Embedder(name)
+
+    def embed(texts: list[str]):
+        # the whole data set goes through the per-dataset cache; small batches (labels, new rows) do not
+        return embedder.embed(list(texts)) if len(texts) > 256 else embedder.encode(list(texts))
+
+    return embed
 
 
 # ---------------------------------------------------------------------------

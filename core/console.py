@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 import orjson
@@ -107,7 +108,7 @@ def summary(fin: ev.RunFinished) -> str:
         f"run dir:  {fin.run_dir}",
     ]
     if fin.dataset:
-        lines.append(f"dataset:  {fin.dataset} (and dataset.parquet)")
+        lines.append(f"dataset:  {fin.dataset} (and {Path(fin.dataset).with_suffix('.parquet').name})")
     if fin.status != "complete":
         lines.append(f"resume:   treesynth run --resume {fin.run_dir}")
     return "\n".join(lines)

@@ -182,3 +182,45 @@ def test_estimate_covers_balance_runs():
     assert e.returncode == 0
     calls = lambda out: int(out.split("calls:")[1].split()[0].lstrip("~").replace(",", ""))  # noqa: E731
     assert calls(e.stdout) < calls(r.stdout), "embedding routing makes no routing calls"
+
+
+@pytest.mark.slow
+def test_balance_real_gsm8k_with_embedding_routing(stub, tmp_path):
+    out = tmp_path / "b"
+    r = run_cli("balance", str(GSM_TEST), "--field", "question", "--fields", "question,answer", "--task", "GSM8K-style math word problems",
+                "--model", "openai/stub", "--api-base", stub.url, "--depth", "2", "--route", "embed", "--no-ui", "--out", str(out),
+                env=cli_env(TREESYNTH_CACHE_DIR=str(tmp_path / "cache")), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    n_input = sum(1 for _ in open(GSM_TEST))
+    table = _table(out)
+    assert sum(int(t["before"]) for t in table) == n_input
+    assert sum(int(t["after"]) for t in table) == n_input  # --size defaults to the input's size
+    assert all(int(t["after"]) == int(t["kept"]) + int(t["synthesised"]) for t in table)
+    assert abs(sum(float(t["share_after"]) for t in table) - 1) < 1e-3
+    balanced = read_jsonl(out / "balanced.jsonl")
+    dropped = (out / "dropped_ids.txt").read_text().split()
+    assert len(balanced) == n_input and len([b for b in balanced if b["provenance"] == "original"]) + len(dropped) == n_input
+    summary = json.loads((out / "balance_summary.json").read_text())
+    assert summary["after"]["entropy"] > summary["before"]["entropy"]
+    assert summary["llm_route_calls"] == 0
+    assert "balance:" in r.stderr and "entropy" in r.stderr
+
+
+@pytest.mark.slow
+def test_balance_tiny_run_with_the_embedded_model(tmp_path):
+    data = tmp_path / "tiny.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in [
+        ("Tom has 3 apples and buys 2 more. How many apples does he have?", "5"),
+        ("A bus carries 20 people and 5 get off. How many are left?", "15"),
+        ("Sara reads 4 pages a day for 3 days. How many pages?", "12"),
+        ("A pen costs 2 dollars. How much do 6 pens cost?", "12"),
+    ]))
+    out = tmp_path / "b"
+    r = run_cli("balance", str(data), "--fields", "question,answer", "--task", "Short math word problems", "--depth", "1",
+                "--pivots", "3", "--target-per-leaf", "6", "--samples-per-call", "2", "--concurrency", "1", "--no-ui", "--out", str(out),
+                env=cli_env(TREESYNTH_CACHE_DIR=str(tmp_path / "cache")), timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    balanced = read_jsonl(out / "balanced.jsonl")
+    table = _table(out)
+    assert len(balanced) == sum(int(t["after"]) for t in table) == 6 * len(table)
+    assert [b for b in balanced if b["provenance"] == "synthesised"]
