@@ -93,6 +93,19 @@ def worker(args: argparse.Namespace) -> None:
     from treesynth.core.engine import Run
 
     size = args.worker
+    if args.rerun:
+        # cached re-run: run the finished run again, as `treesynth run --resume DIR` does
+        transport = ScriptedTransport(fanout=args.fanout, supplement=args.supplement)
+        t0 = time.perf_counter()
+        run = Run.resume(Path(args.run_dir), transport=transport)
+        t_open = time.perf_counter()
+        fin = asyncio.run(run.execute())
+        t1 = time.perf_counter()
+        Path(args.result).write_text(json.dumps({
+            "rerun_s": t1 - t0, "rerun_open_s": t_open - t0, "rerun_status": fin.status, "rerun_calls": sum(transport.calls.values()),
+            "rerun_cache_hits": run.client.usage.cache_hits, "rerun_rows": fin.rows,
+        }))
+        return
     flags = {
         "task": "math word problems",
         "fields": "question,answer",
@@ -254,6 +267,12 @@ def run_one(size: int, args: argparse.Namespace, workdir: Path) -> dict:
     r["marginal_bytes_per_sample"] = marginal(r.pop("bytes_series"))
     if args.verify and r["status"] == "complete":
         r["verify"] = verify(run_dir, size)
+    if args.rerun_check and r["status"] == "complete":
+        # cached re-run of the finished run, in a fresh process (its memory is not this run's)
+        t0 = time.perf_counter()
+        subprocess.run([*cmd, "--rerun"], cwd=str(ROOT), check=True)
+        r.update(json.loads(result_path.read_text()))
+        r["rerun_process_s"] = time.perf_counter() - t0
     if not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
     result_path.unlink(missing_ok=True)
@@ -261,7 +280,7 @@ def run_one(size: int, args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def print_table(results: list[dict], cache: bool) -> None:
-    head = ("size", "leaves", "calls", "wall s", "samples/s", "peak RSS MiB", "(anon)", "ckpt B/sample", "synth s", "export s", "ok")
+    head = ("size", "leaves", "calls", "wall s", "samples/s", "peak RSS MiB", "(anon)", "ckpt B/sample", "synth s", "export s", "ok", "re-run s (calls)")
     rows = []
     for r in results:
         v = r.get("verify", {})
@@ -269,6 +288,7 @@ def print_table(results: list[dict], cache: bool) -> None:
             fmt_size(r["size"]), f"{r['leaves']:,}", f"{r['calls']:,}", f"{r['wall_s']:.1f}", f"{r['samples_per_s']:,.0f}",
             f"{r['peak_rss_mib']:.0f}", f"{r['peak_rss_anon_mib']:.0f}", f"{r['bytes_per_sample']:.0f}", f"{r['synth_s']:.1f}",
             f"{r['export_s']:.1f}", ("yes" if v.get("ok") else "NO") if v else r["status"],
+            f"{r['rerun_s']:.1f} ({r['rerun_calls']})" if "rerun_s" in r else "-",
         ))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     line = "  ".join(h.rjust(w) for h, w in zip(head, widths))
@@ -281,6 +301,41 @@ def print_table(results: list[dict], cache: bool) -> None:
         print(f"{fmt_size(r['size'])}: checkpoint bytes/sample per 10% slice: {r['marginal_bytes_per_sample']}")
 
 
+def growth(results: list[dict]) -> list[dict]:
+    """How wall time, synthesis time and peak RSS grow between consecutive sizes.
+
+    The marginal cost per extra sample (seconds or MiB per 1k samples between two sizes) is
+    what must stay flat for growth to be linear; totals grow less than the size at small sizes
+    because the tree (the same 4,096 leaves at every size) is a fixed cost. A step is called
+    linear when its marginal cost is at most 1.5x the previous step's.
+    """
+    rs = sorted(results, key=lambda r: r["size"])
+    out: list[dict] = []
+    prev_marg: dict[str, float] = {}
+    for a, b in zip(rs, rs[1:]):
+        extra_k = (b["size"] - a["size"]) / 1000.0
+        step = {"from": a["size"], "to": b["size"], "size_x": b["size"] / a["size"]}
+        for key, unit in (("wall_s", "s"), ("synth_s", "s"), ("peak_rss_mib", "MiB"), ("peak_rss_anon_mib", "MiB")):
+            marg = (b[key] - a[key]) / extra_k
+            step[f"{key}_x"] = b[key] / a[key] if a[key] else None
+            step[f"{key}_per_1k"] = marg
+            step[f"{key}_linear"] = (marg <= 1.5 * prev_marg[key] + 1e-9) if key in prev_marg else None
+            prev_marg[key] = max(marg, 0.0)
+        out.append(step)
+    return out
+
+
+def print_growth(steps: list[dict]) -> None:
+    for st in steps:
+        parts = []
+        for key, label, unit in (("wall_s", "wall", "ms"), ("synth_s", "synthesis", "ms"), ("peak_rss_mib", "peak RSS", "MiB"), ("peak_rss_anon_mib", "anon RSS", "MiB")):
+            per = st[f"{key}_per_1k"] * (1000 if unit == "ms" else 1)
+            lin = st[f"{key}_linear"]
+            verdict = "" if lin is None else (" linear" if lin else " SUPERLINEAR")
+            parts.append(f"{label} x{st[f'{key}_x']:.2f} ({per:.2f} {unit}/1k samples{verdict})")
+        print(f"growth {fmt_size(st['from'])} -> {fmt_size(st['to'])} (size x{st['size_x']:.0f}): " + ", ".join(parts))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10k,100k,1M", help="comma-separated sizes (default 10k,100k,1M)")
@@ -290,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="results file (default benchmarks/out/engine.json; engine-profile.json with --profile)")
     ap.add_argument("--profile", action="store_true", help="run each size under cProfile (slower; writes benchmarks/out/profile-SIZE.prof)")
     ap.add_argument("--no-verify", dest="verify", action="store_false", help="skip the row-count / unique-id check")
+    ap.add_argument("--no-rerun", dest="rerun_check", action="store_false", help="skip the cached re-run of each finished run")
+    ap.add_argument("--rerun", action="store_true", help=argparse.SUPPRESS)
     for k, v in DEFAULTS.items():
         ap.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, default=v)
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -326,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     print()
     print_table(results, not args.no_cache)
+    steps = growth(results)
+    print_growth(steps)
 
     target = None
     for r in results:
@@ -348,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {**cfg_desc, "cache": not args.no_cache, "provider": "tests.fakes.ScriptedTransport (latency 0)"},
         "target": {"size": TARGET_SIZE, "wall_s": TARGET_WALL_S, "peak_rss_mib": TARGET_RSS_MIB, "result": target},
         "results": results,
+        "growth": steps,
     }
     jp = Path(args.json) if args.json else OUT / ("engine-profile.json" if args.profile else "engine.json")
     jp.parent.mkdir(parents=True, exist_ok=True)

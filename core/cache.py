@@ -46,16 +46,15 @@ class ResponseCache:
         self._pending = 0
         self._last_commit = time.monotonic()
         self._interval = commit_interval
-        self._in_tx = False
 
     def get(self, key: str) -> CachedResponse | None:
         row = self.db.execute("SELECT text, finish_reason, tokens_in, tokens_out FROM responses WHERE key=?", (key,)).fetchone()
         return CachedResponse(*row) if row else None
 
     def put(self, key: str, text: str, finish_reason: str | None, tokens_in: int, tokens_out: int) -> None:
-        if not self._in_tx:
+        # SQLite's own flag, not a shadow of it: a failed write (disk full) can roll the transaction back
+        if not self.db.in_transaction:
             self.db.execute("BEGIN")
-            self._in_tx = True
         self.db.execute(
             "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)", (key, text, finish_reason, tokens_in, tokens_out, time.time())
         )
@@ -64,9 +63,8 @@ class ResponseCache:
             self.commit()
 
     def commit(self) -> None:
-        if self._in_tx:
+        if self.db.in_transaction:
             self.db.execute("COMMIT")
-            self._in_tx = False
         self._pending = 0
         self._last_commit = time.monotonic()
 

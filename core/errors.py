@@ -17,6 +17,10 @@ class RunDirError(TreesynthError):
     """A run directory that is missing, not a run, locked, or corrupt."""
 
 
+class StorageError(RunDirError):
+    """Writing to the run directory failed (disk full, permissions); what was written is kept."""
+
+
 class ProviderError(TreesynthError):
     """A provider problem that retrying cannot fix (auth, bad request, unknown model)."""
 

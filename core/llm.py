@@ -13,8 +13,9 @@ import email.utils
 import logging
 import os
 import random
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .cache import ResponseCache, cache_key
@@ -23,6 +24,16 @@ from .ratelimit import PrioritySemaphore, RateLimiter
 
 PRIORITY_TREE = 0
 PRIORITY_LEAF = 1
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(s: str) -> str:
+    """Replace lone UTF-16 surrogates (a provider's JSON can carry them as escapes): they cannot be
+    written as UTF-8, so one would crash the cache or the journal."""
+    if s.isascii() or not _LONE_SURROGATE.search(s):
+        return s
+    return s.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -192,9 +203,17 @@ class LLMClient:
                 self.on_usage()
                 delay = self._backoff(attempt, e.retry_after)
             else:
+                if not result.text.isascii():
+                    cleaned = clean_text(result.text)
+                    if cleaned is not result.text:
+                        result = replace(result, text=cleaned)
                 self._account(result, est_tokens)
                 if self.cache is not None and key is not None:
                     self.cache.put(key, result.text, result.finish_reason, result.tokens_in, result.tokens_out)
+                    if req.priority == PRIORITY_TREE:
+                        # a tree step's answer is persisted nowhere else until its node is done: commit it
+                        # now, so a crash never asks it again (generation answers land in samples.jsonl)
+                        self.cache.commit()
                 self.on_usage()
                 return result
             finally:
@@ -228,12 +247,29 @@ class LLMClient:
 _litellm = None
 
 
+def _raise_open_files_limit(want: int) -> None:
+    """Each connection is a file descriptor; a soft limit of 1024 (a common default) breaks high concurrency."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def load_litellm():
     """Import litellm lazily (it takes seconds) and offline (local cost map)."""
     global _litellm
     if _litellm is None:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         os.environ.setdefault("LITELLM_LOG", "ERROR")
+        # litellm's shared aiohttp pool defaults to 500 connections per host: allow --concurrency's maximum
+        os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT", "4096")
+        os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT_PER_HOST", "4096")
+        _raise_open_files_limit(4096 + 256)
         import litellm
 
         litellm.suppress_debug_info = True
@@ -360,8 +396,14 @@ class LiteLLMTransport:
         tin = int(getattr(usage, "prompt_tokens", 0) or 0) or sum(len(m["content"]) for m in req.messages) // 4
         tout = int(getattr(usage, "completion_tokens", 0) or 0) or len(text) // 4
         cost: float | None
-        try:
-            cost = float(litellm.completion_cost(completion_response=resp))
-        except Exception:  # noqa: BLE001 - unpriced model: tokens still count, cost is unknown
-            cost = 0.0 if self.local else None
+        # litellm prices every response already (hidden param); pricing it again cost ~10% of a call's CPU
+        hidden = getattr(resp, "_hidden_params", None)
+        stamped = hidden.get("response_cost") if isinstance(hidden, dict) else getattr(hidden, "response_cost", None)
+        if isinstance(stamped, (int, float)) and not isinstance(stamped, bool):
+            cost = float(stamped)
+        else:
+            try:
+                cost = float(litellm.completion_cost(completion_response=resp))
+            except Exception:  # noqa: BLE001 - unpriced model: tokens still count, cost is unknown
+                cost = 0.0 if self.local else None
         return Completion(text, finish, tin, tout, cost)

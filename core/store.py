@@ -17,6 +17,7 @@ Checkpoint cost is proportional to what changed: appends, plus snapshots whose r
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,11 +34,58 @@ RUN_FORMAT = "treesynth.run/1"
 
 def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def append_all(f, data: bytes) -> None:
+    """Append ``data`` to an unbuffered file: all of it, or nothing.
+
+    A short write (disk full, file size limit) is continued, so the failure surfaces as an
+    OSError; on failure the file is cut back to where it was, so no torn line is left behind
+    for later appends to follow (a torn line in the middle of a file would be corruption).
+    """
+    start = f.tell()
+    try:
+        view = memoryview(data)
+        while view:
+            n = f.write(view)
+            if n is None:  # non-blocking file: cannot happen for regular files
+                raise BlockingIOError(0, "write would block")
+            view = view[n:]
+    except OSError:
+        try:
+            f.truncate(start)
+            f.seek(start)
+        except OSError:
+            pass
+        raise
+
+
+def _tree_digest(nodes_json: bytes, seq: Any) -> str:
+    return hashlib.blake2b(nodes_json + b"|" + str(seq).encode(), digest_size=16).hexdigest()
+
+
+def tree_document(d: Any) -> tuple[Any, bool]:
+    """Parse a tree.json document; returns (document, intact). ``intact`` is False when its digest
+    does not match, i.e. the file was edited outside treesynth (files without a digest are trusted)."""
+    if isinstance(d, dict) and isinstance(d.get("digest"), str):
+        try:
+            ok = d["digest"] == _tree_digest(orjson.dumps(d.get("nodes")), d.get("seq"))
+        except TypeError:
+            ok = False
+        return d, ok
+    return d, True
 
 
 @dataclass
@@ -107,6 +155,16 @@ class RunStore:
         s.lock()
         return s
 
+    def check_writable(self) -> None:
+        """Fail now, with one line, if the run directory cannot be written (a resume writes to it)."""
+        probe = self.p(f".write-test{os.getpid()}")
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise RunDirError(f"cannot write to run directory {str(self.root)!r}: {e.strerror or e}") from None
+
     def lock(self) -> None:
         try:
             fd = os.open(self.p(".lock"), os.O_CREAT | os.O_RDWR, 0o644)
@@ -171,12 +229,22 @@ class RunStore:
         tp = self.p("tree.json")
         if tp.exists():
             try:
-                tree, seq = Tree.from_dict(orjson.loads(tp.read_bytes()))
+                doc, intact = tree_document(orjson.loads(tp.read_bytes()))
+                if not intact:
+                    raise ValueError("it was changed outside treesynth; edit a run with the steering commands")
+                tree, seq = Tree.from_dict(doc)
             except (OSError, ValueError, TypeError, orjson.JSONDecodeError) as e:
                 warnings.append(f"tree.json is damaged ({str(e)[:120]}); rebuilt it from nodes.jsonl")
                 tree, seq = None, 0
-        if tree is None:
-            tree = Tree.new(size)
+        if tree is not None:
+            try:
+                return self._replay(tree, seq, size, warnings)
+            except RunDirError as e:  # snapshot and journal disagree: the journal alone is the full history
+                warnings.append(f"tree.json does not fit nodes.jsonl ({str(e)[:160]}); rebuilt it from nodes.jsonl")
+        return self._replay(Tree.new(size), 0, size, warnings)
+
+    def _replay(self, tree: Tree, seq: int, size: int, warnings: list[str]) -> tuple[Tree, int]:
+        """Apply the journal entries newer than ``seq`` to ``tree`` and check the result."""
         applied = 0
         for entry in self._read_jsonl_repairing("nodes.jsonl", warnings):
             eseq, nd = entry.get("seq"), entry.get("node")
@@ -243,14 +311,14 @@ class RunStore:
         if self._samples is None:
             self._samples = self._open_append("samples.jsonl")
         data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
-        self._samples.write(data)  # one write per call: a crash tears at most the last line
+        append_all(self._samples, data)  # one write per call: a crash tears at most the last line
         self.bytes_written += len(data)
 
     def append_empty_slot(self, leaf_id: str, slot: int) -> None:
         if self._slots is None:
             self._slots = self._open_append("slots.jsonl")
         data = orjson.dumps({"leaf_id": leaf_id, "slot": slot}) + b"\n"
-        self._slots.write(data)
+        append_all(self._slots, data)
         self.bytes_written += len(data)
 
     def journal_node(self, node: Node) -> None:
@@ -258,7 +326,7 @@ class RunStore:
             self._nodes = self._open_append("nodes.jsonl")
         self.seq += 1
         data = orjson.dumps({"seq": self.seq, "node": node.to_dict()}) + b"\n"
-        self._nodes.write(data)
+        append_all(self._nodes, data)
         self.bytes_written += len(data)
         self._tree_dirty = True
 
@@ -267,7 +335,7 @@ class RunStore:
             self._nodes = self._open_append("nodes.jsonl")
         self.seq += 1
         data = orjson.dumps({"seq": self.seq, "delete": ids}) + b"\n"
-        self._nodes.write(data)
+        append_all(self._nodes, data)
         self.bytes_written += len(data)
         self._tree_dirty = True
 
@@ -275,14 +343,16 @@ class RunStore:
         if self._events is None:
             self._events = self._open_append("events.jsonl")
         data = orjson.dumps(event) + b"\n"
-        self._events.write(data)
+        append_all(self._events, data)
         self.bytes_written += len(data)
 
     def maybe_snapshot(self, tree: Tree, force: bool = False, min_interval: float = 2.0) -> None:
         """Rewrite tree.json if it changed, at most every ``min_interval`` seconds unless forced."""
         now = time.monotonic()
         if self._tree_dirty and (force or now - self._last_tree_write >= min_interval):
-            data = orjson.dumps(tree.to_dict(self.seq), option=orjson.OPT_INDENT_2)
+            doc = tree.to_dict(self.seq)
+            doc["digest"] = _tree_digest(orjson.dumps(doc["nodes"]), doc["seq"])  # detects hand edits
+            data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
             atomic_write(self.p("tree.json"), data)
             self.bytes_written += len(data)
             self._tree_dirty = False
@@ -327,7 +397,9 @@ def load_tree_readonly(root: Path) -> Tree:
     tp = root / "tree.json"
     if tp.exists():
         try:
-            tree, seq = Tree.from_dict(orjson.loads(tp.read_bytes()))
+            doc, intact = tree_document(orjson.loads(tp.read_bytes()))
+            if intact:
+                tree, seq = Tree.from_dict(doc)
         except (OSError, ValueError, TypeError, orjson.JSONDecodeError):
             tree, seq = None, 0
     if tree is None:
