@@ -33,6 +33,9 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--budget", {"type": float, "help": "stop cleanly once this many USD are spent"}),
     ("--seed", {"type": int, "help": "seed for every random choice and call (default 0)"}),
     ("--temperature", {"type": float, "help": "sampling temperature for generation (default 0.9)"}),
+    ("--executor", {"choices": ["local", "ray"], "help": "where LLM calls run: local (default) or ray, a Ray cluster (pip install 'treesynth[ray]')"}),
+    ("--ray-address", {"dest": "ray_address", "metavar": "ADDRESS", "help": "Ray cluster to join ('auto': the one on this machine; default: start a local one)"}),
+    ("--ray-workers", {"dest": "ray_workers", "type": int, "help": "Ray worker actors (default: one per node)"}),
 ]
 
 
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="DIR", help="continue an interrupted run")
     r.add_argument("--no-ui", dest="no_ui", action="store_true", help="headless: progress on stderr")
     r.add_argument("--json-events", dest="json_events", action="store_true", help="headless, events as JSON lines on stdout")
+    r.add_argument("--report", action="store_true", help="build RUN_DIR/report.html (treesynth report) when the run completes")
 
     e = sub.add_parser("estimate", help="expected calls, tokens and cost, before spending anything")
     e.add_argument("task", nargs="?")
@@ -116,6 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json-events", dest="json_events", action="store_true")
 
     sub.add_parser("presets", help="list the shipped presets")
+
+    rp = sub.add_parser(
+        "report", help="diversity metrics, coverage and UMAP/t-SNE maps as one offline HTML file",
+        description="Diversity metrics, leaf coverage and embedding maps of a run or dataset, compared with others: "
+        "one self-contained HTML file plus metrics.json next to it.",
+    )
+    rp.add_argument("input", metavar="RUN_DIR_OR_FILE", help="a run directory, or a JSONL/JSON/Parquet/CSV dataset")
+    rp.add_argument("--compare", nargs="+", action="extend", metavar="FILE_OR_RUN", default=[], help="datasets or runs to compare with")
+    rp.add_argument("--field", help="the text field (default: the run's first text field, else 'question', else the first text column)")
+    rp.add_argument("--out", help="the HTML file (default RUN_DIR/report.html, or ./report.html for a file)")
+    rp.add_argument("--sample", type=int, help="use a uniform random sample of N rows of each dataset")
+    rp.add_argument("--seed", type=int, default=0, help="seed for every sample and map (default 0)")
+    rp.add_argument("--embedder", metavar="NAME_OR_PATH", help="a local sentence-transformers model folder (default all-MiniLM-L6-v2)")
+    rp.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="embedding precision (auto: bf16 where the CPU has bf16 units, else fp32)")
+    rp.add_argument("--map-points", dest="map_points", type=int, default=10_000,
+                    help="points fitted and drawn in each map, shared among the datasets (default 10000, at most 50000)")
+    rp.add_argument("--no-embedding-cache", dest="no_embedding_cache", action="store_true", help="neither read nor write cached embeddings")
+    rp.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="where embeddings are computed: local (default) or ray (Ray Data; with --sample, the full-data metrics stream over every row)")
+    rp.add_argument("--ray-address", dest="ray_address", metavar="ADDRESS", help="Ray cluster to join ('auto': the one on this machine; default: start a local one)")
     return p
 
 
@@ -126,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"run": cmd_run, "estimate": cmd_estimate, "tree": cmd_tree, "export": cmd_export, "presets": cmd_presets, "balance": cmd_balance}
+        commands = {"run": cmd_run, "estimate": cmd_estimate, "tree": cmd_tree, "export": cmd_export, "presets": cmd_presets, "balance": cmd_balance,
+                    "report": cmd_report}
         return commands[args.command](args)
     except TreesynthError as e:
         print(f"treesynth: error: {e}", file=sys.stderr)
@@ -173,7 +199,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         except BaseException:
             run.close()
             raise
-    return _execute(run, json_events=args.json_events)
+    rc = _execute(run, json_events=args.json_events)
+    if rc == 0 and args.report:
+        _analytics_report().report_for_run(run.store.root)
+    return rc
+
+
+def _analytics_report():
+    """The analytics front end, imported by name only when a report is asked for (core never imports it)."""
+    import importlib
+
+    try:
+        return importlib.import_module("treesynth.analytics.report")
+    except ImportError as e:
+        raise TreesynthError(f"reports need the analytics dependencies ({e.name or e}): pip install -e .") from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _analytics_report().cli_report(args)
 
 
 def _execute(run, json_events: bool) -> int:

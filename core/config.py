@@ -10,7 +10,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -24,7 +24,8 @@ _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 _SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|bearer)", re.I)
 # Keys that may change when a run is resumed; all others define the run.
 RESUMABLE_OVERRIDES = frozenset(
-    {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router"}
+    {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router",
+     "executor", "ray_address", "ray_workers"}
 )
 
 
@@ -64,6 +65,9 @@ class RunConfig(BaseModel):
     router: dict[str, Any] | None = Field(default=None, description="litellm Router settings (model_list, ...).")
     templates: dict[str, str] = Field(default_factory=dict, description="Override prompt templates: step -> file.")
     out: str | None = None
+    executor: Literal["local", "ray"] = Field(default="local", description="Where LLM calls run: local asyncio, or Ray workers.")
+    ray_address: str | None = Field(default=None, description="Ray cluster to join ('auto': the one on this machine); none: start a local one.")
+    ray_workers: int | None = Field(default=None, ge=1, le=4096, description="Ray worker actors (default: one per node).")
 
     @field_validator("task")
     @classmethod

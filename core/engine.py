@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,8 @@ from typing import Any, Awaitable, Callable
 
 from . import events as ev
 from .allocate import allocate, calls_for
-from .errors import BudgetExhausted, ProviderError, SteeringError, StopRequested, TransientProviderError
-from .llm import PRIORITY_LEAF, PRIORITY_TREE, LLMClient, LLMRequest
+from .errors import BudgetExhausted, ProviderError, SteeringError, StopRequested, StorageError, TransientProviderError
+from .llm import PRIORITY_LEAF, PRIORITY_TREE, LLMClient, LLMRequest, clean_text
 from .parsing import ParseError, parse_json, parse_samples
 from .partition import Coverage, PartitionError, is_catch_all, plan_children, validate_coverage, validate_split
 from .prompts import Prompts
@@ -33,6 +34,48 @@ from .tree import EXPANDED, FAILED, LEAF, PENDING, PRUNED, Node, Tree
 
 class _Stale(Exception):
     """The node was pruned, reset or renamed while a call was in flight: drop the answer."""
+
+
+def _scrub(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return clean_text(obj)
+    if isinstance(obj, list):
+        return [_scrub(x) for x in obj]
+    if isinstance(obj, dict):
+        return {_scrub(k) if isinstance(k, str) else k: _scrub(v) for k, v in obj.items()}
+    return obj
+
+
+def parse_answer(text: str | None) -> Any:
+    """parse_json, minus lone surrogates that JSON escapes (\\ud800) can smuggle in: they cannot be
+    written as UTF-8, so one would crash the journal or samples.jsonl."""
+    obj = parse_json(text)
+    if text and "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        obj = _scrub(obj)
+    return obj
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _is_storage_error(e: BaseException) -> bool:
+    import sqlite3
+
+    return isinstance(e, (OSError, sqlite3.Error)) and not isinstance(e, (ConnectionError, TimeoutError))
+
+
+def storage_error(root: Path, e: BaseException) -> StorageError:
+    """One line for a failed write: what failed, and that the run can be resumed once it is fixed."""
+    if isinstance(e, OSError):
+        what = e.strerror or str(e)
+        if e.filename:
+            what += f": {Path(str(e.filename)).name}"
+    else:
+        what = f"response cache: {' '.join(str(e).split())[:200]}"
+    return StorageError(
+        f"cannot write to run directory {str(root)!r} ({what}); everything up to the last finished call is saved;"
+        f" fix the cause (free disk space, permissions) and resume with: treesynth run --resume {root}"
+    )
 
 
 def slot_id(node: Node) -> str:
@@ -150,14 +193,22 @@ class Engine:
         last_state = 0.0
         while True:
             await asyncio.sleep(0.5)
-            if self._usage_dirty:
-                self._usage_dirty = False
-                self._last_usage = time.monotonic()
-                self._emit(self.usage_event())
-            self.store.maybe_snapshot(self.tree)
-            if time.monotonic() - last_state >= 2.0:
-                last_state = time.monotonic()
-                self._save_state("running")
+            try:
+                if self._usage_dirty:
+                    self._usage_dirty = False
+                    self._last_usage = time.monotonic()
+                    self._emit(self.usage_event())
+                self.store.maybe_snapshot(self.tree)
+                if self.client.cache is not None:
+                    self.client.cache.commit()  # answers that came in a burst are not held back
+                if time.monotonic() - last_state >= 2.0:
+                    last_state = time.monotonic()
+                    self._save_state("running")
+            except Exception as e:  # noqa: BLE001 - a failed write (disk full...) stops the run, never silently
+                if self._fatal is None:
+                    self._fatal = e
+                    self.client.stop()
+                return
 
     def _save_state(self, status: str) -> None:
         self.store.write_state(
@@ -389,7 +440,11 @@ class Engine:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._fatal is not None:
-            self._finish_state("incomplete")
+            try:
+                self._finish_state("incomplete")
+            except Exception:  # noqa: BLE001 - e.g. the disk is still full: the appends already hold everything
+                if not _is_storage_error(self._fatal):
+                    raise
             raise self._fatal
         return self._finish()
 
@@ -513,7 +568,7 @@ class Engine:
                 err = "the answer was cut off before it ended; answer more briefly"
             else:
                 try:
-                    return validate(parse_json(c.text)), None
+                    return validate(parse_answer(c.text)), None
                 except (ParseError, PartitionError) as e:
                     err = str(e)
             self.client.usage.invalid += 1
@@ -737,7 +792,7 @@ class Engine:
             self.client.usage.invalid += 1
         else:
             try:
-                samples, _rejected = parse_samples(parse_json(c.text), cfg.fields, max_items=n, max_chars=cfg.max_field_chars)
+                samples, _rejected = parse_samples(parse_answer(c.text), cfg.fields, max_items=n, max_chars=cfg.max_field_chars)
             except ParseError:
                 self.client.usage.invalid += 1
         if self.accept_filter is not None and samples:
@@ -786,12 +841,23 @@ class Engine:
 # ---------------------------------------------------------------------------
 
 
+def make_transport(cfg):
+    """The transport for ``cfg.executor``: litellm in this process, or a pool of Ray workers."""
+    if getattr(cfg, "executor", "local") == "ray":
+        from .ray_executor import RayTransport
+
+        return RayTransport(cfg)
+    from .llm import LiteLLMTransport
+
+    return LiteLLMTransport(cfg)
+
+
 class Run:
     """A run bound to its directory: ``await Run.create(...).execute(on_event)``."""
 
     def __init__(self, cfg, store: RunStore, recovered: Recovered, transport=None, resumed: bool = False) -> None:
         from .cache import ResponseCache
-        from .llm import LiteLLMTransport, UsageTotals
+        from .llm import UsageTotals
 
         self.cfg = cfg
         self.store = store
@@ -804,8 +870,15 @@ class Run:
         except Exception:
             store.close()
             raise
+        if transport is None:
+            try:
+                transport = make_transport(cfg)
+            except BaseException:
+                cache.close()
+                store.close()
+                raise
         self.client = LLMClient(
-            transport or LiteLLMTransport(cfg), concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
+            transport, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
             max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache,
             usage=UsageTotals.from_dict(recovered.state.get("usage") or {}),
         )
@@ -831,6 +904,7 @@ class Run:
 
         store = RunStore.open(run_dir)
         try:
+            store.check_writable()
             saved = store.read_config()
             overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
             bad = sorted(k for k, v in overrides.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v)
@@ -841,7 +915,10 @@ class Run:
                 cfg = build_config(base=saved, flags=overrides)
             except ConfigError as e:
                 raise RunDirError(f"{str(run_dir)!r} is corrupt: its config.json is invalid ({e})") from None
-            recovered = store.recover(cfg.size)
+            try:
+                recovered = store.recover(cfg.size)
+            except OSError as e:  # e.g. a file made read-only: its torn tail cannot be cut
+                raise storage_error(store.root, e) from None
             return cls(cfg, store, recovered, transport, resumed=True)
         except BaseException:
             store.close()
@@ -859,6 +936,10 @@ class Run:
             configure(self.engine)
         try:
             return await self.engine.run()
+        except Exception as e:
+            if _is_storage_error(e):
+                raise storage_error(self.store.root, e) from None
+            raise
         finally:
             self.close()
 
@@ -873,4 +954,10 @@ class Run:
             except Exception:  # noqa: BLE001
                 pass
             self.client.cache = None
+        closer = getattr(self.client.transport, "close", None)
+        if callable(closer):  # e.g. the Ray executor's worker pool
+            try:
+                closer()
+            except Exception:  # noqa: BLE001
+                pass
         self.store.close()

@@ -9,6 +9,12 @@ from .errors import ProviderError
 
 def check_provider(cfg, *, reach: bool = True) -> None:
     """Unknown model, missing API key, unreachable api_base, missing embedded model."""
+    remote_workers = getattr(cfg, "executor", "local") == "ray"
+    if remote_workers:
+        from .ray_executor import import_ray
+
+        import_ray()  # without Ray: one line saying how to install it, before the run directory exists
+        reach = False  # Ray workers call the provider from their own nodes, with their own keys
     if cfg.router:
         if not isinstance(cfg.router.get("model_list"), list) or not cfg.router["model_list"]:
             raise ProviderError("router: needs a non-empty model_list")
@@ -45,7 +51,7 @@ def check_provider(cfg, *, reach: bool = True) -> None:
     except Exception:  # noqa: BLE001
         env = {}
     missing = [k for k in env.get("missing_keys", []) if not os.environ.get(k)]
-    if missing and provider not in ("ollama", "ollama_chat"):
+    if missing and provider not in ("ollama", "ollama_chat") and not remote_workers:
         raise ProviderError(f"missing API key for {cfg.model}: set {' and '.join(missing)} in the environment")
 
 
