@@ -1,0 +1,111 @@
+"""2-D maps of the embeddings: UMAP (umap-learn) and t-SNE (openTSNE), both on cosine distance.
+
+Both are fitted on one uniform random sample of at most ``max_points`` rows (balanced across
+datasets when several are compared, each keeping at most its share) and only that sample is
+drawn; the page says so. With a seed, UMAP runs single-threaded (umap-learn's rule for
+reproducible layouts) for 200 epochs (its own default above 10k points); openTSNE is seeded,
+uses every core, and keeps its defaults (perplexity 30, 250 early-exaggeration + 500 iterations).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+
+def n_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def balanced_sample(sizes: Sequence[int], max_points: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per dataset, sorted row indices to draw: all rows when they fit, else fair shares of max_points.
+
+    Datasets smaller than their share keep every row; the rest of the budget is shared evenly
+    among the larger ones (water-filling)."""
+    sizes = list(sizes)
+    quota = [0] * len(sizes)
+    left = max_points
+    open_ = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    while open_:
+        share = left // len(open_)
+        i = open_[0]
+        if sizes[i] <= share:
+            quota[i] = sizes[i]
+            left -= sizes[i]
+            open_.pop(0)
+        else:
+            for j in open_:
+                quota[j] = share
+            left -= share * len(open_)
+            for j in open_[: left]:  # the remainder, one each
+                quota[j] += 1
+            break
+    out = []
+    for n, q in zip(sizes, quota):
+        out.append(np.arange(n) if q >= n else np.sort(rng.choice(n, size=q, replace=False)))
+    return out
+
+
+def umap_2d(X: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    n = len(X)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import umap
+
+        k = int(min(15, max(2, n - 1)))
+        model = umap.UMAP(
+            n_neighbors=k, min_dist=0.1, metric="cosine", random_state=seed, low_memory=True,
+            init="spectral" if n > k + 2 else "random", n_jobs=1, n_epochs=200,
+        )
+        Y = model.fit_transform(X)
+    info = {"method": "UMAP (umap-learn)", "n_neighbors": k, "min_dist": 0.1, "n_epochs": 200, "metric": "cosine", "seed": seed,
+            "points": n, "seconds": round(time.perf_counter() - t0, 2)}
+    return np.asarray(Y, dtype=np.float32), info
+
+
+def tsne_2d(X: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    n = len(X)
+    t0 = time.perf_counter()
+    perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0 - 1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from openTSNE import TSNE
+
+        model = TSNE(
+            n_components=2, perplexity=perplexity, metric="cosine", initialization="pca",
+            random_state=seed, n_jobs=n_jobs(), verbose=False,
+            neighbors="exact" if n < 1000 else "auto",
+            negative_gradient_method="bh" if n < 10_000 else "fft",
+        )
+        Y = np.asarray(model.fit(X))
+    info = {"method": "t-SNE (openTSNE)", "perplexity": round(perplexity, 2), "metric": "cosine", "seed": seed,
+            "points": n, "seconds": round(time.perf_counter() - t0, 2)}
+    return Y.astype(np.float32), info
+
+
+def project(
+    X: np.ndarray, seed: int, log: Callable[[str], None] | None = None, methods: Sequence[str] = ("umap", "tsne")
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """Run each method on X; a failure is reported, not raised (the rest of the report stands)."""
+    log = log or (lambda m: None)
+    out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+    if len(X) < 5:
+        log("  maps skipped: fewer than 5 points")
+        return out
+    for m in methods:
+        fn = {"umap": umap_2d, "tsne": tsne_2d}[m]
+        log(f"  {m.upper() if m == 'umap' else 't-SNE'} on {len(X):,} points")
+        try:
+            out[m] = fn(X, seed)
+        except Exception as e:  # noqa: BLE001 - a map that fails must not sink the report
+            out[m] = (np.zeros((0, 2), np.float32), {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"})
+            log(f"  {m} failed: {out[m][1]['error']}")
+    return out

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Report benchmark: `treesynth report` on a 100k-sample run, end to end, plus embedding throughput
+of the plain fp32 path against the fast (bf16) path.
+
+1. Builds a run of --size samples (default 100,000) with the engine and a fake provider whose
+   samples are GSM8K-like questions: two statements and a question, recombined from the sentences
+   of ../shared/data/gsm8k (train + test), one topic of sentences per top-level branch (money,
+   time, distance, fractions), depth 3 (64 leaves). Not timed: it is the input.
+2. Embedding throughput on --throughput-n real GSM8K train questions: plain fp32 and the fast path
+   (bf16), each in its own process after a warm-up batch, and their agreement (Spearman
+   correlation of all pairwise cosine similarities) on the 1,319 GSM8K test questions.
+3. `treesynth report RUN` in a fresh process with an empty embedding cache (cold: embedding,
+   metrics, UMAP, t-SNE, HTML), then again with the cache filled (warm). Wall time, the stage
+   times from metrics.json, peak RSS, HTML size.
+
+Results: a table on stdout and benchmarks/out/report.json. The load average before and after is
+recorded: figures taken while other processes share the 2 cores are slower.
+
+    .venv/bin/python benchmarks/bench_report.py [--size 100000] [--keep] [--skip-throughput | --throughput-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = HERE / "out"
+GSM8K = ROOT.parent / "shared" / "data" / "gsm8k"
+TOPICS = [
+    r"\$|dollar|cost|price|pay|sell|buy|earn",
+    r"hour|minute|day|week|month|year",
+    r"mile|km|meter|feet|inch|speed|distance",
+    r"percent|%|half|third|quarter|fraction",
+]
+
+
+def gsm8k_questions(split: str) -> list[str]:
+    p = GSM8K / f"{split}.jsonl"
+    if not p.exists():
+        sys.exit(f"bench_report: needs {p} (the shared GSM8K data)")
+    return [json.loads(line)["question"] for line in p.read_text().splitlines() if line.strip()]
+
+
+def sentence_pools(questions: list[str]) -> list[tuple[list[str], list[str]]]:
+    pools = [([], []) for _ in TOPICS]
+    for q in questions:
+        topic = next((i for i, rx in enumerate(TOPICS) if re.search(rx, q, re.I)), hash(q) % len(TOPICS))
+        for s in re.split(r"(?<=[.?!])\s+", q.strip()):
+            if len(s) > 12:
+                pools[topic][1 if s.endswith("?") else 0].append(s)
+    return pools
+
+
+def make_run(run_dir: Path, size: int, depth: int) -> float:
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes import ScriptedTransport
+    from treesynth.core.config import build_config
+    from treesynth.core.engine import Run
+
+    pools = sentence_pools(gsm8k_questions("train") + gsm8k_questions("test"))
+
+    @dataclasses.dataclass
+    class GsmLike(ScriptedTransport):
+        async def __call__(self, req):
+            c = await super().__call__(req)
+            node, step, idx = req.slot.split(":")
+            if step != "gen":
+                return c
+            obj = json.loads(c.text)
+            statements, questions = pools[int(node.split(".")[1]) % len(pools) if "." in node else 0]
+            rng = random.Random(f"{node}:{idx}")
+            for s in obj["samples"]:
+                s["question"] = " ".join(rng.sample(statements, rng.choice((1, 2, 2, 3))) + [rng.choice(questions)])
+            return dataclasses.replace(c, text=json.dumps(obj))
+
+    cfg = build_config(flags={"task": "GSM8K-style grade-school math word problems", "fields": "question,answer",
+                              "depth": depth, "size": size, "pivots": 8, "samples_per_call": 10, "concurrency": 64})
+    t0 = time.perf_counter()
+    fin = asyncio.run(Run.create(cfg, run_dir, transport=GsmLike()).execute(lambda e: None))
+    if fin.status != "complete":
+        sys.exit(f"bench_report: the input run did not complete ({fin.status})")
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------
+
+THROUGHPUT = r"""
+import json, sys, time
+import numpy as np
+from treesynth.analytics.embed import Embedder
+precision, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+train = [json.loads(l)["question"] for l in open(sys.argv[4])][:n]
+test = [json.loads(l)["question"] for l in open(sys.argv[5])]
+e = Embedder(precision=precision, cache=False)
+e.encode(train[:64])  # warm-up: model load, first batches
+t0 = time.perf_counter(); e.encode(train); dt = time.perf_counter() - t0
+tok = e.load().tokenizer
+mean_tokens = float(np.mean([len(x) for x in tok(train, truncation=True, max_length=e.max_seq_length)["input_ids"]]))
+np.save(out, e.encode(test))
+print(json.dumps({"precision": precision, "texts": len(train), "seconds": dt, "texts_per_s": len(train) / dt, "mean_tokens": mean_tokens}))
+"""
+
+REPORT = r"""
+import json, resource, sys, time
+from treesynth.analytics.report import build_report
+t0 = time.perf_counter()
+r = build_report([sys.argv[1]], out=sys.argv[2], log=lambda m: print(m, file=sys.stderr, flush=True))
+wall = time.perf_counter() - t0
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall_s": wall, "peak_rss_mib": ru.ru_maxrss / 1024, "cpu_s": ru.ru_utime + ru.ru_stime,
+                  "timings": r.metrics["timings_s"], "html_bytes": r.html_path.stat().st_size,
+                  "precision": r.metrics["embedder"]["precision"], "maps": r.metrics["maps"],
+                  "nn": r.metrics["datasets"][0]["metrics"]["mean_nn_distance"]["method"]}))
+"""
+
+
+def run_py(code: str, *args: str, env: dict | None = None) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code, *args], cwd=str(ROOT), env=env or os.environ.copy(),
+                       stdout=subprocess.PIPE, stderr=None, text=True)
+    if p.returncode != 0:
+        sys.exit(f"bench_report: a step failed (exit {p.returncode})")
+    return json.loads(p.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
+
+
+def spearman(a, b) -> float:
+    import numpy as np
+
+    ra = np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(np.float64)
+    rb = np.argsort(np.argsort(b, kind="stable"), kind="stable").astype(np.float64)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, default=100_000)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--throughput-n", type=int, default=2000)
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--throughput-only", action="store_true", help="only the embedding throughput (no run, no report)")
+    ap.add_argument("--keep", action="store_true", help="keep the run directory and the report")
+    ap.add_argument("--workdir", help="where to put the run (default: a temp dir)")
+    args = ap.parse_args()
+
+    import numpy as np
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-report-"))
+    work.mkdir(parents=True, exist_ok=True)
+    result: dict = {"size": args.size, "load_before": os.getloadavg(), "cpus": os.cpu_count(),
+                    "cpu": _cpu_name(), "python": sys.version.split()[0]}
+    env = dict(os.environ, TREESYNTH_CACHE_DIR=str(work / "cache"))
+    try:
+        run_dir = work / "run"
+        if not args.throughput_only:
+            print(f"building a {args.size:,}-sample run (fake provider, GSM8K-like questions) ...", file=sys.stderr)
+            result["make_run_s"] = make_run(run_dir, args.size, args.depth)
+
+        if not args.skip_throughput:
+            tp = {}
+            for prec in ("fp32", "bf16"):
+                print(f"throughput: {prec} on {args.throughput_n:,} GSM8K train questions ...", file=sys.stderr)
+                tp[prec], _ = run_py(THROUGHPUT, prec, str(args.throughput_n), str(work / f"test-{prec}.npy"),
+                                     str(GSM8K / "train.jsonl"), str(GSM8K / "test.jsonl"), env=env)
+            A, B = np.load(work / "test-fp32.npy"), np.load(work / "test-bf16.npy")
+            iu = np.triu_indices(len(A), 1)
+            sa, sb = (A @ A.T)[iu], (B @ B.T)[iu]
+            tp["speedup"] = tp["bf16"]["texts_per_s"] / tp["fp32"]["texts_per_s"]
+            tp["spearman_pairwise_gsm8k_test"] = spearman(sa, sb)
+            tp["max_abs_similarity_diff"] = float(np.abs(sa - sb).max())
+            result["throughput"] = tp
+
+        html = work / "report.html"
+        for label in (() if args.throughput_only else ("cold", "warm")):
+            print(f"report ({label} embedding cache) ...", file=sys.stderr)
+            r, outer = run_py(REPORT, str(run_dir), str(html), env=env)
+            r["process_wall_s"] = outer  # including interpreter start and imports
+            result[f"report_{label}"] = r
+        result["load_after"] = os.getloadavg()
+        if args.keep and html.exists():
+            shutil.copy(html, OUT / f"report-{args.size}.html")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    (OUT / ("report-throughput.json" if args.throughput_only else "report.json")).write_text(json.dumps(result, indent=2))
+    _table(result)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
+def _table(r: dict) -> None:
+    print(f"\nreport benchmark: {r['size']:,} samples, {r['cpus']} CPUs ({r['cpu']}), load {r['load_before'][0]:.1f} -> {r['load_after'][0]:.1f}")
+    tp = r.get("throughput")
+    if tp:
+        for p in ("fp32", "bf16"):
+            t = tp[p]
+            print(f"  embedding {p}: {t['texts_per_s']:7.0f} texts/s ({t['texts']:,} GSM8K questions, {t['mean_tokens']:.0f} tokens each)")
+        print(f"  fast path: {tp['speedup']:.2f}x; Spearman of pairwise similarities vs fp32 {tp['spearman_pairwise_gsm8k_test']:.5f} "
+              f"(max |diff| {tp['max_abs_similarity_diff']:.4f})")
+    for label in ("cold", "warm"):
+        if f"report_{label}" not in r:
+            continue
+        x = r[f"report_{label}"]
+        t = x["timings"]
+        print(f"  report, {label} cache: {x['process_wall_s']:6.1f} s end to end ({t['total']:.1f} s in build_report: "
+              f"load {t['load']:.1f}, embed {t['embed']:.1f}, metrics {t['metrics']:.1f}, maps {t['maps']:.1f}, html {t['html']:.1f}); "
+              f"HTML {x['html_bytes'] / 1e6:.1f} MB; peak RSS {x['peak_rss_mib']:.0f} MiB; CPU {x['cpu_s']:.0f} s; NN {x['nn']}")
+    print(f"  written: {OUT}/report*.json")
+
+
+if __name__ == "__main__":
+    main()

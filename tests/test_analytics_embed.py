@@ -1,0 +1,101 @@
+"""The offline embedder: the packaged model, the fast (bf16) path against plain fp32, the cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHARED
+from treesynth.analytics import embed as E
+from treesynth.analytics import metrics as M
+from treesynth.analytics.errors import EmbedderError
+
+GSM8K_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("TREESYNTH_CACHE_DIR", str(d))
+    return d
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(np.float64)
+    rb = np.argsort(np.argsort(b, kind="stable"), kind="stable").astype(np.float64)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def test_default_model_is_found_in_its_package_without_the_hub(cache_dir):
+    name, path = E.resolve_model(None)
+    assert name == "all-MiniLM-L6-v2" and (path / "modules.json").is_file()
+    assert E.resolve_model("sentence-transformers/all-MiniLM-L6-v2")[1] == path
+    with pytest.raises(EmbedderError, match="never downloaded"):
+        E.resolve_model("some-org/some-model-that-is-not-local")
+    assert E.cache_root() == cache_dir
+
+
+def test_identical_texts_have_mean_similarity_one_and_vendi_one(cache_dir):
+    X = E.Embedder(cache=False).embed(["Tom has 3 apples and eats one."] * 8)
+    assert X.shape == (8, 384) and X.dtype == np.float32
+    assert np.allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    assert M.mean_pairwise_cosine(X) == pytest.approx(1.0, abs=1e-6)
+    assert M.vendi_score(X) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.skipif(not GSM8K_TEST.exists(), reason="needs ../shared/data/gsm8k/test.jsonl")
+def test_bf16_fast_path_agrees_with_plain_fp32_on_gsm8k(cache_dir):
+    """The fast path's claim: Spearman correlation of all pairwise similarities >= 0.95 (it is ~0.9999)."""
+    rows = [json.loads(line) for line in GSM8K_TEST.read_text().splitlines()[:200]]
+    texts = [r["question"] for r in rows]
+    plain = E.Embedder(precision="fp32", cache=False).encode(texts)
+    fast = E.Embedder(precision="bf16", cache=False).encode(texts)
+    iu = np.triu_indices(len(texts), 1)
+    a, b = (plain @ plain.T)[iu], (fast @ fast.T)[iu]
+    rho = _spearman(a, b)
+    assert rho >= 0.95, rho
+    assert rho > 0.999  # what it really is; a regression would show here first
+    assert np.abs(a - b).max() < 0.05
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch):
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)
+    assert E.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: False)
+    assert E.resolve_precision(None) == "fp32"
+    assert E.resolve_precision("FP32") == "fp32"
+    with pytest.raises(EmbedderError):
+        E.resolve_precision("int4")
+
+
+def test_cache_is_keyed_by_content_and_model_and_gives_the_same_vectors(cache_dir):
+    texts = ["A farmer has 12 cows.", "A train leaves at 3 pm.", "A farmer has 12 cows."]
+    e1 = E.Embedder(precision="fp32")
+    X1 = e1.embed(texts)
+    assert e1.stats[-1]["cached"] is False and e1.stats[-1]["unique"] == 2
+    files = list((cache_dir / "embeddings").glob("*.npy"))
+    assert len(files) == 1 and json.loads(files[0].with_suffix(".json").read_text())["rows"] == 3
+    e2 = E.Embedder(precision="fp32")
+    X2 = e2.embed(texts)
+    assert e2.stats[-1]["cached"] is True and e2._model is None  # a hit never loads the model
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(X1[0], X1[2])
+    e2.embed(texts[:2])  # other content: a miss
+    assert e2.stats[-1]["cached"] is False
+    e3 = E.Embedder(precision="bf16")
+    assert e3.cache_key(texts) != e1.cache_key(texts)  # precision is part of the key
+    assert E.Embedder(precision="fp32", cache=False).embed(texts).shape == (3, 384)
+    assert len(list((cache_dir / "embeddings").glob("*.npy"))) == 2
+
+
+def test_a_damaged_cache_entry_is_recomputed(cache_dir):
+    texts = ["one", "two"]
+    e = E.Embedder(precision="fp32")
+    X = e.embed(texts)
+    path = cache_dir / "embeddings" / f"{e.cache_key(texts)}.npy"
+    path.write_bytes(b"not a numpy file")
+    Y = E.Embedder(precision="fp32").embed(texts)
+    np.testing.assert_array_equal(X, Y)
+    assert np.load(path).shape == (2, 384)
