@@ -1,0 +1,218 @@
+"""treesynth's terminal UI (Textual): watch and steer the tree as it grows.
+
+Entry points:
+  ``treesynth-tui [RUN_DIR]``   the New run form (or RUN_DIR: resume it if unfinished, browse it if finished)
+  ``treesynth run "TASK" ...``  without ``--no-ui``: ``run_from_cli(args)`` opens the run screen on that task
+
+The app is a front end over the core's ``Run`` and its event stream; no synthesis logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from textual import events
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+
+from treesynth.core.errors import ConfigError, RunDirError, TreesynthError
+
+from .dialogs import HelpScreen, binding_rows
+from .new_run import NewRunScreen, OpenRunScreen
+from .run_screen import EXIT_CODES, RunScreen
+from .runs import BrowseRun, NewRun, ResumeRun, Services, Source, run_status
+from .widgets import DetailPane, RunTree
+
+THEMES = ("textual-dark", "textual-light")
+
+
+class TreesynthApp(App[int]):
+    TITLE = "treesynth"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("f1,question_mark", "help", "Help"),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
+        Binding("ctrl+c", "interrupt", "Stop / quit", priority=True, show=False),
+    ]
+
+    def __init__(self, services: Services | None = None, start: Source | None = None, theme: str | None = None) -> None:
+        super().__init__()
+        self.services = services or Services()
+        self.start = start
+        self.theme = theme or os.environ.get("TREESYNTH_THEME") or THEMES[0]
+        self.run_screen: RunScreen | None = None
+        self.loop_share = None  # the running engine's LoopShare (fairness.py), if any
+
+    def post_message(self, message) -> bool:
+        # keys come in on the terminal driver's thread: give the UI the loop until it has answered
+        if isinstance(message, events.Key) and self.loop_share is not None:
+            self.loop_share.urgent()
+        return super().post_message(message)
+
+    def get_default_screen(self) -> Screen:
+        if self.start is None:
+            return NewRunScreen(self.services)
+        self.run_screen = RunScreen(self.start, self.services)
+        return self.run_screen
+
+    # ------------------------------------------------------------------ navigation
+    def open_run(self, source: Source, from_form: NewRunScreen | None = None) -> RunScreen:
+        """Push a run screen; when opened from the form, a failure to start goes back to the form."""
+        on_fail = from_form.show_start_error if from_form is not None else None
+        screen = RunScreen(source, self.services, on_fail=on_fail)
+        self.run_screen = screen
+        self.push_screen(screen)
+        return screen
+
+    def active_run_screen(self) -> RunScreen | None:
+        for s in reversed(self.screen_stack):
+            if isinstance(s, RunScreen):
+                return s
+        return None
+
+    # ------------------------------------------------------------------ actions
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        from textual.widgets import Tree
+
+        sections = [
+            ("Everywhere", binding_rows(self.BINDINGS) + [("tab, shift+tab", "Move between panes and fields")]),
+            ("New run form", binding_rows(NewRunScreen.BINDINGS) + [("enter", "Start (in any field)"),
+                                                                  ("up, down", "Choose a preset (when the list is open)")]),
+            ("Open run", binding_rows(OpenRunScreen.BINDINGS) + [("enter", "Open: resume if unfinished, browse if finished"),
+                                                              ("tab", "Accept the path completion")]),
+            ("Run screen", binding_rows(RunScreen.BINDINGS)),
+            ("Tree", binding_rows(Tree.BINDINGS) + [("page up, page down", "Page"), ("home, end", "First, last node")]),
+            ("Detail pane", binding_rows(DetailPane.BINDINGS)),
+            ("Dialogs", [("y / n", "Yes / no"), ("enter", "OK"), ("escape", "Cancel or close")]),
+        ]
+        self.push_screen(HelpScreen(sections))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = THEMES[1] if self.theme == THEMES[0] else THEMES[0]
+
+    async def action_quit(self) -> None:
+        rs = self.active_run_screen()
+        if rs is not None and rs.state in ("running", "paused", "stopping"):
+            if self.screen is not rs:
+                self.pop_screen()
+            rs.request_quit()
+            return
+        self.quit_with(self._exit_code())
+
+    def action_interrupt(self) -> None:
+        """ctrl+c: on a going run, stop it gracefully (a second ctrl+c quits at once); elsewhere quit."""
+        rs = self.active_run_screen()
+        if rs is not None and rs.state in ("running", "paused"):
+            rs._quit_when_done = True
+            rs._request_stop()
+            self.notify("Stopping after the calls in flight (ctrl+c again quits at once); the run is saved.", timeout=8)
+            return
+        if rs is not None and rs.state == "stopping":
+            self.quit_with(130)
+            return
+        self.quit_with(self._exit_code())
+
+    def quit_with(self, code: int) -> None:
+        """Exit the app with this process exit code (0 complete, 130 stopped, 3 budget, 1 incomplete, 2 error)."""
+        self.exit(result=code, return_code=code)
+
+    def _exit_code(self) -> int:
+        rs = self.active_run_screen()
+        if rs is None:
+            return 0
+        if rs.fin is not None:
+            return EXIT_CODES.get(rs.fin.status, 1)
+        return 2 if rs.error else 0
+
+    def report_lines(self) -> list[str]:
+        """What to print on the terminal after the app has closed (summary or error)."""
+        rs = self.run_screen
+        if rs is None:
+            return []
+        if rs.fin is not None:
+            from treesynth.core.console import summary
+
+            return summary(rs.fin).splitlines()
+        if rs.error:
+            return [f"treesynth: error: {rs.error}"]
+        if rs.run_dir is not None and rs.state not in ("browsing",):
+            return [f"treesynth: interrupted; resume with: treesynth run --resume {rs.run_dir}"]
+        return []
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def _need_terminal(hint: str = "run with --no-ui (or --json-events)") -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise TreesynthError(f"the interactive UI needs a terminal; {hint}")
+
+
+def _run_app(app: TreesynthApp) -> int:
+    app.run()
+    for line in app.report_lines():
+        print(line, file=sys.stderr)
+    return int(app.return_code or 0)
+
+
+def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> int:
+    """``treesynth run`` without ``--no-ui``: the same flags, validated the same way, then the run screen."""
+    from treesynth.core.cli import _flags, default_out
+    from treesynth.core.config import build_config
+
+    if args.resume:
+        if args.task or args.config or args.out:
+            raise ConfigError("--resume takes the run's saved task and config; drop TASK, --config and --out")
+        d = Path(args.resume)
+        if not d.is_dir():
+            raise RunDirError(f"{str(d)!r} is not a directory")
+        if not (d / "config.json").is_file():
+            raise RunDirError(f"{str(d)!r} is not a treesynth run (no config.json)")
+        source: Source = ResumeRun(d, _flags(args))
+    else:
+        cfg = build_config(flags=_flags(args), config_file=args.config)
+        out = Path(args.out) if args.out else default_out(cfg.task)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise RunDirError(f"{str(out)!r} already exists and is not empty; choose another --out or --resume it")
+        source = NewRun(cfg, out)
+    _need_terminal()
+    return _run_app(TreesynthApp(services=services, start=source))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``treesynth-tui [RUN_DIR]``."""
+    from treesynth.core import __version__
+
+    p = argparse.ArgumentParser(prog="treesynth-tui", description="treesynth's terminal UI: start, watch and steer runs.")
+    p.add_argument("run_dir", nargs="?", help="open this run: resume it if unfinished, browse it if finished")
+    p.add_argument("--browse", action="store_true", help="open RUN_DIR read-only even if it is unfinished")
+    p.add_argument("--light", action="store_true", help="start with the light theme (ctrl+t toggles)")
+    p.add_argument("--version", action="version", version=f"treesynth {__version__}")
+    args = p.parse_args(argv)
+    try:
+        start: Source | None = None
+        if args.run_dir:
+            d = Path(args.run_dir)
+            if not (d / "config.json").is_file():
+                raise TreesynthError(f"{args.run_dir!r} is not a treesynth run (no config.json)")
+            start = BrowseRun(d) if args.browse or run_status(d) == "complete" else ResumeRun(d)
+        _need_terminal("for scripts use: treesynth run TASK --no-ui")
+        return _run_app(TreesynthApp(start=start, theme=THEMES[1] if args.light else None))
+    except TreesynthError as e:
+        print(f"treesynth-tui: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["TreesynthApp", "Services", "NewRun", "ResumeRun", "BrowseRun", "run_from_cli", "main", "RunTree"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,446 @@
+"""The New run form and the Open run dialog.
+
+Every field is checked as it is typed by ``treesynth.core.config.validate_partial``: the CLI's
+own validator, so the form and the command line accept exactly the same values. The estimate
+comes from the core's estimator (litellm's price table is loaded in a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.suggester import Suggester
+from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from treesynth.core.config import RunConfig, build_config, validate_partial
+from treesynth.core.errors import ConfigError
+from treesynth.core.progress import fmt_cost
+
+from .dialogs import DIALOG_CSS
+from .format import compact
+from .runs import BrowseRun, NewRun, ResumeRun, Services, is_run_dir, list_runs, run_status
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    key: str
+    label: str
+    kind: str = "text"  # text | integer | number
+    hint: str = ""
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("task", "Task", hint="one sentence describing the data"),
+    FieldSpec("fields", "Fields", hint="comma-separated, e.g. question,answer"),
+    FieldSpec("model", "Model", hint="litellm model string"),
+    FieldSpec("api_base", "API base", hint="OpenAI-compatible URL (vLLM, Ollama, …)"),
+    FieldSpec("depth", "Depth", "integer"),
+    FieldSpec("size", "Size", "integer", hint="samples"),
+    FieldSpec("pivots", "Pivots/node", "integer"),
+    FieldSpec("concurrency", "Concurrency", "integer", hint="calls in flight"),
+    FieldSpec("budget", "Budget USD", "number", hint="stop when spent"),
+    FieldSpec("out", "Output folder", hint="runs/<slug>-<timestamp>"),
+)
+FIELD_KEYS = ("preset",) + tuple(f.key for f in FIELDS)
+
+
+def _default_text(key: str) -> str:
+    f = RunConfig.model_fields.get(key)
+    if f is None or f.is_required():
+        return ""
+    d = f.default
+    if d is None or d == ():
+        return ""
+    if isinstance(d, tuple):
+        return ",".join(d)
+    return str(d)
+
+
+class NewRunScreen(Screen):
+    """Fill in a task, watch the estimate, Start (or open an existing run)."""
+
+    DEFAULT_CSS = """
+    NewRunScreen #heading { height: 1; padding: 0 1; background: $panel; text-style: bold; }
+    NewRunScreen #form { height: 1fr; padding: 0 1; }
+    NewRunScreen Grid { grid-size: 2; grid-columns: 15 1fr; grid-rows: auto; grid-gutter: 0 1; height: auto; }
+    NewRunScreen Grid Label { height: 1; padding-top: 0; color: $text-muted; }
+    NewRunScreen Grid Label.-invalid { color: $error; text-style: bold; }
+    NewRunScreen .cell { height: auto; }
+    NewRunScreen .cell Input { width: 1fr; }
+    NewRunScreen .cell Select { width: 1fr; }
+    NewRunScreen .error { color: $error; height: auto; display: none; }
+    NewRunScreen .error.-shown { display: block; }
+    NewRunScreen .cell Input:focus { background: $accent 15%; }
+    NewRunScreen Input.-invalid { background: $error 20%; }
+    NewRunScreen #estimate { height: auto; margin-top: 1; padding: 0 1; border-left: vkey $accent; }
+    NewRunScreen #status { height: auto; margin-top: 1; }
+    NewRunScreen #status.-error { color: $error; text-style: bold; }
+    NewRunScreen #buttons { height: auto; margin-top: 1; }
+    NewRunScreen #buttons Button { margin-right: 2; }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start", priority=True),
+        Binding("ctrl+o", "open_run", "Open run…", priority=True),
+        Binding("ctrl+q", "app.quit", "Quit"),
+    ]
+
+    ESTIMATE_DELAY = 0.3
+
+    def __init__(self, services: Services | None = None, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.services = services or Services()
+        self.errors: dict[str, str] = {}
+        self._estimate_timer = None
+        self._presets: dict[str, str] = {}
+        self.estimate_text = ""
+
+    def compose(self) -> ComposeResult:
+        from treesynth.core.prompts import list_presets
+
+        self._presets = list_presets()
+        yield Static("treesynth · new run", id="heading")
+        with VerticalScroll(id="form"):
+            with Grid():
+                yield Label("Preset", id="label-preset")
+                with Vertical(classes="cell"):
+                    yield Select(
+                        [(f"{name}: {desc}", name) for name, desc in self._presets.items()],
+                        prompt="none", allow_blank=True, id="f-preset", compact=True,
+                    )
+                    yield Static("", classes="error", id="e-preset")
+                for f in FIELDS:
+                    yield Label(f.label, id=f"label-{f.key}")
+                    with Vertical(classes="cell"):
+                        default = _default_text(f.key)
+                        ph = f.hint if not default else (f"{default}" + (f"  ({f.hint})" if f.hint else ""))
+                        if f.key == "model":
+                            ph = f"{default}  (the embedded offline model)"
+                        yield Input(placeholder=ph, type=f.kind, id=f"f-{f.key}", compact=True, select_on_focus=False)
+                        yield Static("", classes="error", id=f"e-{f.key}")
+            yield Static("", id="estimate")
+            yield Static("", id="status")
+            with Horizontal(id="buttons"):
+                yield Button("Start (ctrl+s)", id="start", variant="primary", compact=True)
+                yield Button("Open run… (ctrl+o)", id="open", compact=True)
+                yield Button("Quit (ctrl+q)", id="quit", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query("#f-task").focus()
+        self._schedule_estimate()
+
+    # ------------------------------------------------------------------ values
+    def raw_values(self) -> dict[str, Any]:
+        """What the form holds: non-empty fields only, as typed (the validator coerces)."""
+        out: dict[str, Any] = {}
+        sel = self.query_one("#f-preset", Select)
+        if not sel.is_blank() and sel.value is not None:
+            out["preset"] = str(sel.value)
+        for f in FIELDS:
+            v = self.query_one(f"#f-{f.key}", Input).value.strip()
+            if v:
+                out[f.key] = v
+        return out
+
+    def set_values(self, **values: Any) -> None:
+        for k, v in values.items():
+            if k == "preset":
+                sel = self.query_one("#f-preset", Select)
+                if v:
+                    sel.value = v
+                else:
+                    sel.clear()
+            else:
+                self.query_one(f"#f-{k}", Input).value = str(v)
+
+    def validate(self) -> dict[str, str]:
+        values = self.raw_values()
+        check = {k: v for k, v in values.items() if k != "out"}
+        errors = validate_partial(check)
+        self.errors = errors
+        for key in FIELD_KEYS:
+            self._show_error(key, errors.get(key))
+        return errors
+
+    def _show_error(self, key: str, message: str | None) -> None:
+        err = self.query_one(f"#e-{key}", Static)
+        label = self.query_one(f"#label-{key}", Label)
+        widget = self.query_one(f"#f-{key}")
+        if message:
+            err.update(message)
+        err.set_class(bool(message), "-shown")
+        label.set_class(bool(message), "-invalid")
+        widget.set_class(bool(message), "-invalid")
+
+    def _status(self, message: str, error: bool = False) -> None:
+        s = self.query_one("#status", Static)
+        s.update(message)
+        s.set_class(error, "-error")
+
+    # ------------------------------------------------------------------ events
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.validate()
+        self._status("")
+        self._schedule_estimate()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        from treesynth.core.prompts import load_preset
+
+        task_in = self.query_one("#f-task", Input)
+        fields_in = self.query_one("#f-fields", Input)
+        if event.select.is_blank() or event.value is None:
+            task_in.placeholder = FIELDS[0].hint
+            fields_in.placeholder = f"{_default_text('fields')}  ({FIELDS[1].hint})"
+        else:
+            try:
+                preset = load_preset(str(event.value))
+            except ConfigError as e:
+                self._show_error("preset", str(e))
+                return
+            if preset.get("task"):
+                task_in.placeholder = f"{preset['task']}  (the preset's)"
+            if preset.get("fields"):
+                fields_in.placeholder = f"{','.join(preset['fields'])}  (the preset's)"
+        self.validate()
+        self._schedule_estimate()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_start()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            self.action_start()
+        elif event.button.id == "open":
+            self.action_open_run()
+        elif event.button.id == "quit":
+            self.app.quit_with(0)
+
+    # ------------------------------------------------------------------ estimate
+    def _schedule_estimate(self) -> None:
+        if self._estimate_timer is not None:
+            self._estimate_timer.stop()
+        self._estimate_timer = self.set_timer(self.ESTIMATE_DELAY, self._run_estimate)
+
+    def _run_estimate(self) -> None:
+        self._estimate_timer = None
+        self.update_estimate()
+
+    @work(exclusive=True, group="estimate", exit_on_error=False)
+    async def update_estimate(self) -> None:
+        box = self.query_one("#estimate", Static)
+        if self.errors:
+            box.update(Text("Estimate: fix the fields marked in red first.", style="dim"))
+            return
+        values = self.raw_values()
+        values.pop("out", None)
+        try:
+            cfg = build_config(flags=values)
+        except ConfigError:
+            try:
+                cfg = build_config(flags={**values, "task": values.get("task") or "(task)"})
+            except ConfigError as e:
+                box.update(Text(f"Estimate: {e}", style="dim"))
+                return
+        box.update(Text(f"Estimate: computing… (prices for {cfg.model})", style="dim"))
+        try:
+            est = await asyncio.to_thread(self._estimate, cfg)
+        except Exception as e:  # noqa: BLE001 - an estimate must never break the form
+            box.update(Text(f"Estimate unavailable: {type(e).__name__}: {str(e)[:120]}", style="dim"))
+            return
+        t = Text()
+        t.append("Estimate  ", style="bold")
+        t.append(f"~{est.calls:,} calls", style="bold")
+        t.append(f" ({est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples)\n")
+        t.append(f"          ~{compact(est.tokens_in)} tokens in, ~{compact(est.tokens_out)} out   ")
+        if est.cost_usd is None:
+            t.append("cost unknown", style="bold yellow")
+            t.append(" (model not in litellm's price table)", style="dim")
+        else:
+            t.append(f"~{fmt_cost(est.cost_usd)}", style="bold")
+        t.append(f"\n          depth {cfg.depth}: ~{est.internal_nodes:,} expansions, ~{est.leaves:,} leaves "
+                 f"(fan-out {est.assumed_fanout:g})", style="dim")
+        self.estimate_text = t.plain
+        box.update(t)
+
+    def _estimate(self, cfg):
+        from treesynth.core.estimate import estimate
+        from treesynth.core.prompts import Prompts
+
+        price = self.services.price(cfg.model) if self.services.price is not None else None
+        return estimate(cfg, Prompts(cfg), price=price)
+
+    # ------------------------------------------------------------------ start / open
+    def action_start(self) -> None:
+        errors = self.validate()
+        values = self.raw_values()
+        if errors:
+            first = next(k for k in FIELD_KEYS if k in errors)
+            self._status(f"Not started: {errors[first]}", error=True)
+            self.query_one(f"#f-{first}").focus()
+            return
+        out = values.pop("out", None)
+        try:
+            cfg = build_config(flags=values)
+        except ConfigError as e:
+            msg = str(e)
+            key = "task" if msg.startswith("missing task") else next((k for k in FIELD_KEYS if msg.startswith(k + ":")), None)
+            if key:
+                self._show_error(key, msg)
+                self.query_one(f"#f-{key}").focus()
+            self._status(f"Not started: {msg}", error=True)
+            return
+        from treesynth.core.cli import default_out
+
+        out_path = Path(out) if out else default_out(cfg.task)
+        if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+            msg = f"{str(out_path)!r} already exists and is not empty; choose another folder (or Open run… to resume it)"
+            self._show_error("out", msg)
+            self._status(f"Not started: {msg}", error=True)
+            return
+        self._status("Starting…")
+        self.app.open_run(NewRun(cfg, out_path), from_form=self)  # type: ignore[attr-defined]
+
+    def show_start_error(self, message: str) -> None:
+        self._status(f"Not started: {message}", error=True)
+        if "api_base" in message or "--api-base" in message:
+            self._show_error("api_base", message)
+        elif "model" in message:
+            self._show_error("model", message)
+
+    def action_open_run(self) -> None:
+        def chosen(choice: tuple[str, str] | None) -> None:
+            if choice is None:
+                return
+            mode, path = choice
+            src = BrowseRun(Path(path)) if mode == "browse" else ResumeRun(Path(path))
+            self.app.open_run(src, from_form=self)  # type: ignore[attr-defined]
+
+        self.app.push_screen(OpenRunScreen(self.services.runs_root), chosen)
+
+
+class PathSuggester(Suggester):
+    """Completes directory names as a path is typed."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        p = Path(value).expanduser()
+        parent, stem = (p, "") if value.endswith("/") else (p.parent, p.name)
+        try:
+            names = sorted(c.name for c in parent.iterdir() if c.is_dir() and c.name.startswith(stem) and not c.name.startswith("."))
+        except OSError:
+            return None
+        if not names:
+            return None
+        base = value if value.endswith("/") else value[: len(value) - len(stem)]
+        return base + names[0] + "/"
+
+
+class OpenRunScreen(ModalScreen["tuple[str, str] | None"]):
+    """Pick a run directory: resume it if unfinished, browse it if finished (or on request)."""
+
+    DEFAULT_CSS = "OpenRunScreen { align: center middle; }\n" + DIALOG_CSS + """
+    OpenRunScreen .dialog { width: 100; height: 80%; }
+    OpenRunScreen OptionList { height: 1fr; margin-top: 1; }
+    """
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+b", "browse", "Browse read-only", priority=True),
+    ]
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = Path(root)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static("Open a run", classes="title")
+            yield Static("Type a run directory (tab completes) or pick one below. Enter opens it: an unfinished run "
+                         "is resumed, a finished one is browsed. ctrl+b browses read-only.", classes="hint")
+            yield Input(placeholder=f"{self.root}/…", id="path", suggester=PathSuggester())
+            yield Static("", classes="error", id="error")
+            yield OptionList(id="runs")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+                yield Button("Browse (ctrl+b)", id="browse", compact=True)
+                yield Button("Open (enter)", id="open", variant="primary", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#path", Input).focus()
+        self.load_runs()
+
+    @work(exclusive=True, exit_on_error=False)
+    async def load_runs(self) -> None:
+        runs = await asyncio.to_thread(list_runs, self.root)
+        ol = self.query_one(OptionList)
+        ol.clear_options()
+        if not runs:
+            ol.add_option(Option(Text(f"no runs in {self.root}/", style="dim"), id="", disabled=True))
+            return
+        for r in runs:
+            t = Text(no_wrap=True, overflow="ellipsis")
+            t.append(f"{r.path.name:<44.44} ", style="bold")
+            st = "green" if r.status == "complete" else "yellow"
+            t.append(f"{r.status:<10} ", style=st)
+            t.append(f"{r.rows:>8,}/{r.size:<8,} ", style="dim")
+            t.append(r.task, style="dim")
+            ol.add_option(Option(t, id=str(r.path)))
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id:
+            self.query_one("#path", Input).value = event.option.id
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.query_one("#path", Input).value = event.option.id
+            self._open(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._open(None)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one("#error", Static).update("")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        else:
+            self._open("browse" if event.button.id == "browse" else None)
+
+    def _open(self, mode: str | None) -> None:
+        raw = self.query_one("#path", Input).value.strip()
+        if not raw:
+            self.query_one("#error", Static).update("Type or pick a run directory.")
+            return
+        path = Path(raw).expanduser()
+        if not path.is_dir():
+            self.query_one("#error", Static).update(f"{raw!r} is not a directory.")
+            return
+        if not is_run_dir(path):
+            self.query_one("#error", Static).update(f"{raw!r} is not a treesynth run (no config.json).")
+            return
+        if mode is None:
+            mode = "browse" if run_status(path) == "complete" else "resume"
+        self.dismiss((mode, str(path)))
+
+    def action_browse(self) -> None:
+        self._open("browse")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

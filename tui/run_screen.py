@@ -1,0 +1,784 @@
+"""The run screen: the growing tree, the stats bar, details, the log, and steering.
+
+The engine runs as an exclusive async worker on the app's loop; blocking work (creating or
+resuming the run, the provider preflight, reading a saved run) runs in threads. Engine
+events reach the screen through an ``EventBridge`` and are applied in batches at most every
+``FLUSH_INTERVAL`` seconds, each batch bounded in time, so the UI stays responsive however
+fast the engine goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import time
+from pathlib import Path
+from typing import Callable
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Static, Tree
+from textual.worker import Worker, WorkerState
+
+from treesynth.core import events as ev
+from treesynth.core.errors import SteeringError, TreesynthError
+from treesynth.core.progress import Progress
+from treesynth.core.text import truncate
+
+from .bridge import EngineEvents, EventBridge, UsageUpdated
+from .dialogs import ConfirmScreen, PromptScreen, SummaryScreen
+from .fairness import FairTransport, LoopShare
+from .format import detail_renderable, summary_renderable
+from .model import Changes, RunModel
+from .runs import BrowseRun, NewRun, ResumeRun, Services, Source, load_browse, scan_samples
+from .widgets import DetailPane, LogPane, RunTree, StatsBar
+
+FLUSH_INTERVAL = 0.04  # apply queued engine events at most 25 times a second
+FLUSH_BUDGET_S = 0.012  # and spend at most this long per batch (the rest waits for the next one)
+FLUSH_MAX_NEW_NODES = 1500  # and add at most about this many nodes to the tree widget per batch
+LIVE_STATES = ("running", "paused", "stopping")
+EXIT_CODES = {"complete": 0, "stopped": 130, "budget": 3}
+
+
+class RunScreen(Screen):
+    """One run: live (new or resumed) or browsed read-only."""
+
+    DEFAULT_CSS = """
+    RunScreen #title { height: 1; padding: 0 1; background: $panel; }
+    RunScreen #main { height: 1fr; }
+    RunScreen RunTree { width: 1fr; min-width: 30; }
+    RunScreen DetailPane { width: 45%; min-width: 28; }
+    """
+
+    BINDINGS = [
+        Binding("p", "pause", "Pause"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("x", "prune", "Prune"),
+        Binding("a", "add_value", "Add value"),
+        Binding("r", "rename_value", "Rename"),
+        Binding("d", "remove_value", "Remove value", show=False),
+        Binding("e", "reexpand", "Re-expand", show=False),
+        Binding("u", "resume_run", "Resume"),
+        Binding("R", "report", "Report"),
+        Binding("s", "summary", "Summary", show=False),
+        Binding("E", "expand_all", "Expand/collapse all", show=False),
+        Binding("g", "goto_active", "Go to a node being worked on", show=False),
+        Binding("escape", "back", "Back to the form", show=False),
+        Binding("q", "quit_run", "Quit"),
+    ]
+
+    def __init__(self, source: Source, services: Services | None = None, on_fail: Callable[[str], None] | None = None,
+                 name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.source = source
+        self.services = services or Services()
+        self.on_fail = on_fail  # set when opened from the form: errors go back to it
+        self.model = RunModel()
+        self.progress = Progress()
+        self.bridge = EventBridge(self)
+        self.run = None  # treesynth.core.engine.Run, once created
+        self.core_tree = None  # the run's Tree (live: the engine's own)
+        self.run_dir: Path | None = None
+        self._state = "preparing"
+        self.fin: ev.RunFinished | None = None
+        self.error: str | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.requests_at_start = 0
+        self._last_flush = 0.0
+        self._flush_timer = None
+        self._quit_when_done = False
+        self._last_retries = 0
+        self._last_retry_log = 0.0
+        # benchmarks hook in here: called after each batch with its (event, time queued) pairs
+        self.latency_probe: Callable[[list[tuple[ev.Event, float]], Changes], None] | None = None
+        self.applied_events = 0
+        self._detail_timer = None
+        self._detail_at = 0.0
+        self._highlight_timer = None
+
+    @property
+    def state(self) -> str:
+        """preparing | running | stopping | complete | stopped | budget | incomplete | error | browsing."""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        if value != self._state:
+            self._state = value
+            if self.is_mounted:
+                self.refresh_bindings()
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield StatsBar(id="stats")
+        with Horizontal(id="main"):
+            yield RunTree(self.model, auto_expand_depth=self.services.auto_expand_depth, id="tree")
+            yield DetailPane(id="detail")
+        yield LogPane(id="log")
+        yield Footer()
+
+    @property
+    def tree_widget(self) -> RunTree:
+        return self.query_one(RunTree)
+
+    @property
+    def log_pane(self) -> LogPane:
+        return self.query_one(LogPane)
+
+    def on_mount(self) -> None:
+        self._set_title()
+        self.tree_widget.focus()
+        self.tree_widget.move_cursor(self.tree_widget.root)
+        self._refresh_stats()
+        self.set_interval(1.0, self._tick)
+        self.prepare()
+
+    def _set_title(self) -> None:
+        src = self.source
+        if self.run is not None:
+            task, model, where = self.run.cfg.task, self.run.cfg.model, str(self.run.store.root)
+        elif isinstance(src, NewRun):
+            task, model, where = src.cfg.task, src.cfg.model, str(src.out)
+        else:
+            task, model, where = "", "", str(src.run_dir)
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append("treesynth ", style="bold")
+        if task:
+            t.append(truncate(task, 60))
+        if model:
+            t.append(f"  · {model}", style="dim")
+        t.append(f"  · {where}", style="dim")
+        self.query_one("#title", Static).update(t)
+
+    # ------------------------------------------------------------------ preparing
+    @work(exclusive=True, group="prepare", exit_on_error=False)
+    async def prepare(self) -> None:
+        src = self.source
+        svc = self.services
+        self.state = "preparing"
+        self._refresh_stats()
+        try:
+            if isinstance(src, BrowseRun):
+                await self._open_browse(src.run_dir)
+                return
+            if isinstance(src, NewRun):
+                if svc.preflight is not None:
+                    self.log_pane.add([("info", f"checking {src.cfg.model} …")])
+                    await asyncio.to_thread(svc.preflight, src.cfg)
+                from treesynth.core.engine import Run
+
+                run = await asyncio.to_thread(Run.create, src.cfg, src.out, svc.transport())
+            else:
+                from treesynth.core.engine import Run
+
+                run = await asyncio.to_thread(Run.resume, src.run_dir, dict(src.overrides), svc.transport())
+                if svc.preflight is not None:
+                    try:
+                        self.log_pane.add([("info", f"checking {run.cfg.model} …")])
+                        await asyncio.to_thread(svc.preflight, run.cfg)
+                    except BaseException:
+                        run.close()
+                        raise
+        except TreesynthError as e:
+            self._fail(str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - a bug or an OS error: one line, not a crash
+            self._fail(f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+            return
+        # the engine shares the app's loop: keep a share of it for the UI during bursts of instant answers
+        share = LoopShare(svc.loop_share_s)
+        run.client.transport = FairTransport(run.client.transport, share)
+        self.app.loop_share = share  # type: ignore[attr-defined]
+        self.run = run
+        self.run_dir = Path(run.store.root)
+        self.core_tree = run.recovered.tree
+        self.requests_at_start = run.client.usage.requests
+        self._set_title()
+        if isinstance(src, ResumeRun):
+            rows = {lid: rec.rows for lid, rec in run.recovered.leaves.items()}
+            self.model.seed_from_tree(run.recovered.tree, rows)
+            self.tree_widget.populate()
+            self._load_previews(self.run_dir, run.cfg.fields[0])
+        else:
+            self.model.nodes["0"].target = run.cfg.size
+            self.model.nodes["0"].relabel()
+        self.progress = Progress(size=run.cfg.size, budget=run.cfg.budget, samples_done=run.recovered.rows,
+                                 samples_at_start=run.recovered.rows)
+        self._apply_usage_dict(run.client.usage.to_dict())
+        self.log_pane.add([("info", f"{'resuming' if isinstance(src, ResumeRun) else 'started'} run in {self.run_dir}")])
+        self.run_engine()
+
+    async def _open_browse(self, run_dir: Path) -> None:
+        b = await asyncio.to_thread(load_browse, run_dir)
+        self.run_dir = Path(run_dir)
+        self.core_tree = b.tree
+        self.model.seed_from_tree(b.tree, b.counts, b.previews)
+        self.tree_widget.populate()
+        size = int(b.config.get("size") or b.tree.root.target or 0)
+        done = min(size, sum(b.counts.values())) if size else sum(b.counts.values())
+        self.progress = Progress(size=size, budget=b.config.get("budget"), samples_done=done, samples_at_start=done)
+        self._apply_usage_dict(b.state.get("usage") or {})
+        status = str(b.state.get("status") or "unknown")
+        self.state = "browsing"
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append("treesynth ", style="bold")
+        t.append(truncate(str(b.config.get("task", "")), 60))
+        t.append(f"  · {b.config.get('model', '')}  · {run_dir}  · read-only, {status}", style="dim")
+        self.query_one("#title", Static).update(t)
+        self.log_pane.add([("info", f"opened {run_dir} read-only: {len(b.tree):,} nodes, {sum(b.counts.values()):,} samples, status {status}")])
+        if status != "complete":
+            self.log_pane.add([("info", "this run is unfinished: press u to resume it")])
+        self._refresh_stats()
+        self._show_detail()
+
+    def _apply_usage_dict(self, u: dict) -> None:
+        p = self.progress
+        for k in ("requests", "cache_hits", "tokens_in", "tokens_out", "retries", "errors", "invalid"):
+            if isinstance(u.get(k), int):
+                setattr(p, k, u[k])
+        if isinstance(u.get("cost"), (int, float)):
+            p.cost_usd = float(u["cost"]) if u.get("cost_known", True) else None
+        self._last_retries = p.retries
+
+    @work(group="previews", exit_on_error=False)
+    async def _load_previews(self, run_dir: Path, field_name: str) -> None:
+        _counts, previews = await asyncio.to_thread(scan_samples, run_dir, field_name)
+        for lid, pv in previews.items():
+            vn = self.model.get(lid)
+            if vn is not None and not vn.preview:
+                vn.preview = pv
+        self._show_detail()
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.state = "error"
+        if self.on_fail is not None and self.fin is None and self.run is None:
+            cb, self.on_fail = self.on_fail, None
+            self.app.pop_screen()
+            cb(message)
+            return
+        self.log_pane.add([("error", message)])
+        self.query_one(DetailPane).show(Text(f"Could not start:\n\n{message}\n\nPress q to quit.", style="bold red"))
+        self.notify(message, title="treesynth", severity="error", timeout=10)
+        self._refresh_stats()
+
+    # ------------------------------------------------------------------ the engine
+    @work(exclusive=True, group="engine", exit_on_error=False)
+    async def run_engine(self) -> ev.RunFinished:
+        self.state = "running"
+        self.started_at = self.services.clock()
+        self._refresh_stats()
+        return await self.run.execute(self.bridge)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        w = event.worker
+        if w.group != "engine":
+            return
+        if event.state == WorkerState.SUCCESS:
+            self._finished(w.result)
+        elif event.state == WorkerState.ERROR:
+            err = w.error
+            msg = str(err) if isinstance(err, TreesynthError) else f"internal error: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
+            self._drain_all()
+            self.error = msg
+            self.ended_at = self.services.clock()
+            self.state = "error"
+            self.log_pane.add([("error", msg)])
+            self.notify(msg, title="The run stopped", severity="error", timeout=15)
+            self._refresh_stats()
+            if self._quit_when_done:
+                self.app.quit_with(2 if isinstance(err, TreesynthError) else 1)
+        elif event.state == WorkerState.CANCELLED:
+            self._drain_all()
+            self.ended_at = self.services.clock()
+            self.state = "stopped"
+            self._refresh_stats()
+
+    def _finished(self, fin: ev.RunFinished) -> None:
+        self._drain_all()
+        self.fin = fin
+        self.ended_at = self.services.clock()
+        self.state = fin.status
+        self.progress.apply(fin)
+        self._refresh_stats()
+        self.log_pane.add([("info", f"run {fin.status}: {fin.rows:,}/{fin.size:,} rows" + (f" ({fin.message})" if fin.message else ""))])
+        if self._quit_when_done:
+            self.app.quit_with(EXIT_CODES.get(fin.status, 1))
+            return
+        self.action_summary()
+
+    @property
+    def live(self) -> bool:
+        return self.run is not None and self.run.engine is not None and self.state in LIVE_STATES
+
+    # ------------------------------------------------------------------ events
+    def on_usage_updated(self, message: UsageUpdated) -> None:
+        u = message.usage
+        self.progress.apply(u)
+        if u.retries > self._last_retries:
+            now = time.monotonic()
+            if now - self._last_retry_log >= 1.0:
+                self._last_retry_log = now
+                self.log_pane.add([("retry", f"provider errors: {u.errors:,}, retries so far: {u.retries:,} (backing off)")])
+            self._last_retries = u.retries
+        self._refresh_stats()
+
+    def on_engine_events(self, message: EngineEvents) -> None:
+        self.bridge.signalled = False
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_timer is not None:
+            return
+        delay = self._last_flush + FLUSH_INTERVAL - time.monotonic()
+        if delay <= 0:
+            self._flush()
+        else:
+            self._flush_timer = self.set_timer(delay, self._flush_from_timer)
+
+    def _flush_from_timer(self) -> None:
+        self._flush_timer = None
+        self._flush()
+
+    def _drain_all(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        self._flush(budget_s=None)
+
+    def _flush(self, budget_s: float | None = FLUSH_BUDGET_S) -> None:
+        """Apply queued engine events to the model, then update the widgets once."""
+        t0 = time.monotonic()
+        ch = Changes()
+        batch: list[tuple[ev.Event, float]] = []
+        q = self.bridge.queue
+        apply = self.model._apply_one
+        papply = self.progress.apply
+        while q:
+            item = q.popleft()
+            papply(item[0])
+            apply(item[0], ch)
+            batch.append(item)
+            if budget_s is not None and (ch.n_added >= FLUSH_MAX_NEW_NODES
+                                         or (len(batch) % 64 == 0 and time.monotonic() - t0 > budget_s)):
+                break
+        self._last_flush = time.monotonic()
+        if not batch:
+            return
+        self.applied_events += len(batch)
+        if self.core_tree is not None:
+            if ch.steering:
+                ch.dirty |= self.model.sync_from_tree(self.core_tree)
+            else:
+                fresh = [c for _p, ids in ch.added for c in ids if self.model.nodes[c].open_values < 0] if ch.added else []
+                if fresh:
+                    ch.dirty |= self.model.sync_from_tree(self.core_tree, fresh)
+        tw = self.tree_widget
+        tw.apply_changes(ch)
+        self.log_pane.add(ch.log)
+        cur = tw.cursor_node
+        if cur is not None and cur.data is not None and (cur.data.id in ch.dirty or cur.data.id in ch.restructured):
+            self._detail_soon()
+        self._refresh_stats()
+        if q and self._flush_timer is None:
+            self._flush_timer = self.set_timer(FLUSH_INTERVAL, self._flush_from_timer)
+        if self.latency_probe is not None:
+            self.latency_probe(batch, ch)
+
+    # ------------------------------------------------------------------ display
+    def _elapsed(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else self.services.clock()
+        return max(0.0, end - self.started_at)
+
+    def _refresh_stats(self) -> None:
+        state = self.state
+        if state == "running" and self.run is not None and self.run.engine is not None and self.run.engine.paused:
+            state = "paused"
+        try:
+            self.query_one(StatsBar).show(self.progress, self._elapsed(), state, self.requests_at_start)
+        except Exception:  # noqa: BLE001 - not mounted yet / being torn down
+            pass
+
+    def _tick(self) -> None:
+        if self.state in LIVE_STATES or self.state == "preparing":
+            self._refresh_stats()
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        # the cursor moves at once; the detail pane follows when it settles (holding a key stays fast)
+        if self._highlight_timer is not None:
+            self._highlight_timer.stop()
+
+        def settled() -> None:
+            self._highlight_timer = None
+            self._show_detail()
+
+        self._highlight_timer = self.set_timer(self.HIGHLIGHT_SETTLE, settled)
+
+    HIGHLIGHT_SETTLE = 0.05
+
+    DETAIL_INTERVAL = 0.25
+
+    def _detail_soon(self) -> None:
+        """Refresh the detail pane for a node that changed, at most every DETAIL_INTERVAL seconds."""
+        if self._detail_timer is not None:
+            return
+        wait = self._detail_at + self.DETAIL_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._show_detail()
+        else:
+            def fire() -> None:
+                self._detail_timer = None
+                self._show_detail()
+
+            self._detail_timer = self.set_timer(wait, fire)
+
+    def _selected_id(self) -> str | None:
+        cur = self.tree_widget.cursor_node
+        return cur.data.id if cur is not None and cur.data is not None else None
+
+    def _show_detail(self) -> None:
+        self._detail_at = time.monotonic()
+        nid = self._selected_id()
+        vn = self.model.get(nid) if nid else None
+        node = self.core_tree.nodes.get(nid) if (self.core_tree is not None and nid) else None
+        path = self.model.path(nid) if nid else []
+        self.query_one(DetailPane).show(detail_renderable(vn, node, path))
+
+    # ------------------------------------------------------------------ actions
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Hide the keys that make no sense in this state (False); grey out those that do later (None)."""
+        live_only = ("pause", "cancel", "prune", "add_value", "rename_value", "remove_value", "reexpand")
+        if action in live_only:
+            if self.state == "stopping":
+                return None
+            return True if self.live else False
+        if action == "resume_run":
+            return True if (self.run_dir is not None and self.state in ("stopped", "budget", "incomplete", "error", "browsing")
+                            and not (self.state == "browsing" and self._browsed_complete())) else False
+        if action == "report":
+            if self.state in LIVE_STATES or self.state == "preparing":
+                return False
+            return True if self.run_dir is not None else None
+        if action == "summary":
+            return True if self.fin is not None else False
+        return True
+
+    def _browsed_complete(self) -> bool:
+        from .runs import run_status
+
+        return self.run_dir is not None and run_status(self.run_dir) == "complete"
+
+    def _refuse(self, why: str) -> None:
+        self.notify(why, severity="warning", timeout=4)
+
+    def action_pause(self) -> None:
+        if not self.live:
+            return self._refuse("Nothing to pause: the run is not going on.")
+        eng = self.run.engine
+        if eng.paused:
+            eng.resume()
+            self.log_pane.add([("steer", "resumed")])
+        else:
+            eng.pause()
+            self.log_pane.add([("steer", "paused: no new calls start; the calls in flight finish")])
+        self._refresh_stats()
+        self.refresh_bindings()
+
+    def action_cancel(self) -> None:
+        if not self.live:
+            return self._refuse("Nothing to cancel: the run is not going on.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._request_stop()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Cancel the run?",
+                "No new calls start; the calls in flight finish and everything is saved.\n"
+                f"Resume later with u here, Open run…, or: treesynth run --resume {self.run_dir}",
+                yes="Cancel the run", no="Keep running",
+            ),
+            answer,
+        )
+
+    def _request_stop(self) -> None:
+        if self.run is not None and self.state in ("running", "paused"):
+            self.run.request_stop()
+            self.state = "stopping"
+            self.log_pane.add([("steer", "stopping: waiting for the calls in flight")])
+            self._refresh_stats()
+            self.refresh_bindings()
+
+    async def _steer(self, method: str, *args) -> bool:
+        if not self.live:
+            self._refuse("Steering works while the run is going on.")
+            return False
+        fn = getattr(self.run.engine, method)
+        try:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                await result
+        except SteeringError as e:
+            self.notify(str(e), title="Not allowed", severity="error", timeout=6)
+            self.log_pane.add([("error", f"refused: {e}")])
+            return False
+        self._schedule_flush()
+        return True
+
+    def _target(self, need_parent: bool = False):
+        nid = self._selected_id()
+        vn = self.model.get(nid) if nid else None
+        if vn is None:
+            self._refuse("Select a node first.")
+            return None
+        if need_parent and vn.parent is None:
+            self._refuse("The root has no value: select one of its children.")
+            return None
+        return vn
+
+    def _path_text(self, vn) -> str:
+        path = self.model.path(vn.id)
+        return " > ".join(f"{p.dimension} = {p.value}" for p in path) or "(root)"
+
+    def action_prune(self) -> None:
+        vn = self._target(need_parent=True)
+        if vn is None or not self.live:
+            return self._refuse("Steering works while the run is going on.") if vn is not None else None
+
+        async def answer(yes: bool | None) -> None:
+            if yes:
+                await self._steer("prune", vn.id)
+
+        self.app.push_screen(
+            ConfirmScreen("Prune this subtree?", f"{self._path_text(vn)}\n\nIt gets no samples; its quota goes to the other leaves.",
+                          yes="Prune"),
+            answer,
+        )
+
+    def action_add_value(self) -> None:
+        vn = self._target()
+        if vn is None or not self.live:
+            return self._refuse("Steering works while the run is going on.") if vn is not None else None
+        # on a leaf or an unexpanded node, add a sibling: a value of the parent's dimension
+        node = vn if vn.children else (self.model.get(vn.parent) if vn.parent else vn)
+        dim = node.split_dimension or "(not split yet)"
+
+        async def answer(value: str | None) -> None:
+            if value:
+                if await self._steer("add_value", node.id, value):
+                    self.log_pane.add([("steer", f"added {dim} = {value} under node {node.id}")])
+
+        self.app.push_screen(
+            PromptScreen(f"Add a value to {dim!r}", f"Node {node.id}: {self._path_text(node)}", placeholder="new attribute value"),
+            answer,
+        )
+
+    def action_rename_value(self) -> None:
+        vn = self._target(need_parent=True)
+        if vn is None or not self.live:
+            return self._refuse("Steering works while the run is going on.") if vn is not None else None
+
+        async def answer(value: str | None) -> None:
+            if value and value != vn.value:
+                old = vn.value
+                if await self._steer("rename_value", vn.id, value):
+                    self.log_pane.add([("steer", f"renamed {vn.dimension} = {old} to {value}")])
+
+        self.app.push_screen(
+            PromptScreen(f"Rename a value of {vn.dimension!r}", f"Node {vn.id}: {self._path_text(vn)}", value=vn.value or ""),
+            answer,
+        )
+
+    def action_remove_value(self) -> None:
+        vn = self._target(need_parent=True)
+        if vn is None or not self.live:
+            return self._refuse("Steering works while the run is going on.") if vn is not None else None
+
+        async def answer(yes: bool | None) -> None:
+            if yes:
+                await self._steer("remove_value", vn.id)
+
+        self.app.push_screen(
+            ConfirmScreen(f"Remove the value {vn.value!r}?", f"{self._path_text(vn)}\n\nIts quota is re-split over its siblings.",
+                          yes="Remove"),
+            answer,
+        )
+
+    def action_reexpand(self) -> None:
+        vn = self._target()
+        if vn is None or not self.live:
+            return self._refuse("Steering works while the run is going on.") if vn is not None else None
+
+        async def answer(yes: bool | None) -> None:
+            if yes:
+                await self._steer("reexpand", vn.id)
+
+        self.app.push_screen(
+            ConfirmScreen("Re-expand this node?", f"{self._path_text(vn)}\n\nIts children are dropped and it is split again with fresh calls.",
+                          yes="Re-expand"),
+            answer,
+        )
+
+    def action_resume_run(self) -> None:
+        if self.run_dir is None or self.state in LIVE_STATES or self.state == "preparing":
+            return self._refuse("Nothing to resume.")
+        self.source = ResumeRun(self.run_dir)
+        self.fin = None
+        self.error = None
+        self.run = None
+        self.started_at = self.ended_at = None
+        self.bridge = EventBridge(self)
+        self.prepare()
+
+    def action_summary(self) -> None:
+        if self.fin is None:
+            return
+
+        def chosen(what: str | None) -> None:
+            if what == "report":
+                self.action_report()
+            elif what == "quit":
+                self.app.quit_with(EXIT_CODES.get(self.fin.status, 1) if self.fin else 0)
+
+        self.app.push_screen(
+            SummaryScreen(f"Run {self.fin.status}", summary_renderable(self.fin), report_availability()), chosen
+        )
+
+    def action_report(self) -> None:
+        if self.run_dir is None:
+            return self._refuse("No run directory yet.")
+        if self.state in LIVE_STATES:
+            return self._refuse("Build the report once the run has finished (or after cancelling it).")
+        self.build_report(self.run_dir)
+
+    @work(exclusive=True, group="report", exit_on_error=False)
+    async def build_report(self, run_dir: Path) -> None:
+        self.notify("Building the analytics report…", timeout=3)
+        try:
+            build = await asyncio.to_thread(find_report_builder)
+        except Exception as e:  # noqa: BLE001 - the module failed to import
+            self.notify(f"The analytics report is not available: {type(e).__name__}: {truncate(str(e), 200)}", severity="error")
+            return
+        if build is None:
+            self.notify("The analytics report is not available yet (treesynth.analytics.report has no build_report).",
+                        title="Report", severity="warning", timeout=6)
+            self.log_pane.add([("info", "analytics report: not available yet")])
+            return
+        kwargs = {}
+        try:
+            if "log" in inspect.signature(build).parameters:
+                # progress lines go to the log pane, not to a stderr under the UI
+                def log(message: str) -> None:
+                    self.app.call_from_thread(self.log_pane.add, [("info", f"report: {message}")])
+
+                kwargs["log"] = log
+        except (TypeError, ValueError):
+            pass
+        try:
+            result = await asyncio.to_thread(build, run_dir, **kwargs)
+        except Exception as e:  # noqa: BLE001 - any failure is one line
+            msg = str(e) if isinstance(e, TreesynthError) else f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            self.notify(f"The report failed: {msg}", title="Report", severity="error", timeout=10)
+            self.log_pane.add([("error", f"report failed: {msg}")])
+            return
+        where = str(result) if result is not None else str(run_dir)
+        self.notify(f"Report written: {where}", title="Report", timeout=10)
+        self.log_pane.add([("info", f"analytics report: {where}")])
+
+    def action_expand_all(self) -> None:
+        t = self.tree_widget
+        root = t.root
+        if any(not h.is_expanded for h in t.handles.values() if h.children):
+            root.expand_all()
+        else:
+            for c in root.children:
+                c.collapse_all()
+        t.move_cursor(t.cursor_node)
+
+    def action_goto_active(self) -> None:
+        """Move the cursor to a node being worked on (pivots, classify, supplement, synthesis)."""
+        from .model import CLASSIFY, PIVOTS, SUPPLEMENT, SYNTH
+
+        for vn in self.model.walk():
+            if vn.state in (PIVOTS, CLASSIFY, SUPPLEMENT, SYNTH):
+                self.tree_widget.select_id(vn.id)
+                return
+        self._refuse("No node is being worked on right now.")
+
+    def action_back(self) -> None:
+        if self.state in LIVE_STATES or self.state == "preparing":
+            return self._refuse("The run is going on: cancel it (c) or quit (q) first.")
+        if self.app.screen_stack and self.app.screen_stack[0] is not self:
+            self.app.pop_screen()
+
+    def action_quit_run(self) -> None:
+        self.request_quit()
+
+    def request_quit(self, force_prompt: bool = True) -> None:
+        """Quit the app: a going run is stopped gracefully first (asked once); a second request quits now."""
+        if self.state == "stopping" and self._quit_when_done:
+            self.app.quit_with(130)  # the worker is cancelled on exit; every write is append-only or atomic
+            return
+        if self.state in ("running", "paused"):
+
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self._quit_when_done = True
+                    self._request_stop()
+
+            self.app.push_screen(
+                ConfirmScreen(
+                    "Stop the run and quit?",
+                    "The calls in flight finish and the run is saved; resume it later with\n"
+                    f"treesynth run --resume {self.run_dir}\n\nPress q again while it stops to quit at once.",
+                    yes="Stop and quit", no="Keep running",
+                ),
+                answer,
+            )
+            return
+        if self.state == "stopping":
+            self._quit_when_done = True
+            return
+        if self.state == "preparing":
+            self.workers.cancel_group(self, "prepare")
+            self.app.quit_with(130)
+            return
+        code = 0
+        if self.fin is not None:
+            code = EXIT_CODES.get(self.fin.status, 1)
+        elif self.error is not None:
+            code = 2
+        self.app.quit_with(code)
+
+
+def find_report_builder():
+    """``treesynth.analytics.report.build_report`` if that module has it, else None."""
+    try:
+        mod = importlib.import_module("treesynth.analytics.report")
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("treesynth.analytics"):
+            return None
+        raise
+    build = getattr(mod, "build_report", None)
+    return build if callable(build) else None
+
+
+def report_availability() -> str:
+    try:
+        spec = importlib.util.find_spec("treesynth.analytics.report")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return "R: analytics report (not available yet)"
+    return "R: build the analytics report"
