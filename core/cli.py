@@ -277,7 +277,8 @@ def cmd_balance(args: argparse.Namespace) -> int:
     from .preflight import check_provider
 
     if not args.no_ui and not args.json_events:
-        return _launch_tui(args)
+        # The TUI opens `run` sessions; a balance run shows the same events on the headless display.
+        print("treesynth: balance shows its progress here (the TUI does not open balance runs yet)", file=sys.stderr)
     flags = _flags(args)
     flags.pop("fields", None)
     if args.resume:
