@@ -33,8 +33,8 @@ import orjson
 from .allocate import allocate
 from .errors import ConfigError, TreesynthError
 from .store import atomic_write
-from .text import normalise, sample_key
-from .tree import LEAF, PRUNED, Node
+from .text import sample_key
+from .tree import LEAF, Node
 
 OUTPUT_COLUMNS = ("leaf_id", "path", "provenance")
 NEAR_DUP_COSINE = 0.95
@@ -435,7 +435,10 @@ class Balancer:
         rows = self.rows_at.get(leaf_id, [])
         if not rows:
             return []
-        rng = random.Random(hash(leaf_id) & 0xFFFF ^ self.cfg.seed)
+        from .engine import derive_seed
+
+        # str hash() is salted per process: a resumed run would pick other examples (and miss the cache)
+        rng = random.Random(derive_seed(self.cfg.seed, leaf_id, "examples"))
         return [self.data.sample(i) for i in sorted(rng.sample(rows, min(3, len(rows))))]
 
     def accept_filter(self, leaf_id: str, samples: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -526,11 +529,6 @@ def balance_summary(table: list[dict[str, Any]], n_input: int, n_dropped: int, r
     }
 
 
-def normalised_values(values: list[str]) -> set[str]:
-    return {normalise(v) for v in values}
-
-
-_ = PRUNED  # pruned leaves simply get nothing
 
 
 # ---------------------------------------------------------------------------
