@@ -310,7 +310,6 @@ def cmd_balance(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .config import build_config
     from .estimate import estimate, litellm_price
-    from .progress import fmt_cost
     from .prompts import Prompts
 
     if args.balance:
@@ -324,20 +323,23 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         target = args.size or (args.target_per_leaf * leaves_guess if args.target_per_leaf else len(data))
         est = estimate_balance(cfg, len(data), args.route, args.route_batch, target, fanout=args.fanout, price=litellm_price(cfg.model))
         print(f"balance:        {len(data):,} rows of {args.balance} ({args.route} routing)")
-        print(f"tree:           depth {cfg.depth}, ~{est.internal_nodes} expansions, ~{est.leaves} leaves (fan-out {est.assumed_fanout:g})")
-        print(f"calls:          ~{est.calls:,} ({est.tree_calls:,} growing and routing, ~{est.synth_calls:,} synthesising, assuming a quarter of {target:,} rows are new)")
-        print(f"tokens:         ~{est.tokens_in:,} in, ~{est.tokens_out:,} out")
-        print(f"cost:           ~{fmt_cost(est.cost_usd)}" + ("" if est.cost_usd is not None else " (model not in litellm's price table)"))
+        _print_estimate(cfg, est, f"{est.tree_calls:,} growing and routing, ~{est.synth_calls:,} synthesising, assuming a quarter of {target:,} rows are new")
         return 0
     cfg = build_config(flags=_flags(args), config_file=args.config)
     est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=litellm_price(cfg.model))
     print(f"task:           {cfg.task}")
     print(f"model:          {cfg.model}")
+    _print_estimate(cfg, est, f"{est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples")
+    return 0
+
+
+def _print_estimate(cfg, est, calls_detail: str) -> None:
+    from .progress import fmt_cost
+
     print(f"tree:           depth {cfg.depth}, ~{est.internal_nodes} expansions, ~{est.leaves} leaves (fan-out {est.assumed_fanout:g})")
-    print(f"calls:          ~{est.calls:,} ({est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples)")
+    print(f"calls:          ~{est.calls:,} ({calls_detail})")
     print(f"tokens:         ~{est.tokens_in:,} in, ~{est.tokens_out:,} out")
     print(f"cost:           ~{fmt_cost(est.cost_usd)}" + ("" if est.cost_usd is not None else " (model not in litellm's price table)"))
-    return 0
 
 
 def cmd_tree(args: argparse.Namespace) -> int:

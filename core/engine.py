@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 
 from . import events as ev
 from .allocate import allocate, calls_for
-from .errors import BudgetExhausted, ProviderError, SteeringError, StopRequested, StorageError, TransientProviderError
+from .errors import BudgetExhausted, SteeringError, StopRequested, StorageError, TransientProviderError
 from .llm import PRIORITY_LEAF, PRIORITY_TREE, LLMClient, LLMRequest, clean_text
 from .parsing import ParseError, parse_json, parse_samples
 from .partition import Coverage, PartitionError, is_catch_all, plan_children, validate_coverage, validate_split
