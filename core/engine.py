@@ -134,6 +134,7 @@ class Engine:
         self.keys: set[int] = set(recovered.keys)
         self.rows = recovered.rows
         self._tasks: set[asyncio.Task] = set()
+        self._task_finished = asyncio.Event()  # set by _task_done: _drain wakes in O(1), not O(tasks)
         self._leaf_gate = asyncio.Semaphore(max(2, cfg.concurrency))
         self._stop_reason: str | None = None
         self._fatal: BaseException | None = None
@@ -198,7 +199,9 @@ class Engine:
                     self._usage_dirty = False
                     self._last_usage = time.monotonic()
                     self._emit(self.usage_event())
-                self.store.maybe_snapshot(self.tree)
+                job = self.store.prepare_snapshot(self.tree)
+                if job is not None:  # serialised here; the write and its fsync off the loop
+                    await asyncio.to_thread(self.store.write_snapshot, *job)
                 if self.client.cache is not None:
                     self.client.cache.commit()  # answers that came in a burst are not held back
                 if time.monotonic() - last_state >= 2.0:
@@ -223,6 +226,7 @@ class Engine:
 
     def _task_done(self, t: asyncio.Task) -> None:
         self._tasks.discard(t)
+        self._task_finished.set()
         if t.cancelled():
             return
         exc = t.exception()
@@ -446,7 +450,7 @@ class Engine:
                 if not _is_storage_error(self._fatal):
                     raise
             raise self._fatal
-        return self._finish()
+        return await self._finish()
 
     async def _drain(self, grace_s: float) -> None:
         while self._tasks:
@@ -456,7 +460,11 @@ class Engine:
                     t.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 return
-            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            # Wait for any task to finish. asyncio.wait over every task would register and remove a
+            # callback on each of them per wake-up (O(tasks), ~6 ms with 4,096 leaf tasks).
+            self._task_finished.clear()
+            if self._tasks:
+                await self._task_finished.wait()
             if self._fatal is not None:
                 return
 
@@ -466,7 +474,7 @@ class Engine:
         if self.client.cache is not None:
             self.client.cache.commit()
 
-    def _finish(self) -> ev.RunFinished:
+    async def _finish(self) -> ev.RunFinished:
         from .export import write_jsonl, write_parquet
 
         cfg = self.cfg
@@ -483,11 +491,17 @@ class Engine:
         dataset = None
         self._emit(self.usage_event())
         if status == "complete" and self.outputs is not None:
-            dataset = self.outputs.write()
+            # The exports read files and write files (about 0.4 s per 100k rows): in a thread, so a
+            # front end on this loop stays responsive. Every task has ended; nothing changes the run.
+            dataset = await asyncio.to_thread(self.outputs.write)
         elif status == "complete":
             dest = self.store.p("dataset.jsonl")
-            write_jsonl(self.store.iter_samples(), dest, limit=cfg.size)
-            write_parquet(dest, self.store.p("dataset.parquet"))
+
+            def export() -> None:
+                write_jsonl(self.store.iter_samples(), dest, limit=cfg.size)
+                write_parquet(dest, self.store.p("dataset.parquet"))
+
+            await asyncio.to_thread(export)
             dataset = str(dest)
         self._finish_state(status)
         leaves = sum(1 for n in self.tree if n.status == LEAF)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,10 @@ class RunStore:
         self.seq = 0
         self._tree_dirty = False
         self._last_tree_write = 0.0
-        self.bytes_written = 0
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_seq = -1
+        self._append_bytes = 0
+        self._snapshot_bytes = 0
 
     # ---- paths -----------------------------------------------------------
     def p(self, name: str) -> Path:
@@ -312,14 +316,14 @@ class RunStore:
             self._samples = self._open_append("samples.jsonl")
         data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
         append_all(self._samples, data)  # one write per call: a crash tears at most the last line
-        self.bytes_written += len(data)
+        self._append_bytes += len(data)
 
     def append_empty_slot(self, leaf_id: str, slot: int) -> None:
         if self._slots is None:
             self._slots = self._open_append("slots.jsonl")
         data = orjson.dumps({"leaf_id": leaf_id, "slot": slot}) + b"\n"
         append_all(self._slots, data)
-        self.bytes_written += len(data)
+        self._append_bytes += len(data)
 
     def journal_node(self, node: Node) -> None:
         if self._nodes is None:
@@ -327,7 +331,7 @@ class RunStore:
         self.seq += 1
         data = orjson.dumps({"seq": self.seq, "node": node.to_dict()}) + b"\n"
         append_all(self._nodes, data)
-        self.bytes_written += len(data)
+        self._append_bytes += len(data)
         self._tree_dirty = True
 
     def journal_delete(self, ids: list[str]) -> None:
@@ -336,7 +340,7 @@ class RunStore:
         self.seq += 1
         data = orjson.dumps({"seq": self.seq, "delete": ids}) + b"\n"
         append_all(self._nodes, data)
-        self.bytes_written += len(data)
+        self._append_bytes += len(data)
         self._tree_dirty = True
 
     def append_event(self, event: dict[str, Any]) -> None:
@@ -344,19 +348,47 @@ class RunStore:
             self._events = self._open_append("events.jsonl")
         data = orjson.dumps(event) + b"\n"
         append_all(self._events, data)
-        self.bytes_written += len(data)
+        self._append_bytes += len(data)
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes appended to the run's files plus tree.json snapshots (checkpoint cost)."""
+        return self._append_bytes + self._snapshot_bytes
 
     def maybe_snapshot(self, tree: Tree, force: bool = False, min_interval: float = 2.0) -> None:
         """Rewrite tree.json if it changed, at most every ``min_interval`` seconds unless forced."""
+        job = self.prepare_snapshot(tree, force, min_interval)
+        if job is not None:
+            self.write_snapshot(*job)
+
+    def prepare_snapshot(self, tree: Tree, force: bool = False, min_interval: float = 2.0) -> tuple[int, bytes] | None:
+        """Serialise the tree if a snapshot is due: (seq, bytes) for ``write_snapshot``, else None.
+
+        Serialising must happen while nothing changes the tree (on the engine's loop); the write
+        itself (a few MB and an fsync) may then run in a thread while the run goes on.
+        """
         now = time.monotonic()
-        if self._tree_dirty and (force or now - self._last_tree_write >= min_interval):
-            doc = tree.to_dict(self.seq)
-            doc["digest"] = _tree_digest(orjson.dumps(doc["nodes"]), doc["seq"])  # detects hand edits
-            data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
-            atomic_write(self.p("tree.json"), data)
-            self.bytes_written += len(data)
-            self._tree_dirty = False
-            self._last_tree_write = now
+        if not (self._tree_dirty and (force or now - self._last_tree_write >= min_interval)):
+            return None
+        doc = tree.to_dict(self.seq)
+        doc["digest"] = _tree_digest(orjson.dumps(doc["nodes"]), doc["seq"])  # detects hand edits
+        data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        self._tree_dirty = False
+        self._last_tree_write = now
+        return self.seq, data
+
+    def write_snapshot(self, seq: int, data: bytes) -> None:
+        """Write a prepared snapshot; thread-safe, and an older one never replaces a newer one."""
+        with self._snapshot_lock:
+            if seq < self._snapshot_seq:
+                return
+            try:
+                atomic_write(self.p("tree.json"), data)
+            except BaseException:
+                self._tree_dirty = True  # not on disk: the next snapshot writes it
+                raise
+            self._snapshot_seq = seq
+            self._snapshot_bytes += len(data)  # its own counter: this may run in a thread
 
     def iter_samples(self) -> Iterator[dict[str, Any]]:
         path = self.p("samples.jsonl")
