@@ -132,6 +132,103 @@ def _clean_path(p: Any) -> list[tuple[str, str]]:
 # ---- runs --------------------------------------------------------------
 
 
+def is_balance_run(p: Path) -> bool:
+    from treesynth.core.balance import BALANCE_FILE
+
+    return p.is_dir() and (p / "config.json").is_file() and (p / BALANCE_FILE).is_file()
+
+
+def load_balance(root: Path, field: str | None = None) -> tuple[Dataset, Dataset]:
+    """A ``treesynth balance`` run as two datasets on the same tree: *before* (the input rows, each in
+    the leaf it was routed to, from ``routes.jsonl``) and *after* (``balanced.jsonl``: kept and
+    synthesised rows with their leaves). Compared side by side, the leaf coverage rows show what
+    balancing changed (occupancy entropy, Gini, empty leaves) and the maps where rows were added."""
+    import orjson
+
+    from treesynth.core.balance import BALANCE_FILE, load_data
+    from treesynth.core.errors import RunDirError, TreesynthError
+    from treesynth.core.store import load_tree_readonly
+
+    try:
+        spec = orjson.loads((root / BALANCE_FILE).read_bytes())
+        data_path, data_field, data_fields = spec["data"], spec["field"], tuple(spec["fields"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputError(f"{str(root)!r}: {BALANCE_FILE} is unreadable ({type(e).__name__})") from None
+    after_path = root / "balanced.jsonl"
+    if not after_path.is_file():
+        raise InputError(f"{str(root)!r} is an unfinished balance run (no balanced.jsonl yet): resume it first")
+    fld = field or data_field
+    try:
+        data = load_data(data_path, fld, data_fields)
+    except TreesynthError as e:
+        raise InputError(f"the balance run's input: {e}") from None
+    if data.digest != spec.get("digest"):
+        raise InputError(f"{data_path!r} changed since this balance run: the 'before' side cannot be rebuilt")
+    try:
+        tree = load_tree_readonly(root)
+    except RunDirError as e:
+        raise InputError(str(e)) from None
+    info = tree_info(tree)
+    leaves = set(info.leaves)
+    leaf_of: dict[int, str] = {}
+    try:
+        with open(root / "routes.jsonl", "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                rec = orjson.loads(line)
+                for cid, idx in (rec.get("children") or {}).items():
+                    if cid in leaves:
+                        for i in idx:
+                            leaf_of[int(i)] = cid
+    except (OSError, orjson.JSONDecodeError, TypeError, ValueError) as e:
+        raise InputError(f"{str(root)!r}: routes.jsonl is unreadable ({type(e).__name__})") from None
+    if len(leaves) == 1 and not leaf_of:  # the root stayed a leaf: every row is in it
+        leaf_of = {i: info.leaves[0] for i in range(len(data))}
+    paths = {lid: [(p["dimension"], p["value"]) for p in tree.path(lid)] for lid in leaves}
+    texts, leaf_ids, bpaths, empty, unrouted = [], [], [], 0, 0
+    for i in range(len(data)):
+        t = data.text(i)
+        if not t.strip():
+            empty += 1
+            continue
+        lid = leaf_of.get(i)
+        if lid is None:
+            unrouted += 1
+            continue
+        texts.append(t)
+        leaf_ids.append(lid)
+        bpaths.append(paths[lid])
+    notes = [f"{empty:,} input row(s) without text in {fld!r} left out"] if empty else []
+    if unrouted:
+        notes.append(f"{unrouted:,} input row(s) were not routed to a leaf")
+    name = root.resolve().name
+    before = Dataset(
+        name=f"before: {Path(data_path).name}", source=str(data_path), kind="run", field=fld, texts=texts,
+        n_rows=len(data), n_empty=empty, n_before_sample=len(texts), leaf_ids=leaf_ids, paths=bpaths, tree=info,
+        status="input", task=None, notes=notes,
+    )
+    after = load_file(after_path, fld)
+    after.name, after.kind, after.tree, after.status = f"after: {name}", "run", info, "balanced"
+    after.notes = [n for n in after.notes if not n.startswith("a treesynth export without its tree")]
+    return before, after
+
+
+def load_balance_datasets(source: str | Path, field: str | None = None, sample: int | None = None, seed: int = 0) -> list[Dataset]:
+    """Both sides of a balance run, each sampled like ``load_dataset`` does."""
+    out = []
+    for ds in load_balance(Path(source).expanduser(), field):
+        if ds.n == 0:
+            raise InputError(f"{ds.name}: no rows with text in field {ds.field!r}: nothing to report")
+        if sample is not None and sample < ds.n:
+            if sample < 1:
+                raise InputError("--sample must be at least 1")
+            _subset(ds, np.sort(np.random.default_rng(seed).choice(ds.n, size=sample, replace=False)))
+            ds.notes.append(f"leaf coverage is measured on the sample of {sample:,} rows: small leaves may look thin or empty")
+        out.append(ds)
+    return out
+
+
 def load_run(root: Path, field: str | None) -> Dataset:
     import orjson
 

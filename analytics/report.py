@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import metrics as M
-from .data import Dataset, load_dataset
+from .data import Dataset, is_balance_run, load_balance_datasets, load_dataset
 from .errors import InputError, ReportError
 
 REPORT_FORMAT = "treesynth.report/1"
@@ -126,6 +126,12 @@ def build_report(
     t = time.perf_counter()
     datasets: list[Dataset] = []
     for i, src in enumerate(inputs):
+        if i == 0 and is_balance_run(Path(src)):  # a balance run: its input (before) against its output (after)
+            pair = load_balance_datasets(src, field=field, sample=sample, seed=seed)
+            datasets += pair
+            for ds in pair:
+                log(f"loaded {ds.name}: {ds.n:,} texts from field {ds.field!r}")
+            continue
         try:
             ds = load_dataset(src, field=field, sample=sample, seed=seed)
         except InputError as e:

@@ -623,6 +623,18 @@ class BalanceRun:
     def engine(self):
         return self.run.engine
 
+    # the rest of the Run interface a front end uses (the TUI opens balance runs like runs)
+    @property
+    def client(self):
+        return self.run.client
+
+    @property
+    def recovered(self):
+        return self.run.recovered
+
+    def close(self) -> None:
+        self.run.close()
+
     def request_stop(self) -> None:
         self.run.request_stop()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import ConfigError, TreesynthError
+from .errors import ConfigError, RunDirError, TreesynthError
 
 # flag name -> config key; the same keys are valid in a config file
 RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--resume", metavar="DIR", help="continue an interrupted balance run")
     b.add_argument("--no-ui", dest="no_ui", action="store_true", help="headless: progress on stderr")
     b.add_argument("--json-events", dest="json_events", action="store_true")
+    b.add_argument("--report", action="store_true", help="build RUN_DIR/report.html comparing the data before and after balancing")
 
     sub.add_parser("presets", help="list the shipped presets")
 
@@ -224,6 +225,7 @@ def _execute(run, json_events: bool) -> int:
 
     display = JsonEvents() if json_events else HeadlessDisplay()
     stops = {"n": 0}
+    command = "balance" if hasattr(run, "balancer") else "run"
 
     async def main() -> Any:
         loop = asyncio.get_running_loop()
@@ -234,7 +236,7 @@ def _execute(run, json_events: bool) -> int:
                 print(f"\ntreesynth: {signame}: stopping after in-flight calls (again to quit now); state is saved", file=sys.stderr)
                 run.request_stop()
             else:
-                print(f"treesynth: quitting now; resume with: treesynth run --resume {run.store.root}", file=sys.stderr)
+                print(f"treesynth: quitting now; resume with: treesynth {command} --resume {run.store.root}", file=sys.stderr)
                 os._exit(130)  # every write is append-only or an atomic rename: nothing to corrupt
 
         for sig, name in ((signal.SIGINT, "interrupt"), (signal.SIGTERM, "terminated")):
@@ -245,7 +247,7 @@ def _execute(run, json_events: bool) -> int:
         fin = asyncio.run(main())
     finally:
         display.close()
-    print(summary(fin), file=sys.stderr)
+    print(summary(fin, command), file=sys.stderr)
     extra = getattr(run, "summary", None)
     info = extra() if callable(extra) else None
     if info:
@@ -261,13 +263,15 @@ def _execute(run, json_events: bool) -> int:
     return {"stopped": 130, "budget": 3}.get(fin.status, 1)
 
 
-def _launch_tui(args: argparse.Namespace) -> int:
+def _launch_tui(args: argparse.Namespace, balance: bool = False, source: Any = None) -> int:
     import importlib
 
     try:
         tui = importlib.import_module("treesynth.tui.app")
     except ImportError:
-        raise TreesynthError("the interactive UI is not installed yet; run with --no-ui (or --json-events)") from None
+        raise TreesynthError("the interactive UI is not installed; run with --no-ui (or --json-events)") from None
+    if balance:
+        return tui.balance_from_cli(args, source)
     return tui.run_from_cli(args)
 
 
@@ -276,35 +280,44 @@ def cmd_balance(args: argparse.Namespace) -> int:
     from .config import build_config
     from .preflight import check_provider
 
-    if not args.no_ui and not args.json_events:
-        # The TUI opens `run` sessions; a balance run shows the same events on the headless display.
-        print("treesynth: balance shows its progress here (the TUI does not open balance runs yet)", file=sys.stderr)
+    ui = not args.no_ui and not args.json_events
+    if ui and not (sys.stdin.isatty() and sys.stdout.isatty()):  # before any data is read or any call made
+        raise TreesynthError("the interactive UI needs a terminal; run with --no-ui (or --json-events)")
     flags = _flags(args)
     flags.pop("fields", None)
     if args.resume:
         if args.data or args.out or args.config:
             raise ConfigError("--resume takes the saved data and settings; drop DATA, --config and --out")
+        if ui:
+            return _launch_tui(args, balance=True)
         run = BalanceRun.resume(Path(args.resume), overrides=flags)
-        return _execute(run, json_events=args.json_events)
-    if not args.data:
-        raise ConfigError("give the DATA file to balance (JSONL, Parquet or CSV)")
-    fields = tuple(f.strip() for f in args.fields.split(",") if f.strip()) if args.fields else None
-    data = load_data(args.data, args.field, fields)
-    probe = build_config(flags={**flags, "task": args.task or "(inferring)", "fields": ",".join(data.fields)}, config_file=args.config)
-    check_provider(probe)
-    task = args.task
-    if not task:
-        task = asyncio.run(infer_task(data, {k: v for k, v in flags.items() if k != "task"}, seed=probe.seed))
-        print(f"treesynth: inferred task: {task}", file=sys.stderr)
-    spec = {
-        "data": str(Path(args.data).resolve()), "field": data.field, "fields": list(data.fields), "route": args.route,
-        "route_batch": max(1, args.route_batch), "target_per_leaf": args.target_per_leaf, "size": args.size, "embedder": args.embedder,
-    }
-    from .text import slugify
+    else:
+        if not args.data:
+            raise ConfigError("give the DATA file to balance (JSONL, Parquet or CSV)")
+        fields = tuple(f.strip() for f in args.fields.split(",") if f.strip()) if args.fields else None
+        data = load_data(args.data, args.field, fields)
+        probe = build_config(flags={**flags, "task": args.task or "(inferring)", "fields": ",".join(data.fields)}, config_file=args.config)
+        check_provider(probe)
+        task = args.task
+        if not task:
+            task = asyncio.run(infer_task(data, {k: v for k, v in flags.items() if k != "task"}, seed=probe.seed))
+            print(f"treesynth: inferred task: {task}", file=sys.stderr)
+        spec = {
+            "data": str(Path(args.data).resolve()), "field": data.field, "fields": list(data.fields), "route": args.route,
+            "route_batch": max(1, args.route_batch), "target_per_leaf": args.target_per_leaf, "size": args.size, "embedder": args.embedder,
+        }
+        from .text import slugify
 
-    out = Path(args.out) if args.out else Path("runs") / f"balance-{slugify(Path(args.data).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = BalanceRun.create(data, spec, {**flags, "task": task}, out, config_file=args.config)
-    return _execute(run, json_events=args.json_events)
+        out = Path(args.out) if args.out else Path("runs") / f"balance-{slugify(Path(args.data).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise RunDirError(f"{str(out)!r} already exists and is not empty; choose another --out or --resume it")
+        if ui:
+            return _launch_tui(args, balance=True, source=(data, spec, {**flags, "task": task}, out, args.config))
+        run = BalanceRun.create(data, spec, {**flags, "task": task}, out, config_file=args.config)
+    rc = _execute(run, json_events=args.json_events)
+    if rc == 0 and args.report:
+        _analytics_report().report_for_run(run.store.root)
+    return rc
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:

@@ -100,15 +100,20 @@ class HeadlessDisplay:
             self._live = None
 
 
-def summary(fin: ev.RunFinished) -> str:
+def summary(fin: ev.RunFinished, command: str = "run") -> str:
+    """The closing lines; ``command`` is the one that resumes it (run or balance)."""
+    if command == "balance":  # the engine counts synthesised rows; the input's rows are the size
+        rows = f"rows:     {fin.rows} synthesised in {fin.leaves} leaves ({fin.nodes} nodes), input {fin.size} rows"
+    else:
+        rows = f"rows:     {fin.rows}/{fin.size} in {fin.leaves} leaves ({fin.nodes} nodes)"
     lines = [
         f"status:   {fin.status}{' (' + fin.message + ')' if fin.message else ''}",
-        f"rows:     {fin.rows}/{fin.size} in {fin.leaves} leaves ({fin.nodes} nodes)",
+        rows,
         f"cost:     {fmt_cost(fin.cost_usd)} over {fin.requests} requests",
         f"run dir:  {fin.run_dir}",
     ]
     if fin.dataset:
         lines.append(f"dataset:  {fin.dataset} (and {Path(fin.dataset).with_suffix('.parquet').name})")
     if fin.status != "complete":
-        lines.append(f"resume:   treesynth run --resume {fin.run_dir}")
+        lines.append(f"resume:   treesynth {command} --resume {fin.run_dir}")
     return "\n".join(lines)

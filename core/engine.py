@@ -244,6 +244,7 @@ class Engine:
         """Graceful stop: no new calls; in-flight calls finish and are saved."""
         self._stop_reason = self._stop_reason or "stopped"
         self.client.stop()
+        self._task_finished.set()  # wake _drain: it gives the calls in flight a grace period, then cancels
 
     def pause(self) -> None:
         self.client.pause()

@@ -449,3 +449,41 @@ def test_unfinished_run_uses_samples_so_far(gsm_run, tmp_path, cache_env):
     ds = load_dataset(part)
     assert ds.n == 50 and ds.kind == "run" and ds.tree is not None
     assert any("samples written so far" in n for n in ds.notes) and any("unreadable" in n for n in ds.notes)
+
+
+def test_balance_run_report_compares_before_and_after(tmp_path, cache_env, chromium):
+    """A balance run's report shows the input (before) and the balanced output (after) on one tree:
+    the leaf occupancy numbers equal the balance's own before/after summary."""
+    from tests.fakes import hash_embedder
+    from treesynth.analytics.report import report_for_run
+    from treesynth.core.balance import BalanceRun, load_data
+
+    lines = _gsm_lines()[:90]
+    data_path = tmp_path / "data.jsonl"
+    data_path.write_text("".join(json.dumps({"question": q, "answer": "#### 1"}) + "\n" for q in lines))
+    data = load_data(data_path, "question", ("question", "answer"))
+    spec = {"data": str(data_path), "field": "question", "fields": ["question", "answer"], "route": "embed", "route_batch": 10,
+            "target_per_leaf": 8, "size": None, "embedder": None}
+    out = tmp_path / "b"
+    run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 4}, out,
+                            transport=GsmTransport(fields=("question", "answer"), pools=sentence_pools(lines)), embed=hash_embedder)
+    fin = asyncio.run(run.execute())
+    assert fin.status == "complete"
+    html = report_for_run(out, log=None)
+    doc = json.loads((out / "metrics.json").read_text())
+    before, after = doc["datasets"]
+    assert before["name"].startswith("before: data.jsonl") and after["name"].startswith("after: ")
+    assert before["n"] == len(lines)
+    summary = json.loads((out / "balance_summary.json").read_text())
+    assert after["n"] == summary["rows_after"]
+    for side, d in (("before", before), ("after", after)):
+        m = d["metrics"]
+        assert m["occupancy_entropy"]["value"] == pytest.approx(summary[side]["entropy"], abs=1e-3), side
+        assert m["leaf_gini"]["value"] == pytest.approx(summary[side]["gini"], abs=1e-3), side
+        assert m["empty_leaves"]["value"] == summary[side]["empty"], side
+    assert after["metrics"]["occupancy_entropy"]["value"] > before["metrics"]["occupancy_entropy"]["value"]
+    dom, errors = open_in_chromium(chromium, html, "({text: document.body.innerText, umap: document.querySelectorAll('#map-umap .main-svg').length,"
+                                                   " legend: [...document.querySelectorAll('#map-umap .legendtext')].map(e => e.textContent)})")
+    assert errors == []
+    assert "before: data.jsonl" in dom["text"] and "after: b" in dom["text"]
+    assert dom["umap"] and sorted(dom["legend"]) == ["after: b", "before: data.jsonl"]  # coloured by dataset

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.text import Text
 
 from tests.conftest import read_jsonl
 from tests.fakes import ScriptedTransport
@@ -17,7 +20,7 @@ from treesynth.tui.app import TreesynthApp
 from treesynth.tui.model import PRUNED_S, SYNTH
 from treesynth.tui.new_run import NewRunScreen
 from treesynth.tui.run_screen import RunScreen
-from treesynth.tui.runs import BrowseRun, NewRun, ResumeRun
+from treesynth.tui.runs import BrowseRun, NewBalance, NewRun, ResumeRun
 from treesynth.tui.widgets import DetailPane, LogPane, StatsBar
 
 SIZE = (100, 32)
@@ -30,7 +33,13 @@ def _text(widget) -> str:
     parts = []
     for w in [widget, *widget.query(Static)]:
         if isinstance(w, Static):
-            parts.append(str(w.render()))
+            content = w.content
+            if isinstance(content, (str, Text)):
+                parts.append(str(w.render()))
+            else:  # a rich renderable (a Group of Texts, a Table): its plain text
+                console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+                console.print(content)
+                parts.append(console.export_text())
     return "\n".join(parts)
 
 
@@ -524,3 +533,77 @@ def test_entry_points_fail_with_one_line_without_a_terminal(tmp_path, capsys, mo
         run_from_cli(build_parser().parse_args(["run", "math", "--depth", "0"]))
     with pytest.raises(ConfigError, match="drop TASK"):
         run_from_cli(build_parser().parse_args(["run", "math", "--resume", str(tmp_path)]))
+
+
+# ---------------------------------------------------------------------------- balance runs
+
+
+def _balance_source(tmp_path, n=60, **spec_kw):
+    from treesynth.core.balance import load_data
+
+    rows = [{"question": f"Problem {i}: {'apples' if i % 3 else 'trains'} and {'money' if i % 5 else 'time'} number {i}", "answer": f"#### {i}"}
+            for i in range(n)]
+    p = tmp_path / "data.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = load_data(p, "question", ("question", "answer"))
+    spec = {"data": str(p), "field": "question", "fields": ["question", "answer"], "route": "llm", "route_batch": 10,
+            "target_per_leaf": 6, "size": None, "embedder": None, **spec_kw}
+    flags = {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 3}
+    return NewBalance(data, spec, flags, tmp_path / "b"), rows
+
+
+async def test_a_balance_run_grows_its_tree_and_ends_with_its_before_after_summary(tmp_path):
+    from tests.fakes import hash_embedder
+
+    src, rows = _balance_source(tmp_path)
+    t = ScriptedTransport(fields=("question", "answer"))
+    app = TreesynthApp(services=services(t, embedder=hash_embedder), start=src)
+    async with app.run_test(size=SIZE) as pilot:
+        rs: RunScreen = app.screen
+        await wait_for(pilot, lambda: rs.fin is not None, what="the balance run to finish")
+        assert rs.is_balance and rs.fin.status == "complete", rs.fin
+        tree = load_tree_readonly(src.out)
+        assert set(rs.tree_widget.handles) == set(tree.nodes) and len(tree.leaves()) > 1
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "SummaryScreen", what="the summary")
+        shown = _text(app.screen)
+        summary = json.loads((src.out / "balance_summary.json").read_text())
+        assert f"{summary['input_rows']:,} rows in {summary['leaves']:,} leaves" in shown
+        assert f"{summary['before']['gini']} -> {summary['after']['gini']}" in shown
+        await pilot.press("escape")
+        await pilot.press("q")
+    assert app.return_code == 0
+    assert any("entropy" in line for line in app.report_lines())
+    balanced = read_jsonl(src.out / "balanced.jsonl")
+    assert len(balanced) == 6 * len(load_tree_readonly(src.out).leaves())
+    assert {b["provenance"] for b in balanced} <= {"original", "synthesised"}
+
+
+async def test_a_stopped_balance_run_resumes_in_the_tui(tmp_path):
+    from tests.fakes import hash_embedder
+
+    src, _rows = _balance_source(tmp_path)
+    t = GatedTransport(fields=("question", "answer"))  # the tree grows and rows are routed; new rows wait
+    app = TreesynthApp(services=services(t, embedder=hash_embedder), start=src)
+    async with app.run_test(size=SIZE) as pilot:
+        rs: RunScreen = app.screen
+        await wait_for(pilot, lambda: any(v.state == SYNTH for v in rs.model.nodes.values()), what="leaves to start filling")
+        await key(pilot, "q", "y")  # stop and quit
+        await wait_for(pilot, lambda: rs.fin is not None, what="the stop")
+    assert app.return_code == 130
+    assert f"treesynth balance --resume {src.out}" in "\n".join(app.report_lines())
+    assert not (src.out / "balanced.jsonl").exists()
+    app2 = TreesynthApp(services=services(ScriptedTransport(fields=("question", "answer")), embedder=hash_embedder), start=ResumeRun(src.out))
+    async with app2.run_test(size=SIZE) as pilot:
+        rs2: RunScreen = app2.screen
+        await wait_for(pilot, lambda: rs2.fin is not None, what="the resumed balance run to finish")
+        assert rs2.is_balance and rs2.fin.status == "complete"
+    assert (src.out / "balanced.jsonl").exists() and (src.out / "before_after.csv").exists()
+
+
+def test_balance_without_no_ui_needs_a_terminal_before_reading_anything(tmp_path, capsys):
+    from treesynth.core.cli import main as cli_main
+
+    assert cli_main(["balance", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "needs a terminal" in err and "--no-ui" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()

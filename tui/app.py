@@ -24,7 +24,7 @@ from treesynth.core.errors import ConfigError, RunDirError, TreesynthError
 from .dialogs import HelpScreen, binding_rows
 from .new_run import NewRunScreen, OpenRunScreen
 from .run_screen import EXIT_CODES, RunScreen
-from .runs import BrowseRun, NewRun, ResumeRun, Services, Source, run_status
+from .runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source, is_balance_run, run_status
 from .widgets import DetailPane, RunTree
 
 THEMES = ("textual-dark", "textual-light")
@@ -139,11 +139,22 @@ class TreesynthApp(App[int]):
         if rs.fin is not None:
             from treesynth.core.console import summary
 
-            return summary(rs.fin).splitlines()
+            lines = summary(rs.fin, "balance" if rs.is_balance else "run").splitlines()
+            if rs.is_balance:
+                from .format import balance_lines
+
+                try:
+                    info = rs.run.summary()
+                except Exception:  # noqa: BLE001 - unreadable summary: the rest still prints
+                    info = None
+                if info:
+                    lines += [f"{k}: {v}" for k, v in balance_lines(info)]
+            return lines
         if rs.error:
             return [f"treesynth: error: {rs.error}"]
         if rs.run_dir is not None and rs.state not in ("browsing",):
-            return [f"treesynth: interrupted; resume with: treesynth run --resume {rs.run_dir}"]
+            verb = "balance" if rs.is_balance else "run"
+            return [f"treesynth: interrupted; resume with: treesynth {verb} --resume {rs.run_dir}"]
         return []
 
 
@@ -186,6 +197,27 @@ def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> 
     return _run_app(TreesynthApp(services=services, start=source))
 
 
+def balance_from_cli(args: argparse.Namespace, source=None, services: Services | None = None) -> int:
+    """``treesynth balance`` without ``--no-ui``: the CLI has loaded the data and checked the settings
+    (``source`` = (data, spec, flags, out, config_file)), or ``args.resume`` names the run to resume."""
+    from treesynth.core.cli import _flags
+
+    if args.resume:
+        d = Path(args.resume)
+        if not (d / "config.json").is_file():
+            raise RunDirError(f"{str(d)!r} is not a treesynth run (no config.json)")
+        if not is_balance_run(d):
+            raise RunDirError(f"{str(d)!r} is not a balance run; use treesynth run --resume")
+        flags = _flags(args)
+        flags.pop("fields", None)
+        start: Source = ResumeRun(d, flags)
+    else:
+        data, spec, flags, out, config_file = source
+        start = NewBalance(data, spec, flags, Path(out), config_file)
+    _need_terminal()
+    return _run_app(TreesynthApp(services=services, start=start))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``treesynth-tui [RUN_DIR]``."""
     from treesynth.core import __version__
@@ -212,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["TreesynthApp", "Services", "NewRun", "ResumeRun", "BrowseRun", "run_from_cli", "main", "RunTree"]
+__all__ = ["TreesynthApp", "Services", "NewRun", "NewBalance", "ResumeRun", "BrowseRun", "run_from_cli", "balance_from_cli", "main", "RunTree"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

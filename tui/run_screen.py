@@ -36,7 +36,7 @@ from .dialogs import ConfirmScreen, PromptScreen, SummaryScreen
 from .fairness import FairTransport, LoopShare
 from .format import detail_renderable, summary_renderable
 from .model import Changes, RunModel
-from .runs import BrowseRun, NewRun, ResumeRun, Services, Source, load_browse, scan_samples
+from .runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source, is_balance_run, load_browse, scan_samples
 from .widgets import DetailPane, LogPane, RunTree, StatsBar
 
 FLUSH_INTERVAL = 0.04  # apply queued engine events at most 25 times a second
@@ -147,6 +147,8 @@ class RunScreen(Screen):
             task, model, where = self.run.cfg.task, self.run.cfg.model, str(self.run.store.root)
         elif isinstance(src, NewRun):
             task, model, where = src.cfg.task, src.cfg.model, str(src.out)
+        elif isinstance(src, NewBalance):
+            task, model, where = str(src.flags.get("task", "")), str(src.flags.get("model") or ""), str(src.out)
         else:
             task, model, where = "", "", str(src.run_dir)
         t = Text(no_wrap=True, overflow="ellipsis")
@@ -176,6 +178,18 @@ class RunScreen(Screen):
                 from treesynth.core.engine import Run
 
                 run = await asyncio.to_thread(Run.create, src.cfg, src.out, svc.transport())
+            elif isinstance(src, NewBalance):  # the CLI loaded the data and checked the provider
+                from treesynth.core.balance import BalanceRun
+
+                self.log_pane.add([("info", f"balancing {len(src.data):,} rows of {src.spec.get('data')} ({src.spec.get('route')} routing)")])
+                run = await asyncio.to_thread(
+                    BalanceRun.create, src.data, dict(src.spec), dict(src.flags), src.out, svc.transport(), svc.embedder, src.config_file
+                )
+            elif await asyncio.to_thread(is_balance_run, src.run_dir):
+                from treesynth.core.balance import BalanceRun
+
+                self.log_pane.add([("info", "resuming a balance run (loading its data) …")])
+                run = await asyncio.to_thread(BalanceRun.resume, src.run_dir, dict(src.overrides), svc.transport(), svc.embedder)
             else:
                 from treesynth.core.engine import Run
 
@@ -314,6 +328,11 @@ class RunScreen(Screen):
             self.app.quit_with(EXIT_CODES.get(fin.status, 1))
             return
         self.action_summary()
+
+    @property
+    def is_balance(self) -> bool:
+        """A ``treesynth balance`` run (same engine and events; its own outputs and summary)."""
+        return self.run is not None and hasattr(self.run, "balancer")
 
     @property
     def live(self) -> bool:
@@ -651,9 +670,14 @@ class RunScreen(Screen):
             elif what == "quit":
                 self.app.quit_with(EXIT_CODES.get(self.fin.status, 1) if self.fin else 0)
 
-        self.app.push_screen(
-            SummaryScreen(f"Run {self.fin.status}", summary_renderable(self.fin), report_availability()), chosen
-        )
+        info = None
+        if self.is_balance:
+            try:
+                info = self.run.summary() or {}
+            except Exception:  # noqa: BLE001 - an unreadable summary file: show the rest
+                info = {}
+        title = f"{'Balance' if self.is_balance else 'Run'} {self.fin.status}"
+        self.app.push_screen(SummaryScreen(title, summary_renderable(self.fin, info), report_availability()), chosen)
 
     def action_report(self) -> None:
         if self.run_dir is None:

@@ -42,6 +42,7 @@ class Services:
     runs_root: Path = field(default_factory=lambda: Path("runs"))
     auto_expand_depth: int = 2
     loop_share_s: float = 0.005  # the engine yields the loop to the UI after this long (see fairness.py)
+    embedder: Callable[[list[str]], Any] | None = None  # balance runs: None is the product's embedder
 
     def transport(self):
         return self.transport_factory() if self.transport_factory is not None else None
@@ -64,7 +65,18 @@ class BrowseRun:
     run_dir: Path
 
 
-Source = NewRun | ResumeRun | BrowseRun
+@dataclass(frozen=True)
+class NewBalance:
+    """``treesynth balance DATA`` (without --no-ui): the data is loaded and the settings checked by the CLI."""
+
+    data: Any  # treesynth.core.balance.Data
+    spec: dict[str, Any]
+    flags: dict[str, Any]
+    out: Path
+    config_file: str | None = None
+
+
+Source = NewRun | ResumeRun | BrowseRun | NewBalance
 
 
 # ---------------------------------------------------------------------------- reading runs
@@ -86,6 +98,12 @@ def run_status(run_dir: Path) -> str:
 def run_config(run_dir: Path) -> dict[str, Any]:
     cfg = read_json(Path(run_dir) / "config.json").get("config")
     return cfg if isinstance(cfg, dict) else {}
+
+
+def is_balance_run(run_dir: Path) -> bool:
+    from treesynth.core.balance import BALANCE_FILE
+
+    return (Path(run_dir) / BALANCE_FILE).is_file()
 
 
 def is_run_dir(path: Path) -> bool:
