@@ -85,7 +85,6 @@ def _transport():
 def _time_core_stalls(out: list, clock) -> None:
     """Measure (not change) the engine's synchronous steps that hold the loop: the tree.json
     snapshot and the final export. They are the core's, but every UI wait behind them counts."""
-    from treesynth.core.engine import Engine
     from treesynth.core.store import RunStore
 
     def wrap(cls, name):
@@ -102,14 +101,28 @@ def _time_core_stalls(out: list, clock) -> None:
 
         setattr(cls, name, timed)
 
-    wrap(RunStore, "maybe_snapshot")
-    wrap(Engine, "_finish")
+    wrap(RunStore, "maybe_snapshot")  # the final, forced snapshot
+    wrap(RunStore, "prepare_snapshot")  # periodic snapshots: serialised on the loop, written in a thread
+
+    # the cyclic garbage collector stops the whole process too: its long passes count here
+    import gc
+
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[:] = [clock()]
+        elif started:
+            d = clock() - started[0]
+            if d > 0.005:
+                out.append([f"gc gen{info.get('generation')}", started[0], d])
+
+    gc.callbacks.append(on_gc)
 
 
 def child(args) -> int:
-    from textual.widgets import Tree
-
     from treesynth.tui.app import TreesynthApp
+    from treesynth.tui.widgets import RunTree
     from treesynth.tui.runs import NewRun, Services
 
     clock = time.monotonic  # the bridge stamps events with it too; the parent reads the same clock
@@ -121,17 +134,24 @@ def child(args) -> int:
     svc = Services(transport_factory=lambda: transport, preflight=None, price=lambda m: (lambda a, b: 0.0),
                    auto_expand_depth=99)  # every node expanded: all of them are lines of the tree
 
-    class BenchApp(TreesynthApp):
-        def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
-            running = state["running"]
+    # Every down-arrow the parent writes runs the tree's cursor_down action exactly once, in order:
+    # the k-th call answers the k-th key (highlight events would also count cursor moves that no
+    # key caused, and shift every later pair).
+    original_down = RunTree.action_cursor_down
 
-            def painted() -> None:
-                res["keys"].append(clock())
-                res["key_running"].append(running)
+    def cursor_down(self) -> None:
+        k = len(res["keys"])
+        res["keys"].append(None)
+        res["key_running"].append(state["running"])
+        original_down(self)
 
-            self.screen.call_after_refresh(painted)
+        def painted() -> None:
+            res["keys"][k] = clock()
 
-    app = BenchApp(services=svc, start=NewRun(_cfg(args.size), workdir / "run"))
+        self.call_after_refresh(painted)
+
+    RunTree.action_cursor_down = cursor_down
+    app = TreesynthApp(services=svc, start=NewRun(_cfg(args.size), workdir / "run"))
 
     def probe(batch, ch, rs) -> None:
         t_applied = clock()
@@ -262,8 +282,9 @@ def parent(args) -> int:
         res = json.loads((workdir / "child.json").read_text())
         painted = res["keys"]
         n = min(len(sent), len(painted))
-        key_lat = [painted[i] - sent[i] for i in range(n)]
-        running_keys = [key_lat[i] for i in range(n) if res["key_running"][i]]
+        pairs = [(i, painted[i] - sent[i]) for i in range(n) if painted[i] is not None]
+        key_lat = [lat for _i, lat in pairs]
+        running_keys = [lat for i, lat in pairs if res["key_running"][i]]
         wall_headless = headless_wall(args.size, workdir)
         report = {
             "settings": {**SETTINGS, "size": args.size, "terminal": f"{args.cols}x{args.rows}", "key_interval_s": args.key_interval},

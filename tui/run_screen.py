@@ -33,7 +33,7 @@ from treesynth.core.text import truncate
 
 from .bridge import EngineEvents, EventBridge, UsageUpdated
 from .dialogs import ConfirmScreen, PromptScreen, SummaryScreen
-from .fairness import FairTransport, LoopShare
+from .fairness import FairTransport, GcPacer, LoopShare
 from .format import detail_renderable, summary_renderable
 from .model import Changes, RunModel
 from .runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source, is_balance_run, load_browse, scan_samples
@@ -96,6 +96,7 @@ class RunScreen(Screen):
         self._quit_when_done = False
         self._last_retries = 0
         self._last_retry_log = 0.0
+        self.gc_pacer = GcPacer()  # full GC passes out of the way while a run is live (fairness.py)
         # benchmarks hook in here: called after each batch with its (event, time queued) pairs
         self.latency_probe: Callable[[list[tuple[ev.Event, float]], Changes], None] | None = None
         self.applied_events = 0
@@ -287,6 +288,7 @@ class RunScreen(Screen):
     # ------------------------------------------------------------------ the engine
     @work(exclusive=True, group="engine", exit_on_error=False)
     async def run_engine(self) -> ev.RunFinished:
+        self.gc_pacer.tick()
         self.state = "running"
         self.started_at = self.services.clock()
         self._refresh_stats()
@@ -296,6 +298,8 @@ class RunScreen(Screen):
         w = event.worker
         if w.group != "engine":
             return
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            self.gc_pacer.release()
         if event.state == WorkerState.SUCCESS:
             self._finished(w.result)
         elif event.state == WorkerState.ERROR:
@@ -392,6 +396,8 @@ class RunScreen(Screen):
         self._last_flush = time.monotonic()
         if not batch:
             return
+        if self.gc_pacer.active:
+            self.gc_pacer.tick()  # O(1): what the batch made joins the frozen generation
         self.applied_events += len(batch)
         if self.core_tree is not None:
             if ch.steering:
