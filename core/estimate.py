@@ -23,6 +23,15 @@ class Estimate:
         return self.tree_calls + self.synth_calls
 
 
+def leaf_calls(size: int, leaves: int, samples_per_call: int) -> int:
+    """Generation calls when ``size`` samples are split evenly over ``leaves``: each leaf asks for
+    its own quota, so a leaf with fewer samples than ``samples_per_call`` still costs a whole call
+    (with many leaves this exceeds size / samples_per_call)."""
+    leaves = max(1, min(leaves, size)) if size > 0 else 1
+    base, extra = divmod(max(0, size), leaves)
+    return extra * calls_for(base + 1, samples_per_call) + (leaves - extra) * calls_for(base, samples_per_call)
+
+
 def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
@@ -30,7 +39,7 @@ def _tokens(text: str) -> int:
 def estimate(cfg, prompts=None, fanout: float | None = None, retry_rate: float = 0.15, price=None) -> Estimate:
     """Model: every node splits into ``fanout`` children (default: half of max_values, at
     least 2) until depth, or until quotas reach zero; each expansion makes 3 calls; leaves
-    make ceil(target / samples_per_call) calls; ``retry_rate`` extra calls for invalid answers.
+    make ceil(quota / samples_per_call) calls each (``leaf_calls``); ``retry_rate`` extra calls for invalid answers.
     ``price(tokens_in, tokens_out) -> USD | None``.
     """
     f = fanout or max(2.0, cfg.max_values / 2)
@@ -43,7 +52,7 @@ def estimate(cfg, prompts=None, fanout: float | None = None, retry_rate: float =
     leaves = min(level, float(cfg.size))
     leaves_i = max(1, int(round(leaves)))
     tree_calls = int(round(internal * 3 * (1 + retry_rate)))
-    synth_calls = int(round(calls_for(cfg.size, cfg.samples_per_call) * (1 + retry_rate)))
+    synth_calls = int(round(leaf_calls(cfg.size, leaves_i, cfg.samples_per_call) * (1 + retry_rate)))
     field_tokens = 60 * len(cfg.fields)
     if prompts is not None:
         path = [{"dimension": "dimension name", "value": "attribute value"}] * cfg.depth

@@ -112,3 +112,23 @@ def test_calls_for_property(target, per_call):
     c = calls_for(target, per_call)
     assert c * per_call >= target
     assert (c - 1) * per_call < target or c == 0
+
+
+def test_leaf_calls_counts_a_whole_call_for_every_small_leaf():
+    from treesynth.core.estimate import leaf_calls
+
+    assert leaf_calls(1000, 1, 5) == 200
+    assert leaf_calls(1000, 343, 5) == 343  # 2-3 samples per leaf: one call each (measured: 343)
+    assert leaf_calls(1000, 100, 5) == 200  # 10 per leaf: exactly two calls each
+    assert leaf_calls(1000, 150, 5) == 300  # 6-7 per leaf: two calls each
+    assert leaf_calls(10, 50, 5) == 10  # more leaves than samples: only leaves with a quota call
+    assert leaf_calls(0, 5, 5) == 0
+
+
+def test_estimate_grows_with_leaves_beyond_size_over_samples_per_call():
+    from treesynth.core.config import build_config
+    from treesynth.core.estimate import estimate
+
+    cfg = build_config(flags={"task": "t", "size": 1000, "depth": 3, "samples_per_call": 5, "max_values": 14})
+    est = estimate(cfg, retry_rate=0.0)  # fan-out 7: 343 leaves of 2-3 samples
+    assert est.leaves == 343 and est.synth_calls == 343
