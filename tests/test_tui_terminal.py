@@ -117,3 +117,36 @@ def test_treesynth_run_in_a_real_terminal(tmux, tmp_path):
         assert f"run dir:  {out}" in after
     rows = read_jsonl(out / "dataset.jsonl")
     assert len(rows) == 30 and len({r["id"] for r in rows}) == 30
+
+
+def test_treesynth_balance_opens_the_tui_in_a_real_terminal(tmux, tmp_path):
+    import json
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{who} has {i} {what}. How many are left after {i % 3} are given away?", "answer": str(i)}) + "\n"
+                            for i, (who, what) in enumerate([("Ann", "apples"), ("Bo", "pens"), ("Cy", "cards"), ("Di", "coins")] * 6)))
+    out = tmp_path / "bal"
+    done = tmp_path / "exit-code"
+    env = cli_env(TERM="xterm-256color", LANG="C.UTF-8", HOME=str(tmp_path), TREESYNTH_CACHE_DIR=str(tmp_path / "cache"))
+    env = {k: v for k, v in env.items() if k in ("PATH", "TERM", "LANG", "HOME", "LITELLM_LOCAL_MODEL_COST_MAP", "PYTHONPATH",
+                                                 "VIRTUAL_ENV", "TREESYNTH_CACHE_DIR")}
+    with StubOpenAI(latency=0.02) as stub:
+        cmd = (f"{_treesynth()} balance {shlex.quote(str(data))} --fields question,answer --task 'Short math word problems' "
+               f"--model openai/stub --api-base {stub.url} --depth 1 --pivots 6 --target-per-leaf 8 --route embed "
+               f"--out {shlex.quote(str(out))}; echo $? > {shlex.quote(str(done))}; sleep 60")
+        tmux.start(cmd, env, tmp_path)
+        screen = tmux.wait_for("Short math word problems", timeout=90)  # the run screen, on the balance's task
+        screen = tmux.wait_for("Balance complete", timeout=180)
+        assert "rows in" in screen and "entropy" in screen and "Gini" in screen
+        tmux.keys("Escape")
+        time.sleep(1.0)
+        tmux.keys("q")
+        deadline = time.monotonic() + 30
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert done.exists(), tmux.screen()
+        assert done.read_text().strip() == "0"
+        after = tmux.wait_for("status:   complete", timeout=10)
+        assert "balance:" in after and "synthesised" in after
+    summary = json.loads((out / "balance_summary.json").read_text())
+    assert summary["input_rows"] == 24 and summary["rows_after"] == 8 * summary["leaves"]
