@@ -2,8 +2,9 @@
 
 The client adds the response cache, pause/stop/budget gates, a priority concurrency
 limit, RPM/TPM limits, retries with exponential backoff and jitter that honour
-Retry-After, and usage accounting. The transport does the call itself: litellm in the
-product, a scripted fake in tests.
+Retry-After, and usage accounting. The transport does the call itself: in the product the
+native OpenAI-compatible client (core/openai_http.py) for openai/ and hosted_vllm/ models and
+litellm for every other provider (``make_local_transport``), a scripted fake in tests.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ def test_run_over_http_produces_exact_size_and_valid_tree(stub, tmp_path, transp
         assert set(assigned.values()) == {1}, "no pivot classified twice"
     # the key went over HTTP but never to disk
     assert f"Bearer {secret}" in stub.seen_auth
+    assert all(a.startswith("treesynth/") == (transport == "http") for a in stub.seen_agents), stub.seen_agents
     for f in out.rglob("*"):
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f"API key leaked into {f.name}"

@@ -395,3 +395,23 @@ def test_resume_may_switch_transport(tmp_path):
         r = run_cli("run", "--resume", str(out), "--no-ui", "--transport", "litellm", env=cli_env())
         assert r.returncode == 0, r.stderr
         assert srv.requests == n
+
+
+def test_balance_task_inference_uses_the_chooser_and_closes_its_session():
+    from treesynth.core.balance import Data, infer_task
+
+    data = Data(ids=[str(i) for i in range(4)], rows=[{"question": f"What is {i} + {i}?"} for i in range(4)],
+                field="question", fields=("question",), digest="d")
+
+    async def scenario():
+        async with Scripted(_ok('{"task": "Grade-school arithmetic questions about sums"}')) as srv:
+            task = await infer_task(data, {"model": "openai/x", "api_base": srv.url})
+            return task, srv.headers
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        task, headers = asyncio.run(scenario())
+        gc.collect()
+    assert task == "Grade-school arithmetic questions about sums"
+    assert headers[0]["user-agent"].startswith("treesynth/")  # the native transport made the call
+    assert not [x for x in w if "nclosed" in str(x.message)], [str(x.message) for x in w]
