@@ -118,6 +118,8 @@ class OpenAIHTTPTransport:
             base = cfg.api_base or os.environ.get("HOSTED_VLLM_API_BASE")
         else:
             base = cfg.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or OPENAI_BASE
+        if not base:
+            raise ConfigError(f"--transport http: {cfg.model} needs --api-base")
         self.api_base = base.rstrip("/")
         self.url = self.api_base + "/chat/completions"
         self.timeout = float(cfg.timeout)
@@ -149,7 +151,7 @@ class OpenAIHTTPTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session = None
         self._old: list = []  # sessions of event loops this transport was used on before
-        self._proxy = None
+        self._proxy = self._proxy_auth = None
         self._timeout_exc: tuple = (asyncio.TimeoutError,)
         self._client_exc: tuple = (OSError,)
 
@@ -166,14 +168,13 @@ class OpenAIHTTPTransport:
             limit=self.limit, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300,
             ssl=_ssl_context() if self.url.startswith("https:") else False,
         )
-        proxy = None
         try:
             from yarl import URL
 
-            proxy = aiohttp.helpers.get_env_proxy_for_url(URL(self.url))[0]  # HTTP(S)_PROXY / NO_PROXY, once
+            # HTTP(S)_PROXY / NO_PROXY, read once (aiohttp's trust_env would read them on every request)
+            self._proxy, self._proxy_auth = aiohttp.helpers.get_env_proxy_for_url(URL(self.url))
         except (LookupError, AttributeError, ValueError):
-            proxy = None
-        self._proxy = proxy
+            self._proxy = self._proxy_auth = None
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), headers=self._headers,
         )
@@ -226,7 +227,7 @@ class OpenAIHTTPTransport:
         session = self._session if self._loop is loop else self._open_session(loop)
         body, rf = self._body(req)
         try:
-            async with session.post(self.url, data=orjson.dumps(body), proxy=self._proxy) as resp:
+            async with session.post(self.url, data=orjson.dumps(body), proxy=self._proxy, proxy_auth=self._proxy_auth) as resp:
                 status = resp.status
                 raw = await resp.read()
                 if status != 200:

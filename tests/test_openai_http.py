@@ -312,6 +312,7 @@ def test_one_pooled_session_per_loop_closed_without_warnings():
             await asyncio.sleep(0.05)
             return srv.connections
 
+    gc.collect()  # what earlier tests left behind (e.g. a fault server's sockets) is not this test's
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         t = _transport("http://127.0.0.1:9/v1", concurrency=8)
@@ -408,6 +409,7 @@ def test_balance_task_inference_uses_the_chooser_and_closes_its_session():
             task = await infer_task(data, {"model": "openai/x", "api_base": srv.url})
             return task, srv.headers
 
+    gc.collect()  # what earlier tests left behind (e.g. a fault server's sockets) is not this test's
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         task, headers = asyncio.run(scenario())
