@@ -1,5 +1,6 @@
-"""Concurrency-efficiency benchmark: the real product path (LLMClient + LiteLLMTransport,
-litellm over HTTP) against tests/faultserver.py with a fixed latency.
+"""Concurrency-efficiency benchmark: the real product path (LLMClient + a transport over HTTP:
+the native OpenAI-compatible client, ``--transport http``, and/or litellm, ``--transport litellm``)
+against tests/faultserver.py with a fixed latency.
 
 efficiency = achieved requests/s / (concurrency / latency)
 
@@ -9,8 +10,8 @@ back-to-back calls (``concurrency`` callers, each issuing calls one after anothe
 rate is measured over the steady window only. The server's counters are checked against the
 client's (requests sent == requests received).
 
-    python benchmarks/bench_concurrency.py                       # 64, 256, 1024 at 200 ms
-    python benchmarks/bench_concurrency.py --levels 256 --profile
+    python benchmarks/bench_concurrency.py                       # 64, 256, 1024 at 200 ms, http then litellm
+    python benchmarks/bench_concurrency.py --levels 256 --transport http --profile
 
 Results: a table on stdout and benchmarks/out/concurrency.json.
 """
@@ -61,13 +62,17 @@ def server_stats(url: str) -> dict:
         return json.loads(r.read())
 
 
-async def level(url: str, concurrency: int, latency: float, seconds: float, warmup: float, model: str, path: str = "product") -> dict:
+async def level(url: str, concurrency: int, latency: float, seconds: float, warmup: float, model: str, path: str = "product",
+                transport: str = "litellm") -> dict:
     from treesynth.core.config import build_config
-    from treesynth.core.llm import LiteLLMTransport, LLMClient, LLMRequest, load_litellm
+    from treesynth.core.llm import LLMClient, LLMRequest, close_transport, load_litellm, make_local_transport
 
     litellm = load_litellm()
-    cfg = build_config(flags={"task": "benchmark", "model": model, "api_base": url, "concurrency": concurrency, "timeout": 60})
-    client = LLMClient(LiteLLMTransport(cfg), concurrency=concurrency, max_retries=0)
+    cfg = build_config(flags={"task": "benchmark", "model": model, "api_base": url, "concurrency": concurrency, "timeout": 60,
+                              "transport": transport})
+    tr = make_local_transport(cfg)
+    assert type(tr).__name__ == {"http": "OpenAIHTTPTransport", "litellm": "LiteLLMTransport"}[transport], type(tr)
+    client = LLMClient(tr, concurrency=concurrency, max_retries=0)
     sent = {"n": 0}
 
     async def bare(req: LLMRequest):
@@ -109,8 +114,11 @@ async def level(url: str, concurrency: int, latency: float, seconds: float, warm
 
     cpu0 = time.process_time()
     before = server_stats(url)
-    await asyncio.gather(*[caller(i) for i in range(concurrency)])
-    cpu1 = time.process_time()
+    try:
+        await asyncio.gather(*[caller(i) for i in range(concurrency)])
+    finally:
+        cpu1 = time.process_time()
+        await close_transport(tr)
     after = server_stats(url)
     elapsed = time.perf_counter() - t_start
     rate = done_in_window["n"] / seconds
@@ -119,7 +127,8 @@ async def level(url: str, concurrency: int, latency: float, seconds: float, warm
     server_requests = after["requests"] - before["requests"]
     sent_n = client.usage.requests if path == "product" else sent["n"]
     return {
-        "path": "LLMClient + LiteLLMTransport" if path == "product" else "litellm.acompletion alone",
+        "path": f"LLMClient + {type(tr).__name__}" if path == "product" else "litellm.acompletion alone",
+        "transport": transport if path == "product" else "litellm-bare",
         "concurrency": concurrency,
         "latency_s": latency,
         "window_s": seconds,
@@ -141,9 +150,9 @@ async def level(url: str, concurrency: int, latency: float, seconds: float, warm
     }
 
 
-def run_level(url: str, c: int, args, path: str = "product") -> dict:
+def run_level(url: str, c: int, args, path: str = "product", transport: str = "litellm") -> dict:
     # a fresh event loop (and litellm client cache) per level, as a fresh process would have
-    return asyncio.run(level(url, c, args.latency, args.seconds, args.warmup, args.model, path))
+    return asyncio.run(level(url, c, args.latency, args.seconds, args.warmup, args.model, path, transport))
 
 
 def main() -> None:
@@ -153,6 +162,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="measured window per level")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--model", default="openai/gpt-4o-mini")
+    ap.add_argument("--transport", choices=["http", "litellm", "both"], default="both",
+                    help="the product's transport to measure: the native http client, litellm, or both (http first; default)")
     ap.add_argument("--profile", action="store_true", help="cProfile the client; benchmarks/out/profile-concurrency-<c>.prof")
     ap.add_argument("--baseline", action="store_true", help="also measure litellm.acompletion alone (no treesynth code) at each level")
     ap.add_argument("--out", default=str(OUT / "concurrency.json"))
@@ -166,32 +177,34 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     srv, url = start_server(args.latency)
     results = []
+    transports = ["http", "litellm"] if args.transport == "both" else [args.transport]
     try:
-        for c in levels:
-            if args.profile:
-                import cProfile
-                import pstats
+        for tname in transports:
+            for c in levels:
+                if args.profile:
+                    import cProfile
+                    import pstats
 
-                prof = cProfile.Profile()
-                r = prof.runcall(run_level, url, c, args)
-                OUT.mkdir(parents=True, exist_ok=True)
-                path = OUT / f"profile-concurrency-{c}.prof"
-                prof.dump_stats(path)
-                pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
-            else:
-                r = run_level(url, c, args)
-            runs = [r] + ([run_level(url, c, args, "litellm")] if args.baseline else [])
-            for r in runs:
-                results.append(r)
-                tag = "" if r["path"].startswith("LLM") else "[litellm alone] "
-                print(
-                    f"{tag}concurrency {c:5d}: {r['req_per_s']:8.1f} req/s of {r['ideal_req_per_s']:7.1f} ideal"
-                    f" -> efficiency {r['efficiency']:.3f}  (CPU per call: client {r['client_cpu_ms_per_call']:.2f} ms,"
-                    f" server {r['server_cpu_ms_per_call']:.2f} ms; one-core ceiling {r['cpu_bound_ceiling_req_per_s']:.0f} req/s;"
-                    f" p50 {r['p50_call_s'] or 0:.3f} s, p99 {r['p99_call_s'] or 0:.3f} s;"
-                    f" server saw {r['server_requests']} of {r['client_requests']} sent, errors {r['errors']})",
-                    flush=True,
-                )
+                    prof = cProfile.Profile()
+                    r = prof.runcall(run_level, url, c, args, "product", tname)
+                    OUT.mkdir(parents=True, exist_ok=True)
+                    path = OUT / f"profile-concurrency-{tname}-{c}.prof"
+                    prof.dump_stats(path)
+                    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+                else:
+                    r = run_level(url, c, args, "product", tname)
+                runs = [r] + ([run_level(url, c, args, "litellm")] if args.baseline and tname == "litellm" else [])
+                for r in runs:
+                    results.append(r)
+                    tag = f"[{r['transport']:7s}] " if r["path"].startswith("LLM") else "[litellm alone] "
+                    print(
+                        f"{tag}concurrency {c:5d}: {r['req_per_s']:8.1f} req/s of {r['ideal_req_per_s']:7.1f} ideal"
+                        f" -> efficiency {r['efficiency']:.3f}  (CPU per call: client {r['client_cpu_ms_per_call']:.2f} ms,"
+                        f" server {r['server_cpu_ms_per_call']:.2f} ms; one-core ceiling {r['cpu_bound_ceiling_req_per_s']:.0f} req/s;"
+                        f" p50 {r['p50_call_s'] or 0:.3f} s, p99 {r['p99_call_s'] or 0:.3f} s;"
+                        f" server saw {r['server_requests']} of {r['client_requests']} sent, errors {r['errors']})",
+                        flush=True,
+                    )
     finally:
         srv.terminate()
         srv.wait(10)
@@ -201,14 +214,16 @@ def main() -> None:
         from importlib.metadata import version
 
         meta["litellm"] = version("litellm")
+        meta["aiohttp"] = version("aiohttp")
     except Exception:  # noqa: BLE001
         pass
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "levels": results, "target": TARGET}, indent=2))
     for c, t in TARGET.items():
-        hit = [r for r in results if r["concurrency"] == c and r["path"].startswith("LLM")]
-        if hit:
-            print(f"target at {c}: efficiency >= {t}: {'met' if hit[0]['efficiency'] >= t else 'MISSED'} ({hit[0]['efficiency']:.3f})")
+        for tname in transports:
+            hit = [r for r in results if r["concurrency"] == c and r.get("transport") == tname]
+            if hit:
+                print(f"target at {c} ({tname}): efficiency >= {t}: {'met' if hit[0]['efficiency'] >= t else 'MISSED'} ({hit[0]['efficiency']:.3f})")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
 "$PY" benchmarks/bench_engine.py "$@"
-# concurrency efficiency of the real LLM path (litellm over HTTP) against tests/faultserver.py;
+# concurrency efficiency of the real LLM path (the http transport, then litellm) against tests/faultserver.py;
 # its own arguments go in BENCH_CONCURRENCY_ARGS (e.g. "--levels 256 --baseline"); SKIP_CONCURRENCY=1 skips it
 if [ -z "${SKIP_CONCURRENCY:-}" ]; then
   "$PY" benchmarks/bench_concurrency.py ${BENCH_CONCURRENCY_ARGS:-}

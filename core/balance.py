@@ -541,12 +541,26 @@ BALANCE_FILE = "balance.json"
 async def infer_task(data: Data, flags: dict[str, Any], transport=None, n: int = 8, seed: int = 0) -> str:
     """One LLM call: a one-sentence task description from a sample of the rows."""
     from .config import build_config
-    from .llm import LiteLLMTransport, LLMClient, LLMRequest
+    from .llm import LLMClient, close_transport, make_local_transport
+
+    cfg = build_config(flags={**flags, "task": "(inferring the task)", "fields": ",".join(data.fields)})
+    own = transport is None
+    client = LLMClient(transport or make_local_transport(cfg), concurrency=1, max_retries=cfg.max_retries)
+    try:
+        return await _infer_task(client, cfg, data, n, seed)
+    finally:
+        if own:
+            await close_transport(client.transport)
+            closer = getattr(client.transport, "close", None)
+            if callable(closer):
+                closer()
+
+
+async def _infer_task(client, cfg, data: Data, n: int, seed: int) -> str:
+    from .llm import LLMRequest
     from .parsing import ParseError, parse_json
     from .prompts import Prompts
 
-    cfg = build_config(flags={**flags, "task": "(inferring the task)", "fields": ",".join(data.fields)})
-    client = LLMClient(transport or LiteLLMTransport(cfg), concurrency=1, max_retries=cfg.max_retries)
     prompts = Prompts(cfg)
     rng = random.Random(seed)
     examples = [data.sample(i) for i in sorted(rng.sample(range(len(data)), min(n, len(data))))]

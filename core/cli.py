@@ -21,6 +21,7 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--preset", {"help": "gsm8k, math, code_alpaca, simpletom, or a preset .toml file"}),
     ("--model", {"help": "litellm model string (default: local/smollm2, the embedded offline model)"}),
     ("--api-base", {"dest": "api_base", "help": "base URL of an OpenAI-compatible server (vLLM, Ollama, ...)"}),
+    ("--transport", {"choices": ["auto", "litellm", "http"], "help": "how LLM calls are made: http, a native client for openai/ and hosted_vllm/ models; litellm, any provider; auto (default): http where it applies"}),
     ("--depth", {"type": int, "help": "tree depth (default 3)"}),
     ("--size", {"type": int, "help": "number of samples in the dataset (default 100)"}),
     ("--pivots", {"type": int, "help": "pivot samples per node (default 12)"}),
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--route", choices=["llm", "embed"], default="embed", help="route rows by LLM classification or by embedding similarity (default embed)")
     b.add_argument("--route-batch", dest="route_batch", type=int, default=25, help="rows per LLM routing call (default 25)")
     b.add_argument("--embedder", help="sentence-transformers model name or local path for routing and near-duplicates")
-    for flag in ("--model", "--api-base", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--seed", "--temperature"):
+    for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--seed", "--temperature"):
         kw = dict(next(k for f, k in RUN_OPTIONS if f == flag))
         b.add_argument(flag, default=None, **kw)
     b.add_argument("--config", help="YAML or TOML file with run keys (model, depth, ...)")

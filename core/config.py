@@ -25,7 +25,7 @@ _SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|b
 # Keys that may change when a run is resumed; all others define the run.
 RESUMABLE_OVERRIDES = frozenset(
     {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router",
-     "executor", "ray_address", "ray_workers"}
+     "executor", "ray_address", "ray_workers", "transport"}
 )
 
 
@@ -41,6 +41,11 @@ class RunConfig(BaseModel):
     field_descriptions: dict[str, str] = Field(default_factory=dict)
     model: str = Field(default=DEFAULT_MODEL, description="litellm model string; local/smollm2 is the embedded model.")
     api_base: str | None = None
+    transport: Literal["auto", "litellm", "http"] = Field(
+        default="auto",
+        description="How LLM calls are made: http (a native OpenAI-compatible client, for openai/ and hosted_vllm/ models), "
+        "litellm (any provider), auto (http where it applies, else litellm).",
+    )
     depth: int = Field(default=3, ge=1, le=8)
     size: int = Field(default=100, ge=1, le=100_000_000)
     pivots: int = Field(default=12, ge=2, le=50)
@@ -132,6 +137,12 @@ class RunConfig(BaseModel):
     def _cross(self) -> "RunConfig":
         if self.open_ended_threshold > self.max_values:
             raise ValueError("open_ended_threshold must not exceed max_values")
+        if self.transport == "http":
+            from .openai_http import http_unsupported
+
+            why = http_unsupported(self)
+            if why:
+                raise ValueError(f"transport http: {why}; use transport litellm or auto")
         unknown = set(self.field_descriptions) - set(self.fields)
         if unknown:
             raise ValueError(f"field_descriptions names unknown fields: {', '.join(sorted(unknown))}")

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable
 from . import events as ev
 from .allocate import allocate, calls_for
 from .errors import BudgetExhausted, SteeringError, StopRequested, StorageError, TransientProviderError
-from .llm import PRIORITY_LEAF, PRIORITY_TREE, LLMClient, LLMRequest, clean_text
+from .llm import PRIORITY_LEAF, PRIORITY_TREE, LLMClient, LLMRequest, clean_text, close_transport
 from .parsing import ParseError, parse_json, parse_samples
 from .partition import Coverage, PartitionError, is_catch_all, plan_children, validate_coverage, validate_split
 from .prompts import Prompts
@@ -857,14 +857,15 @@ class Engine:
 
 
 def make_transport(cfg):
-    """The transport for ``cfg.executor``: litellm in this process, or a pool of Ray workers."""
+    """The transport for ``cfg.executor``: in this process (the native OpenAI-compatible client or
+    litellm, see ``make_local_transport``), or a pool of Ray workers (each making the same choice)."""
     if getattr(cfg, "executor", "local") == "ray":
         from .ray_executor import RayTransport
 
         return RayTransport(cfg)
-    from .llm import LiteLLMTransport
+    from .llm import make_local_transport
 
-    return LiteLLMTransport(cfg)
+    return make_local_transport(cfg)
 
 
 class Run:
@@ -956,7 +957,10 @@ class Run:
                 raise storage_error(self.store.root, e) from None
             raise
         finally:
-            self.close()
+            try:
+                await close_transport(self.client.transport)  # e.g. the http transport's connection pool
+            finally:
+                self.close()
 
     def request_stop(self) -> None:
         if self.engine is not None:
@@ -970,7 +974,7 @@ class Run:
                 pass
             self.client.cache = None
         closer = getattr(self.client.transport, "close", None)
-        if callable(closer):  # e.g. the Ray executor's worker pool
+        if callable(closer):  # e.g. the Ray executor's worker pool, the http transport's connections
             try:
                 closer()
             except Exception:  # noqa: BLE001

@@ -2,8 +2,9 @@
 
 The client adds the response cache, pause/stop/budget gates, a priority concurrency
 limit, RPM/TPM limits, retries with exponential backoff and jitter that honour
-Retry-After, and usage accounting. The transport does the call itself: litellm in the
-product, a scripted fake in tests.
+Retry-After, and usage accounting. The transport does the call itself: in the product the
+native OpenAI-compatible client (core/openai_http.py) for openai/ and hosted_vllm/ models and
+litellm for every other provider (``make_local_transport``), a scripted fake in tests.
 """
 
 from __future__ import annotations
@@ -291,6 +292,11 @@ def _retry_after(e: BaseException) -> float | None:
         if h:
             headers = h
             break
+    return retry_after_from_headers(headers)
+
+
+def retry_after_from_headers(headers) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date); None if absent or malformed."""
     if not headers:
         return None
     try:
@@ -312,6 +318,28 @@ def _retry_after(e: BaseException) -> float | None:
 def _first_line(e: BaseException, limit: int = 300) -> str:
     s = " ".join(str(e).split())
     return s[:limit] or type(e).__name__
+
+
+def make_local_transport(cfg):
+    """The in-process transport for ``cfg``: the native OpenAI-compatible client where it applies
+    (``cfg.transport`` auto or http), litellm otherwise. The Ray workers use the same choice."""
+    from .openai_http import use_http
+
+    if use_http(cfg):
+        from .openai_http import OpenAIHTTPTransport
+
+        return OpenAIHTTPTransport(cfg)
+    return LiteLLMTransport(cfg)
+
+
+async def close_transport(transport) -> None:
+    """Close what a transport holds open on the running loop (the http transport's session)."""
+    aclose = getattr(transport, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001 - closing never fails a run
+            pass
 
 
 class LiteLLMTransport:

@@ -8,7 +8,8 @@ executor, and the cluster as a whole respects ``--concurrency``, ``--rpm`` and `
 (they are enforced once, on the driver, before a call is dispatched).
 
 Workers are async Ray actors spread over the nodes (``SPREAD``). Each builds its own transport
-from the run's config *without secrets* (``cfg.redacted()``): ``LiteLLMTransport`` by default, so
+from the run's config *without secrets* (``cfg.redacted()``): ``make_local_transport`` by default
+(the native OpenAI-compatible client for openai/ and hosted_vllm/ models, else litellm), so
 a worker reads API keys from its own environment, calls its own node's server when ``api_base``
 is a local address, and with ``local/smollm2`` loads its own copy of the embedded model (with
 ``TREESYNTH_LOCAL_THREADS`` set to the CPUs it reserved). A call is sent to the least-loaded
@@ -93,9 +94,9 @@ def _line(e: BaseException, limit: int = 240) -> str:
 
 
 def _default_factory(cfg):
-    from .llm import LiteLLMTransport
+    from .llm import make_local_transport
 
-    return LiteLLMTransport(cfg)
+    return make_local_transport(cfg)  # the driver's choice: the native OpenAI-compatible client or litellm
 
 
 class _Worker:
@@ -142,7 +143,7 @@ class RayTransport:
 
     ``workers``: number of actors (default: ``cfg.ray_workers``, else one per alive node).
     ``transport_factory``: picklable ``cfg -> Transport`` run on each worker (default
-    ``LiteLLMTransport``; tests pass a scripted fake). ``worker_cpus``: CPUs each actor reserves
+    ``make_local_transport``; tests pass a scripted fake). ``worker_cpus``: CPUs each actor reserves
     (default: the cluster's CPUs divided among the workers for ``local/`` models, whose
     llama.cpp threads follow it; 0 for remote providers, whose calls only wait on the network).
     ``model``: the name used in cache keys (default ``cfg.model``, as on the local executor).

@@ -46,6 +46,7 @@ class StubOpenAI:
         self.fail_500 = 0
         self.auth_fail = False
         self.seen_auth: set[str] = set()
+        self.seen_agents: set[str] = set()
         self.lock = threading.Lock()
         stub = self
 
@@ -72,6 +73,7 @@ class StubOpenAI:
                 with stub.lock:
                     stub.requests += 1
                     stub.seen_auth.add(self.headers.get("Authorization", ""))
+                    stub.seen_agents.add(self.headers.get("User-Agent", ""))
                     if stub.auth_fail:
                         return self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
                     if stub.fail_429 > 0:

@@ -95,7 +95,7 @@ def test_help_and_version_do_not_import_heavy_modules():
         "import sys\n"
         "from treesynth.core import cli\n"
         "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('litellm', 'polars', 'llama_cpp', 'rich', 'textual') if m in sys.modules]\n"
+        "heavy = [m for m in ('litellm', 'aiohttp', 'polars', 'llama_cpp', 'rich', 'textual') if m in sys.modules]\n"
         "print(heavy)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env())

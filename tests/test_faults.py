@@ -1,5 +1,5 @@
-"""Fault injection through the real product path: the CLI, litellm and HTTP against
-tests/faultserver.py (flaky provider, graceful stop, budget, storage faults, secrets)."""
+"""Fault injection through the real product path: the CLI, litellm or the native http transport,
+and HTTP against tests/faultserver.py (flaky provider, graceful stop, budget, storage faults, secrets)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from tests.faultserver import FaultConfig, FaultServer, check_run
 
 TASK = "GSM8K-style math word problems"
 SMALL = ["--fields", "question,answer", "--depth", "2", "--pivots", "4", "--samples-per-call", "3"]
+TRANSPORTS = pytest.mark.parametrize("transport", ["http", "litellm"])
 
 
-def _args(srv: FaultServer, out: Path, *extra: str, model: str = "openai/fault-model") -> list[str]:
-    return ["run", TASK, "--no-ui", "--model", model, "--api-base", srv.url, "--out", str(out), *SMALL, *extra]
+def _args(srv: FaultServer, out: Path, *extra: str, model: str = "openai/fault-model", transport: str | None = None) -> list[str]:
+    tr = ["--transport", transport] if transport else []
+    return ["run", TASK, "--no-ui", "--model", model, "--api-base", srv.url, "--out", str(out), *SMALL, *tr, *extra]
 
 
 def _start(args: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
@@ -71,13 +73,14 @@ def _scan_for(out: Path, secrets: list[str], *texts: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_flaky_provider_completes_exactly_and_counters_match_the_server(tmp_path):
+@TRANSPORTS
+def test_flaky_provider_completes_exactly_and_counters_match_the_server(tmp_path, transport):
     # 20% of requests fail, spread over 500, 503, 429 + Retry-After, hangs, dropped connections,
     # malformed JSON, truncated and empty answers; 20% of classifications break the partition rules
     cfg = FaultConfig.flaky(0.2, latency=0.01, latency_dist="exp", latency_spread=0.02, retry_after=0.05, hang_s=10, seed=7)
     out = tmp_path / "run"
     with FaultServer(cfg) as srv:
-        r = run_cli(*_args(srv, out, "--size", "60", "--concurrency", "8", "--timeout", "1", "--max-retries", "10"), "--json-events")
+        r = run_cli(*_args(srv, out, "--size", "60", "--concurrency", "8", "--timeout", "1", "--max-retries", "10", transport=transport), "--json-events")
         _settle(srv)
         assert r.returncode == 0, r.stderr[-2000:]
         o = srv.stats.outcomes
@@ -171,7 +174,8 @@ def _price(model: str) -> tuple[float, float]:
     return info["input_cost_per_token"], info["output_cost_per_token"]
 
 
-def test_budget_stops_at_or_just_past_it_and_resumes_with_a_raised_budget(tmp_path):
+@TRANSPORTS
+def test_budget_stops_at_or_just_past_it_and_resumes_with_a_raised_budget(tmp_path, transport):
     pin, pout = _price("gpt-4o-mini")
     tin, tout = 20_000, 2_000  # the server reports these per call: a priced, known cost per call
     per_call = tin * pin + tout * pout
@@ -180,7 +184,8 @@ def test_budget_stops_at_or_just_past_it_and_resumes_with_a_raised_budget(tmp_pa
     env = cli_env(OPENAI_API_KEY="sk-test-budget-0000")
     out = tmp_path / "run"
     with FaultServer(FaultConfig(latency=0.05, tokens_in=tin, tokens_out=tout)) as srv:
-        r = run_cli(*_args(srv, out, "--size", "80", "--concurrency", str(conc), "--budget", str(budget), model="openai/gpt-4o-mini"), "--json-events", env=env)
+        r = run_cli(*_args(srv, out, "--size", "80", "--concurrency", str(conc), "--budget", str(budget), model="openai/gpt-4o-mini", transport=transport),
+                    "--json-events", env=env)
         assert r.returncode == 3, r.stderr
         assert "budget" in r.stderr.lower()
         fin = json.loads(r.stdout.splitlines()[-1])
@@ -466,7 +471,8 @@ def test_hand_edited_tree_json_is_rebuilt_from_the_journal(killed_run, tmp_path,
 # ---------------------------------------------------------------------------
 
 
-def test_api_keys_never_reach_the_run_directory_events_or_logs(tmp_path):
+@TRANSPORTS
+def test_api_keys_never_reach_the_run_directory_events_or_logs(tmp_path, transport):
     env_key = "sk-env-SECRET-7f3a9c1e5d"
     cfg_key = "sk-config-SECRET-2b8d4e6f0a"
     ref_key = "sk-referenced-SECRET-99aa88bb"
@@ -476,7 +482,7 @@ def test_api_keys_never_reach_the_run_directory_events_or_logs(tmp_path):
     with FaultServer(FaultConfig.flaky(0.2, retry_after=0.02, hang_s=5, seed=3)) as a, FaultServer() as b:
         # 1. a key in the environment, through a flaky provider (error messages end up in events)
         out1 = tmp_path / "env"
-        r = run_cli(*_args(a, out1, "--size", "20", "--timeout", "1", "--max-retries", "8"), "--json-events", env=env)
+        r = run_cli(*_args(a, out1, "--size", "20", "--timeout", "1", "--max-retries", "8", transport=transport), "--json-events", env=env)
         assert r.returncode == 0, r.stderr
         outputs += [r.stdout, r.stderr]
         assert f"Bearer {env_key}" in a.stats.auth  # the key did go to the provider
@@ -495,7 +501,7 @@ def test_api_keys_never_reach_the_run_directory_events_or_logs(tmp_path):
         # 3. the provider rejects the key: the error line must not echo it
         bad = FaultServer(FaultConfig(status_all=401))
         with bad:
-            r = run_cli(*_args(bad, tmp_path / "bad", "--size", "5"), env=env)
+            r = run_cli(*_args(bad, tmp_path / "bad", "--size", "5", transport=transport), env=env)
         assert r.returncode == 2 and "authentication failed" in r.stderr
         outputs += [r.stdout, r.stderr]
         # 4. reports: tree, export, estimate

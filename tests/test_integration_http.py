@@ -1,4 +1,4 @@
-"""End to end through the CLI and litellm over real HTTP to a loopback OpenAI-compatible stub."""
+"""End to end through the CLI over real HTTP (litellm, or the native http transport) to a loopback OpenAI-compatible stub."""
 
 from __future__ import annotations
 
@@ -7,24 +7,28 @@ import socket
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import cli_env, read_jsonl, run_cli
 from treesynth.core.text import normalise
 
 TASK = "GSM8K-style math word problems"
+TRANSPORTS = pytest.mark.parametrize("transport", ["http", "litellm"])
 
 
-def _run(stub, out: Path, *extra: str, env=None):
+def _run(stub, out: Path, *extra: str, env=None, transport: str = "auto"):
     return run_cli(
         "run", TASK, "--no-ui", "--model", "openai/stub-model", "--api-base", stub.url, "--fields", "question,answer",
-        "--out", str(out), *extra, env=env,
+        "--transport", transport, "--out", str(out), *extra, env=env,
     )
 
 
-def test_run_over_http_produces_exact_size_and_valid_tree(stub, tmp_path):
+@TRANSPORTS
+def test_run_over_http_produces_exact_size_and_valid_tree(stub, tmp_path, transport):
     out = tmp_path / "run"
     secret = "sk-test-SECRET-0123456789"
     r = _run(stub, out, "--size", "37", "--depth", "2", "--pivots", "6", "--samples-per-call", "4", "--budget", "5",
-             env=cli_env(OPENAI_API_KEY=secret))
+             env=cli_env(OPENAI_API_KEY=secret), transport=transport)
     assert r.returncode == 0, r.stderr
     rows = read_jsonl(out / "dataset.jsonl")
     assert len(rows) == 37
@@ -44,6 +48,7 @@ def test_run_over_http_produces_exact_size_and_valid_tree(stub, tmp_path):
         assert set(assigned.values()) == {1}, "no pivot classified twice"
     # the key went over HTTP but never to disk
     assert f"Bearer {secret}" in stub.seen_auth
+    assert all(a.startswith("treesynth/") == (transport == "http") for a in stub.seen_agents), stub.seen_agents
     for f in out.rglob("*"):
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f"API key leaked into {f.name}"
@@ -61,11 +66,12 @@ def test_run_over_http_produces_exact_size_and_valid_tree(stub, tmp_path):
     assert t.returncode == 0 and "split by" in t.stdout and "37 samples" in t.stdout
 
 
-def test_rate_limits_are_retried_honouring_retry_after(stub, tmp_path):
+@TRANSPORTS
+def test_rate_limits_are_retried_honouring_retry_after(stub, tmp_path, transport):
     stub.fail_429 = 3
     stub.fail_500 = 2
     out = tmp_path / "run"
-    r = _run(stub, out, "--size", "8", "--depth", "1", "--pivots", "4", "--json-events")
+    r = _run(stub, out, "--size", "8", "--depth", "1", "--pivots", "4", "--json-events", transport=transport)
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines()]
     usage = [e for e in events if e["event"] == "usage"][-1]
@@ -75,9 +81,10 @@ def test_rate_limits_are_retried_honouring_retry_after(stub, tmp_path):
     assert len(read_jsonl(out / "dataset.jsonl")) == 8
 
 
-def test_auth_failure_fails_fast_with_one_line(stub, tmp_path):
+@TRANSPORTS
+def test_auth_failure_fails_fast_with_one_line(stub, tmp_path, transport):
     stub.auth_fail = True
-    r = _run(stub, tmp_path / "run", "--size", "5", "--depth", "1", env=cli_env(OPENAI_API_KEY="sk-wrong"))
+    r = _run(stub, tmp_path / "run", "--size", "5", "--depth", "1", env=cli_env(OPENAI_API_KEY="sk-wrong"), transport=transport)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert "authentication failed" in r.stderr.strip().splitlines()[-1]

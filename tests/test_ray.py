@@ -236,7 +236,8 @@ def test_executor_keys_are_config_keys_and_resumable():
 @pytest.mark.slow
 def test_cli_joins_the_running_cluster_and_calls_the_provider_from_the_workers(ray_local, tmp_path, stub):
     """`--executor ray --ray-address auto` joins this module's cluster (token from the environment);
-    the workers' own LiteLLMTransport calls the stub server; then the run resumes locally for free."""
+    the workers' own transports (the native http client, chosen as on the driver) call the stub server;
+    then the run resumes locally for free."""
     out = tmp_path / "run"
     base = ["--model", "openai/stub", "--api-base", stub.url, "--no-ui"]
     r = run_cli("run", "math word problems", *base, "--fields", "question,answer", "--size", "20", "--depth", "1",
@@ -247,6 +248,7 @@ def test_cli_joins_the_running_cluster_and_calls_the_provider_from_the_workers(r
     assert _saved(out)["ray_address"] == "auto"
     calls = stub.completions
     assert calls > 0
+    assert {a.split("/")[0] for a in stub.seen_agents} == {"treesynth"}  # the workers used the http transport
     r2 = run_cli("run", "--resume", str(out), "--no-ui", "--executor", "local", env=cli_env(), timeout=240)
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert stub.completions == calls  # finished: zero calls

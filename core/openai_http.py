@@ -1,0 +1,304 @@
+"""A native OpenAI-compatible chat-completions transport: one aiohttp request per call.
+
+litellm costs 3.5-4 ms of CPU per call (the OpenAI SDK, pydantic objects, its logging and
+cost machinery), which caps one event loop near 250-280 calls/s. For the models that speak the
+OpenAI chat API (``openai/<model>``, and ``hosted_vllm/<model>`` with an api_base) this
+transport posts the request itself: orjson in and out, one pooled ``aiohttp.ClientSession`` per
+event loop, prices looked up once. It behaves like ``LiteLLMTransport``: the same ``Completion``
+fields, the same split between ``ProviderError`` (auth, unknown model, rejected request) and
+``TransientProviderError`` (429/5xx with Retry-After, timeouts, dropped connections, malformed
+bodies), and the same fallback to tolerant parsing when the provider rejects ``response_format``.
+
+aiohttp is imported on the first call, never at import time (``treesynth --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import orjson
+
+from .errors import ConfigError, ProviderError, TransientProviderError
+from .llm import Completion, LLMRequest, _raise_open_files_limit, retry_after_from_headers
+
+OPENAI_BASE = "https://api.openai.com/v1"
+TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+_SCHEMA_WORDS = ("response_format", "json_schema", "response format")
+_LOOKUP = object()
+
+
+def http_unsupported(cfg) -> str | None:
+    """Why ``cfg`` cannot use this transport (None: it can)."""
+    if getattr(cfg, "router", None):
+        return "a litellm router config needs the litellm transport"
+    model = cfg.model
+    if model.startswith("openai/") and len(model) > len("openai/"):
+        return None
+    if model.startswith("hosted_vllm/") and len(model) > len("hosted_vllm/"):
+        if cfg.api_base or os.environ.get("HOSTED_VLLM_API_BASE"):
+            return None
+        return "hosted_vllm/ models need --api-base for the http transport"
+    return f"{model!r} does not speak the OpenAI chat API (the http transport serves openai/<model> and hosted_vllm/<model>)"
+
+
+def use_http(cfg) -> bool:
+    """transport "auto": http where supported, litellm otherwise; "http" on an unsupported model is a ConfigError."""
+    choice = getattr(cfg, "transport", "auto")
+    if choice == "litellm":
+        return False
+    why = http_unsupported(cfg)
+    if choice == "http" and why:
+        raise ConfigError(f"--transport http: {why}; use --transport litellm or auto")
+    return why is None
+
+
+def _api_key(model: str, api_base: str | None) -> str | None:
+    """The key litellm would send: the provider's environment variable, else a placeholder for a
+    local server that needs none. Read from the environment only; never stored with the run."""
+    if model.startswith("hosted_vllm/"):
+        return os.environ.get("HOSTED_VLLM_API_KEY") or "fake-api-key"
+    key = os.environ.get("OPENAI_API_KEY")
+    if key:
+        return key
+    return "not-needed" if api_base else None
+
+
+def _ssl_context():
+    import ssl
+
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context()
+    try:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:
+        return ssl.create_default_context()
+
+
+def _error_message(raw: bytes, limit: int = 300) -> str:
+    """The provider's message from an error body ({"error": {"message": ...}}, {"message": ...}, {"detail": ...})."""
+    msg: Any = None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict):
+        err = doc.get("error", doc)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail") or err.get("msg")
+        elif isinstance(err, str):
+            msg = err
+        if msg is None and isinstance(doc.get("detail"), (str, list)):
+            msg = doc["detail"]
+    if msg is None:
+        msg = raw.decode("utf-8", "replace")
+    s = " ".join(str(msg).split())
+    return s[:limit] or "(no message)"
+
+
+def _error_param(raw: bytes) -> str:
+    try:
+        err = orjson.loads(raw).get("error")
+        return str(err.get("param") or "") if isinstance(err, dict) else ""
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+
+
+class OpenAIHTTPTransport:
+    """``Transport`` for OpenAI-compatible chat completions over aiohttp (see the module docstring)."""
+
+    def __init__(self, cfg, *, price: Any = _LOOKUP) -> None:
+        """``price``: ``(tokens_in, tokens_out, cached_in) -> USD`` or None (unpriced); default: litellm's table, looked up once."""
+        self.model = cfg.model  # the cache key's model: the same as LiteLLMTransport's, so caches carry over
+        provider, _, self.wire_model = cfg.model.partition("/")
+        if provider == "hosted_vllm":
+            base = cfg.api_base or os.environ.get("HOSTED_VLLM_API_BASE")
+        else:
+            base = cfg.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or OPENAI_BASE
+        if not base:
+            raise ConfigError(f"--transport http: {cfg.model} needs --api-base")
+        self.api_base = base.rstrip("/")
+        self.url = self.api_base + "/chat/completions"
+        self.timeout = float(cfg.timeout)
+        self.limit = max(1, int(getattr(cfg, "concurrency", 16)))
+        self.schema_mode = "json_schema"  # or "none": the provider rejected response_format, tolerant parsing only
+        # api.openai.com wants max_completion_tokens (reasoning models reject max_tokens); other servers get max_tokens
+        self.max_tokens_key = "max_completion_tokens" if self.api_base.startswith(OPENAI_BASE) else "max_tokens"
+        self.send_temperature = True
+        key = _api_key(cfg.model, cfg.api_base)
+        self._key = key
+        from . import __version__
+
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": f"treesynth/{__version__}"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        if provider == "openai":
+            org = os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_ORG_ID")
+            project = os.environ.get("OPENAI_PROJECT_ID")
+            if org:
+                headers["OpenAI-Organization"] = org
+            if project:
+                headers["OpenAI-Project"] = project
+        self._headers = headers
+        if price is _LOOKUP:
+            from .estimate import call_price
+
+            price = call_price(cfg.model)
+        self._price = price  # None: unpriced model, cost unknown (as with litellm)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session = None
+        self._old: list = []  # sessions of event loops this transport was used on before
+        self._proxy = self._proxy_auth = None
+        self._timeout_exc: tuple = (asyncio.TimeoutError,)
+        self._client_exc: tuple = (OSError,)
+
+    # ---- session -------------------------------------------------------------
+    def _open_session(self, loop: asyncio.AbstractEventLoop):
+        import aiohttp
+
+        self._timeout_exc = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
+        self._client_exc = (aiohttp.ClientError, OSError)
+        if self._session is not None:
+            self._old.append(self._session)
+        _raise_open_files_limit(self.limit + 256)
+        connector = aiohttp.TCPConnector(
+            limit=self.limit, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300,
+            ssl=_ssl_context() if self.url.startswith("https:") else False,
+        )
+        try:
+            from yarl import URL
+
+            # HTTP(S)_PROXY / NO_PROXY, read once (aiohttp's trust_env would read them on every request)
+            self._proxy, self._proxy_auth = aiohttp.helpers.get_env_proxy_for_url(URL(self.url))
+        except (LookupError, AttributeError, ValueError):
+            self._proxy = self._proxy_auth = None
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), headers=self._headers,
+        )
+        self._loop = loop
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the session of the running loop (and drop those of loops gone since)."""
+        session, self._session, self._loop = self._session, None, None
+        if session is not None and not session.closed:
+            try:
+                await session.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._close_old()
+
+    def close(self) -> None:
+        """Synchronous close (the run's close): closes the connections without waiting for them."""
+        if self._session is not None:
+            self._old.append(self._session)
+            self._session, self._loop = None, None
+        self._close_old()
+
+    def _close_old(self) -> None:
+        for s in self._old:
+            try:
+                conn = s.connector
+                if conn is not None and not conn.closed:
+                    conn._close()  # closes every transport now; the awaitable part only waits for them
+                s._connector = None
+            except Exception:  # noqa: BLE001
+                pass
+        self._old = []
+
+    # ---- the call --------------------------------------------------------------
+    def _body(self, req: LLMRequest) -> tuple[dict[str, Any], bool]:
+        body: dict[str, Any] = {"model": self.wire_model, "messages": req.messages, self.max_tokens_key: req.max_tokens}
+        if self.send_temperature:
+            body["temperature"] = req.temperature
+        if req.seed is not None:
+            body["seed"] = req.seed
+        rf = False
+        if req.schema is not None and self.schema_mode == "json_schema":
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": False}}
+            rf = True
+        return body, rf
+
+    async def __call__(self, req: LLMRequest) -> Completion:
+        loop = asyncio.get_running_loop()
+        session = self._session if self._loop is loop else self._open_session(loop)
+        body, rf = self._body(req)
+        try:
+            async with session.post(self.url, data=orjson.dumps(body), proxy=self._proxy, proxy_auth=self._proxy_auth) as resp:
+                status = resp.status
+                raw = await resp.read()
+                if status != 200:
+                    self._raise_for(status, raw, resp.headers, rf)
+        except (ProviderError, TransientProviderError):
+            raise
+        except self._timeout_exc:
+            raise TransientProviderError(f"no answer from {self.api_base} within {self.timeout:g}s") from None
+        except self._client_exc as e:
+            raise TransientProviderError(f"connection to {self.api_base} failed: {type(e).__name__}: {self._line(e)}") from None
+        try:
+            doc = orjson.loads(raw)
+            choice = doc["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason")
+        except orjson.JSONDecodeError:
+            raise TransientProviderError("malformed response: the body is not JSON") from None
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise TransientProviderError("malformed response: no choices") from None
+        if not isinstance(text, str):  # content parts: keep their text
+            text = "".join(p.get("text", "") for p in text if isinstance(p, dict)) if isinstance(text, list) else str(text)
+        usage = doc.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
+        try:
+            tin = int(usage.get("prompt_tokens") or 0)
+            tout = int(usage.get("completion_tokens") or 0)
+        except (TypeError, ValueError):
+            tin = tout = 0
+        if not tin:
+            tin = sum(len(m["content"]) for m in req.messages) // 4
+        if not tout:
+            tout = len(text) // 4
+        price = self._price
+        if price is None:
+            cost = None
+        else:
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+            cost = price(tin, tout, cached if isinstance(cached, int) and 0 < cached <= tin else 0)
+        return Completion(text, finish, tin, tout, cost)
+
+    def _line(self, e: BaseException) -> str:
+        s = " ".join(str(e).split())[:200] or type(e).__name__
+        return self._scrub(s)
+
+    def _scrub(self, s: str) -> str:
+        key = self._key
+        return s.replace(key, "<redacted>") if key and len(key) >= 8 and key in s else s
+
+    def _raise_for(self, status: int, raw: bytes, headers, rf: bool) -> None:
+        msg = self._scrub(_error_message(raw))
+        if status in TRANSIENT_STATUS or status >= 500:
+            raise TransientProviderError(f"HTTP {status} from {self.api_base}: {msg}", retry_after_from_headers(headers))
+        if status in (401, 403):
+            raise ProviderError(f"authentication failed for {self.model}: HTTP {status}: {msg}")
+        if status == 404:
+            raise ProviderError(f"model {self.model!r} not found by the provider: HTTP 404: {msg}")
+        if status in (400, 422):
+            low = msg.lower()
+            param = _error_param(raw)
+            if rf and (param == "response_format" or any(w in low for w in _SCHEMA_WORDS)):
+                self.schema_mode = "none"  # provider lacks structured output: tolerant parsing from now on
+                raise TransientProviderError("structured output unsupported; retrying without it", retry_after=0.0)
+            if self.max_tokens_key == "max_tokens" and "max_completion_tokens" in low:
+                self.max_tokens_key = "max_completion_tokens"
+                raise TransientProviderError("the model wants max_completion_tokens; retrying with it", retry_after=0.0)
+            if self.max_tokens_key == "max_completion_tokens" and param == "max_completion_tokens" and "unrecognized" in low:
+                self.max_tokens_key = "max_tokens"
+                raise TransientProviderError("the server wants max_tokens; retrying with it", retry_after=0.0)
+            if self.send_temperature and (param == "temperature" or "'temperature'" in low) and ("support" in low or "unsupported" in low):
+                self.send_temperature = False  # e.g. reasoning models: only the default temperature
+                raise TransientProviderError("the model takes no temperature; retrying without it", retry_after=0.0)
+        raise ProviderError(f"the provider rejected the request for {self.model}: HTTP {status}: {msg}")
