@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Run every benchmark: ./benchmarks/run.sh [extra args for bench_engine.py, e.g. --sizes 100k,1M]
-# (engine overhead at scale, concurrency efficiency, calls and tokens per 1,000 samples)
-# Results: a table on stdout and benchmarks/out/*.json.
+# engine overhead at scale, concurrency efficiency, calls and tokens per 1,000 samples, TUI
+# responsiveness, balance routing, the 100k report (about 6 minutes on its own), Ray overhead.
+# SKIP_<NAME>=1 skips one (CONCURRENCY, CALLS, TUI, BALANCE, REPORT, RAY).
+# Results: a table on stdout per benchmark and benchmarks/out/*.json. Run it on a quiet machine:
+# every figure is wall time on shared cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"
@@ -17,4 +20,28 @@ fi
 # calls and tokens per 1,000 samples of a default GSM8K-style run (server's counts); SKIP_CALLS=1 skips it
 if [ -z "${SKIP_CALLS:-}" ]; then
   "$PY" benchmarks/bench_calls.py
+fi
+# TUI responsiveness: event -> screen and key -> screen on a 4,681-node tree
+if [ -z "${SKIP_TUI:-}" ]; then
+  "$PY" benchmarks/bench_tui.py
+fi
+# balance: routing rows/s (--route embed) and LLM calls per 1,000 rows (--route llm) on GSM8K train
+if [ -z "${SKIP_BALANCE:-}" ]; then
+  if [ -f ../shared/data/gsm8k/train.jsonl ]; then
+    "$PY" benchmarks/bench_balance.py
+  else
+    echo "bench_balance: ../shared/data/gsm8k/train.jsonl not found; skipped" >&2
+  fi
+fi
+# the full report for 100k samples, cold and warm embedding cache, plus fp32 vs bf16 throughput
+if [ -z "${SKIP_REPORT:-}" ]; then
+  "$PY" benchmarks/bench_report.py
+fi
+# Ray dispatch overhead and the embedded model on two workers (needs the [ray] extra)
+if [ -z "${SKIP_RAY:-}" ]; then
+  if "$PY" -c "import ray" 2>/dev/null; then
+    "$PY" benchmarks/bench_ray.py
+  else
+    echo "bench_ray: Ray is not installed (pip install 'treesynth[ray]'); skipped" >&2
+  fi
 fi

@@ -564,7 +564,7 @@ async def test_a_balance_run_grows_its_tree_and_ends_with_its_before_after_summa
         assert rs.is_balance and rs.fin.status == "complete", rs.fin
         tree = load_tree_readonly(src.out)
         assert set(rs.tree_widget.handles) == set(tree.nodes) and len(tree.leaves()) > 1
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "SummaryScreen", what="the summary")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "SummaryScreen" and "entropy" in _text(app.screen), what="the summary")
         shown = _text(app.screen)
         summary = json.loads((src.out / "balance_summary.json").read_text())
         assert f"{summary['input_rows']:,} rows in {summary['leaves']:,} leaves" in shown
