@@ -206,3 +206,26 @@ def test_balanced_sample_shares_the_budget():
     assert all(np.all(np.diff(p) > 0) for p in picks)
     assert [len(p) for p in balanced_sample([10, 20], 300, rng)] == [10, 20]
     assert sum(len(p) for p in balanced_sample([7, 7, 7], 10, rng)) == 10
+
+
+@pytest.mark.parametrize("n,k,block_bytes", [(57, 15, 1 << 30), (57, 15, 4 * 57 * 5), (16, 15, 1 << 30), (3, 15, 1 << 30)])
+def test_exact_knn_for_the_maps_matches_brute_force(n, k, block_bytes):
+    from treesynth.analytics.project import exact_knn
+
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, 8)).astype(np.float32)
+    if n > 5:
+        X[5] = X[4] * 3.0  # a duplicate direction: distance 0 to row 4, but each row is still its own first
+    idx, dist = exact_knn(X, k, block_bytes=block_bytes)
+    kk = min(k, n)
+    assert idx.shape == dist.shape == (n, kk)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    D = 1.0 - (Xn @ Xn.T).astype(np.float64)
+    for i in range(n):
+        assert idx[i, 0] == i and dist[i, 0] == 0.0
+        others = sorted((D[i, j], j) for j in range(n) if j != i)[: kk - 1]
+        assert np.allclose(dist[i, 1:], [d for d, _ in others], atol=1e-5)
+        assert set(idx[i, 1:]) == {j for _, j in others} or np.allclose(  # ties may pick either row
+            sorted(D[i, idx[i, 1:]]), [d for d, _ in others], atol=1e-5)
+    if n > 5:
+        assert 5 in idx[4, :2] and 4 in idx[5, :2]
