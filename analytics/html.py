@@ -514,9 +514,11 @@ Nearby points are similar texts; distances between far-apart clusters, and clust
                 modeBarButtonsToRemove: ["select2d", "lasso2d", "toggleSpikelines", "hoverCompareCartesian"]};
   function byId(id) { return document.getElementById(id); }
   function readJSON(id) { return JSON.parse(byId(id).textContent); }
-  var hasGL = (function () {
-    try { var c = document.createElement("canvas"); return !!(c.getContext("webgl") || c.getContext("experimental-webgl")); }
-    catch (e) { return false; }
+  var hasGL = (function () {  // what plotly's WebGL traces need, not just a context
+    try {
+      var c = document.createElement("canvas"), gl = c.getContext("webgl") || c.getContext("experimental-webgl");
+      return !!(gl && gl.getExtension("ANGLE_instanced_arrays") && gl.getExtension("OES_element_index_uint"));
+    } catch (e) { return false; }
   })();
   document.querySelectorAll("[data-fig]").forEach(function (div) {
     var f = readJSON(div.getAttribute("data-fig"));
@@ -547,7 +549,17 @@ Nearby points are similar texts; distances between far-apart clusters, and clust
             font: {family: "system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif", size: 12}};
   }
   function draw(mode) {
-    Object.keys(M.coords).forEach(function (key) { Plotly.react(byId("map-" + key), traces(key, mode), layout(key), CONFIG); });
+    var keys = Object.keys(M.coords);
+    for (var i = 0; i < keys.length; i++) {
+      var div = byId("map-" + keys[i]);
+      Plotly.react(div, traces(keys[i], mode), layout(keys[i]), CONFIG);
+      if (type === "scattergl" && div.querySelector(".no-webgl")) {
+        // WebGL failed after all (a headless or remote browser, printing): every map as SVG
+        type = "scatter";
+        keys.forEach(function (k) { Plotly.purge(byId("map-" + k)); });
+        return draw(mode);
+      }
+    }
     document.querySelectorAll("#colour-toggle button").forEach(function (b) {
       b.setAttribute("aria-pressed", b.getAttribute("data-mode") === mode ? "true" : "false");
     });

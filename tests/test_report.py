@@ -487,3 +487,27 @@ def test_balance_run_report_compares_before_and_after(tmp_path, cache_env, chrom
     assert errors == []
     assert "before: data.jsonl" in dom["text"] and "after: b" in dom["text"]
     assert dom["umap"] and sorted(dom["legend"]) == ["after: b", "before: data.jsonl"]  # coloured by dataset
+
+
+@needs_gsm8k
+def test_large_maps_are_drawn_even_without_webgl(tmp_path, chromium, cache_env):
+    """Above 3,000 points the maps use plotly's WebGL traces. Headless Chromium (like some remote or
+    virtual machines, and printing) has a WebGL context that plotly cannot use: the page must notice
+    and draw the points as SVG, not leave "WebGL is not supported" where the maps should be."""
+    from treesynth.analytics.report import build_report
+
+    train = SHARED / "data" / "gsm8k" / "train.jsonl"
+    rows = [json.loads(line) for line in train.read_text().splitlines()[:3200]]
+    data = tmp_path / "gsm3200.jsonl"
+    data.write_text("".join(json.dumps({"question": r["question"]}) + "\n" for r in rows))
+    res = build_report([str(data)], out=tmp_path / "big.html", log=None)
+    dom, errors = open_in_chromium(chromium, Path(str(res)), """({
+      nowebgl: document.querySelectorAll('.no-webgl').length,
+      umap_points: document.querySelectorAll('#map-umap .scatterlayer .point').length,
+      tsne_points: document.querySelectorAll('#map-tsne .scatterlayer .point').length,
+      gl_canvases: document.querySelectorAll('#map-umap canvas.gl-canvas').length,
+    })""")
+    assert errors == []
+    assert dom["nowebgl"] == 0
+    # either WebGL really drew them (a canvas) or every point is an SVG marker
+    assert dom["gl_canvases"] or (dom["umap_points"] == 3200 and dom["tsne_points"] == 3200), dom
