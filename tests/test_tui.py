@@ -471,6 +471,27 @@ async def test_report_key_builds_the_report_when_available(tmp_path, fake_report
     assert calls == [out]
 
 
+async def test_report_flag_builds_the_report_when_the_run_completes(tmp_path, fake_report):
+    calls = []
+    mod = types.ModuleType("treesynth.analytics.report")
+
+    def build_report(source, out=None, log=None, **kw):
+        calls.append(Path(source))
+        dest = Path(source) / "report.html"
+        dest.write_text("<html></html>")
+        return dest
+
+    mod.build_report = build_report
+    fake_report(mod)
+    out = tmp_path / "r"
+    app = TreesynthApp(services=services(report_when_done=True), start=NewRun(cfg(size=20), out))
+    async with app.run_test(size=SIZE) as pilot:
+        rs: RunScreen = app.screen
+        log = lambda: "\n".join(str(line.text) for line in rs.query_one(LogPane).lines)  # noqa: E731 - the summary is on top
+        await wait_for(pilot, lambda: rs.fin is not None and "report.html" in log(), what="the run and its report")
+    assert calls == [out] and rs.fin.status == "complete"
+
+
 async def test_report_key_says_not_available_yet(tmp_path, fake_report):
     out = tmp_path / "done"
     await finished_run(out, size=20)

@@ -194,6 +194,8 @@ def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> 
             raise RunDirError(f"{str(out)!r} already exists and is not empty; choose another --out or --resume it")
         source = NewRun(cfg, out)
     _need_terminal()
+    services = services or Services()
+    services.report_when_done = bool(getattr(args, "report", False))
     return _run_app(TreesynthApp(services=services, start=source))
 
 
@@ -215,6 +217,8 @@ def balance_from_cli(args: argparse.Namespace, source=None, services: Services |
         data, spec, flags, out, config_file = source
         start = NewBalance(data, spec, flags, Path(out), config_file)
     _need_terminal()
+    services = services or Services()
+    services.report_when_done = bool(getattr(args, "report", False))
     return _run_app(TreesynthApp(services=services, start=start))
 
 

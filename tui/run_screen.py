@@ -331,6 +331,8 @@ class RunScreen(Screen):
         if self._quit_when_done:
             self.app.quit_with(EXIT_CODES.get(fin.status, 1))
             return
+        if fin.status == "complete" and self.services.report_when_done and self.run_dir is not None:
+            self.build_report(self.run_dir)  # `--report`: as the headless run does
         self.action_summary()
 
     @property

@@ -43,6 +43,7 @@ class Services:
     auto_expand_depth: int = 2
     loop_share_s: float = 0.005  # the engine yields the loop to the UI after this long (see fairness.py)
     embedder: Callable[[list[str]], Any] | None = None  # balance runs: None is the product's embedder
+    report_when_done: bool = False  # `treesynth run --report`: build the analytics report when the run completes
 
     def transport(self):
         return self.transport_factory() if self.transport_factory is not None else None
