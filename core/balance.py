@@ -24,6 +24,7 @@ import hashlib
 import importlib
 import json
 import random
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -223,6 +224,83 @@ def load_embedder(name: str | None = None):
 # ---------------------------------------------------------------------------
 
 
+FALLBACK_DIMENSION = "embedding cluster"
+_STOP = frozenset("""about above after again against also among another any because been before being between both but
+could does doing down during each either every few from further have having here how however into its itself just
+least less many more most much must neither once only other over same should since some such than that their
+them then there these they this those through under until very were what when where which while whom whose with
+within without would your you yours each one two three four five many much will shall""".split())
+
+
+def is_fallback_dimension(dimension: str | None) -> bool:
+    return bool(dimension) and dimension.startswith(FALLBACK_DIMENSION + " (level ")
+
+
+def fallback_k(n_rows: int, max_values: int) -> int:
+    """Clusters for a fallback split: about one per 40 rows, 2 to min(6, max_values); 0 under 8 rows."""
+    if n_rows < 8:
+        return 0
+    return int(max(2, min(6, max_values, n_rows // 40)))
+
+
+def kmeans(X, k: int, seed: int, iters: int = 30):
+    """Spherical k-means (cosine) with k-means++ seeding: (unit centroids (k, d), labels (n,)). Deterministic."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    n = len(Xn)
+    k = min(k, n)
+    first = int(rng.integers(n))
+    C = [Xn[first]]
+    d = np.maximum(0.0, 1.0 - Xn @ C[0])
+    for _ in range(1, k):
+        total = float(d.sum())
+        nxt = int(rng.choice(n, p=d / total)) if total > 0 else int(rng.integers(n))
+        C.append(Xn[nxt])
+        d = np.minimum(d, np.maximum(0.0, 1.0 - Xn @ Xn[nxt]))
+    C = np.stack(C)
+    labels = np.full(n, -1)
+    for _ in range(iters):
+        new = np.argmax(Xn @ C.T, axis=1)
+        if (new == labels).all():
+            break
+        labels = new
+        for j in range(k):
+            members = Xn[labels == j]
+            if len(members):
+                m = members.sum(axis=0)
+                C[j] = m / max(float(np.linalg.norm(m)), 1e-12)
+    return C, labels
+
+
+def distinctive_words(texts: list[str], labels, k: int, n_words: int = 3) -> list[list[str]]:
+    """Per cluster, the words whose share of the cluster's texts most exceeds their share of all texts."""
+    import re
+    from collections import Counter
+
+    docs = [set(w for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower()) if w not in _STOP) for t in texts]
+    overall = Counter(w for d in docs for w in d)
+    n = max(1, len(docs))
+    out = []
+    for j in range(k):
+        members = [d for d, lab in zip(docs, labels) if lab == j]
+        m = max(1, len(members))
+        inside = Counter(w for d in members for w in d)
+        score = {w: c / m - overall[w] / n for w, c in inside.items() if c >= 2}
+        out.append([w for w, _ in sorted(score.items(), key=lambda x: (-x[1], x[0]))[:n_words]])
+    return out
+
+
+def unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
 class Balancer:
     """Binds a Data set to an Engine in data mode (hooks) and writes the balanced outputs."""
 
@@ -236,6 +314,8 @@ class Balancer:
         self.rows_at: dict[str, list[int]] = {"0": list(range(len(data)))}
         self.pivot_rows: dict[str, list[int]] = {}
         self._emb = None
+        self._emb_lock = threading.Lock()
+        self._centroids: dict[str, Any] = {}  # fallback splits: node id -> unit centroids, one per child
         self.route_calls = 0
         self._routes = None
         self._load_routes()
@@ -243,6 +323,10 @@ class Balancer:
     # ---- embeddings of the data (computed once, on demand) ---------------
     @property
     def emb(self):
+        with self._emb_lock:  # the fallback split may ask from a thread while routing asks from another
+            return self._load_emb()
+
+    def _load_emb(self):
         if self._emb is None:
             import numpy as np
 
@@ -302,6 +386,7 @@ class Balancer:
         engine.examples_for = self.examples_for
         engine.accept_filter = self.accept_filter
         engine.after_growth = self.plan
+        engine.split_fallback = self.split_fallback
         engine.outputs = self
         engine.synthesise_leaves = self.store.p("plan.json").exists()
         # originals count as seen: a synthesised row may not repeat one
@@ -316,6 +401,52 @@ class Balancer:
         pick = sorted(rng.sample(rows, min(self.cfg.pivots, len(rows))))
         self.pivot_rows[node.id] = pick
         return [self.data.sample(i) for i in pick]
+
+    def split_fallback(self, node: Node):
+        """A split of the node's rows into embedding clusters, for when the model gives no valid split
+        (the embedded model cannot classify): k-means on the rows' embeddings, each cluster named by
+        its most distinctive words, the node's pivots placed by nearest centroid. Deterministic (the
+        run's seed and the node), so a resumed run rebuilds the same split. None if too few rows."""
+        from .partition import Split, Value
+
+        rows = self.rows_at.get(node.id, [])
+        k = fallback_k(len(rows), self.cfg.max_values)
+        if k < 2:
+            return None
+        centroids, labels = self._fallback_clusters(node, k)
+        if centroids is None:
+            return None
+        words = distinctive_words([self.data.text(r) for r in rows], labels, len(centroids))
+        names = unique_names([f"about: {', '.join(w) if w else f'cluster {j + 1}'}" for j, w in enumerate(words)])
+        piv = self.pivot_rows.get(node.id, [])
+        where = {r: int(j) for r, j in zip(rows, labels)}
+        by_cluster: list[list[int]] = [[] for _ in names]
+        for pos, r in enumerate(piv):
+            if r in where:
+                by_cluster[where[r]].append(pos)
+        return Split(dimension=f"{FALLBACK_DIMENSION} (level {node.depth + 1})",
+                     values=tuple(Value(value=n, pivots=tuple(p)) for n, p in zip(names, by_cluster)))
+
+    def _fallback_clusters(self, node: Node, k: int):
+        import numpy as np
+
+        from .engine import derive_seed
+
+        rows = self.rows_at.get(node.id, [])
+        X = self.emb[rows].astype(np.float32)
+        centroids, labels = kmeans(X, k, derive_seed(self.cfg.seed, node.id, "clusters", node.revision))
+        keep = [j for j in range(len(centroids)) if (labels == j).any()]
+        if len(keep) < 2:
+            return None, None
+        remap = {j: i for i, j in enumerate(keep)}
+        centroids = centroids[keep]
+        self._centroids[node.id] = centroids
+        return centroids, np.array([remap[int(j)] for j in labels])
+
+    def _fallback_centroids(self, node: Node):
+        if node.id not in self._centroids:  # a resumed run: the same seed rebuilds the same clusters
+            self._fallback_clusters(node, fallback_k(len(self.rows_at.get(node.id, [])), self.cfg.max_values))
+        return self._centroids[node.id]
 
     def _prototypes(self, split, children: list[Node]):
         """One unit vector per child: its value label and the pivots classified into it."""
@@ -350,6 +481,10 @@ class Balancer:
         rest = [r for r in rows if r not in assign]
         if children[0].values:  # one open-ended child: everything goes there
             assign.update({r: 0 for r in rest})
+            rest = []
+        if rest and is_fallback_dimension(split.dimension):  # the split came from clusters: nearest centroid
+            sims = self.emb[rest] @ self._fallback_centroids(node).T
+            assign.update({r: int(j) for r, j in zip(rest, np.argmax(sims, axis=1))})
             rest = []
         if rest and self.spec["route"] == "llm":
             assign.update(await self._route_llm(node, split, children, rest))

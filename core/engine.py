@@ -156,6 +156,8 @@ class Engine:
         self.accept_filter: Callable[[str, list[dict[str, str]]], list[dict[str, str]]] | None = None
         self.synthesise_leaves = True
         self.after_growth: Callable[[], None] | None = None  # data mode: plan, then start filling leaves
+        # data mode: a split from the data itself when the model gives none (a model too weak to classify)
+        self.split_fallback: Callable[[Node], Any] | None = None
         self.outputs: "DataOutputs | None" = None  # data mode: completion test and output writer
         self._warned_cost = not client.usage.cost_known  # already warned at start for resumed runs
 
@@ -604,6 +606,13 @@ class Engine:
         finally:
             self._expanding.discard(nid)
 
+    async def _fallback_split(self, node: Node, why: str):
+        # CPU work (embedding the rows, k-means): off the loop, so a front end stays responsive
+        split = await asyncio.to_thread(self.split_fallback, node) if self.split_fallback is not None else None
+        if split is not None:
+            self.warn(f"node {node.id}: {truncate(why, 200)}; split by embedding clusters of its rows instead", node.id)
+        return split
+
     async def _expand_inner(self, node: Node) -> None:
         cfg = self.cfg
         path = self.tree.path(node.id)
@@ -647,6 +656,10 @@ class Engine:
             classify_schema(len(pivots), cfg.max_values),
             lambda obj: validate_split(obj, len(pivots), ancestors, cfg.max_values), 0.3,
         )
+        fell_back = False
+        if split is None and self.split_fallback is not None:
+            split = await self._fallback_split(node, f"no valid split: {err}")
+            fell_back = split is not None
         if split is None:
             self._make_leaf(node, f"no valid split: {err}")
             return
@@ -655,7 +668,7 @@ class Engine:
         existing = [v.value for v in split.values]
         max_new = cfg.max_values - len(existing)
         coverage = Coverage("none")
-        if max_new > 0:
+        if max_new > 0 and not fell_back:  # clusters of the data: no model can name the values they lack
             self._emit(ev.NodeStarted(node_id=node.id, parent_id=node.parent, depth=node.depth, stage="supplement", path=ptuple))
             cov, err = await self._ask(
                 node, "supplement", self.prompts.supplement(path, split.dimension, existing, max_new),
@@ -670,6 +683,11 @@ class Engine:
 
         # 4. children
         specs = plan_children(split, coverage, cfg.open_ended_threshold)
+        if len(specs) < 2 and not (specs and specs[0].source == "open_ended") and self.split_fallback is not None:
+            fallback = await self._fallback_split(node, f"dimension {split.dimension!r} has a single value")
+            if fallback is not None:
+                split, coverage = fallback, Coverage("none")
+                specs = plan_children(split, coverage, cfg.open_ended_threshold)
         if len(specs) < 2 and not (specs and specs[0].source == "open_ended"):
             self._make_leaf(node, f"dimension {split.dimension!r} has a single value; nothing to split")
             return

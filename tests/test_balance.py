@@ -224,3 +224,68 @@ def test_balance_tiny_run_with_the_embedded_model(tmp_path):
     table = _table(out)
     assert len(balanced) == sum(int(t["after"]) for t in table) == 6 * len(table)
     assert [b for b in balanced if b["provenance"] == "synthesised"]
+
+
+class _CannotClassify(ScriptedTransport):
+    """A model too weak to classify (like the embedded one): every classification leaves pivots out."""
+
+    async def __call__(self, req):
+        from treesynth.core.llm import Completion
+
+        if req.slot.split(":")[1] == "classify":
+            self.calls["classify"] = self.calls.get("classify", 0) + 1
+            return Completion('{"dimension": "dimension_1", "values": [{"value": "value", "pivots": [1, 2]}]}', "stop", 50, 20, 0.0)
+        return await super().__call__(req)
+
+
+def test_a_model_that_cannot_classify_gets_an_embedding_cluster_split(tmp_path):
+    """Balance must still partition the data when the model gives no valid split: the node's rows are
+    clustered by embedding, each cluster named by its distinctive words, and routed by centroid."""
+    from tests.fakes import hash_embedder
+    from treesynth.core.balance import is_fallback_dimension
+
+    rows = [{"question": f"{topic} problem {i}: {words}", "answer": str(i)}
+            for i in range(120)
+            for topic, words in [(("Money", "dollars cost price pay"), ("Time", "hours minutes clock late"),
+                                  ("Weight", "pounds ounces heavy scale"))[i % 3]]]
+    p = tmp_path / "d.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = load_data(p, "question", ("question", "answer"))
+    spec = {"data": str(p), "field": "question", "fields": ["question", "answer"], "route": "embed", "route_batch": 10,
+            "target_per_leaf": 10, "size": None, "embedder": None}
+    out = tmp_path / "b"
+    t = _CannotClassify(fields=("question", "answer"))
+    run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 1, "pivots": 6, "samples_per_call": 3}, out,
+                            transport=t, embed=hash_embedder)
+    fin = asyncio.run(run.execute())
+    assert fin.status == "complete" and t.calls["classify"] >= 1
+    tree = {n["id"]: n for n in json.loads((out / "tree.json").read_text())["nodes"]}
+    root = tree["0"]
+    assert root["status"] == "expanded" and is_fallback_dimension(root["split_dimension"])
+    leaves = [n for n in tree.values() if n["status"] == "leaf"]
+    assert len(leaves) >= 2 and all(n["value"].startswith("about: ") for n in leaves)
+    assert len({n["value"] for n in leaves}) == len(leaves)
+    table = _table(out)
+    assert sum(int(r["before"]) for r in table) == len(rows)  # every row in exactly one leaf
+    assert all(int(r["after"]) == 10 for r in table)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert any("split by embedding clusters" in e.get("message", "") for e in events if e["event"] == "warning")
+
+
+def test_kmeans_and_cluster_names_are_deterministic_pure_functions():
+    from treesynth.core.balance import distinctive_words, fallback_k, kmeans, unique_names
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(4, 16)
+    X = np.concatenate([c + 0.05 * rng.normal(size=(30, 16)) for c in centres[:3]])
+    C1, L1 = kmeans(X, 3, seed=7)
+    C2, L2 = kmeans(X, 3, seed=7)
+    assert (L1 == L2).all() and np.allclose(C1, C2)
+    assert sorted(np.bincount(L1).tolist()) == [30, 30, 30]  # three clean groups found
+    assert np.allclose(np.linalg.norm(C1, axis=1), 1.0)
+    texts = ["apples and pears cost money"] * 3 + ["trains leave hours late"] * 3
+    words = distinctive_words(texts, [0, 0, 0, 1, 1, 1], 2)
+    assert len(words[0]) == len(words[1]) == 3
+    assert set(words[0]) <= {"apples", "pears", "cost", "money"} and set(words[1]) <= {"trains", "leave", "hours", "late"}
+    assert unique_names(["a", "b", "a"]) == ["a", "b", "a (2)"]
+    assert fallback_k(5, 10) == 0 and fallback_k(50, 10) == 2 and fallback_k(10_000, 10) == 6 and fallback_k(10_000, 3) == 3
