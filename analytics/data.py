@@ -101,15 +101,21 @@ def load_dataset(source: str | Path, field: str | None = None, sample: int | Non
     if ds.n == 0:
         what = f"no rows with text in field {ds.field!r}" if ds.n_rows else "no rows"
         raise InputError(f"{str(source)!r} has {what}: nothing to report")
-    if sample is not None:
-        if sample < 1:
-            raise InputError("--sample must be at least 1")
-        if sample < ds.n:
-            keep = np.sort(np.random.default_rng(seed).choice(ds.n, size=sample, replace=False))
-            _subset(ds, keep)
-            if ds.leaf_ids is not None:
-                ds.notes.append(f"leaf coverage is measured on the sample of {sample:,} rows: small leaves may look thin or empty")
+    _sample(ds, sample, seed)
     return ds
+
+
+def _sample(ds: Dataset, sample: int | None, seed: int) -> None:
+    """``--sample N``: keep a seeded uniform sample of N rows (all of them when there are fewer)."""
+    if sample is None:
+        return
+    if sample < 1:
+        raise InputError("--sample must be at least 1")
+    if sample < ds.n:
+        keep = np.sort(np.random.default_rng(seed).choice(ds.n, size=sample, replace=False))
+        _subset(ds, keep)
+        if ds.leaf_ids is not None:
+            ds.notes.append(f"leaf coverage is measured on the sample of {sample:,} rows: small leaves may look thin or empty")
 
 
 def _subset(ds: Dataset, keep: np.ndarray) -> None:
@@ -133,9 +139,10 @@ def _clean_path(p: Any) -> list[tuple[str, str]]:
 
 
 def is_balance_run(p: Path) -> bool:
-    from treesynth.core.balance import BALANCE_FILE
+    """A balance run directory: reported as its input (before) against its output (after)."""
+    from treesynth.core.balance import is_balance_run as has_balance_spec
 
-    return p.is_dir() and (p / "config.json").is_file() and (p / BALANCE_FILE).is_file()
+    return (p / "config.json").is_file() and has_balance_spec(p)
 
 
 def load_balance(root: Path, field: str | None = None) -> tuple[Dataset, Dataset]:
@@ -220,11 +227,7 @@ def load_balance_datasets(source: str | Path, field: str | None = None, sample: 
     for ds in load_balance(Path(source).expanduser(), field):
         if ds.n == 0:
             raise InputError(f"{ds.name}: no rows with text in field {ds.field!r}: nothing to report")
-        if sample is not None and sample < ds.n:
-            if sample < 1:
-                raise InputError("--sample must be at least 1")
-            _subset(ds, np.sort(np.random.default_rng(seed).choice(ds.n, size=sample, replace=False)))
-            ds.notes.append(f"leaf coverage is measured on the sample of {sample:,} rows: small leaves may look thin or empty")
+        _sample(ds, sample, seed)
         out.append(ds)
     return out
 

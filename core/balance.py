@@ -673,6 +673,11 @@ def balance_summary(table: list[dict[str, Any]], n_input: int, n_dropped: int, r
 BALANCE_FILE = "balance.json"
 
 
+def is_balance_run(run_dir: Path) -> bool:
+    """A run directory made by ``treesynth balance`` (it has the balance spec)."""
+    return (Path(run_dir) / BALANCE_FILE).is_file()
+
+
 async def infer_task(data: Data, flags: dict[str, Any], transport=None, n: int = 8, seed: int = 0) -> str:
     """One LLM call: a one-sentence task description from a sample of the rows."""
     from .config import build_config

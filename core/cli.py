@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import ConfigError, RunDirError, TreesynthError
+from .errors import ConfigError, TreesynthError
 
 # flag name -> config key; the same keys are valid in a config file
 RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
@@ -264,6 +264,12 @@ def _execute(run, json_events: bool) -> int:
     return {"stopped": 130, "budget": 3}.get(fin.status, 1)
 
 
+def need_terminal(hint: str = "run with --no-ui (or --json-events)") -> None:
+    """The interactive UI's precondition, checked before anything is read, asked or written."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise TreesynthError(f"the interactive UI needs a terminal; {hint}")
+
+
 def _launch_tui(args: argparse.Namespace, balance: bool = False, source: Any = None) -> int:
     import importlib
 
@@ -280,10 +286,11 @@ def cmd_balance(args: argparse.Namespace) -> int:
     from .balance import BalanceRun, infer_task, load_data
     from .config import build_config
     from .preflight import check_provider
+    from .store import ensure_new_run_dir
 
     ui = not args.no_ui and not args.json_events
-    if ui and not (sys.stdin.isatty() and sys.stdout.isatty()):  # before any data is read or any call made
-        raise TreesynthError("the interactive UI needs a terminal; run with --no-ui (or --json-events)")
+    if ui:
+        need_terminal()  # before any data is read or any call made
     flags = _flags(args)
     flags.pop("fields", None)
     if args.resume:
@@ -310,8 +317,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
         from .text import slugify
 
         out = Path(args.out) if args.out else Path("runs") / f"balance-{slugify(Path(args.data).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise RunDirError(f"{str(out)!r} already exists and is not empty; choose another --out or --resume it")
+        ensure_new_run_dir(out)
         if ui:
             return _launch_tui(args, balance=True, source=(data, spec, {**flags, "task": task}, out, args.config))
         run = BalanceRun.create(data, spec, {**flags, "task": task}, out, config_file=args.config)

@@ -33,6 +33,17 @@ from .tree import Node, Tree
 RUN_FORMAT = "treesynth.run/1"
 
 
+def occupied(root: Path) -> bool:
+    """True when ``root`` exists and is not an empty directory (a new run may not go there)."""
+    root = Path(root)
+    return root.exists() and (not root.is_dir() or any(root.iterdir()))
+
+
+def ensure_new_run_dir(root: Path) -> None:
+    if occupied(root):
+        raise RunDirError(f"{str(root)!r} already exists and is not empty; choose another --out or --resume it")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -133,8 +144,7 @@ class RunStore:
     @classmethod
     def create(cls, root: Path, config: dict[str, Any]) -> "RunStore":
         root = Path(root)
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise RunDirError(f"{str(root)!r} already exists and is not empty; choose another --out or --resume it")
+        ensure_new_run_dir(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:

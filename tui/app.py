@@ -19,12 +19,14 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
+from treesynth.core.balance import is_balance_run
+from treesynth.core.cli import _flags, default_out, need_terminal
 from treesynth.core.errors import ConfigError, RunDirError, TreesynthError
 
 from .dialogs import HelpScreen, binding_rows
 from .new_run import NewRunScreen, OpenRunScreen
 from .run_screen import EXIT_CODES, RunScreen
-from .runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source, is_balance_run, run_status
+from .runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source, run_status
 from .widgets import DetailPane, RunTree
 
 THEMES = ("textual-dark", "textual-light")
@@ -161,11 +163,6 @@ class TreesynthApp(App[int]):
 # ---------------------------------------------------------------------------- entry points
 
 
-def _need_terminal(hint: str = "run with --no-ui (or --json-events)") -> None:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise TreesynthError(f"the interactive UI needs a terminal; {hint}")
-
-
 def _run_app(app: TreesynthApp) -> int:
     app.run()
     for line in app.report_lines():
@@ -173,10 +170,17 @@ def _run_app(app: TreesynthApp) -> int:
     return int(app.return_code or 0)
 
 
+def _open_from_cli(args: argparse.Namespace, start: Source, services: Services | None) -> int:
+    need_terminal()
+    services = services or Services()
+    services.report_when_done = bool(getattr(args, "report", False))  # --report: as the headless mode does
+    return _run_app(TreesynthApp(services=services, start=start))
+
+
 def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> int:
     """``treesynth run`` without ``--no-ui``: the same flags, validated the same way, then the run screen."""
-    from treesynth.core.cli import _flags, default_out
     from treesynth.core.config import build_config
+    from treesynth.core.store import ensure_new_run_dir
 
     if args.resume:
         if args.task or args.config or args.out:
@@ -190,20 +194,14 @@ def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> 
     else:
         cfg = build_config(flags=_flags(args), config_file=args.config)
         out = Path(args.out) if args.out else default_out(cfg.task)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise RunDirError(f"{str(out)!r} already exists and is not empty; choose another --out or --resume it")
+        ensure_new_run_dir(out)
         source = NewRun(cfg, out)
-    _need_terminal()
-    services = services or Services()
-    services.report_when_done = bool(getattr(args, "report", False))
-    return _run_app(TreesynthApp(services=services, start=source))
+    return _open_from_cli(args, source, services)
 
 
 def balance_from_cli(args: argparse.Namespace, source=None, services: Services | None = None) -> int:
     """``treesynth balance`` without ``--no-ui``: the CLI has loaded the data and checked the settings
     (``source`` = (data, spec, flags, out, config_file)), or ``args.resume`` names the run to resume."""
-    from treesynth.core.cli import _flags
-
     if args.resume:
         d = Path(args.resume)
         if not (d / "config.json").is_file():
@@ -216,10 +214,7 @@ def balance_from_cli(args: argparse.Namespace, source=None, services: Services |
     else:
         data, spec, flags, out, config_file = source
         start = NewBalance(data, spec, flags, Path(out), config_file)
-    _need_terminal()
-    services = services or Services()
-    services.report_when_done = bool(getattr(args, "report", False))
-    return _run_app(TreesynthApp(services=services, start=start))
+    return _open_from_cli(args, start, services)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (d / "config.json").is_file():
                 raise TreesynthError(f"{args.run_dir!r} is not a treesynth run (no config.json)")
             start = BrowseRun(d) if args.browse or run_status(d) == "complete" else ResumeRun(d)
-        _need_terminal("for scripts use: treesynth run TASK --no-ui")
+        need_terminal("for scripts use: treesynth run TASK --no-ui")
         return _run_app(TreesynthApp(start=start, theme=THEMES[1] if args.light else None))
     except TreesynthError as e:
         print(f"treesynth-tui: error: {e}", file=sys.stderr)

@@ -301,9 +301,10 @@ class NewRunScreen(Screen):
             self._status(f"Not started: {msg}", error=True)
             return
         from treesynth.core.cli import default_out
+        from treesynth.core.store import occupied
 
         out_path = Path(out) if out else default_out(cfg.task)
-        if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+        if occupied(out_path):
             msg = f"{str(out_path)!r} already exists and is not empty; choose another folder (or Open run… to resume it)"
             self._show_error("out", msg)
             self._status(f"Not started: {msg}", error=True)

@@ -27,6 +27,7 @@ from textual.widgets import Footer, Static, Tree
 from textual.worker import Worker, WorkerState
 
 from treesynth.core import events as ev
+from treesynth.core.balance import is_balance_run
 from treesynth.core.errors import SteeringError, TreesynthError
 from treesynth.core.progress import Progress
 from treesynth.core.text import truncate
@@ -36,7 +37,7 @@ from .dialogs import ConfirmScreen, PromptScreen, SummaryScreen
 from .fairness import FairTransport, GcPacer, LoopShare
 from .format import detail_renderable, summary_renderable
 from .model import Changes, RunModel
-from .runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source, is_balance_run, load_browse, scan_samples
+from .runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source, load_browse, scan_samples
 from .widgets import DetailPane, LogPane, RunTree, StatsBar
 
 FLUSH_INTERVAL = 0.04  # apply queued engine events at most 25 times a second

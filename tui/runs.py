@@ -101,12 +101,6 @@ def run_config(run_dir: Path) -> dict[str, Any]:
     return cfg if isinstance(cfg, dict) else {}
 
 
-def is_balance_run(run_dir: Path) -> bool:
-    from treesynth.core.balance import BALANCE_FILE
-
-    return (Path(run_dir) / BALANCE_FILE).is_file()
-
-
 def is_run_dir(path: Path) -> bool:
     return (Path(path) / "config.json").is_file()
 
