@@ -27,7 +27,6 @@ import dataclasses
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -39,14 +38,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out"
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k"
-TOPICS = [
-    r"\$|dollar|cost|price|pay|sell|buy|earn",
-    r"hour|minute|day|week|month|year",
-    r"mile|km|meter|feet|inch|speed|distance",
-    r"percent|%|half|third|quarter|fraction",
-]
-
-
 def gsm8k_questions(split: str) -> list[str]:
     p = GSM8K / f"{split}.jsonl"
     if not p.exists():
@@ -54,19 +45,9 @@ def gsm8k_questions(split: str) -> list[str]:
     return [json.loads(line)["question"] for line in p.read_text().splitlines() if line.strip()]
 
 
-def sentence_pools(questions: list[str]) -> list[tuple[list[str], list[str]]]:
-    pools = [([], []) for _ in TOPICS]
-    for q in questions:
-        topic = next((i for i, rx in enumerate(TOPICS) if re.search(rx, q, re.I)), hash(q) % len(TOPICS))
-        for s in re.split(r"(?<=[.?!])\s+", q.strip()):
-            if len(s) > 12:
-                pools[topic][1 if s.endswith("?") else 0].append(s)
-    return pools
-
-
 def make_run(run_dir: Path, size: int, depth: int) -> float:
     sys.path.insert(0, str(ROOT))
-    from tests.fakes import ScriptedTransport
+    from tests.fakes import ScriptedTransport, sentence_pools
     from treesynth.core.config import build_config
     from treesynth.core.engine import Run
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -86,3 +87,24 @@ def hash_embedder(texts: list[str], dim: int = 64):
             out[i, int.from_bytes(_h.blake2b(w.encode(), digest_size=4).digest(), "little") % dim] += 1.0
         out[i, 0] += 1e-3
     return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+# ---- GSM8K-like text: one topic of GSM8K sentences per top-level branch (reports and their benchmark)
+
+GSM_TOPICS = [
+    r"\$|dollar|cost|price|pay|sell|buy|earn",
+    r"hour|minute|day|week|month|year",
+    r"mile|km|meter|feet|inch|speed|distance",
+    r"percent|%|half|third|quarter|fraction",
+]
+
+
+def sentence_pools(lines: list[str], k: int = len(GSM_TOPICS)) -> list[tuple[list[str], list[str]]]:
+    """(statements, questions) per topic, from GSM8K questions split into sentences."""
+    pools = [([], []) for _ in range(k)]
+    for q in lines:
+        topic = next((i for i, rx in enumerate(GSM_TOPICS[:k]) if re.search(rx, q, re.I)), zlib.crc32(q.encode()) % k)  # stable across processes (str hash is salted)
+        for s in re.split(r"(?<=[.?!])\s+", q.strip()):
+            if len(s) > 12:
+                pools[topic][1 if s.endswith("?") else 0].append(s)
+    return [(st or ["Sam has 3 pens."], qs or ["How many are left?"]) for st, qs in pools]

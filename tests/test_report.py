@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED
-from tests.fakes import ScriptedTransport
+from tests.fakes import ScriptedTransport, sentence_pools
 from treesynth.core.cli import main as cli_main
 from treesynth.core.config import build_config
 from treesynth.core.engine import Run
@@ -37,25 +37,6 @@ needs_gsm8k = pytest.mark.skipif(not GSM8K_TEST.exists(), reason="needs ../share
 
 # ---------------------------------------------------------------------------
 # a fake provider whose samples read like GSM8K questions, one topic per top-level branch
-
-_TOPICS = [
-    r"\$|dollar|cost|price|pay|sell|buy|earn",
-    r"hour|minute|day|week|month|year",
-    r"mile|km|meter|feet|inch|speed|distance",
-    r"percent|%|half|third|quarter|fraction",
-]
-
-
-def sentence_pools(lines: list[str], k: int = len(_TOPICS)) -> list[tuple[list[str], list[str]]]:
-    """(statements, questions) per topic, from GSM8K questions split into sentences."""
-    pools = [([], []) for _ in range(k)]
-    for q in lines:
-        topic = next((i for i, rx in enumerate(_TOPICS[:k]) if re.search(rx, q, re.I)), hash(q) % k)
-        for s in re.split(r"(?<=[.?!])\s+", q.strip()):
-            if len(s) > 12:
-                pools[topic][1 if s.endswith("?") else 0].append(s)
-    return [(st or ["Sam has 3 pens."], qs or ["How many are left?"]) for st, qs in pools]
-
 
 @dataclasses.dataclass
 class GsmTransport(ScriptedTransport):

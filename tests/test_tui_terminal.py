@@ -71,6 +71,13 @@ def tmux():
     t.kill()
 
 
+def _terminal_env(home: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for the command under tmux: the CLI's test settings, a terminal, nothing else."""
+    env = cli_env(TERM="xterm-256color", LANG="C.UTF-8", HOME=str(home), **extra)
+    keep = {"PATH", "TERM", "LANG", "HOME", "LITELLM_LOCAL_MODEL_COST_MAP", "PYTHONPATH", "VIRTUAL_ENV", *extra}
+    return {k: v for k, v in env.items() if k in keep}
+
+
 def _treesynth() -> str:
     exe = Path(sys.executable).parent / "treesynth"
     return shlex.quote(str(exe)) if exe.exists() else f"{shlex.quote(sys.executable)} -m treesynth.core.cli"
@@ -79,9 +86,7 @@ def _treesynth() -> str:
 def test_treesynth_run_in_a_real_terminal(tmux, tmp_path):
     out = tmp_path / "run"
     done = tmp_path / "exit-code"
-    env = cli_env(TERM="xterm-256color", COLORTERM="truecolor", LANG="C.UTF-8", HOME=str(tmp_path))
-    env = {k: v for k, v in env.items() if k in ("PATH", "TERM", "COLORTERM", "LANG", "HOME", "LITELLM_LOCAL_MODEL_COST_MAP",
-                                                 "PYTHONPATH", "VIRTUAL_ENV")}
+    env = _terminal_env(tmp_path, COLORTERM="truecolor")
     with StubOpenAI(latency=0.05) as stub:
         cmd = (f"{_treesynth()} run 'GSM8K-style math word problems' --model openai/stub --api-base {stub.url} "
                f"--fields question,answer --depth 2 --size 30 --pivots 6 --concurrency 2 --out {shlex.quote(str(out))}; "
@@ -127,9 +132,7 @@ def test_treesynth_balance_opens_the_tui_in_a_real_terminal(tmux, tmp_path):
                             for i, (who, what) in enumerate([("Ann", "apples"), ("Bo", "pens"), ("Cy", "cards"), ("Di", "coins")] * 6)))
     out = tmp_path / "bal"
     done = tmp_path / "exit-code"
-    env = cli_env(TERM="xterm-256color", LANG="C.UTF-8", HOME=str(tmp_path), TREESYNTH_CACHE_DIR=str(tmp_path / "cache"))
-    env = {k: v for k, v in env.items() if k in ("PATH", "TERM", "LANG", "HOME", "LITELLM_LOCAL_MODEL_COST_MAP", "PYTHONPATH",
-                                                 "VIRTUAL_ENV", "TREESYNTH_CACHE_DIR")}
+    env = _terminal_env(tmp_path, TREESYNTH_CACHE_DIR=str(tmp_path / "cache"))
     with StubOpenAI(latency=0.02) as stub:
         cmd = (f"{_treesynth()} balance {shlex.quote(str(data))} --fields question,answer --task 'Short math word problems' "
                f"--model openai/stub --api-base {stub.url} --depth 1 --pivots 6 --target-per-leaf 8 --route embed "
