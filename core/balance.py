@@ -32,6 +32,7 @@ from typing import Any, Callable
 import orjson
 
 from .allocate import allocate
+from .clusters import FALLBACK_DIMENSION, distinctive_words, fallback_k, is_fallback_dimension, kmeans, unique_names  # noqa: F401
 from .errors import ConfigError, TreesynthError
 from .store import atomic_write
 from .text import sample_key
@@ -219,86 +220,24 @@ def load_embedder(name: str | None = None):
     return embed
 
 
+class LazyEmbedder:
+    """``load_embedder`` on first use (run mode needs it only for a data-driven split)."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+        self._embed: Callable[[list[str]], Any] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: list[str]):
+        with self._lock:
+            if self._embed is None:
+                self._embed = load_embedder(self.name)
+        return self._embed(texts)
+
+
 # ---------------------------------------------------------------------------
 # the balance run
 # ---------------------------------------------------------------------------
-
-
-FALLBACK_DIMENSION = "embedding cluster"
-_STOP = frozenset("""about above after again against also among another any because been before being between both but
-could does doing down during each either every few from further have having here how however into its itself just
-least less many more most much must neither once only other over same should since some such than that their
-them then there these they this those through under until very were what when where which while whom whose with
-within without would your you yours each one two three four five many much will shall""".split())
-
-
-def is_fallback_dimension(dimension: str | None) -> bool:
-    return bool(dimension) and dimension.startswith(FALLBACK_DIMENSION + " (level ")
-
-
-def fallback_k(n_rows: int, max_values: int) -> int:
-    """Clusters for a fallback split: about one per 40 rows, 2 to min(6, max_values); 0 under 8 rows."""
-    if n_rows < 8:
-        return 0
-    return int(max(2, min(6, max_values, n_rows // 40)))
-
-
-def kmeans(X, k: int, seed: int, iters: int = 30):
-    """Spherical k-means (cosine) with k-means++ seeding: (unit centroids (k, d), labels (n,)). Deterministic."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    n = len(Xn)
-    k = min(k, n)
-    first = int(rng.integers(n))
-    C = [Xn[first]]
-    d = np.maximum(0.0, 1.0 - Xn @ C[0])
-    for _ in range(1, k):
-        total = float(d.sum())
-        nxt = int(rng.choice(n, p=d / total)) if total > 0 else int(rng.integers(n))
-        C.append(Xn[nxt])
-        d = np.minimum(d, np.maximum(0.0, 1.0 - Xn @ Xn[nxt]))
-    C = np.stack(C)
-    labels = np.full(n, -1)
-    for _ in range(iters):
-        new = np.argmax(Xn @ C.T, axis=1)
-        if (new == labels).all():
-            break
-        labels = new
-        for j in range(k):
-            members = Xn[labels == j]
-            if len(members):
-                m = members.sum(axis=0)
-                C[j] = m / max(float(np.linalg.norm(m)), 1e-12)
-    return C, labels
-
-
-def distinctive_words(texts: list[str], labels, k: int, n_words: int = 3) -> list[list[str]]:
-    """Per cluster, the words whose share of the cluster's texts most exceeds their share of all texts."""
-    import re
-    from collections import Counter
-
-    docs = [set(w for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower()) if w not in _STOP) for t in texts]
-    overall = Counter(w for d in docs for w in d)
-    n = max(1, len(docs))
-    out = []
-    for j in range(k):
-        members = [d for d, lab in zip(docs, labels) if lab == j]
-        m = max(1, len(members))
-        inside = Counter(w for d in members for w in d)
-        score = {w: c / m - overall[w] / n for w, c in inside.items() if c >= 2}
-        out.append([w for w, _ in sorted(score.items(), key=lambda x: (-x[1], x[0]))[:n_words]])
-    return out
-
-
-def unique_names(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-    return out
 
 
 class Balancer:
@@ -425,7 +364,7 @@ class Balancer:
             if r in where:
                 by_cluster[where[r]].append(pos)
         return Split(dimension=f"{FALLBACK_DIMENSION} (level {node.depth + 1})",
-                     values=tuple(Value(value=n, pivots=tuple(p)) for n, p in zip(names, by_cluster)))
+                     values=tuple(Value(value=n, pivots=tuple(p), source="data") for n, p in zip(names, by_cluster)))
 
     def _fallback_clusters(self, node: Node, k: int):
         import numpy as np

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 
 DEFAULT_MODEL = "local/smollm2"
+# The embedded 135M model writes a few samples per call well and a dozen badly (measured: 2 distinct
+# pivots of 12 asked in one call); these replace the defaults for local/ models unless set.
+LOCAL_MODEL_DEFAULTS = {"pivots": 6, "pivots_per_call": 3, "samples_per_call": 3}
 RESERVED_FIELDS = {"id", "leaf_id", "path", "slot"}
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
@@ -39,6 +42,15 @@ class RunConfig(BaseModel):
     preset: str | None = Field(default=None, description="Preset name (gsm8k, math, code_alpaca, simpletom) or path.")
     style: str | None = Field(default=None, description="Extra style guidance for every prompt (presets set it).")
     field_descriptions: dict[str, str] = Field(default_factory=dict)
+    field_patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="field -> regular expression its text must match (presets set them); sent as the JSON schema's "
+        "pattern, so providers that enforce schemas (llama.cpp, vLLM) can only write matching fields.",
+    )
+    examples: tuple[dict[str, str], ...] = Field(
+        default=(), max_length=10,
+        description="A few samples written for the prompts (presets ship some): they show a model the form, never copied.",
+    )
     model: str = Field(default=DEFAULT_MODEL, description="litellm model string; local/smollm2 is the embedded model.")
     api_base: str | None = None
     transport: Literal["auto", "litellm", "http"] = Field(
@@ -49,6 +61,9 @@ class RunConfig(BaseModel):
     depth: int = Field(default=3, ge=1, le=8)
     size: int = Field(default=100, ge=1, le=100_000_000)
     pivots: int = Field(default=12, ge=2, le=50)
+    pivots_per_call: int | None = Field(
+        default=None, ge=1, le=50, description="Pivots asked per call (default: all in one call; the embedded model: 3).",
+    )
     samples_per_call: int = Field(default=5, ge=1, le=50)
     max_values: int = Field(default=10, ge=2, le=50, description="Most attribute values one node may have.")
     open_ended_threshold: int = Field(
@@ -146,6 +161,17 @@ class RunConfig(BaseModel):
         unknown = set(self.field_descriptions) - set(self.fields)
         if unknown:
             raise ValueError(f"field_descriptions names unknown fields: {', '.join(sorted(unknown))}")
+        unknown = set(self.field_patterns) - set(self.fields)
+        if unknown:
+            raise ValueError(f"field_patterns names unknown fields: {', '.join(sorted(unknown))}")
+        for f, rx in self.field_patterns.items():
+            try:
+                re.compile(rx)
+            except re.error as e:
+                raise ValueError(f"field_patterns.{f}: invalid regular expression ({e})") from None
+        for i, ex in enumerate(self.examples):
+            if set(ex) != set(self.fields) or not all(isinstance(x, str) and x.strip() for x in ex.values()):
+                raise ValueError(f"examples[{i}] must give a non-empty text for exactly the fields {', '.join(self.fields)}")
         return self
 
     # ---- serialisation -------------------------------------------------
@@ -236,8 +262,16 @@ def build_config(
             raise ConfigError("preset: must be a name or a path")
         preset = load_preset(preset_name)
         for k, v in preset.items():
-            if k in ("task", "fields", "style", "field_descriptions") and k not in merged:
-                if k == "field_descriptions" and isinstance(v, dict):
+            if k == "examples" and k not in merged and isinstance(v, list):
+                # the preset's examples fit the fields in use only if they have them all: keep just those fields
+                f = merged.get("fields", preset.get("fields"))
+                names = [x.strip() for x in f.split(",")] if isinstance(f, str) else list(f or ())
+                fitting = [{n: e[n] for n in names} for e in v if isinstance(e, dict) and all(n in e for n in names)]
+                if fitting:
+                    merged[k] = fitting
+                continue
+            if k in ("task", "fields", "style", "field_descriptions", "field_patterns") and k not in merged:
+                if k in ("field_descriptions", "field_patterns") and isinstance(v, dict):
                     # describe only the fields in use: flags or a file may override the preset's fields
                     f = merged.get("fields")
                     names = {x.strip() for x in f.split(",")} if isinstance(f, str) else f
@@ -246,6 +280,9 @@ def build_config(
                 merged[k] = v
     if "task" not in merged:
         raise ConfigError("missing task: give the task sentence (or a preset that has one)")
+    if str(merged.get("model") or DEFAULT_MODEL).startswith("local/"):
+        for k, v in LOCAL_MODEL_DEFAULTS.items():
+            merged.setdefault(k, v)
     try:
         return RunConfig(**merged)
     except ValidationError as e:

@@ -24,11 +24,13 @@ from .allocate import allocate, calls_for
 from .errors import BudgetExhausted, SteeringError, StopRequested, StorageError, TransientProviderError
 from .llm import PRIORITY_LEAF, PRIORITY_TREE, LLMClient, LLMRequest, clean_text, close_transport
 from .parsing import ParseError, parse_json, parse_samples
-from .partition import Coverage, PartitionError, is_catch_all, plan_children, validate_coverage, validate_split
+from .clusters import is_fallback_dimension
+from .criterion import assign_schema, build_split, criterion_schema, placeholder_reason, validate_assignment, validate_criterion
+from .partition import Coverage, PartitionError, is_catch_all, plan_children, validate_coverage
 from .prompts import Prompts
-from .schemas import classify_schema, samples_schema, supplement_schema
+from .schemas import samples_schema, supplement_schema
 from .store import LeafRecord, Recovered, RunStore
-from .text import normalise, sample_key, truncate
+from .text import normalise, sample_key, sample_plain_text, truncate
 from .tree import EXPANDED, FAILED, LEAF, PENDING, PRUNED, Node, Tree
 
 
@@ -121,8 +123,12 @@ class Engine:
         recovered: Recovered,
         on_event: Callable[[ev.Event], None] | None = None,
         resumed: bool = False,
+        embed: Callable[[list[str]], Any] | None = None,
     ) -> None:
         self.cfg = cfg
+        # texts -> unit vectors: the data-driven split of a node's pivots when the model gives no valid split
+        self.embed = embed
+        self.patterns = {f: re.compile(rx) for f, rx in cfg.field_patterns.items()}  # every sample's fields must match
         self.store = store
         self.client = client
         self.prompts = prompts
@@ -320,6 +326,7 @@ class Engine:
                 node_id=node.id, dimension=node.split_dimension or "", coverage=node.coverage or "none",
                 children=tuple(ev.ChildInfo(node_id=c.id, value=c.value or "", source=c.source, target=c.target, open_ended=c.open_ended) for c in kids),
                 nodes_total=len(self.tree), nodes_expanded=self._n_expanded,
+                data_driven=is_fallback_dimension(node.split_dimension),
             )
         )
 
@@ -567,31 +574,72 @@ class Engine:
         return tuple((p["dimension"], p["value"]) for p in self.tree.path(node_id))
 
     # ------------------------------------------------------------------ expansion
-    async def _ask(self, node: Node, step: str, messages, schema, validate, temperature: float):
+    async def _ask_once(self, node: Node, step: str, attempt: int, messages, schema, validate, temperature: float, part: int = 0):
+        """One call, parsed and validated: (result, None) or (None, what was wrong). ``part`` numbers
+        the calls of one step that run side by side (pivots asked in several calls)."""
+        sid, rev = slot_id(node), node.revision
+        tag = f"{attempt}" if not part else f"{attempt}.{part}"
+        req = LLMRequest(
+            messages=messages, slot=f"{sid}:{step}:{tag}", schema=schema, schema_name=step,
+            temperature=temperature, max_tokens=self.cfg.max_tokens,
+            seed=derive_seed(self.cfg.seed, sid, step, tag) if part else derive_seed(self.cfg.seed, sid, step, attempt),
+            priority=PRIORITY_TREE,
+        )
+        c = await self.client.complete(req)
+        if node.status != PENDING or node.revision != rev or self.tree.nodes.get(node.id) is not node:
+            raise _Stale()
+        if c.finish_reason == "length":
+            err = "the answer was cut off before it ended; answer more briefly"
+        else:
+            try:
+                return validate(parse_answer(c.text)), None
+            except (ParseError, PartitionError) as e:
+                err = str(e)
+        if not c.cached:  # a cached answer was counted when it was first made (a resumed run asks again)
+            self.client.usage.invalid += 1
+        self.warn(f"node {node.id} {step}: invalid answer (attempt {attempt + 1}): {truncate(err, 300)}", node.id)
+        return None, (err, c.text)
+
+    async def _ask(self, node: Node, step: str, messages, schema, validate, temperature: float, part: int = 0):
         """Call, parse and validate, retrying with the error fed back. Returns (result, last error)."""
         base = messages
         err = "no answer"
-        sid, rev = slot_id(node), node.revision
         for attempt in range(self.cfg.validation_retries + 1):
-            req = LLMRequest(
-                messages=messages, slot=f"{sid}:{step}:{attempt}", schema=schema, schema_name=step,
-                temperature=temperature, max_tokens=self.cfg.max_tokens,
-                seed=derive_seed(self.cfg.seed, sid, step, attempt), priority=PRIORITY_TREE,
-            )
-            c = await self.client.complete(req)
-            if node.status != PENDING or node.revision != rev or self.tree.nodes.get(node.id) is not node:
-                raise _Stale()
-            if c.finish_reason == "length":
-                err = "the answer was cut off before it ended; answer more briefly"
-            else:
-                try:
-                    return validate(parse_answer(c.text)), None
-                except (ParseError, PartitionError) as e:
-                    err = str(e)
-            self.client.usage.invalid += 1
-            self.warn(f"node {node.id} {step}: invalid answer (attempt {attempt + 1}): {truncate(err, 300)}", node.id)
-            messages = self.prompts.retry(base, c.text, err)
+            result, why = await self._ask_once(node, step, attempt, messages, schema, validate, temperature, part)
+            if why is None:
+                return result, None
+            err, text = why
+            messages = self.prompts.retry(base, text, err)
         return None, err
+
+    async def _criterion(self, node: Node, path, pivots, ancestors):
+        """The criterion step in two calls (core/criterion.py): a dimension and its values, then one
+        value per pivot from an enum of them. An invalid answer is not argued with: a fresh answer at a
+        higher temperature is drawn instead (small models copy their mistake when it is fed back).
+        Returns (split, values no pivot took, None) or (None, [], last error)."""
+        cfg = self.cfg
+        err = "no answer"
+        for attempt in range(cfg.validation_retries + 1):
+            temperature = min(1.3, 0.3 + 0.5 * attempt)
+            crit, why = await self._ask_once(
+                node, "criterion", attempt, self.prompts.criterion(path, pivots, ancestors, cfg.max_values),
+                criterion_schema(cfg.max_values),
+                lambda obj: validate_criterion(obj, ancestors, cfg.max_values, cfg.fields, cfg.task), temperature,
+            )
+            if why is not None:
+                err = why[0]
+                continue
+            dimension, values = crit
+            made, why = await self._ask_once(
+                node, "assign", attempt, self.prompts.assign(path, pivots, dimension, values),
+                assign_schema(len(pivots), values),
+                lambda obj: build_split(dimension, values, validate_assignment(obj, len(pivots), values)), 0.2,
+            )
+            if why is not None:
+                err = why[0]
+                continue
+            return made[0], made[1], None
+        return None, [], err
 
     async def _expand(self, nid: str) -> None:
         node = self.tree.get(nid)
@@ -607,11 +655,39 @@ class Engine:
             self._expanding.discard(nid)
 
     async def _fallback_split(self, node: Node, why: str):
-        # CPU work (embedding the rows, k-means): off the loop, so a front end stays responsive
-        split = await asyncio.to_thread(self.split_fallback, node) if self.split_fallback is not None else None
+        """A data-driven split when the model gives none: balance mode clusters the node's rows (its
+        hook), run mode the node's pivots (``embed``). CPU work, so off the loop. None: no honest split."""
+        if self.split_fallback is not None:
+            split = await asyncio.to_thread(self.split_fallback, node)
+            what = "rows"
+        elif self.embed is not None and node.pivots:
+            split = await asyncio.to_thread(self._pivot_clusters, node)
+            what = "pivots"
+        else:
+            return None
         if split is not None:
-            self.warn(f"node {node.id}: {truncate(why, 200)}; split by embedding clusters of its rows instead", node.id)
+            self.warn(f"node {node.id}: {truncate(why, 200)}; split by embedding clusters of its {what} instead (data-driven)", node.id)
         return split
+
+    def _pivot_clusters(self, node: Node):
+        from .clusters import cluster_split, pivot_k
+
+        texts = [sample_plain_text(p) for p in node.pivots or []]
+        k = pivot_k(len({normalise(t) for t in texts}), self.cfg.max_values)
+        if k < 2:
+            return None
+        try:
+            X = self.embed(texts)
+        except Exception as e:  # noqa: BLE001 - no embedder (e.g. not installed): the node stays a leaf, with the reason
+            self.warn(f"node {node.id}: cannot embed its pivots for a data-driven split ({truncate(str(e), 200)})", node.id)
+            return None
+        return cluster_split(texts, X, k, derive_seed(self.cfg.seed, node.id, "clusters", node.revision), node.depth)
+
+    def _no_split_reason(self, node: Node, err: str | None) -> str:
+        distinct = len({normalise(str(p)) for p in node.pivots or []})
+        if distinct < 4:
+            return f"only {distinct} distinct pivot(s): nothing honest to split (the model's last answer: {truncate(err or '', 200)})"
+        return f"no valid split: {err}"
 
     async def _expand_inner(self, node: Node) -> None:
         cfg = self.cfg
@@ -623,16 +699,10 @@ class Engine:
         self._emit(ev.NodeStarted(node_id=node.id, parent_id=node.parent, depth=node.depth, stage="pivots", path=ptuple))
 
         def v_pivots(obj):
-            samples, _ = parse_samples(obj, cfg.fields, max_items=cfg.pivots, max_chars=cfg.max_field_chars)
-            uniq, seen = [], set()
-            for s in samples:
-                k = sample_key(s, cfg.fields)
-                if k not in seen:
-                    seen.add(k)
-                    uniq.append(s)
-            if len(uniq) < 2:
-                raise ParseError(f"need at least 2 distinct samples with fields {', '.join(cfg.fields)}; got {len(uniq)}")
-            return uniq
+            samples, _ = parse_samples(obj, cfg.fields, max_items=cfg.pivots, max_chars=cfg.max_field_chars, patterns=self.patterns)
+            if not samples:
+                raise ParseError(f"no valid samples with fields {', '.join(cfg.fields)}")
+            return samples
 
         if self.pivot_source is not None:
             pivots = self.pivot_source(node)
@@ -640,34 +710,44 @@ class Engine:
                 self._make_leaf(node, f"only {len(pivots)} row(s) reached this node; nothing to split")
                 return
         else:
-            pivots, err = await self._ask(
-                node, "pivots", self.prompts.pivots(path, cfg.pivots),
-                samples_schema(cfg.fields, cfg.pivots, cfg.max_field_chars), v_pivots, cfg.temperature,
-            )
-            if pivots is None:
-                self._make_leaf(node, f"no usable pivots: {err}")
+            # in calls of pivots_per_call samples (a small model writes a few well, a dozen badly), at once
+            per = cfg.pivots_per_call or cfg.pivots
+            sizes = [per] * (cfg.pivots // per) + ([cfg.pivots % per] if cfg.pivots % per else [])
+            answers = await asyncio.gather(*(
+                self._ask(
+                    node, "pivots", self.prompts.pivots(path, n),
+                    samples_schema(cfg.fields, n, cfg.max_field_chars, cfg.field_patterns), v_pivots, cfg.temperature, part=i,
+                )
+                for i, n in enumerate(sizes)
+            ))
+            pivots, seen = [], set()
+            for got, _ in answers:
+                for s in got or []:
+                    k = sample_key(s, cfg.fields)
+                    if k not in seen:
+                        seen.add(k)
+                        pivots.append(s)
+            if len(pivots) < 2:
+                errs = "; ".join(sorted({e for _, e in answers if e}))
+                self._make_leaf(node, f"no usable pivots: {len(pivots)} distinct sample(s) ({truncate(errs, 300)})")
                 return
         node.pivots = pivots
 
-        # 2. criterion and classification
+        # 2. criterion: a dimension and its values, then every pivot assigned to one of them
         self._emit(ev.NodeStarted(node_id=node.id, parent_id=node.parent, depth=node.depth, stage="classify", path=ptuple))
-        split, err = await self._ask(
-            node, "classify", self.prompts.classify(path, pivots, ancestors, cfg.max_values),
-            classify_schema(len(pivots), cfg.max_values),
-            lambda obj: validate_split(obj, len(pivots), ancestors, cfg.max_values), 0.3,
-        )
+        split, unused, err = await self._criterion(node, path, pivots, ancestors)
         fell_back = False
-        if split is None and self.split_fallback is not None:
+        if split is None:
             split = await self._fallback_split(node, f"no valid split: {err}")
             fell_back = split is not None
         if split is None:
-            self._make_leaf(node, f"no valid split: {err}")
+            self._make_leaf(node, self._no_split_reason(node, err))
             return
 
-        # 3. coverage supplement
-        existing = [v.value for v in split.values]
+        # 3. coverage supplement: the criterion's values no pivot took, then what the model adds
+        existing = [v.value for v in split.values] + list(unused)
         max_new = cfg.max_values - len(existing)
-        coverage = Coverage("none")
+        coverage = Coverage("complete", tuple(unused)) if unused else Coverage("none")
         if max_new > 0 and not fell_back:  # clusters of the data: no model can name the values they lack
             self._emit(ev.NodeStarted(node_id=node.id, parent_id=node.parent, depth=node.depth, stage="supplement", path=ptuple))
             cov, err = await self._ask(
@@ -677,9 +757,17 @@ class Engine:
             if cov is None:
                 self.warn(f"node {node.id}: coverage supplement failed ({truncate(err, 200)}); keeping the pivots' values", node.id)
             else:
-                coverage = cov
                 for r in cov.rejected:
                     self.warn(f"node {node.id} supplement: dropped {r}", node.id)
+                added = list(unused)
+                for a in cov.added:
+                    why = placeholder_reason(a, cfg.fields, cfg.task)
+                    if why:
+                        self.warn(f"node {node.id} supplement: dropped {why}", node.id)
+                    else:
+                        added.append(a)
+                kind = cov.kind if cov.kind != "none" or not unused else "complete"
+                coverage = Coverage(kind, tuple(added), cov.rejected)
 
         # 4. children
         specs = plan_children(split, coverage, cfg.open_ended_threshold)
@@ -720,6 +808,7 @@ class Engine:
                 node_id=node.id, dimension=split.dimension, coverage=coverage.kind,
                 children=tuple(ev.ChildInfo(node_id=c.id, value=c.value or "", source=c.source, target=c.target, open_ended=c.open_ended) for c in children),
                 nodes_total=len(self.tree), nodes_expanded=self._n_expanded,
+                data_driven=is_fallback_dimension(split.dimension),
             )
         )
         for c in children:
@@ -736,7 +825,7 @@ class Engine:
     def _samples_schema(self, n: int) -> dict:
         s = self._samples_schema_cache.get(n)
         if s is None:
-            s = self._samples_schema_cache[n] = samples_schema(self.cfg.fields, n, self.cfg.max_field_chars)
+            s = self._samples_schema_cache[n] = samples_schema(self.cfg.fields, n, self.cfg.max_field_chars, self.cfg.field_patterns)
         return s
 
     async def _synth(self, lid: str) -> None:
@@ -825,7 +914,7 @@ class Engine:
             self.client.usage.invalid += 1
         else:
             try:
-                samples, _rejected = parse_samples(parse_answer(c.text), cfg.fields, max_items=n, max_chars=cfg.max_field_chars)
+                samples, _rejected = parse_samples(parse_answer(c.text), cfg.fields, max_items=n, max_chars=cfg.max_field_chars, patterns=self.patterns)
             except ParseError:
                 self.client.usage.invalid += 1
         if self.accept_filter is not None and samples:
@@ -889,11 +978,16 @@ def make_transport(cfg):
 class Run:
     """A run bound to its directory: ``await Run.create(...).execute(on_event)``."""
 
-    def __init__(self, cfg, store: RunStore, recovered: Recovered, transport=None, resumed: bool = False) -> None:
+    def __init__(self, cfg, store: RunStore, recovered: Recovered, transport=None, resumed: bool = False, embed=None) -> None:
         from .cache import ResponseCache
         from .llm import UsageTotals
 
         self.cfg = cfg
+        if embed is None:
+            from .balance import LazyEmbedder
+
+            embed = LazyEmbedder()
+        self.embed = embed  # texts -> vectors, for a data-driven split when the model gives none
         self.store = store
         self.recovered = recovered
         self.resumed = resumed
@@ -920,19 +1014,19 @@ class Run:
         self.engine: Engine | None = None
 
     @classmethod
-    def create(cls, cfg, out: Path, transport=None) -> "Run":
+    def create(cls, cfg, out: Path, transport=None, embed=None) -> "Run":
         from .tree import Tree
 
         store = RunStore.create(out, cfg.redacted())
         try:
             recovered = Recovered(Tree.new(cfg.size), 0, {}, set(), 0, store.read_state(), [])
-            return cls(cfg, store, recovered, transport)
+            return cls(cfg, store, recovered, transport, embed=embed)
         except BaseException:
             store.close()
             raise
 
     @classmethod
-    def resume(cls, run_dir: Path, overrides: dict[str, Any] | None = None, transport=None) -> "Run":
+    def resume(cls, run_dir: Path, overrides: dict[str, Any] | None = None, transport=None, embed=None) -> "Run":
         from .config import RESUMABLE_OVERRIDES, build_config
         from .errors import ConfigError, RunDirError
 
@@ -953,7 +1047,7 @@ class Run:
                 recovered = store.recover(cfg.size)
             except OSError as e:  # e.g. a file made read-only: its torn tail cannot be cut
                 raise storage_error(store.root, e) from None
-            return cls(cfg, store, recovered, transport, resumed=True)
+            return cls(cfg, store, recovered, transport, resumed=True, embed=embed)
         except BaseException:
             store.close()
             raise
@@ -965,7 +1059,7 @@ class Run:
     async def execute(
         self, on_event: Callable[[ev.Event], None] | None = None, configure: Callable[[Engine], None] | None = None
     ) -> ev.RunFinished:
-        self.engine = Engine(self.cfg, self.store, self.client, self.prompts, self.recovered, on_event, self.resumed)
+        self.engine = Engine(self.cfg, self.store, self.client, self.prompts, self.recovered, on_event, self.resumed, self.embed)
         if configure is not None:
             configure(self.engine)
         try:

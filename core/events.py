@@ -81,6 +81,7 @@ class NodeExpanded(Event):
     children: tuple[ChildInfo, ...]
     nodes_total: int
     nodes_expanded: int
+    data_driven: bool = False  # the split came from embedding clusters, not from the model
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -72,6 +72,7 @@ class _LocalEngine:
         threads = int(os.environ.get("TREESYNTH_LOCAL_THREADS", "0")) or max(1, min(8, os.cpu_count() or 1))
         self.llm = Llama(model_path=str(path), n_ctx=_N_CTX, n_threads=threads, verbose=False, seed=0)
         self.lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}
 
     @classmethod
     def get(cls, name: str) -> "_LocalEngine":
@@ -91,7 +92,10 @@ class _LocalEngine:
         rf = params.get("response_format")
         if isinstance(rf, dict):
             schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema")
-            kwargs["response_format"] = {"type": "json_object", "schema": grammar_safe(schema)} if schema else {"type": "json_object"}
+            if schema:
+                kwargs["grammar"] = self.grammar(schema)
+            else:
+                kwargs["response_format"] = {"type": "json_object"}
         # Keep prompt + answer inside the context window.
         n_prompt = len(self.llm.tokenize("\n".join(m["content"] for m in messages).encode("utf-8"), add_bos=False)) + 16 * len(messages)
         room = _N_CTX - n_prompt - 8
@@ -99,8 +103,27 @@ class _LocalEngine:
             raise ProviderError(f"the prompt ({n_prompt} tokens) does not fit the embedded model's context ({_N_CTX})")
         kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
         with self.lock:
-            self.llm.reset()
+            # no reset(): llama.cpp keeps the KV cache of the prompt prefix this call shares with the last
             return self.llm.create_chat_completion(**kwargs)
+
+    def grammar(self, schema: dict[str, Any]):
+        """The schema's grammar, converted once and strictly. llama-cpp-python's own path falls back
+        to a generic JSON grammar on any conversion error, silently dropping every constraint."""
+        import json
+
+        key = json.dumps(schema, sort_keys=True)
+        g = self._grammars.get(key)
+        if g is None:
+            from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+            try:
+                g = LlamaGrammar.from_string(json_schema_to_gbnf(json.dumps(grammar_safe(schema))), verbose=False)
+            except Exception as e:  # noqa: BLE001 - any conversion failure is a bug in the schema: say so
+                raise ProviderError(f"the embedded model cannot enforce this JSON schema ({type(e).__name__}: {str(e)[:200]})") from None
+            if len(self._grammars) > 256:
+                self._grammars.clear()
+            self._grammars[key] = g
+        return g
 
 
 def _handler_class():

@@ -59,13 +59,28 @@ def _as_text(v: Any) -> str | None:
     return None
 
 
-def parse_samples(obj: Any, fields: tuple[str, ...] | list[str], *, max_items: int, max_chars: int) -> tuple[list[dict[str, str]], int]:
+def parse_samples(
+    obj: Any, fields: tuple[str, ...] | list[str], *, max_items: int, max_chars: int, patterns: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, str]], int]:
     """Extract samples with every field a non-empty string.
 
     Accepts ``{"samples": [...]}``, a bare list, or a single object. With one field a
-    sample may be a bare string. Returns (valid samples, number rejected).
+    sample may be a bare string. ``patterns`` (field -> compiled regex): a sample whose field,
+    whitespace collapsed, does not match is rejected. Returns (valid samples, number rejected).
     """
     fields = tuple(fields)
+    if patterns:
+        kept, bad = _parse(obj, fields, max_items, max_chars)
+        good = [s for s in kept if all(rx.search(" ".join(s[f].split())) for f, rx in patterns.items() if f in s)]
+        bad += len(kept) - len(good)
+        bad += max(0, len(good) - max_items)
+        return good[:max_items], bad
+    out, rejected = _parse(obj, fields, max_items, max_chars)
+    rejected += max(0, len(out) - max_items)
+    return out[:max_items], rejected
+
+
+def _parse(obj: Any, fields: tuple[str, ...], max_items: int, max_chars: int) -> tuple[list[dict[str, str]], int]:
     if isinstance(obj, dict):
         items = None
         for key in ("samples", "items", "data", "examples", "pivots"):
@@ -101,5 +116,4 @@ def parse_samples(obj: Any, fields: tuple[str, ...] | list[str], *, max_items: i
             out.append(sample)
             continue
         rejected += 1
-    rejected += max(0, len(out) - max_items)
-    return out[:max_items], rejected
+    return out, rejected

@@ -4,6 +4,7 @@ knowledge lives in code. Users override any template file through ``templates`` 
 
 from __future__ import annotations
 
+import json
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-STEPS = ("system", "pivots", "classify", "supplement", "generate", "retry", "route", "infer_task")
+STEPS = ("system", "pivots", "criterion", "assign", "supplement", "generate", "retry", "route", "infer_task")
 
 
 def assets_dir() -> Path:
@@ -48,7 +49,7 @@ def load_preset(name: str) -> dict[str, Any]:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"malformed preset {str(p)!r}: {e}") from None
-    allowed = {"description", "task", "fields", "style", "field_descriptions"}
+    allowed = {"description", "task", "fields", "style", "field_descriptions", "field_patterns", "examples"}
     unknown = set(data) - allowed
     if unknown:
         raise ConfigError(f"preset {str(p)!r} has unknown keys: {', '.join(sorted(unknown))}")
@@ -100,6 +101,7 @@ class Prompts:
             trim_blocks=False,
         )
         env.filters["sample_text"] = _sample_text
+        env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)
         try:
             self._t = {s: env.get_template(f"{s}.j2") for s in STEPS}
         except TemplateError as e:
@@ -114,6 +116,7 @@ class Prompts:
             "fields": list(cfg.fields),
             "field_descriptions": dict(cfg.field_descriptions),
         }
+        self._examples = [dict(e) for e in getattr(cfg, "examples", ())]  # the preset's or config's, written for the prompts
         self.system = self._render("system")
 
     def _render(self, step: str, **kw: Any) -> str:
@@ -128,10 +131,13 @@ class Prompts:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self._render(step, **kw)}]
 
     def pivots(self, path: list[dict[str, str]], n: int) -> list[dict[str, str]]:
-        return self._msgs("pivots", path=path, n=n)
+        return self._msgs("pivots", path=path, n=n, examples=self._examples)
 
-    def classify(self, path, pivots, ancestor_dimensions, max_values: int) -> list[dict[str, str]]:
-        return self._msgs("classify", path=path, pivots=pivots, ancestor_dimensions=ancestor_dimensions, max_values=max_values)
+    def criterion(self, path, pivots, ancestor_dimensions, max_values: int) -> list[dict[str, str]]:
+        return self._msgs("criterion", path=path, pivots=pivots, ancestor_dimensions=ancestor_dimensions, max_values=max_values)
+
+    def assign(self, path, pivots, dimension: str, values: list[str]) -> list[dict[str, str]]:
+        return self._msgs("assign", path=path, pivots=pivots, dimension=dimension, values=values)
 
     def supplement(self, path, dimension: str, values: list[str], max_new: int) -> list[dict[str, str]]:
         return self._msgs("supplement", path=path, dimension=dimension, values=values, max_new=max_new)
@@ -140,10 +146,10 @@ class Prompts:
         memo = self._gen_memo
         key = _path_key(path, n) if memo is not None and not examples else None
         if key is None:
-            return self._msgs("generate", path=path, n=n, examples=examples or [])
+            return self._msgs("generate", path=path, n=n, examples=examples or self._examples)
         text = memo.get(key)
         if text is None:
-            text = self._render("generate", path=path, n=n, examples=[])
+            text = self._render("generate", path=path, n=n, examples=self._examples)
             if len(memo) >= 4096:
                 memo.clear()
             memo[key] = text

@@ -9,7 +9,14 @@ LABEL_MAX = 60
 DIMENSION_MAX = 80
 
 
-def samples_schema(fields: tuple[str, ...], n: int, max_chars: int) -> dict[str, Any]:
+def _field_schema(max_chars: int, pattern: str | None) -> dict[str, Any]:
+    if pattern:
+        return {"type": "string", "pattern": pattern}
+    return {"type": "string", "minLength": 1, "maxLength": max_chars}
+
+
+def samples_schema(fields: tuple[str, ...], n: int, max_chars: int, patterns: dict[str, str] | None = None) -> dict[str, Any]:
+    patterns = patterns or {}
     return {
         "type": "object",
         "properties": {
@@ -19,7 +26,7 @@ def samples_schema(fields: tuple[str, ...], n: int, max_chars: int) -> dict[str,
                 "maxItems": n,
                 "items": {
                     "type": "object",
-                    "properties": {f: {"type": "string", "minLength": 1, "maxLength": max_chars} for f in fields},
+                    "properties": {f: _field_schema(max_chars, patterns.get(f)) for f in fields},
                     "required": list(fields),
                     "additionalProperties": False,
                 },

@@ -31,3 +31,10 @@ def slugify(text: str, max_len: int = 40) -> str:
 
 def truncate(text: str, n: int) -> str:
     return text if len(text) <= n else text[: max(0, n - 1)] + "…"
+
+
+def sample_plain_text(sample: object) -> str:
+    """A sample's field values joined, without field names (what an embedding should see)."""
+    if isinstance(sample, dict):
+        return " ".join(" ".join(str(v).split()) for v in sample.values())
+    return " ".join(str(sample).split())

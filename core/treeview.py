@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .clusters import is_fallback_dimension
 from .text import truncate
 from .tree import EXPANDED, Tree
 
@@ -21,9 +22,12 @@ def render_tree(tree: Tree, leaf_counts: dict[str, int], max_depth: int | None =
         head = "(root)" if n.parent is None else f"{n.dimension} = {truncate(n.value or '', 60)}"
         extra = f" [{n.status}]" if n.status not in (EXPANDED, "leaf") else ""
         split = f"  -> split by {n.split_dimension!r}" if n.status == EXPANDED and n.split_dimension else ""
+        if split and is_fallback_dimension(n.split_dimension):
+            split += " [data-driven: embedding clusters; the model gave no valid split]"
+        src = " [data-driven]" if n.source == "data" else ""
         oe = f" (sampled from {len(n.values)} values)" if n.values else ""
         reason = f"  ({truncate(n.reason, 80)})" if n.reason else ""
-        return f"{head}{oe}  {counts.get(n.id, 0)}/{n.target}{extra}{split}{reason}"
+        return f"{head}{src}{oe}  {counts.get(n.id, 0)}/{n.target}{extra}{split}{reason}"
 
     def rec(nid: str, prefix: str, last: bool, root: bool) -> None:
         n = tree.get(nid)

@@ -53,14 +53,17 @@ class ScriptedTransport:
             n_vals = len(re.findall(r"^\d+\. ", user, re.M))
             obj = {"labels": [(i % max(1, n_vals)) + 1 for i in range(n_rows)]}
         elif step == "pivots":
-            obj = {"samples": [{f: f"pivot {node} #{i} {f}" for f in self.fields} for i in range(n)]}
-        elif step == "classify":
-            n_piv = len(re.findall(r"^\[\d+\]", req.messages[1]["content"], re.M))
-            k = max(1, min(self.fanout, n_piv))
-            groups = [[] for _ in range(k)]
-            for i in range(n_piv):
-                groups[i % k].append(i + 1)
-            obj = {"dimension": f"dimension {depth}", "values": [{"value": f"d{depth} value {j}", "pivots": g} for j, g in enumerate(groups)]}
+            obj = {"samples": [{f: f"pivot {node} #{idx}.{i} {f}" for f in self.fields} for i in range(n)]}
+        elif step == "criterion":
+            n_piv = len(re.findall(r"^- ", req.messages[1]["content"], re.M))
+            k = max(2, min(self.fanout, n_piv))
+            obj = {"dimension": f"setting {depth}", "values": [f"d{depth} value {j}" for j in range(k)]}
+        elif step == "assign":
+            user = req.messages[1]["content"]
+            n_piv = len(re.findall(r"^\[\d+\]", user, re.M))
+            values = re.findall(r'"(d\d+ value \d+)"', user)
+            values = list(dict.fromkeys(values)) or ["d0 value 0"]
+            obj = {str(i + 1): values[i % len(values)] for i in range(n_piv)}
         elif step == "supplement":
             obj = {"status": "complete" if self.supplement else "none", "values": [f"d{depth} extra {j}" for j in range(self.supplement)]}
         else:  # gen

@@ -60,14 +60,16 @@ from typing import Any
 
 _WRITE_N = re.compile(r"Write (\d+)")
 _FIELDS = re.compile(r'"(\w+)": "\.\.\."')
-_ANCESTORS = re.compile(r"different from the dimensions already used: (.*?)\.\s*$", re.M)
+_ANCESTORS = re.compile(r"on which these samples differ, not (.*?), and 2 to")
 
 
 def step_of(messages: list[dict]) -> str:
     """Which protocol step a request is, from its first user message (retries keep it)."""
     user = _user(messages)
-    if "numbered samples" in user:
-        return "classify"
+    if "Name ONE criterion" in user:
+        return "classify"  # the criterion step's two calls count as one kind: "classify"
+    if "numbered samples" in user and "which value of" in user:
+        return "assign"
     if "were split by the dimension" in user:
         return "supplement"
     if "new samples" in user:
@@ -121,23 +123,25 @@ def answer_for(messages: list[dict], tag: str, violation: str | None = None, fan
     step = step_of(messages)
     fields_ = _FIELDS.findall(user) or ["text"]
     depth = _depth(user)
-    if step == "classify":
-        n = len(re.findall(r"^\[\d+\]", user, re.M))
-        k = max(1, min(fanout, n))
-        groups = [[i + 1 for i in range(n) if i % k == j] for j in range(k)]
+    if step == "classify":  # the criterion call: a dimension and its values
         dim = f"aspect {depth}"
-        values = [{"value": f"kind {j} of aspect {depth}", "pivots": g} for j, g in enumerate(groups)]
-        if violation == "twice" and n >= 2:
-            values[-1]["pivots"] = sorted(set(values[-1]["pivots"]) | {1})
-        elif violation == "catch_all":
-            values[-1]["value"] = "other"
+        values = [f"kind {j} of aspect {depth}" for j in range(max(2, fanout))]
+        if violation == "catch_all":
+            values = [values[0], "other"]  # one concrete value left: no split
+        elif violation == "twice":
+            values = [values[0], values[0]]  # a repeat: one value left
         elif violation == "ancestor":
             m = _ANCESTORS.search(user)
             if m:
                 dim = m.group(1).split(", ")[0]
             else:  # the root has no ancestors: break it another way
-                values[-1]["value"] = "miscellaneous"
+                values[-1] = "miscellaneous"
+                values = values[-1:]
         return {"dimension": dim, "values": values, "id": tag}
+    if step == "assign":
+        n = len(re.findall(r"^\[\d+\]", user, re.M))
+        values = list(dict.fromkeys(re.findall(r'"(kind \d+ of aspect \d+)"', user))) or ["kind 0 of aspect 0"]
+        return {**{str(i + 1): values[i % len(values)] for i in range(n)}, "id": tag}
     if step == "supplement":
         return {"status": "complete" if supplement else "none", "values": [f"extra kind {j} of aspect {depth}" for j in range(supplement)], "id": tag}
     m = _WRITE_N.search(user)

@@ -52,19 +52,63 @@ def test_pipelined_leaves_start_before_tree_is_complete(tmp_path):
     assert first_progress < last_expand
 
 
-def test_invalid_classification_is_retried_then_node_becomes_leaf(tmp_path):
-    bad = json.dumps({"dimension": "topic", "values": [{"value": "a", "pivots": [1, 2]}, {"value": "b", "pivots": [2]}]})
-    t = ScriptedTransport(overrides={"classify": [bad, bad, bad]})
-    fin, events = _run(_cfg(depth=1, size=10, validation_retries=2), tmp_path / "r", t)
+class _TempsTransport(ScriptedTransport):
+    async def __call__(self, req):
+        self.calls[f"temp:{req.slot.split(':')[1]}:{req.temperature}"] += 1
+        return await ScriptedTransport.__call__(self, req)
+
+
+def test_invalid_criterion_is_resampled_hotter_then_the_pivots_are_split_by_embedding_clusters(tmp_path):
+    from tests.fakes import hash_embedder
+
+    bad = json.dumps({"dimension": "dimension_1", "values": ["text", "text"]})
+    t = _TempsTransport(overrides={"criterion": [bad, bad, bad]})
+    out = tmp_path / "r"
+    run = Run.create(_cfg(depth=1, size=10, validation_retries=2), out, transport=t, embed=hash_embedder)
+    events: list[ev.Event] = []
+    fin = asyncio.run(run.execute(events.append))
     assert fin.status == "complete" and fin.rows == 10
-    root_leaf = [e for e in events if isinstance(e, ev.NodeLeaf) and e.node_id == "0"]
-    assert root_leaf and "assigned twice" in root_leaf[0].reason
-    assert t.calls["classify"] == 3
+    assert t.calls["criterion"] == 3 and t.calls["assign"] == 0  # no assignment for an invalid criterion
+    assert [t.calls[f"temp:criterion:{x}"] for x in (0.3, 0.8, 1.3)] == [1, 1, 1]  # fresh answers, hotter each time
+    root = next(e for e in events if isinstance(e, ev.NodeExpanded) and e.node_id == "0")
+    assert root.data_driven and root.dimension.startswith("embedding cluster") and len(root.children) >= 2
+    assert all(c.source == "data" for c in root.children)
+    assert any(isinstance(e, ev.RunWarning) and "data-driven" in e.message for e in events)
+    from treesynth.core.store import RunStore
+    from treesynth.core.treeview import render_tree
+
+    text = render_tree(RunStore.open(out).recover(10).tree, {})
+    assert "data-driven" in text
+
+
+def test_a_node_with_too_few_distinct_pivots_becomes_a_leaf_and_says_so(tmp_path):
+    from tests.fakes import hash_embedder
+
+    bad = json.dumps({"dimension": "setting", "values": ["shopping"]})
+    few = json.dumps({"samples": [{"question": f"q{i % 3}", "answer": "a"} for i in range(6)]})
+    t = ScriptedTransport(overrides={"criterion": [bad, bad, bad], "pivots": [few]})
+    cfg = _cfg(depth=1, size=10, validation_retries=2, pivots=6, pivots_per_call=6)
+    run = Run.create(cfg, tmp_path / "r", transport=t, embed=hash_embedder)
+    events: list[ev.Event] = []
+    fin = asyncio.run(run.execute(events.append))
+    assert fin.status == "complete" and fin.rows == 10
+    leaf = next(e for e in events if isinstance(e, ev.NodeLeaf) and e.node_id == "0")
+    assert "3 distinct pivot" in leaf.reason and "nothing honest to split" in leaf.reason
+
+
+def test_an_assignment_that_puts_every_pivot_under_one_value_is_resampled(tmp_path):
+    one = json.dumps({str(i): "d0 value 0" for i in range(1, 7)})
+    t = ScriptedTransport(overrides={"assign": [one]})
+    fin, events = _run(_cfg(depth=1, size=12), tmp_path / "r", t)
+    root = next(e for e in events if isinstance(e, ev.NodeExpanded) and e.node_id == "0")
+    assert not root.data_driven and root.dimension == "setting 0"
+    assert t.calls["assign"] == 2 and t.calls["criterion"] == 2
+    assert any(isinstance(e, ev.RunWarning) and "one value" in e.message for e in events)
 
 
 def test_retry_then_valid_split_is_used(tmp_path):
-    bad = json.dumps({"dimension": "topic", "values": [{"value": "Other", "pivots": [1, 2, 3, 4, 5, 6]}]})
-    t = ScriptedTransport(overrides={"classify": [bad]})
+    bad = json.dumps({"dimension": "topic", "values": ["Other", "misc"]})
+    t = ScriptedTransport(overrides={"criterion": [bad]})
     fin, events = _run(_cfg(depth=1, size=12), tmp_path / "r", t)
     assert any(isinstance(e, ev.NodeExpanded) and e.node_id == "0" for e in events)
     assert any(isinstance(e, ev.RunWarning) and "catch-all" in e.message for e in events)

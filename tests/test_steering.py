@@ -92,7 +92,7 @@ def test_reexpand_asks_again(tmp_path):
     assert fin.status == "complete" and fin.rows == 60
     assert any(isinstance(e, ev.NodeReset) and e.node_id == "0.0" for e in events)
     assert _tree(out)["0.0"]["revision"] == 1 and _tree(out)["0.0"]["status"] == "expanded"
-    assert t.calls["pivots"] == 1 + 4 + 1  # root, its four children, and 0.0 once more
+    assert t.calls["pivots"] == (1 + 4 + 1) * 2  # root, its four children, and 0.0 once more; two pivot calls each (3 + 3)
 
 
 def test_refused_edits_say_why(tmp_path):

@@ -8,6 +8,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from treesynth.core import events as ev
+from treesynth.core.clusters import is_fallback_dimension
 from treesynth.core.progress import Progress, fmt_cost, fmt_duration
 from treesynth.core.text import truncate
 from treesynth.core.tree import Node
@@ -134,6 +135,8 @@ def detail_renderable(vn: ViewNode | None, node: Node | None, path: list[ViewNod
             t.append(f"   coverage: {cov}", style="dim")
         if cov == "open_ended":
             t.append("   open-ended", style="bold magenta")
+        if is_fallback_dimension(split_dim):
+            t.append("   data-driven: embedding clusters (the model gave no valid split)", style="bold yellow")
         parts.append(t)
         svals = node.split_values if node is not None else []
         for sv in svals:

@@ -1,0 +1,112 @@
+"""Data-driven splits: when a model gives no valid criterion, a node's texts are split by
+spherical k-means on their embeddings and each cluster is named by its most distinctive words.
+Pure functions over arrays and strings (the caller embeds); shared by run mode (a node's pivots)
+and balance mode (a node's rows). The dimension is marked so every front end can label it."""
+
+from __future__ import annotations
+
+from .partition import Split, Value
+
+FALLBACK_DIMENSION = "embedding cluster"
+_STOP = frozenset("""about above after again against also among another any because been before being between both but
+could does doing down during each either every few from further have having here how however into its itself just
+least less many more most much must neither once only other over same should since some such than that their
+them then there these they this those through under until very were what when where which while whom whose with
+within without would your you yours each one two three four five many much will shall""".split())
+
+
+def is_fallback_dimension(dimension: str | None) -> bool:
+    return bool(dimension) and dimension.startswith(FALLBACK_DIMENSION + " (level ")
+
+
+def fallback_k(n_rows: int, max_values: int) -> int:
+    """Clusters for a fallback split: about one per 40 rows, 2 to min(6, max_values); 0 under 8 rows."""
+    if n_rows < 8:
+        return 0
+    return int(max(2, min(6, max_values, n_rows // 40)))
+
+
+def kmeans(X, k: int, seed: int, iters: int = 30):
+    """Spherical k-means (cosine) with k-means++ seeding: (unit centroids (k, d), labels (n,)). Deterministic."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    n = len(Xn)
+    k = min(k, n)
+    first = int(rng.integers(n))
+    C = [Xn[first]]
+    d = np.maximum(0.0, 1.0 - Xn @ C[0])
+    for _ in range(1, k):
+        total = float(d.sum())
+        nxt = int(rng.choice(n, p=d / total)) if total > 0 else int(rng.integers(n))
+        C.append(Xn[nxt])
+        d = np.minimum(d, np.maximum(0.0, 1.0 - Xn @ Xn[nxt]))
+    C = np.stack(C)
+    labels = np.full(n, -1)
+    for _ in range(iters):
+        new = np.argmax(Xn @ C.T, axis=1)
+        if (new == labels).all():
+            break
+        labels = new
+        for j in range(k):
+            members = Xn[labels == j]
+            if len(members):
+                m = members.sum(axis=0)
+                C[j] = m / max(float(np.linalg.norm(m)), 1e-12)
+    return C, labels
+
+
+def distinctive_words(texts: list[str], labels, k: int, n_words: int = 3, min_count: int = 2) -> list[list[str]]:
+    """Per cluster, the words whose share of the cluster's texts most exceeds their share of all texts."""
+    import re
+    from collections import Counter
+
+    docs = [set(w for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower()) if w not in _STOP) for t in texts]
+    overall = Counter(w for d in docs for w in d)
+    n = max(1, len(docs))
+    out = []
+    for j in range(k):
+        members = [d for d, lab in zip(docs, labels) if lab == j]
+        m = max(1, len(members))
+        inside = Counter(w for d in members for w in d)
+        score = {w: c / m - overall[w] / n for w, c in inside.items() if c >= min_count}
+        out.append([w for w, _ in sorted(score.items(), key=lambda x: (-x[1], x[0]))[:n_words]])
+    return out
+
+
+def unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def pivot_k(n_distinct: int, max_values: int) -> int:
+    """Clusters for a node's pivots: 0 (no honest split) under 4 distinct pivots, 2 under 9, else 3."""
+    if n_distinct < 4:
+        return 0
+    return int(max(2, min(max_values, 2 if n_distinct < 9 else 3)))
+
+
+def cluster_split(texts: list[str], X, k: int, seed: int, depth: int) -> Split | None:
+    """A split of ``texts`` (embedded as the rows of ``X``) into ``k`` embedding clusters named by
+    their distinctive words; every text lands in exactly one value. None when fewer than two
+    clusters hold texts (nothing honest to split)."""
+    import numpy as np
+
+    if k < 2 or len(texts) < 2:
+        return None
+    _, labels = kmeans(np.asarray(X, dtype=np.float32), k, seed)
+    keep = [j for j in range(k) if (labels == j).any()]
+    if len(keep) < 2:
+        return None
+    remap = {j: i for i, j in enumerate(keep)}
+    labels = np.array([remap[int(j)] for j in labels])
+    words = distinctive_words(texts, labels, len(keep), min_count=2 if len(texts) >= 30 else 1)
+    names = unique_names([f"about: {', '.join(w) if w else f'cluster {j + 1}'}" for j, w in enumerate(words)])
+    groups = [tuple(int(i) for i in np.flatnonzero(labels == j)) for j in range(len(keep))]
+    return Split(dimension=f"{FALLBACK_DIMENSION} (level {depth + 1})",
+                 values=tuple(Value(value=n, pivots=g, source="data") for n, g in zip(names, groups)))

@@ -1,0 +1,178 @@
+"""The criterion step in two calls, as pure functions: schemas, validation and assembly.
+
+A single call that names a dimension, its values and every pivot's value at once is beyond a
+small model (and a constrained decoder cannot check that every pivot is assigned once). So:
+
+1. **criterion**: ``{"dimension": D, "values": [v1, v2, ...]}``; labels are bounded by a pattern
+   (letters first, no digits-only, no quotes), at least two values.
+2. **assign**: ``{"1": v, "2": v, ...}``: one property per pivot, in order, each an ``enum`` of the
+   values from (1). Under a schema-enforcing decoder every pivot gets exactly one valid value
+   by construction; without one, :func:`validate_assignment` checks the same.
+
+Placeholders (``dimension_1``, ``value``, ``text``, the sample's field names, the task's own
+words) and splits whose pivots all land on one value are invalid: they make a one-node "tree".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .partition import PartitionError, Split, Value, is_catch_all
+from .text import normalise
+
+# Letters first; then letters, digits, spaces and a little punctuation. No quotes or backslashes
+# (a grammar-constrained decoder cannot wander into escapes), bounded length.
+LABEL_PATTERN = r"^[A-Za-z][A-Za-z0-9 ,'&/+()-]{1,47}$"
+_LABEL_RE = re.compile(LABEL_PATTERN)
+
+_PLACEHOLDER_WORDS = frozenset(
+    {
+        "dimension", "dimensions", "criterion", "criteria", "placeholder", "value", "values", "label", "labels",
+        "category", "categories", "class", "group", "cluster", "option", "name", "field", "sample", "samples",
+        "data", "text", "string", "example", "examples", "item", "items", "attribute", "property", "feature",
+        "key", "answer", "question", "output", "input", "response", "thing", "stuff", "type", "kind",
+    }
+)
+_NUMBERED = re.compile(r"^([a-z ]+?)[ _-]*(\d+|[a-z])$")
+
+
+def placeholder_reason(label: str, fields: tuple[str, ...] | list[str] = (), task: str = "") -> str | None:
+    """Why ``label`` is a placeholder rather than a real dimension or value; None if it is real."""
+    n = normalise(label).replace("_", " ")
+    if len(n) < 2:
+        return f"{label!r} is too short"
+    if not any(c.isalpha() for c in n):
+        return f"{label!r} has no words"
+    if n in {normalise(f).replace("_", " ") for f in fields}:
+        return f"{label!r} is a field name of the samples, not a criterion"
+    if n in _PLACEHOLDER_WORDS:
+        return f"{label!r} is a placeholder, not a concrete name"
+    m = _NUMBERED.match(n)
+    if m and m.group(1).strip() in _PLACEHOLDER_WORDS:
+        return f"{label!r} is a placeholder, not a concrete name"
+    words = n.split()
+    if any(w in ("dimension", "dimensions", "criterion", "placeholder") for w in words):
+        return f"{label!r} names the format, not a criterion"
+    t = normalise(task)
+    if t and (n == t or (len(words) >= 2 and f" {n} " in f" {t} ")):
+        return f"{label!r} repeats the task's own words"
+    return None
+
+
+def criterion_schema(max_values: int) -> dict[str, Any]:
+    label = {"type": "string", "pattern": LABEL_PATTERN}
+    return {
+        "type": "object",
+        "properties": {
+            "dimension": label,
+            "values": {"type": "array", "minItems": 2, "maxItems": max(2, max_values), "items": label},
+        },
+        "required": ["dimension", "values"],
+        "additionalProperties": False,
+    }
+
+
+def validate_criterion(
+    raw: Any, ancestors: list[str] | tuple[str, ...], max_values: int,
+    fields: tuple[str, ...] | list[str] = (), task: str = "",
+) -> tuple[str, list[str]]:
+    """Check a criterion answer: a real dimension, new on the path, and at least two real, distinct values."""
+    if not isinstance(raw, dict):
+        raise PartitionError("the answer must be an object with 'dimension' and 'values'")
+    dim = raw.get("dimension")
+    if not isinstance(dim, str) or not dim.strip():
+        raise PartitionError("'dimension' must be a non-empty string")
+    dim = " ".join(dim.split())
+    why = placeholder_reason(dim, fields, task)
+    if why:
+        raise PartitionError(why)
+    if not _LABEL_RE.match(dim):
+        raise PartitionError(f"dimension {dim[:60]!r} must be a short name (letters first, at most 48 characters)")
+    nd = normalise(dim)
+    if any(normalise(a) == nd for a in ancestors):
+        raise PartitionError(f"dimension {dim!r} was already used by an ancestor node; choose a different one")
+    vals = raw.get("values")
+    if not isinstance(vals, list):
+        raise PartitionError("'values' must be a list of strings")
+    out: list[str] = []
+    seen: set[str] = set()
+    problems: list[str] = []
+    for v in vals:
+        if not isinstance(v, str) or not v.strip():
+            problems.append("a value is empty")
+            continue
+        v = " ".join(v.split())
+        n = normalise(v)
+        if not _LABEL_RE.match(v):
+            problems.append(f"value {v[:60]!r} must be a short name")
+        elif n in seen:
+            continue  # a repeat adds nothing; small models repeat, the rest may still be good
+        elif n == nd:
+            problems.append(f"value {v!r} repeats the dimension")
+        elif is_catch_all(v):
+            problems.append(f"value {v!r} is a catch-all")
+        elif (why := placeholder_reason(v, fields, task)) is not None:
+            problems.append(why)
+        else:
+            seen.add(n)
+            out.append(v)
+    if len(out) < 2:
+        detail = f" ({'; '.join(problems[:3])})" if problems else ""
+        raise PartitionError(f"need at least 2 distinct, concrete values of {dim!r}; got {len(out)}{detail}")
+    return dim, out[:max_values]
+
+
+def assign_schema(n_pivots: int, values: list[str]) -> dict[str, Any]:
+    """One required property per pivot, in order, each one of ``values``: a decoder that enforces
+    the schema can only assign every pivot exactly once, to a listed value."""
+    one = {"type": "string", "enum": list(values)}
+    keys = [str(i) for i in range(1, n_pivots + 1)]
+    return {"type": "object", "properties": {k: one for k in keys}, "required": keys, "additionalProperties": False}
+
+
+def validate_assignment(raw: Any, n_pivots: int, values: list[str]) -> list[int]:
+    """Index into ``values`` for each pivot (0-based order). Accepts ``{"1": v, ...}`` or ``[v, ...]``;
+    values match after normalisation."""
+    lookup = {normalise(v): i for i, v in enumerate(values)}
+    if isinstance(raw, dict) and isinstance(raw.get("assignments"), (list, dict)):
+        raw = raw["assignments"]
+    if isinstance(raw, list):
+        raw = {str(i + 1): v for i, v in enumerate(raw)}
+    if not isinstance(raw, dict):
+        raise PartitionError("the answer must map each sample number to one value")
+    out: list[int] = []
+    missing: list[str] = []
+    unknown: list[str] = []
+    for i in range(1, n_pivots + 1):
+        v = raw.get(str(i), raw.get(f"[{i}]"))
+        if not isinstance(v, str):
+            missing.append(str(i))
+            continue
+        j = lookup.get(normalise(v))
+        if j is None:
+            unknown.append(f"{i}: {v[:40]!r}")
+            continue
+        out.append(j)
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"samples {', '.join(missing)} have no value")
+        if unknown:
+            parts.append(f"unknown values ({'; '.join(unknown[:4])}); use only {', '.join(repr(v) for v in values)}")
+        raise PartitionError("; ".join(parts))
+    return out
+
+
+def build_split(dimension: str, values: list[str], assignment: list[int]) -> tuple[Split, list[str]]:
+    """The split made by an assignment, and the values no pivot took (candidates for coverage).
+    Raises PartitionError when fewer than two values hold pivots: that is no split."""
+    groups: dict[int, list[int]] = {}
+    for p, j in enumerate(assignment):
+        groups.setdefault(j, []).append(p)
+    if len(groups) < 2:
+        only = values[next(iter(groups))] if groups else "none"
+        raise PartitionError(f"every sample was put under one value ({only!r}); that does not split them")
+    split = Split(dimension, tuple(Value(values[j], tuple(groups[j]), "pivots") for j in sorted(groups)))
+    unused = [v for j, v in enumerate(values) if j not in groups]
+    return split, unused

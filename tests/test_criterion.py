@@ -1,0 +1,120 @@
+"""The two-call criterion step's pure rules (core/criterion.py) and the data-driven split (core/clusters.py)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from treesynth.core.clusters import cluster_split, is_fallback_dimension, pivot_k
+from treesynth.core.criterion import (
+    LABEL_PATTERN,
+    assign_schema,
+    build_split,
+    criterion_schema,
+    placeholder_reason,
+    validate_assignment,
+    validate_criterion,
+)
+from treesynth.core.partition import PartitionError
+
+TASK = "GSM8K-style grade-school math word problems"
+FIELDS = ("question", "answer")
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["dimension_1", "Dimension 2", "value", "Values", "text", "category 3", "option_a", "question", "answer",
+     "x", "42", "the dimension", "grade-school math", "GSM8K-style grade-school math word problems", "type"],
+)
+def test_placeholders_are_rejected(label):
+    assert placeholder_reason(label, FIELDS, TASK) is not None
+
+
+@pytest.mark.parametrize("label", ["shopping", "time and distance", "number of steps", "fractions", "money", "school trip"])
+def test_real_labels_pass(label):
+    assert placeholder_reason(label, FIELDS, TASK) is None
+
+
+def test_valid_criterion_keeps_distinct_concrete_values_in_order():
+    dim, values = validate_criterion(
+        {"dimension": "setting", "values": ["shopping", "Shopping ", "cooking", "travel"]}, [], 6, FIELDS, TASK
+    )
+    assert dim == "setting" and values == ["shopping", "cooking", "travel"]
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({"dimension": "dimension_1", "values": ["a b", "c d"]}, "placeholder"),
+        ({"dimension": "setting", "values": ["shopping"]}, "at least 2"),
+        ({"dimension": "setting", "values": ["text", "text", "text"]}, "at least 2"),
+        ({"dimension": "setting", "values": ["shopping", "other"]}, "catch-all"),
+        ({"dimension": "setting", "values": ["setting", "cooking"]}, "repeats the dimension"),
+        ({"dimension": "topic", "values": ["money", "time"]}, "ancestor"),
+        ({"dimension": "question", "values": ["money", "time"]}, "field name"),
+        ({"dimension": "setting", "values": "money"}, "list"),
+        (["setting"], "object"),
+    ],
+)
+def test_invalid_criteria_say_why(raw, words):
+    with pytest.raises(PartitionError, match=words):
+        validate_criterion(raw, ["Topic"], 6, FIELDS, TASK)
+
+
+def test_criterion_schema_bounds_labels_and_asks_for_two_values_at_least():
+    s = criterion_schema(5)
+    assert s["properties"]["values"]["minItems"] == 2 and s["properties"]["values"]["maxItems"] == 5
+    assert s["properties"]["dimension"]["pattern"] == LABEL_PATTERN
+    rx = re.compile(LABEL_PATTERN)
+    assert rx.match("time and money") and not rx.match("12") and not rx.match('a"b') and not rx.match("x" * 60)
+
+
+def test_assign_schema_has_one_enum_per_pivot_in_order():
+    s = assign_schema(3, ["money", "time"])
+    assert list(s["properties"]) == ["1", "2", "3"] and s["required"] == ["1", "2", "3"]
+    assert all(p["enum"] == ["money", "time"] for p in s["properties"].values())
+    assert s["additionalProperties"] is False
+
+
+def test_assignment_is_validated_and_normalised():
+    assert validate_assignment({"1": "Money", "2": "time ", "3": "money"}, 3, ["money", "time"]) == [0, 1, 0]
+    assert validate_assignment(["time", "money"], 2, ["money", "time"]) == [1, 0]
+    with pytest.raises(PartitionError, match="samples 3 have no value"):
+        validate_assignment({"1": "money", "2": "time"}, 3, ["money", "time"])
+    with pytest.raises(PartitionError, match="unknown values"):
+        validate_assignment({"1": "money", "2": "space"}, 2, ["money", "time"])
+
+
+def test_build_split_needs_two_occupied_values_and_reports_unused_ones():
+    split, unused = build_split("setting", ["shop", "farm", "school"], [0, 2, 0, 2])
+    assert [(v.value, v.pivots) for v in split.values] == [("shop", (0, 2)), ("school", (1, 3))]
+    assert unused == ["farm"]
+    with pytest.raises(PartitionError, match="one value"):
+        build_split("setting", ["shop", "farm"], [1, 1, 1])
+
+
+def test_pivot_k():
+    assert pivot_k(3, 8) == 0 and pivot_k(4, 8) == 2 and pivot_k(8, 8) == 2 and pivot_k(12, 8) == 3 and pivot_k(12, 2) == 2
+
+
+def test_cluster_split_puts_every_pivot_in_one_named_cluster_deterministically():
+    texts = [
+        "apples and pears at the market", "pears and apples sold at market", "market apples price", "apples pears market stall",
+        "train travels miles per hour", "the train covers miles in hours", "train speed miles hour", "hours of train travel miles",
+    ]
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=16), rng.normal(size=16)
+    X = np.stack([a + 0.1 * rng.normal(size=16) for _ in range(4)] + [b + 0.1 * rng.normal(size=16) for _ in range(4)])
+    s1 = cluster_split(texts, X, 2, seed=3, depth=0)
+    s2 = cluster_split(texts, X, 2, seed=3, depth=0)
+    assert s1 == s2 and is_fallback_dimension(s1.dimension)
+    groups = sorted(sorted(v.pivots) for v in s1.values)
+    assert groups == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    names = " ".join(v.value for v in s1.values)
+    assert "apples" in names or "market" in names or "pears" in names
+    assert "train" in names or "miles" in names
+    assert all(v.source == "data" for v in s1.values)
+    # identical texts: one cluster holds them all, so no honest split
+    assert cluster_split(["same"] * 5, np.ones((5, 4)), 2, seed=0, depth=0) is None
