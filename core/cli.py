@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser(
         "report", help="diversity metrics, coverage and UMAP/t-SNE maps as one offline HTML file",
         description="Diversity metrics, leaf coverage and embedding maps of a run or dataset, compared with others: "
-        "one self-contained HTML file plus metrics.json next to it.",
+        "one self-contained HTML file plus its numbers as JSON next to it (metrics.json for report.html, else NAME.metrics.json for --out NAME.html).",
     )
     rp.add_argument("input", metavar="RUN_DIR_OR_FILE", help="a run directory, or a JSONL/JSON/Parquet/CSV dataset")
     rp.add_argument("--compare", nargs="+", action="extend", metavar="FILE_OR_RUN", default=[], help="datasets or runs to compare with")
