@@ -755,7 +755,9 @@ class BalanceRun:
     def resume(cls, run_dir: Path, overrides: dict[str, Any] | None = None, transport=None, embed=None) -> "BalanceRun":
         from .engine import Run
         from .errors import RunDirError
+        from .store import check_run_dir
 
+        check_run_dir(Path(run_dir))  # a missing directory is missing, not "not a balance run"
         p = Path(run_dir) / BALANCE_FILE
         if not p.is_file():
             raise RunDirError(f"{str(run_dir)!r} is not a balance run (no {BALANCE_FILE}); use treesynth run --resume")

@@ -31,7 +31,7 @@ def _one_line_error(r, needle: str) -> None:
         (["run", "x", "--no-ui", "--model", "notaprovider/some-model"], "unknown model"),
         (["run", "x", "--no-ui", "--model", "openai/gpt-4o-mini"], "missing API key"),
         (["run", "x", "--no-ui", "--model", "anthropic/claude-3-5-haiku-latest"], "ANTHROPIC_API_KEY"),
-        (["run", "--resume", "/nonexistent/run", "--no-ui"], "is not a directory"),
+        (["run", "--resume", "/nonexistent/run", "--no-ui"], "does not exist"),
         (["estimate", ""], "task is empty"),
     ],
 )
@@ -133,3 +133,18 @@ def test_export_formats(stub, tmp_path):
     assert j.returncode == 0
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 7
     assert "slot" not in json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
+
+
+@pytest.mark.parametrize("command", ["run", "balance"])
+def test_resume_of_a_missing_directory_says_it_does_not_exist(command, tmp_path):
+    missing = tmp_path / "no-such-run"
+    r = run_cli(command, "--resume", str(missing), "--no-ui", cwd=tmp_path)
+    _one_line_error(r, f"{str(missing)!r} does not exist")
+    assert "balance run" not in r.stderr and not missing.exists()
+
+
+def test_resume_of_a_file_says_it_is_not_a_directory(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    _one_line_error(run_cli("balance", "--resume", str(f), "--no-ui", cwd=tmp_path), "is not a directory")
+
