@@ -330,6 +330,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .config import build_config
     from .estimate import estimate, litellm_price
+    from .preflight import check_model
     from .prompts import Prompts
 
     if args.balance:
@@ -339,6 +340,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         data = load_data(args.balance, args.field, None)
         flags = {**_flags(args), "task": args.task or "(inferred at run time)", "fields": data.field}
         cfg = build_config(flags={k: v for k, v in flags.items() if k != "size"}, config_file=args.config)
+        check_model(cfg)  # the model `balance` would refuse is not priced either
         leaves_guess = max(1, int(round(min(float(len(data)), max(2.0, cfg.max_values / 2) ** cfg.depth))))
         target = args.size or (args.target_per_leaf * leaves_guess if args.target_per_leaf else len(data))
         est = estimate_balance(cfg, len(data), args.route, args.route_batch, target, fanout=args.fanout, price=litellm_price(cfg.model))
@@ -346,6 +348,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         _print_estimate(cfg, est, f"{est.tree_calls:,} growing and routing, ~{est.synth_calls:,} synthesising, assuming a quarter of {target:,} rows are new")
         return 0
     cfg = build_config(flags=_flags(args), config_file=args.config)
+    check_model(cfg)  # the model `run` would refuse is not priced either
     est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=litellm_price(cfg.model))
     print(f"task:           {cfg.task}")
     print(f"model:          {cfg.model}")

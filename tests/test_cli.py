@@ -148,3 +148,18 @@ def test_resume_of_a_file_says_it_is_not_a_directory(tmp_path):
     f.write_text("x")
     _one_line_error(run_cli("balance", "--resume", str(f), "--no-ui", cwd=tmp_path), "is not a directory")
 
+
+@pytest.mark.parametrize("model, needle", [
+    ("local/llama", "unknown local model 'llama'"),
+    ("notaprovider/some-model", "unknown model 'notaprovider/some-model'"),
+])
+def test_estimate_refuses_the_models_run_refuses_with_the_same_line(model, needle, tmp_path):
+    run_err = run_cli("run", "x", "--no-ui", "--model", model, cwd=tmp_path)
+    _one_line_error(run_err, needle)
+    est = run_cli("estimate", "x", "--model", model, cwd=tmp_path)
+    _one_line_error(est, needle)
+    assert est.stderr == run_err.stderr and est.returncode == run_err.returncode
+    assert est.stdout == ""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "What is 1 + 1?"}\n{"question": "What is 2 + 2?"}\n')
+    _one_line_error(run_cli("estimate", "--balance", str(data), "--model", model, cwd=tmp_path), needle)
