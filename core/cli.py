@@ -146,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def say(message: str) -> None:
+    """One line on stderr that never raises: with stderr a closed pipe (``... 2>&1 | tee log``, then Ctrl-C
+    ends tee) a message is dropped, and later ones go to /dev/null instead of failing again."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # BrokenPipeError, or stderr closed
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -157,15 +171,15 @@ def main(argv: list[str] | None = None) -> int:
                     "report": cmd_report}
         return commands[args.command](args)
     except TreesynthError as e:
-        print(f"treesynth: error: {e}", file=sys.stderr)
+        say(f"treesynth: error: {e}")
         return e.exit_code
     except KeyboardInterrupt:
-        print("treesynth: interrupted", file=sys.stderr)
+        say("treesynth: interrupted")
         return 130
     except Exception as e:  # noqa: BLE001 - a bug: one line, traceback on request
         if os.environ.get("TREESYNTH_DEBUG"):
             raise
-        print(f"treesynth: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (TREESYNTH_DEBUG=1 shows the traceback)", file=sys.stderr)
+        say(f"treesynth: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (TREESYNTH_DEBUG=1 shows the traceback)")
         return 1
 
 
@@ -232,13 +246,16 @@ def _execute(run, json_events: bool) -> int:
         loop = asyncio.get_running_loop()
 
         def on_signal(signame: str) -> None:
+            # stop first, then say so: the message may fail (stderr a closed pipe) but the stop may not
             stops["n"] += 1
             if stops["n"] == 1:
-                print(f"\ntreesynth: {signame}: stopping after in-flight calls (again to quit now); state is saved", file=sys.stderr)
                 run.request_stop()
+                say(f"\ntreesynth: {signame}: stopping after in-flight calls (again to quit now); state is saved")
             else:
-                print(f"treesynth: quitting now; resume with: treesynth {command} --resume {run.store.root}", file=sys.stderr)
-                os._exit(130)  # every write is append-only or an atomic rename: nothing to corrupt
+                try:
+                    say(f"treesynth: quitting now; resume with: treesynth {command} --resume {run.store.root}")
+                finally:
+                    os._exit(130)  # every write is append-only or an atomic rename: nothing to corrupt
 
         for sig, name in ((signal.SIGINT, "interrupt"), (signal.SIGTERM, "terminated")):
             loop.add_signal_handler(sig, on_signal, name)
@@ -247,17 +264,19 @@ def _execute(run, json_events: bool) -> int:
     try:
         fin = asyncio.run(main())
     finally:
-        display.close()
-    print(summary(fin, command), file=sys.stderr)
+        try:
+            display.close()
+        except (OSError, ValueError):  # its stream is a closed pipe: the run's outcome matters, not the display
+            pass
+    say(summary(fin, command))
     extra = getattr(run, "summary", None)
     info = extra() if callable(extra) else None
     if info:
         b, a = info["before"], info["after"]
-        print(
+        say(
             f"balance:  {info['input_rows']} rows in {info['leaves']} leaves -> {info['rows_after']} "
             f"({info['dropped']} dropped, {info['synthesised']} synthesised); occupancy entropy {b['entropy']} -> {a['entropy']}, "
-            f"Gini {b['gini']} -> {a['gini']}, empty leaves {b['empty']} -> {a['empty']}; see before_after.csv",
-            file=sys.stderr,
+            f"Gini {b['gini']} -> {a['gini']}, empty leaves {b['empty']} -> {a['empty']}; see before_after.csv"
         )
     if fin.status == "complete":
         return 0

@@ -51,6 +51,7 @@ class HeadlessDisplay:
         self._bar = None
         self._plain_interval = plain_interval
         self._last_plain = 0.0
+        self._gone = False
         if self.stream.isatty():
             from rich.console import Console
             from rich.live import Live
@@ -85,13 +86,18 @@ class HeadlessDisplay:
                 self._console.print(f"[yellow]warning:[/] {e.message}", markup=True, highlight=False)
             self._live.update(self._render())
             return
+        if self._gone:
+            return
         now = time.monotonic()
-        if isinstance(e, ev.RunWarning):
-            self.stream.write(f"warning: {e.message}\n")
-        if now - self._last_plain >= self._plain_interval or isinstance(e, (ev.RunStarted, ev.RunFinished)):
-            self._last_plain = now
-            self.stream.write(status_line(self.p) + "\n")
-        self.stream.flush()
+        try:
+            if isinstance(e, ev.RunWarning):
+                self.stream.write(f"warning: {e.message}\n")
+            if now - self._last_plain >= self._plain_interval or isinstance(e, (ev.RunStarted, ev.RunFinished)):
+                self._last_plain = now
+                self.stream.write(status_line(self.p) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr is a closed pipe (`2>&1 | tee log` after Ctrl-C): stop writing, keep running
+            self._gone = True
 
     def close(self) -> None:
         if self._live is not None:
