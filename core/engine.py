@@ -56,6 +56,7 @@ def parse_answer(text: str | None) -> Any:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+HEARTBEAT_S = 1.0  # while calls are in flight, a usage event at least this often (elapsed and waiting times tick)
 
 
 def _is_storage_error(e: BaseException) -> bool:
@@ -179,6 +180,7 @@ class Engine:
             requests=u.requests, cache_hits=u.cache_hits, tokens_in=u.tokens_in, tokens_out=u.tokens_out,
             cost_usd=u.cost_usd, retries=u.retries, errors=u.errors, invalid=u.invalid,
             elapsed_s=time.monotonic() - self._t0,
+            in_flight=self.client.calls_in_flight, oldest_in_flight_s=self.client.oldest_in_flight_s(),
         )
 
     def _on_usage(self) -> None:
@@ -197,7 +199,10 @@ class Engine:
         while True:
             await asyncio.sleep(0.5)
             try:
-                if self._usage_dirty:
+                # a heartbeat while calls are in flight: a slow first call (a local model, a cold server)
+                # shows as a call waiting N s, not as a display frozen at 0 requests
+                heartbeat = self.client.calls_in_flight > 0 and time.monotonic() - self._last_usage >= HEARTBEAT_S
+                if self._usage_dirty or heartbeat:
                     self._usage_dirty = False
                     self._last_usage = time.monotonic()
                     self._emit(self.usage_event())

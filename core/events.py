@@ -138,6 +138,9 @@ class Usage(Event):
     errors: int
     invalid: int  # answers rejected by parsing/validation
     elapsed_s: float
+    # a gauge, not a total: calls sent and not answered yet, and how long the oldest of them has waited
+    in_flight: int = 0
+    oldest_in_flight_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

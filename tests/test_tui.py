@@ -628,3 +628,24 @@ def test_balance_without_no_ui_needs_a_terminal_before_reading_anything(tmp_path
     err = capsys.readouterr().err
     assert "needs a terminal" in err and "--no-ui" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+async def test_the_stats_bar_shows_a_call_in_flight_and_how_long_it_has_waited(tmp_path):
+    import re
+
+    t = _held_after_root()  # the calls below the root wait: the run is live with calls in flight
+    app = TreesynthApp(services=services(t), start=NewRun(cfg(size=60, concurrency=1), tmp_path / "r"))
+    async with app.run_test(size=(140, 32)) as pilot:
+        rs: RunScreen = app.screen
+        stats = rs.query_one(StatsBar)
+        await wait_for(pilot, lambda: len(rs.model.nodes["0"].children) == 4, what="the root to expand")
+        await wait_for(pilot, lambda: "in flight 1" in _text(stats), what="a call shown in flight")
+        await pilot.pause(0.3)
+        first = int(re.search(r"in flight 1, (\d+) s", _text(stats)).group(1))
+        await pilot.pause(2.3)  # no event arrives meanwhile: the bar ticks by itself
+        later = int(re.search(r"in flight 1, (\d+) s", _text(stats)).group(1))
+        assert later >= first + 2, (first, later)
+        t.release()
+        await wait_for(pilot, lambda: rs.fin is not None, what="the run to finish")
+        await pilot.pause(0.1)
+        assert "in flight" not in _text(stats)

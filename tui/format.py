@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from treesynth.core import events as ev
-from treesynth.core.progress import Progress, fmt_cost, fmt_duration
+from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_wait
 from treesynth.core.text import truncate
 from treesynth.core.tree import Node
 
@@ -56,6 +56,10 @@ def stats_usage_line(p: Progress, elapsed: float | None, requests_at_start: int 
     else:
         rate = (p.requests - requests_at_start) / elapsed if elapsed > 0 else 0.0
         _pair(t, "req", f"{p.requests:,} ({rate:.1f}/s)")
+    if p.in_flight > 0:  # a slow call shows as waiting, ticking, not as a frozen bar
+        age = p.oldest_in_flight_s
+        _pair(t, "in flight", f"{p.in_flight:,}" + ("" if age is None else f", {'oldest ' if p.in_flight > 1 else ''}{fmt_wait(age)}"),
+              "bold cyan")
     _pair(t, "retries", f"{p.retries:,}", "bold yellow" if p.retries else "bold")
     _pair(t, "errors", f"{p.errors:,}", "bold red" if p.errors else "bold")
     _pair(t, "invalid", f"{p.invalid:,}", "bold yellow" if p.invalid else "bold")
