@@ -678,6 +678,41 @@ def is_balance_run(run_dir: Path) -> bool:
     return (Path(run_dir) / BALANCE_FILE).is_file()
 
 
+def balance_leaf_counts(run_dir: Path, synthesised: dict[str, int]) -> tuple[dict[str, int], dict[str, int] | None]:
+    """Rows per leaf of a balance run (``treesynth tree``), and each leaf's balanced target once planned.
+
+    ``synthesised`` counts samples.jsonl per leaf, which holds only the new rows. Once the plan exists a
+    leaf holds the originals it keeps plus its new rows (at most the planned number), out of kept +
+    planned; before it, the rows routed to each leaf so far, and the tree's own targets (also routed rows)."""
+    run_dir = Path(run_dir)
+    plan_path = run_dir / "plan.json"
+    if plan_path.is_file():
+        try:
+            plan = orjson.loads(plan_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            plan = None
+        if isinstance(plan, dict):
+            counts, targets = {}, {}
+            for lid, p in plan.items():
+                kept, synth = len(p.get("keep", [])), int(p.get("synth", 0))
+                counts[lid] = kept + min(synthesised.get(lid, 0), synth)
+                targets[lid] = kept + synth
+            return counts, targets
+    routed: dict[str, int] = {}
+    try:
+        with open(run_dir / "routes.jsonl", "rb") as f:
+            for line in f:
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    break  # a torn last line
+                for cid, idx in rec.get("children", {}).items():
+                    routed[cid] = len(idx)
+    except OSError:
+        pass
+    return routed, None
+
+
 async def infer_task(data: Data, flags: dict[str, Any], transport=None, n: int = 8, seed: int = 0) -> str:
     """One LLM call: a one-sentence task description from a sample of the rows."""
     from .config import build_config

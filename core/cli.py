@@ -388,8 +388,15 @@ def cmd_tree(args: argparse.Namespace) -> int:
     from .store import load_tree_readonly
     from .treeview import render_tree
 
-    tree = load_tree_readonly(Path(args.run_dir))
-    print(render_tree(tree, _count_rows(Path(args.run_dir)), max_depth=args.max_depth))
+    from .balance import balance_leaf_counts, is_balance_run
+
+    run_dir = Path(args.run_dir)
+    tree = load_tree_readonly(run_dir)
+    counts, targets = _count_rows(run_dir), None
+    if is_balance_run(run_dir):  # samples.jsonl holds only its new rows; its originals are in the plan
+        counts, targets = balance_leaf_counts(run_dir, counts)
+        counts = {k: v for k, v in counts.items() if k in tree.nodes and not tree.get(k).children}
+    print(render_tree(tree, counts, max_depth=args.max_depth, leaf_targets=targets))
     return 0
 
 

@@ -289,3 +289,27 @@ def test_kmeans_and_cluster_names_are_deterministic_pure_functions():
     assert set(words[0]) <= {"apples", "pears", "cost", "money"} and set(words[1]) <= {"trains", "leave", "hours", "late"}
     assert unique_names(["a", "b", "a"]) == ["a", "b", "a (2)"]
     assert fallback_k(5, 10) == 0 and fallback_k(50, 10) == 2 and fallback_k(10_000, 10) == 6 and fallback_k(10_000, 3) == 3
+
+
+def test_tree_command_counts_a_balance_runs_rows_per_leaf(tmp_path):
+    """`treesynth tree` on a balance run: each leaf's kept originals plus its synthesised rows, out of
+    its balanced target (samples.jsonl alone holds only the synthesised rows)."""
+    data_path, rows = _data_file(tmp_path)
+    out = tmp_path / "b"
+    fin, _ = _balance(data_path, out, target_per_leaf=7)
+    assert fin.status == "complete"
+    r = run_cli("tree", str(out))
+    assert r.returncode == 0, r.stderr
+    table = {t["leaf_id"]: t for t in _table(out)}
+    tree = {n["id"]: n for n in json.loads((out / "tree.json").read_text())["nodes"]}
+    labels = {}
+    for lid, t in table.items():
+        n = tree[lid]
+        labels[lid] = f"{n['dimension']} = {n['value']}"
+    lines = r.stdout.splitlines()
+    for lid, label in labels.items():
+        line = next(line for line in lines if line.split("── ", 1)[-1].startswith(label + "  "))
+        assert line.rstrip().endswith(f"  {table[lid]['after']}/7"), line
+    assert lines[0].startswith("(root)  ") and f"  {7 * len(table)}/{7 * len(table)}" in lines[0], lines[0]
+    assert lines[-1].endswith(f"{7 * len(table)} samples"), lines[-1]
+
