@@ -389,6 +389,11 @@ class Balancer:
         engine.split_fallback = self.split_fallback
         engine.outputs = self
         engine.synthesise_leaves = self.store.p("plan.json").exists()
+        # progress: rows of the balanced output out of its size (known from --size, else once planned)
+        if engine.synthesise_leaves:
+            engine.samples_offset, engine.samples_target = self._plan_totals(self.load_plan())
+        else:
+            engine.samples_offset, engine.samples_target = 0, int(self.spec.get("size") or 0)
         # originals count as seen: a synthesised row may not repeat one
         for i in range(len(self.data)):
             engine.keys.add(sample_key(self.data.sample(i), self.data.fields))
@@ -556,10 +561,17 @@ class Balancer:
                 self.engine._journal(n)
         atomic_write(self.store.p("plan.json"), orjson.dumps(plan))
         self._plan = plan
+        self.engine.set_samples_target(*self._plan_totals(plan))
         self.engine.synthesise_leaves = True
         for n in leaves:
             if n.target > self.engine.leaf_rows.get(n.id, 0):
                 self.engine._spawn(self.engine._synth(n.id))
+
+    @staticmethod
+    def _plan_totals(plan: dict[str, Any]) -> tuple[int, int]:
+        """(originals kept, rows after balancing) of a plan."""
+        kept = sum(len(p["keep"]) for p in plan.values())
+        return kept, kept + sum(int(p["synth"]) for p in plan.values())
 
     def load_plan(self) -> dict[str, Any]:
         if getattr(self, "_plan", None) is None:

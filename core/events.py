@@ -127,6 +127,16 @@ class LeafProgress(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SamplesTarget(Event):
+    """The run's progress total changed: a balance run's plan fixes the rows its output will hold
+    (originals kept plus rows to synthesise); ``samples_done`` counts the kept ones as done."""
+
+    kind: ClassVar[str] = "samples_target"
+    samples_done: int
+    samples_target: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Usage(Event):
     kind: ClassVar[str] = "usage"
     requests: int
@@ -169,6 +179,7 @@ EventCallback = Callable[[Event], None]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     c.kind: c for c in (
-        RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, NodePruned, NodeReset, LeafProgress, Usage, RunWarning, RunFinished
+        RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, NodePruned, NodeReset, LeafProgress, SamplesTarget, Usage, RunWarning,
+        RunFinished
     )
 }

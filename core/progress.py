@@ -46,6 +46,9 @@ class Progress:
         elif isinstance(e, ev.LeafProgress):
             self.samples_done = max(self.samples_done, e.samples_done)
             self.size = e.samples_target
+        elif isinstance(e, ev.SamplesTarget):
+            self.samples_at_start += e.samples_done - self.samples_done  # rows counted at once are not made (ETA)
+            self.samples_done, self.size = e.samples_done, e.samples_target
         elif isinstance(e, ev.Usage):
             self.requests, self.cache_hits = e.requests, e.cache_hits
             self.tokens_in, self.tokens_out = e.tokens_in, e.tokens_out

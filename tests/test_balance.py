@@ -313,3 +313,49 @@ def test_tree_command_counts_a_balance_runs_rows_per_leaf(tmp_path):
     assert lines[0].startswith("(root)  ") and f"  {7 * len(table)}/{7 * len(table)}" in lines[0], lines[0]
     assert lines[-1].endswith(f"{7 * len(table)} samples"), lines[-1]
 
+
+def _progress_of(events):
+    from treesynth.core.progress import Progress
+
+    p = Progress()
+    for e in events:
+        p.apply(e)
+    return p
+
+
+@pytest.mark.parametrize("size, target_per_leaf", [(30, None), (None, 7)])
+def test_balance_progress_counts_towards_the_balanced_size(tmp_path, size, target_per_leaf):
+    from treesynth.core import events as ev
+
+    data_path, rows = _data_file(tmp_path)
+    data = load_data(data_path, "question", ("question", "answer"))
+    spec = {"data": str(data_path), "field": "question", "fields": ["question", "answer"], "route": "embed", "route_batch": 10,
+            "target_per_leaf": target_per_leaf, "size": size, "embedder": None}
+    run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 3}, tmp_path / "b",
+                            transport=ScriptedTransport(fields=("question", "answer")), embed=hash_embedder)
+    events = []
+    fin = asyncio.run(run.execute(events.append))
+    assert fin.status == "complete"
+    total = len(read_jsonl(tmp_path / "b" / "balanced.jsonl"))
+    assert total == (size or 7 * len(_table(tmp_path / "b")))
+    started = next(e for e in events if isinstance(e, ev.RunStarted))
+    if size is not None:
+        assert started.size == size, "the target size is known from the start"
+    assert all(e.samples_target == total for e in events if isinstance(e, ev.LeafProgress))
+    p = _progress_of(events)
+    assert (p.samples_done, p.size) == (total, total), "progress ends at the balanced size, not at the input's"
+
+
+def test_balance_progress_after_resume_counts_the_kept_rows(tmp_path):
+    from treesynth.core import events as ev
+
+    data_path, rows = _data_file(tmp_path)
+    out = tmp_path / "b"
+    fin, _ = _balance(data_path, out, size=30, route="embed")
+    assert fin.status == "complete"
+    events = []
+    run = BalanceRun.resume(out, transport=ScriptedTransport(fields=("question", "answer")), embed=hash_embedder)
+    asyncio.run(run.execute(events.append))
+    started = next(e for e in events if isinstance(e, ev.RunStarted))
+    assert (started.samples_done, started.size) == (30, 30)
+
