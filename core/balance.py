@@ -24,6 +24,7 @@ import hashlib
 import importlib
 import json
 import random
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -758,9 +759,36 @@ async def _infer_task(client, cfg, data: Data, n: int, seed: int) -> str:
             task = parse_json(c.text).get("task", "")
         except (ParseError, AttributeError):
             continue
-        task = " ".join(str(task).split())
-        if 10 <= len(task) <= 300:
+        task = repair_task(" ".join(str(task).split()), data)
+        if task is not None:
             return task
+    return fallback_task(data)
+
+
+# words that describe a file's format (and filler), not what its rows are about
+_FORMAT_WORDS = frozenset("""json jsonl ndjson csv tsv parquet data dataset datasets file files format formatted
+row rows record records entry entries object objects item items array arrays list lists table tables column columns
+field fields key keys value values string strings structured sample samples example examples line lines document documents
+contains containing holds holding consists consisting collection set and the for are was has not all per via like kind kinds
+type types describe describes described describing given each""".split())
+_FORMAT_PAREN = re.compile(r"\s*[(\[][^()\[\]]*\b(?:json|jsonl|csv|parquet|data|format)\b[^()\[\]]*[)\]]", re.I)
+
+
+def repair_task(task: str, data: Data) -> str | None:
+    """An inferred task, or None when it only describes the data's format (the embedded model answers
+    'question (JSON data)'): a format note in brackets is dropped, and what is left must name at least two
+    words that are neither format words nor the data's column names."""
+    task = _FORMAT_PAREN.sub("", task).strip(" .,;:-")
+    if not 10 <= len(task) <= 300:
+        return None
+    columns = {c.lower() for c in (*data.fields, data.field, *(data.rows[0].keys() if data.rows else ()))}
+    words = [w for w in re.findall(r"[a-z][a-z'-]+", task.lower()) if len(w) > 2]
+    content = [w for w in words if w not in _STOP and w not in _FORMAT_WORDS and w not in columns]
+    return task if len(content) >= 2 else None
+
+
+def fallback_task(data: Data) -> str:
+    """The task used when none can be inferred (``treesynth balance`` says so and suggests --task)."""
     return f"Rows like those in the '{data.field}' column of this dataset"
 
 

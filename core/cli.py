@@ -302,7 +302,7 @@ def _launch_tui(args: argparse.Namespace, balance: bool = False, source: Any = N
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
-    from .balance import BalanceRun, infer_task, load_data
+    from .balance import BalanceRun, fallback_task, infer_task, load_data
     from .config import build_config
     from .preflight import check_provider
     from .store import ensure_new_run_dir
@@ -328,7 +328,10 @@ def cmd_balance(args: argparse.Namespace) -> int:
         task = args.task
         if not task:
             task = asyncio.run(infer_task(data, {k: v for k, v in flags.items() if k != "task"}, seed=probe.seed))
-            print(f"treesynth: inferred task: {task}", file=sys.stderr)
+            if task == fallback_task(data):
+                say(f"treesynth: could not infer a task from the data; using: {task} (pass --task to describe the rows)")
+            else:
+                say(f"treesynth: inferred task: {task} (pass --task to change it)")
         spec = {
             "data": str(Path(args.data).resolve()), "field": data.field, "fields": list(data.fields), "route": args.route,
             "route_batch": max(1, args.route_batch), "target_per_leaf": args.target_per_leaf, "size": args.size, "embedder": args.embedder,

@@ -359,3 +359,38 @@ def test_balance_progress_after_resume_counts_the_kept_rows(tmp_path):
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     assert (started.samples_done, started.size) == (30, 30)
 
+
+class _InferOnly(ScriptedTransport):
+    def __init__(self, answers, **kw):
+        super().__init__(**kw)
+        self.answers = list(answers)
+
+    async def __call__(self, req):
+        from treesynth.core.llm import Completion
+
+        self.calls["infer"] += 1
+        return Completion(json.dumps({"task": self.answers.pop(0) if self.answers else "question (JSON data)"}), "stop", 10, 10, 0.0)
+
+
+@pytest.mark.parametrize("answers, expected", [
+    # only the data's format (what the embedded model answers): asked again, then the default
+    (["question (JSON data)"] * 3, "Rows like those in the 'question' column of this dataset"),
+    (["JSON data with question and answer fields", "Rows of JSON data.", "A dataset of question records in JSON format"],
+     "Rows like those in the 'question' column of this dataset"),
+    # a format note after a real description is dropped
+    (["Math word problems with worked answers (JSON data)"], "Math word problems with worked answers"),
+    # a bad first answer, a good second one
+    (["question (JSON data)", "Short arithmetic word problems about apples and trains"],
+     "Short arithmetic word problems about apples and trains"),
+])
+def test_inferred_task_that_only_describes_the_format_is_repaired_or_replaced(tmp_path, answers, expected):
+    from treesynth.core.balance import fallback_task, infer_task
+
+    data_path, _ = _data_file(tmp_path)
+    data = load_data(data_path, "question", ("question", "answer"))
+    t = _InferOnly(answers)
+    task = asyncio.run(infer_task(data, {"model": "fake/scripted"}, transport=t))
+    assert task == expected
+    assert "JSON" not in task
+    if expected == fallback_task(data):
+        assert t.calls["infer"] == 3
