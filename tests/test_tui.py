@@ -674,9 +674,11 @@ async def test_the_stats_bar_shows_a_call_in_flight_and_how_long_it_has_waited(t
         rs: RunScreen = app.screen
         stats = rs.query_one(StatsBar)
         await wait_for(pilot, lambda: len(rs.model.nodes["0"].children) == 4, what="the root to expand")
+        assert "in flight" not in _text(stats), "not before it has waited a while"
         await wait_for(pilot, lambda: "in flight 1" in _text(stats), what="a call shown in flight")
         await pilot.pause(0.3)
         first = int(re.search(r"in flight 1, (\d+) s", _text(stats)).group(1))
+        assert first >= 5, "a call shows as in flight once it has waited 5 s"
         await pilot.pause(2.3)  # no event arrives meanwhile: the bar ticks by itself
         later = int(re.search(r"in flight 1, (\d+) s", _text(stats)).group(1))
         assert later >= first + 2, (first, later)
