@@ -24,6 +24,7 @@ import hashlib
 import importlib
 import json
 import random
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,6 +329,11 @@ class Balancer:
         engine.split_fallback = self.split_fallback
         engine.outputs = self
         engine.synthesise_leaves = self.store.p("plan.json").exists()
+        # progress: rows of the balanced output out of its size (known from --size, else once planned)
+        if engine.synthesise_leaves:
+            engine.samples_offset, engine.samples_target = self._plan_totals(self.load_plan())
+        else:
+            engine.samples_offset, engine.samples_target = 0, int(self.spec.get("size") or 0)
         # originals count as seen: a synthesised row may not repeat one
         for i in range(len(self.data)):
             engine.keys.add(sample_key(self.data.sample(i), self.data.fields))
@@ -495,10 +501,17 @@ class Balancer:
                 self.engine._journal(n)
         atomic_write(self.store.p("plan.json"), orjson.dumps(plan))
         self._plan = plan
+        self.engine.set_samples_target(*self._plan_totals(plan))
         self.engine.synthesise_leaves = True
         for n in leaves:
             if n.target > self.engine.leaf_rows.get(n.id, 0):
                 self.engine._spawn(self.engine._synth(n.id))
+
+    @staticmethod
+    def _plan_totals(plan: dict[str, Any]) -> tuple[int, int]:
+        """(originals kept, rows after balancing) of a plan."""
+        kept = sum(len(p["keep"]) for p in plan.values())
+        return kept, kept + sum(int(p["synth"]) for p in plan.values())
 
     def load_plan(self) -> dict[str, Any]:
         if getattr(self, "_plan", None) is None:
@@ -617,6 +630,41 @@ def is_balance_run(run_dir: Path) -> bool:
     return (Path(run_dir) / BALANCE_FILE).is_file()
 
 
+def balance_leaf_counts(run_dir: Path, synthesised: dict[str, int]) -> tuple[dict[str, int], dict[str, int] | None]:
+    """Rows per leaf of a balance run (``treesynth tree``), and each leaf's balanced target once planned.
+
+    ``synthesised`` counts samples.jsonl per leaf, which holds only the new rows. Once the plan exists a
+    leaf holds the originals it keeps plus its new rows (at most the planned number), out of kept +
+    planned; before it, the rows routed to each leaf so far, and the tree's own targets (also routed rows)."""
+    run_dir = Path(run_dir)
+    plan_path = run_dir / "plan.json"
+    if plan_path.is_file():
+        try:
+            plan = orjson.loads(plan_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            plan = None
+        if isinstance(plan, dict):
+            counts, targets = {}, {}
+            for lid, p in plan.items():
+                kept, synth = len(p.get("keep", [])), int(p.get("synth", 0))
+                counts[lid] = kept + min(synthesised.get(lid, 0), synth)
+                targets[lid] = kept + synth
+            return counts, targets
+    routed: dict[str, int] = {}
+    try:
+        with open(run_dir / "routes.jsonl", "rb") as f:
+            for line in f:
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    break  # a torn last line
+                for cid, idx in rec.get("children", {}).items():
+                    routed[cid] = len(idx)
+    except OSError:
+        pass
+    return routed, None
+
+
 async def infer_task(data: Data, flags: dict[str, Any], transport=None, n: int = 8, seed: int = 0) -> str:
     """One LLM call: a one-sentence task description from a sample of the rows."""
     from .config import build_config
@@ -650,9 +698,36 @@ async def _infer_task(client, cfg, data: Data, n: int, seed: int) -> str:
             task = parse_json(c.text).get("task", "")
         except (ParseError, AttributeError):
             continue
-        task = " ".join(str(task).split())
-        if 10 <= len(task) <= 300:
+        task = repair_task(" ".join(str(task).split()), data)
+        if task is not None:
             return task
+    return fallback_task(data)
+
+
+# words that describe a file's format (and filler), not what its rows are about
+_FORMAT_WORDS = frozenset("""json jsonl ndjson csv tsv parquet data dataset datasets file files format formatted
+row rows record records entry entries object objects item items array arrays list lists table tables column columns
+field fields key keys value values string strings structured sample samples example examples line lines document documents
+contains containing holds holding consists consisting collection set and the for are was has not all per via like kind kinds
+type types describe describes described describing given each""".split())
+_FORMAT_PAREN = re.compile(r"\s*[(\[][^()\[\]]*\b(?:json|jsonl|csv|parquet|data|format)\b[^()\[\]]*[)\]]", re.I)
+
+
+def repair_task(task: str, data: Data) -> str | None:
+    """An inferred task, or None when it only describes the data's format (the embedded model answers
+    'question (JSON data)'): a format note in brackets is dropped, and what is left must name at least two
+    words that are neither format words nor the data's column names."""
+    task = _FORMAT_PAREN.sub("", task).strip(" .,;:-")
+    if not 10 <= len(task) <= 300:
+        return None
+    columns = {c.lower() for c in (*data.fields, data.field, *(data.rows[0].keys() if data.rows else ()))}
+    words = [w for w in re.findall(r"[a-z][a-z'-]+", task.lower()) if len(w) > 2]
+    content = [w for w in words if w not in _STOP and w not in _FORMAT_WORDS and w not in columns]
+    return task if len(content) >= 2 else None
+
+
+def fallback_task(data: Data) -> str:
+    """The task used when none can be inferred (``treesynth balance`` says so and suggests --task)."""
     return f"Rows like those in the '{data.field}' column of this dataset"
 
 
@@ -694,7 +769,9 @@ class BalanceRun:
     def resume(cls, run_dir: Path, overrides: dict[str, Any] | None = None, transport=None, embed=None) -> "BalanceRun":
         from .engine import Run
         from .errors import RunDirError
+        from .store import check_run_dir
 
+        check_run_dir(Path(run_dir))  # a missing directory is missing, not "not a balance run"
         p = Path(run_dir) / BALANCE_FILE
         if not p.is_file():
             raise RunDirError(f"{str(run_dir)!r} is not a balance run (no {BALANCE_FILE}); use treesynth run --resume")

@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser(
         "report", help="diversity metrics, coverage and UMAP/t-SNE maps as one offline HTML file",
         description="Diversity metrics, leaf coverage and embedding maps of a run or dataset, compared with others: "
-        "one self-contained HTML file plus metrics.json next to it.",
+        "one self-contained HTML file plus its numbers as JSON next to it (metrics.json for report.html, else NAME.metrics.json for --out NAME.html).",
     )
     rp.add_argument("input", metavar="RUN_DIR_OR_FILE", help="a run directory, or a JSONL/JSON/Parquet/CSV dataset")
     rp.add_argument("--compare", nargs="+", action="extend", metavar="FILE_OR_RUN", default=[], help="datasets or runs to compare with")
@@ -146,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def say(message: str) -> None:
+    """One line on stderr that never raises: with stderr a closed pipe (``... 2>&1 | tee log``, then Ctrl-C
+    ends tee) a message is dropped, and later ones go to /dev/null instead of failing again."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # BrokenPipeError, or stderr closed
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -157,15 +171,15 @@ def main(argv: list[str] | None = None) -> int:
                     "report": cmd_report}
         return commands[args.command](args)
     except TreesynthError as e:
-        print(f"treesynth: error: {e}", file=sys.stderr)
+        say(f"treesynth: error: {e}")
         return e.exit_code
     except KeyboardInterrupt:
-        print("treesynth: interrupted", file=sys.stderr)
+        say("treesynth: interrupted")
         return 130
     except Exception as e:  # noqa: BLE001 - a bug: one line, traceback on request
         if os.environ.get("TREESYNTH_DEBUG"):
             raise
-        print(f"treesynth: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (TREESYNTH_DEBUG=1 shows the traceback)", file=sys.stderr)
+        say(f"treesynth: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (TREESYNTH_DEBUG=1 shows the traceback)")
         return 1
 
 
@@ -232,13 +246,16 @@ def _execute(run, json_events: bool) -> int:
         loop = asyncio.get_running_loop()
 
         def on_signal(signame: str) -> None:
+            # stop first, then say so: the message may fail (stderr a closed pipe) but the stop may not
             stops["n"] += 1
             if stops["n"] == 1:
-                print(f"\ntreesynth: {signame}: stopping after in-flight calls (again to quit now); state is saved", file=sys.stderr)
                 run.request_stop()
+                say(f"\ntreesynth: {signame}: stopping after in-flight calls (again to quit now); state is saved")
             else:
-                print(f"treesynth: quitting now; resume with: treesynth {command} --resume {run.store.root}", file=sys.stderr)
-                os._exit(130)  # every write is append-only or an atomic rename: nothing to corrupt
+                try:
+                    say(f"treesynth: quitting now; resume with: treesynth {command} --resume {run.store.root}")
+                finally:
+                    os._exit(130)  # every write is append-only or an atomic rename: nothing to corrupt
 
         for sig, name in ((signal.SIGINT, "interrupt"), (signal.SIGTERM, "terminated")):
             loop.add_signal_handler(sig, on_signal, name)
@@ -247,17 +264,19 @@ def _execute(run, json_events: bool) -> int:
     try:
         fin = asyncio.run(main())
     finally:
-        display.close()
-    print(summary(fin, command), file=sys.stderr)
+        try:
+            display.close()
+        except (OSError, ValueError):  # its stream is a closed pipe: the run's outcome matters, not the display
+            pass
+    say(summary(fin, command))
     extra = getattr(run, "summary", None)
     info = extra() if callable(extra) else None
     if info:
         b, a = info["before"], info["after"]
-        print(
+        say(
             f"balance:  {info['input_rows']} rows in {info['leaves']} leaves -> {info['rows_after']} "
             f"({info['dropped']} dropped, {info['synthesised']} synthesised); occupancy entropy {b['entropy']} -> {a['entropy']}, "
-            f"Gini {b['gini']} -> {a['gini']}, empty leaves {b['empty']} -> {a['empty']}; see before_after.csv",
-            file=sys.stderr,
+            f"Gini {b['gini']} -> {a['gini']}, empty leaves {b['empty']} -> {a['empty']}; see before_after.csv"
         )
     if fin.status == "complete":
         return 0
@@ -283,7 +302,7 @@ def _launch_tui(args: argparse.Namespace, balance: bool = False, source: Any = N
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
-    from .balance import BalanceRun, infer_task, load_data
+    from .balance import BalanceRun, fallback_task, infer_task, load_data
     from .config import build_config
     from .preflight import check_provider
     from .store import ensure_new_run_dir
@@ -309,7 +328,10 @@ def cmd_balance(args: argparse.Namespace) -> int:
         task = args.task
         if not task:
             task = asyncio.run(infer_task(data, {k: v for k, v in flags.items() if k != "task"}, seed=probe.seed))
-            print(f"treesynth: inferred task: {task}", file=sys.stderr)
+            if task == fallback_task(data):
+                say(f"treesynth: could not infer a task from the data; using: {task} (pass --task to describe the rows)")
+            else:
+                say(f"treesynth: inferred task: {task} (pass --task to change it)")
         spec = {
             "data": str(Path(args.data).resolve()), "field": data.field, "fields": list(data.fields), "route": args.route,
             "route_batch": max(1, args.route_batch), "target_per_leaf": args.target_per_leaf, "size": args.size, "embedder": args.embedder,
@@ -330,6 +352,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .config import build_config
     from .estimate import estimate, litellm_price
+    from .preflight import check_model
     from .prompts import Prompts
 
     if args.balance:
@@ -339,6 +362,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         data = load_data(args.balance, args.field, None)
         flags = {**_flags(args), "task": args.task or "(inferred at run time)", "fields": data.field}
         cfg = build_config(flags={k: v for k, v in flags.items() if k != "size"}, config_file=args.config)
+        check_model(cfg)  # the model `balance` would refuse is not priced either
         leaves_guess = max(1, int(round(min(float(len(data)), max(2.0, cfg.max_values / 2) ** cfg.depth))))
         target = args.size or (args.target_per_leaf * leaves_guess if args.target_per_leaf else len(data))
         est = estimate_balance(cfg, len(data), args.route, args.route_batch, target, fanout=args.fanout, price=litellm_price(cfg.model))
@@ -346,6 +370,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         _print_estimate(cfg, est, f"{est.tree_calls:,} growing and routing, ~{est.synth_calls:,} synthesising, assuming a quarter of {target:,} rows are new")
         return 0
     cfg = build_config(flags=_flags(args), config_file=args.config)
+    check_model(cfg)  # the model `run` would refuse is not priced either
     est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=litellm_price(cfg.model))
     print(f"task:           {cfg.task}")
     print(f"model:          {cfg.model}")
@@ -366,8 +391,15 @@ def cmd_tree(args: argparse.Namespace) -> int:
     from .store import load_tree_readonly
     from .treeview import render_tree
 
-    tree = load_tree_readonly(Path(args.run_dir))
-    print(render_tree(tree, _count_rows(Path(args.run_dir)), max_depth=args.max_depth))
+    from .balance import balance_leaf_counts, is_balance_run
+
+    run_dir = Path(args.run_dir)
+    tree = load_tree_readonly(run_dir)
+    counts, targets = _count_rows(run_dir), None
+    if is_balance_run(run_dir):  # samples.jsonl holds only its new rows; its originals are in the plan
+        counts, targets = balance_leaf_counts(run_dir, counts)
+        counts = {k: v for k, v in counts.items() if k in tree.nodes and not tree.get(k).children}
+    print(render_tree(tree, counts, max_depth=args.max_depth, leaf_targets=targets))
     return 0
 
 

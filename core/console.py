@@ -14,7 +14,7 @@ from typing import TextIO
 import orjson
 
 from . import events as ev
-from .progress import Progress, fmt_cost, fmt_duration
+from .progress import Progress, fmt_cost, fmt_duration, fmt_in_flight
 
 
 class JsonEvents:
@@ -33,10 +33,11 @@ class JsonEvents:
 
 def status_line(p: Progress) -> str:
     budget = f" / ${p.budget:g}" if p.budget is not None else ""
+    waiting = fmt_in_flight(p)
     return (
         f"nodes {p.nodes_expanded}/{p.nodes_total} expanded · samples {p.samples_done}/{p.size} · "
         f"{fmt_cost(p.cost_usd)}{budget} · tokens {p.tokens_in:,} in / {p.tokens_out:,} out · "
-        f"{p.requests} req ({p.requests_per_s:.1f}/s, {p.cache_hits} cached) · errors {p.errors} · "
+        f"{p.requests} req ({p.requests_per_s:.1f}/s, {p.cache_hits} cached){' · ' + waiting if waiting else ''} · errors {p.errors} · "
         f"retries {p.retries} · invalid {p.invalid} · elapsed {fmt_duration(p.elapsed)} · ETA {fmt_duration(p.eta_s)}"
     )
 
@@ -51,12 +52,14 @@ class HeadlessDisplay:
         self._bar = None
         self._plain_interval = plain_interval
         self._last_plain = 0.0
+        self._gone = False
         if self.stream.isatty():
             from rich.console import Console
             from rich.live import Live
 
             self._console = Console(file=self.stream)
-            self._live = Live(self._render(), console=self._console, refresh_per_second=4, transient=False)
+            # rendered afresh at each refresh (4 a second), so elapsed and waiting times tick between events
+            self._live = Live(console=self._console, refresh_per_second=4, transient=False, get_renderable=self._render)
             self._live.start()
 
     def _render(self):
@@ -74,6 +77,9 @@ class HeadlessDisplay:
         t.add_row("spend", f"{fmt_cost(p.cost_usd)}{budget}   tokens {p.tokens_in:,} in / {p.tokens_out:,} out")
         t.add_row("calls", f"{p.requests:,} requests ({p.requests_per_s:.1f}/s), {p.cache_hits:,} cached, "
                   f"{p.errors} errors, {p.retries} retries, {p.invalid} invalid answers")
+        waiting = fmt_in_flight(p)
+        if waiting:
+            t.add_row("waiting", waiting)
         if p.warnings:
             t.add_row("warning", p.warnings[-1][:160])
         return t
@@ -83,19 +89,23 @@ class HeadlessDisplay:
         if self._live is not None:
             if isinstance(e, ev.RunWarning):
                 self._console.print(f"[yellow]warning:[/] {e.message}", markup=True, highlight=False)
-            self._live.update(self._render())
+            return  # the live display renders the progress itself, 4 times a second
+        if self._gone:
             return
         now = time.monotonic()
-        if isinstance(e, ev.RunWarning):
-            self.stream.write(f"warning: {e.message}\n")
-        if now - self._last_plain >= self._plain_interval or isinstance(e, (ev.RunStarted, ev.RunFinished)):
-            self._last_plain = now
-            self.stream.write(status_line(self.p) + "\n")
-        self.stream.flush()
+        try:
+            if isinstance(e, ev.RunWarning):
+                self.stream.write(f"warning: {e.message}\n")
+            if now - self._last_plain >= self._plain_interval or isinstance(e, (ev.RunStarted, ev.RunFinished)):
+                self._last_plain = now
+                self.stream.write(status_line(self.p) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr is a closed pipe (`2>&1 | tee log` after Ctrl-C): stop writing, keep running
+            self._gone = True
 
     def close(self) -> None:
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
             self._live.stop()
             self._live = None
 

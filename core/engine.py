@@ -58,6 +58,7 @@ def parse_answer(text: str | None) -> Any:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+HEARTBEAT_S = 1.0  # while calls are in flight, a usage event at least this often (elapsed and waiting times tick)
 
 
 def _is_storage_error(e: BaseException) -> bool:
@@ -139,6 +140,9 @@ class Engine:
         self.leaf_rec: dict[str, LeafRecord] = dict(recovered.leaves)
         self.keys: set[int] = set(recovered.keys)
         self.rows = recovered.rows
+        # what progress counts: rows + samples_offset of samples_target (a balance run: its kept originals, its plan)
+        self.samples_offset = 0
+        self.samples_target = cfg.size
         self._tasks: set[asyncio.Task] = set()
         self._task_finished = asyncio.Event()  # set by _task_done: _drain wakes in O(1), not O(tasks)
         self._leaf_gate = asyncio.Semaphore(max(2, cfg.concurrency))
@@ -185,6 +189,7 @@ class Engine:
             requests=u.requests, cache_hits=u.cache_hits, tokens_in=u.tokens_in, tokens_out=u.tokens_out,
             cost_usd=u.cost_usd, retries=u.retries, errors=u.errors, invalid=u.invalid,
             elapsed_s=time.monotonic() - self._t0,
+            in_flight=self.client.calls_in_flight, oldest_in_flight_s=self.client.oldest_in_flight_s(),
         )
 
     def _on_usage(self) -> None:
@@ -203,7 +208,10 @@ class Engine:
         while True:
             await asyncio.sleep(0.5)
             try:
-                if self._usage_dirty:
+                # a heartbeat while calls are in flight: a slow first call (a local model, a cold server)
+                # shows as a call waiting N s, not as a display frozen at 0 requests
+                heartbeat = self.client.calls_in_flight > 0 and time.monotonic() - self._last_usage >= HEARTBEAT_S
+                if self._usage_dirty or heartbeat:
                     self._usage_dirty = False
                     self._last_usage = time.monotonic()
                     self._emit(self.usage_event())
@@ -426,8 +434,8 @@ class Engine:
         cfg = self.cfg
         self._emit(
             ev.RunStarted(
-                run_dir=str(self.store.root), task=cfg.task, model=cfg.model, size=cfg.size, depth=cfg.depth,
-                budget=cfg.budget, resumed=self.resumed, samples_done=self.rows,
+                run_dir=str(self.store.root), task=cfg.task, model=cfg.model, size=self.samples_target, depth=cfg.depth,
+                budget=cfg.budget, resumed=self.resumed, samples_done=self.rows + self.samples_offset,
             )
         )
         for w in self._startup_warnings:
@@ -936,7 +944,13 @@ class Engine:
         done = self.leaf_rows[lid] = self.leaf_rows.get(lid, 0) + len(rows)
         self.rows += len(rows)
         preview = tuple(truncate(str(r[cfg.fields[0]]), 160) for r in rows[:2])
-        self._emit(ev.LeafProgress(node_id=lid, done=done, target=node.target, samples_done=self.rows, samples_target=cfg.size, preview=preview))
+        self._emit(ev.LeafProgress(node_id=lid, done=done, target=node.target, samples_done=self.rows + self.samples_offset,
+                                   samples_target=self.samples_target, preview=preview))
+
+    def set_samples_target(self, offset: int, target: int) -> None:
+        """Data mode: progress counts ``offset`` rows more than those synthesised, out of ``target``."""
+        self.samples_offset, self.samples_target = offset, target
+        self._emit(ev.SamplesTarget(samples_done=self.rows + offset, samples_target=target))
 
     def _top_up(self) -> bool:
         """Give the samples short leaves could not produce to the leaves that filled up."""

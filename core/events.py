@@ -128,6 +128,16 @@ class LeafProgress(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SamplesTarget(Event):
+    """The run's progress total changed: a balance run's plan fixes the rows its output will hold
+    (originals kept plus rows to synthesise); ``samples_done`` counts the kept ones as done."""
+
+    kind: ClassVar[str] = "samples_target"
+    samples_done: int
+    samples_target: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Usage(Event):
     kind: ClassVar[str] = "usage"
     requests: int
@@ -139,6 +149,9 @@ class Usage(Event):
     errors: int
     invalid: int  # answers rejected by parsing/validation
     elapsed_s: float
+    # a gauge, not a total: calls sent and not answered yet, and how long the oldest of them has waited
+    in_flight: int = 0
+    oldest_in_flight_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +180,7 @@ EventCallback = Callable[[Event], None]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     c.kind: c for c in (
-        RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, NodePruned, NodeReset, LeafProgress, Usage, RunWarning, RunFinished
+        RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, NodePruned, NodeReset, LeafProgress, SamplesTarget, Usage, RunWarning,
+        RunFinished
     )
 }

@@ -135,6 +135,20 @@ class LLMClient:
         self._running.set()
         self._stopping = False
         self.budget_hit = False
+        self._call_started: dict[int, float] = {}  # in-flight calls: id -> time.monotonic() when it started
+        self._call_seq = 0
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls sent to the provider and not answered yet (``usage.in_flight`` also counts those holding a slot at the gate)."""
+        return len(self._call_started)
+
+    def oldest_in_flight_s(self, now: float | None = None) -> float | None:
+        """Seconds since the oldest call still in flight started (None when none is)."""
+        if not self._call_started:
+            return None
+        oldest = next(iter(self._call_started.values()))  # insertion order is start order
+        return max(0.0, (time.monotonic() if now is None else now) - oldest)
 
     # ---- steering --------------------------------------------------------
     def pause(self) -> None:
@@ -190,9 +204,12 @@ class LLMClient:
                 await self.tpm.acquire(est_tokens)
             await self.sem.acquire(req.priority)
             self.usage.in_flight += 1
+            self._call_seq += 1
+            call = self._call_seq
             try:
                 await self._gate()  # state may have changed while we waited for a slot
                 self.usage.requests += 1
+                self._call_started[call] = time.monotonic()
                 result = await self.transport(req)
             except TransientProviderError as e:
                 self.usage.errors += 1
@@ -219,6 +236,7 @@ class LLMClient:
                 return result
             finally:
                 self.usage.in_flight -= 1
+                self._call_started.pop(call, None)
                 self.sem.release()
             await asyncio.sleep(delay)
 

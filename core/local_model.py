@@ -26,6 +26,12 @@ _N_CTX = 8192
 _MAX_TOKENS = int(os.environ.get("TREESYNTH_LOCAL_MAX_TOKENS", "640"))
 
 
+def check_local_name(name: str) -> None:
+    """An embedded model treesynth knows (``TREESYNTH_LOCAL_GGUF`` stands in for any name)."""
+    if name not in LOCAL_MODELS and not os.environ.get("TREESYNTH_LOCAL_GGUF"):
+        raise ProviderError(f"unknown local model {name!r} (available: {', '.join('local/' + k for k in LOCAL_MODELS)})")
+
+
 def find_gguf(name: str = "smollm2") -> Path:
     """Path of the GGUF file shipped inside the model's PyPI package."""
     override = os.environ.get("TREESYNTH_LOCAL_GGUF")
@@ -34,8 +40,7 @@ def find_gguf(name: str = "smollm2") -> Path:
         if not p.is_file():
             raise ProviderError(f"TREESYNTH_LOCAL_GGUF points to {override!r}, which is not a file")
         return p
-    if name not in LOCAL_MODELS:
-        raise ProviderError(f"unknown local model {name!r} (available: {', '.join('local/' + k for k in LOCAL_MODELS)})")
+    check_local_name(name)
     package, pattern = LOCAL_MODELS[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:

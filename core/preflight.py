@@ -7,6 +7,32 @@ import os
 from .errors import ProviderError
 
 
+def check_model(cfg) -> str | None:
+    """The model names something treesynth can call: a known embedded model or a provider litellm knows
+    (no keys, files or network looked at). ``run`` and ``estimate`` share it, so both refuse the same
+    models with the same line. Returns litellm's provider name (None for a router or the embedded model)."""
+    if cfg.router:
+        if not isinstance(cfg.router.get("model_list"), list) or not cfg.router["model_list"]:
+            raise ProviderError("router: needs a non-empty model_list")
+        return None
+    if cfg.model.startswith("local/"):
+        from .local_model import check_local_name
+
+        check_local_name(cfg.model.split("/", 1)[1])
+        return None
+    from .llm import load_litellm
+
+    litellm = load_litellm()
+    try:
+        _model, provider, _key, _base = litellm.get_llm_provider(cfg.model, api_base=cfg.api_base)
+    except Exception:  # noqa: BLE001 - litellm raises BadRequestError for unknown providers
+        raise ProviderError(
+            f"unknown model {cfg.model!r}: use a litellm model string such as openai/gpt-4o-mini, "
+            "anthropic/claude-3-5-haiku-latest, ollama/llama3, or openai/<name> with --api-base"
+        ) from None
+    return provider
+
+
 def check_provider(cfg, *, reach: bool = True) -> None:
     """Unknown model, missing API key, unreachable api_base, missing embedded model."""
     remote_workers = getattr(cfg, "executor", "local") == "ray"
@@ -15,9 +41,8 @@ def check_provider(cfg, *, reach: bool = True) -> None:
 
         import_ray()  # without Ray: one line saying how to install it, before the run directory exists
         reach = False  # Ray workers call the provider from their own nodes, with their own keys
+    provider = check_model(cfg)
     if cfg.router:
-        if not isinstance(cfg.router.get("model_list"), list) or not cfg.router["model_list"]:
-            raise ProviderError("router: needs a non-empty model_list")
         if "<redacted>" in repr(cfg.router):
             raise ProviderError(
                 "the router's literal API keys were not saved with the run; write them as os.environ/NAME references"
@@ -35,13 +60,6 @@ def check_provider(cfg, *, reach: bool = True) -> None:
     from .llm import load_litellm
 
     litellm = load_litellm()
-    try:
-        _model, provider, _key, _base = litellm.get_llm_provider(cfg.model, api_base=cfg.api_base)
-    except Exception:  # noqa: BLE001 - litellm raises BadRequestError for unknown providers
-        raise ProviderError(
-            f"unknown model {cfg.model!r}: use a litellm model string such as openai/gpt-4o-mini, "
-            "anthropic/claude-3-5-haiku-latest, ollama/llama3, or openai/<name> with --api-base"
-        ) from None
     if cfg.api_base:
         if reach:
             check_reachable(cfg.api_base)

@@ -26,6 +26,8 @@ class Progress:
     retries: int = 0
     errors: int = 0
     invalid: int = 0
+    in_flight: int = 0  # calls sent and not answered yet (from the latest usage event)
+    in_flight_since: float | None = None  # time.monotonic() when the oldest of them started
     started: float = field(default_factory=time.monotonic)
     finished: ev.RunFinished | None = None
     warnings: list[str] = field(default_factory=list)
@@ -44,10 +46,15 @@ class Progress:
         elif isinstance(e, ev.LeafProgress):
             self.samples_done = max(self.samples_done, e.samples_done)
             self.size = e.samples_target
+        elif isinstance(e, ev.SamplesTarget):
+            self.samples_at_start += e.samples_done - self.samples_done  # rows counted at once are not made (ETA)
+            self.samples_done, self.size = e.samples_done, e.samples_target
         elif isinstance(e, ev.Usage):
             self.requests, self.cache_hits = e.requests, e.cache_hits
             self.tokens_in, self.tokens_out = e.tokens_in, e.tokens_out
             self.cost_usd, self.retries, self.errors, self.invalid = e.cost_usd, e.retries, e.errors, e.invalid
+            self.in_flight = e.in_flight
+            self.in_flight_since = None if e.oldest_in_flight_s is None else time.monotonic() - e.oldest_in_flight_s
         elif isinstance(e, ev.RunWarning):
             self.warnings.append(e.message)
             del self.warnings[:-200]
@@ -57,6 +64,13 @@ class Progress:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    @property
+    def oldest_in_flight_s(self) -> float | None:
+        """How long the oldest call in flight has waited so far (ticks between usage events)."""
+        if not self.in_flight or self.in_flight_since is None:
+            return None
+        return max(0.0, time.monotonic() - self.in_flight_since)
 
     @property
     def requests_per_s(self) -> float:
@@ -79,6 +93,20 @@ def fmt_duration(s: float | None) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
+
+
+def fmt_in_flight(p: Progress) -> str:
+    """'1 call in flight, 37 s' / '3 calls in flight, oldest 1:02' / '' when none is."""
+    if p.in_flight <= 0:
+        return ""
+    age = p.oldest_in_flight_s
+    wait = "" if age is None else f", {'oldest ' if p.in_flight > 1 else ''}{fmt_wait(age)}"
+    return f"{p.in_flight} call{'s' if p.in_flight != 1 else ''} in flight{wait}"
+
+
+def fmt_wait(s: float) -> str:
+    """37 s under a minute, else m:ss (or h:mm:ss)."""
+    return f"{int(s)} s" if s < 60 else fmt_duration(s)
 
 
 def fmt_cost(c: float | None) -> str:

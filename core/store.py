@@ -161,10 +161,7 @@ class RunStore:
     @classmethod
     def open(cls, root: Path) -> "RunStore":
         root = Path(root)
-        if not root.is_dir():
-            raise RunDirError(f"{str(root)!r} is not a directory")
-        if not (root / "config.json").is_file():
-            raise RunDirError(f"{str(root)!r} is not a treesynth run (no config.json)")
+        check_run_dir(root)
         s = cls(root)
         s.lock()
         return s
@@ -427,6 +424,17 @@ class RunStore:
             except OSError:
                 pass
             self._lock_fd = None
+
+
+def check_run_dir(root: Path) -> None:
+    """The one check before resuming or opening a run: it exists, is a directory and holds a run."""
+    root = Path(root)
+    if not root.exists():
+        raise RunDirError(f"{str(root)!r} does not exist")
+    if not root.is_dir():
+        raise RunDirError(f"{str(root)!r} is not a directory")
+    if not (root / "config.json").is_file():
+        raise RunDirError(f"{str(root)!r} is not a treesynth run (no config.json)")
 
 
 def load_tree_readonly(root: Path) -> Tree:

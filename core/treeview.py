@@ -14,8 +14,12 @@ def subtree_counts(tree: Tree, leaf_counts: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def render_tree(tree: Tree, leaf_counts: dict[str, int], max_depth: int | None = None) -> str:
+def render_tree(tree: Tree, leaf_counts: dict[str, int], max_depth: int | None = None,
+                leaf_targets: dict[str, int] | None = None) -> str:
+    """``leaf_targets`` replaces the tree's own targets (a balance run's planned rows per leaf): a node's
+    target is then the sum over the leaves under it."""
     counts = subtree_counts(tree, leaf_counts)
+    targets = subtree_counts(tree, leaf_targets) if leaf_targets is not None else {n.id: n.target for n in tree}
     lines: list[str] = []
 
     def label(n) -> str:
@@ -27,7 +31,7 @@ def render_tree(tree: Tree, leaf_counts: dict[str, int], max_depth: int | None =
         src = " [data-driven]" if n.source == "data" else ""
         oe = f" (sampled from {len(n.values)} values)" if n.values else ""
         reason = f"  ({truncate(n.reason, 80)})" if n.reason else ""
-        return f"{head}{src}{oe}  {counts.get(n.id, 0)}/{n.target}{extra}{split}{reason}"
+        return f"{head}{src}{oe}  {counts.get(n.id, 0)}/{targets.get(n.id, 0)}{extra}{split}{reason}"
 
     def rec(nid: str, prefix: str, last: bool, root: bool) -> None:
         n = tree.get(nid)

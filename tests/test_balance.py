@@ -289,3 +289,108 @@ def test_kmeans_and_cluster_names_are_deterministic_pure_functions():
     assert set(words[0]) <= {"apples", "pears", "cost", "money"} and set(words[1]) <= {"trains", "leave", "hours", "late"}
     assert unique_names(["a", "b", "a"]) == ["a", "b", "a (2)"]
     assert fallback_k(5, 10) == 0 and fallback_k(50, 10) == 2 and fallback_k(10_000, 10) == 6 and fallback_k(10_000, 3) == 3
+
+
+def test_tree_command_counts_a_balance_runs_rows_per_leaf(tmp_path):
+    """`treesynth tree` on a balance run: each leaf's kept originals plus its synthesised rows, out of
+    its balanced target (samples.jsonl alone holds only the synthesised rows)."""
+    data_path, rows = _data_file(tmp_path)
+    out = tmp_path / "b"
+    fin, _ = _balance(data_path, out, target_per_leaf=7)
+    assert fin.status == "complete"
+    r = run_cli("tree", str(out))
+    assert r.returncode == 0, r.stderr
+    table = {t["leaf_id"]: t for t in _table(out)}
+    tree = {n["id"]: n for n in json.loads((out / "tree.json").read_text())["nodes"]}
+    labels = {}
+    for lid, t in table.items():
+        n = tree[lid]
+        labels[lid] = f"{n['dimension']} = {n['value']}"
+    lines = r.stdout.splitlines()
+    for lid, label in labels.items():
+        line = next(line for line in lines if line.split("── ", 1)[-1].startswith(label + "  "))
+        assert line.rstrip().endswith(f"  {table[lid]['after']}/7"), line
+    assert lines[0].startswith("(root)  ") and f"  {7 * len(table)}/{7 * len(table)}" in lines[0], lines[0]
+    assert lines[-1].endswith(f"{7 * len(table)} samples"), lines[-1]
+
+
+def _progress_of(events):
+    from treesynth.core.progress import Progress
+
+    p = Progress()
+    for e in events:
+        p.apply(e)
+    return p
+
+
+@pytest.mark.parametrize("size, target_per_leaf", [(30, None), (None, 7)])
+def test_balance_progress_counts_towards_the_balanced_size(tmp_path, size, target_per_leaf):
+    from treesynth.core import events as ev
+
+    data_path, rows = _data_file(tmp_path)
+    data = load_data(data_path, "question", ("question", "answer"))
+    spec = {"data": str(data_path), "field": "question", "fields": ["question", "answer"], "route": "embed", "route_batch": 10,
+            "target_per_leaf": target_per_leaf, "size": size, "embedder": None}
+    run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 3}, tmp_path / "b",
+                            transport=ScriptedTransport(fields=("question", "answer")), embed=hash_embedder)
+    events = []
+    fin = asyncio.run(run.execute(events.append))
+    assert fin.status == "complete"
+    total = len(read_jsonl(tmp_path / "b" / "balanced.jsonl"))
+    assert total == (size or 7 * len(_table(tmp_path / "b")))
+    started = next(e for e in events if isinstance(e, ev.RunStarted))
+    if size is not None:
+        assert started.size == size, "the target size is known from the start"
+    assert all(e.samples_target == total for e in events if isinstance(e, ev.LeafProgress))
+    p = _progress_of(events)
+    assert (p.samples_done, p.size) == (total, total), "progress ends at the balanced size, not at the input's"
+
+
+def test_balance_progress_after_resume_counts_the_kept_rows(tmp_path):
+    from treesynth.core import events as ev
+
+    data_path, rows = _data_file(tmp_path)
+    out = tmp_path / "b"
+    fin, _ = _balance(data_path, out, size=30, route="embed")
+    assert fin.status == "complete"
+    events = []
+    run = BalanceRun.resume(out, transport=ScriptedTransport(fields=("question", "answer")), embed=hash_embedder)
+    asyncio.run(run.execute(events.append))
+    started = next(e for e in events if isinstance(e, ev.RunStarted))
+    assert (started.samples_done, started.size) == (30, 30)
+
+
+class _InferOnly(ScriptedTransport):
+    def __init__(self, answers, **kw):
+        super().__init__(**kw)
+        self.answers = list(answers)
+
+    async def __call__(self, req):
+        from treesynth.core.llm import Completion
+
+        self.calls["infer"] += 1
+        return Completion(json.dumps({"task": self.answers.pop(0) if self.answers else "question (JSON data)"}), "stop", 10, 10, 0.0)
+
+
+@pytest.mark.parametrize("answers, expected", [
+    # only the data's format (what the embedded model answers): asked again, then the default
+    (["question (JSON data)"] * 3, "Rows like those in the 'question' column of this dataset"),
+    (["JSON data with question and answer fields", "Rows of JSON data.", "A dataset of question records in JSON format"],
+     "Rows like those in the 'question' column of this dataset"),
+    # a format note after a real description is dropped
+    (["Math word problems with worked answers (JSON data)"], "Math word problems with worked answers"),
+    # a bad first answer, a good second one
+    (["question (JSON data)", "Short arithmetic word problems about apples and trains"],
+     "Short arithmetic word problems about apples and trains"),
+])
+def test_inferred_task_that_only_describes_the_format_is_repaired_or_replaced(tmp_path, answers, expected):
+    from treesynth.core.balance import fallback_task, infer_task
+
+    data_path, _ = _data_file(tmp_path)
+    data = load_data(data_path, "question", ("question", "answer"))
+    t = _InferOnly(answers)
+    task = asyncio.run(infer_task(data, {"model": "fake/scripted"}, transport=t))
+    assert task == expected
+    assert "JSON" not in task
+    if expected == fallback_task(data):
+        assert t.calls["infer"] == 3

@@ -31,7 +31,7 @@ def _one_line_error(r, needle: str) -> None:
         (["run", "x", "--no-ui", "--model", "notaprovider/some-model"], "unknown model"),
         (["run", "x", "--no-ui", "--model", "openai/gpt-4o-mini"], "missing API key"),
         (["run", "x", "--no-ui", "--model", "anthropic/claude-3-5-haiku-latest"], "ANTHROPIC_API_KEY"),
-        (["run", "--resume", "/nonexistent/run", "--no-ui"], "is not a directory"),
+        (["run", "--resume", "/nonexistent/run", "--no-ui"], "does not exist"),
         (["estimate", ""], "task is empty"),
     ],
 )
@@ -133,3 +133,33 @@ def test_export_formats(stub, tmp_path):
     assert j.returncode == 0
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 7
     assert "slot" not in json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
+
+
+@pytest.mark.parametrize("command", ["run", "balance"])
+def test_resume_of_a_missing_directory_says_it_does_not_exist(command, tmp_path):
+    missing = tmp_path / "no-such-run"
+    r = run_cli(command, "--resume", str(missing), "--no-ui", cwd=tmp_path)
+    _one_line_error(r, f"{str(missing)!r} does not exist")
+    assert "balance run" not in r.stderr and not missing.exists()
+
+
+def test_resume_of_a_file_says_it_is_not_a_directory(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    _one_line_error(run_cli("balance", "--resume", str(f), "--no-ui", cwd=tmp_path), "is not a directory")
+
+
+@pytest.mark.parametrize("model, needle", [
+    ("local/llama", "unknown local model 'llama'"),
+    ("notaprovider/some-model", "unknown model 'notaprovider/some-model'"),
+])
+def test_estimate_refuses_the_models_run_refuses_with_the_same_line(model, needle, tmp_path):
+    run_err = run_cli("run", "x", "--no-ui", "--model", model, cwd=tmp_path)
+    _one_line_error(run_err, needle)
+    est = run_cli("estimate", "x", "--model", model, cwd=tmp_path)
+    _one_line_error(est, needle)
+    assert est.stderr == run_err.stderr and est.returncode == run_err.returncode
+    assert est.stdout == ""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "What is 1 + 1?"}\n{"question": "What is 2 + 2?"}\n')
+    _one_line_error(run_cli("estimate", "--balance", str(data), "--model", model, cwd=tmp_path), needle)

@@ -492,3 +492,16 @@ def test_large_maps_are_drawn_even_without_webgl(tmp_path, chromium, cache_env):
     assert dom["nowebgl"] == 0
     # either WebGL really drew them (a canvas) or every point is an SVG marker
     assert dom["gl_canvases"] or (dom["umap_points"] == 3200 and dom["tsne_points"] == 3200), dom
+
+
+def test_readme_names_the_metrics_file_the_report_writes():
+    """The Reports section says where the numbers go, by the rule the code follows."""
+    from treesynth.analytics.report import metrics_path_for
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    reports = readme.split("\n## Reports\n", 1)[1].split("\n## ", 1)[0]
+    assert metrics_path_for(Path("r.html")) == Path("r.metrics.json")
+    assert "`--out r.html` writes `r.html` and `r.metrics.json`" in reports
+    assert metrics_path_for(Path("runs/x/report.html")) == Path("runs/x/metrics.json")
+    assert "`metrics.json` when the page is named `report.html`" in reports
+    assert "otherwise `<name>.metrics.json`" in reports

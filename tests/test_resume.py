@@ -92,3 +92,73 @@ def test_sigterm_stops_gracefully_with_resume_hint(tmp_path):
     state = json.loads((out / "state.json").read_text())
     assert state["status"] == "stopped"
     assert json.loads((out / "tree.json").read_text())["nodes"]
+
+
+def test_ctrl_c_stops_the_run_when_stderr_is_a_closed_pipe(tmp_path):
+    """`treesynth run ... 2>&1 | tee log`, then Ctrl-C: tee is gone, stderr is a closed pipe. The stop
+    must still happen (and the run stay resumable), whatever printing it fails to do."""
+    out = tmp_path / "run"
+    size = 100
+    with StubOpenAI(latency=0.05) as stub:
+        base = ["--model", "openai/stub", "--api-base", stub.url]
+        reader, writer = os.pipe()
+        os.close(reader)  # the reader is gone: every write to stderr fails with EPIPE
+        p = subprocess.Popen(
+            [sys.executable, "-m", "treesynth.core.cli", "run", "math", "--no-ui", *base, "--size", str(size), "--depth", "1",
+             "--pivots", "4", "--samples-per-call", "1", "--concurrency", "2", "--out", str(out)],
+            env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=writer, start_new_session=True,
+        )
+        os.close(writer)
+        try:
+            deadline = time.time() + 60
+            while _rows_on_disk(out) < 5 and time.time() < deadline and p.poll() is None:
+                time.sleep(0.02)
+            assert p.poll() is None, "the run ended before it could be interrupted"
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=60)
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        assert p.returncode == 130, p.returncode
+        state = json.loads((out / "state.json").read_text())
+        assert state["status"] == "stopped", state
+        assert _rows_on_disk(out) < size
+        r = run_cli("run", "--resume", str(out), "--no-ui", "--api-base", stub.url)
+        assert r.returncode == 0, r.stderr
+    assert len(read_jsonl(out / "dataset.jsonl")) == size
+
+
+def test_invalid_answers_are_not_counted_again_after_resume(tmp_path):
+    """A node that failed after an invalid answer is expanded again on resume; its earlier answers come from
+    the cache. They were counted (and saved in state.json) when they came: the resumed run must not add them again."""
+    import asyncio
+
+    from tests.fakes import ScriptedTransport
+    from treesynth.core.config import build_config
+    from treesynth.core.engine import Run
+    from treesynth.core.errors import TransientProviderError
+
+    class ClassifyDown(ScriptedTransport):
+        down = True
+
+        async def __call__(self, req):
+            if self.down and req.slot.split(":")[1] == "criterion":
+                raise TransientProviderError("HTTP 503")
+            return await super().__call__(req)
+
+    out = tmp_path / "r"
+    cfg = build_config(flags={"task": "t", "fields": "question,answer", "depth": 1, "size": 6, "pivots": 4, "pivots_per_call": 4, "max_retries": 0})
+    first = ClassifyDown(overrides={"pivots": ["not json"]})  # the root's first pivots answer is invalid, the second valid
+    fin = asyncio.run(Run.create(cfg, out, transport=first).execute())
+    assert fin.status == "incomplete"
+    assert json.loads((out / "state.json").read_text())["usage"]["invalid"] == 1
+    second = ClassifyDown()
+    second.down = False
+    run = Run.resume(out, transport=second)
+    fin = asyncio.run(run.execute())
+    assert fin.status == "complete"
+    assert second.calls["pivots"] == 0, "the root's pivots answers came from the cache"
+    usage = json.loads((out / "state.json").read_text())["usage"]
+    assert usage["cache_hits"] >= 2
+    assert usage["invalid"] == 1, usage

@@ -234,8 +234,10 @@ def test_open_requires_config_json(tmp_path):
     (d / "samples.jsonl").write_text("")
     with pytest.raises(RunDirError, match=r"is not a treesynth run \(no config.json\)"):
         RunStore.open(d)
-    with pytest.raises(RunDirError, match="is not a directory"):
+    with pytest.raises(RunDirError, match="does not exist"):
         RunStore.open(tmp_path / "missing")
+    with pytest.raises(RunDirError, match="is not a directory"):
+        RunStore.open(d / "samples.jsonl")
 
 
 def test_second_open_on_locked_dir_is_in_use(run_dir):

@@ -628,3 +628,61 @@ def test_balance_without_no_ui_needs_a_terminal_before_reading_anything(tmp_path
     err = capsys.readouterr().err
     assert "needs a terminal" in err and "--no-ui" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+def _footer_keys(app) -> list[tuple[str, str]]:
+    """(key, label) of each key the footer shows now."""
+    from textual.widgets._footer import FooterKey
+
+    return [(fk.key_display or fk.key, fk.description) for fk in app.screen.query(FooterKey) if fk.display]
+
+
+async def test_u_resumes_a_paused_run_and_the_footer_says_what_p_and_u_do(tmp_path):
+    t = ScriptedTransport(latency=0.02)
+    app = TreesynthApp(services=services(t), start=NewRun(cfg(size=200, concurrency=2), tmp_path / "r"))
+    async with app.run_test(size=(160, 32)) as pilot:
+        rs: RunScreen = app.screen
+        await wait_for(pilot, lambda: _calls(t) >= 8, what="some calls")
+        await pilot.pause(0.1)
+        keys = _footer_keys(app)
+        assert ("p", "Pause") in keys and not [k for k in keys if k[1] == "Resume"], keys
+        await key(pilot, "p")
+        assert rs.run.engine.paused
+        await pilot.pause(0.1)
+        keys = _footer_keys(app)
+        assert ("p", "Resume") in keys and ("u", "Resume") in keys and ("p", "Pause") not in keys, keys
+        started = rs.run.client.usage.requests
+        await key(pilot, "u")  # u resumes the paused run
+        assert not rs.run.engine.paused
+        await wait_for(pilot, lambda: rs.run.client.usage.requests > started, what="calls after u")
+        await pilot.pause(0.1)
+        keys = _footer_keys(app)
+        assert ("p", "Pause") in keys and not [k for k in keys if k[1] == "Resume"], keys
+        await key(pilot, "p", "p")  # p still toggles
+        assert not rs.run.engine.paused
+        assert _log_text(app).count("resumed") == 2
+        await wait_for(pilot, lambda: rs.fin is not None, what="the run to finish")
+        assert rs.fin.status == "complete" and rs.fin.rows == 200
+
+
+async def test_the_stats_bar_shows_a_call_in_flight_and_how_long_it_has_waited(tmp_path):
+    import re
+
+    t = _held_after_root()  # the calls below the root wait: the run is live with calls in flight
+    app = TreesynthApp(services=services(t), start=NewRun(cfg(size=60, concurrency=1), tmp_path / "r"))
+    async with app.run_test(size=(140, 32)) as pilot:
+        rs: RunScreen = app.screen
+        stats = rs.query_one(StatsBar)
+        await wait_for(pilot, lambda: len(rs.model.nodes["0"].children) == 4, what="the root to expand")
+        assert "in flight" not in _text(stats), "not before it has waited a while"
+        await wait_for(pilot, lambda: "in flight 1" in _text(stats), what="a call shown in flight")
+        await pilot.pause(0.3)
+        first = int(re.search(r"in flight 1, (\d+) s", _text(stats)).group(1))
+        assert first >= 5, "a call shows as in flight once it has waited 5 s"
+        await pilot.pause(2.3)  # no event arrives meanwhile: the bar ticks by itself
+        later = int(re.search(r"in flight 1, (\d+) s", _text(stats)).group(1))
+        assert later >= first + 2, (first, later)
+        t.release()
+        await wait_for(pilot, lambda: rs.fin is not None, what="the run to finish")
+        await pilot.pause(0.1)
+        assert "in flight" not in _text(stats)

@@ -180,16 +180,13 @@ def _open_from_cli(args: argparse.Namespace, start: Source, services: Services |
 def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> int:
     """``treesynth run`` without ``--no-ui``: the same flags, validated the same way, then the run screen."""
     from treesynth.core.config import build_config
-    from treesynth.core.store import ensure_new_run_dir
+    from treesynth.core.store import check_run_dir, ensure_new_run_dir
 
     if args.resume:
         if args.task or args.config or args.out:
             raise ConfigError("--resume takes the run's saved task and config; drop TASK, --config and --out")
         d = Path(args.resume)
-        if not d.is_dir():
-            raise RunDirError(f"{str(d)!r} is not a directory")
-        if not (d / "config.json").is_file():
-            raise RunDirError(f"{str(d)!r} is not a treesynth run (no config.json)")
+        check_run_dir(d)
         source: Source = ResumeRun(d, _flags(args))
     else:
         cfg = build_config(flags=_flags(args), config_file=args.config)
@@ -203,9 +200,10 @@ def balance_from_cli(args: argparse.Namespace, source=None, services: Services |
     """``treesynth balance`` without ``--no-ui``: the CLI has loaded the data and checked the settings
     (``source`` = (data, spec, flags, out, config_file)), or ``args.resume`` names the run to resume."""
     if args.resume:
+        from treesynth.core.store import check_run_dir
+
         d = Path(args.resume)
-        if not (d / "config.json").is_file():
-            raise RunDirError(f"{str(d)!r} is not a treesynth run (no config.json)")
+        check_run_dir(d)
         if not is_balance_run(d):
             raise RunDirError(f"{str(d)!r} is not a balance run; use treesynth run --resume")
         flags = _flags(args)

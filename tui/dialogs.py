@@ -152,12 +152,17 @@ def key_display(keys: str) -> str:
 
 
 def binding_rows(bindings: Iterable) -> list[tuple[str, str]]:
+    """One row per key: the first binding of a key names it (p: Pause; the footer says Resume while paused)."""
     rows = []
+    seen: set[str] = set()
     for b in bindings:
         if isinstance(b, tuple):
             key, _action, desc = (tuple(b) + ("",))[:3]
         else:
             key, desc = b.key, b.description or b.action
+        if key in seen:
+            continue
+        seen.add(key)
         rows.append((key_display(key), desc))
     return rows
 

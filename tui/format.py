@@ -9,7 +9,7 @@ from rich.text import Text
 
 from treesynth.core import events as ev
 from treesynth.core.clusters import is_fallback_dimension
-from treesynth.core.progress import Progress, fmt_cost, fmt_duration
+from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_wait
 from treesynth.core.text import truncate
 from treesynth.core.tree import Node
 
@@ -43,6 +43,9 @@ def _pair(t: Text, label: str, value: str, style: str = "bold") -> None:
     t.append(value, style=style)
 
 
+IN_FLIGHT_SHOWN_AFTER_S = 5.0  # calls answered sooner are not news (and the bar stays steady)
+
+
 def stats_usage_line(p: Progress, elapsed: float | None, requests_at_start: int = 0) -> Text:
     """USD (and budget), tokens, requests and their rate, retries, errors, invalid answers."""
     t = Text(no_wrap=True, overflow="ellipsis")
@@ -57,6 +60,9 @@ def stats_usage_line(p: Progress, elapsed: float | None, requests_at_start: int 
     else:
         rate = (p.requests - requests_at_start) / elapsed if elapsed > 0 else 0.0
         _pair(t, "req", f"{p.requests:,} ({rate:.1f}/s)")
+    age = p.oldest_in_flight_s
+    if age is not None and age >= IN_FLIGHT_SHOWN_AFTER_S:  # a slow call shows as waiting, ticking, not as a frozen bar
+        _pair(t, "in flight", f"{p.in_flight:,}, {'oldest ' if p.in_flight > 1 else ''}{fmt_wait(age)}", "bold cyan")
     _pair(t, "retries", f"{p.retries:,}", "bold yellow" if p.retries else "bold")
     _pair(t, "errors", f"{p.errors:,}", "bold red" if p.errors else "bold")
     _pair(t, "invalid", f"{p.invalid:,}", "bold yellow" if p.invalid else "bold")

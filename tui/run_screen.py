@@ -59,6 +59,7 @@ class RunScreen(Screen):
 
     BINDINGS = [
         Binding("p", "pause", "Pause"),
+        Binding("p", "unpause", "Resume"),  # the footer says what p does now (check_action shows one of the two)
         Binding("c", "cancel", "Cancel"),
         Binding("x", "prune", "Prune"),
         Binding("a", "add_value", "Add value"),
@@ -485,12 +486,18 @@ class RunScreen(Screen):
     # ------------------------------------------------------------------ actions
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Hide the keys that make no sense in this state (False); grey out those that do later (None)."""
-        live_only = ("pause", "cancel", "prune", "add_value", "rename_value", "remove_value", "reexpand")
+        if action in ("pause", "unpause"):  # p pauses a going run, resumes a paused one
+            if self.state == "stopping":
+                return None if action == "pause" else False
+            return True if self.live and self._paused() == (action == "unpause") else False
+        live_only = ("cancel", "prune", "add_value", "rename_value", "remove_value", "reexpand")
         if action in live_only:
             if self.state == "stopping":
                 return None
             return True if self.live else False
         if action == "resume_run":
+            if self.live:  # u resumes a paused run too
+                return True if self._paused() else False
             return True if (self.run_dir is not None and self.state in ("stopped", "budget", "incomplete", "error", "browsing")
                             and not (self.state == "browsing" and self._browsed_complete())) else False
         if action == "report":
@@ -509,16 +516,26 @@ class RunScreen(Screen):
     def _refuse(self, why: str) -> None:
         self.notify(why, severity="warning", timeout=4)
 
+    def _paused(self) -> bool:
+        return self.run is not None and self.run.engine is not None and self.run.engine.paused
+
     def action_pause(self) -> None:
         if not self.live:
             return self._refuse("Nothing to pause: the run is not going on.")
         eng = self.run.engine
         if eng.paused:
-            eng.resume()
-            self.log_pane.add([("steer", "resumed")])
-        else:
-            eng.pause()
-            self.log_pane.add([("steer", "paused: no new calls start; the calls in flight finish")])
+            return self.action_unpause()
+        eng.pause()
+        self.log_pane.add([("steer", "paused: no new calls start; the calls in flight finish")])
+        self._refresh_stats()
+        self.refresh_bindings()
+
+    def action_unpause(self) -> None:
+        """Resume a paused live run (p or u)."""
+        if not self.live or not self._paused():
+            return self._refuse("Nothing to resume: the run is not paused.")
+        self.run.engine.resume()
+        self.log_pane.add([("steer", "resumed")])
         self._refresh_stats()
         self.refresh_bindings()
 
@@ -659,6 +676,8 @@ class RunScreen(Screen):
         )
 
     def action_resume_run(self) -> None:
+        if self.live and self._paused():
+            return self.action_unpause()
         if self.run_dir is None or self.state in LIVE_STATES or self.state == "preparing":
             return self._refuse("Nothing to resume.")
         self.source = ResumeRun(self.run_dir)
