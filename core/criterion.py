@@ -21,9 +21,9 @@ from typing import Any
 from .partition import PartitionError, Split, Value, is_catch_all
 from .text import normalise
 
-# Letters first; then letters, digits, spaces and a little punctuation. No quotes or backslashes
-# (a grammar-constrained decoder cannot wander into escapes), bounded length.
-LABEL_PATTERN = r"^[A-Za-z][A-Za-z0-9 ,'&/+()-]{1,47}$"
+# One to five short words, letters first; no quotes or backslashes (a grammar-constrained decoder
+# cannot wander into escapes or run on into a sentence).
+LABEL_PATTERN = r"^[A-Za-z][A-Za-z0-9'&/+-]{0,19}( [A-Za-z0-9'&/+-]{1,20}){0,4}$"
 _LABEL_RE = re.compile(LABEL_PATTERN)
 
 _PLACEHOLDER_WORDS = frozenset(
@@ -88,7 +88,7 @@ def validate_criterion(
     if why:
         raise PartitionError(why)
     if not _LABEL_RE.match(dim):
-        raise PartitionError(f"dimension {dim[:60]!r} must be a short name (letters first, at most 48 characters)")
+        raise PartitionError(f"dimension {dim[:60]!r} must be a short name (one to five words, letters first)")
     nd = normalise(dim)
     if any(normalise(a) == nd for a in ancestors):
         raise PartitionError(f"dimension {dim!r} was already used by an ancestor node; choose a different one")

@@ -30,7 +30,7 @@ from .partition import Coverage, PartitionError, is_catch_all, plan_children, va
 from .prompts import Prompts
 from .schemas import samples_schema, supplement_schema
 from .store import LeafRecord, Recovered, RunStore
-from .text import normalise, sample_key, sample_plain_text, truncate
+from .text import copies_example, normalise, sample_key, sample_plain_text, truncate
 from .tree import EXPANDED, FAILED, LEAF, PENDING, PRUNED, Node, Tree
 
 
@@ -130,6 +130,8 @@ class Engine:
         # texts -> unit vectors: the data-driven split of a node's pivots when the model gives no valid split
         self.embed = embed
         self.patterns = {f: re.compile(rx) for f, rx in cfg.field_patterns.items()}  # every sample's fields must match
+        # the prompts' examples, by their first field: a sample that copies one is rejected
+        self._example_texts = [str(e.get(cfg.fields[0], "")) for e in cfg.examples]
         self.store = store
         self.client = client
         self.prompts = prompts
@@ -708,6 +710,7 @@ class Engine:
 
         def v_pivots(obj):
             samples, _ = parse_samples(obj, cfg.fields, max_items=cfg.pivots, max_chars=cfg.max_field_chars, patterns=self.patterns)
+            samples = self._not_copies(samples)
             if not samples:
                 raise ParseError(f"no valid samples with fields {', '.join(cfg.fields)}")
             return samples
@@ -823,6 +826,12 @@ class Engine:
             self._schedule(c)
 
     # ------------------------------------------------------------------ synthesis
+    def _not_copies(self, samples: list[dict[str, str]]) -> list[dict[str, str]]:
+        if not self._example_texts:
+            return samples
+        f = self.cfg.fields[0]
+        return [s for s in samples if not copies_example(s[f], self._example_texts)]
+
     def leaf_job(self, node: Node) -> LeafJob:
         rec = self.leaf_rec.get(node.id, LeafRecord())
         return LeafJob(
@@ -923,6 +932,7 @@ class Engine:
         else:
             try:
                 samples, _rejected = parse_samples(parse_answer(c.text), cfg.fields, max_items=n, max_chars=cfg.max_field_chars, patterns=self.patterns)
+                samples = self._not_copies(samples)
             except ParseError:
                 self.client.usage.invalid += 1
         if self.accept_filter is not None and samples:

@@ -38,3 +38,21 @@ def sample_plain_text(sample: object) -> str:
     if isinstance(sample, dict):
         return " ".join(" ".join(str(v).split()) for v in sample.values())
     return " ".join(str(sample).split())
+
+
+def _trigrams(text: str) -> set[tuple[str, ...]]:
+    w = ["0" if x.isdigit() else x for x in re.findall(r"\w+", text.casefold())]  # numbers changed: still a copy
+    return {tuple(w[i:i + 3]) for i in range(len(w) - 2)} or ({tuple(w)} if w else set())
+
+
+def copies_example(text: str, examples: list[str], threshold: float = 0.3) -> bool:
+    """Whether ``text`` copies one of ``examples`` (word-trigram Jaccard similarity >= threshold). Small
+    models copy the examples a prompt shows them; such a copy is not a new sample."""
+    t = _trigrams(text)
+    if not t:
+        return False
+    for e in examples:
+        g = _trigrams(e)
+        if g and len(t & g) / len(t | g) >= threshold:
+            return True
+    return False

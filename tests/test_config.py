@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -358,3 +360,39 @@ def test_build_config_arbitrary_flags(flags):
         one_line(e)
         return
     assert isinstance(cfg, RunConfig)
+
+
+def test_preset_examples_and_field_patterns_are_resolved_for_the_fields_in_use():
+    cfg = build_config(flags={"preset": "gsm8k"})
+    assert len(cfg.examples) == 2 and set(cfg.examples[0]) == {"question", "answer"}
+    assert set(cfg.field_patterns) == {"question", "answer"}
+    import re
+
+    for ex in cfg.examples:  # the shipped examples obey the shipped patterns
+        for f, rx in cfg.field_patterns.items():
+            assert re.search(rx, " ".join(ex[f].split())), (f, ex[f])
+    # other fields: the preset's examples and patterns do not fit, so they are left out
+    cfg = build_config(flags={"preset": "gsm8k", "fields": "text"})
+    assert cfg.examples == () and cfg.field_patterns == {}
+
+
+def test_local_model_gets_small_calls_unless_set():
+    cfg = build_config(flags={"task": "t"})
+    assert (cfg.pivots, cfg.pivots_per_call, cfg.samples_per_call) == (6, 3, 3)
+    cfg = build_config(flags={"task": "t", "pivots": 9, "samples_per_call": 5})
+    assert (cfg.pivots, cfg.pivots_per_call, cfg.samples_per_call) == (9, 3, 5)
+    cfg = build_config(flags={"task": "t", "model": "openai/gpt-4o-mini"})
+    assert (cfg.pivots, cfg.pivots_per_call, cfg.samples_per_call) == (12, None, 5)
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        ({"field_patterns": {"nope": "x"}}, "unknown fields"),
+        ({"field_patterns": {"text": "("}}, "invalid regular expression"),
+        ({"examples": [{"other": "x"}]}, "examples[0]"),
+    ],
+)
+def test_bad_patterns_and_examples_are_one_line_errors(flags, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        build_config(flags={"task": "t", **flags})

@@ -60,7 +60,7 @@ class _Tty(io.StringIO):
 def test_plain_progress_shows_a_call_in_flight_while_the_first_call_is_slow(tmp_path):
     buf = io.StringIO()
     display = HeadlessDisplay(stream=buf, plain_interval=0.5)
-    cfg = build_config(flags={"task": "t", "fields": "question,answer", "depth": 1, "size": 6, "pivots": 4})
+    cfg = build_config(flags={"task": "t", "fields": "question,answer", "depth": 1, "size": 6, "pivots": 4, "pivots_per_call": 4})
     fin = asyncio.run(Run.create(cfg, tmp_path / "r", transport=_SlowFirstCall(3.2)).execute(display))
     display.close()
     assert fin.status == "complete"

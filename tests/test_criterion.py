@@ -68,7 +68,8 @@ def test_criterion_schema_bounds_labels_and_asks_for_two_values_at_least():
     assert s["properties"]["values"]["minItems"] == 2 and s["properties"]["values"]["maxItems"] == 5
     assert s["properties"]["dimension"]["pattern"] == LABEL_PATTERN
     rx = re.compile(LABEL_PATTERN)
-    assert rx.match("time and money") and not rx.match("12") and not rx.match('a"b') and not rx.match("x" * 60)
+    assert rx.match("time and money") and rx.match("two-step problems") and not rx.match("12")
+    assert not rx.match('a"b') and not rx.match("x" * 60) and not rx.match("the answer to the question is that it is")
 
 
 def test_assign_schema_has_one_enum_per_pivot_in_order():
@@ -118,3 +119,22 @@ def test_cluster_split_puts_every_pivot_in_one_named_cluster_deterministically()
     assert all(v.source == "data" for v in s1.values)
     # identical texts: one cluster holds them all, so no honest split
     assert cluster_split(["same"] * 5, np.ones((5, 4)), 2, seed=0, depth=0) is None
+
+
+def test_copies_of_the_prompt_examples_are_recognised_even_with_new_numbers():
+    from treesynth.core.text import copies_example
+
+    ex = ["A bus has 40 seats. In the morning 28 seats are taken and in the evening 35 are taken. How many seats are empty?"]
+    assert copies_example(ex[0], ex)
+    assert copies_example("A bus has 100 seats. In the morning 90 seats are taken and in the evening 20 are taken. How many are left?", ex)
+    assert not copies_example("Tom reads 12 pages a day for a week. How many pages does he read?", ex)
+    assert not copies_example("", ex)
+
+
+def test_field_patterns_reject_samples_that_do_not_match():
+    from treesynth.core.parsing import parse_samples
+
+    rx = {"question": re.compile(r"\?$")}
+    obj = {"samples": [{"question": "How many?", "answer": "2"}, {"question": "22.9.142857.16", "answer": "3"}]}
+    good, rejected = parse_samples(obj, ("question", "answer"), max_items=5, max_chars=100, patterns=rx)
+    assert good == [{"question": "How many?", "answer": "2"}] and rejected == 1

@@ -686,3 +686,23 @@ async def test_the_stats_bar_shows_a_call_in_flight_and_how_long_it_has_waited(t
         await wait_for(pilot, lambda: rs.fin is not None, what="the run to finish")
         await pilot.pause(0.1)
         assert "in flight" not in _text(stats)
+
+
+async def test_a_data_driven_split_is_labelled_in_the_tree_and_the_detail_pane(tmp_path):
+    from tests.fakes import hash_embedder
+    from treesynth.core.engine import Run
+    from treesynth.tui.widgets import RunTree
+
+    out = tmp_path / "dd"
+    bad = json.dumps({"dimension": "dimension_1", "values": ["value", "text"]})
+    t = ScriptedTransport(overrides={"criterion": [bad] * 3})
+    fin = await Run.create(cfg(depth=1, size=12), out, transport=t, embed=hash_embedder).execute()
+    assert fin.status == "complete"
+    app = TreesynthApp(services=services(), start=BrowseRun(out))
+    async with app.run_test(size=SIZE) as pilot:
+        rs: RunScreen = app.screen
+        await wait_for(pilot, lambda: rs.state == "browsing", what="browsing")
+        labels = [vn.text for vn in rs.query_one(RunTree).model.nodes.values()]
+        assert any(label.startswith("[data-driven] about:") for label in labels), labels
+        await pilot.pause()
+        assert "data-driven: embedding clusters" in _text(rs.query_one(DetailPane))

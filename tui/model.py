@@ -73,6 +73,8 @@ class ViewNode:
             head = "(root)"
         else:
             head = f"{self.dimension} = {truncate(self.value or '', VALUE_CHARS)}"
+            if self.source == "data":  # a data-driven split (embedding clusters): say so on the node itself
+                head = f"[data-driven] {truncate(self.value or '', VALUE_CHARS)}"
         self.text = head
         self.counts = f"{self.done:,}/{self.target:,}"
         self.width = 3 + cell_len(head) + len(self.counts)
