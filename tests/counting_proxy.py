@@ -56,13 +56,16 @@ class CountingProxy:
                         proxy.completions += 1
                         proxy.statuses[status] += 1
                         proxy.formats[(kind, status)] += 1
-                self.send_response(status)
-                for k, v in rheaders:
-                    if k.lower() not in _HOP:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    for k, v in rheaders:
+                        if k.lower() not in _HOP:
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client went away (a test SIGKILLs a run mid-call)
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = _forward
 
