@@ -370,22 +370,27 @@ class LiteLLMTransport:
         self.router_cfg = cfg.router
         self._router = None
         self.local = cfg.model.startswith("local/")
-        # "json_schema" (OpenAI style), "schema" (local grammar) or "none" (tolerant parsing only)
-        self.schema_mode = "schema" if self.local else "json_schema"
+        # structured output (core/structured.py): the embedded model speaks llama.cpp's json_object + schema
+        from . import structured
+
+        self.negotiator = structured.Negotiator(structured.JSON_OBJECT_SCHEMA if self.local else structured.JSON_SCHEMA)
+
+    @property
+    def schema_mode(self) -> str:
+        """The structured-output mode in force for this endpoint (see core/structured.py)."""
+        return self.negotiator.mode
 
     def _get_router(self, litellm):
         if self._router is None and self.router_cfg:
             self._router = litellm.Router(**{**self.router_cfg, "num_retries": 0})
         return self._router
 
-    def _response_format(self, req: LLMRequest) -> dict[str, Any] | None:
-        if req.schema is None or self.schema_mode == "none":
-            return None
-        if self.schema_mode == "schema":
-            return {"type": "json_object", "schema": req.schema}
-        return {"type": "json_schema", "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": False}}
+    def _endpoint(self) -> str:
+        return self.api_base or self.model
 
     async def __call__(self, req: LLMRequest) -> Completion:
+        from . import structured
+
         litellm = load_litellm()
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -403,35 +408,47 @@ class LiteLLMTransport:
                 kwargs["api_key"] = "not-needed"  # local OpenAI-compatible servers need no key; not a secret
         if not self.local:
             kwargs["max_retries"] = 0
-        rf = self._response_format(req)
-        if rf is not None:
-            kwargs["response_format"] = rf
         router = self._get_router(litellm)
-        try:
-            resp = await (router.acompletion(**kwargs) if router else litellm.acompletion(**kwargs))
-        except (litellm.AuthenticationError, litellm.PermissionDeniedError) as e:
-            raise ProviderError(f"authentication failed for {self.model}: {_first_line(e, 200)}") from None
-        except litellm.NotFoundError as e:
-            raise ProviderError(f"model {self.model!r} not found by the provider: {_first_line(e, 200)}") from None
-        except litellm.BadRequestError as e:
-            msg = _first_line(e)
-            if rf is not None and any(w in msg.lower() for w in ("response_format", "json_schema", "response format")):
-                self.schema_mode = "none"  # provider lacks structured output: tolerant parsing from now on
-                raise TransientProviderError("structured output unsupported; retrying without it", retry_after=0.0) from None
-            raise ProviderError(f"the provider rejected the request for {self.model}: {msg}") from None
-        except ProviderError:
-            raise
-        except (litellm.RateLimitError, litellm.Timeout, litellm.APIConnectionError, litellm.ServiceUnavailableError, litellm.InternalServerError) as e:
-            raise TransientProviderError(_first_line(e), _retry_after(e)) from None
-        except litellm.APIError as e:
-            status = getattr(e, "status_code", None)
-            if isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429):
-                raise ProviderError(f"the provider rejected the request for {self.model}: {_first_line(e)}") from None
-            raise TransientProviderError(_first_line(e), _retry_after(e)) from None
-        except (asyncio.TimeoutError, ConnectionError, OSError) as e:
-            raise TransientProviderError(_first_line(e)) from None
-        except Exception as e:  # noqa: BLE001 - unknown failures (malformed bodies...) are retried, bounded
-            raise TransientProviderError(f"{type(e).__name__}: {_first_line(e)}") from None
+        for _ in range(len(structured.LADDER)):
+            sent_mode, rf = self.negotiator.response_format(req.schema, req.schema_name)
+            if rf is None:
+                sent_mode = None
+                kwargs.pop("response_format", None)
+            else:
+                kwargs["response_format"] = rf
+            try:
+                resp = await (router.acompletion(**kwargs) if router else litellm.acompletion(**kwargs))
+            except (litellm.AuthenticationError, litellm.PermissionDeniedError) as e:
+                raise ProviderError(f"authentication failed for {self.model}: {_first_line(e, 200)}") from None
+            except litellm.NotFoundError as e:
+                raise ProviderError(f"model {self.model!r} not found by the provider: {_first_line(e, 200)}") from None
+            except ProviderError:
+                raise
+            except (litellm.RateLimitError, litellm.Timeout) as e:
+                raise TransientProviderError(_first_line(e), _retry_after(e)) from None
+            except (litellm.BadRequestError, getattr(litellm, "UnprocessableEntityError", litellm.BadRequestError), litellm.APIError,
+                    litellm.APIConnectionError, litellm.ServiceUnavailableError, litellm.InternalServerError) as e:
+                status = getattr(e, "status_code", None)
+                status = status if isinstance(status, int) and not isinstance(status, bool) else None
+                if status is None and isinstance(e, litellm.BadRequestError):
+                    status = 400
+                msg = _first_line(e)
+                verdict = self.negotiator.classify(status, msg, sent_mode=sent_mode)
+                if verdict == structured.DOWNGRADE:
+                    self.negotiator.downgrade(sent_mode, msg)
+                    continue  # re-sent at once one step down: not a transient error, no backoff
+                if verdict == structured.DETERMINISTIC:
+                    raise ProviderError(self.negotiator.deterministic_message(status, msg, self._endpoint())) from None
+                if verdict == structured.REJECTED and not isinstance(e, litellm.APIConnectionError):
+                    raise ProviderError(f"the provider rejected the request for {self.model}: {msg}") from None
+                raise TransientProviderError(msg, _retry_after(e)) from None
+            except (asyncio.TimeoutError, ConnectionError, OSError) as e:
+                raise TransientProviderError(_first_line(e)) from None
+            except Exception as e:  # noqa: BLE001 - unknown failures (malformed bodies...) are retried, bounded
+                raise TransientProviderError(f"{type(e).__name__}: {_first_line(e)}") from None
+            break
+        else:  # unreachable: each pass steps down, and the bottom step sends no response_format
+            raise ProviderError(f"{self._endpoint()} rejects every structured-output form")
         try:
             choice = resp.choices[0]
             text = choice.message.content or ""

@@ -7,7 +7,9 @@ transport posts the request itself: orjson in and out, one pooled ``aiohttp.Clie
 event loop, prices looked up once. It behaves like ``LiteLLMTransport``: the same ``Completion``
 fields, the same split between ``ProviderError`` (auth, unknown model, rejected request) and
 ``TransientProviderError`` (429/5xx with Retry-After, timeouts, dropped connections, malformed
-bodies), and the same fallback to tolerant parsing when the provider rejects ``response_format``.
+bodies), and the same structured-output negotiation (core/structured.py): ``json_schema``, then llama.cpp's
+``json_object`` + schema, then ``json_object``, then none (tolerant parsing), stepped down at once when
+the endpoint rejects one, whatever the status code.
 
 aiohttp is imported on the first call, never at import time (``treesynth --help`` stays fast).
 """
@@ -20,12 +22,12 @@ from typing import Any
 
 import orjson
 
+from . import structured
 from .errors import ConfigError, ProviderError, TransientProviderError
 from .llm import Completion, LLMRequest, _raise_open_files_limit, retry_after_from_headers
 
 OPENAI_BASE = "https://api.openai.com/v1"
-TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
-_SCHEMA_WORDS = ("response_format", "json_schema", "response format")
+TRANSIENT_STATUS = structured.RETRYABLE_STATUS
 _LOOKUP = object()
 
 
@@ -124,7 +126,8 @@ class OpenAIHTTPTransport:
         self.url = self.api_base + "/chat/completions"
         self.timeout = float(cfg.timeout)
         self.limit = max(1, int(getattr(cfg, "concurrency", 16)))
-        self.schema_mode = "json_schema"  # or "none": the provider rejected response_format, tolerant parsing only
+        # structured output: json_schema, stepped down per core/structured.py when this endpoint rejects it
+        self.negotiator = structured.Negotiator(structured.JSON_SCHEMA)
         # api.openai.com wants max_completion_tokens (reasoning models reject max_tokens); other servers get max_tokens
         self.max_tokens_key = "max_completion_tokens" if self.api_base.startswith(OPENAI_BASE) else "max_tokens"
         self.send_temperature = True
@@ -210,34 +213,46 @@ class OpenAIHTTPTransport:
         self._old = []
 
     # ---- the call --------------------------------------------------------------
-    def _body(self, req: LLMRequest) -> tuple[dict[str, Any], bool]:
+    @property
+    def schema_mode(self) -> str:
+        """The structured-output mode in force for this endpoint (see core/structured.py)."""
+        return self.negotiator.mode
+
+    def _body(self, req: LLMRequest) -> tuple[dict[str, Any], str | None]:
+        """The request body and the structured-output mode it carries (None: no response_format)."""
         body: dict[str, Any] = {"model": self.wire_model, "messages": req.messages, self.max_tokens_key: req.max_tokens}
         if self.send_temperature:
             body["temperature"] = req.temperature
         if req.seed is not None:
             body["seed"] = req.seed
-        rf = False
-        if req.schema is not None and self.schema_mode == "json_schema":
-            body["response_format"] = {"type": "json_schema", "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": False}}
-            rf = True
-        return body, rf
+        mode, rf = self.negotiator.response_format(req.schema, req.schema_name)
+        if rf is None:
+            return body, None
+        body["response_format"] = rf
+        return body, mode
 
     async def __call__(self, req: LLMRequest) -> Completion:
         loop = asyncio.get_running_loop()
         session = self._session if self._loop is loop else self._open_session(loop)
-        body, rf = self._body(req)
-        try:
-            async with session.post(self.url, data=orjson.dumps(body), proxy=self._proxy, proxy_auth=self._proxy_auth) as resp:
-                status = resp.status
-                raw = await resp.read()
-                if status != 200:
-                    self._raise_for(status, raw, resp.headers, rf)
-        except (ProviderError, TransientProviderError):
-            raise
-        except self._timeout_exc:
-            raise TransientProviderError(f"no answer from {self.api_base} within {self.timeout:g}s") from None
-        except self._client_exc as e:
-            raise TransientProviderError(f"connection to {self.api_base} failed: {type(e).__name__}: {self._line(e)}") from None
+        for _ in range(len(structured.LADDER)):
+            body, sent_mode = self._body(req)
+            try:
+                async with session.post(self.url, data=orjson.dumps(body), proxy=self._proxy, proxy_auth=self._proxy_auth) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+                    if status != 200:
+                        self._raise_for(status, raw, resp.headers, sent_mode)
+            except _Downgrade:
+                continue  # re-sent at once one step down: not a transient error, no backoff
+            except (ProviderError, TransientProviderError):
+                raise
+            except self._timeout_exc:
+                raise TransientProviderError(f"no answer from {self.api_base} within {self.timeout:g}s") from None
+            except self._client_exc as e:
+                raise TransientProviderError(f"connection to {self.api_base} failed: {type(e).__name__}: {self._line(e)}") from None
+            break
+        else:  # unreachable: each pass steps down, and the bottom step sends no response_format
+            raise ProviderError(f"{self.api_base} rejects every structured-output form")
         try:
             doc = orjson.loads(raw)
             choice = doc["choices"][0]
@@ -278,9 +293,16 @@ class OpenAIHTTPTransport:
         key = self._key
         return s.replace(key, "<redacted>") if key and len(key) >= 8 and key in s else s
 
-    def _raise_for(self, status: int, raw: bytes, headers, rf: bool) -> None:
+    def _raise_for(self, status: int, raw: bytes, headers, sent_mode: str | None) -> None:
         msg = self._scrub(_error_message(raw))
-        if status in TRANSIENT_STATUS or status >= 500:
+        param = _error_param(raw)
+        verdict = self.negotiator.classify(status, msg, param=param, sent_mode=sent_mode)
+        if verdict == structured.DOWNGRADE:
+            self.negotiator.downgrade(sent_mode, msg)
+            raise _Downgrade()
+        if verdict == structured.DETERMINISTIC:
+            raise ProviderError(self.negotiator.deterministic_message(status, msg, self.url))
+        if verdict == structured.TRANSIENT:
             raise TransientProviderError(f"HTTP {status} from {self.api_base}: {msg}", retry_after_from_headers(headers))
         if status in (401, 403):
             raise ProviderError(f"authentication failed for {self.model}: HTTP {status}: {msg}")
@@ -288,10 +310,6 @@ class OpenAIHTTPTransport:
             raise ProviderError(f"model {self.model!r} not found by the provider: HTTP 404: {msg}")
         if status in (400, 422):
             low = msg.lower()
-            param = _error_param(raw)
-            if rf and (param == "response_format" or any(w in low for w in _SCHEMA_WORDS)):
-                self.schema_mode = "none"  # provider lacks structured output: tolerant parsing from now on
-                raise TransientProviderError("structured output unsupported; retrying without it", retry_after=0.0)
             if self.max_tokens_key == "max_tokens" and "max_completion_tokens" in low:
                 self.max_tokens_key = "max_completion_tokens"
                 raise TransientProviderError("the model wants max_completion_tokens; retrying with it", retry_after=0.0)
@@ -302,3 +320,7 @@ class OpenAIHTTPTransport:
                 self.send_temperature = False  # e.g. reasoning models: only the default temperature
                 raise TransientProviderError("the model takes no temperature; retrying without it", retry_after=0.0)
         raise ProviderError(f"the provider rejected the request for {self.model}: HTTP {status}: {msg}")
+
+
+class _Downgrade(Exception):
+    """Internal: the endpoint rejected the response_format; the call re-sends one step down."""

@@ -2,7 +2,8 @@
 
 It answers the engine's prompts with valid, plausible JSON (recognising each protocol
 step from the prompt text), counts requests, and can inject faults: HTTP 429 with
-Retry-After, 500s, or 401 for every request.
+Retry-After, 500s, or 401 for every request; reject some response_format forms (as servers without
+structured output, or with their own dialect, do) or answer every request with one fixed error.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import re
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _N = re.compile(r"Write (\d+)")
@@ -37,6 +39,16 @@ def answer_for(messages: list[dict], counter: int) -> dict:
     return {"samples": [{f: f"{f} number {counter}-{i} at depth {depth}" for f in fields} for i in range(n)]}
 
 
+def rf_kind(body: dict) -> str:
+    """The structured-output form a chat request asks for, in core/structured.py's mode names."""
+    rf = body.get("response_format") if isinstance(body, dict) else None
+    if not isinstance(rf, dict):
+        return "none"
+    if rf.get("type") == "json_object":
+        return "json_object_schema" if rf.get("schema") is not None else "json_object"
+    return str(rf.get("type"))
+
+
 class StubOpenAI:
     def __init__(self, latency: float = 0.0) -> None:
         self.latency = latency
@@ -45,6 +57,9 @@ class StubOpenAI:
         self.fail_429 = 0  # answer this many requests with 429 + Retry-After first
         self.fail_500 = 0
         self.auth_fail = False
+        self.reject_formats: dict[str, tuple[int, str]] = {}  # rf_kind -> (status, message) answered to that form
+        self.fail_always: tuple[int, str] | None = None  # (status, message) answered to every request
+        self.formats: Counter = Counter()  # rf_kind of every chat request
         self.seen_auth: set[str] = set()
         self.seen_agents: set[str] = set()
         self.lock = threading.Lock()
@@ -74,6 +89,14 @@ class StubOpenAI:
                     stub.requests += 1
                     stub.seen_auth.add(self.headers.get("Authorization", ""))
                     stub.seen_agents.add(self.headers.get("User-Agent", ""))
+                    kind = rf_kind(body)
+                    stub.formats[kind] += 1
+                    if kind in stub.reject_formats:
+                        code, message = stub.reject_formats[kind]
+                        return self._send(code, {"error": {"message": message, "type": "invalid_request_error"}})
+                    if stub.fail_always:
+                        code, message = stub.fail_always
+                        return self._send(code, {"error": {"message": message, "type": "internal_server_error"}})
                     if stub.auth_fail:
                         return self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
                     if stub.fail_429 > 0:

@@ -215,15 +215,16 @@ async def test_retry_after_seconds_and_http_date(headers, expect):
         assert ei.value.retry_after == pytest.approx(expect, abs=1.5)
 
 
-async def test_response_format_rejected_switches_to_tolerant_parsing():
+async def test_response_format_rejected_steps_down_at_once():
+    """A rejected response_format is re-sent one step down within the same call (core/structured.py;
+    tests/test_negotiation.py has the whole ladder): no TransientProviderError, no backoff."""
     async with Scripted(_err(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.")) as srv:
         t = _transport(srv.url)
-        with pytest.raises(TransientProviderError) as ei:
-            await t(_req())
-        assert ei.value.retry_after == 0.0 and t.schema_mode == "none"
-        c = await t(_req())  # the retry goes without it
+        c = await t(_req())
+        assert t.schema_mode == "json_object_schema"
         await t.aclose()
-    assert "response_format" in srv.requests[0] and "response_format" not in srv.requests[1]
+    assert srv.requests[0]["response_format"]["type"] == "json_schema"
+    assert srv.requests[1]["response_format"] == {"type": "json_object", "schema": SCHEMA}
     assert c.text == '{"samples": []}'
 
 

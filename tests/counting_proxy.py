@@ -1,0 +1,96 @@
+"""A tiny HTTP forwarding proxy for the real-server tests: it forwards every request unchanged to
+an upstream server and counts the ``POST .../chat/completions`` it forwarded (with the status the
+upstream answered and the ``response_format`` type the client sent). It answers nothing itself:
+it is not a fake server."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.stub_server import rf_kind
+
+_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length", "host"}
+
+
+class CountingProxy:
+    def __init__(self, upstream_host: str, upstream_port: int, timeout: float = 600.0) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.completions = 0  # POST .../chat/completions forwarded
+        self.statuses: Counter = Counter()  # upstream status of those
+        self.formats: Counter = Counter()  # (response_format kind, upstream status)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # quiet
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                is_completion = self.command == "POST" and self.path.rstrip("/").endswith("/chat/completions")
+                kind = None
+                if is_completion:
+                    kind = proxy._kind(body)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=proxy.timeout)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    status, rheaders = resp.status, resp.getheaders()
+                except OSError:
+                    self.close_connection = True
+                    return  # the client sees a dropped connection, as it would from the server
+                finally:
+                    conn.close()
+                if is_completion:
+                    with proxy.lock:
+                        proxy.completions += 1
+                        proxy.statuses[status] += 1
+                        proxy.formats[(kind, status)] += 1
+                try:
+                    self.send_response(status)
+                    for k, v in rheaders:
+                        if k.lower() not in _HOP:
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client went away (a test SIGKILLs a run mid-call)
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @staticmethod
+    def _kind(body: bytes | None) -> str:
+        """The structured-output form a chat request asked for (core/structured.py's mode names)."""
+        try:
+            return rf_kind(json.loads(body or b"{}"))
+        except ValueError:
+            return "?"
+
+    def count(self) -> int:
+        with self.lock:
+            return self.completions
+
+    def start(self) -> "CountingProxy":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

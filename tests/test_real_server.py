@@ -1,0 +1,269 @@
+"""Conformance against a REAL OpenAI-compatible server: llama-cpp-python's own server
+(``python -m llama_cpp.server``) running the shipped SmolLM2 GGUF, on both transports.
+
+One server per session, behind a counting forwarding proxy (tests/counting_proxy.py, it only forwards
+and counts ``POST /v1/chat/completions``). Sizes are small: the model runs on 2 CPU threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED, cli_env, read_jsonl, run_cli
+from tests.counting_proxy import CountingProxy
+
+pytestmark = pytest.mark.slow
+
+TASK = "GSM8K-style grade-school math word problems"
+TRANSPORTS = pytest.mark.parametrize("transport", ["http", "litellm"])
+SECRET = "sk-test-secret-1234567890"
+GSM_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
+# The lead enables this once the tree-branching work for small models (criterion step, data-driven
+# split fallback in run mode) is merged: until then SmolLM2-135M may leave the root as the only leaf.
+EXPECT_BRANCHING = False
+LLAMA_CPP_JSON_SCHEMA_ERROR = "Input should be 'text' or 'json_object'"
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    port: int
+    proxy: CountingProxy
+
+    @property
+    def url(self) -> str:
+        """What treesynth talks to: the proxy in front of the server."""
+        return self.proxy.url
+
+    @property
+    def direct(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
+        pytest.skip("needs llama-cpp-python[server]")
+    from treesynth.core.local_model import find_gguf
+
+    gguf = find_gguf()
+    port = _free_port()
+    log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    t0 = time.monotonic()
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2", "--host", "127.0.0.1",
+             "--port", str(port), "--n_threads", "2", "--n_ctx", "4096", "--verbose", "False"],
+            stdout=f, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not answer /v1/models within 180s: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        print(f"\nllama_cpp.server ready in {time.monotonic() - t0:.1f}s on port {port}")
+        proxy = CountingProxy("127.0.0.1", port).start()
+        try:
+            yield Server(proc, port, proxy)
+        finally:
+            proxy.stop()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _config(tmp_path: Path) -> Path:
+    """Keys without a flag: a modest answer length (the 135M model rambles) and a generous timeout
+    (the server answers one request at a time)."""
+    p = tmp_path / "small.yaml"
+    p.write_text("max_tokens: 448\ntimeout: 300\nmax_retries: 3\n")
+    return p
+
+
+def _args(server: Server, tmp_path: Path, transport: str, out: Path, *, size: int = 24, depth: int = 2, pivots: int = 6) -> list[str]:
+    """``pivots``: the grammar-constrained pivots answer is the slowest call on 2 CPU threads (minutes
+    for 6 pivots); the tests past the main run ask for fewer."""
+    return ["run", TASK, "--model", "openai/smollm2", "--api-base", server.url, "--transport", transport,
+            "--depth", str(depth), "--size", str(size), "--pivots", str(pivots), "--samples-per-call", "4", "--concurrency", "4",
+            "--config", str(_config(tmp_path)), "--no-ui", "--out", str(out)]
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url + "/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def _leaves(out: Path) -> list[dict]:
+    return [n for n in json.loads((out / "tree.json").read_text())["nodes"] if n["status"] == "leaf"]
+
+
+# ---------------------------------------------------------------------------- what the server accepts
+
+
+def test_which_response_formats_the_server_accepts(llama_server):
+    """Documents llama-cpp-python 0.3.36's server: json_schema is refused with HTTP 500 (a pydantic
+    validation error), json_object with a schema is grammar-constrained, json_object and none answer."""
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    base = {"model": "smollm2", "messages": [{"role": "user", "content": "What is 2 + 3? Reply in JSON."}], "max_tokens": 24, "temperature": 0}
+    status, body = _post(llama_server.direct, {**base, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}})
+    assert status == 500 and LLAMA_CPP_JSON_SCHEMA_ERROR in json.dumps(body)
+    status, body = _post(llama_server.direct, {**base, "response_format": {"type": "json_object", "schema": schema}})
+    assert status == 200
+    assert isinstance(json.loads(body["choices"][0]["message"]["content"])["answer"], int)  # the grammar held
+    for rf in ({"type": "json_object"}, None):
+        status, body = _post(llama_server.direct, {**base, **({"response_format": rf} if rf else {})})
+        assert status == 200 and body["choices"][0]["message"]["content"] is not None
+
+
+# ---------------------------------------------------------------------------- treesynth run
+
+
+@TRANSPORTS
+def test_run_reaches_exact_size_and_a_finished_rerun_makes_no_request(llama_server, tmp_path, transport):
+    out = tmp_path / "run"
+    proxy = llama_server.proxy
+    before = proxy.count()
+    formats_before = dict(proxy.formats)
+    r = run_cli(*_args(llama_server, tmp_path, transport, out), env=cli_env(OPENAI_API_KEY=SECRET), timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 24 and len({row["id"] for row in rows}) == 24
+    calls = proxy.count() - before
+    assert calls > 0
+    new = {k: v - formats_before.get(k, 0) for k, v in proxy.formats.items() if v - formats_before.get(k, 0)}
+    # negotiated: json_schema refused (HTTP 500) at most once per call in flight, then llama.cpp's json_object + schema
+    assert new.get(("json_schema", 500), 0) <= 4 and not any(k[0] == "json_schema" and k[1] == 200 for k in new), new
+    assert new.get(("json_object_schema", 200), 0) > 0, new
+    assert {k[1] for k in new if k[0] != "json_schema"} == {200}, new
+    # the key reached the server's port but never the run directory
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f"API key leaked into {f}"
+    if EXPECT_BRANCHING:  # LEAD: enable once the small-model branching work (criterion step, split fallback) lands
+        assert len(_leaves(out)) >= 2, "the tree never branched on SmolLM2"
+
+    # a finished run resumed: zero requests to the server, the same rows
+    n = proxy.count()
+    r2 = run_cli("run", "--resume", str(out), "--no-ui", env=cli_env(), timeout=300)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert proxy.count() == n
+    assert len(read_jsonl(out / "dataset.jsonl")) == 24
+
+
+@TRANSPORTS
+def test_sigkill_mid_run_then_resume_reaches_exact_size(llama_server, tmp_path, transport):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "treesynth.core.cli", *_args(llama_server, tmp_path, transport, out, depth=1, pivots=3)],
+                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    samples = out / "samples.jsonl"
+    deadline = time.monotonic() + 600
+    try:
+        while not (samples.exists() and samples.stat().st_size > 0):
+            assert proc.poll() is None, f"the run ended before any sample: {proc.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline, "no sample within 600s"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert len(read_jsonl(samples)) < 24
+    r = run_cli("run", "--resume", str(out), "--no-ui", env=cli_env(), timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 24 and len({row["id"] for row in rows}) == 24
+
+
+# ---------------------------------------------------------------------------- balance, Ray, the TUI
+
+
+@TRANSPORTS
+def test_balance_against_the_server_completes(llama_server, tmp_path, transport):
+    data = tmp_path / "gsm8k_slice.jsonl"
+    with open(GSM_TEST) as f:
+        data.write_text("".join(next(f) for _ in range(16)))
+    out = tmp_path / "b"
+    before = llama_server.proxy.count()
+    r = run_cli("balance", str(data), "--field", "question", "--fields", "question,answer", "--task", TASK,
+                "--model", "openai/smollm2", "--api-base", llama_server.url, "--transport", transport, "--depth", "1",
+                "--pivots", "3", "--samples-per-call", "4", "--concurrency", "4", "--size", "20", "--route", "embed",
+                "--config", str(_config(tmp_path)), "--no-ui", "--out", str(out), env=cli_env(), timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert llama_server.proxy.count() > before
+    balanced = read_jsonl(out / "balanced.jsonl")
+    assert len(balanced) == 20
+    assert json.loads((out / "state.json").read_text())["status"] == "complete"
+
+
+@TRANSPORTS
+def test_ray_executor_reaches_exact_size(llama_server, tmp_path, transport):
+    pytest.importorskip("ray")
+    from tests.ray_fakes import token_auth_env
+
+    out = tmp_path / "run"
+    before = llama_server.proxy.count()
+    r = run_cli(*_args(llama_server, tmp_path, transport, out, size=12, depth=1, pivots=3), "--executor", "ray", "--ray-workers", "1",
+                env=cli_env(**token_auth_env()), timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(read_jsonl(out / "dataset.jsonl")) == 12
+    assert llama_server.proxy.count() > before
+
+
+@TRANSPORTS
+async def test_tui_run_against_the_server_completes(llama_server, tmp_path, transport):
+    from tests.test_tui_support import wait_for
+    from treesynth.core.config import build_config
+    from treesynth.tui.app import TreesynthApp
+    from treesynth.tui.run_screen import RunScreen
+    from treesynth.tui.runs import NewRun, Services
+
+    cfg = build_config(flags={"task": TASK, "model": "openai/smollm2", "api_base": llama_server.url, "transport": transport,
+                              "fields": "question,answer", "depth": 1, "size": 12, "pivots": 3, "samples_per_call": 4,
+                              "concurrency": 4, "max_tokens": 448, "timeout": 300})
+    out = tmp_path / "tui"
+    before = llama_server.proxy.count()
+    app = TreesynthApp(services=Services(runs_root=tmp_path), start=NewRun(cfg, out))  # the product's transport and preflight
+    async with app.run_test(size=(100, 32)) as pilot:
+        rs: RunScreen = app.screen
+        await wait_for(pilot, lambda: rs.fin is not None, timeout=600, step=0.2, what="the run to finish")
+        assert rs.fin.status == "complete", rs.fin
+    assert len(read_jsonl(out / "dataset.jsonl")) == 12
+    assert llama_server.proxy.count() > before
