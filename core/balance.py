@@ -33,7 +33,7 @@ from typing import Any, Callable
 import orjson
 
 from .allocate import allocate
-from .clusters import FALLBACK_DIMENSION, distinctive_words, fallback_k, is_fallback_dimension, kmeans, unique_names  # noqa: F401
+from .clusters import _STOP, FALLBACK_DIMENSION, distinctive_words, fallback_k, is_fallback_dimension, kmeans, unique_names  # noqa: F401
 from .errors import ConfigError, TreesynthError
 from .store import atomic_write
 from .text import sample_key

@@ -21,10 +21,22 @@ from typing import Any
 from .partition import PartitionError, Split, Value, is_catch_all
 from .text import normalise
 
-# One to five short words, letters first; no quotes or backslashes (a grammar-constrained decoder
-# cannot wander into escapes or run on into a sentence).
-LABEL_PATTERN = r"^[A-Za-z][A-Za-z0-9'&/+-]{0,19}( [A-Za-z0-9'&/+-]{1,20}){0,4}$"
-_LABEL_RE = re.compile(LABEL_PATTERN)
+# The grammar's form of a label: one to five short words, not starting with a digit or a bracket;
+# no quotes, backslashes or control characters (a grammar-constrained decoder cannot wander into
+# escapes or run on into a sentence). Any script's letters pass.
+_WORD = r'[^"\\\x00-\x1f ]'
+LABEL_PATTERN = rf'^[^"\\\x00-\x1f 0-9\[\]{{}}]{_WORD}{{0,19}}( {_WORD}{{1,20}}){{0,4}}$'
+# What code accepts from any provider (with or without a grammar): a short label of a few words.
+LABEL_MAX_CHARS = 60
+LABEL_MAX_WORDS = 8
+
+
+def _label_problem(label: str) -> str | None:
+    if len(label) > LABEL_MAX_CHARS or len(label.split()) > LABEL_MAX_WORDS:
+        return f"{label[:60]!r} must be a short name (at most {LABEL_MAX_WORDS} words)"
+    if any(ord(c) < 32 for c in label):
+        return f"{label[:60]!r} has control characters"
+    return None
 
 _PLACEHOLDER_WORDS = frozenset(
     {
@@ -87,8 +99,8 @@ def validate_criterion(
     why = placeholder_reason(dim, fields, task)
     if why:
         raise PartitionError(why)
-    if not _LABEL_RE.match(dim):
-        raise PartitionError(f"dimension {dim[:60]!r} must be a short name (one to five words, letters first)")
+    if (why := _label_problem(dim)) is not None:
+        raise PartitionError(f"dimension {why}")
     nd = normalise(dim)
     if any(normalise(a) == nd for a in ancestors):
         raise PartitionError(f"dimension {dim!r} was already used by an ancestor node; choose a different one")
@@ -104,8 +116,8 @@ def validate_criterion(
             continue
         v = " ".join(v.split())
         n = normalise(v)
-        if not _LABEL_RE.match(v):
-            problems.append(f"value {v[:60]!r} must be a short name")
+        if (why := _label_problem(v)) is not None:
+            problems.append(f"value {why}")
         elif n in seen:
             continue  # a repeat adds nothing; small models repeat, the rest may still be good
         elif n == nd:

@@ -232,9 +232,9 @@ class _CannotClassify(ScriptedTransport):
     async def __call__(self, req):
         from treesynth.core.llm import Completion
 
-        if req.slot.split(":")[1] == "classify":
+        if req.slot.split(":")[1] == "criterion":
             self.calls["classify"] = self.calls.get("classify", 0) + 1
-            return Completion('{"dimension": "dimension_1", "values": [{"value": "value", "pivots": [1, 2]}]}', "stop", 50, 20, 0.0)
+            return Completion('{"dimension": "dimension_1", "values": ["value", "value"]}', "stop", 50, 20, 0.0)
         return await super().__call__(req)
 
 

@@ -68,8 +68,9 @@ def test_criterion_schema_bounds_labels_and_asks_for_two_values_at_least():
     assert s["properties"]["values"]["minItems"] == 2 and s["properties"]["values"]["maxItems"] == 5
     assert s["properties"]["dimension"]["pattern"] == LABEL_PATTERN
     rx = re.compile(LABEL_PATTERN)
-    assert rx.match("time and money") and rx.match("two-step problems") and not rx.match("12")
+    assert rx.match("time and money") and rx.match("two-step problems") and rx.match("café et gâteaux") and not rx.match("12")
     assert not rx.match('a"b') and not rx.match("x" * 60) and not rx.match("the answer to the question is that it is")
+    assert not rx.match("{json}") and not rx.match("a\\b")
 
 
 def test_assign_schema_has_one_enum_per_pivot_in_order():

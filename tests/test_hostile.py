@@ -53,18 +53,20 @@ samples_answer = st.one_of(
     sample_like,
 )
 pivot_ref = st.one_of(st.integers(-3, 9), st.sampled_from(["1", "#2", " 3 ", "²", "1e3", "99999999999999999999999"]), st.floats(), st.none())
-classify_answer = st.fixed_dictionaries(
+criterion_answer = st.fixed_dictionaries(
     {
         "dimension": st.one_of(st.sampled_from(["topic", "dimension 0", "Dimension 1 ", ""]), nasty_text, json_like),
         "values": st.one_of(
             json_like,
-            st.lists(
-                st.fixed_dictionaries({"value": st.one_of(st.sampled_from(["a", "b", "A ", "other"]), nasty_text, json_like),
-                                       "pivots": st.one_of(st.lists(pivot_ref, max_size=6), pivot_ref, json_like)}),
-                max_size=8,
-            ),
+            st.lists(st.one_of(st.sampled_from(["a", "b", "A ", "other", "money", "time"]), nasty_text, json_like), max_size=8),
         ),
     }
+)
+assign_answer = st.one_of(
+    json_like,
+    st.dictionaries(st.sampled_from(["1", "2", "3", "4", "5", "6", "[1]", "x"]),
+                    st.one_of(st.sampled_from(["a", "money", "time", "b"]), nasty_text, json_like, pivot_ref), max_size=8),
+    st.lists(st.sampled_from(["money", "time"]), max_size=8),
 )
 supplement_answer = st.fixed_dictionaries(
     {
@@ -98,7 +100,8 @@ def _dress(obj_strategy):
 answers_by_step = st.fixed_dictionaries(
     {
         "pivots": st.lists(_dress(samples_answer), max_size=5),
-        "classify": st.lists(_dress(classify_answer), max_size=5),
+        "criterion": st.lists(_dress(criterion_answer), max_size=5),
+        "assign": st.lists(_dress(assign_answer), max_size=5),
         "supplement": st.lists(_dress(supplement_answer), max_size=4),
         "gen": st.lists(_dress(samples_answer), max_size=12),
     }
@@ -160,7 +163,8 @@ def test_prompts_render_any_values_literally(dim, vals, pivots, err):
 
     p = Prompts(build_config(flags={"task": "math", "fields": "question,answer"}))
     path = [{"dimension": dim, "value": v} for v in vals]
-    out = [p.pivots(path, 3), p.classify(path, pivots, [dim], 5), p.supplement(path, dim, vals, 3), p.generate(path, 2)]
+    out = [p.pivots(path, 3), p.criterion(path, pivots, [dim], 5), p.assign(path, pivots, dim, vals),
+           p.supplement(path, dim, vals, 3), p.generate(path, 2)]
     out.append(p.retry(out[0], err, err))
     for msgs in out:
         assert all(isinstance(m["content"], str) for m in msgs)

@@ -347,11 +347,11 @@ def test_hostile_text_renders_as_text_everywhere(tmp_path, chromium, cache_env, 
     from treesynth.analytics import report as R
 
     bad_dim = "<script>window.__pwned = 'dim'</script>"
-    split = json.dumps({"dimension": bad_dim, "values": [
-        {"value": "<img src=x onerror=\"window.__pwned = 'value'\">", "pivots": [1, 2, 3]},
-        {"value": "</script><b>bold</b>", "pivots": [4, 5, 6]},
-    ]})
-    run = make_run(tmp_path / "x<b>run<i>&amp;", HostileTransport(overrides={"classify": [split]}), size=40, depth=2)
+    values = ["<img src=x onerror=\"window.__pwned = 'value'\">", "</script><b>bold</b>"]
+    criterion = json.dumps({"dimension": bad_dim, "values": values})
+    assign = json.dumps({str(i): values[0] if i <= 3 else values[1] for i in range(1, 7)})
+    run = make_run(tmp_path / "x<b>run<i>&amp;", HostileTransport(overrides={"criterion": [criterion], "assign": [assign]}),
+                   size=40, depth=2)
     hostile_file = tmp_path / "<img src=x onerror=alert(1)>.jsonl"
     hostile_file.write_text("".join(json.dumps({"question": h + f" #{i}"}) + "\n" for i in range(12) for h in HOSTILE))
     monkeypatch.setattr(R, "EXACT_NN_LIMIT", 30)  # also render the sampled-search (≈) path

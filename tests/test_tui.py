@@ -81,10 +81,11 @@ async def test_start_from_the_form_grows_the_tree_and_the_stats(tmp_path):
         rs: RunScreen = app.run_screen
         # the tree grows (1 + 4 + 16 nodes) and every leaf starts synthesising
         await wait_for(pilot, lambda: sum(1 for v in rs.model.nodes.values() if v.state == SYNTH) == 16, what="16 leaves")
-        await wait_for(pilot, lambda: rs.progress.requests == 15 + 16, what="the usage")
+        # 5 tree calls per expanded node (pivots in 2 calls of 3, criterion, assign, supplement), one per leaf
+        await wait_for(pilot, lambda: rs.progress.requests == 5 * 5 + 16, what="the usage")
         assert len(rs.tree_widget.handles) == 21 and rs.progress.samples_done == 0
         stats = _text(rs.query_one(StatsBar))
-        assert "0/60 samples" in stats and "req 31" in stats and "running" in stats
+        assert "0/60 samples" in stats and "req 41" in stats and "running" in stats
         t.release()
         await wait_for(pilot, lambda: rs.fin is not None, what="the run to finish")
         assert rs.fin.status == "complete" and rs.fin.rows == 60
@@ -374,7 +375,7 @@ async def test_opening_a_finished_run_shows_its_tree(tmp_path):
         rs.tree_widget.select_id("0")
         await wait_for(pilot, lambda: "node 0 " in rs.query_one(DetailPane).plain(), what="the root's details")
         detail = rs.query_one(DetailPane).plain()
-        assert "Dimension" in detail and "dimension 0" in detail and "[pivots: " in detail
+        assert "Dimension" in detail and "setting 0" in detail and "[pivots: " in detail
         await pilot.press("x")
         assert tree.get("0.1").status != "pruned"
         await pilot.press("escape")  # back to the form
