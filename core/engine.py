@@ -23,7 +23,7 @@ from . import events as ev
 from .allocate import allocate, calls_for
 from .errors import BudgetExhausted, SteeringError, StopRequested, StorageError, TransientProviderError
 from .llm import PRIORITY_LEAF, PRIORITY_TREE, LLMClient, LLMRequest, clean_text, close_transport
-from .parsing import ParseError, parse_json, parse_samples
+from .parsing import ParseError, parse_json, parse_samples, salvage_items
 from .clusters import is_fallback_dimension
 from .criterion import assign_schema, build_split, criterion_schema, placeholder_reason, validate_assignment, validate_criterion
 from .partition import Coverage, PartitionError, is_catch_all, plan_children, validate_coverage
@@ -600,6 +600,11 @@ class Engine:
             raise _Stale()
         if c.finish_reason == "length":
             err = "the answer was cut off before it ended; answer more briefly"
+            if step == "pivots":  # the samples it finished are whole: keep them
+                try:
+                    return validate({"samples": salvage_items(c.text)}), None
+                except (ParseError, PartitionError):
+                    pass
         else:
             try:
                 return validate(parse_answer(c.text)), None
@@ -927,14 +932,15 @@ class Engine:
         if node is None or node.status != LEAF or node.revision != job.revision:
             raise _Stale()  # pruned or renamed while the call was in flight: nothing is written
         samples: list[dict[str, str]] = []
-        if c.finish_reason == "length":
+        try:
+            # an answer cut off by the token limit still holds the samples it finished
+            obj = {"samples": salvage_items(c.text, n)} if c.finish_reason == "length" else parse_answer(c.text)
+            samples, _rejected = parse_samples(obj, cfg.fields, max_items=n, max_chars=cfg.max_field_chars, patterns=self.patterns)
+            samples = self._not_copies(samples)
+        except ParseError:
+            pass
+        if not samples and not c.cached:
             self.client.usage.invalid += 1
-        else:
-            try:
-                samples, _rejected = parse_samples(parse_answer(c.text), cfg.fields, max_items=n, max_chars=cfg.max_field_chars, patterns=self.patterns)
-                samples = self._not_copies(samples)
-            except ParseError:
-                self.client.usage.invalid += 1
         if self.accept_filter is not None and samples:
             samples = self.accept_filter(lid, samples)
         room = node.target - self.leaf_rows.get(lid, 0)

@@ -52,11 +52,19 @@ def find_gguf(name: str = "smollm2") -> Path:
     raise ProviderError(f"no GGUF file found in the {package} package")
 
 
+GRAMMAR_MAX_LENGTH = 500
+
+
 def grammar_safe(schema: Any) -> Any:
     """llama.cpp expands ``maxLength`` into nested optional rules; long limits crash its grammar
-    parser. Drop them (``max_tokens`` bounds the answer) and keep every other constraint."""
+    parser (measured: 600 compiles and runs, 1200 kills the process). Cap them at 500 characters, so a
+    small model's strings still end (unbounded, SmolLM2 writes one field until max_tokens), and keep
+    every other constraint."""
     if isinstance(schema, dict):
-        return {k: grammar_safe(v) for k, v in schema.items() if k != "maxLength"}
+        out = {k: grammar_safe(v) for k, v in schema.items()}
+        if isinstance(out.get("maxLength"), int) and out["maxLength"] > GRAMMAR_MAX_LENGTH:
+            out["maxLength"] = GRAMMAR_MAX_LENGTH
+        return out
     if isinstance(schema, list):
         return [grammar_safe(x) for x in schema]
     return schema

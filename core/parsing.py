@@ -48,6 +48,33 @@ def parse_json(text: str | None) -> Any:
     raise ParseError("no JSON object found in the answer")
 
 
+def salvage_items(text: str | None, max_items: int = 100) -> list[Any]:
+    """The complete items of the first JSON array in an answer cut off by the token limit:
+    ``{"samples": [{...}, {...}, {"quest`` gives the two complete objects. Each item is whole JSON
+    (its closing brace was written), so it is as good as in an answer that ended."""
+    if not text:
+        return []
+    s = str(text)
+    start = s.find("[")
+    if start < 0:
+        return []
+    dec = json.JSONDecoder()
+    items: list[Any] = []
+    i = start + 1
+    n = len(s)
+    while len(items) < max_items:
+        while i < n and s[i] in " \t\r\n,":
+            i += 1
+        if i >= n or s[i] == "]":
+            break
+        try:
+            obj, i = dec.raw_decode(s, i)
+        except (ValueError, RecursionError):
+            break
+        items.append(obj)
+    return items
+
+
 def _as_text(v: Any) -> str | None:
     if isinstance(v, bool) or v is None:
         return None

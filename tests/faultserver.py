@@ -467,8 +467,10 @@ class FaultServer:
                 violation = ("twice", "catch_all", "ancestor")[self._rng.randrange(3)]
             content = json.dumps(answer_for(messages, key, violation, c.fanout, c.supplement, c.sample_words))
             finish = "stop"
-            if fault == "truncated":
-                content, finish = content[: max(1, len(content) // 2)], "length"
+            if fault == "truncated":  # cut inside the first object, so no whole sample is left to salvage
+                first = content.find("}")
+                cut = min(len(content) // 2, first if first > 0 else len(content))
+                content, finish = content[: max(1, cut)], "length"
             elif fault == "empty":
                 content = ""
             outcome = fault or "ok"

@@ -187,3 +187,26 @@ def test_unpriced_model_counts_tokens_and_reports_unknown_cost(tmp_path):
     usage = [e for e in events if isinstance(e, ev.Usage)][-1]
     assert usage.cost_usd is None and usage.tokens_in > 0 and usage.tokens_out > 0
     assert sum(1 for e in events if isinstance(e, ev.RunWarning) and "budget cannot be enforced" in e.message) == 1
+
+
+class _CutOff(ScriptedTransport):
+    """Generation answers cut off by the token limit after two whole samples."""
+
+    async def __call__(self, req):
+        c = await ScriptedTransport.__call__(self, req)
+        if req.slot.split(":")[1] == "gen":
+            import dataclasses
+
+            obj = json.loads(c.text)
+            whole = json.dumps({"samples": obj["samples"][:2]})
+            return dataclasses.replace(c, text=whole[:-2] + ', {"question": "cut of', finish_reason="length")
+        return c
+
+
+def test_an_answer_cut_off_by_the_token_limit_keeps_the_samples_it_finished(tmp_path):
+    out = tmp_path / "r"
+    fin, events = _run(_cfg(depth=1, size=12, samples_per_call=3), out, _CutOff())
+    assert fin.status == "complete" and fin.rows == 12
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert all("cut of" not in r["question"] for r in rows)
+    assert {r["id"].rsplit("/", 1)[1] for r in rows} <= {"0", "1"}  # only the two whole samples of each call

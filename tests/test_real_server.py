@@ -29,9 +29,6 @@ TASK = "GSM8K-style grade-school math word problems"
 TRANSPORTS = pytest.mark.parametrize("transport", ["http", "litellm"])
 SECRET = "sk-test-secret-1234567890"
 GSM_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
-# The lead enables this once the tree-branching work for small models (criterion step, data-driven
-# split fallback in run mode) is merged: until then SmolLM2-135M may leave the root as the only leaf.
-EXPECT_BRANCHING = False
 LLAMA_CPP_JSON_SCHEMA_ERROR = "Input should be 'text' or 'json_object'"
 
 
@@ -116,7 +113,7 @@ def _args(server: Server, tmp_path: Path, transport: str, out: Path, *, size: in
     """``pivots``: the grammar-constrained pivots answer is the slowest call on 2 CPU threads (minutes
     for 6 pivots); the tests past the main run ask for fewer."""
     return ["run", TASK, "--model", "openai/smollm2", "--api-base", server.url, "--transport", transport,
-            "--depth", str(depth), "--size", str(size), "--pivots", str(pivots), "--samples-per-call", "4", "--concurrency", "4",
+            "--depth", str(depth), "--size", str(size), "--pivots", str(pivots), "--pivots-per-call", "3", "--samples-per-call", "4", "--concurrency", "4",
             "--config", str(_config(tmp_path)), "--no-ui", "--out", str(out)]
 
 
@@ -175,8 +172,10 @@ def test_run_reaches_exact_size_and_a_finished_rerun_makes_no_request(llama_serv
     for f in out.rglob("*"):
         if f.is_file():
             assert SECRET.encode() not in f.read_bytes(), f"API key leaked into {f}"
-    if EXPECT_BRANCHING:  # LEAD: enable once the small-model branching work (criterion step, split fallback) lands
-        assert len(_leaves(out)) >= 2, "the tree never branched on SmolLM2"
+    # the tree branched: by the model's criterion, or (SmolLM2 rarely gives a valid one) a labelled data-driven split
+    leaves = _leaves(out)
+    assert len(leaves) >= 2, "the tree never branched on SmolLM2"
+    assert len({row["leaf_id"] for row in rows}) >= 2
 
     # a finished run resumed: zero requests to the server, the same rows
     n = proxy.count()
