@@ -42,6 +42,7 @@ class RunTree(Tree[ViewNode]):
         super().__init__("", data=model.nodes["0"], **kw)
         self.model = model
         self.auto_expand_depth = auto_expand_depth
+        self._pin: tuple[TreeNode[ViewNode], int, int] | None = None  # (cursor node, wanted row, scroll then)
         self.handles: dict[str, TreeNode[ViewNode]] = {"0": self.root}
         self.guide_depth = 3
         self.root.expand()
@@ -210,6 +211,10 @@ class RunTree(Tree[ViewNode]):
         structural = ch.structural
         if structural and anchor is not None and anchor._line >= 0:
             anchor_row = anchor._line - int(self.scroll_offset.y)
+            pin = self._pin
+            if pin is not None and pin[0] is anchor and pin[2] == int(self.scroll_offset.y):
+                # the row it was kept on before a scroll was clamped (no lines below it yet): back to it
+                anchor_row = pin[1]
         for nid in sorted(ch.restructured, key=_id_key):
             self._reconcile(nid)
         for parent, fresh in ch.added:
@@ -260,6 +265,9 @@ class RunTree(Tree[ViewNode]):
     def _keep_row(self, anchor: TreeNode[ViewNode], row: int) -> None:
         if self.cursor_node is anchor and anchor._line >= 0 and anchor._line - row != int(self.scroll_offset.y):
             self.scroll_to(y=max(0, anchor._line - row), animate=False, immediate=True, force=True)
+        # remember the row wanted: with too few lines below the anchor the scroll is clamped, and the
+        # next batch (more lines) puts it back; a scroll or cursor move by the user drops the pin
+        self._pin = (anchor, row, int(self.scroll_offset.y)) if self.cursor_node is anchor else None
 
     def select_id(self, node_id: str) -> bool:
         h = self.handles.get(node_id)
