@@ -78,6 +78,8 @@ def check_reachable(api_base: str, timeout: float = 5.0) -> None:
 
     try:
         httpx.get(api_base.rstrip("/") + "/models", timeout=timeout)
+    except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError):
+        return  # it took the connection: reachable, only busy (a llama.cpp server still answering a killed client)
     except httpx.HTTPError as e:
         reason = type(e).__name__
         if isinstance(e, httpx.ConnectError):

@@ -163,3 +163,26 @@ def test_estimate_refuses_the_models_run_refuses_with_the_same_line(model, needl
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "What is 1 + 1?"}\n{"question": "What is 2 + 2?"}\n')
     _one_line_error(run_cli("estimate", "--balance", str(data), "--model", model, cwd=tmp_path), needle)
+
+
+def test_a_busy_server_is_reachable_a_closed_port_is_not():
+    """A server that takes the connection but is slow to answer (llama.cpp's server still generating
+    for a client that was killed) is reachable; a port nobody listens on is not."""
+    import socket
+
+    from treesynth.core.errors import ProviderError
+    from treesynth.core.preflight import check_reachable
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(4)  # accepts (the kernel completes the handshake) and never answers
+    try:
+        check_reachable(f"http://127.0.0.1:{busy.getsockname()[1]}/v1", timeout=0.5)
+    finally:
+        busy.close()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(ProviderError, match="cannot reach"):
+        check_reachable(f"http://127.0.0.1:{port}/v1", timeout=0.5)

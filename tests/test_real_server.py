@@ -266,3 +266,38 @@ async def test_tui_run_against_the_server_completes(llama_server, tmp_path, tran
         assert rs.fin.status == "complete", rs.fin
     assert len(read_jsonl(out / "dataset.jsonl")) == 12
     assert llama_server.proxy.count() > before
+
+
+def test_tui_in_a_real_terminal_against_the_server(llama_server, tmp_path):
+    """The real command, no --no-ui, under tmux: the run screen shows the call in flight while the
+    server works, the tree grows, and the summary reports exact size."""
+    import shlex
+    import shutil
+
+    if shutil.which("tmux") is None:
+        pytest.skip("needs tmux")
+    from tests.test_tui_terminal import Tmux, _terminal_env, _treesynth
+
+    out = tmp_path / "run"
+    done = tmp_path / "exit-code"
+    tmux = Tmux("server")
+    try:
+        cmd = (f"{_treesynth()} run {shlex.quote(TASK)} --model openai/smollm2 --api-base {llama_server.url} --depth 1 "
+               f"--size 6 --pivots 6 --pivots-per-call 3 --samples-per-call 3 --concurrency 2 "
+               f"--config {shlex.quote(str(_config(tmp_path)))} --out {shlex.quote(str(out))}; "
+               f"echo $? > {shlex.quote(str(done))}; sleep 60")
+        tmux.start(cmd, _terminal_env(tmp_path), tmp_path)
+        tmux.wait_for("openai/smollm2", timeout=90)
+        tmux.wait_for("re:in flight \\d", timeout=120)  # the heartbeat while the server answers the first call
+        screen = tmux.wait_for("Run complete", timeout=600)
+        assert "6 of 6" in screen
+        tmux.keys("Escape")
+        time.sleep(1.0)
+        tmux.keys("q")
+        deadline = time.monotonic() + 30
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert done.exists() and done.read_text().strip() == "0", tmux.screen()
+    finally:
+        tmux.kill()
+    assert len(read_jsonl(out / "dataset.jsonl")) == 6
