@@ -2,7 +2,7 @@
 
 Each size runs in a fresh subprocess, so its peak RSS (os.wait4's ru_maxrss) is its own.
 The provider is tests/fakes.py's ScriptedTransport with no latency: it answers every
-protocol step (pivots, classify, supplement, gen) with valid JSON that the engine parses
+protocol step (pivots, criterion, assign, supplement, gen) with valid JSON that the engine parses
 and validates exactly as it would a real model's, so what is timed is the engine itself:
 prompt rendering, the response cache, parsing, duplicate keys, checkpoints, events and
 the final dataset export (JSONL + Parquet).

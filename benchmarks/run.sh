@@ -2,7 +2,7 @@
 # Run every benchmark: ./benchmarks/run.sh [extra args for bench_engine.py, e.g. --sizes 100k,1M]
 # engine overhead at scale, concurrency efficiency, calls and tokens per 1,000 samples, TUI
 # responsiveness, balance routing, the 100k report (about 6 minutes on its own), Ray overhead.
-# SKIP_<NAME>=1 skips one (CONCURRENCY, CALLS, TUI, BALANCE, REPORT, RAY).
+# SKIP_<NAME>=1 skips one (CONCURRENCY, CALLS, TUI, BALANCE, REPORT, RAY, EMBEDDED).
 # Results: a table on stdout per benchmark and benchmarks/out/*.json. Run it on a quiet machine:
 # every figure is wall time on shared cores.
 set -euo pipefail
@@ -44,4 +44,8 @@ if [ -z "${SKIP_RAY:-}" ]; then
   else
     echo "bench_ray: Ray is not installed (pip install 'treesynth[ray]'); skipped" >&2
   fi
+fi
+# the embedded model on the tree's hard steps (pivots, criterion, rows) over four tasks; SKIP_EMBEDDED=1 skips it
+if [ -z "${SKIP_EMBEDDED:-}" ]; then
+  "$PY" benchmarks/bench_embedded.py --seeds 2
 fi
