@@ -19,7 +19,8 @@ from .errors import ConfigError
 DEFAULT_MODEL = "local/smollm2"
 # The embedded 135M model writes a few samples per call well and a dozen badly (measured: 2 distinct
 # pivots of 12 asked in one call); these replace the defaults for local/ models unless set.
-LOCAL_MODEL_DEFAULTS = {"pivots": 6, "pivots_per_call": 3, "samples_per_call": 3}
+# At most 4 values per node: its labels past the third are mostly junk, and every child costs calls.
+LOCAL_MODEL_DEFAULTS = {"pivots": 6, "pivots_per_call": 3, "samples_per_call": 3, "max_values": 4, "open_ended_threshold": 4}
 RESERVED_FIELDS = {"id", "leaf_id", "path", "slot"}
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 

@@ -24,19 +24,27 @@ from .text import normalise
 # The grammar's form of a label: one to five short words, not starting with a digit or a bracket;
 # no quotes, backslashes or control characters (a grammar-constrained decoder cannot wander into
 # escapes or run on into a sentence). Any script's letters pass.
-_WORD = r'[^"\\\x00-\x1f ]'
-LABEL_PATTERN = rf'^[^"\\\x00-\x1f 0-9\[\]{{}}]{_WORD}{{0,19}}( {_WORD}{{1,20}}){{0,4}}$'
+_WORD = r'[^"\\\x00-\x1f 0-9\[\]{}][^"\\\x00-\x1f ]{0,19}'  # a word starts with no digit or bracket
+LABEL_PATTERN = rf"^{_WORD}( {_WORD}){{0,4}}$"
 # What code accepts from any provider (with or without a grammar): a short label of a few words.
 LABEL_MAX_CHARS = 60
 LABEL_MAX_WORDS = 8
 
 
 def _label_problem(label: str) -> str | None:
-    if len(label) > LABEL_MAX_CHARS or len(label.split()) > LABEL_MAX_WORDS:
+    words = label.split()
+    if len(label) > LABEL_MAX_CHARS or len(words) > LABEL_MAX_WORDS:
         return f"{label[:60]!r} must be a short name (at most {LABEL_MAX_WORDS} words)"
     if any(ord(c) < 32 for c in label):
         return f"{label[:60]!r} has control characters"
+    if sum(1 for w in words if not any(c.isalpha() for c in w)) > max(1, len(words) // 3):
+        return f"{label[:60]!r} is mostly numbers, not a name"
     return None
+
+
+def _shape(label: str) -> str:
+    """A label with its numbers masked: 'item 2' and 'item 3' have one shape (a numbered list, not values)."""
+    return re.sub(r"\d+", "0", normalise(label))
 
 _PLACEHOLDER_WORDS = frozenset(
     {
@@ -109,6 +117,7 @@ def validate_criterion(
         raise PartitionError("'values' must be a list of strings")
     out: list[str] = []
     seen: set[str] = set()
+    shapes: set[str] = set()
     problems: list[str] = []
     for v in vals:
         if not isinstance(v, str) or not v.strip():
@@ -118,8 +127,8 @@ def validate_criterion(
         n = normalise(v)
         if (why := _label_problem(v)) is not None:
             problems.append(f"value {why}")
-        elif n in seen:
-            continue  # a repeat adds nothing; small models repeat, the rest may still be good
+        elif n in seen or _shape(v) in shapes:
+            continue  # a repeat (or a renumbered one) adds nothing; small models repeat, the rest may still be good
         elif n == nd:
             problems.append(f"value {v!r} repeats the dimension")
         elif is_catch_all(v):
@@ -128,6 +137,7 @@ def validate_criterion(
             problems.append(why)
         else:
             seen.add(n)
+            shapes.add(_shape(v))
             out.append(v)
     if len(out) < 2:
         detail = f" ({'; '.join(problems[:3])})" if problems else ""

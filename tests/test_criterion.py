@@ -139,3 +139,13 @@ def test_field_patterns_reject_samples_that_do_not_match():
     obj = {"samples": [{"question": "How many?", "answer": "2"}, {"question": "22.9.142857.16", "answer": "3"}]}
     good, rejected = parse_samples(obj, ("question", "answer"), max_items=5, max_chars=100, patterns=rx)
     assert good == [{"question": "How many?", "answer": "2"}] and rejected == 1
+
+
+def test_numbered_or_numeric_values_are_not_values():
+    dim, values = validate_criterion(
+        {"dimension": "setting", "values": ["EQUESTION 10. 84. 22", "EQUESTION 2. 56. 56", "shopping", "shopping 2", "cooking"]},
+        [], 6, FIELDS, TASK,
+    )
+    assert values == ["shopping", "cooking"]  # mostly numbers dropped; a renumbered repeat is a repeat
+    with pytest.raises(PartitionError, match="mostly numbers"):
+        validate_criterion({"dimension": "12 34", "values": ["a b", "c d"]}, [], 6, FIELDS, TASK)
