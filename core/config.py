@@ -266,8 +266,8 @@ def build_config(
             if k == "examples" and k not in merged and isinstance(v, list):
                 # the preset's examples fit the fields in use only if they have them all: keep just those fields
                 f = merged.get("fields", preset.get("fields"))
-                names = [x.strip() for x in f.split(",")] if isinstance(f, str) else list(f or ())
-                fitting = [{n: e[n] for n in names} for e in v if isinstance(e, dict) and all(n in e for n in names)]
+                names = [x.strip() for x in f.split(",")] if isinstance(f, str) else list(f) if isinstance(f, (list, tuple)) else []
+                fitting = [{n: e[n] for n in names} for e in v if names and isinstance(e, dict) and all(isinstance(n, str) and n in e for n in names)]
                 if fitting:
                     merged[k] = fitting
                 continue

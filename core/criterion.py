@@ -42,10 +42,6 @@ def _label_problem(label: str) -> str | None:
     return None
 
 
-def _shape(label: str) -> str:
-    """A label with its numbers masked: 'item 2' and 'item 3' have one shape (a numbered list, not values)."""
-    return re.sub(r"\d+", "0", normalise(label))
-
 _PLACEHOLDER_WORDS = frozenset(
     {
         "dimension", "dimensions", "criterion", "criteria", "placeholder", "value", "values", "label", "labels",
@@ -117,7 +113,6 @@ def validate_criterion(
         raise PartitionError("'values' must be a list of strings")
     out: list[str] = []
     seen: set[str] = set()
-    shapes: set[str] = set()
     problems: list[str] = []
     for v in vals:
         if not isinstance(v, str) or not v.strip():
@@ -127,8 +122,8 @@ def validate_criterion(
         n = normalise(v)
         if (why := _label_problem(v)) is not None:
             problems.append(f"value {why}")
-        elif n in seen or _shape(v) in shapes:
-            continue  # a repeat (or a renumbered one) adds nothing; small models repeat, the rest may still be good
+        elif n in seen:
+            continue  # a repeat adds nothing; small models repeat, the rest may still be good
         elif n == nd:
             problems.append(f"value {v!r} repeats the dimension")
         elif is_catch_all(v):
@@ -137,7 +132,6 @@ def validate_criterion(
             problems.append(why)
         else:
             seen.add(n)
-            shapes.add(_shape(v))
             out.append(v)
     if len(out) < 2:
         detail = f" ({'; '.join(problems[:3])})" if problems else ""
