@@ -73,6 +73,11 @@ def placeholder_reason(label: str, fields: tuple[str, ...] | list[str] = (), tas
     t = normalise(task)
     if t and (n == t or (len(words) >= 2 and f" {n} " in f" {t} ")):
         return f"{label!r} repeats the task's own words"
+    if t and len(words) >= 3:  # "GEM-8K-style grade-school math word problems": the task again, misspelt
+        task_words = set(re.findall(r"\w+", t))
+        own = re.findall(r"\w+", n)
+        if own and sum(w in task_words for w in own) >= 0.6 * len(own):
+            return f"{label!r} repeats the task's own words"
     return None
 
 
@@ -124,7 +129,7 @@ def validate_criterion(
             problems.append(f"value {why}")
         elif n in seen:
             continue  # a repeat adds nothing; small models repeat, the rest may still be good
-        elif n == nd:
+        elif n == nd or set(re.findall(r"\w+", n)) <= set(re.findall(r"\w+", nd)):
             problems.append(f"value {v!r} repeats the dimension")
         elif is_catch_all(v):
             problems.append(f"value {v!r} is a catch-all")

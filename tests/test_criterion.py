@@ -149,3 +149,9 @@ def test_numbered_or_numeric_values_are_not_values():
     assert values == ["shopping", "grade 2", "cooking"]  # mostly numbers dropped; a number beside a word is fine
     with pytest.raises(PartitionError, match="mostly numbers"):
         validate_criterion({"dimension": "Route 12 34 56", "values": ["a b", "c d"]}, [], 6, FIELDS, TASK)
+
+
+def test_the_task_misspelt_or_the_dimension_cut_up_is_no_criterion():
+    assert placeholder_reason("GEM-8K-style grade-school math word problems", FIELDS, TASK) is not None
+    with pytest.raises(PartitionError, match="repeats the dimension"):
+        validate_criterion({"dimension": "Demonstration of the ability to", "values": ["Ability to", "the ability"]}, [], 6, FIELDS, TASK)
