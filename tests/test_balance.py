@@ -155,6 +155,9 @@ def test_balance_resumes_after_sigkill(tmp_path):
     for attempt in range(4):
         args = [sys.executable, "-m", "tests.balance_worker", str(data_path), str(out)] + (["--resume"] if attempt else [])
         p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 120  # a loaded machine starts Python slowly: kill only once the run exists
+        while not (out / "config.json").exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         time.sleep(0.6 + 0.4 * attempt)
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
