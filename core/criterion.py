@@ -37,7 +37,7 @@ def _label_problem(label: str) -> str | None:
         return f"{label[:60]!r} must be a short name (at most {LABEL_MAX_WORDS} words)"
     if any(ord(c) < 32 for c in label):
         return f"{label[:60]!r} has control characters"
-    if sum(1 for w in words if not any(c.isalpha() for c in w)) > max(1, len(words) // 3):
+    if sum(1 for w in words if not any(c.isalpha() for c in w)) * 2 > max(2, len(words)):
         return f"{label[:60]!r} is mostly numbers, not a name"
     return None
 

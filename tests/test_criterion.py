@@ -155,3 +155,8 @@ def test_the_task_misspelt_or_the_dimension_cut_up_is_no_criterion():
     assert placeholder_reason("GEM-8K-style grade-school math word problems", FIELDS, TASK) is not None
     with pytest.raises(PartitionError, match="repeats the dimension"):
         validate_criterion({"dimension": "Demonstration of the ability to", "values": ["Ability to", "the ability"]}, [], 6, FIELDS, TASK)
+
+
+def test_a_few_numbers_among_words_are_fine():
+    dim, values = validate_criterion({"dimension": "aspect 0", "values": ["kind 0 of aspect 0", "kind 1 of aspect 0"]}, [], 6)
+    assert values == ["kind 0 of aspect 0", "kind 1 of aspect 0"]
