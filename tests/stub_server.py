@@ -28,11 +28,12 @@ def answer_for(messages: list[dict], counter: int) -> dict:
             if not line.startswith("- "):
                 break
             depth += 1
-    if "numbered samples" in user:
+    if "Name ONE criterion" in user:  # the criterion call: a dimension and its values
+        return {"dimension": f"aspect at depth {depth}", "values": [f"kind {j} of aspect {depth}" for j in range(3)]}
+    if "numbered samples" in user and "which value of" in user:  # the assign call: one value per pivot
         n = len(re.findall(r"^\[\d+\]", user, re.M))
-        k = min(3, n)
-        groups = [[i + 1 for i in range(n) if i % k == j] for j in range(k)]
-        return {"dimension": f"aspect at depth {depth}", "values": [{"value": f"kind {j} of aspect {depth}", "pivots": g} for j, g in enumerate(groups)]}
+        values = list(dict.fromkeys(re.findall(r'"(kind \d+ of aspect \d+)"', user))) or [f"kind 0 of aspect {depth}"]
+        return {str(i + 1): values[i % len(values)] for i in range(n)}
     if "were split by the dimension" in user:
         return {"status": "complete", "values": [f"extra kind of aspect {depth}"]}
     n = int(_N.search(user).group(1)) if _N.search(user) else 1
