@@ -291,13 +291,7 @@ def test_tui_in_a_real_terminal_against_the_server(llama_server, tmp_path):
         tmux.wait_for("re:in flight \\d", timeout=120)  # the heartbeat while the server answers the first call
         screen = tmux.wait_for("Run complete", timeout=600)
         assert "6 of 6" in screen
-        tmux.keys("Escape")
-        time.sleep(1.0)
-        tmux.keys("q")
-        deadline = time.monotonic() + 30
-        while not done.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert done.exists() and done.read_text().strip() == "0", tmux.screen()
+        assert tmux.quit_and_exit_code(done) == "0"
     finally:
         tmux.kill()
     assert len(read_jsonl(out / "dataset.jsonl")) == 6

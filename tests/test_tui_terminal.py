@@ -63,6 +63,17 @@ class Tmux:
     def kill(self) -> None:
         self._tmux("kill-server", check=False)
 
+    def quit_and_exit_code(self, done: Path, timeout: float = 30.0) -> str:
+        """Close the summary, quit the app, and return the exit code the command wrote to ``done``."""
+        self.keys("Escape")
+        time.sleep(1.0)
+        self.keys("q")
+        deadline = time.monotonic() + timeout
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert done.exists(), self.screen()
+        return done.read_text().strip()
+
 
 @pytest.fixture
 def tmux():
@@ -141,14 +152,7 @@ def test_treesynth_balance_opens_the_tui_in_a_real_terminal(tmux, tmp_path):
         screen = tmux.wait_for("Short math word problems", timeout=90)  # the run screen, on the balance's task
         screen = tmux.wait_for("Balance complete", timeout=180)
         assert "rows in" in screen and "entropy" in screen and "Gini" in screen
-        tmux.keys("Escape")
-        time.sleep(1.0)
-        tmux.keys("q")
-        deadline = time.monotonic() + 30
-        while not done.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert done.exists(), tmux.screen()
-        assert done.read_text().strip() == "0"
+        assert tmux.quit_and_exit_code(done) == "0"
         after = tmux.wait_for("status:   complete", timeout=10)
         assert "balance:" in after and "synthesised" in after
     summary = json.loads((out / "balance_summary.json").read_text())
