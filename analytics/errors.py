@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from treesynth.core.errors import TreesynthError
+from treesynth.core.errors import EmbedderError, TreesynthError
+
+__all__ = ["EmbedderError", "InputError", "ReportError"]
 
 
 class ReportError(TreesynthError):
@@ -11,7 +13,3 @@ class ReportError(TreesynthError):
 
 class InputError(ReportError):
     """An input file or run directory that is missing, unreadable or has no usable text."""
-
-
-class EmbedderError(ReportError):
-    """The embedding model cannot be found or loaded."""

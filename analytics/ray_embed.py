@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import metrics as M
-from .embed import Embedder, _quantise, resolve_precision
+from treesynth.core.embeddings import Embedder, _quantise, resolve_precision
 
 ROWS_PER_BATCH = 2048
 

@@ -104,7 +104,7 @@ def build_report(
 ) -> ReportResult:
     """Build the report for ``inputs`` (one path, or several: the first is the main one, the rest are
     compared). Returns the paths written (``str()`` of the result is the HTML file's path)."""
-    from .embed import Embedder
+    from treesynth.core.embeddings import Embedder
 
     log = log or (lambda m: None)
     t_start = time.perf_counter()

@@ -53,7 +53,7 @@ def main() -> None:
         out = Path(tmp) / "run"
         t0 = time.perf_counter()
         r = subprocess.run(
-            [sys.executable, "-m", "treesynth.core.cli", "run", TASK, "--preset", "gsm8k", "--no-ui", "--json-events",
+            [sys.executable, "-m", "treesynth.cli", "run", TASK, "--preset", "gsm8k", "--no-ui", "--json-events",
              "--model", args.model, "--api-base", srv.url, "--size", str(args.size), "--concurrency", "32", "--out", str(out)],
             capture_output=True, text=True, env=env, cwd=str(ROOT),
         )
@@ -67,7 +67,7 @@ def main() -> None:
         st = srv.stats
         per_k = 1000.0 / rows
         est = subprocess.run(
-            [sys.executable, "-m", "treesynth.core.cli", "estimate", TASK, "--preset", "gsm8k", "--model", args.model,
+            [sys.executable, "-m", "treesynth.cli", "estimate", TASK, "--preset", "gsm8k", "--model", args.model,
              "--size", str(args.size), "--fanout", str(args.fanout + args.supplement)],
             capture_output=True, text=True, env=env, cwd=str(ROOT),
         )

@@ -81,7 +81,7 @@ def make_run(run_dir: Path, size: int, depth: int) -> float:
 THROUGHPUT = r"""
 import json, sys, time
 import numpy as np
-from treesynth.analytics.embed import Embedder
+from treesynth.core.embeddings import Embedder
 precision, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 train = [json.loads(l)["question"] for l in open(sys.argv[4])][:n]
 test = [json.loads(l)["question"] for l in open(sys.argv[5])]

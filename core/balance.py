@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib
 import json
 import random
 import re
@@ -34,7 +33,9 @@ import orjson
 
 from .allocate import allocate
 from .clusters import _STOP, FALLBACK_DIMENSION, distinctive_words, fallback_k, is_fallback_dimension, kmeans, unique_names  # noqa: F401
-from .errors import ConfigError, TreesynthError
+from .errors import ConfigError
+from .reader import is_balance_run  # noqa: F401 - where callers found it
+from .rundir import BALANCE
 from .store import atomic_write
 from .text import sample_key
 from .tree import LEAF, Node
@@ -206,13 +207,11 @@ def route_schema(n_rows: int, n_values: int) -> dict[str, Any]:
 
 
 def load_embedder(name: str | None = None):
-    """The analytics module's sentence embedder (all-MiniLM-L6-v2 from its PyPI package by default).
+    """The sentence embedder (core/embeddings.py: all-MiniLM-L6-v2 from its PyPI package by default).
     Returns a callable: list[str] -> L2-normalised float32 array."""
-    try:
-        mod = importlib.import_module("treesynth.analytics.embed")
-    except ImportError as e:
-        raise TreesynthError(f"embedding routing needs the analytics module ({e})") from None
-    embedder = mod.Embedder(name)
+    from .embeddings import Embedder  # numpy and torch: loaded when rows are first embedded
+
+    embedder = Embedder(name)
 
     def embed(texts: list[str]):
         # the whole data set goes through the per-dataset cache; small batches (labels, new rows) do not
@@ -622,47 +621,7 @@ def balance_summary(table: list[dict[str, Any]], n_input: int, n_dropped: int, r
 # orchestration
 # ---------------------------------------------------------------------------
 
-BALANCE_FILE = "balance.json"
-
-
-def is_balance_run(run_dir: Path) -> bool:
-    """A run directory made by ``treesynth balance`` (it has the balance spec)."""
-    return (Path(run_dir) / BALANCE_FILE).is_file()
-
-
-def balance_leaf_counts(run_dir: Path, synthesised: dict[str, int]) -> tuple[dict[str, int], dict[str, int] | None]:
-    """Rows per leaf of a balance run (``treesynth tree``), and each leaf's balanced target once planned.
-
-    ``synthesised`` counts samples.jsonl per leaf, which holds only the new rows. Once the plan exists a
-    leaf holds the originals it keeps plus its new rows (at most the planned number), out of kept +
-    planned; before it, the rows routed to each leaf so far, and the tree's own targets (also routed rows)."""
-    run_dir = Path(run_dir)
-    plan_path = run_dir / "plan.json"
-    if plan_path.is_file():
-        try:
-            plan = orjson.loads(plan_path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            plan = None
-        if isinstance(plan, dict):
-            counts, targets = {}, {}
-            for lid, p in plan.items():
-                kept, synth = len(p.get("keep", [])), int(p.get("synth", 0))
-                counts[lid] = kept + min(synthesised.get(lid, 0), synth)
-                targets[lid] = kept + synth
-            return counts, targets
-    routed: dict[str, int] = {}
-    try:
-        with open(run_dir / "routes.jsonl", "rb") as f:
-            for line in f:
-                try:
-                    rec = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    break  # a torn last line
-                for cid, idx in rec.get("children", {}).items():
-                    routed[cid] = len(idx)
-    except OSError:
-        pass
-    return routed, None
+BALANCE_FILE = BALANCE
 
 
 async def infer_task(data: Data, flags: dict[str, Any], transport=None, n: int = 8, seed: int = 0) -> str:
@@ -733,6 +692,8 @@ def fallback_task(data: Data) -> str:
 
 class BalanceRun:
     """A balance run bound to its directory (same layout as a run, plus routes, plan and outputs)."""
+
+    kind = "balance"
 
     def __init__(self, run, data: Data, spec: dict[str, Any], embed) -> None:
         self.run = run

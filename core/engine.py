@@ -1008,6 +1008,8 @@ def make_transport(cfg):
 class Run:
     """A run bound to its directory: ``await Run.create(...).execute(on_event)``."""
 
+    kind = "run"  # the command that made it and resumes it (a BalanceRun says "balance")
+
     def __init__(self, cfg, store: RunStore, recovered: Recovered, transport=None, resumed: bool = False, embed=None) -> None:
         from .cache import ResponseCache
         from .llm import UsageTotals
@@ -1107,6 +1109,10 @@ class Run:
     def request_stop(self) -> None:
         if self.engine is not None:
             self.engine.request_stop()
+
+    def summary(self) -> dict[str, Any] | None:
+        """A mode's own closing figures (a balance run's before/after); a plain run has none."""
+        return None
 
     def close(self) -> None:
         if self.client.cache is not None:

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 
+# The process exit codes, defined once: a finished run's status, a user error, an interrupt.
+EXIT_OK = 0
+EXIT_FAILED = 1  # a run that ended incomplete (failed nodes, samples that could not be made), or a bug
+EXIT_USAGE = 2  # a TreesynthError: bad input, a run directory or provider that cannot be used
+EXIT_BUDGET = 3  # the run stopped at its budget
+EXIT_INTERRUPTED = 130  # stopped on request (Ctrl-C, SIGTERM, the TUI's quit)
+_STATUS_EXIT = {"complete": EXIT_OK, "stopped": EXIT_INTERRUPTED, "budget": EXIT_BUDGET}
+
+
+def exit_code_for(status: str) -> int:
+    """The exit code of a run that finished with ``status`` (complete, stopped, budget, incomplete)."""
+    return _STATUS_EXIT.get(status, EXIT_FAILED)
+
+
 class TreesynthError(Exception):
     """Base class: the message is a complete, one-line explanation for the user."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(TreesynthError):
@@ -27,6 +41,10 @@ class ProviderError(TreesynthError):
 
 class SteeringError(TreesynthError):
     """A steering edit (prune, value edits, re-expand) that the node's state does not allow."""
+
+
+class EmbedderError(TreesynthError):
+    """The sentence-embedding model cannot be found or loaded."""
 
 
 class TransientProviderError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from . import events as ev
@@ -111,3 +112,33 @@ def fmt_wait(s: float) -> str:
 
 def fmt_cost(c: float | None) -> str:
     return "unknown" if c is None else f"${c:.4f}"
+
+
+def status_line(p: Progress) -> str:
+    budget = f" / ${p.budget:g}" if p.budget is not None else ""
+    waiting = fmt_in_flight(p)
+    return (
+        f"nodes {p.nodes_expanded}/{p.nodes_total} expanded · samples {p.samples_done}/{p.size} · "
+        f"{fmt_cost(p.cost_usd)}{budget} · tokens {p.tokens_in:,} in / {p.tokens_out:,} out · "
+        f"{p.requests} req ({p.requests_per_s:.1f}/s, {p.cache_hits} cached){' · ' + waiting if waiting else ''} · errors {p.errors} · "
+        f"retries {p.retries} · invalid {p.invalid} · elapsed {fmt_duration(p.elapsed)} · ETA {fmt_duration(p.eta_s)}"
+    )
+
+
+def summary(fin: ev.RunFinished, command: str = "run") -> str:
+    """The closing lines; ``command`` is the one that resumes it (run or balance)."""
+    if command == "balance":  # the engine counts synthesised rows; the input's rows are the size
+        rows = f"rows:     {fin.rows} synthesised in {fin.leaves} leaves ({fin.nodes} nodes), input {fin.size} rows"
+    else:
+        rows = f"rows:     {fin.rows}/{fin.size} in {fin.leaves} leaves ({fin.nodes} nodes)"
+    lines = [
+        f"status:   {fin.status}{' (' + fin.message + ')' if fin.message else ''}",
+        rows,
+        f"cost:     {fmt_cost(fin.cost_usd)} over {fin.requests} requests",
+        f"run dir:  {fin.run_dir}",
+    ]
+    if fin.dataset:
+        lines.append(f"dataset:  {fin.dataset} (and {Path(fin.dataset).with_suffix('.parquet').name})")
+    if fin.status != "complete":
+        lines.append(f"resume:   treesynth {command} --resume {fin.run_dir}")
+    return "\n".join(lines)

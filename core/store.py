@@ -23,11 +23,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import orjson
 
 from .errors import RunDirError
+from .jsonl import read_records
+from .rundir import CONFIG, EVENTS, JOURNAL, LOCK, SAMPLES, SLOTS, SNAPSHOT, STATE
 from .tree import Node, Tree
 
 RUN_FORMAT = "treesynth.run/1"
@@ -100,6 +103,29 @@ def tree_document(d: Any) -> tuple[Any, bool]:
     return d, True
 
 
+def apply_journal(tree: Tree, seq: int, entries: Iterable[dict[str, Any]], strict: bool) -> tuple[int, int]:
+    """Replay node-journal entries newer than ``seq`` onto ``tree``: upserts and deletes. Returns the
+    last sequence number applied and how many entries were. ``strict``: an invalid entry raises
+    ValueError (resume); otherwise it is skipped (a read-only viewer of a run in progress)."""
+    applied = 0
+    for entry in entries:
+        eseq = entry.get("seq")
+        if not isinstance(eseq, int) or eseq <= seq:
+            continue
+        if isinstance(entry.get("delete"), list):
+            tree.remove([i for i in entry["delete"] if isinstance(i, str) and i != "0"])
+        else:
+            try:
+                tree.upsert(Node.from_dict(entry.get("node")))
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                if strict:
+                    raise ValueError(f"{JOURNAL} entry {eseq} is invalid ({e})") from None
+                continue
+        seq = eseq
+        applied += 1
+    return seq, applied
+
+
 @dataclass
 class LeafRecord:
     rows: int = 0
@@ -152,7 +178,7 @@ class RunStore:
         s = cls(root)
         s.lock()
         try:
-            atomic_write(s.p("config.json"), orjson.dumps({"format": RUN_FORMAT, "config": config}, option=orjson.OPT_INDENT_2))
+            atomic_write(s.p(CONFIG), orjson.dumps({"format": RUN_FORMAT, "config": config}, option=orjson.OPT_INDENT_2))
             s.write_state({"status": "running", "created": time.time(), "usage": {}})
         except OSError as e:
             raise RunDirError(f"cannot write to run directory {str(root)!r}: {e.strerror or e}") from None
@@ -178,7 +204,7 @@ class RunStore:
 
     def lock(self) -> None:
         try:
-            fd = os.open(self.p(".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+            fd = os.open(self.p(LOCK), os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as e:
             raise RunDirError(f"cannot open run directory {str(self.root)!r}: {e.strerror or e}") from None
         try:
@@ -190,7 +216,7 @@ class RunStore:
 
     def read_config(self) -> dict[str, Any]:
         try:
-            d = orjson.loads(self.p("config.json").read_bytes())
+            d = orjson.loads(self.p(CONFIG).read_bytes())
         except (OSError, orjson.JSONDecodeError) as e:
             raise RunDirError(f"{str(self.root)!r} is corrupt: config.json is unreadable ({e})") from None
         if not isinstance(d, dict) or d.get("format") != RUN_FORMAT or not isinstance(d.get("config"), dict):
@@ -200,13 +226,13 @@ class RunStore:
     # ---- state -----------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
         try:
-            d = orjson.loads(self.p("state.json").read_bytes())
+            d = orjson.loads(self.p(STATE).read_bytes())
             return d if isinstance(d, dict) else {}
         except (OSError, orjson.JSONDecodeError):
             return {}
 
     def write_state(self, state: dict[str, Any]) -> None:
-        atomic_write(self.p("state.json"), orjson.dumps(state, option=orjson.OPT_INDENT_2))
+        atomic_write(self.p(STATE), orjson.dumps(state, option=orjson.OPT_INDENT_2))
 
     # ---- recovery --------------------------------------------------------
     def recover(self, size: int) -> Recovered:
@@ -215,7 +241,7 @@ class RunStore:
         leaves: dict[str, LeafRecord] = {}
         keys: set[int] = set()
         rows = 0
-        for row in self._read_jsonl_repairing("samples.jsonl", warnings):
+        for row in self._read_jsonl_repairing(SAMPLES, warnings):
             lid, slot, key = row.get("leaf_id"), row.get("slot"), row.get("_k")
             if not isinstance(lid, str) or not isinstance(slot, int):
                 continue
@@ -225,7 +251,7 @@ class RunStore:
             if isinstance(key, int):
                 keys.add(key)
             rows += 1
-        for row in self._read_jsonl_repairing("slots.jsonl", warnings):
+        for row in self._read_jsonl_repairing(SLOTS, warnings):
             lid, slot = row.get("leaf_id"), row.get("slot")
             if isinstance(lid, str) and isinstance(slot, int):
                 rec = leaves.setdefault(lid, LeafRecord())
@@ -237,7 +263,7 @@ class RunStore:
     def _load_tree(self, warnings: list[str], size: int) -> tuple[Tree, int]:
         tree: Tree | None = None
         seq = 0
-        tp = self.p("tree.json")
+        tp = self.p(SNAPSHOT)
         if tp.exists():
             try:
                 doc, intact = tree_document(orjson.loads(tp.read_bytes()))
@@ -256,23 +282,10 @@ class RunStore:
 
     def _replay(self, tree: Tree, seq: int, size: int, warnings: list[str]) -> tuple[Tree, int]:
         """Apply the journal entries newer than ``seq`` to ``tree`` and check the result."""
-        applied = 0
-        for entry in self._read_jsonl_repairing("nodes.jsonl", warnings):
-            eseq, nd = entry.get("seq"), entry.get("node")
-            if not isinstance(eseq, int) or eseq <= seq:
-                continue
-            if isinstance(entry.get("delete"), list):
-                tree.remove([i for i in entry["delete"] if isinstance(i, str) and i != "0"])
-                seq = eseq
-                applied += 1
-                continue
-            try:
-                node = Node.from_dict(nd)
-            except (ValueError, TypeError) as e:
-                raise RunDirError(f"{str(self.root)!r} is corrupt: nodes.jsonl entry {eseq} is invalid ({e})") from None
-            tree.upsert(node)
-            seq = eseq
-            applied += 1
+        try:
+            seq, applied = apply_journal(tree, seq, self._read_jsonl_repairing(JOURNAL, warnings), strict=True)
+        except ValueError as e:
+            raise RunDirError(f"{str(self.root)!r} is corrupt: {e}") from None
         try:
             tree.check()
         except ValueError as e:
@@ -283,36 +296,8 @@ class RunStore:
         return tree, seq
 
     def _read_jsonl_repairing(self, name: str, warnings: list[str]) -> Iterator[dict[str, Any]]:
-        """Yield complete JSON lines; cut a torn last line (crash mid-write) off the file.
-
-        A damaged line that is not the last one is corruption, not a torn write: error out.
-        """
-        path = self.p(name)
-        if not path.exists():
-            return
-        good_end = 0
-        with open(path, "rb") as f:
-            lines = iter(f)
-            line = next(lines, None)
-            while line is not None:
-                nxt = next(lines, None)
-                if not line.endswith(b"\n"):
-                    break  # torn tail
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    if nxt is not None:
-                        raise RunDirError(f"{str(self.root)!r} is corrupt: {name} has a damaged line at byte {good_end}") from None
-                    break  # damaged last line: a torn write
-                good_end += len(line)
-                if isinstance(obj, dict):
-                    yield obj
-                line = nxt
-        size = path.stat().st_size
-        if size > good_end:
-            warnings.append(f"{name}: cut {size - good_end} bytes of a torn last line (interrupted write)")
-            with open(path, "r+b") as f:
-                f.truncate(good_end)
+        """Complete JSON lines of one of the run's files; a torn last line is cut off, damage before it is an error."""
+        return read_records(self.p(name), warnings, repair=True, strict=True)
 
     # ---- appends ---------------------------------------------------------
     def _open_append(self, name: str):
@@ -320,21 +305,21 @@ class RunStore:
 
     def append_samples(self, rows: list[dict[str, Any]]) -> None:
         if self._samples is None:
-            self._samples = self._open_append("samples.jsonl")
+            self._samples = self._open_append(SAMPLES)
         data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
         append_all(self._samples, data)  # one write per call: a crash tears at most the last line
         self._append_bytes += len(data)
 
     def append_empty_slot(self, leaf_id: str, slot: int) -> None:
         if self._slots is None:
-            self._slots = self._open_append("slots.jsonl")
+            self._slots = self._open_append(SLOTS)
         data = orjson.dumps({"leaf_id": leaf_id, "slot": slot}) + b"\n"
         append_all(self._slots, data)
         self._append_bytes += len(data)
 
     def journal_node(self, node: Node) -> None:
         if self._nodes is None:
-            self._nodes = self._open_append("nodes.jsonl")
+            self._nodes = self._open_append(JOURNAL)
         self.seq += 1
         data = orjson.dumps({"seq": self.seq, "node": node.to_dict()}) + b"\n"
         append_all(self._nodes, data)
@@ -343,7 +328,7 @@ class RunStore:
 
     def journal_delete(self, ids: list[str]) -> None:
         if self._nodes is None:
-            self._nodes = self._open_append("nodes.jsonl")
+            self._nodes = self._open_append(JOURNAL)
         self.seq += 1
         data = orjson.dumps({"seq": self.seq, "delete": ids}) + b"\n"
         append_all(self._nodes, data)
@@ -352,7 +337,7 @@ class RunStore:
 
     def append_event(self, event: dict[str, Any]) -> None:
         if self._events is None:
-            self._events = self._open_append("events.jsonl")
+            self._events = self._open_append(EVENTS)
         data = orjson.dumps(event) + b"\n"
         append_all(self._events, data)
         self._append_bytes += len(data)
@@ -390,7 +375,7 @@ class RunStore:
             if seq < self._snapshot_seq:
                 return
             try:
-                atomic_write(self.p("tree.json"), data)
+                atomic_write(self.p(SNAPSHOT), data)
             except BaseException:
                 self._tree_dirty = True  # not on disk: the next snapshot writes it
                 raise
@@ -398,7 +383,7 @@ class RunStore:
             self._snapshot_bytes += len(data)  # its own counter: this may run in a thread
 
     def iter_samples(self) -> Iterator[dict[str, Any]]:
-        path = self.p("samples.jsonl")
+        path = self.p(SAMPLES)
         if not path.exists():
             return
         with open(path, "rb") as f:
@@ -433,18 +418,18 @@ def check_run_dir(root: Path) -> None:
         raise RunDirError(f"{str(root)!r} does not exist")
     if not root.is_dir():
         raise RunDirError(f"{str(root)!r} is not a directory")
-    if not (root / "config.json").is_file():
+    if not (root / CONFIG).is_file():
         raise RunDirError(f"{str(root)!r} is not a treesynth run (no config.json)")
 
 
 def load_tree_readonly(root: Path) -> Tree:
     """Read a run's tree (snapshot plus journal) without locking or repairing anything."""
     root = Path(root)
-    if not (root / "config.json").is_file():
-        raise RunDirError(f"{str(root)!r} is not a treesynth run (no config.json)")
+    if not (root / CONFIG).is_file():
+        raise RunDirError(f"{str(root)!r} is not a treesynth run (no {CONFIG})")
     tree: Tree | None = None
     seq = 0
-    tp = root / "tree.json"
+    tp = root / SNAPSHOT
     if tp.exists():
         try:
             doc, intact = tree_document(orjson.loads(tp.read_bytes()))
@@ -454,19 +439,7 @@ def load_tree_readonly(root: Path) -> Tree:
             tree, seq = None, 0
     if tree is None:
         tree = Tree.new(0)
-    jp = root / "nodes.jsonl"
-    if jp.exists():
-        with open(jp, "rb") as f:
-            for line in f:
-                try:
-                    e = orjson.loads(line)
-                    if isinstance(e, dict) and isinstance(e.get("seq"), int) and e["seq"] > seq:
-                        if isinstance(e.get("delete"), list):
-                            tree.remove([i for i in e["delete"] if isinstance(i, str) and i != "0"])
-                        else:
-                            tree.upsert(Node.from_dict(e["node"]))
-                except (orjson.JSONDecodeError, ValueError, TypeError):
-                    continue
+    apply_journal(tree, seq, read_records(root / JOURNAL), strict=False)
     try:
         tree.check()
     except ValueError as e:

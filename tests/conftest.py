@@ -23,7 +23,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "treesynth.core.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "treesynth.cli", *args], capture_output=True, text=True,
         env=env or cli_env(), timeout=timeout, cwd=str(cwd) if cwd else None,
     )
 

@@ -1,7 +1,10 @@
-"""core knows nothing of front ends: no textual, plotly, or rich rendering at import."""
+"""The layers point one way: cli > tui > analytics > core. lint-imports (pyproject's contracts) checks
+import statements; these tests also catch what it cannot see: imports by name at run time
+(importlib, __import__) and what importing a package actually loads."""
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
@@ -10,34 +13,68 @@ from pathlib import Path
 import treesynth.core
 
 ROOT = Path(__file__).resolve().parents[1]
+FRONT_ENDS = ("textual", "plotly", "rich")
+# package folder -> the treesynth packages it must not import (statically, lazily or by name)
+FORBIDDEN = {
+    "core": ("treesynth.cli", "treesynth.tui", "treesynth.analytics"),
+    "analytics": ("treesynth.cli", "treesynth.tui"),
+    "tui": ("treesynth.cli",),
+}
+
+
+def _core_modules() -> list[str]:
+    return [m.name for m in pkgutil.walk_packages(treesynth.core.__path__, "treesynth.core.")]
 
 
 def test_importing_every_core_module_loads_no_front_end():
-    mods = [f"treesynth.core.{m.name}" for m in pkgutil.iter_modules(treesynth.core.__path__)]
-    assert "treesynth.core.engine" in mods and "treesynth.core.cli" in mods
+    mods = _core_modules()
+    assert "treesynth.core.embeddings" in mods and len(mods) > 20
     code = "import sys\n" + "".join(f"import {m}\n" for m in mods) + (
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'plotly', 'rich') "
-        "or m.startswith(('treesynth.tui', 'treesynth.analytics')))\nprint(bad)\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FRONT_ENDS!r} "
+        "or m.startswith(('treesynth.tui', 'treesynth.analytics', 'treesynth.cli')))\nprint(bad)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
 
 
-def test_no_core_source_imports_a_front_end_even_lazily():
-    """Static check: textual, plotly, tui and analytics appear in no import of core/, not even inside functions."""
-    import ast
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every module a file names in an import, inside functions too, and every string literal handed to
+    importlib.import_module, importlib.util.find_spec or __import__ (an import by name)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+        elif isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if name in ("import_module", "find_spec", "__import__"):
+                out += [(node.lineno, a.value) for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    return out
 
-    banned = ("textual", "plotly", "treesynth.tui", "treesynth.analytics", "tui", "analytics")
+
+def test_no_layer_imports_one_above_it_even_lazily_or_by_name():
     offenders = []
-    for path in (ROOT / "core").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            for name in names:
-                if name.split(".")[0] in banned[:2] or name.startswith(banned[2:4]) or name in banned[4:]:
-                    offenders.append(f"{path.name}:{node.lineno} imports {name}")
+    for folder, banned in FORBIDDEN.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            for line, name in _imports(path):
+                if name.startswith(banned) or (folder == "core" and name.split(".")[0] in FRONT_ENDS):
+                    offenders.append(f"{folder}/{path.relative_to(ROOT / folder)}:{line} imports {name}")
     assert offenders == []
+
+
+def test_the_checker_sees_imports_by_name(tmp_path):
+    """The static check above is not vacuous: it finds an importlib call naming a front end."""
+    p = tmp_path / "m.py"
+    p.write_text("import importlib\ndef f():\n    return importlib.import_module('treesynth.tui.app')\n")
+    assert (3, "treesynth.tui.app") in _imports(p)
+
+
+def test_import_linter_contracts_hold():
+    """The contracts in pyproject.toml (layers, core independent of textual/plotly/rich) are kept."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    r = subprocess.run([str(exe)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "broken" in r.stdout and " 0 broken" in r.stdout or "Contracts: " in r.stdout

@@ -28,7 +28,7 @@ def _args(srv: FaultServer, out: Path, *extra: str, model: str = "openai/fault-m
 
 def _start(args: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "treesynth.core.cli", *args], env=env or cli_env(), stdout=subprocess.PIPE,
+        [sys.executable, "-m", "treesynth.cli", *args], env=env or cli_env(), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True, **kw,
     )
 
@@ -254,7 +254,7 @@ def open_tmp():
 def _run_as(args: list[str], preexec, env=None) -> subprocess.CompletedProcess:
     env = env or cli_env()
     env["HOME"] = "/tmp"
-    return subprocess.run([sys.executable, "-m", "treesynth.core.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "treesynth.cli", *args], capture_output=True, text=True,
                           env=env, timeout=300, preexec_fn=preexec)
 
 
@@ -287,7 +287,7 @@ def test_directory_turning_read_only_mid_run_stops_with_a_resume_hint(open_tmp):
     with FaultServer(FaultConfig(latency=0.05)) as srv:
         env = cli_env()
         env["HOME"] = "/tmp"
-        p = subprocess.Popen([sys.executable, "-m", "treesynth.core.cli", *_args(srv, out, "--size", "150", "--samples-per-call", "1", "--concurrency", "2")],
+        p = subprocess.Popen([sys.executable, "-m", "treesynth.cli", *_args(srv, out, "--size", "150", "--samples-per-call", "1", "--concurrency", "2")],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_unprivileged())
         _wait_for(lambda: _rows(out) >= 3 or p.poll() is not None, what="first samples")
         out.chmod(0o555)  # snapshots (atomic renames) now fail
@@ -318,7 +318,7 @@ def _limit_file_size(nbytes: int):
 def test_disk_full_is_one_clear_line_and_resume_loses_nothing(tmp_path, limit):
     out = tmp_path / "run"
     with FaultServer(FaultConfig(latency=0.01)) as srv:
-        r = subprocess.run([sys.executable, "-m", "treesynth.core.cli", *_args(srv, out, "--size", "600", "--samples-per-call", "2", "--concurrency", "4")],
+        r = subprocess.run([sys.executable, "-m", "treesynth.cli", *_args(srv, out, "--size", "600", "--samples-per-call", "2", "--concurrency", "4")],
                            capture_output=True, text=True, env=cli_env(), timeout=300, preexec_fn=_limit_file_size(limit))
         assert r.returncode == 2, r.stderr[-2000:]
         last = r.stderr.strip().splitlines()[-1]

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.conftest import cli_env, read_jsonl, run_cli
-from tests.test_openai_http import SCHEMA, Scripted, _err, _req
+from tests.test_openai_http import Scripted, _err, _req
 from treesynth.core.config import build_config
 from treesynth.core.errors import ProviderError, TransientProviderError
 from treesynth.core.llm import LiteLLMTransport, LLMClient

@@ -286,7 +286,7 @@ def test_ray_report_embeddings_and_streamed_full_data_metrics_match_local(ray_lo
     import numpy as np
 
     from treesynth.analytics.data import load_dataset
-    from treesynth.analytics.embed import Embedder
+    from treesynth.core.embeddings import Embedder
     from treesynth.analytics.ray_embed import RayEmbedder, full_data_metrics
     from treesynth.analytics.report import Analysis, analyse
 
@@ -314,7 +314,7 @@ def test_ray_report_embeddings_and_streamed_full_data_metrics_match_local(ray_lo
 
 
 def test_report_takes_the_executor_flags():
-    from treesynth.core.cli import build_parser
+    from treesynth.cli.main import build_parser
 
     args = build_parser().parse_args(["report", "runs/x", "--executor", "ray", "--ray-address", "auto", "--sample", "1000"])
     assert (args.executor, args.ray_address) == ("ray", "auto")

@@ -188,7 +188,7 @@ def test_run_reaches_exact_size_and_a_finished_rerun_makes_no_request(llama_serv
 @TRANSPORTS
 def test_sigkill_mid_run_then_resume_reaches_exact_size(llama_server, tmp_path, transport):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "treesynth.core.cli", *_args(llama_server, tmp_path, transport, out, depth=1, pivots=3)],
+    proc = subprocess.Popen([sys.executable, "-m", "treesynth.cli", *_args(llama_server, tmp_path, transport, out, depth=1, pivots=3)],
                             env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     samples = out / "samples.jsonl"
     deadline = time.monotonic() + 600

@@ -28,7 +28,7 @@ import pytest
 
 from tests.conftest import SHARED
 from tests.fakes import ScriptedTransport, sentence_pools
-from treesynth.core.cli import main as cli_main
+from treesynth.cli.main import main as cli_main
 from treesynth.core.config import build_config
 from treesynth.core.engine import Run
 

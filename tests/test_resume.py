@@ -20,7 +20,7 @@ SIZE = 60
 
 def _start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "treesynth.core.cli", *args], env=cli_env(), stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "treesynth.cli", *args], env=cli_env(), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 
@@ -104,7 +104,7 @@ def test_ctrl_c_stops_the_run_when_stderr_is_a_closed_pipe(tmp_path):
         reader, writer = os.pipe()
         os.close(reader)  # the reader is gone: every write to stderr fails with EPIPE
         p = subprocess.Popen(
-            [sys.executable, "-m", "treesynth.core.cli", "run", "math", "--no-ui", *base, "--size", str(size), "--depth", "1",
+            [sys.executable, "-m", "treesynth.cli", "run", "math", "--no-ui", *base, "--size", str(size), "--depth", "1",
              "--pivots", "4", "--samples-per-call", "1", "--concurrency", "2", "--out", str(out)],
             env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=writer, start_new_session=True,
         )

@@ -37,7 +37,7 @@ SIZE = 240
 
 def _start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "treesynth.core.cli", *args], env=cli_env(), stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "treesynth.cli", *args], env=cli_env(), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 

@@ -539,9 +539,9 @@ async def test_new_nodes_do_not_move_the_cursor_row(tmp_path):
 
 
 def test_entry_points_fail_with_one_line_without_a_terminal(tmp_path, capsys, monkeypatch):
-    from treesynth.core.cli import build_parser
+    from treesynth.cli.main import build_parser
     from treesynth.core.errors import ConfigError, TreesynthError
-    from treesynth.tui.app import main, run_from_cli
+    from treesynth.cli.tui import main, run_from_cli
 
     assert main([str(tmp_path / "nope")]) == 2
     assert "is not a treesynth run" in capsys.readouterr().err
@@ -623,7 +623,7 @@ async def test_a_stopped_balance_run_resumes_in_the_tui(tmp_path):
 
 
 def test_balance_without_no_ui_needs_a_terminal_before_reading_anything(tmp_path, capsys):
-    from treesynth.core.cli import main as cli_main
+    from treesynth.cli.main import main as cli_main
 
     assert cli_main(["balance", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err

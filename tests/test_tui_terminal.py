@@ -91,7 +91,7 @@ def _terminal_env(home: Path, **extra: str) -> dict[str, str]:
 
 def _treesynth() -> str:
     exe = Path(sys.executable).parent / "treesynth"
-    return shlex.quote(str(exe)) if exe.exists() else f"{shlex.quote(sys.executable)} -m treesynth.core.cli"
+    return shlex.quote(str(exe)) if exe.exists() else f"{shlex.quote(sys.executable)} -m treesynth.cli"
 
 
 def test_treesynth_run_in_a_real_terminal(tmux, tmp_path):

@@ -27,8 +27,8 @@ from textual.widgets import Footer, Static, Tree
 from textual.worker import Worker, WorkerState
 
 from treesynth.core import events as ev
-from treesynth.core.balance import is_balance_run
-from treesynth.core.errors import SteeringError, TreesynthError
+from treesynth.core.reader import is_balance_run
+from treesynth.core.errors import SteeringError, TreesynthError, exit_code_for
 from treesynth.core.progress import Progress
 from treesynth.core.text import truncate
 
@@ -44,7 +44,6 @@ FLUSH_INTERVAL = 0.04  # apply queued engine events at most 25 times a second
 FLUSH_BUDGET_S = 0.012  # and spend at most this long per batch (the rest waits for the next one)
 FLUSH_MAX_NEW_NODES = 1500  # and add at most about this many nodes to the tree widget per batch
 LIVE_STATES = ("running", "paused", "stopping")
-EXIT_CODES = {"complete": 0, "stopped": 130, "budget": 3}
 
 
 class RunScreen(Screen):
@@ -331,7 +330,7 @@ class RunScreen(Screen):
         self._refresh_stats()
         self.log_pane.add([("info", f"run {fin.status}: {fin.rows:,}/{fin.size:,} rows" + (f" ({fin.message})" if fin.message else ""))])
         if self._quit_when_done:
-            self.app.quit_with(EXIT_CODES.get(fin.status, 1))
+            self.app.quit_with(exit_code_for(fin.status))
             return
         if fin.status == "complete" and self.services.report_when_done and self.run_dir is not None:
             self.build_report(self.run_dir)  # `--report`: as the headless run does
@@ -340,7 +339,7 @@ class RunScreen(Screen):
     @property
     def is_balance(self) -> bool:
         """A ``treesynth balance`` run (same engine and events; its own outputs and summary)."""
-        return self.run is not None and hasattr(self.run, "balancer")
+        return self.run is not None and self.run.kind == "balance"
 
     @property
     def live(self) -> bool:
@@ -696,7 +695,7 @@ class RunScreen(Screen):
             if what == "report":
                 self.action_report()
             elif what == "quit":
-                self.app.quit_with(EXIT_CODES.get(self.fin.status, 1) if self.fin else 0)
+                self.app.quit_with(exit_code_for(self.fin.status) if self.fin else 0)
 
         info = None
         if self.is_balance:
@@ -808,7 +807,7 @@ class RunScreen(Screen):
             return
         code = 0
         if self.fin is not None:
-            code = EXIT_CODES.get(self.fin.status, 1)
+            code = exit_code_for(self.fin.status)
         elif self.error is not None:
             code = 2
         self.app.quit_with(code)

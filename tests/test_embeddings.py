@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED
-from treesynth.analytics import embed as E
+from treesynth.core import embeddings as E
 from treesynth.analytics import metrics as M
 from treesynth.analytics.errors import EmbedderError
 

@@ -9,7 +9,7 @@ another local sentence-transformers model directory.
 Precision. ``fp32`` is plain PyTorch. ``bf16`` loads the weights in bfloat16: on CPUs with
 native bfloat16 matrix units (Intel AMX or AVX512-BF16, which PyTorch's oneDNN kernels use)
 it is about 2.7x faster than fp32 and agrees with it (Spearman correlation of all pairwise
-similarities 0.9999 on GSM8K test questions; see tests/test_analytics_embed.py and
+similarities 0.9999 on GSM8K test questions; see tests/test_embeddings.py and
 benchmarks/bench_report.py). ``auto`` (the default) picks bf16 where the CPU has those units
 and fp32 elsewhere (emulated bf16 is slower than fp32). Texts are embedded once each
 (duplicates share a vector) in order of length, so batches carry little padding.

@@ -8,12 +8,11 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import ConfigError, TreesynthError
+from treesynth.core import __version__
+from treesynth.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, TreesynthError, exit_code_for
 
 # flag name -> config key; the same keys are valid in a config file
 RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
@@ -176,30 +175,25 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         say("treesynth: interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a bug: one line, traceback on request
         if os.environ.get("TREESYNTH_DEBUG"):
             raise
         say(f"treesynth: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (TREESYNTH_DEBUG=1 shows the traceback)")
-        return 1
+        return EXIT_FAILED
 
 
 # ---------------------------------------------------------------------------
 
 
-def default_out(task: str) -> Path:
-    from .text import slugify
-
-    return Path("runs") / f"{slugify(task)}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import build_config
-    from .preflight import check_provider
+    from treesynth.core.config import build_config
+    from treesynth.core.preflight import check_provider
 
     if not args.no_ui and not args.json_events:
         return _launch_tui(args)
-    from .engine import Run
+    from treesynth.core.engine import Run
+    from treesynth.core.rundir import default_out
 
     if args.resume:
         if args.task or args.config or args.out:
@@ -223,13 +217,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _analytics_report():
-    """The analytics front end, imported by name only when a report is asked for (core never imports it)."""
-    import importlib
+    """The analytics package, imported when a report is asked for (it loads numpy and plotly: not for --help)."""
+    from treesynth.analytics import report
 
-    try:
-        return importlib.import_module("treesynth.analytics.report")
-    except ImportError as e:
-        raise TreesynthError(f"reports need the analytics dependencies ({e.name or e}): pip install -e .") from None
+    return report
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -237,11 +228,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _execute(run, json_events: bool) -> int:
-    from .console import HeadlessDisplay, JsonEvents, summary
+    from treesynth.cli.console import HeadlessDisplay, JsonEvents, summary
 
     display = JsonEvents() if json_events else HeadlessDisplay()
     stops = {"n": 0}
-    command = "balance" if hasattr(run, "balancer") else "run"
+    command = run.kind
 
     async def main() -> Any:
         loop = asyncio.get_running_loop()
@@ -256,7 +247,7 @@ def _execute(run, json_events: bool) -> int:
                 try:
                     say(f"treesynth: quitting now; resume with: treesynth {command} --resume {run.store.root}")
                 finally:
-                    os._exit(130)  # every write is append-only or an atomic rename: nothing to corrupt
+                    os._exit(EXIT_INTERRUPTED)  # every write is append-only or an atomic rename: nothing to corrupt
 
         for sig, name in ((signal.SIGINT, "interrupt"), (signal.SIGTERM, "terminated")):
             loop.add_signal_handler(sig, on_signal, name)
@@ -270,8 +261,7 @@ def _execute(run, json_events: bool) -> int:
         except (OSError, ValueError):  # its stream is a closed pipe: the run's outcome matters, not the display
             pass
     say(summary(fin, command))
-    extra = getattr(run, "summary", None)
-    info = extra() if callable(extra) else None
+    info = run.summary()
     if info:
         b, a = info["before"], info["after"]
         say(
@@ -279,9 +269,7 @@ def _execute(run, json_events: bool) -> int:
             f"({info['dropped']} dropped, {info['synthesised']} synthesised); occupancy entropy {b['entropy']} -> {a['entropy']}, "
             f"Gini {b['gini']} -> {a['gini']}, empty leaves {b['empty']} -> {a['empty']}; see before_after.csv"
         )
-    if fin.status == "complete":
-        return 0
-    return {"stopped": 130, "budget": 3}.get(fin.status, 1)
+    return exit_code_for(fin.status)
 
 
 def need_terminal(hint: str = "run with --no-ui (or --json-events)") -> None:
@@ -291,22 +279,19 @@ def need_terminal(hint: str = "run with --no-ui (or --json-events)") -> None:
 
 
 def _launch_tui(args: argparse.Namespace, balance: bool = False, source: Any = None) -> int:
-    import importlib
+    from treesynth.cli import tui  # Textual loads only when the interactive UI is asked for
 
-    try:
-        tui = importlib.import_module("treesynth.tui.app")
-    except ImportError:
-        raise TreesynthError("the interactive UI is not installed; run with --no-ui (or --json-events)") from None
     if balance:
         return tui.balance_from_cli(args, source)
     return tui.run_from_cli(args)
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
-    from .balance import BalanceRun, fallback_task, infer_task, load_data
-    from .config import build_config
-    from .preflight import check_provider
-    from .store import ensure_new_run_dir
+    from treesynth.core.balance import BalanceRun, fallback_task, infer_task, load_data
+    from treesynth.core.config import build_config
+    from treesynth.core.preflight import check_provider
+    from treesynth.core.rundir import default_out
+    from treesynth.core.store import ensure_new_run_dir
 
     ui = not args.no_ui and not args.json_events
     if ui:
@@ -337,9 +322,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
             "data": str(Path(args.data).resolve()), "field": data.field, "fields": list(data.fields), "route": args.route,
             "route_batch": max(1, args.route_batch), "target_per_leaf": args.target_per_leaf, "size": args.size, "embedder": args.embedder,
         }
-        from .text import slugify
-
-        out = Path(args.out) if args.out else Path("runs") / f"balance-{slugify(Path(args.data).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = Path(args.out) if args.out else default_out(Path(args.data).stem, prefix="balance-")
         ensure_new_run_dir(out)
         if ui:
             return _launch_tui(args, balance=True, source=(data, spec, {**flags, "task": task}, out, args.config))
@@ -351,14 +334,14 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .config import build_config
-    from .estimate import estimate, litellm_price
-    from .preflight import check_model
-    from .prompts import Prompts
+    from treesynth.core.config import build_config
+    from treesynth.core.estimate import estimate, litellm_price
+    from treesynth.core.preflight import check_model
+    from treesynth.core.prompts import Prompts
 
     if args.balance:
-        from .balance import load_data
-        from .estimate import estimate_balance
+        from treesynth.core.balance import load_data
+        from treesynth.core.estimate import estimate_balance
 
         data = load_data(args.balance, args.field, None)
         flags = {**_flags(args), "task": args.task or "(inferred at run time)", "fields": data.field}
@@ -380,7 +363,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _print_estimate(cfg, est, calls_detail: str) -> None:
-    from .progress import fmt_cost
+    from treesynth.core.progress import fmt_cost
 
     print(f"tree:           depth {cfg.depth}, ~{est.internal_nodes} expansions, ~{est.leaves} leaves (fan-out {est.assumed_fanout:g})")
     print(f"calls:          ~{est.calls:,} ({calls_detail})")
@@ -389,41 +372,22 @@ def _print_estimate(cfg, est, calls_detail: str) -> None:
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
-    from .store import load_tree_readonly
-    from .treeview import render_tree
+    from treesynth.core.reader import RunReader
+    from treesynth.core.treeview import render_tree
 
-    from .balance import balance_leaf_counts, is_balance_run
-
-    run_dir = Path(args.run_dir)
-    tree = load_tree_readonly(run_dir)
-    counts, targets = _count_rows(run_dir), None
-    if is_balance_run(run_dir):  # samples.jsonl holds only its new rows; its originals are in the plan
-        counts, targets = balance_leaf_counts(run_dir, counts)
+    reader = RunReader(Path(args.run_dir))
+    tree = reader.tree()
+    counts, targets = reader.rows_per_leaf()
+    if reader.is_balance:  # routed and kept rows are counted per leaf only
         counts = {k: v for k, v in counts.items() if k in tree.nodes and not tree.get(k).children}
     print(render_tree(tree, counts, max_depth=args.max_depth, leaf_targets=targets))
     return 0
 
 
-def _count_rows(run_dir: Path) -> dict[str, int]:
-    import orjson
-
-    counts: dict[str, int] = {}
-    p = run_dir / "samples.jsonl"
-    if p.exists():
-        with open(p, "rb") as f:
-            for line in f:
-                try:
-                    lid = orjson.loads(line).get("leaf_id")
-                except orjson.JSONDecodeError:
-                    continue
-                counts[lid] = counts.get(lid, 0) + 1
-    return counts
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    from .errors import RunDirError
-    from .export import write_hf, write_jsonl, write_parquet
-    from .store import RunStore
+    from treesynth.core.errors import RunDirError
+    from treesynth.core.export import write_hf, write_jsonl, write_parquet
+    from treesynth.core.store import RunStore
 
     run_dir = Path(args.run_dir)
     store = RunStore.open(run_dir)
@@ -461,7 +425,7 @@ def iter_jsonl(path: Path):
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from .prompts import list_presets, load_preset
+    from treesynth.core.prompts import list_presets, load_preset
 
     for name, desc in list_presets().items():
         print(f"{name:12s} {desc}  [fields: {', '.join(load_preset(name).get('fields', []))}]")

@@ -1,0 +1,5 @@
+import sys
+
+from treesynth.cli.main import main
+
+sys.exit(main())

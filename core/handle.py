@@ -1,0 +1,51 @@
+"""The one handle front ends hold a run by: ``Run`` (treesynth run) and ``BalanceRun`` (treesynth
+balance) both satisfy it, and ``kind`` says which command made the run and resumes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .engine import Engine
+    from .events import Event, RunFinished
+    from .llm import LLMClient
+    from .store import Recovered, RunStore
+
+RunKind = Literal["run", "balance"]
+
+
+class RunHandle(Protocol):
+    #: the command that made the run and resumes it
+    kind: RunKind
+    cfg: RunConfig
+    store: RunStore
+    client: LLMClient
+    #: what was on disk when the run was opened (tree, rows per leaf, saved state)
+    recovered: Recovered
+
+    @property
+    def engine(self) -> Engine | None:
+        """The engine while ``execute`` runs (pause, resume and steering go through it), else None."""
+
+    @property
+    def root(self) -> Path:
+        """The run directory."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run had already completed when it was opened."""
+
+    async def execute(self, on_event: Callable[[Event], None] | None = None) -> RunFinished:
+        """Grow the tree and fill its leaves; every change reaches ``on_event`` as it happens."""
+
+    def request_stop(self) -> None:
+        """Graceful stop: no new calls; calls in flight finish and are saved."""
+
+    def summary(self) -> dict[str, Any] | None:
+        """The mode's own closing figures (a balance run's before/after); None for a plain run."""
+
+    def close(self) -> None:
+        """Release files, cache and transport (idempotent)."""

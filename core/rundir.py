@@ -1,0 +1,39 @@
+"""A run directory's layout, named once: every file a run, a balance run or a report writes there,
+and where a new run goes by default. Readers and writers import the names from here."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+CONFIG = "config.json"
+STATE = "state.json"
+JOURNAL = "nodes.jsonl"
+SNAPSHOT = "tree.json"
+EVENTS = "events.jsonl"
+SAMPLES = "samples.jsonl"
+SLOTS = "slots.jsonl"  # generation calls that produced no row (a resumed run skips them)
+CACHE = "cache.sqlite"
+LOCK = ".lock"
+DATASET = "dataset.jsonl"
+DATASET_PARQUET = "dataset.parquet"
+# balance runs
+BALANCE = "balance.json"
+ROUTES = "routes.jsonl"
+PLAN = "plan.json"
+EMBEDDINGS = "embeddings.npy"
+BALANCED = "balanced.jsonl"
+BALANCED_PARQUET = "balanced.parquet"
+DROPPED_IDS = "dropped_ids.txt"
+BEFORE_AFTER = "before_after.csv"
+BALANCE_SUMMARY = "balance_summary.json"
+# reports
+REPORT = "report.html"
+METRICS = "metrics.json"
+
+
+def default_out(task: str, prefix: str = "") -> Path:
+    """``runs/<prefix><slug of task>-<timestamp>``: a new run's directory when none is given."""
+    from .text import slugify
+
+    return Path("runs") / f"{prefix}{slugify(task)}-{time.strftime('%Y%m%d-%H%M%S')}"
