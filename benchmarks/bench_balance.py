@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes import ScriptedTransport  # noqa: E402
-from treesynth.core.balance import BalanceRun, load_data, load_embedder  # noqa: E402
+from treesynth.core import events as ev  # noqa: E402
+from treesynth.core.balance import BalanceRun, load_data  # noqa: E402
+from treesynth.core.embeddings import load_embedder  # noqa: E402
 
 
 def one(data_path: Path, route: str, depth: int, batch: int, embed, workdir: Path) -> dict:
@@ -33,15 +35,13 @@ def one(data_path: Path, route: str, depth: int, batch: int, embed, workdir: Pat
     run = BalanceRun.create(data, spec, {"task": "GSM8K-style math word problems", "depth": depth, "pivots": 12, "concurrency": 64}, out,
                             transport=t, embed=embed)
     marks = {}
-    orig_plan = run.balancer.plan
 
-    def plan():
-        marks["routed"] = time.perf_counter()
-        orig_plan()
+    def on_event(e) -> None:  # the plan is announced once every row is routed
+        if isinstance(e, ev.SamplesTarget) and "routed" not in marks:
+            marks["routed"] = time.perf_counter()
 
-    run.balancer.plan = plan
     t0 = time.perf_counter()
-    fin = asyncio.run(run.run.execute(None, configure=lambda e: (run.balancer.attach(e), setattr(e, "after_growth", plan))))
+    fin = asyncio.run(run.execute(on_event))
     total = time.perf_counter() - t0
     route_s = marks["routed"] - t0
     summary = json.loads((out / "balance_summary.json").read_text())

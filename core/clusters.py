@@ -8,7 +8,7 @@ from __future__ import annotations
 from .partition import Split, Value
 
 FALLBACK_DIMENSION = "embedding cluster"
-_STOP = frozenset("""about above after again against also among another any because been before being between both but
+STOP_WORDS = frozenset("""about above after again against also among another any because been before being between both but
 could does doing down during each either every few from further have having here how however into its itself just
 least less many more most much must neither once only other over same should since some such than that their
 them then there these they this those through under until very were what when where which while whom whose with
@@ -62,7 +62,7 @@ def distinctive_words(texts: list[str], labels, k: int, n_words: int = 3, min_co
     import re
     from collections import Counter
 
-    docs = [set(w for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower()) if w not in _STOP) for t in texts]
+    docs = [set(w for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower()) if w not in STOP_WORDS) for t in texts]
     overall = Counter(w for d in docs for w in d)
     n = max(1, len(docs))
     out = []

