@@ -19,8 +19,6 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
-from treesynth.core.errors import exit_code_for
-
 from .dialogs import HelpScreen, binding_rows
 from .new_run import NewRunScreen
 from .open_run import OpenRunScreen
@@ -125,11 +123,7 @@ class TreesynthApp(App[int]):
 
     def _exit_code(self) -> int:
         rs = self.active_run_screen()
-        if rs is None:
-            return 0
-        if rs.fin is not None:
-            return exit_code_for(rs.fin.status)
-        return 2 if rs.error else 0
+        return rs.exit_code() if rs is not None else 0
 
     def report_lines(self) -> list[str]:
         """What to print on the terminal after the app has closed (summary or error)."""

@@ -37,6 +37,7 @@ from .dialogs import ConfirmScreen, SummaryScreen
 from .fairness import GcPacer
 from .flush import FlushScheduler, sync_with_tree, take_batch
 from .format import browse_title, detail_renderable, run_title, summary_renderable
+from .keys import LIVE_STATES, key_state
 from .model import CLASSIFY, PIVOTS, SUPPLEMENT, SYNTH, Changes, RunModel
 from .opening import open_source, share_loop, source_title
 from .runs import ResumeRun, Services, Source
@@ -47,9 +48,6 @@ from .widgets import DetailPane, LogPane, RunTree, StatsBar
 if TYPE_CHECKING:
     from treesynth.core.engine import Engine
     from treesynth.core.tree import Tree as CoreTree
-
-LIVE_STATES = ("running", "paused", "stopping")
-
 
 class RunScreen(Screen):
     """One run: live (new or resumed) or browsed read-only."""
@@ -427,30 +425,9 @@ class RunScreen(Screen):
     # ------------------------------------------------------------------ actions
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Hide the keys that make no sense in this state (False); grey out those that do later (None)."""
-        if action in ("pause", "unpause"):  # p pauses a going run, resumes a paused one
-            if self.state == "stopping":
-                return None if action == "pause" else False
-            return True if self.live and self._paused() == (action == "unpause") else False
-        live_only = ("cancel", "prune", "add_value", "rename_value", "remove_value", "reexpand")
-        if action in live_only:
-            if self.state == "stopping":
-                return None
-            return True if self.live else False
-        if action == "resume_run":
-            if self.live:  # u resumes a paused run too
-                return True if self._paused() else False
-            return True if (self.run_dir is not None and self.state in ("stopped", "budget", "incomplete", "error", "browsing")
-                            and not (self.state == "browsing" and self._browsed_complete())) else False
-        if action == "report":
-            if self.state in LIVE_STATES or self.state == "preparing":
-                return False
-            return True if self.run_dir is not None else None
-        if action == "summary":
-            return True if self.fin is not None else False
-        return True
-
-    def _browsed_complete(self) -> bool:
-        return self.run_dir is not None and run_status(self.run_dir) == "complete"
+        return key_state(action, self.state, live=self.live, paused=self._paused(), has_run_dir=self.run_dir is not None,
+                         finished=self.fin is not None,
+                         browsed_complete=lambda: self.run_dir is not None and run_status(self.run_dir) == "complete")
 
     def action_pause(self) -> None:
         engine = self.engine
@@ -619,9 +596,10 @@ class RunScreen(Screen):
             self.workers.cancel_group(self, "prepare")
             self.app.quit_with(130)
             return
-        code = 0
+        self.app.quit_with(self.exit_code())
+
+    def exit_code(self) -> int:
+        """The process exit code for this run as it stands (0 complete, 130 stopped, 3 budget, 1 incomplete, 2 error)."""
         if self.fin is not None:
-            code = exit_code_for(self.fin.status)
-        elif self.error is not None:
-            code = 2
-        self.app.quit_with(code)
+            return exit_code_for(self.fin.status)
+        return 2 if self.error is not None else 0
