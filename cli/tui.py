@@ -7,14 +7,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from treesynth.core.reader import is_balance_run
 from treesynth.core.errors import EXIT_INTERRUPTED, ConfigError, RunDirError, TreesynthError
-from treesynth.core.rundir import default_out
+from treesynth.core.reader import is_balance_run, is_run_dir
+from treesynth.core.rundir import CONFIG, default_out
 from treesynth.tui.app import THEMES, TreesynthApp
-from treesynth.tui.runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source, run_status
+from treesynth.tui.runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source
+from treesynth.tui.saved_runs import run_status
 
 from .main import _flags, need_terminal
-
 
 # ---------------------------------------------------------------------------- entry points
 
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         start: Source | None = None
         if args.run_dir:
             d = Path(args.run_dir)
-            if not (d / "config.json").is_file():
-                raise TreesynthError(f"{args.run_dir!r} is not a treesynth run (no config.json)")
+            if not is_run_dir(d):
+                raise TreesynthError(f"{args.run_dir!r} is not a treesynth run (no {CONFIG})")
             start = BrowseRun(d) if args.browse or run_status(d) == "complete" else ResumeRun(d)
         need_terminal("for scripts use: treesynth run TASK --no-ui")
         return _run_app(TreesynthApp(start=start, theme=THEMES[1] if args.light else None))
@@ -95,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -383,9 +383,10 @@ async def test_opening_a_finished_run_shows_its_tree(tmp_path):
 
 
 async def test_open_run_dialog_lists_runs_and_resumes_an_unfinished_one(tmp_path):
-    from treesynth.core.engine import Run
-    from treesynth.core import events as ev
     import asyncio
+
+    from treesynth.core import events as ev
+    from treesynth.core.engine import Run
 
     runs = tmp_path / "runs"
     out = runs / "half"
@@ -460,7 +461,7 @@ async def test_report_key_builds_the_report_when_available(tmp_path, fake_report
         dest.write_text("<html></html>")
         return dest
 
-    mod.build_report = build_report
+    mod.report_for_run = build_report
     fake_report(mod)
     app = TreesynthApp(services=services(), start=BrowseRun(out))
     async with app.run_test(size=SIZE) as pilot:
@@ -482,7 +483,7 @@ async def test_report_flag_builds_the_report_when_the_run_completes(tmp_path, fa
         dest.write_text("<html></html>")
         return dest
 
-    mod.build_report = build_report
+    mod.report_for_run = build_report
     fake_report(mod)
     out = tmp_path / "r"
     app = TreesynthApp(services=services(report_when_done=True), start=NewRun(cfg(size=20), out))
@@ -496,7 +497,7 @@ async def test_report_flag_builds_the_report_when_the_run_completes(tmp_path, fa
 async def test_report_key_says_not_available_yet(tmp_path, fake_report):
     out = tmp_path / "done"
     await finished_run(out, size=20)
-    fake_report(types.ModuleType("treesynth.analytics.report"))  # no build_report yet
+    fake_report(types.ModuleType("treesynth.analytics.report"))  # no report_for_run
     app = TreesynthApp(services=services(), start=BrowseRun(out))
     async with app.run_test(size=SIZE) as pilot:
         rs: RunScreen = app.screen
@@ -540,8 +541,8 @@ async def test_new_nodes_do_not_move_the_cursor_row(tmp_path):
 
 def test_entry_points_fail_with_one_line_without_a_terminal(tmp_path, capsys, monkeypatch):
     from treesynth.cli.main import build_parser
-    from treesynth.core.errors import ConfigError, TreesynthError
     from treesynth.cli.tui import main, run_from_cli
+    from treesynth.core.errors import ConfigError, TreesynthError
 
     assert main([str(tmp_path / "nope")]) == 2
     assert "is not a treesynth run" in capsys.readouterr().err

@@ -1,10 +1,13 @@
 """treesynth's terminal UI (Textual): watch and steer the tree as it grows.
 
-Entry points:
-  ``treesynth-tui [RUN_DIR]``   the New run form (or RUN_DIR: resume it if unfinished, browse it if finished)
-  ``treesynth run "TASK" ...``  without ``--no-ui``: ``run_from_cli(args)`` opens the run screen on that task
+``TreesynthApp(services, start)`` opens on the New run form, or on a run screen for ``start`` (a new,
+resumed, browsed or balance run, see ``runs.Source``); it navigates between the screens, holds the
+global keys (help, theme, quit, ctrl+c) and, once closed, says what to print (``report_lines``) and
+which exit code to return. The command line builds it: ``treesynth.cli.tui`` parses ``treesynth-tui
+[RUN_DIR]`` and ``treesynth run``/``balance`` without ``--no-ui``, then runs the app.
 
-The app is a front end over the core's ``Run`` and its event stream; no synthesis logic lives here.
+The app is a front end over the core's runs (``treesynth.core.handle.RunHandle``) and their event
+stream; no synthesis logic lives here.
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
-from treesynth.core.errors import exit_code_for
-
 from .dialogs import HelpScreen, binding_rows
-from .new_run import NewRunScreen, OpenRunScreen
+from .new_run import NewRunScreen
+from .open_run import OpenRunScreen
 from .run_screen import RunScreen
 from .runs import Services, Source
 from .widgets import DetailPane
@@ -107,8 +109,7 @@ class TreesynthApp(App[int]):
         """ctrl+c: on a going run, stop it gracefully (a second ctrl+c quits at once); elsewhere quit."""
         rs = self.active_run_screen()
         if rs is not None and rs.state in ("running", "paused"):
-            rs._quit_when_done = True
-            rs._request_stop()
+            rs.stop_then_quit()
             self.notify("Stopping after the calls in flight (ctrl+c again quits at once); the run is saved.", timeout=8)
             return
         if rs is not None and rs.state == "stopping":
@@ -122,11 +123,7 @@ class TreesynthApp(App[int]):
 
     def _exit_code(self) -> int:
         rs = self.active_run_screen()
-        if rs is None:
-            return 0
-        if rs.fin is not None:
-            return exit_code_for(rs.fin.status)
-        return 2 if rs.error else 0
+        return rs.exit_code() if rs is not None else 0
 
     def report_lines(self) -> list[str]:
         """What to print on the terminal after the app has closed (summary or error)."""

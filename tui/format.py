@@ -1,4 +1,4 @@
-"""Text for the stats bar, the detail pane and the finish summary (pure; rich renderables only)."""
+"""Text for the title line, the stats bar, the detail pane and the finish summary (pure; rich renderables only)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,27 @@ def compact(n: int | float) -> str:
             v = n / div
             return f"{v:.3g}{suffix}" if v < 100 else f"{v:.0f}{suffix}"
     return f"{n:.0f}"
+
+
+def run_title(task: str, model: str, where: str) -> Text:
+    """The run screen's title line: ``treesynth TASK  · MODEL  · RUN_DIR`` (empty parts left out)."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append("treesynth ", style="bold")
+    if task:
+        t.append(truncate(task, 60))
+    if model:
+        t.append(f"  · {model}", style="dim")
+    t.append(f"  · {where}", style="dim")
+    return t
+
+
+def browse_title(task: str, model: str, where: str, status: str) -> Text:
+    """The title line of a run opened read-only."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append("treesynth ", style="bold")
+    t.append(truncate(task, 60))
+    t.append(f"  · {model}  · {where}  · read-only, {status}", style="dim")
+    return t
 
 
 def eta_seconds(p: Progress, elapsed: float) -> float | None:

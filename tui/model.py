@@ -7,8 +7,8 @@ changed, so the tree widget can update only those nodes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from rich.cells import cell_len
 
@@ -169,7 +169,7 @@ class RunModel:
     def apply(self, events: Iterable[ev.Event], ch: Changes | None = None) -> Changes:
         ch = ch or Changes()
         for e in events:
-            self._apply_one(e, ch)
+            self.apply_one(e, ch)
         return ch
 
     def _touch(self, vn: ViewNode, ch: Changes) -> None:
@@ -209,7 +209,7 @@ class RunModel:
             self._add_done(vn, -gone, ch)
         ch.restructured.add(vn.id)
 
-    def _apply_one(self, e: ev.Event, ch: Changes) -> None:
+    def apply_one(self, e: ev.Event, ch: Changes) -> None:
         if isinstance(e, ev.NodeStarted):
             vn = self._node(e.node_id, e.parent_id, e.depth)
             st = STAGE_STATE.get(e.stage)

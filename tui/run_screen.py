@@ -1,21 +1,21 @@
 """The run screen: the growing tree, the stats bar, details, the log, and steering.
 
-The engine runs as an exclusive async worker on the app's loop; blocking work (creating or
-resuming the run, the provider preflight, reading a saved run) runs in threads. Engine
-events reach the screen through an ``EventBridge`` and are applied in batches at most every
-``FLUSH_INTERVAL`` seconds, each batch bounded in time, so the UI stays responsive however
-fast the engine goes.
+The screen composes the widgets and dispatches keys; the work lives beside it: ``opening`` opens the
+run from its source, ``flush`` applies the engine's events in batches, ``steering`` asks and steers,
+``report`` builds the analytics report. The engine runs as an exclusive async worker on the app's
+loop; blocking work (creating or resuming the run, the provider preflight, reading a saved run)
+runs in threads. Engine events reach the screen through an ``EventBridge`` and are applied in
+batches at most every ``FLUSH_INTERVAL`` seconds, each batch bounded in time, so the UI stays
+responsive however fast the engine goes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
-import inspect
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -27,24 +27,27 @@ from textual.widgets import Footer, Static, Tree
 from textual.worker import Worker, WorkerState
 
 from treesynth.core import events as ev
-from treesynth.core.reader import is_balance_run
-from treesynth.core.errors import SteeringError, TreesynthError, exit_code_for
+from treesynth.core.errors import TreesynthError, exit_code_for
+from treesynth.core.handle import RunHandle
 from treesynth.core.progress import Progress
-from treesynth.core.text import truncate
 
+from . import report
 from .bridge import EngineEvents, EventBridge, UsageUpdated
-from .dialogs import ConfirmScreen, PromptScreen, SummaryScreen
-from .fairness import FairTransport, GcPacer, LoopShare
-from .format import detail_renderable, summary_renderable
-from .model import Changes, RunModel
-from .runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source, load_browse, scan_samples
+from .dialogs import ConfirmScreen, SummaryScreen
+from .fairness import GcPacer
+from .flush import FlushScheduler, sync_with_tree, take_batch
+from .format import browse_title, detail_renderable, run_title, summary_renderable
+from .keys import LIVE_STATES, key_state
+from .model import CLASSIFY, PIVOTS, SUPPLEMENT, SYNTH, Changes, RunModel
+from .opening import open_source, share_loop, source_title
+from .runs import ResumeRun, Services, Source
+from .saved_runs import Browsed, run_status, scan_samples
+from .steering import Steering
 from .widgets import DetailPane, LogPane, RunTree, StatsBar
 
-FLUSH_INTERVAL = 0.04  # apply queued engine events at most 25 times a second
-FLUSH_BUDGET_S = 0.012  # and spend at most this long per batch (the rest waits for the next one)
-FLUSH_MAX_NEW_NODES = 1500  # and add at most about this many nodes to the tree widget per batch
-LIVE_STATES = ("running", "paused", "stopping")
-
+if TYPE_CHECKING:
+    from treesynth.core.engine import Engine
+    from treesynth.core.tree import Tree as CoreTree
 
 class RunScreen(Screen):
     """One run: live (new or resumed) or browsed read-only."""
@@ -74,6 +77,9 @@ class RunScreen(Screen):
         Binding("q", "quit_run", "Quit"),
     ]
 
+    HIGHLIGHT_SETTLE = 0.05  # the detail pane follows the cursor once it has rested this long
+    DETAIL_INTERVAL = 0.25  # and follows changes to the selected node at most this often
+
     def __init__(self, source: Source, services: Services | None = None, on_fail: Callable[[str], None] | None = None,
                  name: str | None = None) -> None:
         super().__init__(name=name)
@@ -83,8 +89,10 @@ class RunScreen(Screen):
         self.model = RunModel()
         self.progress = Progress()
         self.bridge = EventBridge(self)
-        self.run = None  # treesynth.core.engine.Run, once created
-        self.core_tree = None  # the run's Tree (live: the engine's own)
+        self.flusher = FlushScheduler(self._flush, self.set_timer)
+        self.steering = Steering(self)
+        self.run: RunHandle | None = None  # once opened (a live run)
+        self.core_tree: CoreTree | None = None  # the run's Tree (live: the engine's own)
         self.run_dir: Path | None = None
         self._state = "preparing"
         self.fin: ev.RunFinished | None = None
@@ -92,9 +100,7 @@ class RunScreen(Screen):
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.requests_at_start = 0
-        self._last_flush = 0.0
-        self._flush_timer = None
-        self._quit_when_done = False
+        self.quit_when_done = False
         self._last_retries = 0
         self._last_retry_log = 0.0
         self.gc_pacer = GcPacer()  # full GC passes out of the way while a run is live (fairness.py)
@@ -116,6 +122,24 @@ class RunScreen(Screen):
             self._state = value
             if self.is_mounted:
                 self.refresh_bindings()
+
+    @property
+    def engine(self) -> Engine | None:
+        """The live run's engine (pause, resume and steering go through it), else None."""
+        return self.run.engine if self.run is not None else None
+
+    @property
+    def is_balance(self) -> bool:
+        """A ``treesynth balance`` run (same engine and events; its own outputs and summary)."""
+        return self.run is not None and self.run.kind == "balance"
+
+    @property
+    def live(self) -> bool:
+        return self.engine is not None and self.state in LIVE_STATES
+
+    def _paused(self) -> bool:
+        engine = self.engine
+        return engine is not None and engine.paused
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -144,81 +168,41 @@ class RunScreen(Screen):
         self.prepare()
 
     def _set_title(self) -> None:
-        src = self.source
         if self.run is not None:
             task, model, where = self.run.cfg.task, self.run.cfg.model, str(self.run.store.root)
-        elif isinstance(src, NewRun):
-            task, model, where = src.cfg.task, src.cfg.model, str(src.out)
-        elif isinstance(src, NewBalance):
-            task, model, where = str(src.flags.get("task", "")), str(src.flags.get("model") or ""), str(src.out)
         else:
-            task, model, where = "", "", str(src.run_dir)
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append("treesynth ", style="bold")
-        if task:
-            t.append(truncate(task, 60))
-        if model:
-            t.append(f"  · {model}", style="dim")
-        t.append(f"  · {where}", style="dim")
-        self.query_one("#title", Static).update(t)
+            task, model, where = source_title(self.source)
+        self.query_one("#title", Static).update(run_title(task, model, where))
 
-    # ------------------------------------------------------------------ preparing
+    # ------------------------------------------------------------------ opening
     @work(exclusive=True, group="prepare", exit_on_error=False)
     async def prepare(self) -> None:
-        src = self.source
-        svc = self.services
         self.state = "preparing"
         self._refresh_stats()
         try:
-            if isinstance(src, BrowseRun):
-                await self._open_browse(src.run_dir)
-                return
-            if isinstance(src, NewRun):
-                if svc.preflight is not None:
-                    self.log_pane.add([("info", f"checking {src.cfg.model} …")])
-                    await asyncio.to_thread(svc.preflight, src.cfg)
-                from treesynth.core.engine import Run
-
-                run = await asyncio.to_thread(Run.create, src.cfg, src.out, svc.transport())
-            elif isinstance(src, NewBalance):  # the CLI loaded the data and checked the provider
-                from treesynth.core.balance import BalanceRun
-
-                self.log_pane.add([("info", f"balancing {len(src.data):,} rows of {src.spec.get('data')} ({src.spec.get('route')} routing)")])
-                run = await asyncio.to_thread(
-                    BalanceRun.create, src.data, dict(src.spec), dict(src.flags), src.out, svc.transport(), svc.embedder, src.config_file
-                )
-            elif await asyncio.to_thread(is_balance_run, src.run_dir):
-                from treesynth.core.balance import BalanceRun
-
-                self.log_pane.add([("info", "resuming a balance run (loading its data) …")])
-                run = await asyncio.to_thread(BalanceRun.resume, src.run_dir, dict(src.overrides), svc.transport(), svc.embedder)
-            else:
-                from treesynth.core.engine import Run
-
-                run = await asyncio.to_thread(Run.resume, src.run_dir, dict(src.overrides), svc.transport())
-                if svc.preflight is not None:
-                    try:
-                        self.log_pane.add([("info", f"checking {run.cfg.model} …")])
-                        await asyncio.to_thread(svc.preflight, run.cfg)
-                    except BaseException:
-                        run.close()
-                        raise
+            opened = await open_source(self.source, self.services, lambda line: self.log_pane.add([("info", line)]))
         except TreesynthError as e:
             self._fail(str(e))
             return
         except Exception as e:  # noqa: BLE001 - a bug or an OS error: one line, not a crash
             self._fail(f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
             return
+        if isinstance(opened, Browsed):
+            self._show_browsed(opened)
+        else:
+            self._adopt(opened)
+
+    def _adopt(self, run: RunHandle) -> None:
+        """Show the run just opened, then start its engine."""
         # the engine shares the app's loop: keep a share of it for the UI during bursts of instant answers
-        share = LoopShare(svc.loop_share_s)
-        run.client.transport = FairTransport(run.client.transport, share)
-        self.app.loop_share = share  # type: ignore[attr-defined]
+        self.app.loop_share = share_loop(run, self.services.loop_share_s)  # type: ignore[attr-defined]
         self.run = run
         self.run_dir = Path(run.store.root)
         self.core_tree = run.recovered.tree
         self.requests_at_start = run.client.usage.requests
         self._set_title()
-        if isinstance(src, ResumeRun):
+        resumed = isinstance(self.source, ResumeRun)
+        if resumed:
             rows = {lid: rec.rows for lid, rec in run.recovered.leaves.items()}
             self.model.seed_from_tree(run.recovered.tree, rows)
             self.tree_widget.populate()
@@ -229,12 +213,12 @@ class RunScreen(Screen):
         self.progress = Progress(size=run.cfg.size, budget=run.cfg.budget, samples_done=run.recovered.rows,
                                  samples_at_start=run.recovered.rows)
         self._apply_usage_dict(run.client.usage.to_dict())
-        self.log_pane.add([("info", f"{'resuming' if isinstance(src, ResumeRun) else 'started'} run in {self.run_dir}")])
+        self.log_pane.add([("info", f"{'resuming' if resumed else 'started'} run in {self.run_dir}")])
         self.run_engine()
 
-    async def _open_browse(self, run_dir: Path) -> None:
-        b = await asyncio.to_thread(load_browse, run_dir)
-        self.run_dir = Path(run_dir)
+    def _show_browsed(self, b: Browsed) -> None:
+        """Show a saved run read-only."""
+        self.run_dir = b.run_dir
         self.core_tree = b.tree
         self.model.seed_from_tree(b.tree, b.counts, b.previews)
         self.tree_widget.populate()
@@ -244,12 +228,9 @@ class RunScreen(Screen):
         self._apply_usage_dict(b.state.get("usage") or {})
         status = str(b.state.get("status") or "unknown")
         self.state = "browsing"
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append("treesynth ", style="bold")
-        t.append(truncate(str(b.config.get("task", "")), 60))
-        t.append(f"  · {b.config.get('model', '')}  · {run_dir}  · read-only, {status}", style="dim")
-        self.query_one("#title", Static).update(t)
-        self.log_pane.add([("info", f"opened {run_dir} read-only: {len(b.tree):,} nodes, {sum(b.counts.values()):,} samples, status {status}")])
+        self.query_one("#title", Static).update(
+            browse_title(str(b.config.get("task", "")), str(b.config.get("model", "")), str(b.run_dir), status))
+        self.log_pane.add([("info", f"opened {b.run_dir} read-only: {len(b.tree):,} nodes, {sum(b.counts.values()):,} samples, status {status}")])
         if status != "complete":
             self.log_pane.add([("info", "this run is unfinished: press u to resume it")])
         self._refresh_stats()
@@ -289,6 +270,7 @@ class RunScreen(Screen):
     # ------------------------------------------------------------------ the engine
     @work(exclusive=True, group="engine", exit_on_error=False)
     async def run_engine(self) -> ev.RunFinished:
+        assert self.run is not None  # _adopt sets it before starting the engine
         self.gc_pacer.tick()
         self.state = "running"
         self.started_at = self.services.clock()
@@ -306,44 +288,35 @@ class RunScreen(Screen):
         elif event.state == WorkerState.ERROR:
             err = w.error
             msg = str(err) if isinstance(err, TreesynthError) else f"internal error: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
-            self._drain_all()
+            self.flusher.drain()
             self.error = msg
             self.ended_at = self.services.clock()
             self.state = "error"
             self.log_pane.add([("error", msg)])
             self.notify(msg, title="The run stopped", severity="error", timeout=15)
             self._refresh_stats()
-            if self._quit_when_done:
+            if self.quit_when_done:
                 self.app.quit_with(2 if isinstance(err, TreesynthError) else 1)
         elif event.state == WorkerState.CANCELLED:
-            self._drain_all()
+            self.flusher.drain()
             self.ended_at = self.services.clock()
             self.state = "stopped"
             self._refresh_stats()
 
     def _finished(self, fin: ev.RunFinished) -> None:
-        self._drain_all()
+        self.flusher.drain()
         self.fin = fin
         self.ended_at = self.services.clock()
         self.state = fin.status
         self.progress.apply(fin)
         self._refresh_stats()
         self.log_pane.add([("info", f"run {fin.status}: {fin.rows:,}/{fin.size:,} rows" + (f" ({fin.message})" if fin.message else ""))])
-        if self._quit_when_done:
+        if self.quit_when_done:
             self.app.quit_with(exit_code_for(fin.status))
             return
         if fin.status == "complete" and self.services.report_when_done and self.run_dir is not None:
             self.build_report(self.run_dir)  # `--report`: as the headless run does
         self.action_summary()
-
-    @property
-    def is_balance(self) -> bool:
-        """A ``treesynth balance`` run (same engine and events; its own outputs and summary)."""
-        return self.run is not None and self.run.kind == "balance"
-
-    @property
-    def live(self) -> bool:
-        return self.run is not None and self.run.engine is not None and self.state in LIVE_STATES
 
     # ------------------------------------------------------------------ events
     def on_usage_updated(self, message: UsageUpdated) -> None:
@@ -359,56 +332,24 @@ class RunScreen(Screen):
 
     def on_engine_events(self, message: EngineEvents) -> None:
         self.bridge.signalled = False
-        self._schedule_flush()
+        self.flusher.request()
 
-    def _schedule_flush(self) -> None:
-        if self._flush_timer is not None:
-            return
-        delay = self._last_flush + FLUSH_INTERVAL - time.monotonic()
-        if delay <= 0:
-            self._flush()
-        else:
-            self._flush_timer = self.set_timer(delay, self._flush_from_timer)
+    def events_waiting(self) -> None:
+        """Engine events are (or will soon be) queued: apply them in the next batch."""
+        self.flusher.request()
 
-    def _flush_from_timer(self) -> None:
-        self._flush_timer = None
-        self._flush()
-
-    def _drain_all(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.stop()
-            self._flush_timer = None
-        self._flush(budget_s=None)
-
-    def _flush(self, budget_s: float | None = FLUSH_BUDGET_S) -> None:
-        """Apply queued engine events to the model, then update the widgets once."""
-        t0 = time.monotonic()
-        ch = Changes()
-        batch: list[tuple[ev.Event, float]] = []
+    def _flush(self, budget_s: float | None) -> bool:
+        """Apply one batch of queued engine events to the model, then update the widgets once.
+        Returns whether events are still queued (``FlushScheduler`` runs this)."""
         q = self.bridge.queue
-        apply = self.model._apply_one
-        papply = self.progress.apply
-        while q:
-            item = q.popleft()
-            papply(item[0])
-            apply(item[0], ch)
-            batch.append(item)
-            if budget_s is not None and (ch.n_added >= FLUSH_MAX_NEW_NODES
-                                         or (len(batch) % 64 == 0 and time.monotonic() - t0 > budget_s)):
-                break
-        self._last_flush = time.monotonic()
+        batch, ch = take_batch(q, self.model, self.progress, budget_s)
         if not batch:
-            return
+            return False
         if self.gc_pacer.active:
             self.gc_pacer.tick()  # O(1): what the batch made joins the frozen generation
         self.applied_events += len(batch)
         if self.core_tree is not None:
-            if ch.steering:
-                ch.dirty |= self.model.sync_from_tree(self.core_tree)
-            else:
-                fresh = [c for _p, ids in ch.added for c in ids if self.model.nodes[c].open_values < 0] if ch.added else []
-                if fresh:
-                    ch.dirty |= self.model.sync_from_tree(self.core_tree, fresh)
+            sync_with_tree(self.model, self.core_tree, ch)
         tw = self.tree_widget
         tw.apply_changes(ch)
         self.log_pane.add(ch.log)
@@ -416,10 +357,9 @@ class RunScreen(Screen):
         if cur is not None and cur.data is not None and (cur.data.id in ch.dirty or cur.data.id in ch.restructured):
             self._detail_soon()
         self._refresh_stats()
-        if q and self._flush_timer is None:
-            self._flush_timer = self.set_timer(FLUSH_INTERVAL, self._flush_from_timer)
         if self.latency_probe is not None:
             self.latency_probe(batch, ch)
+        return bool(q)
 
     # ------------------------------------------------------------------ display
     def _elapsed(self) -> float | None:
@@ -430,7 +370,7 @@ class RunScreen(Screen):
 
     def _refresh_stats(self) -> None:
         state = self.state
-        if state == "running" and self.run is not None and self.run.engine is not None and self.run.engine.paused:
+        if state == "running" and self._paused():
             state = "paused"
         try:
             self.query_one(StatsBar).show(self.progress, self._elapsed(), state, self.requests_at_start)
@@ -452,10 +392,6 @@ class RunScreen(Screen):
 
         self._highlight_timer = self.set_timer(self.HIGHLIGHT_SETTLE, settled)
 
-    HIGHLIGHT_SETTLE = 0.05
-
-    DETAIL_INTERVAL = 0.25
-
     def _detail_soon(self) -> None:
         """Refresh the detail pane for a node that changed, at most every DETAIL_INTERVAL seconds."""
         if self._detail_timer is not None:
@@ -470,81 +406,57 @@ class RunScreen(Screen):
 
             self._detail_timer = self.set_timer(wait, fire)
 
-    def _selected_id(self) -> str | None:
+    def selected_id(self) -> str | None:
+        """The id of the node under the tree's cursor."""
         cur = self.tree_widget.cursor_node
         return cur.data.id if cur is not None and cur.data is not None else None
 
     def _show_detail(self) -> None:
         self._detail_at = time.monotonic()
-        nid = self._selected_id()
+        nid = self.selected_id()
         vn = self.model.get(nid) if nid else None
         node = self.core_tree.nodes.get(nid) if (self.core_tree is not None and nid) else None
         path = self.model.path(nid) if nid else []
         self.query_one(DetailPane).show(detail_renderable(vn, node, path))
 
+    def refuse(self, why: str) -> None:
+        self.notify(why, severity="warning", timeout=4)
+
     # ------------------------------------------------------------------ actions
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Hide the keys that make no sense in this state (False); grey out those that do later (None)."""
-        if action in ("pause", "unpause"):  # p pauses a going run, resumes a paused one
-            if self.state == "stopping":
-                return None if action == "pause" else False
-            return True if self.live and self._paused() == (action == "unpause") else False
-        live_only = ("cancel", "prune", "add_value", "rename_value", "remove_value", "reexpand")
-        if action in live_only:
-            if self.state == "stopping":
-                return None
-            return True if self.live else False
-        if action == "resume_run":
-            if self.live:  # u resumes a paused run too
-                return True if self._paused() else False
-            return True if (self.run_dir is not None and self.state in ("stopped", "budget", "incomplete", "error", "browsing")
-                            and not (self.state == "browsing" and self._browsed_complete())) else False
-        if action == "report":
-            if self.state in LIVE_STATES or self.state == "preparing":
-                return False
-            return True if self.run_dir is not None else None
-        if action == "summary":
-            return True if self.fin is not None else False
-        return True
-
-    def _browsed_complete(self) -> bool:
-        from .runs import run_status
-
-        return self.run_dir is not None and run_status(self.run_dir) == "complete"
-
-    def _refuse(self, why: str) -> None:
-        self.notify(why, severity="warning", timeout=4)
-
-    def _paused(self) -> bool:
-        return self.run is not None and self.run.engine is not None and self.run.engine.paused
+        return key_state(action, self.state, live=self.live, paused=self._paused(), has_run_dir=self.run_dir is not None,
+                         finished=self.fin is not None,
+                         browsed_complete=lambda: self.run_dir is not None and run_status(self.run_dir) == "complete")
 
     def action_pause(self) -> None:
-        if not self.live:
-            return self._refuse("Nothing to pause: the run is not going on.")
-        eng = self.run.engine
-        if eng.paused:
+        engine = self.engine
+        if not self.live or engine is None:
+            return self.refuse("Nothing to pause: the run is not going on.")
+        if engine.paused:
             return self.action_unpause()
-        eng.pause()
+        engine.pause()
         self.log_pane.add([("steer", "paused: no new calls start; the calls in flight finish")])
         self._refresh_stats()
         self.refresh_bindings()
 
     def action_unpause(self) -> None:
         """Resume a paused live run (p or u)."""
-        if not self.live or not self._paused():
-            return self._refuse("Nothing to resume: the run is not paused.")
-        self.run.engine.resume()
+        engine = self.engine
+        if not self.live or engine is None or not engine.paused:
+            return self.refuse("Nothing to resume: the run is not paused.")
+        engine.resume()
         self.log_pane.add([("steer", "resumed")])
         self._refresh_stats()
         self.refresh_bindings()
 
     def action_cancel(self) -> None:
         if not self.live:
-            return self._refuse("Nothing to cancel: the run is not going on.")
+            return self.refuse("Nothing to cancel: the run is not going on.")
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self._request_stop()
+                self.request_stop()
 
         self.app.push_screen(
             ConfirmScreen(
@@ -556,7 +468,8 @@ class RunScreen(Screen):
             answer,
         )
 
-    def _request_stop(self) -> None:
+    def request_stop(self) -> None:
+        """Stop a going run gracefully: no new calls; the calls in flight finish and are saved."""
         if self.run is not None and self.state in ("running", "paused"):
             self.run.request_stop()
             self.state = "stopping"
@@ -564,121 +477,32 @@ class RunScreen(Screen):
             self._refresh_stats()
             self.refresh_bindings()
 
-    async def _steer(self, method: str, *args) -> bool:
-        if not self.live:
-            self._refuse("Steering works while the run is going on.")
-            return False
-        fn = getattr(self.run.engine, method)
-        try:
-            result = fn(*args)
-            if inspect.isawaitable(result):
-                await result
-        except SteeringError as e:
-            self.notify(str(e), title="Not allowed", severity="error", timeout=6)
-            self.log_pane.add([("error", f"refused: {e}")])
-            return False
-        self._schedule_flush()
-        return True
+    def stop_then_quit(self) -> None:
+        """Stop a going run gracefully and quit the app once it has stopped."""
+        self.quit_when_done = True
+        self.request_stop()
 
-    def _target(self, need_parent: bool = False):
-        nid = self._selected_id()
-        vn = self.model.get(nid) if nid else None
-        if vn is None:
-            self._refuse("Select a node first.")
-            return None
-        if need_parent and vn.parent is None:
-            self._refuse("The root has no value: select one of its children.")
-            return None
-        return vn
-
-    def _path_text(self, vn) -> str:
-        path = self.model.path(vn.id)
-        return " > ".join(f"{p.dimension} = {p.value}" for p in path) or "(root)"
-
+    # steering: the keys ask first, then steer the live engine (steering.py)
     def action_prune(self) -> None:
-        vn = self._target(need_parent=True)
-        if vn is None or not self.live:
-            return self._refuse("Steering works while the run is going on.") if vn is not None else None
-
-        async def answer(yes: bool | None) -> None:
-            if yes:
-                await self._steer("prune", vn.id)
-
-        self.app.push_screen(
-            ConfirmScreen("Prune this subtree?", f"{self._path_text(vn)}\n\nIt gets no samples; its quota goes to the other leaves.",
-                          yes="Prune"),
-            answer,
-        )
+        self.steering.prune()
 
     def action_add_value(self) -> None:
-        vn = self._target()
-        if vn is None or not self.live:
-            return self._refuse("Steering works while the run is going on.") if vn is not None else None
-        # on a leaf or an unexpanded node, add a sibling: a value of the parent's dimension
-        node = vn if vn.children else (self.model.get(vn.parent) if vn.parent else vn)
-        dim = node.split_dimension or "(not split yet)"
-
-        async def answer(value: str | None) -> None:
-            if value:
-                if await self._steer("add_value", node.id, value):
-                    self.log_pane.add([("steer", f"added {dim} = {value} under node {node.id}")])
-
-        self.app.push_screen(
-            PromptScreen(f"Add a value to {dim!r}", f"Node {node.id}: {self._path_text(node)}", placeholder="new attribute value"),
-            answer,
-        )
+        self.steering.add_value()
 
     def action_rename_value(self) -> None:
-        vn = self._target(need_parent=True)
-        if vn is None or not self.live:
-            return self._refuse("Steering works while the run is going on.") if vn is not None else None
-
-        async def answer(value: str | None) -> None:
-            if value and value != vn.value:
-                old = vn.value
-                if await self._steer("rename_value", vn.id, value):
-                    self.log_pane.add([("steer", f"renamed {vn.dimension} = {old} to {value}")])
-
-        self.app.push_screen(
-            PromptScreen(f"Rename a value of {vn.dimension!r}", f"Node {vn.id}: {self._path_text(vn)}", value=vn.value or ""),
-            answer,
-        )
+        self.steering.rename_value()
 
     def action_remove_value(self) -> None:
-        vn = self._target(need_parent=True)
-        if vn is None or not self.live:
-            return self._refuse("Steering works while the run is going on.") if vn is not None else None
-
-        async def answer(yes: bool | None) -> None:
-            if yes:
-                await self._steer("remove_value", vn.id)
-
-        self.app.push_screen(
-            ConfirmScreen(f"Remove the value {vn.value!r}?", f"{self._path_text(vn)}\n\nIts quota is re-split over its siblings.",
-                          yes="Remove"),
-            answer,
-        )
+        self.steering.remove_value()
 
     def action_reexpand(self) -> None:
-        vn = self._target()
-        if vn is None or not self.live:
-            return self._refuse("Steering works while the run is going on.") if vn is not None else None
-
-        async def answer(yes: bool | None) -> None:
-            if yes:
-                await self._steer("reexpand", vn.id)
-
-        self.app.push_screen(
-            ConfirmScreen("Re-expand this node?", f"{self._path_text(vn)}\n\nIts children are dropped and it is split again with fresh calls.",
-                          yes="Re-expand"),
-            answer,
-        )
+        self.steering.reexpand()
 
     def action_resume_run(self) -> None:
         if self.live and self._paused():
             return self.action_unpause()
         if self.run_dir is None or self.state in LIVE_STATES or self.state == "preparing":
-            return self._refuse("Nothing to resume.")
+            return self.refuse("Nothing to resume.")
         self.source = ResumeRun(self.run_dir)
         self.fin = None
         self.error = None
@@ -698,54 +522,24 @@ class RunScreen(Screen):
                 self.app.quit_with(exit_code_for(self.fin.status) if self.fin else 0)
 
         info = None
-        if self.is_balance:
+        if self.is_balance and self.run is not None:
             try:
                 info = self.run.summary() or {}
             except Exception:  # noqa: BLE001 - an unreadable summary file: show the rest
                 info = {}
         title = f"{'Balance' if self.is_balance else 'Run'} {self.fin.status}"
-        self.app.push_screen(SummaryScreen(title, summary_renderable(self.fin, info), report_availability()), chosen)
+        self.app.push_screen(SummaryScreen(title, summary_renderable(self.fin, info), report.REPORT_HINT), chosen)
 
     def action_report(self) -> None:
         if self.run_dir is None:
-            return self._refuse("No run directory yet.")
+            return self.refuse("No run directory yet.")
         if self.state in LIVE_STATES:
-            return self._refuse("Build the report once the run has finished (or after cancelling it).")
+            return self.refuse("Build the report once the run has finished (or after cancelling it).")
         self.build_report(self.run_dir)
 
     @work(exclusive=True, group="report", exit_on_error=False)
     async def build_report(self, run_dir: Path) -> None:
-        self.notify("Building the analytics report…", timeout=3)
-        try:
-            build = await asyncio.to_thread(find_report_builder)
-        except Exception as e:  # noqa: BLE001 - the module failed to import
-            self.notify(f"The analytics report is not available: {type(e).__name__}: {truncate(str(e), 200)}", severity="error")
-            return
-        if build is None:
-            self.notify("The analytics report is not available yet (treesynth.analytics.report has no build_report).",
-                        title="Report", severity="warning", timeout=6)
-            self.log_pane.add([("info", "analytics report: not available yet")])
-            return
-        kwargs = {}
-        try:
-            if "log" in inspect.signature(build).parameters:
-                # progress lines go to the log pane, not to a stderr under the UI
-                def log(message: str) -> None:
-                    self.app.call_from_thread(self.log_pane.add, [("info", f"report: {message}")])
-
-                kwargs["log"] = log
-        except (TypeError, ValueError):
-            pass
-        try:
-            result = await asyncio.to_thread(build, run_dir, **kwargs)
-        except Exception as e:  # noqa: BLE001 - any failure is one line
-            msg = str(e) if isinstance(e, TreesynthError) else f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
-            self.notify(f"The report failed: {msg}", title="Report", severity="error", timeout=10)
-            self.log_pane.add([("error", f"report failed: {msg}")])
-            return
-        where = str(result) if result is not None else str(run_dir)
-        self.notify(f"Report written: {where}", title="Report", timeout=10)
-        self.log_pane.add([("info", f"analytics report: {where}")])
+        await report.build_report(run_dir, self.notify, self.log_pane.add, self.app.call_from_thread)
 
     def action_expand_all(self) -> None:
         t = self.tree_widget
@@ -759,34 +553,31 @@ class RunScreen(Screen):
 
     def action_goto_active(self) -> None:
         """Move the cursor to a node being worked on (pivots, classify, supplement, synthesis)."""
-        from .model import CLASSIFY, PIVOTS, SUPPLEMENT, SYNTH
-
         for vn in self.model.walk():
             if vn.state in (PIVOTS, CLASSIFY, SUPPLEMENT, SYNTH):
                 self.tree_widget.select_id(vn.id)
                 return
-        self._refuse("No node is being worked on right now.")
+        self.refuse("No node is being worked on right now.")
 
     def action_back(self) -> None:
         if self.state in LIVE_STATES or self.state == "preparing":
-            return self._refuse("The run is going on: cancel it (c) or quit (q) first.")
+            return self.refuse("The run is going on: cancel it (c) or quit (q) first.")
         if self.app.screen_stack and self.app.screen_stack[0] is not self:
             self.app.pop_screen()
 
     def action_quit_run(self) -> None:
         self.request_quit()
 
-    def request_quit(self, force_prompt: bool = True) -> None:
+    def request_quit(self) -> None:
         """Quit the app: a going run is stopped gracefully first (asked once); a second request quits now."""
-        if self.state == "stopping" and self._quit_when_done:
+        if self.state == "stopping" and self.quit_when_done:
             self.app.quit_with(130)  # the worker is cancelled on exit; every write is append-only or atomic
             return
         if self.state in ("running", "paused"):
 
             def answer(yes: bool | None) -> None:
                 if yes:
-                    self._quit_when_done = True
-                    self._request_stop()
+                    self.stop_then_quit()
 
             self.app.push_screen(
                 ConfirmScreen(
@@ -799,37 +590,16 @@ class RunScreen(Screen):
             )
             return
         if self.state == "stopping":
-            self._quit_when_done = True
+            self.quit_when_done = True
             return
         if self.state == "preparing":
             self.workers.cancel_group(self, "prepare")
             self.app.quit_with(130)
             return
-        code = 0
+        self.app.quit_with(self.exit_code())
+
+    def exit_code(self) -> int:
+        """The process exit code for this run as it stands (0 complete, 130 stopped, 3 budget, 1 incomplete, 2 error)."""
         if self.fin is not None:
-            code = exit_code_for(self.fin.status)
-        elif self.error is not None:
-            code = 2
-        self.app.quit_with(code)
-
-
-def find_report_builder():
-    """``treesynth.analytics.report.build_report`` if that module has it, else None."""
-    try:
-        mod = importlib.import_module("treesynth.analytics.report")
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("treesynth.analytics"):
-            return None
-        raise
-    build = getattr(mod, "build_report", None)
-    return build if callable(build) else None
-
-
-def report_availability() -> str:
-    try:
-        spec = importlib.util.find_spec("treesynth.analytics.report")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        return "R: analytics report (not available yet)"
-    return "R: build the analytics report"
+            return exit_code_for(self.fin.status)
+        return 2 if self.error is not None else 0
