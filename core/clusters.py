@@ -5,7 +5,12 @@ and balance mode (a node's rows). The dimension is marked so every front end can
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .partition import Split, Value
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FALLBACK_DIMENSION = "embedding cluster"
 STOP_WORDS = frozenset("""about above after again against also among another any because been before being between both but
@@ -16,7 +21,7 @@ within without would your you yours each one two three four five many much will 
 
 
 def is_fallback_dimension(dimension: str | None) -> bool:
-    return bool(dimension) and dimension.startswith(FALLBACK_DIMENSION + " (level ")
+    return dimension is not None and dimension.startswith(FALLBACK_DIMENSION + " (level ")
 
 
 def fallback_k(n_rows: int, max_values: int) -> int:
@@ -26,7 +31,7 @@ def fallback_k(n_rows: int, max_values: int) -> int:
     return int(max(2, min(6, max_values, n_rows // 40)))
 
 
-def kmeans(X, k: int, seed: int, iters: int = 30):
+def kmeans(X: np.ndarray, k: int, seed: int, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """Spherical k-means (cosine) with k-means++ seeding: (unit centroids (k, d), labels (n,)). Deterministic."""
     import numpy as np
 
@@ -35,14 +40,14 @@ def kmeans(X, k: int, seed: int, iters: int = 30):
     n = len(Xn)
     k = min(k, n)
     first = int(rng.integers(n))
-    C = [Xn[first]]
-    d = np.maximum(0.0, 1.0 - Xn @ C[0])
+    seeds = [Xn[first]]
+    d = np.maximum(0.0, 1.0 - Xn @ seeds[0])
     for _ in range(1, k):
         total = float(d.sum())
         nxt = int(rng.choice(n, p=d / total)) if total > 0 else int(rng.integers(n))
-        C.append(Xn[nxt])
+        seeds.append(Xn[nxt])
         d = np.minimum(d, np.maximum(0.0, 1.0 - Xn @ Xn[nxt]))
-    C = np.stack(C)
+    C = np.stack(seeds)
     labels = np.full(n, -1)
     for _ in range(iters):
         new = np.argmax(Xn @ C.T, axis=1)
@@ -57,7 +62,7 @@ def kmeans(X, k: int, seed: int, iters: int = 30):
     return C, labels
 
 
-def distinctive_words(texts: list[str], labels, k: int, n_words: int = 3, min_count: int = 2) -> list[list[str]]:
+def distinctive_words(texts: list[str], labels: np.ndarray, k: int, n_words: int = 3, min_count: int = 2) -> list[list[str]]:
     """Per cluster, the words whose share of the cluster's texts most exceeds their share of all texts."""
     import re
     from collections import Counter
@@ -91,7 +96,7 @@ def pivot_k(n_distinct: int, max_values: int) -> int:
     return int(max(2, min(max_values, 2 if n_distinct < 9 else 3)))
 
 
-def cluster_split(texts: list[str], X, k: int, seed: int, depth: int) -> Split | None:
+def cluster_split(texts: list[str], X: np.ndarray, k: int, seed: int, depth: int) -> Split | None:
     """A split of ``texts`` (embedded as the rows of ``X``) into ``k`` embedding clusters named by
     their distinctive words; every text lands in exactly one value. None when fewer than two
     clusters hold texts (nothing honest to split)."""

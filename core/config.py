@@ -275,9 +275,9 @@ def build_config(
                 if k in ("field_descriptions", "field_patterns") and isinstance(v, dict):
                     # describe only the fields in use: flags or a file may override the preset's fields
                     f = merged.get("fields")
-                    names = {x.strip() for x in f.split(",")} if isinstance(f, str) else f
-                    if isinstance(names, (list, tuple, set)):
-                        v = {fk: fv for fk, fv in v.items() if any(fk == n for n in names)}
+                    in_use = {x.strip() for x in f.split(",")} if isinstance(f, str) else f
+                    if isinstance(in_use, (list, tuple, set)):
+                        v = {fk: fv for fk, fv in v.items() if any(fk == n for n in in_use)}
                 merged[k] = v
     if "task" not in merged:
         raise ConfigError("missing task: give the task sentence (or a preset that has one)")

@@ -30,7 +30,8 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -147,7 +148,7 @@ class Embedder:
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "embeddings"
         self.log = log or (lambda msg: None)
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer once loaded
         self._fingerprint: str | None = None
         self.max_seq_length: int | None = None
         self.dim: int | None = None
@@ -171,7 +172,7 @@ class Embedder:
         return self._fingerprint
 
     # ---- model -----------------------------------------------------------
-    def load(self):
+    def load(self) -> Any:
         if self._model is not None:
             return self._model
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -202,7 +203,7 @@ class Embedder:
         self._model = m
         self.max_seq_length = int(getattr(m, "max_seq_length", 0) or 0) or None
         getdim = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
-        self.dim = int(getdim())
+        self.dim = int(getdim() or 0) or None
         return m
 
     def encode(self, texts: Sequence[str], chunk: int = 8192) -> np.ndarray:

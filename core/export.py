@@ -25,7 +25,7 @@ def write_jsonl(rows: Iterable[dict[str, Any]], dest: Path, limit: int | None = 
     with open(tmp, "wb") as f:
         buf: list[bytes] = []
         for row in rows:
-            rid = row.get("id")
+            rid = str(row.get("id"))
             if rid in seen:
                 continue
             seen.add(rid)

@@ -8,9 +8,14 @@ import json
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+
+Path_ = list[dict[str, str]]  # a root-to-node path: [{dimension, value}, ...]
 
 STEPS = ("system", "pivots", "criterion", "assign", "supplement", "generate", "retry", "route", "infer_task")
 
@@ -82,7 +87,7 @@ def _path_key(path: Any, n: Any) -> tuple | None:
 class Prompts:
     """Renders the messages for each step of the protocol."""
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg: RunConfig) -> None:
         from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined, TemplateError
         from jinja2.sandbox import SandboxedEnvironment
 
@@ -92,7 +97,7 @@ class Prompts:
             try:
                 overrides[f"{step}.j2"] = fp.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError(f"cannot read template for step {step!r} from {str(fp)!r}: {e.strerror or e}") from None
+                raise ConfigError(f"cannot read template for step {step!r} from {str(fp)!r}: {getattr(e, "strerror", None) or e}") from None
         env = SandboxedEnvironment(
             loader=ChoiceLoader([DictLoader(overrides), FileSystemLoader(str(assets_dir() / "prompts"))]),
             undefined=StrictUndefined,
@@ -130,22 +135,22 @@ class Prompts:
     def _msgs(self, step: str, **kw: Any) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self._render(step, **kw)}]
 
-    def pivots(self, path: list[dict[str, str]], n: int) -> list[dict[str, str]]:
+    def pivots(self, path: Path_, n: int) -> list[dict[str, str]]:
         return self._msgs("pivots", path=path, n=n, examples=self._examples)
 
-    def criterion(self, path, pivots, ancestor_dimensions, max_values: int) -> list[dict[str, str]]:
+    def criterion(self, path: Path_, pivots: list[dict[str, str]], ancestor_dimensions: list[str], max_values: int) -> list[dict[str, str]]:
         return self._msgs("criterion", path=path, pivots=pivots, ancestor_dimensions=ancestor_dimensions, max_values=max_values)
 
-    def assign(self, path, pivots, dimension: str, values: list[str]) -> list[dict[str, str]]:
+    def assign(self, path: Path_, pivots: list[dict[str, str]], dimension: str, values: list[str]) -> list[dict[str, str]]:
         return self._msgs("assign", path=path, pivots=pivots, dimension=dimension, values=values)
 
-    def supplement(self, path, dimension: str, values: list[str], max_new: int) -> list[dict[str, str]]:
+    def supplement(self, path: Path_, dimension: str, values: list[str], max_new: int) -> list[dict[str, str]]:
         return self._msgs("supplement", path=path, dimension=dimension, values=values, max_new=max_new)
 
-    def generate(self, path, n: int, examples: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
+    def generate(self, path: Path_, n: int, examples: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
         memo = self._gen_memo
         key = _path_key(path, n) if memo is not None and not examples else None
-        if key is None:
+        if key is None or memo is None:
             return self._msgs("generate", path=path, n=n, examples=examples or self._examples)
         text = memo.get(key)
         if text is None:

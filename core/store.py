@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -63,7 +63,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def append_all(f, data: bytes) -> None:
+def append_all(f: BinaryIO, data: bytes) -> None:
     """Append ``data`` to an unbuffered file: all of it, or nothing.
 
     A short write (disk full, file size limit) is continued, so the failure surfaces as an
@@ -116,7 +116,7 @@ def apply_journal(tree: Tree, seq: int, entries: Iterable[dict[str, Any]], stric
             tree.remove([i for i in entry["delete"] if isinstance(i, str) and i != "0"])
         else:
             try:
-                tree.upsert(Node.from_dict(entry.get("node")))
+                tree.upsert(Node.from_dict(entry["node"]))
             except (ValueError, TypeError, KeyError, AttributeError) as e:
                 if strict:
                     raise ValueError(f"{JOURNAL} entry {eseq} is invalid ({e})") from None
@@ -150,10 +150,11 @@ class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._lock_fd: int | None = None
-        self._samples = None
-        self._slots = None
-        self._nodes = None
-        self._events = None
+        # append handles, opened on first write
+        self._samples: BinaryIO | None = None
+        self._slots: BinaryIO | None = None
+        self._nodes: BinaryIO | None = None
+        self._events: BinaryIO | None = None
         self.seq = 0
         self._tree_dirty = False
         self._last_tree_write = 0.0
@@ -300,7 +301,7 @@ class RunStore:
         return read_records(self.p(name), warnings, repair=True, strict=True)
 
     # ---- appends ---------------------------------------------------------
-    def _open_append(self, name: str):
+    def _open_append(self, name: str) -> BinaryIO:
         return open(self.p(name), "ab", buffering=0)
 
     def append_samples(self, rows: list[dict[str, Any]]) -> None:

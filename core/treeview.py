@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .clusters import is_fallback_dimension
 from .text import truncate
-from .tree import EXPANDED, Tree
+from .tree import EXPANDED, Node, Tree
 
 
 def subtree_counts(tree: Tree, leaf_counts: dict[str, int]) -> dict[str, int]:
@@ -22,7 +22,7 @@ def render_tree(tree: Tree, leaf_counts: dict[str, int], max_depth: int | None =
     targets = subtree_counts(tree, leaf_targets) if leaf_targets is not None else {n.id: n.target for n in tree}
     lines: list[str] = []
 
-    def label(n) -> str:
+    def label(n: Node) -> str:
         head = "(root)" if n.parent is None else f"{n.dimension} = {truncate(n.value or '', 60)}"
         extra = f" [{n.status}]" if n.status not in (EXPANDED, "leaf") else ""
         split = f"  -> split by {n.split_dimension!r}" if n.status == EXPANDED and n.split_dimension else ""

@@ -26,6 +26,11 @@ from .ids import derive_seed, slot_id
 Messages = list[dict[str, str]]
 
 
+def _split_validator(dimension: str, values: list[str], n_pivots: int) -> Callable[[Any], Any]:
+    """Validates an assignment of ``n_pivots`` pivots to ``values``; returns (split, values no pivot took)."""
+    return lambda obj: build_split(dimension, values, validate_assignment(obj, n_pivots, values))
+
+
 class Expansion(EngineBase):
     async def _ask_once(
         self, node: Node, step: str, attempt: int, messages: Messages, schema: dict[str, Any],
@@ -73,7 +78,7 @@ class Expansion(EngineBase):
             if why is None:
                 return result, None
             err, text = why
-            messages = self.prompts.retry(base, text, err)
+            messages = self.prompts.retry(base, text or "", err)
         return None, err
 
     async def _criterion(
@@ -99,7 +104,7 @@ class Expansion(EngineBase):
             made, why = await self._ask_once(
                 node, "assign", attempt, self.prompts.assign(path, pivots, dimension, values),
                 assign_schema(len(pivots), values),
-                lambda obj, d=dimension, vs=values: build_split(d, vs, validate_assignment(obj, len(pivots), vs)), 0.2,
+                _split_validator(dimension, values, len(pivots)), 0.2,
             )
             if why is not None:
                 err = why[0]
