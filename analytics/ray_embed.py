@@ -1,6 +1,6 @@
 """``treesynth report --executor ray``: embeddings on a Ray cluster, with Ray Data ``map_batches``.
 
-Two paths, both with the report's model, precision and float16 rounding (``embed.Embedder``), so
+Two paths, both with the report's model, precision and float16 rounding (``core.embeddings.Embedder``), so
 the numbers equal a local report's up to float noise:
 
 ``RayEmbedder`` is a drop-in ``Embedder`` whose ``encode`` runs on the cluster: the texts go out
@@ -30,14 +30,19 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from . import metrics as M
 from treesynth.core.embeddings import Embedder, _quantise, resolve_precision
+from treesynth.core.rundir import DATASET, SAMPLES
+
+from . import metrics as M
+from .records import num, rec
+from .results import Analysis
 
 ROWS_PER_BATCH = 2048
 
@@ -45,7 +50,7 @@ ROWS_PER_BATCH = 2048
 def _ray(address: str | None):
     from treesynth.core.ray_executor import connect, import_ray
 
-    ray = import_ray()
+    import_ray()  # one clear error when Ray is not installed
     connect(address)
     import logging
 
@@ -105,7 +110,7 @@ def _partial(X: np.ndarray, leaves: Sequence[str] | None) -> dict[str, Any]:
     if leaves is not None:
         keys = sorted(set(leaves))
         pos = {k: i for i, k in enumerate(keys)}
-        g = np.fromiter((pos[l] for l in leaves), dtype=np.int64, count=len(leaves))
+        g = np.fromiter((pos[leaf] for leaf in leaves), dtype=np.int64, count=len(leaves))
         S, cnt, sq = M.group_sums(X, g, len(keys))
         out["leaves"] = {k: (S[i], int(cnt[i]), float(sq[i])) for i, k in enumerate(keys)}
     return out
@@ -289,7 +294,7 @@ def _read(ray, source: str | Path, field: str):
     light = {"num_cpus": 0}
     p = Path(source)
     if p.is_dir():
-        p = p / "dataset.jsonl" if (p / "dataset.jsonl").is_file() else p / "samples.jsonl"
+        p = p / DATASET if (p / DATASET).is_file() else p / SAMPLES
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return ray.data.read_text(str(p), **light), "lines"
@@ -356,31 +361,29 @@ def stream_stats(
 # the report's hook
 
 
-def full_data_metrics(a: Any, emb: Embedder, model: str, seed: int, address: str | None = None, log=None) -> StreamStats:
+def full_data_metrics(a: Analysis, emb: Embedder, model: str, seed: int, address: str | None = None, log=None) -> StreamStats:
     """Replace a sampled report's full-data metrics (mean cosine, Vendi, leaf coverage) with their
-    values over every row of the dataset's source, streamed on Ray. ``a`` is a report ``Analysis``."""
-    from .report import _num, _rec
-
+    values over every row of the dataset's source, streamed on Ray."""
     ds = a.ds
     st = stream_stats(ds.source, field=ds.field, model=getattr(emb, "model_arg", None) if isinstance(emb, RayEmbedder) else str(emb.path),
                       precision=emb.precision, address=address, log=log)
     how = f"streamed over all {st.n:,} rows on Ray"
     m = a.metrics
-    m["mean_cosine_similarity"] = _rec(st.mean_pairwise_cosine(), st.n, model, seed, method=f"exact, via the mean embedding, {how}")
-    m["vendi_score"] = _rec(st.vendi_score(), st.n, model, seed, method=f"dual form over the d×d second-moment matrix, {how}")
+    m["mean_cosine_similarity"] = rec(st.mean_pairwise_cosine(), st.n, model, seed, method=f"exact, via the mean embedding, {how}")
+    m["vendi_score"] = rec(st.vendi_score(), st.n, model, seed, method=f"dual form over the d×d second-moment matrix, {how}")
     if ds.leaf_ids is not None and st.leaves:
         tree = ds.tree
         order = list(tree.leaves) if tree is not None else None
-        targets = [tree.target.get(l, 0) for l in order] if tree is not None else None
+        targets = [tree.target.get(leaf, 0) for leaf in order] if tree is not None else None
         cov = st.coverage(order, targets)
         n_cov = cov["rows_in_leaves"]
-        m["leaves"] = _rec(cov["leaves"], n_cov, None, seed)
-        m["empty_leaves"] = _rec(cov["empty_leaves"], n_cov, None, seed, known=tree is not None)
-        m["occupancy_entropy"] = _rec(cov["occupancy_entropy"], n_cov, None, seed, method=how)
-        m["leaf_gini"] = _rec(cov["gini"], n_cov, None, seed, method=how)
+        m["leaves"] = rec(cov["leaves"], n_cov, None, seed)
+        m["empty_leaves"] = rec(cov["empty_leaves"], n_cov, None, seed, known=tree is not None)
+        m["occupancy_entropy"] = rec(cov["occupancy_entropy"], n_cov, None, seed, method=how)
+        m["leaf_gini"] = rec(cov["gini"], n_cov, None, seed, method=how)
         for key in ("within_leaf_similarity", "between_leaf_similarity", "leaf_separation"):
-            m[key] = _rec(cov[key], n_cov, model, seed, method=how)
+            m[key] = rec(cov[key], n_cov, model, seed, method=how)
         if a.coverage is not None:
-            a.coverage.update({k: _num(v) for k, v in cov.items() if k != "leaf_sizes"})
+            a.coverage.update({k: num(v) for k, v in cov.items() if k != "leaf_sizes"})
     ds.notes.append(f"mean cosine similarity, Vendi score and leaf coverage: {how}; other metrics and the maps use the sample")
     return st

@@ -224,7 +224,15 @@ def _analytics_report():
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    return _analytics_report().cli_report(args)
+    """``treesynth report``: the report's options from the flags; prints the HTML file's path."""
+    report = _analytics_report()
+    opts = report.ReportOptions(
+        inputs=(args.input, *args.compare), out=args.out, field=args.field, sample=args.sample, seed=args.seed,
+        embedder=args.embedder, precision=args.precision, map_points=args.map_points, cache=not args.no_embedding_cache,
+        executor=args.executor, ray_address=args.ray_address,
+    )
+    print(report.run_report(opts).html_path)
+    return 0
 
 
 def _execute(run, json_events: bool) -> int:

@@ -288,7 +288,8 @@ def test_ray_report_embeddings_and_streamed_full_data_metrics_match_local(ray_lo
     from treesynth.analytics.data import load_dataset
     from treesynth.core.embeddings import Embedder
     from treesynth.analytics.ray_embed import RayEmbedder, full_data_metrics
-    from treesynth.analytics.report import Analysis, analyse
+    from treesynth.analytics.analysis import analyse
+    from treesynth.analytics.results import Analysis
 
     out = tmp_path / "run"
     _execute(Run.create(_cfg(size=90), out, transport=ScriptedTransport(fields=FIELDS)))

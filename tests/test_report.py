@@ -496,7 +496,7 @@ def test_large_maps_are_drawn_even_without_webgl(tmp_path, chromium, cache_env):
 
 def test_readme_names_the_metrics_file_the_report_writes():
     """The Reports section says where the numbers go, by the rule the code follows."""
-    from treesynth.analytics.report import metrics_path_for
+    from treesynth.analytics.outputs import metrics_path_for
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     reports = readme.split("\n## Reports\n", 1)[1].split("\n## ", 1)[0]
