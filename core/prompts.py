@@ -97,7 +97,7 @@ class Prompts:
             try:
                 overrides[f"{step}.j2"] = fp.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError(f"cannot read template for step {step!r} from {str(fp)!r}: {getattr(e, "strerror", None) or e}") from None
+                raise ConfigError(f"cannot read template for step {step!r} from {str(fp)!r}: {getattr(e, 'strerror', None) or e}") from None
         env = SandboxedEnvironment(
             loader=ChoiceLoader([DictLoader(overrides), FileSystemLoader(str(assets_dir() / "prompts"))]),
             undefined=StrictUndefined,
