@@ -295,7 +295,7 @@ def _launch_tui(args: argparse.Namespace, balance: bool = False, source: Any = N
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
-    from treesynth.core.balance import BalanceRun, fallback_task, infer_task, load_data
+    from treesynth.core.balance import BalanceRun, BalanceSpec, fallback_task, infer_task, load_data
     from treesynth.core.config import build_config
     from treesynth.core.preflight import check_provider
     from treesynth.core.rundir import default_out
@@ -326,10 +326,10 @@ def cmd_balance(args: argparse.Namespace) -> int:
                 say(f"treesynth: could not infer a task from the data; using: {task} (pass --task to describe the rows)")
             else:
                 say(f"treesynth: inferred task: {task} (pass --task to change it)")
-        spec = {
-            "data": str(Path(args.data).resolve()), "field": data.field, "fields": list(data.fields), "route": args.route,
-            "route_batch": max(1, args.route_batch), "target_per_leaf": args.target_per_leaf, "size": args.size, "embedder": args.embedder,
-        }
+        spec = BalanceSpec.parse({
+            "data": str(Path(args.data).resolve()), "field": data.field, "fields": data.fields, "route": args.route,
+            "route_batch": args.route_batch, "target_per_leaf": args.target_per_leaf, "size": args.size, "embedder": args.embedder,
+        }, data)
         out = Path(args.out) if args.out else default_out(Path(args.data).stem, prefix="balance-")
         ensure_new_run_dir(out)
         if ui:

@@ -43,11 +43,12 @@ async def _new_run(src: NewRun, svc: Services, say: Say) -> RunHandle:
 
 async def _new_balance(src: NewBalance, svc: Services, say: Say) -> RunHandle:
     """The CLI has loaded the data and checked the provider."""
-    from treesynth.core.balance import BalanceRun
+    from treesynth.core.balance import BalanceRun, BalanceSpec
 
-    say(f"balancing {len(src.data):,} rows of {src.spec.get('data')} ({src.spec.get('route')} routing)")
+    spec = BalanceSpec.parse(src.spec, src.data)
+    say(f"balancing {len(src.data):,} rows of {spec.data} ({spec.route} routing)")
     return await asyncio.to_thread(
-        BalanceRun.create, src.data, dict(src.spec), dict(src.flags), src.out, svc.transport(), svc.embedder, src.config_file
+        BalanceRun.create, src.data, spec, dict(src.flags), src.out, svc.transport(), svc.embedder, src.config_file
     )
 
 

@@ -6,12 +6,15 @@ The services that touch the network or import something slow are called from a t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from treesynth.core.config import RunConfig
+
+if TYPE_CHECKING:
+    from treesynth.core.balance import BalanceSpec, Data
 
 
 def _default_preflight(cfg) -> None:
@@ -65,8 +68,8 @@ class BrowseRun:
 class NewBalance:
     """``treesynth balance DATA`` (without --no-ui): the data is loaded and the settings checked by the CLI."""
 
-    data: Any  # treesynth.core.balance.Data
-    spec: dict[str, Any]
+    data: Data
+    spec: BalanceSpec | Mapping[str, Any]
     flags: dict[str, Any]
     out: Path
     config_file: str | None = None
