@@ -86,9 +86,7 @@ async def level(url: str, concurrency: int, latency: float, seconds: float, warm
     call = client.complete if path == "product" else bare
     prompt = 'Write 5 new samples.\nAnswer with JSON: {"samples": [{"question": "...", "answer": "..."}, ...]}'
     counter = {"n": 0}
-    marks: dict[str, float] = {}
     done_in_window = {"n": 0}
-    stop_at = {"t": float("inf")}
     t_start = time.perf_counter()
     win_start = t_start + warmup
     win_end = win_start + seconds
@@ -210,8 +208,9 @@ def main() -> None:
         srv.wait(10)
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(), "profile": args.profile}
     try:
-        import litellm  # noqa: F401
         from importlib.metadata import version
+
+        import litellm  # noqa: F401
 
         meta["litellm"] = version("litellm")
         meta["aiohttp"] = version("aiohttp")

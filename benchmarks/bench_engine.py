@@ -16,6 +16,7 @@ Results: a table on stdout and benchmarks/out/engine.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -291,11 +292,11 @@ def print_table(results: list[dict], cache: bool) -> None:
             f"{r['rerun_s']:.1f} ({r['rerun_calls']})" if "rerun_s" in r else "-",
         ))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    line = "  ".join(h.rjust(w) for h, w in zip(head, widths))
+    line = "  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))
     print(line)
     print("-" * len(line))
     for row in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
     print(f"(response cache {'on: written and read, the product default' if cache else 'reads off (--no-cache); responses are still written'})")
     for r in results:
         print(f"{fmt_size(r['size'])}: checkpoint bytes/sample per 10% slice: {r['marginal_bytes_per_sample']}")
@@ -312,10 +313,10 @@ def growth(results: list[dict]) -> list[dict]:
     rs = sorted(results, key=lambda r: r["size"])
     out: list[dict] = []
     prev_marg: dict[str, float] = {}
-    for a, b in zip(rs, rs[1:]):
+    for a, b in itertools.pairwise(rs):
         extra_k = (b["size"] - a["size"]) / 1000.0
         step = {"from": a["size"], "to": b["size"], "size_x": b["size"] / a["size"]}
-        for key, unit in (("wall_s", "s"), ("synth_s", "s"), ("peak_rss_mib", "MiB"), ("peak_rss_anon_mib", "MiB")):
+        for key, _unit in (("wall_s", "s"), ("synth_s", "s"), ("peak_rss_mib", "MiB"), ("peak_rss_anon_mib", "MiB")):
             marg = (b[key] - a[key]) / extra_k
             step[f"{key}_x"] = b[key] / a[key] if a[key] else None
             step[f"{key}_per_1k"] = marg

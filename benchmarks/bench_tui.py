@@ -122,8 +122,8 @@ def _time_core_stalls(out: list, clock) -> None:
 
 def child(args) -> int:
     from treesynth.tui.app import TreesynthApp
-    from treesynth.tui.widgets import RunTree
     from treesynth.tui.runs import NewRun, Services
+    from treesynth.tui.widgets import RunTree
 
     clock = time.monotonic  # the bridge stamps events with it too; the parent reads the same clock
     res: dict = {"events": [], "expanded": [], "keys": [], "key_running": [], "applied": [], "stalls": [], "lags": []}

@@ -72,7 +72,7 @@ def distinctive_words(texts: list[str], labels: np.ndarray, k: int, n_words: int
     n = max(1, len(docs))
     out = []
     for j in range(k):
-        members = [d for d, lab in zip(docs, labels) if lab == j]
+        members = [d for d, lab in zip(docs, labels, strict=True) if lab == j]
         m = max(1, len(members))
         inside = Counter(w for d in members for w in d)
         score = {w: c / m - overall[w] / n for w, c in inside.items() if c >= min_count}
@@ -114,4 +114,4 @@ def cluster_split(texts: list[str], X: np.ndarray, k: int, seed: int, depth: int
     names = unique_names([f"about: {', '.join(w) if w else f'cluster {j + 1}'}" for j, w in enumerate(words)])
     groups = [tuple(int(i) for i in np.flatnonzero(labels == j)) for j in range(len(keep))]
     return Split(dimension=f"{FALLBACK_DIMENSION} (level {depth + 1})",
-                 values=tuple(Value(value=n, pivots=g, source="data") for n, g in zip(names, groups)))
+                 values=tuple(Value(value=n, pivots=g, source="data") for n, g in zip(names, groups, strict=True)))

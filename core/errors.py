@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 # The process exit codes, defined once: a finished run's status, a user error, an interrupt.
 EXIT_OK = 0
 EXIT_FAILED = 1  # a run that ended incomplete (failed nodes, samples that could not be made), or a bug

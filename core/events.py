@@ -8,9 +8,9 @@ updates loses nothing: the latest event carries the whole state.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any, Callable, ClassVar
-
+from typing import Any, ClassVar
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 

@@ -5,10 +5,11 @@ knowledge lives in code. Users override any template file through ``templates`` 
 from __future__ import annotations
 
 import json
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import tomllib
 
 from .errors import ConfigError
 

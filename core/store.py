@@ -21,9 +21,9 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 import orjson
@@ -169,7 +169,7 @@ class RunStore:
 
     # ---- creation and opening -------------------------------------------
     @classmethod
-    def create(cls, root: Path, config: dict[str, Any]) -> "RunStore":
+    def create(cls, root: Path, config: dict[str, Any]) -> RunStore:
         root = Path(root)
         ensure_new_run_dir(root)
         try:
@@ -186,7 +186,7 @@ class RunStore:
         return s
 
     @classmethod
-    def open(cls, root: Path) -> "RunStore":
+    def open(cls, root: Path) -> RunStore:
         root = Path(root)
         check_run_dir(root)
         s = cls(root)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 TREE_FORMAT = "treesynth.tree/1"
 
@@ -45,7 +46,7 @@ class Node:
         return {n: getattr(self, n) for n in _NODE_FIELDS}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Node":
+    def from_dict(cls, d: dict[str, Any]) -> Node:
         if not isinstance(d, dict):
             raise ValueError("node is not an object")
         known = {f for f in cls.__dataclass_fields__}
@@ -72,7 +73,7 @@ class Tree:
         self.nodes: dict[str, Node] = {}
 
     @classmethod
-    def new(cls, size: int) -> "Tree":
+    def new(cls, size: int) -> Tree:
         t = cls()
         t.nodes["0"] = Node(id="0", parent=None, depth=0, target=size)
         return t
@@ -133,7 +134,7 @@ class Tree:
         return [n.to_dict() for n in self.nodes.values() if n.id not in reachable]
 
     @classmethod
-    def from_dict(cls, d: Any) -> tuple["Tree", int]:
+    def from_dict(cls, d: Any) -> tuple[Tree, int]:
         if not isinstance(d, dict) or d.get("format") != TREE_FORMAT:
             raise ValueError(f"not a {TREE_FORMAT} document")
         t = cls()

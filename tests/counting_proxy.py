@@ -87,7 +87,7 @@ class CountingProxy:
         with self.lock:
             return self.completions
 
-    def start(self) -> "CountingProxy":
+    def start(self) -> CountingProxy:
         self.thread.start()
         return self
 

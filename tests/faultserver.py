@@ -185,7 +185,7 @@ class FaultConfig:
     count_tokens: str | None = None  # count usage with this model's tokenizer (litellm.token_counter) instead of chars / 4
 
     @classmethod
-    def flaky(cls, rate: float = 0.2, **kw: Any) -> "FaultConfig":
+    def flaky(cls, rate: float = 0.2, **kw: Any) -> FaultConfig:
         """``rate`` of all requests fail, spread evenly over every fault kind (violations extra)."""
         each = rate / len(FAULTS)
         kw.setdefault("deck", round(len(FAULTS) / rate))
@@ -231,7 +231,7 @@ class Stats:
 class _Conn(asyncio.Protocol):
     __slots__ = ("srv", "transport", "buf", "busy", "closed")
 
-    def __init__(self, srv: "FaultServer") -> None:
+    def __init__(self, srv: FaultServer) -> None:
         self.srv = srv
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
@@ -525,7 +525,7 @@ class FaultServer:
         except asyncio.CancelledError:
             pass
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         self._thread = threading.Thread(target=self._run_thread, daemon=True, name="faultserver")
         self._thread.start()
         if not self._ready.wait(10):
@@ -548,7 +548,7 @@ class FaultServer:
         if self._thread is not None:
             self._thread.join(10)
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -91,7 +91,7 @@ def test_property_sum_and_quota(total, weights):
     if s == 0:
         w = [Fraction(1)] * len(weights)
         s = Fraction(len(weights))
-    for got, wi in zip(out, w):
+    for got, wi in zip(out, w, strict=True):
         exact = Fraction(total) * wi / s
         assert abs(got - exact) <= 1 + Fraction(1, 10**6) * max(1, exact), (got, float(exact))
         if wi == 0:

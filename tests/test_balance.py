@@ -305,7 +305,7 @@ def test_tree_command_counts_a_balance_runs_rows_per_leaf(tmp_path):
     table = {t["leaf_id"]: t for t in _table(out)}
     tree = {n["id"]: n for n in json.loads((out / "tree.json").read_text())["nodes"]}
     labels = {}
-    for lid, t in table.items():
+    for lid in table:
         n = tree[lid]
         labels[lid] = f"{n['dimension']} = {n['value']}"
     lines = r.stdout.splitlines()

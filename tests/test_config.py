@@ -7,6 +7,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from treesynth.core.config import RunConfig, build_config, redact, validate_partial
 from treesynth.core.errors import ConfigError
@@ -282,7 +283,7 @@ def test_non_string_flag_keys():
 
 def test_config_is_frozen():
     cfg = build_config(flags={"task": "t"})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.depth = 5  # type: ignore[misc]
 
 

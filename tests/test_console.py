@@ -7,8 +7,8 @@ import io
 import json
 
 from tests.fakes import ScriptedTransport
-from treesynth.core.config import build_config
 from treesynth.cli.console import HeadlessDisplay, JsonEvents, summary
+from treesynth.core.config import build_config
 from treesynth.core.engine import Run
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED
-from treesynth.core import embeddings as E
 from treesynth.analytics import metrics as M
 from treesynth.analytics.errors import EmbedderError
+from treesynth.core import embeddings as E
 
 GSM8K_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+from tests.conftest import read_jsonl
 from tests.fakes import ScriptedTransport
 from treesynth.core import events as ev
 from treesynth.core.config import build_config
 from treesynth.core.engine import Run
-from tests.conftest import read_jsonl
 
 
 def _cfg(**kw):

@@ -342,10 +342,10 @@ def test_disk_full_in_process_short_writes_are_rolled_back(tmp_path, monkeypatch
     import errno
 
     from tests.fakes import ScriptedTransport
+    from treesynth.core import store as store_mod
     from treesynth.core.config import build_config
     from treesynth.core.engine import Run
     from treesynth.core.errors import StorageError
-    from treesynth.core import store as store_mod
 
     budget = {"bytes": 6_000}
 

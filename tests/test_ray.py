@@ -110,7 +110,7 @@ def test_both_workers_share_the_calls_and_the_pool_is_released(ray_local, tmp_pa
     assert fin.status == "complete"
     assert len(stats["calls"]) == 2 and min(stats["calls"]) > 0 and sum(stats["calls"]) == fin.requests
     assert pool.actors() == []  # Run.close() killed the actors
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - Ray raises RayActorError or ActorDiedError for a killed actor, by timing
         ray_local.get(actors[0].stats.remote(), timeout=30)
 
 
@@ -276,7 +276,7 @@ def test_streamed_partial_sums_give_the_reports_metrics():
     assert st.vendi_score() == pytest.approx(M.vendi_score(X), rel=1e-6)
     order = [f"0.{i}" for i in range(8)]  # one leaf got no rows: it counts as empty
     cov = st.coverage(order)
-    ref = M.coverage_metrics(X, np.array([int(l[2:]) for l in leaves]), 8)
+    ref = M.coverage_metrics(X, np.array([int(leaf[2:]) for leaf in leaves]), 8)
     for k in ("occupancy_entropy", "gini", "empty_leaves", "within_leaf_similarity", "between_leaf_similarity", "leaf_sizes"):
         assert cov[k] == pytest.approx(ref[k], abs=1e-9), k
 
@@ -285,11 +285,11 @@ def test_streamed_partial_sums_give_the_reports_metrics():
 def test_ray_report_embeddings_and_streamed_full_data_metrics_match_local(ray_local, tmp_path):
     import numpy as np
 
-    from treesynth.analytics.data import load_dataset
-    from treesynth.core.embeddings import Embedder
-    from treesynth.analytics.ray_embed import RayEmbedder, full_data_metrics
     from treesynth.analytics.analysis import analyse
+    from treesynth.analytics.data import load_dataset
+    from treesynth.analytics.ray_embed import RayEmbedder, full_data_metrics
     from treesynth.analytics.results import Analysis
+    from treesynth.core.embeddings import Embedder
 
     out = tmp_path / "run"
     _execute(Run.create(_cfg(size=90), out, transport=ScriptedTransport(fields=FIELDS)))

@@ -37,13 +37,13 @@ class RowClusters:
         data = self.rows.data
         words = distinctive_words([data.text(r) for r in rows], labels, len(centroids))
         names = unique_names([f"about: {', '.join(w) if w else f'cluster {j + 1}'}" for j, w in enumerate(words)])
-        where = {r: int(j) for r, j in zip(rows, labels)}
+        where = {r: int(j) for r, j in zip(rows, labels, strict=True)}
         by_cluster: list[list[int]] = [[] for _ in names]
         for pos, r in enumerate(self.rows.pivot_rows.get(node.id, [])):
             if r in where:
                 by_cluster[where[r]].append(pos)
         return Split(dimension=f"{FALLBACK_DIMENSION} (level {node.depth + 1})",
-                     values=tuple(Value(value=n, pivots=tuple(p), source="data") for n, p in zip(names, by_cluster)))
+                     values=tuple(Value(value=n, pivots=tuple(p), source="data") for n, p in zip(names, by_cluster, strict=True)))
 
     def centroids(self, node: Node) -> np.ndarray:
         """The unit centroids of a node's clusters, one per child (rebuilt after a resume)."""

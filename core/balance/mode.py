@@ -133,7 +133,7 @@ class BalanceMode:
             return samples
         new = self.embed([s.get(self.data.field, next(iter(s.values()))) for s in samples])
         sims = (new @ self.rows.emb[rows].T).max(axis=1)
-        return [s for s, m in zip(samples, sims) if m <= NEAR_DUP_COSINE]
+        return [s for s, m in zip(samples, sims, strict=True) if m <= NEAR_DUP_COSINE]
 
     # ---- outputs -----------------------------------------------------------
     def complete(self, rows: int) -> bool:

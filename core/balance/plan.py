@@ -51,7 +51,7 @@ def leaf_targets(leaves: list[Node], target_per_leaf: int | None, size: int | No
     if size is None:
         raise ValueError("leaf_targets needs target_per_leaf or size")
     weights = [float(len(n.values)) if n.values else 1.0 for n in leaves]
-    return dict(zip((n.id for n in leaves), allocate(size, weights)))
+    return dict(zip((n.id for n in leaves), allocate(size, weights), strict=True))
 
 
 def plan_totals(plan: dict[str, LeafPlan]) -> tuple[int, int]:

@@ -77,14 +77,14 @@ class Router:
             rest = []
         if rest and is_fallback_dimension(split.dimension):  # the split came from clusters: nearest centroid
             sims = self.rows.emb[rest] @ self.clusters.centroids(node).T
-            assign.update({r: int(j) for r, j in zip(rest, np.argmax(sims, axis=1))})
+            assign.update({r: int(j) for r, j in zip(rest, np.argmax(sims, axis=1), strict=True)})
             rest = []
         if rest and self.method == "llm":
             assign.update(await self._route_llm(engine, node, split, children, rest))
             rest = [r for r in rest if r not in assign]
         if rest:
             sims = self.rows.emb[rest] @ self._prototypes(split, children).T
-            for r, j in zip(rest, np.argmax(sims, axis=1)):
+            for r, j in zip(rest, np.argmax(sims, axis=1), strict=True):
                 assign[r] = int(j)
         groups: dict[str, list[int]] = {c.id: [] for c in children}
         for r in rows:
@@ -127,7 +127,7 @@ class Router:
             )
             self.calls += 1
             if labels is not None:
-                out.update(zip(chunk, labels))
+                out.update(zip(chunk, labels, strict=True))
             else:
                 engine.warn(f"node {node.id}: {len(chunk)} rows could not be routed by the LLM; routed by embedding similarity", node.id)
 

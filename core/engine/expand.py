@@ -251,7 +251,7 @@ class Expansion(EngineBase):
                 id=f"{node.id}.{i}", parent=node.id, depth=node.depth + 1, dimension=split.dimension,
                 value=spec.value, values=list(spec.values), source=spec.source, target=tgt,
             )
-            for i, (spec, tgt) in enumerate(zip(specs, targets))
+            for i, (spec, tgt) in enumerate(zip(specs, targets, strict=True))
         ]
         await self.mode.route(node, split, children)  # with data: each child's target becomes its row count
         if node.status != PENDING:

@@ -124,7 +124,7 @@ class Steering(EngineBase):
     def _reallocate(self, node: Node) -> None:
         """Re-split a node's quota over its live children (their subtrees have no samples)."""
         kids = [self.tree.get(c) for c in node.children if self.tree.get(c).status != PRUNED]
-        for k, t in zip(kids, allocate(node.target, [float(len(k.values)) if k.values else 1.0 for k in kids])):
+        for k, t in zip(kids, allocate(node.target, [float(len(k.values)) if k.values else 1.0 for k in kids]), strict=True):
             if k.target != t:
                 k.target = t
                 if k.status == LEAF and t > 0 and k.reason and k.reason.startswith("no samples allocated"):

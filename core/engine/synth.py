@@ -160,7 +160,7 @@ class Synthesis(EngineBase):
             return False
         self.warn(f"topping up {deficit} samples across {len(full)} leaves")
         self._short.clear()
-        for n, extra in zip(full, allocate(deficit, [1] * len(full))):
+        for n, extra in zip(full, allocate(deficit, [1] * len(full)), strict=True):
             if extra:
                 n.target += extra
                 self.journal(n)
