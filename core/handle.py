@@ -18,13 +18,23 @@ RunKind = Literal["run", "balance"]
 
 
 class RunHandle(Protocol):
-    #: the command that made the run and resumes it
-    kind: RunKind
-    cfg: RunConfig
-    store: RunStore
-    client: LLMClient
-    #: what was on disk when the run was opened (tree, rows per leaf, saved state)
-    recovered: Recovered
+    @property
+    def kind(self) -> RunKind:
+        """The command that made the run and resumes it."""
+
+    @property
+    def cfg(self) -> RunConfig: ...
+
+    @property
+    def store(self) -> RunStore: ...
+
+    @property
+    def client(self) -> LLMClient:
+        """Calls, usage totals and the transport (a front end may pause or wrap it)."""
+
+    @property
+    def recovered(self) -> Recovered:
+        """What was on disk when the run was opened (tree, rows per leaf, saved state)."""
 
     @property
     def engine(self) -> Engine | None:
@@ -49,3 +59,11 @@ class RunHandle(Protocol):
 
     def close(self) -> None:
         """Release files, cache and transport (idempotent)."""
+
+
+if TYPE_CHECKING:  # mypy checks that both runs hold the handle (nothing runs here)
+    from .balance import BalanceRun
+    from .engine import Run
+
+    def _both_are_handles(run: Run, balance: BalanceRun) -> tuple[RunHandle, RunHandle]:
+        return run, balance
