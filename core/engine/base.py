@@ -14,12 +14,13 @@ from typing import Any
 from .. import events as ev
 from ..clusters import is_fallback_dimension
 from ..config import RunConfig
-from ..errors import BudgetExhausted, StopRequested
+from ..errors import BudgetExhausted, StopRequested, TransientProviderError
 from ..llm import LLMClient
 from ..prompts import Prompts
 from ..store import LeafRecord, Recovered, RunStore
 from ..text import copies_example
 from ..tree import EXPANDED, FAILED, LEAF, PENDING, PRUNED, Node, Tree
+from .answers import Stale
 from .mode import Mode
 
 
@@ -210,6 +211,17 @@ class EngineBase:
             return samples
         f = self.cfg.fields[0]
         return [s for s in samples if not copies_example(s[f], self._example_texts)]
+
+    async def _settle(self, node: Node, status: str, work: Awaitable[None]) -> None:
+        """Run a node's work: a stale answer is dropped; a provider that kept failing fails the node
+        (if it is still in ``status``); anything else ends the run."""
+        try:
+            await work
+        except Stale:
+            pass
+        except TransientProviderError as e:
+            if node.status == status:
+                self._fail(node, f"provider error after retries: {e}")
 
     def _path_tuple(self, node_id: str) -> tuple[tuple[str, str], ...]:
         return tuple((p["dimension"], p["value"]) for p in self._tree.path(node_id))

@@ -12,7 +12,6 @@ from .. import events as ev
 from ..allocate import allocate
 from ..clusters import is_fallback_dimension
 from ..criterion import assign_schema, build_split, criterion_schema, placeholder_reason, validate_assignment, validate_criterion
-from ..errors import TransientProviderError
 from ..llm import PRIORITY_TREE, LLMRequest
 from ..parsing import ParseError, parse_samples, salvage_items
 from ..partition import Coverage, PartitionError, Split, plan_children, validate_coverage
@@ -116,12 +115,7 @@ class Expansion(EngineBase):
         node = self.tree.get(nid)
         self._expanding.add(nid)
         try:
-            await self._expand_inner(node)
-        except Stale:
-            pass
-        except TransientProviderError as e:
-            if node.status == PENDING:
-                self._fail(node, f"provider error after retries: {e}")
+            await self._settle(node, PENDING, self._expand_inner(node))
         finally:
             self._expanding.discard(nid)
 

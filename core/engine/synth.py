@@ -9,7 +9,6 @@ from typing import Any
 
 from .. import events as ev
 from ..allocate import allocate, calls_for
-from ..errors import TransientProviderError
 from ..llm import PRIORITY_LEAF, LLMRequest
 from ..parsing import ParseError, parse_samples, salvage_items
 from ..schemas import samples_schema
@@ -44,13 +43,7 @@ class Synthesis(EngineBase):
                 node = self.tree.nodes.get(lid)
                 if node is None or node.status != LEAF:
                     return
-                try:
-                    await self._synth_inner(node)
-                except Stale:
-                    pass
-                except TransientProviderError as e:
-                    if node.status == LEAF:
-                        self._fail(node, f"provider error after retries: {e}")
+                await self._settle(node, LEAF, self._synth_inner(node))
         finally:
             self._synthesising.discard(lid)
 
