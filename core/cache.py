@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from .errors import RunDirError
+
 
 def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any], slot: str) -> str:
     blob = orjson.dumps({"model": model, "messages": messages, "params": params, "slot": slot}, option=orjson.OPT_SORT_KEYS)
@@ -40,7 +42,6 @@ class ResponseCache:
                 " tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, created REAL NOT NULL)"
             )
         except sqlite3.DatabaseError as e:
-            from .errors import RunDirError
 
             raise RunDirError(f"the response cache {str(self.path)!r} is unusable ({e}); delete it or pass --no-cache") from None
         self._pending = 0

@@ -5,6 +5,8 @@ and balance mode (a node's rows). The dimension is marked so every front end can
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from .partition import Split, Value
@@ -64,8 +66,6 @@ def kmeans(X: np.ndarray, k: int, seed: int, iters: int = 30) -> tuple[np.ndarra
 
 def distinctive_words(texts: list[str], labels: np.ndarray, k: int, n_words: int = 3, min_count: int = 2) -> list[list[str]]:
     """Per cluster, the words whose share of the cluster's texts most exceeds their share of all texts."""
-    import re
-    from collections import Counter
 
     docs = [set(w for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower()) if w not in STOP_WORDS) for t in texts]
     overall = Counter(w for d in docs for w in d)

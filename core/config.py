@@ -15,6 +15,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .prompts import STEPS, load_preset
 
 DEFAULT_MODEL = "local/smollm2"
 # The embedded 135M model writes a few samples per call well and a dozen badly (measured: 2 distinct
@@ -142,8 +143,6 @@ class RunConfig(BaseModel):
     @field_validator("templates")
     @classmethod
     def _templates(cls, v: dict[str, str]) -> dict[str, str]:
-        from .prompts import STEPS
-
         for k in v:
             if k not in STEPS:
                 raise ValueError(f"unknown template step {k!r} (steps: {', '.join(STEPS)})")
@@ -249,7 +248,6 @@ def build_config(
     *, flags: dict[str, Any] | None = None, config_file: str | Path | None = None, base: dict[str, Any] | None = None
 ) -> RunConfig:
     """Merge defaults < preset < base < file < flags and validate. Raises ConfigError with one line."""
-    from .prompts import load_preset
 
     merged: dict[str, Any] = dict(base or {})
     if config_file is not None:

@@ -13,6 +13,7 @@ import orjson
 from .errors import RunDirError
 from .jsonl import read_records
 from .rundir import BALANCE, CONFIG, DATASET, PLAN, ROUTES, SAMPLES, STATE
+from .store import load_tree_readonly
 from .tree import Tree
 
 
@@ -66,7 +67,6 @@ class RunReader:
         return read_json(self.p(BALANCE))
 
     def tree(self) -> Tree:
-        from .store import load_tree_readonly
 
         return load_tree_readonly(self.root)
 

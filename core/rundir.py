@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .text import slugify
+
 CONFIG = "config.json"
 STATE = "state.json"
 JOURNAL = "nodes.jsonl"
@@ -34,6 +36,4 @@ METRICS = "metrics.json"
 
 def default_out(task: str, prefix: str = "") -> Path:
     """``runs/<prefix><slug of task>-<timestamp>``: a new run's directory when none is given."""
-    from .text import slugify
-
     return Path("runs") / f"{prefix}{slugify(task)}-{time.strftime('%Y%m%d-%H%M%S')}"

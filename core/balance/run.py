@@ -3,6 +3,7 @@ It is a ``Run`` in ``BalanceMode`` and holds the same handle protocol (core/hand
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,6 @@ class BalanceRun:
         self.run.request_stop()
 
     def summary(self) -> dict[str, Any] | None:
-        import json
-
         p = self.store.p(BALANCE_SUMMARY)
         return json.loads(p.read_text()) if p.exists() else None
 

@@ -8,6 +8,7 @@ the whole tree is known. This file holds the run loop: start, drain, top up, fin
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 
 from .. import events as ev
@@ -22,8 +23,6 @@ HEARTBEAT_S = 1.0  # while calls are in flight, a usage event at least this ofte
 
 def is_storage_error(e: BaseException) -> bool:
     """A failed write to the run directory (disk full, permissions, the cache's SQLite)."""
-    import sqlite3
-
     return isinstance(e, (OSError, sqlite3.Error)) and not isinstance(e, (ConnectionError, TimeoutError))
 
 

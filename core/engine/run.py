@@ -11,8 +11,8 @@ from typing import Any
 
 from .. import events as ev
 from ..cache import ResponseCache
-from ..config import RunConfig
-from ..errors import StorageError
+from ..config import RESUMABLE_OVERRIDES, RunConfig, build_config
+from ..errors import ConfigError, RunDirError, StorageError
 from ..handle import RunKind
 from ..llm import LLMClient, UsageTotals, close_transport
 from ..prompts import Prompts
@@ -105,9 +105,6 @@ class Run:
         cls, run_dir: Path, overrides: dict[str, Any] | None = None, transport: Any = None, embed: Embed | None = None,
         mode: ModeFactory | None = None,
     ) -> Run:
-        from ..config import RESUMABLE_OVERRIDES, build_config
-        from ..errors import ConfigError, RunDirError
-
         store = RunStore.open(run_dir)
         try:
             store.check_writable()
