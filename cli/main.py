@@ -297,9 +297,9 @@ def _launch_tui(args: argparse.Namespace, balance: bool = False, source: Any = N
 def cmd_balance(args: argparse.Namespace) -> int:
     from treesynth.core.balance import BalanceRun, BalanceSpec, fallback_task, infer_task, load_data
     from treesynth.core.config import build_config
+    from treesynth.core.files import ensure_new_run_dir
     from treesynth.core.preflight import check_provider
     from treesynth.core.rundir import default_out
-    from treesynth.core.store import ensure_new_run_dir
 
     ui = not args.no_ui and not args.json_events
     if ui:

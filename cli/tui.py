@@ -36,7 +36,7 @@ def _open_from_cli(args: argparse.Namespace, start: Source, services: Services |
 def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> int:
     """``treesynth run`` without ``--no-ui``: the same flags, validated the same way, then the run screen."""
     from treesynth.core.config import build_config
-    from treesynth.core.store import check_run_dir, ensure_new_run_dir
+    from treesynth.core.files import check_run_dir, ensure_new_run_dir
 
     if args.resume:
         if args.task or args.config or args.out:
@@ -56,7 +56,7 @@ def balance_from_cli(args: argparse.Namespace, source=None, services: Services |
     """``treesynth balance`` without ``--no-ui``: the CLI has loaded the data and checked the settings
     (``source`` = (data, spec, flags, out, config_file)), or ``args.resume`` names the run to resume."""
     if args.resume:
-        from treesynth.core.store import check_run_dir
+        from treesynth.core.files import check_run_dir
 
         d = Path(args.resume)
         check_run_dir(d)

@@ -13,8 +13,8 @@ import orjson
 from .errors import RunDirError
 from .jsonl import read_records
 from .rundir import BALANCE, CONFIG, DATASET, PLAN, ROUTES, SAMPLES, STATE
-from .store import load_tree_readonly
 from .tree import Tree
+from .treefile import load_tree_readonly
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -17,11 +17,10 @@ Checkpoint cost is proportional to what changed: appends, plus snapshots whose r
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,101 +28,13 @@ from typing import Any, BinaryIO
 import orjson
 
 from .errors import RunDirError
+from .files import append_all, atomic_write, check_run_dir, ensure_new_run_dir
 from .jsonl import read_records
 from .rundir import CONFIG, EVENTS, JOURNAL, LOCK, SAMPLES, SLOTS, SNAPSHOT, STATE
 from .tree import Node, Tree
+from .treefile import apply_journal, tree_digest, tree_document
 
 RUN_FORMAT = "treesynth.run/1"
-
-
-def occupied(root: Path) -> bool:
-    """True when ``root`` exists and is not an empty directory (a new run may not go there)."""
-    root = Path(root)
-    return root.exists() and (not root.is_dir() or any(root.iterdir()))
-
-
-def ensure_new_run_dir(root: Path) -> None:
-    if occupied(root):
-        raise RunDirError(f"{str(root)!r} already exists and is not empty; choose another --out or --resume it")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-
-
-def append_all(f: BinaryIO, data: bytes) -> None:
-    """Append ``data`` to an unbuffered file: all of it, or nothing.
-
-    A short write (disk full, file size limit) is continued, so the failure surfaces as an
-    OSError; on failure the file is cut back to where it was, so no torn line is left behind
-    for later appends to follow (a torn line in the middle of a file would be corruption).
-    """
-    start = f.tell()
-    try:
-        view = memoryview(data)
-        while view:
-            n = f.write(view)
-            if n is None:  # non-blocking file: cannot happen for regular files
-                raise BlockingIOError(0, "write would block")
-            view = view[n:]
-    except OSError:
-        try:
-            f.truncate(start)
-            f.seek(start)
-        except OSError:
-            pass
-        raise
-
-
-def _tree_digest(nodes_json: bytes, seq: Any) -> str:
-    return hashlib.blake2b(nodes_json + b"|" + str(seq).encode(), digest_size=16).hexdigest()
-
-
-def tree_document(d: Any) -> tuple[Any, bool]:
-    """Parse a tree.json document; returns (document, intact). ``intact`` is False when its digest
-    does not match, i.e. the file was edited outside treesynth (files without a digest are trusted)."""
-    if isinstance(d, dict) and isinstance(d.get("digest"), str):
-        try:
-            ok = d["digest"] == _tree_digest(orjson.dumps(d.get("nodes")), d.get("seq"))
-        except TypeError:
-            ok = False
-        return d, ok
-    return d, True
-
-
-def apply_journal(tree: Tree, seq: int, entries: Iterable[dict[str, Any]], strict: bool) -> tuple[int, int]:
-    """Replay node-journal entries newer than ``seq`` onto ``tree``: upserts and deletes. Returns the
-    last sequence number applied and how many entries were. ``strict``: an invalid entry raises
-    ValueError (resume); otherwise it is skipped (a read-only viewer of a run in progress)."""
-    applied = 0
-    for entry in entries:
-        eseq = entry.get("seq")
-        if not isinstance(eseq, int) or eseq <= seq:
-            continue
-        if isinstance(entry.get("delete"), list):
-            tree.remove([i for i in entry["delete"] if isinstance(i, str) and i != "0"])
-        else:
-            try:
-                tree.upsert(Node.from_dict(entry["node"]))
-            except (ValueError, TypeError, KeyError, AttributeError) as e:
-                if strict:
-                    raise ValueError(f"{JOURNAL} entry {eseq} is invalid ({e})") from None
-                continue
-        seq = eseq
-        applied += 1
-    return seq, applied
 
 
 @dataclass
@@ -364,7 +275,7 @@ class RunStore:
         if not (self._tree_dirty and (force or now - self._last_tree_write >= min_interval)):
             return None
         doc = tree.to_dict(self.seq)
-        doc["digest"] = _tree_digest(orjson.dumps(doc["nodes"]), doc["seq"])  # detects hand edits
+        doc["digest"] = tree_digest(orjson.dumps(doc["nodes"]), doc["seq"])  # detects hand edits
         data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
         self._tree_dirty = False
         self._last_tree_write = now
@@ -410,39 +321,3 @@ class RunStore:
             except OSError:
                 pass
             self._lock_fd = None
-
-
-def check_run_dir(root: Path) -> None:
-    """The one check before resuming or opening a run: it exists, is a directory and holds a run."""
-    root = Path(root)
-    if not root.exists():
-        raise RunDirError(f"{str(root)!r} does not exist")
-    if not root.is_dir():
-        raise RunDirError(f"{str(root)!r} is not a directory")
-    if not (root / CONFIG).is_file():
-        raise RunDirError(f"{str(root)!r} is not a treesynth run (no config.json)")
-
-
-def load_tree_readonly(root: Path) -> Tree:
-    """Read a run's tree (snapshot plus journal) without locking or repairing anything."""
-    root = Path(root)
-    if not (root / CONFIG).is_file():
-        raise RunDirError(f"{str(root)!r} is not a treesynth run (no {CONFIG})")
-    tree: Tree | None = None
-    seq = 0
-    tp = root / SNAPSHOT
-    if tp.exists():
-        try:
-            doc, intact = tree_document(orjson.loads(tp.read_bytes()))
-            if intact:
-                tree, seq = Tree.from_dict(doc)
-        except (OSError, ValueError, TypeError, orjson.JSONDecodeError):
-            tree, seq = None, 0
-    if tree is None:
-        tree = Tree.new(0)
-    apply_journal(tree, seq, read_records(root / JOURNAL), strict=False)
-    try:
-        tree.check()
-    except ValueError as e:
-        raise RunDirError(f"{str(root)!r} is corrupt: {e}") from None
-    return tree

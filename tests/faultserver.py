@@ -632,8 +632,8 @@ def check_run(run_dir, size: int, fields: tuple[str, ...] = ("question", "answer
     from pathlib import Path
 
     from treesynth.core.partition import is_catch_all
-    from treesynth.core.store import load_tree_readonly
     from treesynth.core.text import normalise
+    from treesynth.core.treefile import load_tree_readonly
 
     run_dir = Path(run_dir)
     rows = [json.loads(x) for x in (run_dir / "dataset.jsonl").read_text().splitlines() if x.strip()]

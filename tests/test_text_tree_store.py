@@ -6,9 +6,10 @@ import orjson
 import pytest
 
 from treesynth.core.errors import RunDirError
-from treesynth.core.store import RUN_FORMAT, RunStore, load_tree_readonly
+from treesynth.core.store import RUN_FORMAT, RunStore
 from treesynth.core.text import normalise, sample_key, slugify, truncate
 from treesynth.core.tree import EXPANDED, LEAF, PENDING, TREE_FORMAT, Node, Tree
+from treesynth.core.treefile import load_tree_readonly
 
 # ---------------------------------------------------------------- text
 

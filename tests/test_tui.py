@@ -15,7 +15,7 @@ from rich.text import Text
 from tests.conftest import read_jsonl
 from tests.fakes import ScriptedTransport
 from tests.test_tui_support import GatedTransport, cfg, finished_run, services, wait_for
-from treesynth.core.store import load_tree_readonly
+from treesynth.core.treefile import load_tree_readonly
 from treesynth.tui.app import TreesynthApp
 from treesynth.tui.model import PRUNED_S, SYNTH
 from treesynth.tui.new_run import NewRunScreen

@@ -298,8 +298,8 @@ class NewRunScreen(Screen):
                 self.query_one(f"#f-{key}").focus()
             self._status(f"Not started: {msg}", error=True)
             return
+        from treesynth.core.files import occupied
         from treesynth.core.rundir import default_out
-        from treesynth.core.store import occupied
 
         out_path = Path(out) if out else default_out(cfg.task)
         if occupied(out_path):

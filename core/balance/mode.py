@@ -14,10 +14,11 @@ import orjson
 from ..config import RunConfig
 from ..engine.ids import derive_seed
 from ..engine.mode import EngineAccess, Sample
+from ..files import atomic_write
 from ..partition import Split
 from ..prompts import Prompts
 from ..rundir import PLAN
-from ..store import RunStore, atomic_write
+from ..store import RunStore
 from ..text import sample_key
 from ..tree import LEAF, Node
 from .data import Data

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..export import write_jsonl, write_parquet
+from ..files import atomic_write
 from ..rundir import BALANCE_SUMMARY, BALANCED, BALANCED_PARQUET, BEFORE_AFTER, DROPPED_IDS
-from ..store import RunStore, atomic_write
+from ..store import RunStore
 from ..tree import Tree
 from .data import Data
 from .plan import LeafPlan, balance_summary

@@ -13,10 +13,11 @@ from ..config import RunConfig, build_config
 from ..embeddings import load_embedder
 from ..engine import Engine, Run
 from ..errors import RunDirError
+from ..files import atomic_write, check_run_dir
 from ..handle import RunKind
 from ..llm import LLMClient
 from ..rundir import BALANCE, BALANCE_SUMMARY
-from ..store import Recovered, RunStore, atomic_write, check_run_dir
+from ..store import Recovered, RunStore
 from .data import Data, load_data
 from .mode import BalanceMode
 from .spec import BalanceSpec
