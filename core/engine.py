@@ -997,7 +997,7 @@ def make_transport(cfg):
     """The transport for ``cfg.executor``: in this process (the native OpenAI-compatible client or
     litellm, see ``make_local_transport``), or a pool of Ray workers (each making the same choice)."""
     if getattr(cfg, "executor", "local") == "ray":
-        from .ray_executor import RayTransport
+        from .llm.transports.ray import RayTransport
 
         return RayTransport(cfg)
     from .llm import make_local_transport
