@@ -2,9 +2,7 @@
 
 ``LLMRequest`` goes in, ``Completion`` comes out, ``UsageTotals`` adds them up over a run. A
 ``Transport`` makes the call itself (core/llm/transports/); ``LLMClient`` (core/llm/client.py) stands
-in front of it. A transport may hold resources (a connection pool, a pool of Ray workers): it then
-has ``aclose()`` (what must be closed on the running event loop) and/or ``close()`` (what can be closed
-synchronously). Neither is required; ``close_transport`` (core/llm/lifecycle.py) closes any transport.
+in front of it.
 """
 
 from __future__ import annotations
@@ -41,7 +39,12 @@ class Completion:
 
 class Transport(Protocol):
     """Makes one call. Raises ``ProviderError`` (retrying cannot help) or ``TransientProviderError``
-    (worth retrying with backoff), both from core/errors.py."""
+    (worth retrying with backoff), both from core/errors.py.
+
+    Optional, both idempotent: ``async aclose()`` closes what the transport holds on the event loop it
+    was called on (the http transport's session); ``close()`` releases what it holds synchronously (a
+    Ray worker pool). The code base never probes for them: it calls ``close_transport`` (core/llm/lifecycle.py).
+    """
 
     @property
     def model(self) -> str:
@@ -49,18 +52,6 @@ class Transport(Protocol):
         ...
 
     async def __call__(self, req: LLMRequest) -> Completion: ...
-
-
-class AsyncClosable(Protocol):
-    """A transport holding something on the event loop it was used on (the http transport's session)."""
-
-    async def aclose(self) -> None: ...
-
-
-class Closable(Protocol):
-    """A transport holding something it can release synchronously (a Ray worker pool, connections)."""
-
-    def close(self) -> None: ...
 
 
 @dataclass
