@@ -48,7 +48,7 @@ ROWS_PER_BATCH = 2048
 
 
 def _ray(address: str | None):
-    from treesynth.core.ray_executor import connect, import_ray
+    from treesynth.core.llm.transports.ray import connect, import_ray
 
     import_ray()  # one clear error when Ray is not installed
     connect(address)

@@ -343,7 +343,8 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from treesynth.core.config import build_config
-    from treesynth.core.estimate import estimate, litellm_price
+    from treesynth.core.estimate import estimate
+    from treesynth.core.llm.pricing import litellm_price
     from treesynth.core.preflight import check_model
     from treesynth.core.prompts import Prompts
 

@@ -153,7 +153,7 @@ class RunConfig(BaseModel):
         if self.open_ended_threshold > self.max_values:
             raise ValueError("open_ended_threshold must not exceed max_values")
         if self.transport == "http":
-            from .openai_http import http_unsupported
+            from .llm.transports.openai_http import http_unsupported
 
             why = http_unsupported(self)
             if why:

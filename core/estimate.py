@@ -1,10 +1,18 @@
-"""Expected calls, tokens and cost of a run before anything is spent (pure, plus litellm's price table)."""
+"""Expected calls, tokens and cost of a run before anything is spent (pure: prices come in as a function,
+e.g. core/llm/pricing.py's ``litellm_price``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .allocate import calls_for
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .llm.pricing import Price
+    from .prompts import Prompts
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,8 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-def estimate(cfg, prompts=None, fanout: float | None = None, retry_rate: float = 0.15, price=None) -> Estimate:
+def estimate(cfg: RunConfig, prompts: Prompts | None = None, fanout: float | None = None, retry_rate: float = 0.15,
+             price: Price | None = None) -> Estimate:
     """Model: every node splits into ``fanout`` children (default: half of max_values, at
     least 2) until depth, or until quotas reach zero; each expansion makes 3 calls; leaves
     make ceil(quota / samples_per_call) calls each (``leaf_calls``); ``retry_rate`` extra calls for invalid answers.
@@ -68,62 +77,11 @@ def estimate(cfg, prompts=None, fanout: float | None = None, retry_rate: float =
     return Estimate(internal, leaves_i, tree_calls, synth_calls, tin, tout, cost, f)
 
 
-def litellm_price(model: str):
-    """A price function from litellm's (local) cost map, or None if the model is unpriced."""
-    if model.startswith("local/"):
-        return lambda tin, tout: 0.0
-    from .llm import load_litellm
-
-    litellm = load_litellm()
-
-    def price(tin: int, tout: int) -> float | None:
-        try:
-            a, b = litellm.cost_per_token(model=model, prompt_tokens=tin, completion_tokens=tout)
-            return float(a + b)
-        except Exception:  # noqa: BLE001 - unpriced model
-            return None
-
-    return price
-
-
-def call_price(model: str):
-    """``price(tokens_in, tokens_out, cached_in=0) -> USD`` for pricing every call, or None when the
-    model is unpriced. The same prices as ``litellm_price`` (litellm's table), but looked up once:
-    litellm's calculator costs ~0.1 ms per call. Models with tiered prices (by prompt size) keep it."""
-    price = litellm_price(model)
-    if price(1000, 1000) is None:
-        return None
-
-    def slow(tin: int, tout: int, cached: int = 0) -> float | None:
-        return price(tin, tout)
-
-    try:
-        from .llm import load_litellm
-
-        info = load_litellm().get_model_info(model)
-        p_in, p_out = float(info["input_cost_per_token"]), float(info["output_cost_per_token"])
-        p_cached = info.get("cache_read_input_token_cost")
-        p_cached = float(p_cached) if isinstance(p_cached, (int, float)) else p_in
-    except Exception:  # noqa: BLE001 - priced, but not per token in the table: keep litellm's calculator
-        return slow
-    for a, b in ((1234, 567), (250_000, 30_000)):
-        c = price(a, b)
-        if c is None or abs(c - (a * p_in + b * p_out)) > 1e-6 * max(c, 1e-12):
-            return slow  # not linear (prices by prompt size)
-
-    def fast(tin: int, tout: int, cached: int = 0) -> float:
-        return (tin - cached) * p_in + cached * p_cached + tout * p_out
-
-    return fast
-
-
-def estimate_balance(cfg, n_rows: int, route: str, route_batch: int, target: int, synth_share: float = 0.25,
-                     fanout: float | None = None, retry_rate: float = 0.15, price=None) -> Estimate:
+def estimate_balance(cfg: RunConfig, n_rows: int, route: str, route_batch: int, target: int, synth_share: float = 0.25,
+                     fanout: float | None = None, retry_rate: float = 0.15, price: Price | None = None) -> Estimate:
     """A balance run: expansions make 2 calls (pivots come from the data); ``llm`` routing labels
     ``route_batch`` rows per call at every level; a ``synth_share`` of the target is assumed to be
     synthesised (the real share is known only once rows are routed)."""
-    import math
-
     f = fanout or max(2.0, cfg.max_values / 2)
     internal, level = 0, 1.0
     for _d in range(cfg.depth):

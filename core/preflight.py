@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from .errors import ProviderError
 
+if TYPE_CHECKING:
+    from .config import RunConfig
 
-def check_model(cfg) -> str | None:
+
+def check_model(cfg: RunConfig) -> str | None:
     """The model names something treesynth can call: a known embedded model or a provider litellm knows
     (no keys, files or network looked at). ``run`` and ``estimate`` share it, so both refuse the same
     models with the same line. Returns litellm's provider name (None for a router or the embedded model)."""
@@ -16,11 +20,11 @@ def check_model(cfg) -> str | None:
             raise ProviderError("router: needs a non-empty model_list")
         return None
     if cfg.model.startswith("local/"):
-        from .local_model import check_local_name
+        from .llm.transports.local import check_local_name
 
         check_local_name(cfg.model.split("/", 1)[1])
         return None
-    from .llm import load_litellm
+    from .llm.transports.litellm import load_litellm
 
     litellm = load_litellm()
     try:
@@ -33,11 +37,11 @@ def check_model(cfg) -> str | None:
     return provider
 
 
-def check_provider(cfg, *, reach: bool = True) -> None:
+def check_provider(cfg: RunConfig, *, reach: bool = True) -> None:
     """Unknown model, missing API key, unreachable api_base, missing embedded model."""
-    remote_workers = getattr(cfg, "executor", "local") == "ray"
+    remote_workers = cfg.executor == "ray"
     if remote_workers:
-        from .ray_executor import import_ray
+        from .llm.transports.ray import import_ray
 
         import_ray()  # without Ray: one line saying how to install it, before the run directory exists
         reach = False  # Ray workers call the provider from their own nodes, with their own keys
@@ -49,7 +53,7 @@ def check_provider(cfg, *, reach: bool = True) -> None:
             )
         return
     if cfg.model.startswith("local/"):
-        from .local_model import find_gguf
+        from .llm.transports.local import find_gguf
 
         find_gguf(cfg.model.split("/", 1)[1])
         try:
@@ -57,7 +61,7 @@ def check_provider(cfg, *, reach: bool = True) -> None:
         except ImportError:
             raise ProviderError("the embedded model needs llama-cpp-python: pip install llama-cpp-python") from None
         return
-    from .llm import load_litellm
+    from .llm.transports.litellm import load_litellm
 
     litellm = load_litellm()
     if cfg.api_base:

@@ -14,7 +14,7 @@ from tests.test_openai_http import Scripted, _err, _req
 from treesynth.core.config import build_config
 from treesynth.core.errors import ProviderError, TransientProviderError
 from treesynth.core.llm import LiteLLMTransport, LLMClient
-from treesynth.core.openai_http import OpenAIHTTPTransport
+from treesynth.core.llm.transports.openai_http import OpenAIHTTPTransport
 
 LLAMA_CPP_500 = "Input should be 'text' or 'json_object'"
 BAD_PARAM_500 = "1 validation error for CreateChatCompletionRequest top_k Input should be a valid integer"

@@ -18,7 +18,7 @@ from tests.faultserver import FaultConfig, FaultServer
 from treesynth.core.config import build_config
 from treesynth.core.errors import ConfigError, ProviderError, TransientProviderError
 from treesynth.core.llm import LiteLLMTransport, LLMClient, LLMRequest, make_local_transport
-from treesynth.core.openai_http import OpenAIHTTPTransport, http_unsupported, use_http
+from treesynth.core.llm.transports.openai_http import OpenAIHTTPTransport, http_unsupported, use_http
 
 SCHEMA = {"type": "object", "properties": {"samples": {"type": "array"}}}
 

@@ -43,7 +43,7 @@ def ray_local():
 
 
 def _pool(cfg, workers=2, factory=None, **kw):
-    from treesynth.core.ray_executor import RayTransport
+    from treesynth.core.llm.transports.ray import RayTransport
 
     return RayTransport(cfg, workers=workers, transport_factory=factory or ScriptedFactory({"fields": FIELDS, **kw}), model="fake/scripted")
 
@@ -137,7 +137,7 @@ def test_a_shared_cache_makes_the_ray_run_free_and_identical(ray_local, tmp_path
 def test_killing_a_worker_mid_run_still_gives_exactly_size_rows(ray_local, tmp_path, ray_retries):
     """With Ray's task retries the calls in flight on the dead worker are re-sent by Ray; without
     them Ray reports the dead actor, which the driver's client retries like any transient error."""
-    from treesynth.core.ray_executor import RayTransport
+    from treesynth.core.llm.transports.ray import RayTransport
 
     ref = _reference(tmp_path, size=120, samples_per_call=2)
     cfg = _cfg(executor="ray", size=120, samples_per_call=2, concurrency=8)

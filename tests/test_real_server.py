@@ -60,7 +60,7 @@ def llama_server(tmp_path_factory):
 
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
         pytest.skip("needs llama-cpp-python[server]")
-    from treesynth.core.local_model import find_gguf
+    from treesynth.core.llm.transports.local import find_gguf
 
     gguf = find_gguf()
     port = _free_port()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from treesynth.core import structured as so
+from treesynth.core.llm import structured as so
 
 SCHEMA = {"type": "object", "properties": {"q": {"type": "string", "maxLength": 4000}}, "required": ["q"]}
 LLAMA_CPP_500 = "Input should be 'text' or 'json_object'"

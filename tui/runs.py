@@ -24,7 +24,7 @@ def _default_preflight(cfg) -> None:
 
 
 def _default_price(model: str):
-    from treesynth.core.estimate import litellm_price
+    from treesynth.core.llm.pricing import litellm_price
 
     return litellm_price(model)
 

@@ -34,9 +34,6 @@ async def infer_task(data: Data, flags: dict[str, Any], transport: Any = None, n
     finally:
         if own:
             await close_transport(client.transport)
-            closer = getattr(client.transport, "close", None)
-            if callable(closer):
-                closer()
 
 
 async def _infer_task(client: LLMClient, cfg: RunConfig, data: Data, n: int, seed: int) -> str:

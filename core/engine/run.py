@@ -14,7 +14,7 @@ from ..cache import ResponseCache
 from ..config import RESUMABLE_OVERRIDES, RunConfig, build_config
 from ..errors import ConfigError, RunDirError, StorageError
 from ..handle import RunKind
-from ..llm import LLMClient, UsageTotals, close_transport
+from ..llm import LLMClient, UsageTotals, close_transport, close_transport_sync, make_local_transport
 from ..prompts import Prompts
 from ..rundir import CACHE
 from ..store import Recovered, RunStore
@@ -43,11 +43,9 @@ def make_transport(cfg: RunConfig) -> Any:
     """The transport for ``cfg.executor``: in this process (the native OpenAI-compatible client or
     litellm, see ``make_local_transport``), or a pool of Ray workers (each making the same choice)."""
     if cfg.executor == "ray":
-        from ..ray_executor import RayTransport
+        from ..llm.transports.ray import RayTransport
 
         return RayTransport(cfg)
-    from ..llm import make_local_transport
-
     return make_local_transport(cfg)
 
 
@@ -169,10 +167,5 @@ class Run:
             except Exception:  # noqa: BLE001
                 pass
             self.client.cache = None
-        closer = getattr(self.client.transport, "close", None)
-        if callable(closer):  # e.g. the Ray executor's worker pool, the http transport's connections
-            try:
-                closer()
-            except Exception:  # noqa: BLE001
-                pass
+        close_transport_sync(self.client.transport)  # e.g. the Ray executor's worker pool, the http transport's connections
         self.store.close()

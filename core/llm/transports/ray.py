@@ -3,7 +3,7 @@
 The driver keeps the whole run: tree growth and validation, the LLM client (response cache,
 budget, the global ``--concurrency`` semaphore, RPM/TPM limits, retries with backoff), the run
 directory and the events. Only the provider call itself leaves the process: ``RayTransport``
-implements the ``Transport`` protocol, so ``LLMClient`` gates every call exactly as on the local
+implements the ``Transport`` protocol (core/llm/types.py), so ``LLMClient`` gates every call exactly as on the local
 executor, and the cluster as a whole respects ``--concurrency``, ``--rpm`` and ``--tpm``
 (they are enforced once, on the driver, before a call is dispatched).
 
@@ -33,21 +33,26 @@ import itertools
 import logging
 import math
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ProviderError, TransientProviderError
-from .llm import Completion, LLMRequest
+from ...errors import ConfigError, ProviderError, TransientProviderError
+from ..types import Completion, LLMRequest, Transport
+from .common import first_line
+
+if TYPE_CHECKING:
+    from ...config import RunConfig
 
 INSTALL_HINT = "--executor ray needs Ray, an optional extra: pip install 'treesynth[ray]'"
 STARTUP_TIMEOUT_S = float(os.environ.get("TREESYNTH_RAY_STARTUP_TIMEOUT", "180"))
 
-TransportFactory = Callable[[Any], Any]  # RunConfig -> Transport, called on the worker
+TransportFactory = Callable[["RunConfig"], Transport]  # called on the worker
 
 _started_here = False  # this process started (or joined) Ray through connect(): shut it down when the last pool closes
 _open_pools = 0
 
 
-def import_ray():
+def import_ray() -> Any:
     try:
         import ray
     except ImportError:
@@ -74,27 +79,22 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     except ConnectionError as e:
         where = "on this machine (--ray-address auto)" if address == "auto" else f"at {address}"
         raise ProviderError(
-            f"no Ray cluster reachable {where}: {_line(e)}; start one with `ray start --head`, "
+            f"no Ray cluster reachable {where}: {first_line(e, 240)}; start one with `ray start --head`, "
             "or leave out --ray-address to start a local instance"
         ) from None
     except Exception as e:  # noqa: BLE001 - auth failures, bad addresses...: one line
         if "auth" in type(e).__name__.lower() or "token" in str(e).lower():
             raise ProviderError(
-                f"the Ray cluster refused the connection: {_line(e)} (token auth: set RAY_AUTH_TOKEN or "
+                f"the Ray cluster refused the connection: {first_line(e, 240)} (token auth: set RAY_AUTH_TOKEN or "
                 "RAY_AUTH_TOKEN_PATH to the cluster's token)"
             ) from None
-        raise ProviderError(f"cannot start or join Ray: {type(e).__name__}: {_line(e)}") from None
+        raise ProviderError(f"cannot start or join Ray: {type(e).__name__}: {first_line(e, 240)}") from None
     _started_here = True
     return True
 
 
-def _line(e: BaseException, limit: int = 240) -> str:
-    s = " ".join(str(e).split())
-    return s[:limit] or type(e).__name__
-
-
-def _default_factory(cfg):
-    from .llm import make_local_transport
+def _default_factory(cfg: RunConfig) -> Transport:
+    from ..lifecycle import make_local_transport
 
     return make_local_transport(cfg)  # the driver's choice: the native OpenAI-compatible client or litellm
 
@@ -103,7 +103,7 @@ class _Worker:
     """One Ray actor: its own transport (and so its own async client or embedded model)."""
 
     def __init__(self, cfg_dict: dict[str, Any], factory: TransportFactory | None, threads: int | None) -> None:
-        from .config import RunConfig
+        from ...config import RunConfig
 
         if threads:
             os.environ["TREESYNTH_LOCAL_THREADS"] = str(threads)
@@ -117,7 +117,7 @@ class _Worker:
 
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
-    async def call(self, req: LLMRequest) -> tuple:
+    async def call(self, req: LLMRequest) -> tuple[Any, ...]:
         """("ok", Completion) | ("transient", message, retry_after) | ("fatal", message).
 
         Errors travel as values: no exception class has to survive pickling across processes."""
@@ -131,7 +131,7 @@ class _Worker:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - unknown failures are retried, bounded by the driver
-            return ("transient", f"{type(e).__name__}: {_line(e)}", None)
+            return ("transient", f"{type(e).__name__}: {first_line(e, 240)}", None)
         return ("ok", c)
 
     def stats(self) -> dict[str, Any]:
@@ -151,7 +151,7 @@ class RayTransport:
 
     def __init__(
         self,
-        cfg,
+        cfg: RunConfig,
         *,
         workers: int | None = None,
         transport_factory: TransportFactory | None = None,
@@ -172,11 +172,11 @@ class RayTransport:
         self._ray = ray
         self._actors: list[Any] = []
         self._open = False
-        connect(address if address is not None else getattr(cfg, "ray_address", None))
+        connect(address if address is not None else cfg.ray_address)
         _open_pools += 1
         self._open = True
         try:
-            n = workers or getattr(cfg, "ray_workers", None) or self._alive_nodes()
+            n = workers or cfg.ray_workers or self._alive_nodes()
             n = max(1, int(n))
             total_cpus = float(ray.cluster_resources().get("CPU", 1.0))
             local = cfg.model.startswith("local/") and transport_factory is None
@@ -216,7 +216,7 @@ class RayTransport:
                 f"(the cluster has {ray.cluster_resources().get('CPU', 0):g}): lower --ray-workers"
             ) from None
         except ray.exceptions.RayError as e:
-            raise ProviderError(f"Ray workers failed to start: {type(e).__name__}: {_line(e)}") from None
+            raise ProviderError(f"Ray workers failed to start: {type(e).__name__}: {first_line(e, 240)}") from None
 
     def _pick(self) -> int:
         """The least-loaded actor; ties go round-robin so an idle pool is used evenly."""
@@ -241,10 +241,10 @@ class RayTransport:
                     pass
             raise
         except (ray.exceptions.RuntimeEnvSetupError, ray.exceptions.ActorUnschedulableError) as e:
-            raise ProviderError(f"Ray worker cannot run: {type(e).__name__}: {_line(e)}") from None
+            raise ProviderError(f"Ray worker cannot run: {type(e).__name__}: {first_line(e, 240)}") from None
         except ray.exceptions.RayError as e:
             # worker or node died, object lost...: Ray already retried what it could; the client retries
-            raise TransientProviderError(f"Ray worker lost ({type(e).__name__}): {_line(e, 160)}", retry_after=0.5) from None
+            raise TransientProviderError(f"Ray worker lost ({type(e).__name__}): {first_line(e, 160)}", retry_after=0.5) from None
         finally:
             self._load[i] -= 1
         kind = out[0]

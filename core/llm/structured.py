@@ -1,6 +1,6 @@
 """Structured-output negotiation: which ``response_format`` an endpoint accepts, decided from its errors.
 
-Both transports (core/openai_http.py and core/llm.py's LiteLLMTransport) start at the strongest
+Both transports (core/llm/transports/openai_http.py and .../litellm.py) start at the strongest
 form and step down the ladder when the endpoint rejects it, remembering the step for the rest of
 the run (one ``Negotiator`` per transport instance, i.e. per endpoint):
 
@@ -38,6 +38,7 @@ TRANSIENT = "transient"
 REJECTED = "rejected"
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+GRAMMAR_MAX_LENGTH = 500
 
 # An error about the response_format itself (OpenAI, vLLM, llama.cpp, pydantic validation, litellm's wrappers).
 _STRUCTURED = re.compile(
@@ -69,12 +70,25 @@ def response_format(mode: str, schema: dict[str, Any] | None, name: str = "answe
         return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": False}}
     if mode == JSON_OBJECT_SCHEMA:
         # llama.cpp turns the schema into a grammar; long maxLength limits crash its grammar parser
-        from .local_model import grammar_safe
-
         return {"type": "json_object", "schema": grammar_safe(schema)}
     if mode == JSON_OBJECT:
         return {"type": "json_object"}
     raise ValueError(f"unknown structured-output mode {mode!r}")
+
+
+def grammar_safe(schema: Any) -> Any:
+    """llama.cpp expands ``maxLength`` into nested optional rules; long limits crash its grammar
+    parser (measured: 600 compiles and runs, 1200 kills the process). Cap them at 500 characters, so a
+    small model's strings still end (unbounded, SmolLM2 writes one field until max_tokens), and keep
+    every other constraint. Used for llama.cpp servers (``json_object_schema``) and the embedded model."""
+    if isinstance(schema, dict):
+        out = {k: grammar_safe(v) for k, v in schema.items()}
+        if isinstance(out.get("maxLength"), int) and out["maxLength"] > GRAMMAR_MAX_LENGTH:
+            out["maxLength"] = GRAMMAR_MAX_LENGTH
+        return out
+    if isinstance(schema, list):
+        return [grammar_safe(x) for x in schema]
+    return schema
 
 
 def names_structured_output(message: str, param: str = "") -> bool:
@@ -129,10 +143,11 @@ class Negotiator:
         can_step = sent_mode is not None and sent_mode != NONE
         return classify(status, message, param=param, sent_rf=can_step, repeated=n > 0)
 
-    def downgrade(self, sent_mode: str, message: str = "") -> str:
-        """Step down from ``sent_mode`` (a no-op if another request already did); returns the mode now in force."""
+    def downgrade(self, sent_mode: str | None, message: str = "") -> str:
+        """Step down from ``sent_mode`` (a no-op if another request already did, or if nothing was sent:
+        None); returns the mode now in force."""
         with self._lock:
-            below = next_mode(sent_mode)
+            below = next_mode(sent_mode) if sent_mode is not None else None
             if below is not None and LADDER.index(below) > LADDER.index(self.mode):
                 self.downgrades.append((self.mode, below, message[:200]))
                 self.mode = below

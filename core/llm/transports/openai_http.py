@@ -4,10 +4,10 @@ litellm costs 3.5-4 ms of CPU per call (the OpenAI SDK, pydantic objects, its lo
 cost machinery), which caps one event loop near 250-280 calls/s. For the models that speak the
 OpenAI chat API (``openai/<model>``, and ``hosted_vllm/<model>`` with an api_base) this
 transport posts the request itself: orjson in and out, one pooled ``aiohttp.ClientSession`` per
-event loop, prices looked up once. It behaves like ``LiteLLMTransport``: the same ``Completion``
+event loop, prices looked up once (core/llm/pricing.py). It behaves like ``LiteLLMTransport``: the same ``Completion``
 fields, the same split between ``ProviderError`` (auth, unknown model, rejected request) and
 ``TransientProviderError`` (429/5xx with Retry-After, timeouts, dropped connections, malformed
-bodies), and the same structured-output negotiation (core/structured.py): ``json_schema``, then llama.cpp's
+bodies), and the same structured-output negotiation (core/llm/structured.py): ``json_schema``, then llama.cpp's
 ``json_object`` + schema, then ``json_object``, then none (tolerant parsing), stepped down at once when
 the endpoint rejects one, whatever the status code.
 
@@ -18,22 +18,36 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import structured
-from .errors import ConfigError, ProviderError, TransientProviderError
-from .llm import Completion, LLMRequest, _raise_open_files_limit, retry_after_from_headers
+from ...errors import ConfigError, ProviderError, TransientProviderError
+from .. import structured
+from ..pricing import CallPrice, call_price
+from ..types import Completion, LLMRequest
+from .common import raise_open_files_limit, retry_after_from_headers
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ...config import RunConfig
 
 OPENAI_BASE = "https://api.openai.com/v1"
 TRANSIENT_STATUS = structured.RETRYABLE_STATUS
-_LOOKUP = object()
 
 
-def http_unsupported(cfg) -> str | None:
+class _Lookup:
+    """The default of ``OpenAIHTTPTransport(price=...)``: look the model's prices up."""
+
+
+_LOOKUP = _Lookup()
+
+
+def http_unsupported(cfg: RunConfig) -> str | None:
     """Why ``cfg`` cannot use this transport (None: it can)."""
-    if getattr(cfg, "router", None):
+    if cfg.router:
         return "a litellm router config needs the litellm transport"
     model = cfg.model
     if model.startswith("openai/") and len(model) > len("openai/"):
@@ -45,9 +59,9 @@ def http_unsupported(cfg) -> str | None:
     return f"{model!r} does not speak the OpenAI chat API (the http transport serves openai/<model> and hosted_vllm/<model>)"
 
 
-def use_http(cfg) -> bool:
+def use_http(cfg: RunConfig) -> bool:
     """transport "auto": http where supported, litellm otherwise; "http" on an unsupported model is a ConfigError."""
-    choice = getattr(cfg, "transport", "auto")
+    choice = cfg.transport
     if choice == "litellm":
         return False
     why = http_unsupported(cfg)
@@ -67,7 +81,7 @@ def _api_key(model: str, api_base: str | None) -> str | None:
     return "not-needed" if api_base else None
 
 
-def _ssl_context():
+def _ssl_context() -> ssl.SSLContext:
     import ssl
 
     if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
@@ -112,7 +126,7 @@ def _error_param(raw: bytes) -> str:
 class OpenAIHTTPTransport:
     """``Transport`` for OpenAI-compatible chat completions over aiohttp (see the module docstring)."""
 
-    def __init__(self, cfg, *, price: Any = _LOOKUP) -> None:
+    def __init__(self, cfg: RunConfig, *, price: CallPrice | None | _Lookup = _LOOKUP) -> None:
         """``price``: ``(tokens_in, tokens_out, cached_in) -> USD`` or None (unpriced); default: litellm's table, looked up once."""
         self.model = cfg.model  # the cache key's model: the same as LiteLLMTransport's, so caches carry over
         provider, _, self.wire_model = cfg.model.partition("/")
@@ -125,15 +139,15 @@ class OpenAIHTTPTransport:
         self.api_base = base.rstrip("/")
         self.url = self.api_base + "/chat/completions"
         self.timeout = float(cfg.timeout)
-        self.limit = max(1, int(getattr(cfg, "concurrency", 16)))
-        # structured output: json_schema, stepped down per core/structured.py when this endpoint rejects it
+        self.limit = max(1, int(cfg.concurrency))
+        # structured output: json_schema, stepped down per core/llm/structured.py when this endpoint rejects it
         self.negotiator = structured.Negotiator(structured.JSON_SCHEMA)
         # api.openai.com wants max_completion_tokens (reasoning models reject max_tokens); other servers get max_tokens
         self.max_tokens_key = "max_completion_tokens" if self.api_base.startswith(OPENAI_BASE) else "max_tokens"
         self.send_temperature = True
         key = _api_key(cfg.model, cfg.api_base)
         self._key = key
-        from . import __version__
+        from ... import __version__
 
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": f"treesynth/{__version__}"}
         if key:
@@ -146,27 +160,25 @@ class OpenAIHTTPTransport:
             if project:
                 headers["OpenAI-Project"] = project
         self._headers = headers
-        if price is _LOOKUP:
-            from .estimate import call_price
-
-            price = call_price(cfg.model)
-        self._price = price  # None: unpriced model, cost unknown (as with litellm)
+        # None: unpriced model, cost unknown (as with litellm)
+        self._price: CallPrice | None = call_price(cfg.model) if isinstance(price, _Lookup) else price
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._session = None
-        self._old: list = []  # sessions of event loops this transport was used on before
-        self._proxy = self._proxy_auth = None
-        self._timeout_exc: tuple = (asyncio.TimeoutError,)
-        self._client_exc: tuple = (OSError,)
+        self._session: Any = None  # aiohttp.ClientSession (aiohttp is imported on the first call)
+        self._old: list[Any] = []  # sessions of event loops this transport was used on before
+        self._proxy: Any = None
+        self._proxy_auth: Any = None
+        self._timeout_exc: tuple[type[BaseException], ...] = (asyncio.TimeoutError,)
+        self._client_exc: tuple[type[BaseException], ...] = (OSError,)
 
     # ---- session -------------------------------------------------------------
-    def _open_session(self, loop: asyncio.AbstractEventLoop):
+    def _open_session(self, loop: asyncio.AbstractEventLoop) -> Any:
         import aiohttp
 
         self._timeout_exc = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
         self._client_exc = (aiohttp.ClientError, OSError)
         if self._session is not None:
             self._old.append(self._session)
-        _raise_open_files_limit(self.limit + 256)
+        raise_open_files_limit(self.limit + 256)
         connector = aiohttp.TCPConnector(
             limit=self.limit, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300,
             ssl=_ssl_context() if self.url.startswith("https:") else False,
@@ -215,7 +227,7 @@ class OpenAIHTTPTransport:
     # ---- the call --------------------------------------------------------------
     @property
     def schema_mode(self) -> str:
-        """The structured-output mode in force for this endpoint (see core/structured.py)."""
+        """The structured-output mode in force for this endpoint (see core/llm/structured.py)."""
         return self.negotiator.mode
 
     def _body(self, req: LLMRequest) -> tuple[dict[str, Any], str | None]:
@@ -293,7 +305,7 @@ class OpenAIHTTPTransport:
         key = self._key
         return s.replace(key, "<redacted>") if key and len(key) >= 8 and key in s else s
 
-    def _raise_for(self, status: int, raw: bytes, headers, sent_mode: str | None) -> None:
+    def _raise_for(self, status: int, raw: bytes, headers: Mapping[str, str], sent_mode: str | None) -> None:
         msg = self._scrub(_error_message(raw))
         param = _error_param(raw)
         verdict = self.negotiator.classify(status, msg, param=param, sent_mode=sent_mode)

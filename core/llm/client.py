@@ -1,0 +1,191 @@
+"""``LLMClient``: the one object every LLM call goes through, in front of a transport.
+
+The client adds the response cache, pause/stop/budget gates, a priority concurrency
+limit, RPM/TPM limits, retries with exponential backoff and jitter that honour
+Retry-After, and usage accounting. The transport does the call itself: in the product the
+native OpenAI-compatible client (core/llm/transports/openai_http.py) for openai/ and hosted_vllm/
+models and litellm (core/llm/transports/litellm.py) for every other provider (``make_local_transport``),
+a pool of Ray workers (core/llm/transports/ray.py), a scripted fake in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ..cache import ResponseCache, cache_key
+from ..errors import BudgetExhausted, StopRequested, TransientProviderError
+from ..ratelimit import PrioritySemaphore, RateLimiter
+from .types import PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(s: str) -> str:
+    """Replace lone UTF-16 surrogates (a provider's JSON can carry them as escapes): they cannot be
+    written as UTF-8, so one would crash the cache or the journal."""
+    if s.isascii() or not _LONE_SURROGATE.search(s):
+        return s
+    return s.encode("utf-8", "replace").decode("utf-8")
+
+
+class LLMClient:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        concurrency: int = 16,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_retries: int = 6,
+        budget: float | None = None,
+        cache: ResponseCache | None = None,
+        read_cache: bool = True,
+        usage: UsageTotals | None = None,
+        on_usage: Callable[[], None] | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        self.transport = transport
+        self.sem = PrioritySemaphore(concurrency)
+        self.rpm = RateLimiter(rpm) if rpm else None
+        self.tpm = RateLimiter(tpm) if tpm else None
+        self.max_retries = max_retries
+        self.budget = budget
+        self.cache = cache
+        self.read_cache = read_cache
+        self.usage = usage or UsageTotals()
+        self.on_usage = on_usage or (lambda: None)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._running = asyncio.Event()
+        self._running.set()
+        self._stopping = False
+        self.budget_hit = False
+        self._call_started: dict[int, float] = {}  # in-flight calls: id -> time.monotonic() when it started
+        self._call_seq = 0
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls sent to the provider and not answered yet (``usage.in_flight`` also counts those holding a slot at the gate)."""
+        return len(self._call_started)
+
+    def oldest_in_flight_s(self, now: float | None = None) -> float | None:
+        """Seconds since the oldest call still in flight started (None when none is)."""
+        if not self._call_started:
+            return None
+        oldest = next(iter(self._call_started.values()))  # insertion order is start order
+        return max(0.0, (time.monotonic() if now is None else now) - oldest)
+
+    # ---- steering --------------------------------------------------------
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def stop(self) -> None:
+        """No new calls start; waiting callers get StopRequested."""
+        self._stopping = True
+        self._running.set()
+
+    def budget_left(self) -> bool:
+        if self.budget is None or not self.usage.cost_known:
+            return True
+        return self.usage.cost < self.budget
+
+    async def _gate(self) -> None:
+        if not self._running.is_set():
+            await self._running.wait()
+        if self._stopping:
+            raise StopRequested()
+        if not self.budget_left():
+            self.budget_hit = True
+            raise BudgetExhausted()
+
+    # ---- the call --------------------------------------------------------
+    def _params(self, req: LLMRequest) -> dict[str, Any]:
+        return {"temperature": req.temperature, "max_tokens": req.max_tokens, "seed": req.seed, "schema": req.schema}
+
+    async def complete(self, req: LLMRequest) -> Completion:
+        key = None
+        if self.cache is not None:
+            key = cache_key(self.transport.model, req.messages, self._params(req), req.slot)
+            if self.read_cache:
+                hit = self.cache.get(key)
+                if hit is not None:
+                    self.usage.cache_hits += 1
+                    self.on_usage()
+                    return Completion(hit.text, hit.finish_reason, hit.tokens_in, hit.tokens_out, 0.0, cached=True)
+        attempt = 0
+        while True:
+            await self._gate()
+            est_tokens = sum(len(m["content"]) for m in req.messages) // 4 + req.max_tokens // 2
+            if self.rpm:
+                await self.rpm.acquire(1)
+            if self.tpm:
+                await self.tpm.acquire(est_tokens)
+            await self.sem.acquire(req.priority)
+            self.usage.in_flight += 1
+            self._call_seq += 1
+            call = self._call_seq
+            try:
+                await self._gate()  # state may have changed while we waited for a slot
+                self.usage.requests += 1
+                self._call_started[call] = time.monotonic()
+                result = await self.transport(req)
+            except TransientProviderError as e:
+                self.usage.errors += 1
+                if attempt >= self.max_retries:
+                    self.on_usage()
+                    raise
+                attempt += 1
+                self.usage.retries += 1
+                self.on_usage()
+                delay = self._backoff(attempt, e.retry_after)
+            else:
+                if not result.text.isascii():
+                    cleaned = clean_text(result.text)
+                    if cleaned is not result.text:
+                        result = replace(result, text=cleaned)
+                self._account(result, est_tokens)
+                if self.cache is not None and key is not None:
+                    self.cache.put(key, result.text, result.finish_reason, result.tokens_in, result.tokens_out)
+                    if req.priority == PRIORITY_TREE:
+                        # a tree step's answer is persisted nowhere else until its node is done: commit it
+                        # now, so a crash never asks it again (generation answers land in samples.jsonl)
+                        self.cache.commit()
+                self.on_usage()
+                return result
+            finally:
+                self.usage.in_flight -= 1
+                self._call_started.pop(call, None)
+                self.sem.release()
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        expo = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        delay = random.uniform(expo / 2, expo)  # "equal jitter"
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, 600.0))
+        return delay
+
+    def _account(self, c: Completion, est_tokens: int) -> None:
+        u = self.usage
+        u.tokens_in += c.tokens_in
+        u.tokens_out += c.tokens_out
+        if c.cost is None:
+            u.cost_known = False
+        else:
+            u.cost += c.cost
+        if self.tpm:
+            self.tpm.adjust(c.tokens_in + c.tokens_out - est_tokens)

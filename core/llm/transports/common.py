@@ -1,0 +1,46 @@
+"""What every transport shares: a provider's Retry-After, a failure as one line, the open-files limit."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+
+
+def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date); None if absent or malformed."""
+    if not headers:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return float(ms) / 1000.0
+        ra = headers.get("retry-after")
+        if ra is None:
+            return None
+        try:
+            return max(0.0, float(ra))
+        except ValueError:
+            dt = email.utils.parsedate_to_datetime(ra)
+            return max(0.0, dt.timestamp() - time.time())
+    except Exception:  # noqa: BLE001 - a malformed header is just ignored
+        return None
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one line of at most ``limit`` characters (its type name when it says nothing)."""
+    s = " ".join(str(e).split())
+    return s[:limit] or type(e).__name__
+
+
+def raise_open_files_limit(want: int) -> None:
+    """Each connection is a file descriptor; a soft limit of 1024 (a common default) breaks high concurrency."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass

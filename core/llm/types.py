@@ -1,0 +1,91 @@
+"""The values an LLM call is made of, and the protocol a transport implements.
+
+``LLMRequest`` goes in, ``Completion`` comes out, ``UsageTotals`` adds them up over a run. A
+``Transport`` makes the call itself (core/llm/transports/); ``LLMClient`` (core/llm/client.py) stands
+in front of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Priorities at the client's concurrency gate: growing the tree goes before filling leaves.
+PRIORITY_TREE = 0
+PRIORITY_LEAF = 1
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    messages: list[dict[str, str]]
+    slot: str  # identifies the call within the run: "<node>:<step>:<attempt>" or "<leaf>:gen:<slot>"
+    schema: dict[str, Any] | None = None
+    schema_name: str = "answer"
+    temperature: float = 0.8
+    max_tokens: int = 1024
+    seed: int | None = None
+    priority: int = PRIORITY_TREE
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str | None
+    tokens_in: int
+    tokens_out: int
+    cost: float | None = 0.0  # None: unknown for this model
+    cached: bool = False
+
+
+class Transport(Protocol):
+    """Makes one call. Raises ``ProviderError`` (retrying cannot help) or ``TransientProviderError``
+    (worth retrying with backoff), both from core/errors.py.
+
+    Optional, both idempotent: ``async aclose()`` closes what the transport holds on the event loop it
+    was called on (the http transport's session); ``close()`` releases what it holds synchronously (a
+    Ray worker pool). The code base never probes for them: it calls ``close_transport`` (core/llm/lifecycle.py).
+    """
+
+    @property
+    def model(self) -> str:
+        """The model name the response cache keys on."""
+        ...
+
+    async def __call__(self, req: LLMRequest) -> Completion: ...
+
+
+@dataclass
+class UsageTotals:
+    requests: int = 0
+    cache_hits: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+    retries: int = 0
+    errors: int = 0
+    invalid: int = 0
+    in_flight: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float | None:
+        return self.cost if self.cost_known else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests, "cache_hits": self.cache_hits, "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out, "cost": self.cost, "cost_known": self.cost_known,
+            "retries": self.retries, "errors": self.errors, "invalid": self.invalid,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UsageTotals:
+        u = cls()
+        for k in ("requests", "cache_hits", "tokens_in", "tokens_out", "retries", "errors", "invalid"):
+            if isinstance(d.get(k), int):
+                setattr(u, k, d[k])
+        if isinstance(d.get("cost"), (int, float)):
+            u.cost = float(d["cost"])
+        u.cost_known = bool(d.get("cost_known", True))
+        return u
