@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, read_jsonl, run_cli
+from tests.conftest import call_cli, cli_env, read_jsonl, run_cli
 from tests.fakes import ScriptedTransport
 from tests.ray_fakes import FlakyFactory, ScriptedFactory
 from treesynth.core import events as ev
@@ -249,7 +249,7 @@ def test_cli_joins_the_running_cluster_and_calls_the_provider_from_the_workers(r
     calls = stub.completions
     assert calls > 0
     assert {a.split("/")[0] for a in stub.seen_agents} == {"treesynth"}  # the workers used the http transport
-    r2 = run_cli("run", "--resume", str(out), "--no-ui", "--executor", "local", env=cli_env(), timeout=240)
+    r2 = call_cli("run", "--resume", str(out), "--no-ui", "--executor", "local", env=cli_env())
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert stub.completions == calls  # finished: zero calls
 
@@ -276,7 +276,7 @@ def test_streamed_partial_sums_give_the_reports_metrics():
     assert st.vendi_score() == pytest.approx(M.vendi_score(X), rel=1e-6)
     order = [f"0.{i}" for i in range(8)]  # one leaf got no rows: it counts as empty
     cov = st.coverage(order)
-    ref = M.coverage_metrics(X, np.array([int(l[2:]) for l in leaves]), 8)
+    ref = M.coverage_metrics(X, np.array([int(leaf[2:]) for leaf in leaves]), 8)
     for k in ("occupancy_entropy", "gini", "empty_leaves", "within_leaf_similarity", "between_leaf_similarity", "leaf_sizes"):
         assert cov[k] == pytest.approx(ref[k], abs=1e-9), k
 
@@ -286,9 +286,9 @@ def test_ray_report_embeddings_and_streamed_full_data_metrics_match_local(ray_lo
     import numpy as np
 
     from treesynth.analytics.data import load_dataset
-    from treesynth.core.embeddings import Embedder
     from treesynth.analytics.ray_embed import RayEmbedder, full_data_metrics
     from treesynth.analytics.report import Analysis, analyse
+    from treesynth.core.embeddings import Embedder
 
     out = tmp_path / "run"
     _execute(Run.create(_cfg(size=90), out, transport=ScriptedTransport(fields=FIELDS)))
