@@ -211,7 +211,7 @@ def test_the_run_directory_resumes_with_either_executor(ray_local, tmp_path, fir
 
 
 def test_without_ray_the_cli_says_how_to_install_it(tmp_path, monkeypatch, capsys):
-    from treesynth.core import cli
+    import treesynth.cli.main as cli
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     rc = cli.main(["run", "math", "--executor", "ray", "--no-ui", "--size", "5", "--out", str(tmp_path / "r")])
