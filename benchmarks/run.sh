@@ -2,7 +2,7 @@
 # Run every benchmark: ./benchmarks/run.sh [extra args for bench_engine.py, e.g. --sizes 100k,1M]
 # engine overhead at scale, concurrency efficiency, calls and tokens per 1,000 samples, TUI
 # responsiveness, balance routing, the 100k report (about 6 minutes on its own), Ray overhead.
-# SKIP_<NAME>=1 skips one (CONCURRENCY, CALLS, TUI, BALANCE, REPORT, RAY, EMBEDDED).
+# SKIP_<NAME>=1 skips one (STARTUP, CONCURRENCY, CALLS, TUI, BALANCE, REPORT, RAY, EMBEDDED).
 # Results: a table on stdout per benchmark and benchmarks/out/*.json. Run it on a quiet machine:
 # every figure is wall time on shared cores.
 set -euo pipefail
@@ -12,6 +12,10 @@ if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
 "$PY" benchmarks/bench_engine.py "$@"
+# start-up of the command (--help, --version) as real processes; SKIP_STARTUP=1 skips it
+if [ -z "${SKIP_STARTUP:-}" ]; then
+  "$PY" benchmarks/bench_startup.py
+fi
 # concurrency efficiency of the real LLM path (the http transport, then litellm) against tests/faultserver.py;
 # its own arguments go in BENCH_CONCURRENCY_ARGS (e.g. "--levels 256 --baseline"); SKIP_CONCURRENCY=1 skips it
 if [ -z "${SKIP_CONCURRENCY:-}" ]; then

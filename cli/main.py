@@ -161,8 +161,13 @@ def say(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code; it never calls ``sys.exit``, so a program (or a test) may
+    call it in-process. Output goes to ``sys.stdout``/``sys.stderr`` as they are at call time."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors: argparse has printed its answer and exits
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_FAILED)
     if args.command is None:
         parser.print_help()
         return 0
@@ -261,9 +266,13 @@ def _execute(run, json_events: bool) -> int:
             loop.add_signal_handler(sig, on_signal, name)
         return await run.execute(display)
 
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         fin = asyncio.run(main())
     finally:
+        for sig, handler in saved.items():  # asyncio resets them to the defaults: give the caller back its own
+            if handler is not None:
+                signal.signal(sig, handler)
         try:
             display.close()
         except (OSError, ValueError):  # its stream is a closed pipe: the run's outcome matters, not the display

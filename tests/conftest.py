@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from tests.stub_server import StubOpenAI
+from treesynth.cli.main import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -22,10 +29,71 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``treesynth ARGS`` as a real process (``python -m treesynth.cli``): for what needs one, such as the
+    interpreter's start-up and exit status, signals, a kill, another user, or a model loaded in its own process."""
     return subprocess.run(
         [sys.executable, "-m", "treesynth.cli", *args], capture_output=True, text=True,
         env=env or cli_env(), timeout=timeout, cwd=str(cwd) if cwd else None,
     )
+
+
+class CliResult(NamedTuple):
+    """What one in-process ``treesynth`` command gave back (the fields a ``CompletedProcess`` has)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def call_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliResult:
+    """``treesynth ARGS`` in this process: the CLI's entry function with the environment a real process would
+    get from ``run_cli`` (``cli_env()``: no ``*_API_KEY`` unless ``env`` sets it; ``env`` may be a ``cli_env(...)``)
+    and the working directory ``cwd``, both restored afterwards; what it prints to stdout and stderr is returned."""
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        for key in [k for k in os.environ if k.endswith("_API_KEY")]:
+            mp.delenv(key)
+        for key, value in {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **(env or {})}.items():
+            mp.setenv(key, value)
+        if cwd is not None:
+            mp.chdir(cwd)
+        _stderr_as_in_a_process(mp)
+        out, err = _ThisThread(sys.stdout), _ThisThread(sys.stderr)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli_main(list(args))
+    return CliResult(code, out.text.getvalue(), err.text.getvalue())
+
+
+class _ThisThread(io.TextIOBase):
+    """Stands in for sys.stdout or sys.stderr during one ``call_cli``: keeps what the command's thread writes;
+    what other threads write (the test's own servers) goes on to the stream it replaces, as it would if the
+    command were a process of its own."""
+
+    def __init__(self, others: io.TextIOBase) -> None:
+        self.text = io.StringIO()
+        self.others = others
+        self.owner = threading.get_ident()
+
+    def write(self, s: str) -> int:
+        return (self.text if threading.get_ident() == self.owner else self.others).write(s)
+
+    def flush(self) -> None:
+        self.others.flush()
+
+
+def _stderr_as_in_a_process(mp: pytest.MonkeyPatch) -> None:
+    """What a fresh interpreter prints on stderr, pytest collects for its report instead: log records that
+    no handler takes, warnings, exceptions in threads and in finalisers. For one ``call_cli`` they go to
+    ``sys.stderr`` again (so an assertion on stderr sees them as it would a process's); called inside
+    ``warnings.catch_warnings()``, which restores the filters."""
+    mp.setattr(logging.getLogger(), "handlers", [])  # none: records reach logging.lastResort, i.e. sys.stderr
+    mp.setattr(threading, "excepthook", threading.__excepthook__)
+    mp.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    mp.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
+               sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
+    warnings.resetwarnings()  # the interpreter's default filters
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED, cli_env, read_jsonl, run_cli
+from tests.conftest import SHARED, call_cli, cli_env, read_jsonl, run_cli
 from tests.fakes import ScriptedTransport, hash_embedder
 from treesynth.core.balance import BalanceRun, farthest_point_keep, leaf_targets, load_data, validate_route
 from treesynth.core.errors import ConfigError
@@ -135,7 +135,7 @@ def test_bad_inputs_give_one_line(tmp_path):
         (["balance", str(tmp_path / "x.txt"), "--no-ui", "--task", "t"], "does not exist"),
     ]
     for args, needle in cases:
-        r = run_cli(*args)
+        r = call_cli(*args)
         assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and needle in lines[0], (args, r.stderr)
@@ -177,10 +177,10 @@ def test_balance_resumes_after_sigkill(tmp_path):
 
 
 def test_estimate_covers_balance_runs():
-    r = run_cli("estimate", "--balance", str(GSM_TEST), "--route", "llm", "--route-batch", "20", "--depth", "2", "--model", "openai/gpt-4o-mini")
+    r = call_cli("estimate", "--balance", str(GSM_TEST), "--route", "llm", "--route-batch", "20", "--depth", "2", "--model", "openai/gpt-4o-mini")
     assert r.returncode == 0, r.stderr
     assert "1,319 rows" in r.stdout and "calls:" in r.stdout and "$" in r.stdout
-    e = run_cli("estimate", "--balance", str(GSM_TEST), "--route", "embed", "--depth", "2")
+    e = call_cli("estimate", "--balance", str(GSM_TEST), "--route", "embed", "--depth", "2")
     assert e.returncode == 0
     calls = lambda out: int(out.split("calls:")[1].split()[0].lstrip("~").replace(",", ""))  # noqa: E731
     assert calls(e.stdout) < calls(r.stdout), "embedding routing makes no routing calls"
@@ -189,9 +189,9 @@ def test_estimate_covers_balance_runs():
 @pytest.mark.slow
 def test_balance_real_gsm8k_with_embedding_routing(stub, tmp_path):
     out = tmp_path / "b"
-    r = run_cli("balance", str(GSM_TEST), "--field", "question", "--fields", "question,answer", "--task", "GSM8K-style math word problems",
-                "--model", "openai/stub", "--api-base", stub.url, "--depth", "2", "--route", "embed", "--no-ui", "--out", str(out),
-                env=cli_env(TREESYNTH_CACHE_DIR=str(tmp_path / "cache")), timeout=600)
+    r = call_cli("balance", str(GSM_TEST), "--field", "question", "--fields", "question,answer", "--task", "GSM8K-style math word problems",
+                 "--model", "openai/stub", "--api-base", stub.url, "--depth", "2", "--route", "embed", "--no-ui", "--out", str(out),
+                 env=cli_env(TREESYNTH_CACHE_DIR=str(tmp_path / "cache")))
     assert r.returncode == 0, r.stderr[-3000:]
     n_input = sum(1 for _ in open(GSM_TEST))
     table = _table(out)
@@ -300,7 +300,7 @@ def test_tree_command_counts_a_balance_runs_rows_per_leaf(tmp_path):
     out = tmp_path / "b"
     fin, _ = _balance(data_path, out, target_per_leaf=7)
     assert fin.status == "complete"
-    r = run_cli("tree", str(out))
+    r = call_cli("tree", str(out))
     assert r.returncode == 0, r.stderr
     table = {t["leaf_id"]: t for t in _table(out)}
     tree = {n["id"]: n for n in json.loads((out / "tree.json").read_text())["nodes"]}

@@ -1,4 +1,7 @@
-"""Bad input: one clear line, non-zero exit, no traceback, existing runs untouched."""
+"""Bad input: one clear line, non-zero exit, no traceback, existing runs untouched.
+
+The commands run in-process (``call_cli``); the tests at the end run real processes (``run_cli``): start-up
+without heavy imports and the exit status the interpreter hands the shell."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import call_cli, cli_env, run_cli
 
 
 def _one_line_error(r, needle: str) -> None:
@@ -36,24 +39,24 @@ def _one_line_error(r, needle: str) -> None:
     ],
 )
 def test_bad_input_gives_one_line(args, needle, tmp_path):
-    _one_line_error(run_cli(*args, cwd=tmp_path), needle)
+    _one_line_error(call_cli(*args, cwd=tmp_path), needle)
 
 
 def test_config_file_errors(tmp_path):
     bad_key = tmp_path / "c.toml"
     bad_key.write_text('task = "x"\ncolour = "blue"\n')
-    _one_line_error(run_cli("run", "--config", str(bad_key), "--no-ui"), "unknown config key 'colour'")
+    _one_line_error(call_cli("run", "--config", str(bad_key), "--no-ui"), "unknown config key 'colour'")
     bad_yaml = tmp_path / "c.yaml"
     bad_yaml.write_text("task: [unclosed\n")
-    _one_line_error(run_cli("run", "--config", str(bad_yaml), "--no-ui"), "malformed config file")
+    _one_line_error(call_cli("run", "--config", str(bad_yaml), "--no-ui"), "malformed config file")
     missing = tmp_path / "none.toml"
-    _one_line_error(run_cli("run", "--config", str(missing), "--no-ui"), "does not exist")
+    _one_line_error(call_cli("run", "--config", str(missing), "--no-ui"), "does not exist")
 
 
 def test_flags_override_config_file(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("task: from file\nsize: 500\ndepth: 2\nfields: [question, answer]\n")
-    r = run_cli("estimate", "--config", str(cfg), "--size", "1000")
+    r = call_cli("estimate", "--config", str(cfg), "--size", "1000")
     assert r.returncode == 0, r.stderr
     assert "from file" in r.stdout and "1,000 samples" in r.stdout
 
@@ -61,23 +64,23 @@ def test_flags_override_config_file(tmp_path):
 def test_resume_of_a_non_run_and_a_corrupt_run(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
-    _one_line_error(run_cli("run", "--resume", str(plain), "--no-ui"), "not a treesynth run")
+    _one_line_error(call_cli("run", "--resume", str(plain), "--no-ui"), "not a treesynth run")
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "config.json").write_text("{not json")
-    _one_line_error(run_cli("run", "--resume", str(corrupt), "--no-ui"), "corrupt")
+    _one_line_error(call_cli("run", "--resume", str(corrupt), "--no-ui"), "corrupt")
     assert (corrupt / "config.json").read_text() == "{not json", "a failed resume must not touch the run"
 
 
 def test_corrupt_samples_line_is_refused_not_lost(stub, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("run", "t", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--size", "6", "--depth", "1",
-                "--pivots", "4", "--out", str(out))
+    r = call_cli("run", "t", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--size", "6", "--depth", "1",
+                 "--pivots", "4", "--out", str(out))
     assert r.returncode == 0, r.stderr
     lines = (out / "samples.jsonl").read_bytes().splitlines(keepends=True)
     damaged = lines[0][:10] + b"\n" + b"".join(lines[1:])
     (out / "samples.jsonl").write_bytes(damaged)
-    _one_line_error(run_cli("run", "--resume", str(out), "--no-ui"), "damaged line")
+    _one_line_error(call_cli("run", "--resume", str(out), "--no-ui"), "damaged line")
     assert (out / "samples.jsonl").read_bytes() == damaged
 
 
@@ -85,33 +88,18 @@ def test_existing_run_directory_is_never_overwritten(stub, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    r = run_cli("run", "t", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--out", str(out))
+    r = call_cli("run", "t", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--out", str(out))
     _one_line_error(r, "already exists")
     assert (out / "keep.txt").read_text() == "mine"
 
 
-def test_help_and_version_do_not_import_heavy_modules():
-    code = (
-        "import sys\n"
-        "from treesynth.core import cli\n"
-        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('litellm', 'aiohttp', 'polars', 'llama_cpp', 'rich', 'textual') if m in sys.modules]\n"
-        "print(heavy)\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env())
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().splitlines()[-1] == "[]"
-    v = run_cli("--version")
-    assert v.returncode == 0 and v.stdout.startswith("treesynth ")
-
-
 def test_no_ui_without_tui_says_so(tmp_path):
-    r = run_cli("run", "x", cwd=tmp_path)
+    r = call_cli("run", "x", cwd=tmp_path)
     _one_line_error(r, "--no-ui")
 
 
 def test_estimate_prints_calls_tokens_cost():
-    r = run_cli("estimate", "math problems", "--size", "1000", "--depth", "2", "--model", "openai/gpt-4o-mini")
+    r = call_cli("estimate", "math problems", "--size", "1000", "--depth", "2", "--model", "openai/gpt-4o-mini")
     assert r.returncode == 0, r.stderr
     assert "calls:" in r.stdout and "tokens:" in r.stdout
     cost_line = [line for line in r.stdout.splitlines() if line.startswith("cost:")][0]
@@ -120,16 +108,16 @@ def test_estimate_prints_calls_tokens_cost():
 
 def test_export_formats(stub, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("run", "t", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--size", "7", "--depth", "1",
-                "--pivots", "4", "--fields", "question,answer", "--out", str(out))
+    r = call_cli("run", "t", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--size", "7", "--depth", "1",
+                 "--pivots", "4", "--fields", "question,answer", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    e = run_cli("export", str(out), "--format", "parquet", "--out", str(tmp_path / "d.parquet"))
+    e = call_cli("export", str(out), "--format", "parquet", "--out", str(tmp_path / "d.parquet"))
     assert e.returncode == 0, e.stderr
     import polars as pl
 
     df = pl.read_parquet(tmp_path / "d.parquet")
     assert df.height == 7 and {"id", "leaf_id", "path", "question", "answer"} <= set(df.columns)
-    j = run_cli("export", str(out), "--format", "jsonl", "--out", str(tmp_path / "d.jsonl"))
+    j = call_cli("export", str(out), "--format", "jsonl", "--out", str(tmp_path / "d.jsonl"))
     assert j.returncode == 0
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 7
     assert "slot" not in json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
@@ -138,7 +126,7 @@ def test_export_formats(stub, tmp_path):
 @pytest.mark.parametrize("command", ["run", "balance"])
 def test_resume_of_a_missing_directory_says_it_does_not_exist(command, tmp_path):
     missing = tmp_path / "no-such-run"
-    r = run_cli(command, "--resume", str(missing), "--no-ui", cwd=tmp_path)
+    r = call_cli(command, "--resume", str(missing), "--no-ui", cwd=tmp_path)
     _one_line_error(r, f"{str(missing)!r} does not exist")
     assert "balance run" not in r.stderr and not missing.exists()
 
@@ -146,7 +134,7 @@ def test_resume_of_a_missing_directory_says_it_does_not_exist(command, tmp_path)
 def test_resume_of_a_file_says_it_is_not_a_directory(tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("x")
-    _one_line_error(run_cli("balance", "--resume", str(f), "--no-ui", cwd=tmp_path), "is not a directory")
+    _one_line_error(call_cli("balance", "--resume", str(f), "--no-ui", cwd=tmp_path), "is not a directory")
 
 
 @pytest.mark.parametrize("model, needle", [
@@ -154,15 +142,15 @@ def test_resume_of_a_file_says_it_is_not_a_directory(tmp_path):
     ("notaprovider/some-model", "unknown model 'notaprovider/some-model'"),
 ])
 def test_estimate_refuses_the_models_run_refuses_with_the_same_line(model, needle, tmp_path):
-    run_err = run_cli("run", "x", "--no-ui", "--model", model, cwd=tmp_path)
+    run_err = call_cli("run", "x", "--no-ui", "--model", model, cwd=tmp_path)
     _one_line_error(run_err, needle)
-    est = run_cli("estimate", "x", "--model", model, cwd=tmp_path)
+    est = call_cli("estimate", "x", "--model", model, cwd=tmp_path)
     _one_line_error(est, needle)
     assert est.stderr == run_err.stderr and est.returncode == run_err.returncode
     assert est.stdout == ""
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "What is 1 + 1?"}\n{"question": "What is 2 + 2?"}\n')
-    _one_line_error(run_cli("estimate", "--balance", str(data), "--model", model, cwd=tmp_path), needle)
+    _one_line_error(call_cli("estimate", "--balance", str(data), "--model", model, cwd=tmp_path), needle)
 
 
 def test_a_busy_server_is_reachable_a_closed_port_is_not():
@@ -186,3 +174,34 @@ def test_a_busy_server_is_reachable_a_closed_port_is_not():
     closed.close()
     with pytest.raises(ProviderError, match="cannot reach"):
         check_reachable(f"http://127.0.0.1:{port}/v1", timeout=0.5)
+
+
+# ---------------------------------------------------------------------------- real processes
+
+
+def test_help_and_version_do_not_import_heavy_modules():
+    code = (
+        "import sys\n"
+        "from treesynth import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('litellm', 'aiohttp', 'polars', 'llama_cpp', 'rich', 'textual') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    v = run_cli("--version")
+    assert v.returncode == 0 and v.stdout.startswith("treesynth ")
+
+
+def test_a_real_process_exits_with_the_commands_code(tmp_path):
+    """``python -m treesynth.cli`` hands the shell what ``main`` returns: argparse's usage error, a bad input's
+    one line, and a command that succeeds."""
+    usage = run_cli("run", "x", "--no-such-flag", cwd=tmp_path)
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+    assert "unrecognized arguments: --no-such-flag" in usage.stderr
+    bad = run_cli("run", "x", "--no-ui", "--depth", "0", cwd=tmp_path)
+    _one_line_error(bad, "depth")
+    assert bad.returncode == 2
+    presets = run_cli("presets", cwd=tmp_path)
+    assert presets.returncode == 0 and "gsm8k" in presets.stdout

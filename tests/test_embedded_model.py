@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import call_cli, read_jsonl, run_cli
 
 
 @pytest.mark.slow
@@ -29,7 +29,7 @@ def test_the_readmes_first_command_grows_a_real_tree_of_word_problems(tmp_path):
     word_problems = [r for r in rows if len(r["question"].split()) >= 8 and "?" in r["question"]]
     assert len(word_problems) >= 0.75 * len(rows), [r["question"] for r in rows]
     assert all(r["answer"].strip() for r in rows)
-    t = run_cli("tree", str(out))
+    t = call_cli("tree", str(out))
     assert t.returncode == 0 and "20 samples" in t.stdout
     data_driven = [n for n in nodes.values() if (n.get("split_dimension") or "").startswith("embedding cluster")]
     if data_driven:  # the embedded model rarely gives a valid criterion: its fallback is labelled

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import call_cli, cli_env, run_cli
 from tests.faultserver import FaultConfig, FaultServer, check_run
 
 TASK = "GSM8K-style math word problems"
@@ -80,7 +80,7 @@ def test_flaky_provider_completes_exactly_and_counters_match_the_server(tmp_path
     cfg = FaultConfig.flaky(0.2, latency=0.01, latency_dist="exp", latency_spread=0.02, retry_after=0.05, hang_s=10, seed=7)
     out = tmp_path / "run"
     with FaultServer(cfg) as srv:
-        r = run_cli(*_args(srv, out, "--size", "60", "--concurrency", "8", "--timeout", "1", "--max-retries", "10", transport=transport), "--json-events")
+        r = call_cli(*_args(srv, out, "--size", "60", "--concurrency", "8", "--timeout", "1", "--max-retries", "10", transport=transport), "--json-events")
         _settle(srv)
         assert r.returncode == 0, r.stderr[-2000:]
         o = srv.stats.outcomes
@@ -102,14 +102,14 @@ def test_flaky_provider_completes_exactly_and_counters_match_the_server(tmp_path
 def test_retries_exhausted_fail_the_node_with_one_line_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
     with FaultServer(FaultConfig(p_503=1.0)) as srv:
-        r = run_cli(*_args(srv, out, "--size", "10", "--depth", "1", "--max-retries", "1"))
+        r = call_cli(*_args(srv, out, "--size", "10", "--depth", "1", "--max-retries", "1"))
         assert r.returncode == 1, r.stderr
         assert "Traceback" not in r.stderr
         assert srv.requests == 2  # one call, one retry
         state = json.loads((out / "state.json").read_text())
         assert state["status"] == "incomplete"
         srv.config.p_503 = 0.0
-        r2 = run_cli("run", "--resume", str(out), "--no-ui")
+        r2 = call_cli("run", "--resume", str(out), "--no-ui")
         assert r2.returncode == 0, r2.stderr
     check_run(out, 10)
 
@@ -135,7 +135,7 @@ def test_signal_stops_gracefully_saves_state_and_resumes(tmp_path, sig):
         assert state["status"] == "stopped"
         assert state["rows"] == _rows(out)  # the state agrees with what is on disk
         assert state["usage"]["requests"] == srv.requests
-        r = run_cli("run", "--resume", str(out), "--no-ui")
+        r = call_cli("run", "--resume", str(out), "--no-ui")
         assert r.returncode == 0, r.stderr
     check_run(out, 150)
 
@@ -157,7 +157,7 @@ def test_second_ctrl_c_quits_at_once_without_corrupting(tmp_path):
         assert f"resume with: treesynth run --resume {out}" in err
         assert "Traceback" not in err
         srv.config.latency = 0.0
-        r = run_cli("run", "--resume", str(out), "--no-ui")
+        r = call_cli("run", "--resume", str(out), "--no-ui")
         assert r.returncode == 0, r.stderr
     check_run(out, 40)
 
@@ -184,8 +184,8 @@ def test_budget_stops_at_or_just_past_it_and_resumes_with_a_raised_budget(tmp_pa
     env = cli_env(OPENAI_API_KEY="sk-test-budget-0000")
     out = tmp_path / "run"
     with FaultServer(FaultConfig(latency=0.05, tokens_in=tin, tokens_out=tout)) as srv:
-        r = run_cli(*_args(srv, out, "--size", "80", "--concurrency", str(conc), "--budget", str(budget), model="openai/gpt-4o-mini", transport=transport),
-                    "--json-events", env=env)
+        r = call_cli(*_args(srv, out, "--size", "80", "--concurrency", str(conc), "--budget", str(budget), model="openai/gpt-4o-mini", transport=transport),
+                     "--json-events", env=env)
         assert r.returncode == 3, r.stderr
         assert "budget" in r.stderr.lower()
         fin = json.loads(r.stdout.splitlines()[-1])
@@ -198,7 +198,7 @@ def test_budget_stops_at_or_just_past_it_and_resumes_with_a_raised_budget(tmp_pa
         state = json.loads((out / "state.json").read_text())
         assert state["status"] == "budget"
         n1 = srv.requests
-        r2 = run_cli("run", "--resume", str(out), "--no-ui", "--budget", "10", "--json-events", env=env)
+        r2 = call_cli("run", "--resume", str(out), "--no-ui", "--budget", "10", "--json-events", env=env)
         assert r2.returncode == 0, r2.stderr
         fin2 = json.loads(r2.stdout.splitlines()[-1])
         assert fin2["status"] == "complete"
@@ -297,7 +297,7 @@ def test_directory_turning_read_only_mid_run_stops_with_a_resume_hint(open_tmp):
         last = err.strip().splitlines()[-1]
         assert "cannot write to run directory" in last and f"treesynth run --resume {out}" in last, last
         assert "internal error" not in err and "Traceback" not in err
-        r = run_cli("run", "--resume", str(out), "--no-ui")
+        r = call_cli("run", "--resume", str(out), "--no-ui")
         assert r.returncode == 0, r.stderr
     check_run(out, 150)
 
@@ -330,7 +330,7 @@ def test_disk_full_is_one_clear_line_and_resume_loses_nothing(tmp_path, limit):
         for name in ("samples.jsonl", "nodes.jsonl", "slots.jsonl"):
             if (out / name).exists() and (out / name).stat().st_size:
                 assert (out / name).read_bytes().endswith(b"\n"), name
-        r2 = run_cli("run", "--resume", str(out), "--no-ui")
+        r2 = call_cli("run", "--resume", str(out), "--no-ui")
         assert r2.returncode == 0, r2.stderr
         assert "torn" not in r2.stderr
     check_run(out, 600)
@@ -411,7 +411,7 @@ def _resume_copy(killed: Path, dest: Path, damage) -> subprocess.CompletedProces
     shutil.copytree(killed, dest)
     damage(dest)
     with FaultServer(FaultConfig(latency=0.01)) as srv:
-        return run_cli("run", "--resume", str(dest), "--no-ui", "--api-base", srv.url)
+        return call_cli("run", "--resume", str(dest), "--no-ui", "--api-base", srv.url)
 
 
 def test_torn_tails_and_truncated_tree_json_recover_cleanly(killed_run, tmp_path):
@@ -478,7 +478,7 @@ def test_api_keys_never_reach_the_run_directory_events_or_logs(tmp_path, transpo
     ref_key = "sk-referenced-SECRET-99aa88bb"
     env = cli_env(OPENAI_API_KEY=env_key, REF_KEY=ref_key)
     secrets = [env_key, cfg_key, ref_key]
-    outputs: list[str] = []
+    outputs: list[str] = []  # real processes' output: whatever any library logs or prints, on any handler, lands here
     with FaultServer(FaultConfig.flaky(0.2, retry_after=0.02, hang_s=5, seed=3)) as a, FaultServer() as b:
         # 1. a key in the environment, through a flaky provider (error messages end up in events)
         out1 = tmp_path / "env"

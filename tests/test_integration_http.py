@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, read_jsonl, run_cli
+from tests.conftest import call_cli, cli_env, read_jsonl
 from treesynth.core.text import normalise
 
 TASK = "GSM8K-style math word problems"
@@ -17,7 +17,7 @@ TRANSPORTS = pytest.mark.parametrize("transport", ["http", "litellm"])
 
 
 def _run(stub, out: Path, *extra: str, env=None, transport: str = "auto"):
-    return run_cli(
+    return call_cli(
         "run", TASK, "--no-ui", "--model", "openai/stub-model", "--api-base", stub.url, "--fields", "question,answer",
         "--transport", transport, "--out", str(out), *extra, env=env,
     )
@@ -56,13 +56,13 @@ def test_run_over_http_produces_exact_size_and_valid_tree(stub, tmp_path, transp
 
     # re-running the finished run makes zero LLM calls
     before = stub.requests
-    r2 = run_cli("run", "--resume", str(out), "--no-ui")
+    r2 = call_cli("run", "--resume", str(out), "--no-ui")
     assert r2.returncode == 0, r2.stderr
     assert stub.requests == before
     assert len(read_jsonl(out / "dataset.jsonl")) == 37
 
     # `treesynth tree` shows the tree with counts
-    t = run_cli("tree", str(out))
+    t = call_cli("tree", str(out))
     assert t.returncode == 0 and "split by" in t.stdout and "37 samples" in t.stdout
 
 
@@ -95,7 +95,7 @@ def test_unreachable_api_base(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = run_cli("run", TASK, "--no-ui", "--model", "openai/x", "--api-base", f"http://127.0.0.1:{port}/v1", "--out", str(tmp_path / "r"))
+    r = call_cli("run", TASK, "--no-ui", "--model", "openai/x", "--api-base", f"http://127.0.0.1:{port}/v1", "--out", str(tmp_path / "r"))
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "cannot reach --api-base" in r.stderr
     assert not (tmp_path / "r").exists()
@@ -113,7 +113,7 @@ def test_router_spreads_load_over_deployments(tmp_path):
             f"    - model_name: pool\n      litellm_params: {{model: openai/stub-b, api_base: '{b.url}', api_key: os.environ/STUB_KEY}}\n"
         )
         out = tmp_path / "run"
-        r = run_cli("run", "--config", str(cfg), "--no-ui", "--out", str(out), env=cli_env(STUB_KEY="sk-env-secret"))
+        r = call_cli("run", "--config", str(cfg), "--no-ui", "--out", str(out), env=cli_env(STUB_KEY="sk-env-secret"))
         assert r.returncode == 0, r.stderr
         assert a.completions > 0 and b.completions > 0
     assert len(read_jsonl(out / "dataset.jsonl")) == 24

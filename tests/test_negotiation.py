@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import cli_env, read_jsonl, run_cli
+from tests.conftest import call_cli, cli_env, read_jsonl
 from tests.test_openai_http import Scripted, _err, _req
 from treesynth.core.config import build_config
 from treesynth.core.errors import ProviderError, TransientProviderError
@@ -121,9 +121,9 @@ async def test_generic_server_errors_stay_transient(kind):
 
 
 def _run(stub, out, transport, *extra):
-    return run_cli("run", "GSM8K-style math word problems", "--no-ui", "--model", "openai/stub-model", "--api-base", stub.url,
-                   "--fields", "question,answer", "--transport", transport, "--out", str(out), "--size", "8", "--depth", "1",
-                   "--pivots", "4", "--json-events", *extra, env=cli_env())
+    return call_cli("run", "GSM8K-style math word problems", "--no-ui", "--model", "openai/stub-model", "--api-base", stub.url,
+                    "--fields", "question,answer", "--transport", transport, "--out", str(out), "--size", "8", "--depth", "1",
+                    "--pivots", "4", "--json-events", *extra, env=cli_env())
 
 
 @TRANSPORTS

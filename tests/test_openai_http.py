@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import call_cli, cli_env
 from tests.faultserver import FaultConfig, FaultServer
 from treesynth.core.config import build_config
 from treesynth.core.errors import ConfigError, ProviderError, TransientProviderError
@@ -372,15 +372,15 @@ def test_transport_choice():
 
 
 def test_cli_transport_flag_errors_are_one_line(tmp_path):
-    r = run_cli("run", "t", "--no-ui", "--model", "anthropic/claude-3-5-haiku-latest", "--transport", "http", "--out", str(tmp_path / "r"))
+    r = call_cli("run", "t", "--no-ui", "--model", "anthropic/claude-3-5-haiku-latest", "--transport", "http", "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "transport http" in r.stderr, r.stderr
     # preflight still catches a missing key, before any run directory exists
-    r = run_cli("run", "t", "--no-ui", "--model", "openai/gpt-4o-mini", "--transport", "http", "--out", str(tmp_path / "r"))
+    r = call_cli("run", "t", "--no-ui", "--model", "openai/gpt-4o-mini", "--transport", "http", "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "missing API key" in r.stderr and "OPENAI_API_KEY" in r.stderr, r.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = run_cli("run", "t", "--no-ui", "--model", "openai/x", "--transport", "http", "--api-base", f"http://127.0.0.1:{port}/v1", "--out", str(tmp_path / "r"))
+    r = call_cli("run", "t", "--no-ui", "--model", "openai/x", "--transport", "http", "--api-base", f"http://127.0.0.1:{port}/v1", "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "cannot reach --api-base" in r.stderr, r.stderr
     assert not (tmp_path / "r").exists()
 
@@ -389,12 +389,12 @@ def test_resume_may_switch_transport(tmp_path):
     with FaultServer(FaultConfig()) as srv:
         out = tmp_path / "run"
         args = ["--no-ui", "--model", "openai/fault-model", "--api-base", srv.url, "--fields", "question,answer", "--depth", "1", "--pivots", "4"]
-        r = run_cli("run", "math word problems", *args, "--size", "6", "--transport", "http", "--out", str(out), env=cli_env())
+        r = call_cli("run", "math word problems", *args, "--size", "6", "--transport", "http", "--out", str(out), env=cli_env())
         assert r.returncode == 0, r.stderr
         n = srv.requests
         assert json.loads((out / "config.json").read_text())["config"]["transport"] == "http"
         # a finished run resumed through litellm: the cache answers everything (same cache keys)
-        r = run_cli("run", "--resume", str(out), "--no-ui", "--transport", "litellm", env=cli_env())
+        r = call_cli("run", "--resume", str(out), "--no-ui", "--transport", "litellm", env=cli_env())
         assert r.returncode == 0, r.stderr
         assert srv.requests == n
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, read_jsonl, run_cli
+from tests.conftest import call_cli, cli_env, read_jsonl, run_cli
 from tests.fakes import ScriptedTransport
 from tests.ray_fakes import FlakyFactory, ScriptedFactory
 from treesynth.core import events as ev
@@ -211,7 +211,7 @@ def test_the_run_directory_resumes_with_either_executor(ray_local, tmp_path, fir
 
 
 def test_without_ray_the_cli_says_how_to_install_it(tmp_path, monkeypatch, capsys):
-    from treesynth.cli import main as cli
+    import treesynth.cli.main as cli
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     rc = cli.main(["run", "math", "--executor", "ray", "--no-ui", "--size", "5", "--out", str(tmp_path / "r")])
@@ -249,7 +249,7 @@ def test_cli_joins_the_running_cluster_and_calls_the_provider_from_the_workers(r
     calls = stub.completions
     assert calls > 0
     assert {a.split("/")[0] for a in stub.seen_agents} == {"treesynth"}  # the workers used the http transport
-    r2 = run_cli("run", "--resume", str(out), "--no-ui", "--executor", "local", env=cli_env(), timeout=240)
+    r2 = call_cli("run", "--resume", str(out), "--no-ui", "--executor", "local", env=cli_env())
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert stub.completions == calls  # finished: zero calls
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, read_jsonl, run_cli
+from tests.conftest import call_cli, cli_env, read_jsonl
 from tests.stub_server import StubOpenAI
 
 SIZE = 60
@@ -55,7 +55,7 @@ def test_sigkill_at_several_points_then_resume(tmp_path):
         with open(out / "samples.jsonl", "ab") as f:
             f.write(b'{"id": "torn')
         requests_before_final = stub.completions
-        r = run_cli("run", "--resume", str(out), "--no-ui")
+        r = call_cli("run", "--resume", str(out), "--no-ui")
         assert r.returncode == 0, r.stderr
         assert "torn last line" in r.stderr
     rows = read_jsonl(out / "dataset.jsonl")
@@ -124,7 +124,7 @@ def test_ctrl_c_stops_the_run_when_stderr_is_a_closed_pipe(tmp_path):
         state = json.loads((out / "state.json").read_text())
         assert state["status"] == "stopped", state
         assert _rows_on_disk(out) < size
-        r = run_cli("run", "--resume", str(out), "--no-ui", "--api-base", stub.url)
+        r = call_cli("run", "--resume", str(out), "--no-ui", "--api-base", stub.url)
         assert r.returncode == 0, r.stderr
     assert len(read_jsonl(out / "dataset.jsonl")) == size
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import call_cli, cli_env
 from tests.faultserver import FaultConfig, FaultServer, check_run, persisted_keys
 
 KILLS = int(os.environ.get("TREESYNTH_SOAK_KILLS", "20"))
@@ -109,7 +109,7 @@ def test_crash_soak_sigkill_at_random_moments(tmp_path):
             check_run(out, SIZE)
             # a finished run re-run makes zero calls
             before = srv.requests
-            r = run_cli("run", "--resume", str(out), "--no-ui")
+            r = call_cli("run", "--resume", str(out), "--no-ui")
             assert r.returncode == 0 and srv.requests == before, r.stderr
             runs += 1
             sessions = report[n:]
