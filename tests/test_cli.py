@@ -182,7 +182,7 @@ def test_a_busy_server_is_reachable_a_closed_port_is_not():
 def test_help_and_version_do_not_import_heavy_modules():
     code = (
         "import sys\n"
-        "from treesynth import cli\n"
+        "import treesynth.cli.main as cli\n"
         "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('litellm', 'aiohttp', 'polars', 'llama_cpp', 'rich', 'textual') if m in sys.modules]\n"
         "print(heavy)\n"
