@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from treesynth.core.embeddings import Embedder, _quantise, resolve_precision
+from treesynth.core.embeddings import Embedder, quantise, resolve_precision
 from treesynth.core.rundir import DATASET, SAMPLES
 
 from . import metrics as M
@@ -178,7 +178,7 @@ class RayEmbedder(Embedder):
             out[np.asarray(b["i"], dtype=np.int64)] = E
             done += len(E)
         self.log(f"  embedded {done:,}/{n:,} on Ray ({k} workers)")
-        return _quantise(out)
+        return quantise(out)
 
 
 # ---------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", dest="no_cache", action="store_true", help="do not reuse cached responses")
 
 
-def _flags(args: argparse.Namespace) -> dict[str, Any]:
+def run_flags(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for flag, kw in RUN_OPTIONS:
         key = kw.get("dest") or flag.lstrip("-").replace("-", "_")
@@ -203,9 +203,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.task or args.config or args.out:
             raise ConfigError("--resume takes the run's saved task and config; drop TASK, --config and --out")
-        run = Run.resume(Path(args.resume), overrides=_flags(args))
+        run = Run.resume(Path(args.resume), overrides=run_flags(args))
     else:
-        cfg = build_config(flags=_flags(args), config_file=args.config)
+        cfg = build_config(flags=run_flags(args), config_file=args.config)
         check_provider(cfg)
         out = Path(args.out) if args.out else default_out(cfg.task)
         run = Run.create(cfg, out)
@@ -313,7 +313,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
     ui = not args.no_ui and not args.json_events
     if ui:
         need_terminal()  # before any data is read or any call made
-    flags = _flags(args)
+    flags = run_flags(args)
     flags.pop("fields", None)
     if args.resume:
         if args.data or args.out or args.config:
@@ -362,7 +362,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         from treesynth.core.estimate import estimate_balance
 
         data = load_data(args.balance, args.field, None)
-        flags = {**_flags(args), "task": args.task or "(inferred at run time)", "fields": data.field}
+        flags = {**run_flags(args), "task": args.task or "(inferred at run time)", "fields": data.field}
         cfg = build_config(flags={k: v for k, v in flags.items() if k != "size"}, config_file=args.config)
         check_model(cfg)  # the model `balance` would refuse is not priced either
         leaves_guess = max(1, int(round(min(float(len(data)), max(2.0, cfg.max_values / 2) ** cfg.depth))))
@@ -371,7 +371,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(f"balance:        {len(data):,} rows of {args.balance} ({args.route} routing)")
         _print_estimate(cfg, est, f"{est.tree_calls:,} growing and routing, ~{est.synth_calls:,} synthesising, assuming a quarter of {target:,} rows are new")
         return 0
-    cfg = build_config(flags=_flags(args), config_file=args.config)
+    cfg = build_config(flags=run_flags(args), config_file=args.config)
     check_model(cfg)  # the model `run` would refuse is not priced either
     est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=litellm_price(cfg.model))
     print(f"task:           {cfg.task}")

@@ -14,7 +14,7 @@ from treesynth.tui.app import THEMES, TreesynthApp
 from treesynth.tui.runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source
 from treesynth.tui.saved_runs import run_status
 
-from .main import _flags, need_terminal
+from .main import need_terminal, run_flags
 
 # ---------------------------------------------------------------------------- entry points
 
@@ -43,9 +43,9 @@ def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> 
             raise ConfigError("--resume takes the run's saved task and config; drop TASK, --config and --out")
         d = Path(args.resume)
         check_run_dir(d)
-        source: Source = ResumeRun(d, _flags(args))
+        source: Source = ResumeRun(d, run_flags(args))
     else:
-        cfg = build_config(flags=_flags(args), config_file=args.config)
+        cfg = build_config(flags=run_flags(args), config_file=args.config)
         out = Path(args.out) if args.out else default_out(cfg.task)
         ensure_new_run_dir(out)
         source = NewRun(cfg, out)
@@ -62,7 +62,7 @@ def balance_from_cli(args: argparse.Namespace, source=None, services: Services |
         check_run_dir(d)
         if not is_balance_run(d):
             raise RunDirError(f"{str(d)!r} is not a balance run; use treesynth run --resume")
-        flags = _flags(args)
+        flags = run_flags(args)
         flags.pop("fields", None)
         start: Source = ResumeRun(d, flags)
     else:

@@ -123,7 +123,7 @@ def _model_fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def _quantise(X: np.ndarray) -> np.ndarray:
+def quantise(X: np.ndarray) -> np.ndarray:
     """float16 rounding (the cache's storage type), back to unit-norm float32."""
     X = np.asarray(X, dtype=np.float16).astype(np.float32)
     n = np.linalg.norm(X, axis=1, keepdims=True)
@@ -228,7 +228,7 @@ class Embedder:
                 done = min(n, a + chunk)
                 self.log(f"  embedded {done:,}/{n:,} ({done / (now - t0):,.0f} texts/s)")
                 last = now
-        return _quantise(out)
+        return quantise(out)
 
     # ---- cached embedding ------------------------------------------------
     def cache_key(self, texts: Sequence[str]) -> str:
@@ -248,7 +248,7 @@ class Embedder:
                 X = np.load(path, mmap_mode="r")
                 if X.shape[0] == len(texts):
                     self.load_meta_only()
-                    X = _quantise(X)
+                    X = quantise(X)
                     self.stats.append({"texts": len(texts), "unique": None, "seconds": time.perf_counter() - t0, "cached": True})
                     self.log(f"  embeddings from cache ({path.name})")
                     return X

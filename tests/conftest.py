@@ -104,3 +104,25 @@ def read_jsonl(path: Path) -> list[dict]:
 def stub():
     with StubOpenAI() as s:
         yield s
+
+
+# ---------------------------------------------------------------------------
+# Two workers (pytest-xdist, ``--dist loadgroup``, see pyproject): each file is one unit of work, so its
+# module fixtures (a llama.cpp server, a browser, a run killed once) start once; the files that start a
+# Ray cluster share a unit (``--ray-address auto`` must find this unit's cluster, not another worker's);
+# the longest units go first, so one worker runs the real server while the other runs the embedded model
+# and then everything else.
+RAY_FILES = ("test_real_server.py", "test_ray.py")
+LONGEST_FIRST = ("ray", "test_embedded_model.py")
+
+
+def _unit(item: pytest.Item) -> str:
+    return "ray" if item.path.name in RAY_FILES else item.path.name
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_unit(item)))
+    rank = {u: i for i, u in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(_unit(it), len(rank)))  # stable: file order otherwise

@@ -77,7 +77,7 @@ class CountingProxy:
 
     @staticmethod
     def _kind(body: bytes | None) -> str:
-        """The structured-output form a chat request asked for (core/structured.py's mode names)."""
+        """The structured-output form a chat request asked for (core/llm/structured.py's mode names)."""
         try:
             return rf_kind(json.loads(body or b"{}"))
         except ValueError:

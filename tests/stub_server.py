@@ -41,7 +41,7 @@ def answer_for(messages: list[dict], counter: int) -> dict:
 
 
 def rf_kind(body: dict) -> str:
-    """The structured-output form a chat request asks for, in core/structured.py's mode names."""
+    """The structured-output form a chat request asks for, in core/llm/structured.py's mode names."""
     rf = body.get("response_format") if isinstance(body, dict) else None
     if not isinstance(rf, dict):
         return "none"

@@ -1,5 +1,5 @@
-"""Structured-output negotiation in both transports (core/structured.py used by core/openai_http.py and
-core/llm.py's LiteLLMTransport), against loopback stubs that produce the faults a real server will not
+"""Structured-output negotiation in both transports (core/llm/structured.py used by core/llm/transports/openai_http.py and
+core/llm/transports/litellm.py's LiteLLMTransport), against loopback stubs that produce the faults a real server will not
 produce on demand: a 400 naming response_format, a 500 repeating identically, a server rejecting
 every structured form."""
 

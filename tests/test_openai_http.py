@@ -1,4 +1,4 @@
-"""The native OpenAI-compatible transport (core/openai_http.py): request shape, error mapping,
+"""The native OpenAI-compatible transport (core/llm/transports/openai_http.py): request shape, error mapping,
 fallbacks, usage and cost, session lifetime, and the choice between it and litellm."""
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ async def test_retry_after_seconds_and_http_date(headers, expect):
 
 
 async def test_response_format_rejected_steps_down_at_once():
-    """A rejected response_format is re-sent one step down within the same call (core/structured.py;
+    """A rejected response_format is re-sent one step down within the same call (core/llm/structured.py;
     tests/test_negotiation.py has the whole ladder): no TransientProviderError, no backoff."""
     async with Scripted(_err(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.")) as srv:
         t = _transport(srv.url)

@@ -1,4 +1,4 @@
-"""The structured-output negotiation's pure logic (core/structured.py): the ladder, the response_format
+"""The structured-output negotiation's pure logic (core/llm/structured.py): the ladder, the response_format
 of each step, and the classification of an endpoint's errors."""
 
 from __future__ import annotations

@@ -298,7 +298,7 @@ class RunModel:
                     for d in list(self.walk(cid)):
                         self.nodes.pop(d.id, None)
                         ch.removed.add(d.id)
-            ordered = sorted(set(kept) | keep, key=_id_key)
+            ordered = sorted(set(kept) | keep, key=id_key)
             if ordered != vn.children:
                 vn.children = ordered
                 ch.restructured.add(vn.id)
@@ -327,5 +327,5 @@ class RunModel:
         return changed
 
 
-def _id_key(node_id: str) -> tuple[int, ...]:
+def id_key(node_id: str) -> tuple[int, ...]:
     return tuple(int(p) for p in node_id.split(".") if p.isdigit())

@@ -15,7 +15,7 @@ from textual.widgets.tree import TreeNode
 from treesynth.core.progress import Progress
 
 from .format import stats_progress_line, stats_usage_line
-from .model import GLYPHS, PRUNED_S, Changes, RunModel, ViewNode, _id_key
+from .model import GLYPHS, PRUNED_S, Changes, RunModel, ViewNode, id_key
 
 _EXPAND_ICON_WIDTH = 2  # Tree.ICON_NODE / ICON_NODE_EXPANDED are two cells wide
 _GLYPH_STYLES = {state: Style.parse(style) for state, (_g, style, _d) in GLYPHS.items()}
@@ -215,7 +215,7 @@ class RunTree(Tree[ViewNode]):
             if pin is not None and pin[0] is anchor and pin[2] == int(self.scroll_offset.y):
                 # the row it was kept on before a scroll was clamped (no lines below it yet): back to it
                 anchor_row = pin[1]
-        for nid in sorted(ch.restructured, key=_id_key):
+        for nid in sorted(ch.restructured, key=id_key):
             self._reconcile(nid)
         for parent, fresh in ch.added:
             ph = self.handles.get(parent)
