@@ -10,7 +10,6 @@ the engine's public surface for modes."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -143,7 +142,7 @@ class GenerationMode:
         return cluster_split(texts, X, k, derive_seed(self.cfg.seed, node.id, "clusters", node.revision), node.depth)
 
     async def route(self, node: Node, split: Split, children: list[Node]) -> None:
-        await asyncio.sleep(0)
+        return None  # no data rows: each child keeps the quota the split gave it
 
     def after_growth(self) -> None:
         pass
