@@ -17,6 +17,10 @@ SAMPLES = "samples.jsonl"
 SLOTS = "slots.jsonl"  # generation calls that produced no row (a resumed run skips them)
 CACHE = "cache.sqlite"
 LOCK = ".lock"
+# quality gates (core/quality): every judge verdict, every row a gate turned away, new rows' embeddings
+VERDICTS = "verdicts.jsonl"
+REJECTED = "rejected.jsonl"
+ROW_VECTORS = "row_vectors.f16"
 DATASET = "dataset.jsonl"
 DATASET_PARQUET = "dataset.parquet"
 # balance runs
