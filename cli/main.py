@@ -37,6 +37,11 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--executor", {"choices": ["local", "ray"], "help": "where LLM calls run: local (default) or ray, a Ray cluster (pip install 'treesynth[ray]')"}),
     ("--ray-address", {"dest": "ray_address", "metavar": "ADDRESS", "help": "Ray cluster to join ('auto': the one on this machine; default: start a local one)"}),
     ("--ray-workers", {"dest": "ray_workers", "type": int, "help": "Ray worker actors (default: one per node)"}),
+    ("--judge", {"action": "store_const", "const": True, "help": "a judge model checks every row against its leaf's path; failing rows are written again"}),
+    ("--judge-model", {"dest": "judge_model", "metavar": "MODEL", "help": "the judge's model (default: the generation model)"}),
+    ("--judge-batch", {"dest": "judge_batch", "type": int, "help": "rows the judge reads per call (default 5; the embedded model: 3)"}),
+    ("--dedup-threshold", {"dest": "dedup_threshold", "type": float, "metavar": "COSINE",
+                           "help": "semantic dedup: a new row within this cosine of an accepted row is written again (presets: 0.95)"}),
 ]
 
 
@@ -45,6 +50,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, default=None, **kw)
     p.add_argument("--config", help="YAML or TOML file with the same keys (flags override it)")
     p.add_argument("--no-cache", dest="no_cache", action="store_true", help="do not reuse cached responses")
+    p.add_argument("--no-dedup", dest="no_dedup", action="store_true", help="exact duplicates only, no semantic dedup (a preset turns it on)")
 
 
 def run_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -56,6 +62,8 @@ def run_flags(args: argparse.Namespace) -> dict[str, Any]:
             out[key] = v
     if getattr(args, "no_cache", False):
         out["cache"] = False
+    if getattr(args, "no_dedup", False):
+        out["dedup_threshold"] = 0.0
     if getattr(args, "task", None) is not None:
         out["task"] = args.task
     return out
@@ -121,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json-events", dest="json_events", action="store_true")
     b.add_argument("--report", action="store_true", help="build RUN_DIR/report.html comparing the data before and after balancing")
 
+    j = sub.add_parser(
+        "judge", help="judge a run's rows against their leaves; failing rows are written again",
+        description="Judge every row of RUN_DIR that has no verdict yet (a run made without --judge, or one stopped while judging); "
+        "rows that fail are replaced in their leaf, so the dataset keeps its size.",
+    )
+    j.add_argument("run_dir")
+    j.add_argument("--judge-model", dest="judge_model", metavar="MODEL", help="the judge's model (default: the run's model)")
+    j.add_argument("--judge-batch", dest="judge_batch", type=int, help="rows the judge reads per call")
+    j.add_argument("--model", help="the run's model for rewriting failed rows (default: the one it was made with)")
+    j.add_argument("--api-base", dest="api_base", help="base URL of an OpenAI-compatible server")
+    j.add_argument("--budget", type=float, help="stop cleanly once this many USD are spent (the run's total)")
+    j.add_argument("--concurrency", type=int, help="most LLM calls in flight")
+    j.add_argument("--json-events", dest="json_events", action="store_true", help="events as JSON lines on stdout")
     sub.add_parser("presets", help="list the shipped presets")
 
     rp = sub.add_parser(
@@ -173,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         commands = {"run": cmd_run, "estimate": cmd_estimate, "tree": cmd_tree, "export": cmd_export, "presets": cmd_presets, "balance": cmd_balance,
-                    "report": cmd_report}
+                    "report": cmd_report, "judge": cmd_judge}
         return commands[args.command](args)
     except TreesynthError as e:
         say(f"treesynth: error: {e}")
@@ -219,6 +240,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rc == 0 and args.report:
         _analytics_report().report_for_run(run.store.root)
     return rc
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    """``treesynth judge RUN_DIR``: the run carried on with the judge on; rows without a verdict are
+    judged first, failed ones rewritten, and the dataset written again at its size."""
+    from treesynth.core.engine import Run
+    from treesynth.core.preflight import check_provider
+    from treesynth.core.rundir import BALANCE, CONFIG
+
+    root = Path(args.run_dir)
+    if not (root / CONFIG).is_file():
+        raise ConfigError(f"{str(root)!r} is not a treesynth run directory (no config.json)")
+    if (root / BALANCE).exists():
+        raise ConfigError(f"{str(root)!r} is a balance run; treesynth judge works on runs made by treesynth run")
+    overrides = {"judge": True, "judge_model": args.judge_model, "judge_batch": args.judge_batch, "model": args.model,
+                 "api_base": args.api_base, "budget": args.budget, "concurrency": args.concurrency}
+    run = Run.resume(root, overrides=overrides)
+    try:
+        check_provider(run.cfg)
+    except BaseException:
+        run.close()
+        raise
+    return _execute(run, json_events=args.json_events)
 
 
 def _analytics_report():
@@ -277,7 +321,7 @@ def _execute(run, json_events: bool) -> int:
             display.close()
         except (OSError, ValueError):  # its stream is a closed pipe: the run's outcome matters, not the display
             pass
-    say(summary(fin, command))
+    say(summary(fin, command, run.quality()))
     info = run.summary()
     if info:
         b, a = info["before"], info["after"]

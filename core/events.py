@@ -155,6 +155,25 @@ class Usage(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Quality(Event):
+    """What the quality gates did, cumulative over the run (resumes included): rows turned away by
+    the validators and by semantic dedup before they were stored, rows the judge read, passed and
+    failed (a failed row is replaced by a new one in its leaf)."""
+
+    kind: ClassVar[str] = "quality"
+    validator_rejected: int = 0
+    near_duplicates: int = 0
+    judged: int = 0
+    passed: int = 0
+    judge_rejected: int = 0
+
+    @property
+    def regenerated(self) -> int:
+        """Rows that had to be written again because a gate turned one away."""
+        return self.validator_rejected + self.near_duplicates + self.judge_rejected
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunWarning(Event):
     kind: ClassVar[str] = "warning"
     message: str
@@ -180,7 +199,7 @@ EventCallback = Callable[[Event], None]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     c.kind: c for c in (
-        RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, NodePruned, NodeReset, LeafProgress, SamplesTarget, Usage, RunWarning,
+        RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, NodePruned, NodeReset, LeafProgress, SamplesTarget, Usage, Quality, RunWarning,
         RunFinished
     )
 }

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from .config import RunConfig
     from .engine import Engine
-    from .events import Event, RunFinished
+    from .events import Event, Quality, RunFinished
     from .llm import LLMClient
     from .store import Recovered, RunStore
 
@@ -56,6 +56,9 @@ class RunHandle(Protocol):
 
     def summary(self) -> dict[str, Any] | None:
         """The mode's own closing figures (a balance run's before/after); None for a plain run."""
+
+    def quality(self) -> Quality | None:
+        """What the quality gates did so far (cumulative); None when the run has none."""
 
     def close(self) -> None:
         """Release files, cache and transport (idempotent)."""

@@ -31,6 +31,7 @@ class Progress:
     in_flight_since: float | None = None  # time.monotonic() when the oldest of them started
     started: float = field(default_factory=time.monotonic)
     finished: ev.RunFinished | None = None
+    quality: ev.Quality | None = None  # the latest (cumulative) counts of the quality gates, once any ran
     warnings: list[str] = field(default_factory=list)
 
     def apply(self, e: ev.Event) -> None:
@@ -56,6 +57,8 @@ class Progress:
             self.cost_usd, self.retries, self.errors, self.invalid = e.cost_usd, e.retries, e.errors, e.invalid
             self.in_flight = e.in_flight
             self.in_flight_since = None if e.oldest_in_flight_s is None else time.monotonic() - e.oldest_in_flight_s
+        elif isinstance(e, ev.Quality):
+            self.quality = e
         elif isinstance(e, ev.RunWarning):
             self.warnings.append(e.message)
             del self.warnings[:-200]
@@ -114,18 +117,31 @@ def fmt_cost(c: float | None) -> str:
     return "unknown" if c is None else f"${c:.4f}"
 
 
+def fmt_quality(q: ev.Quality | None) -> str:
+    """'judged 40, passed 31, regenerated 12 (validators 2, near-duplicates 1, judge 9)' / '' before any gate ran."""
+    if q is None:
+        return ""
+    judged = f"judged {q.judged}, passed {q.passed}, " if q.judged else ""
+    return (
+        f"{judged}regenerated {q.regenerated} (validators {q.validator_rejected}, near-duplicates {q.near_duplicates}, "
+        f"judge {q.judge_rejected})"
+    )
+
+
 def status_line(p: Progress) -> str:
     budget = f" / ${p.budget:g}" if p.budget is not None else ""
     waiting = fmt_in_flight(p)
+    quality = fmt_quality(p.quality)
     return (
         f"nodes {p.nodes_expanded}/{p.nodes_total} expanded · samples {p.samples_done}/{p.size} · "
         f"{fmt_cost(p.cost_usd)}{budget} · tokens {p.tokens_in:,} in / {p.tokens_out:,} out · "
         f"{p.requests} req ({p.requests_per_s:.1f}/s, {p.cache_hits} cached){' · ' + waiting if waiting else ''} · errors {p.errors} · "
-        f"retries {p.retries} · invalid {p.invalid} · elapsed {fmt_duration(p.elapsed)} · ETA {fmt_duration(p.eta_s)}"
+        f"retries {p.retries} · invalid {p.invalid}{' · ' + quality if quality else ''} · elapsed {fmt_duration(p.elapsed)} · "
+        f"ETA {fmt_duration(p.eta_s)}"
     )
 
 
-def summary(fin: ev.RunFinished, command: str = "run") -> str:
+def summary(fin: ev.RunFinished, command: str = "run", quality: ev.Quality | None = None) -> str:
     """The closing lines; ``command`` is the one that resumes it (run or balance)."""
     if command == "balance":  # the engine counts synthesised rows; the input's rows are the size
         rows = f"rows:     {fin.rows} synthesised in {fin.leaves} leaves ({fin.nodes} nodes), input {fin.size} rows"
@@ -135,8 +151,10 @@ def summary(fin: ev.RunFinished, command: str = "run") -> str:
         f"status:   {fin.status}{' (' + fin.message + ')' if fin.message else ''}",
         rows,
         f"cost:     {fmt_cost(fin.cost_usd)} over {fin.requests} requests",
-        f"run dir:  {fin.run_dir}",
     ]
+    if quality is not None:
+        lines.append(f"quality:  {fmt_quality(quality)}")
+    lines.append(f"run dir:  {fin.run_dir}")
     if fin.dataset:
         lines.append(f"dataset:  {fin.dataset} (and {Path(fin.dataset).with_suffix('.parquet').name})")
     if fin.status != "complete":

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 Path_ = list[dict[str, str]]  # a root-to-node path: [{dimension, value}, ...]
 
-STEPS = ("system", "pivots", "criterion", "assign", "supplement", "generate", "retry", "route", "infer_task")
+STEPS = ("system", "pivots", "criterion", "assign", "supplement", "generate", "retry", "route", "infer_task", "judge")
 
 
 def assets_dir() -> Path:
@@ -55,7 +55,7 @@ def load_preset(name: str) -> dict[str, Any]:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"malformed preset {str(p)!r}: {e}") from None
-    allowed = {"description", "task", "fields", "style", "field_descriptions", "field_patterns", "examples"}
+    allowed = {"description", "task", "fields", "style", "field_descriptions", "field_patterns", "examples", "validators", "dedup_threshold"}
     unknown = set(data) - allowed
     if unknown:
         raise ConfigError(f"preset {str(p)!r} has unknown keys: {', '.join(sorted(unknown))}")
@@ -160,6 +160,10 @@ class Prompts:
                 memo.clear()
             memo[key] = text
         return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
+
+    def judge(self, constraints: list[str], rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The judge's messages: the task, a leaf's constraints, the rows to check."""
+        return self._msgs("judge", constraints=constraints, rows=rows)
 
     def render_route(self, **kw: Any) -> str:
         return self._render("route", **kw)

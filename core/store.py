@@ -8,6 +8,9 @@ Layout:
                  over tree.json on resume, so a lost or damaged snapshot loses nothing
   samples.jsonl  accepted samples, appended per generation call (one write per call)
   slots.jsonl    generation calls that yielded no new sample (so resume skips them)
+  verdicts.jsonl the judge's verdict per row (a row whose verdict failed no longer counts)
+  rejected.jsonl rows the quality gates turned away before they were stored
+  row_vectors.f16 embeddings of the stored rows (semantic dedup), in samples.jsonl's order
   events.jsonl   the event log
   cache.sqlite   the response cache
   dataset.jsonl / dataset.parquet   written when the run completes
@@ -30,7 +33,7 @@ import orjson
 from .errors import RunDirError
 from .files import append_all, atomic_write, check_run_dir, ensure_new_run_dir
 from .jsonl import read_records
-from .rundir import CONFIG, EVENTS, JOURNAL, LOCK, SAMPLES, SLOTS, SNAPSHOT, STATE
+from .rundir import CONFIG, EVENTS, JOURNAL, LOCK, REJECTED, SAMPLES, SLOTS, SNAPSHOT, STATE, VERDICTS
 from .tree import Node, Tree
 from .treefile import apply_journal, tree_digest, tree_document
 
@@ -55,6 +58,9 @@ class Recovered:
     rows: int
     state: dict[str, Any]
     warnings: list[str]
+    verdicts: dict[str, bool] = field(default_factory=dict)  # row id -> passed (the last verdict)
+    unjudged: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # leaf -> its rows with no verdict (judging on)
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # {"gate": ...} of each row a gate turned away
 
 
 class RunStore:
@@ -66,6 +72,7 @@ class RunStore:
         self._slots: BinaryIO | None = None
         self._nodes: BinaryIO | None = None
         self._events: BinaryIO | None = None
+        self._extra: dict[str, BinaryIO] = {}  # verdicts.jsonl, rejected.jsonl
         self.seq = 0
         self._tree_dirty = False
         self._last_tree_write = 0.0
@@ -147,21 +154,31 @@ class RunStore:
         atomic_write(self.p(STATE), orjson.dumps(state, option=orjson.OPT_INDENT_2))
 
     # ---- recovery --------------------------------------------------------
-    def recover(self, size: int) -> Recovered:
+    def recover(self, size: int, judge: bool = False) -> Recovered:
+        """Read the run back. ``judge``: collect the rows that have no verdict yet (they are judged
+        before their leaf writes more)."""
         warnings: list[str] = []
         tree, seq = self._load_tree(warnings, size)
         leaves: dict[str, LeafRecord] = {}
         keys: set[int] = set()
         rows = 0
+        verdicts = self.read_verdicts(warnings)
+        unjudged: dict[str, list[dict[str, Any]]] = {}
         for row in self._read_jsonl_repairing(SAMPLES, warnings):
             lid, slot, key = row.get("leaf_id"), row.get("slot"), row.get("_k")
             if not isinstance(lid, str) or not isinstance(slot, int):
                 continue
             rec = leaves.setdefault(lid, LeafRecord())
-            rec.rows += 1
             rec.max_slot = max(rec.max_slot, slot)
             if isinstance(key, int):
-                keys.add(key)
+                keys.add(key)  # a row the judge failed still may not be written again
+            ok = verdicts.get(str(row.get("id")))
+            if ok is False:
+                continue
+            if ok is None and judge:  # counts once the judge passes it
+                unjudged.setdefault(lid, []).append(row)
+                continue
+            rec.rows += 1
             rows += 1
         for row in self._read_jsonl_repairing(SLOTS, warnings):
             lid, slot = row.get("leaf_id"), row.get("slot")
@@ -170,7 +187,18 @@ class RunStore:
                 rec.empty_slots.add(slot)
                 rec.max_slot = max(rec.max_slot, slot)
         self.seq = seq
-        return Recovered(tree, seq, leaves, keys, rows, self.read_state(), warnings)
+        rejected = [{"gate": r.get("gate")} for r in self._read_jsonl_repairing(REJECTED, warnings)]
+        return Recovered(tree, seq, leaves, keys, rows, self.read_state(), warnings, verdicts, unjudged, rejected)
+
+    def read_verdicts(self, warnings: list[str] | None = None) -> dict[str, bool]:
+        """Row id -> whether its (last) verdict passed."""
+        out: dict[str, bool] = {}
+        if not self.p(VERDICTS).exists():
+            return out
+        for v in self._read_jsonl_repairing(VERDICTS, warnings if warnings is not None else []):
+            if isinstance(v.get("id"), str) and isinstance(v.get("pass"), bool):
+                out[v["id"]] = v["pass"]
+        return out
 
     def _load_tree(self, warnings: list[str], size: int) -> tuple[Tree, int]:
         tree: Tree | None = None
@@ -227,6 +255,22 @@ class RunStore:
             self._slots = self._open_append(SLOTS)
         data = orjson.dumps({"leaf_id": leaf_id, "slot": slot}) + b"\n"
         append_all(self._slots, data)
+        self._append_bytes += len(data)
+
+    def append_verdicts(self, records: list[dict[str, Any]]) -> None:
+        self._append(VERDICTS, records)
+
+    def append_rejected(self, records: list[dict[str, Any]]) -> None:
+        self._append(REJECTED, records)
+
+    def _append(self, name: str, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        f = self._extra.get(name)
+        if f is None:
+            f = self._extra[name] = self._open_append(name)
+        data = b"".join(orjson.dumps(r) + b"\n" for r in records)
+        append_all(f, data)  # one write: a crash tears at most the last line
         self._append_bytes += len(data)
 
     def journal_node(self, node: Node) -> None:
@@ -294,26 +338,45 @@ class RunStore:
             self._snapshot_seq = seq
             self._snapshot_bytes += len(data)  # its own counter: this may run in a thread
 
-    def iter_samples(self) -> Iterator[dict[str, Any]]:
+    def iter_samples(self, stored: bool = False, judged_only: bool = False) -> Iterator[dict[str, Any]]:
+        """The run's rows: those the judge failed are left out, and a judged row carries its verdict
+        as ``judge`` ({"pass": true, ...}). ``stored``: every row as appended, verdicts aside.
+        ``judged_only``: rows with no verdict are left out too (a judged run's dataset)."""
         path = self.p(SAMPLES)
         if not path.exists():
             return
+        verdicts = {} if stored else self._verdict_records()
         with open(path, "rb") as f:
             for line in f:
                 if line.endswith(b"\n"):
                     try:
-                        yield orjson.loads(line)
+                        row = orjson.loads(line)
                     except orjson.JSONDecodeError:
                         continue
+                    if verdicts or judged_only:
+                        v = verdicts.get(row.get("id"))
+                        if v is None and judged_only:
+                            continue
+                        if v is not None:
+                            if not v.get("pass"):
+                                continue
+                            row["judge"] = {k: v[k] for k in ("pass", "constraints", "fits_task", "complete", "judge") if k in v}
+                    yield row
+
+    def _verdict_records(self) -> dict[str, dict[str, Any]]:
+        if not self.p(VERDICTS).exists():
+            return {}
+        return {v["id"]: v for v in read_records(self.p(VERDICTS), [], repair=False, strict=False) if isinstance(v.get("id"), str)}
 
     def close(self) -> None:
-        for f in (self._samples, self._slots, self._nodes, self._events):
+        for f in (self._samples, self._slots, self._nodes, self._events, *self._extra.values()):
             if f is not None:
                 try:
                     f.close()
                 except OSError:
                     pass
         self._samples = self._slots = self._nodes = self._events = None
+        self._extra.clear()
         if self._lock_fd is not None:
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)

@@ -31,6 +31,8 @@ class ScriptedTransport:
     cost: float = 0.0  # USD per call
     slow_prefix: str | None = None  # calls for nodes under this id take slow_latency more
     slow_latency: float = 0.0
+    judge_fails: tuple[str, ...] = ()  # the judge fails a row whose text holds one of these
+    judged: Counter = field(default_factory=Counter)  # row text (first field) -> times the judge saw it
 
     async def __call__(self, req: LLMRequest) -> Completion:
         if self.latency:
@@ -64,6 +66,18 @@ class ScriptedTransport:
             values = re.findall(r'"(d\d+ value \d+)"', user)
             values = list(dict.fromkeys(values)) or ["d0 value 0"]
             obj = {str(i + 1): values[i % len(values)] for i in range(n_piv)}
+        elif step == "judge":
+            user = req.messages[1]["content"]
+            n_cons = len(re.findall(r"^\d+\. ", user.split("Rows to check:")[0], re.M))
+            blocks = re.split(r"^Row \d+:\n", user.split("Rows to check:")[1], flags=re.M)[1:]
+            verdicts = []
+            for b in blocks:
+                text = b.split("\nFor each row")[0]
+                self.judged[text.splitlines()[0]] += 1
+                bad = any(x in text for x in self.judge_fails)
+                verdicts.append({"reason": "planted failure" if bad else "ok", "constraints": [not bad] * n_cons,
+                                 "fits_task": True, "complete": True})
+            obj = {"verdicts": verdicts}
         elif step == "supplement":
             obj = {"status": "complete" if self.supplement else "none", "values": [f"d{depth} extra {j}" for j in range(self.supplement)]}
         else:  # gen

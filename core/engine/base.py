@@ -17,6 +17,7 @@ from ..config import RunConfig
 from ..errors import BudgetExhausted, StopRequested, TransientProviderError
 from ..llm import LLMClient
 from ..prompts import Prompts
+from ..quality.gates import QualityCounts, QualityGates
 from ..store import LeafRecord, Recovered, RunStore
 from ..text import copies_example
 from ..tree import EXPANDED, FAILED, LEAF, PENDING, PRUNED, Node, Tree
@@ -35,9 +36,15 @@ class EngineBase:
         mode: Mode,
         on_event: Callable[[ev.Event], None] | None = None,
         resumed: bool = False,
+        gates: QualityGates | None = None,
     ) -> None:
         self.cfg = cfg
         self.mode = mode
+        # validators, semantic dedup and the judge: what a new row passes before it counts
+        self.gates = gates or QualityGates()
+        self.gates.counts = QualityCounts.recovered(recovered.rejected, recovered.verdicts)
+        self._unjudged: dict[str, list[dict[str, Any]]] = dict(recovered.unjudged) if self.gates.judge is not None else {}
+        self._judging: dict[str, int] = {}  # leaf -> rows stored and waiting for their verdicts
         self.patterns = {f: re.compile(rx) for f, rx in cfg.field_patterns.items()}  # every sample's fields must match
         # the prompts' examples, by their first field: a sample that copies one is rejected
         self._example_texts = [str(e.get(cfg.fields[0], "")) for e in cfg.examples]
@@ -101,8 +108,12 @@ class EngineBase:
     def fill_leaves(self) -> None:
         self._filling = True
         for n in self._tree.walk():
-            if n.status == LEAF and n.target > self.rows_in(n.id):
+            if n.status == LEAF and self._needs_work(n):
                 self._spawn(self._synth(n.id))
+
+    def _needs_work(self, leaf: Node) -> bool:
+        """A leaf with rows to write, or rows to judge."""
+        return leaf.target > self.rows_in(leaf.id) or leaf.id in self._unjudged
 
     # ------------------------------------------------------------------ events
     def _emit(self, e: ev.Event) -> None:
@@ -182,7 +193,7 @@ class EngineBase:
             for cid in node.children:
                 self._schedule(self._tree.get(cid))
         elif node.status == LEAF:
-            if self._filling and self.rows_in(node.id) < node.target:
+            if self._filling and self._needs_work(node):
                 self._spawn(self._synth(node.id))
         elif node.target == 0 and node.parent is not None:
             self._make_leaf(node, "no samples allocated to this subtree")

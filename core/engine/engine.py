@@ -32,13 +32,19 @@ class Engine(Steering, Expansion, Synthesis):
         """Graceful stop: no new calls; in-flight calls finish and are saved."""
         self._stop_reason = self._stop_reason or "stopped"
         self.client.stop()
+        if self.gates.judge is not None:
+            self.gates.judge.client.stop()
         self._task_finished.set()  # wake _drain: it gives the calls in flight a grace period, then cancels
 
     def pause(self) -> None:
         self.client.pause()
+        if self.gates.judge is not None:
+            self.gates.judge.client.pause()
 
     def resume(self) -> None:
         self.client.resume()
+        if self.gates.judge is not None:
+            self.gates.judge.client.resume()
 
     @property
     def paused(self) -> bool:
@@ -56,6 +62,8 @@ class Engine(Steering, Expansion, Synthesis):
         )
         for w in self._startup_warnings:
             self.warn(w)
+        if self.gates.active:
+            self._emit(self.gates.counts.event())
         if cfg.budget is not None and not self.client.usage.cost_known:
             self.warn(f"cost is unknown for {cfg.model}: the budget cannot be enforced")
         ticker = asyncio.ensure_future(self._ticker())

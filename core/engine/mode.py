@@ -160,7 +160,7 @@ class GenerationMode:
         from ..export import write_jsonl, write_parquet
 
         dest = self.store.p(DATASET)
-        write_jsonl(self.store.iter_samples(), dest, limit=self.cfg.size)
+        write_jsonl(self.store.iter_samples(judged_only=self.cfg.judge), dest, limit=self.cfg.size)
         write_parquet(dest, self.store.p(DATASET_PARQUET))
         return str(dest)
 

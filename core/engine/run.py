@@ -16,6 +16,7 @@ from ..errors import ConfigError, RunDirError, StorageError
 from ..handle import RunKind
 from ..llm import LLMClient, UsageTotals, close_transport, close_transport_sync, make_local_transport
 from ..prompts import Prompts
+from ..quality.setup import build_gates
 from ..rundir import CACHE
 from ..store import Recovered, RunStore
 from ..tree import Tree
@@ -80,12 +81,20 @@ class Run:
             usage=UsageTotals.from_dict(recovered.state.get("usage") or {}),
         )
         self.prompts = Prompts(cfg)
-        if mode is None:
+        if embed is None:
             from ..embeddings import LazyEmbedder
 
-            self.mode: Mode = GenerationMode(cfg, store, embed if embed is not None else LazyEmbedder())
+            embed = LazyEmbedder()  # loaded on first use: a data-driven split, semantic dedup
+        self.embed: Embed = embed
+        if mode is None:
+            self.mode: Mode = GenerationMode(cfg, store, embed)
         else:
             self.mode = mode(self)
+        try:
+            self.gates = build_gates(cfg, store, self.client, self.prompts, embed, make_transport)
+        except BaseException:
+            self.close()
+            raise
         self._engine: Engine | None = None
 
     @classmethod
@@ -117,7 +126,7 @@ class Run:
             except ConfigError as e:
                 raise RunDirError(f"{str(run_dir)!r} is corrupt: its config.json is invalid ({e})") from None
             try:
-                recovered = store.recover(cfg.size)
+                recovered = store.recover(cfg.size, judge=cfg.judge)
             except OSError as e:  # e.g. a file made read-only: its torn tail cannot be cut
                 raise storage_error(store.root, e) from None
             return cls(cfg, store, recovered, transport, resumed=True, embed=embed, mode=mode)
@@ -138,7 +147,9 @@ class Run:
         return self.recovered.state.get("status") == "complete"
 
     async def execute(self, on_event: Callable[[ev.Event], None] | None = None) -> ev.RunFinished:
-        self._engine = Engine(self.cfg, self.store, self.client, self.prompts, self.recovered, self.mode, on_event, self.resumed)
+        self._engine = Engine(
+            self.cfg, self.store, self.client, self.prompts, self.recovered, self.mode, on_event, self.resumed, gates=self.gates
+        )
         try:
             return await self._engine.run()
         except Exception as e:
@@ -148,6 +159,9 @@ class Run:
         finally:
             try:
                 await close_transport(self.client.transport)  # e.g. the http transport's connection pool
+                judge = self.gates.judge
+                if judge is not None and judge.client is not self.client:
+                    await close_transport(judge.client.transport)
             finally:
                 self.close()
 
@@ -155,11 +169,20 @@ class Run:
         if self._engine is not None:
             self._engine.request_stop()
 
+    def quality(self) -> ev.Quality | None:
+        """What the quality gates did so far (cumulative, resumes included); None when the run has none."""
+        return self.gates.counts.event() if self.gates.active else None
+
     def summary(self) -> dict[str, Any] | None:
         """A mode's own closing figures (a balance run's before/after); a plain run has none."""
         return None
 
     def close(self) -> None:
+        gates = getattr(self, "gates", None)  # absent when building them failed
+        if gates is not None:
+            gates.close()
+            if gates.judge is not None and gates.judge.client is not self.client:
+                close_transport_sync(gates.judge.client.transport)
         self.mode.close()
         if self.client.cache is not None:
             try:

@@ -11,6 +11,7 @@ from .. import events as ev
 from ..allocate import allocate, calls_for
 from ..llm import PRIORITY_LEAF, LLMRequest
 from ..parsing import ParseError, parse_samples, salvage_items
+from ..quality.gates import near_duplicate_records
 from ..schemas import samples_schema
 from ..store import LeafRecord
 from ..text import sample_key, truncate
@@ -52,6 +53,8 @@ class Synthesis(EngineBase):
         job = self.leaf_job(node)
         lid = job.leaf_id
         self._emit(ev.NodeStarted(node_id=lid, parent_id=node.parent, depth=node.depth, stage="synthesis", path=job.path))
+        if job.leaf_id in self._unjudged:
+            await self._judge_stored(job.leaf_id)
         m = cfg.samples_per_call
         slot_limit = job.first_slot + calls_for(max(0, job.target - self.rows_in(lid)), m) * 3 + 4
         slot = job.first_slot
@@ -121,25 +124,106 @@ class Synthesis(EngineBase):
             self.client.usage.invalid += 1
         if samples:
             samples = self.mode.accept(lid, samples)
-        room = node.target - self.rows_in(lid)
-        rows: list[dict[str, Any]] = []
-        for i, s in enumerate(samples):
-            if len(rows) >= room:
-                break  # trim overshoot
+        gates = self.gates
+        rejected: list[dict[str, Any]] = []
+        if samples and gates.validators:
+            samples, rejected = gates.validate(lid, slot, path, samples)
+        # exact duplicates (normalised) first: they are replaced by a later call, and cost no embedding
+        keyed: list[tuple[dict[str, str], int]] = []
+        seen: set[int] = set()
+        for s in samples:
             k = sample_key(s, cfg.fields)
-            if k in self.keys:
-                continue  # exact duplicate (normalised): replaced by a later call
+            if k not in self.keys and k not in seen:
+                seen.add(k)
+                keyed.append((s, k))
+        vectors = None
+        if keyed and gates.dedup is not None:
+            X = await gates.dedup.vectors([s for s, _ in keyed])
+            node = self.tree.nodes.get(lid)
+            if node is None or node.status != LEAF or node.revision != job.revision:
+                raise Stale()
+        room = node.target - self.rows_in(lid) - self._judging.get(lid, 0)
+        keyed = keyed[: max(0, room)]  # trim overshoot (before dedup: a trimmed row never joins the index)
+        if keyed and gates.dedup is not None:
+            # no await from here until the rows are stored: the index and the store agree
+            keep, sims = gates.dedup.admit(X[: len(keyed)])
+            dropped = [i for i, ok in enumerate(keep) if not ok]
+            if dropped:
+                gates.counts.near_duplicates += len(dropped)
+                rejected += near_duplicate_records(lid, slot, path, [keyed[i][0] for i in dropped], [sims[i] for i in dropped])
+            vectors = X[: len(keyed)][keep]
+            keyed = [kv for kv, ok in zip(keyed, keep, strict=True) if ok]
+        rows: list[dict[str, Any]] = []
+        for i, (s, k) in enumerate(keyed):
             self.keys.add(k)
             rows.append({"id": f"{lid}/{slot}/{i}", "leaf_id": lid, "slot": slot, "path": path, **s, "_k": k})
+        if rejected:
+            self.store.append_rejected(rejected)
         if rows:
             self.store.append_samples(rows)
+            if vectors is not None and gates.dedup is not None:
+                gates.dedup.stored(vectors)
         else:
             self.store.append_empty_slot(lid, slot)
-        done = self.leaf_rows[lid] = self.rows_in(lid) + len(rows)
+        if rejected:
+            self._emit(gates.counts.event())
+        if rows and gates.judge is not None:
+            rows = await self._judge_rows(lid, sid, slot, path, rows)  # the rows count once they pass
+        self.leaf_rows[lid] = done = self.rows_in(lid) + len(rows)
         self.rows += len(rows)
         preview = tuple(truncate(str(r[cfg.fields[0]]), 160) for r in rows[:2])
         self._emit(ev.LeafProgress(node_id=lid, done=done, target=node.target, samples_done=self.rows + self.samples_offset,
                                    samples_target=self.samples_target, preview=preview))
+
+    async def _judge_rows(
+        self, lid: str, sid: str, slot: int, path: list[dict[str, str]], rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The judge's verdicts on stored rows, recorded; returns the rows that passed (they count; a
+        failed row's leaf writes another). A row is judged with the path it was written for."""
+        judge = self.gates.judge
+        assert judge is not None
+        self._judging[lid] = self._judging.get(lid, 0) + len(rows)
+        try:
+            verdicts = await judge.judge(sid, slot, path, rows)
+        finally:
+            self._judging[lid] -= len(rows)
+        records = [v.record(r["id"], lid, path, judge.model) for v, r in zip(verdicts, rows, strict=True)]
+        self.store.append_verdicts(records)
+        failed = [r["id"] for v, r in zip(verdicts, rows, strict=True) if not v.passed]
+        counts = self.gates.counts
+        counts.judged += len(rows)
+        counts.passed += len(rows) - len(failed)
+        counts.judge_rejected += len(failed)
+        if failed:
+            self.store.append_rejected([
+                {"gate": "judge", "id": r["id"], "leaf_id": lid, "slot": r["slot"], "path": path,
+                 "sample": {f: r[f] for f in self.cfg.fields}, "detail": v.reason}
+                for v, r in zip(verdicts, rows, strict=True) if not v.passed
+            ])
+        self._emit(counts.event())
+        return [r for v, r in zip(verdicts, rows, strict=True) if v.passed]
+
+    async def _judge_stored(self, lid: str) -> None:
+        """Judge the leaf's rows that were stored without a verdict (a run judged after it finished,
+        or a crash between a row and its verdict), one call per generation call, as written."""
+        rows = self._unjudged.pop(lid, None)
+        if not rows:
+            return
+        by_slot: dict[int, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_slot.setdefault(int(r["slot"]), []).append(r)
+        node = self.tree.get(lid)
+        sid = lid if not node.revision else f"{lid}~r{node.revision}"
+        sem = asyncio.Semaphore(max(1, self.cfg.concurrency))
+
+        async def one(slot: int, group: list[dict[str, Any]]) -> None:
+            async with sem:
+                path = group[0].get("path") or [{"dimension": d, "value": v} for d, v in self._path_tuple(lid)]
+                passed = await self._judge_rows(lid, sid, slot, path, group)
+                self.leaf_rows[lid] = self.rows_in(lid) + len(passed)
+                self.rows += len(passed)
+
+        await asyncio.gather(*(one(slot, g) for slot, g in sorted(by_slot.items())))
 
     def _top_up(self) -> bool:
         """Give the samples short leaves could not produce to the leaves that filled up."""

@@ -1,0 +1,46 @@
+"""Build a run's quality gates from its config: the validators it declares, semantic dedup when it
+has a threshold, the judge when it asks for one (on its own model and client when ``judge_model``
+names another model; that client shares the run's cache, usage and budget)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..llm import LLMClient
+from ..rundir import ROW_VECTORS
+from .gates import QualityGates
+from .judge import Judge
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..prompts import Prompts
+    from ..store import RunStore
+    from .dedup import Embed
+
+
+def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[RunConfig], Any]) -> LLMClient:
+    """The generation client, or one for ``cfg.judge_model`` sharing its cache, usage and budget."""
+    if not cfg.judge_model or cfg.judge_model == cfg.model:
+        return client
+    transport = make_transport(cfg.model_copy(update={"model": cfg.judge_model}))
+    return LLMClient(
+        transport, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, max_retries=cfg.max_retries,
+        budget=cfg.budget, cache=client.cache, read_cache=cfg.cache, usage=client.usage,
+    )
+
+
+def build_gates(
+    cfg: RunConfig, store: RunStore, client: LLMClient, prompts: Prompts, embed: Embed | None,
+    make_transport: Callable[[RunConfig], Any],
+) -> QualityGates:
+    dedup = None
+    if cfg.dedup_threshold and embed is not None:
+        from .dedup import SemanticDedup
+
+        dedup = SemanticDedup(embed, cfg.dedup_threshold, store.p(ROW_VECTORS), lambda: store.iter_samples(stored=True))
+    judge = None
+    if cfg.judge:
+        jc = judge_client(cfg, client, make_transport)
+        judge = Judge(jc, prompts, cfg.fields, cfg.judge_model or cfg.model, cfg.judge_batch, cfg.validation_retries, cfg.seed)
+    return QualityGates(validators=tuple(cfg.validators), dedup=dedup, judge=judge)
