@@ -13,7 +13,8 @@ Modules, in pipeline order (``report`` runs them):
              ``Dataset`` and ``TreeInfo`` they fill in.
   numbers    ``analysis`` (one dataset's metric records) and ``coverage`` (leaf and branch coverage),
              with the formulas in the ``metrics`` package (``embedding``, ``neighbours``, ``lexical``,
-             ``leaves``); ``records`` is the metric record format, ``settings`` the fixed sizes.
+             ``leaves``); ``records`` is the metric record format, ``settings`` the fixed sizes;
+             ``quality`` (a run's quality gates: judge verdicts and rejected rows, read by ``run_data``).
   maps       ``project`` (UMAP, openTSNE).
   page       ``html`` renders ``assets/templates/report.html.j2`` with ``figures`` (plotly specs),
              ``summary`` (the summary table) and ``markup`` (escaping, number formatting).

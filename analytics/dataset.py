@@ -15,6 +15,8 @@ from .errors import InputError
 if TYPE_CHECKING:
     from treesynth.core.tree import Tree
 
+    from .quality import Quality
+
 META_COLUMNS = {"id", "leaf_id", "path", "slot", "_k"}  # never the text field
 
 
@@ -58,6 +60,7 @@ class Dataset:
     status: str | None = None
     task: str | None = None
     notes: list[str] = field(default_factory=list)
+    quality: Quality | None = None  # a run's quality gates (``quality``), when any ran
 
     @property
     def n(self) -> int:

@@ -1,7 +1,8 @@
 """A treesynth run directory as a report input, read through core's ``RunReader`` without locking it
 (a report may be made while the run goes on): the config for the fields and the task, the state for
 the status, the tree for the leaves, and the rows from ``dataset.jsonl`` when the run is complete,
-else the ``samples.jsonl`` written so far (``core.jsonl`` skips a torn last line)."""
+else the ``samples.jsonl`` written so far (``core.jsonl`` skips a torn last line); its quality gates'
+verdicts and rejected rows, when it has any, through ``quality``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from treesynth.core.rundir import CONFIG, DATASET, SAMPLES
 
 from .dataset import META_COLUMNS, Dataset, clean_path, tree_info
 from .errors import InputError
+from .quality import quality_of_run
 
 
 def load_run(root: Path, field: str | None) -> Dataset:
@@ -35,6 +37,7 @@ def load_run(root: Path, field: str | None) -> Dataset:
     rows, bad = read_rows(src)
     if bad:
         notes.append(f"{bad} unreadable line(s) in {src.name} skipped")
+    generated_rows = rows  # every row the gates let through, before a run's overshoot is cut
     size = cfg.get("size")
     if src.name == SAMPLES and isinstance(size, int) and len(rows) > size:
         rows = rows[:size]
@@ -56,10 +59,13 @@ def load_run(root: Path, field: str | None) -> Dataset:
         paths.append(clean_path(r.get("path")))
     if empty:
         notes.append(f"{empty:,} row(s) without text in {fld!r} left out")
+    quality = quality_of_run(root, cfg, generated_rows, tree)
+    if quality is not None and quality.numbers["gates"]["failed_rows_kept"]:
+        notes.append(f"{quality.numbers['gates']['failed_rows_kept']:,} row(s) in {src.name} failed the judge and are included in the metrics")
     return Dataset(
         name=root.resolve().name, source=str(root), kind="run", field=fld, texts=texts, n_rows=len(rows),
         n_empty=empty, n_before_sample=len(texts), leaf_ids=leaf_ids, paths=paths, tree=tree, status=status,
-        task=cfg.get("task") if isinstance(cfg.get("task"), str) else None, notes=notes,
+        task=cfg.get("task") if isinstance(cfg.get("task"), str) else None, notes=notes, quality=quality,
     )
 
 
