@@ -1,6 +1,6 @@
 """One dataset's numbers: every metric record of the report (``records.rec``: value, n, model, seed),
 computed from its embeddings with the formulas in ``metrics``; runs add their leaf coverage
-(``coverage``). Pure computation: nothing is read or written here."""
+(``coverage``) and, when quality gates ran, the judge's pass rate and the gates' rejections (``quality``). Pure computation: nothing is read or written here."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from . import metrics as M
 from .coverage import leaf_coverage
+from .quality import quality_records
 from .records import rec
 from .results import Analysis
 from .settings import EXACT_NN_LIMIT, FIXED_K, NEAR_DUP, TOP_PAIRS
@@ -52,6 +53,8 @@ def analyse(a: Analysis, model: str, seed: int, rng: np.random.Generator, exact_
         m[key] = rec(val, len(kidx), None, seed, k=FIXED_K, method="uniform sample of texts")
     m["mean_chars"] = rec(float(np.mean([len(t) for t in ds.texts])), n, None, seed)
     a.pairs = top_pairs(nn, ds.texts, TOP_PAIRS)
+    if ds.quality is not None:  # the judge's pass rate and the gates' rejections, beside the diversity they qualify
+        m.update(quality_records(ds.quality, seed))
     leaf_coverage(a, model, seed, rng)
 
 

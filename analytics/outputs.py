@@ -64,6 +64,8 @@ def metrics_document(
             d["branches"] = a.branches
             d["branch_similarity"] = {"labels": a.branch_names, "matrix": a.branch_matrix}
         d["most_similar_pairs"] = a.pairs
+        if a.ds.quality is not None:
+            d["quality"] = a.ds.quality.numbers
         doc["datasets"].append(d)
     return doc
 

@@ -15,6 +15,11 @@ SUMMARY: list[tuple[str, list[tuple[str, str, str | None, str, str]]]] = [
         ("rows", "Samples analysed", None, "rows with text in the field (after --sample)", "int"),
         ("mean_chars", "Mean length (characters)", None, "context for the lexical numbers", "f0"),
     ]),
+    ("Quality gates (runs)", [
+        ("judge_pass_rate", "Judge pass rate", "higher", "share of judged rows the judge passed (see the quality section)", "pct"),
+        ("gate_rejection_rate", "Turned away by the gates", "lower",
+         "share of generated rows the validators, the near-duplicate filter or the judge turned away", "pct"),
+    ]),
     ("Semantic diversity (embeddings)", [
         ("mean_cosine_similarity", "Mean pairwise cosine similarity", "lower",
          "how alike two different samples are on average; the TreeSynth paper's “Diversity”", "f4"),
