@@ -21,10 +21,12 @@ from typing import Any
 
 from .figures import branch_heatmap_figure, leaf_histogram_figure, map_payload, nn_distribution_figure, sunburst_figure
 from .markup import clip, json_for_script
+from .quality import GATE_NAMES, GATES, pct
 from .results import Analysis, Maps
 from .summary import summary_rows
 
 TEMPLATE = "report.html.j2"  # in treesynth.assets' templates/
+QUALITY_ROWS = 30  # rows shown per table of the quality section (leaves, branches, constraints, checks)
 
 
 def render_page(analyses: Sequence[Analysis], doc: dict[str, Any], maps: Maps, title: str | None = None) -> str:
@@ -45,7 +47,7 @@ def render_page(analyses: Sequence[Analysis], doc: dict[str, Any], maps: Maps, t
         title=ttl, doc=doc, analyses=analyses, summary=summary_rows(analyses, k, thr), runs=runs, figs=figs,
         payload=map_payload(analyses, maps), maps=maps, maps_info=doc.get("maps", {}), nonce=secrets.token_urlsafe(18),
         formulas=formulas or "", plotly_js=_markup(plotly.offline.get_plotlyjs()), k=k, thr=thr,
-        compare=len(analyses) > 1, pair_chars=400,
+        compare=len(analyses) > 1, pair_chars=400, quality=_quality_sections(analyses),
     )
 
 
@@ -73,6 +75,51 @@ def _run_figures(analyses: Sequence[Analysis]) -> tuple[dict[str, Any], list[dic
             r["figs"].append(("branches", fid))
         runs.append(r)
     return figs, runs
+
+
+def _quality_sections(analyses: Sequence[Analysis]) -> list[dict[str, Any]]:
+    """One entry per dataset for the template's quality section (empty when no dataset had quality
+    gates): its numbers with the rates as text, each table capped at ``QUALITY_ROWS`` rows (and how
+    many more there are), the gates in the order rows meet them, and the rejected examples. A run
+    without gates, beside one with them, gets an entry saying so."""
+    if not any(a.ds.quality is not None for a in analyses):
+        return []
+    out: list[dict[str, Any]] = []
+    for i, a in enumerate(analyses):
+        q = a.ds.quality
+        if q is None:
+            if a.ds.kind == "run":
+                out.append({"name": a.ds.name, "index": i, "none": True})
+            continue
+        judge, gates = q.numbers.get("judge"), q.numbers["gates"]
+        entry: dict[str, Any] = {"name": a.ds.name, "index": i, "none": False, "caveat": q.caveat, "settings": q.numbers["settings"],
+                                 "judge": judge, "gates": gates}
+        if judge:
+            entry["pass_text"] = pct(judge["pass_rate"]) if judge["pass_rate"] is not None else "–"
+            entry["leaves"], entry["more_leaves"] = _capped(_rated(judge["leaves"]))
+            entry["branches"], entry["more_branches"] = _capped(_rated(judge["branches"]))
+            entry["constraints"], entry["more_constraints"] = _capped(_rated(judge["failed_constraints"]))
+        entry["checks"], entry["more_checks"] = _capped(gates["validator_checks"])
+        order = [*GATES, *sorted(g for g in gates["turned_away"] if g not in GATES)]
+        entry["gate_rows"] = [
+            {"gate": GATE_NAMES.get(g, g), "rows": gates["turned_away"].get(g, 0),
+             "share": pct(gates["share"][g]) if gates["share"].get(g) is not None else "–"}
+            for g in order
+        ]
+        entry["turned_away_text"] = pct(gates["turned_away_share"]) if gates["turned_away_share"] is not None else "–"
+        entry["examples"] = [(GATE_NAMES.get(g, g), q.examples[g]) for g in order if q.examples.get(g)]
+        out.append(entry)
+    return out
+
+
+def _capped(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The first ``QUALITY_ROWS`` rows, and how many are left out."""
+    return rows[:QUALITY_ROWS], max(0, len(rows) - QUALITY_ROWS)
+
+
+def _rated(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their ``rate`` as text."""
+    return [{**r, "rate_text": pct(r["rate"]) if r.get("rate") is not None else "–"} for r in rows]
 
 
 def _environment() -> Any:
