@@ -73,7 +73,7 @@ class ScriptedTransport:
             verdicts = []
             for b in blocks:
                 text = b.split("\nFor each row")[0]
-                self.judged[text.splitlines()[0]] += 1
+                self.judged[text.splitlines()[0].split(": ", 1)[-1]] += 1  # the first field's text
                 bad = any(x in text for x in self.judge_fails)
                 verdicts.append({"reason": "planted failure" if bad else "ok", "constraints": [not bad] * n_cons,
                                  "fits_task": True, "complete": True})

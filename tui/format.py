@@ -101,6 +101,12 @@ def stats_progress_line(p: Progress, elapsed: float | None, state: str) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(f"{p.samples_done:,}/{p.size:,}", style="bold")
     t.append(" samples", style="dim")
+    q = p.quality
+    if q is not None:  # the quality gates' cumulative counts: rows judged and passed, rows written again
+        if q.judged:
+            _pair(t, "judged", f"{q.judged:,}")
+            _pair(t, "passed", f"{q.passed:,}", "bold green" if q.passed == q.judged else "bold yellow")
+        _pair(t, "regenerated", f"{q.regenerated:,}", "bold yellow" if q.regenerated else "bold")
     if elapsed is not None:
         _pair(t, "elapsed", fmt_duration(elapsed))
         _pair(t, "ETA", fmt_duration(eta_seconds(p, elapsed)) if state in ("running", "paused") else "--:--")

@@ -1,0 +1,291 @@
+"""Quality gates: validators, the judge's verdicts, and the engine rewriting what they turn away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import SHARED, call_cli, cli_env, read_jsonl
+from tests.fakes import ScriptedTransport, hash_embedder
+from treesynth.core import events as ev
+from treesynth.core.config import build_config
+from treesynth.core.engine import Run
+from treesynth.core.errors import ConfigError
+from treesynth.core.parsing import ParseError
+from treesynth.core.quality import Validator, failures, judge_schema, parse_verdicts, wrong_calculations
+from treesynth.core.quality.verdicts import constraint_texts
+
+
+# ---------------------------------------------------------------- validators (pure)
+def test_gsm8k_preset_validators_pass_real_rows_and_catch_broken_ones():
+    cfg = build_config(flags={"preset": "gsm8k"})
+    good = {"question": "Maria buys 3 packs of 12 pencils and gives 9 away. How many are left?",
+            "answer": "She has 3 * 12 = 36 pencils. 36 - 9 = 27.\n#### 27"}
+    assert failures(good, cfg.validators) == []
+    no_final = dict(good, answer="She has 3 * 12 = 36 pencils. 36 - 9 = 27.")
+    assert any("####" in f for f in failures(no_final, cfg.validators))
+    wrong = dict(good, answer="She has 3 * 12 = 38 pencils. 38 - 9 = 29.\n#### 29")
+    assert failures(wrong, cfg.validators) == ["answer: has a wrong calculation"]
+    short = dict(good, question="How many?")
+    assert failures(short, cfg.validators) == ["question: shorter than 40 characters"]
+
+
+def test_gsm8k_preset_validators_on_human_gsm8k():
+    """The regex and length checks pass every real GSM8K test row; the arithmetic check flags only rows
+    whose written calculation is wrong as written (measured: 11 of 1,319)."""
+    cfg = build_config(flags={"preset": "gsm8k"})
+    rows = read_jsonl(SHARED / "data" / "gsm8k" / "test.jsonl")
+    fails = [failures(r, cfg.validators) for r in rows]
+    assert not [f for f in fails if f and f != ["answer: has a wrong calculation"]]
+    assert sum(1 for f in fails if f) <= 0.02 * len(rows)
+
+
+@pytest.mark.parametrize("text,wrong", [
+    ("3 * 12 = 36 and 36 - 9 = 27", []),
+    ("3 * 12 = 35", ["3 * 12 = 35"]),
+    ("$5 x 4 = $20, 1,200 / 4 = 300, (3 + 4) * 2 = 14", []),
+    ("(3 + 4) * 2 = 15", ["(3 + 4) * 2 = 15"]),
+    ("72 * 3/4 = 54 cubic ft; 3 * 1/4 = 3/4", []),  # a fraction as the result is not read as a whole number
+    ("20% of 50 = 10", []),
+    ("2 * .5 = 1", []),
+    ("1/0 = 3", []),  # cannot be computed: skipped, not a crash
+])
+def test_arithmetic_check(text, wrong):
+    assert wrong_calculations(text) == wrong
+
+
+def test_python_json_and_length_validators():
+    vs = [Validator(field="output", kind="python"), Validator(field="meta", kind="json"),
+          Validator(field="output", kind="max_chars", value=30)]
+    assert failures({"output": "def f(x):\n    return x", "meta": '{"a": 1}'}, vs) == []
+    assert failures({"output": "def f(x) return", "meta": "{a: 1}"}, vs) == [
+        "output: is not valid Python", "meta: is not valid JSON"]
+    assert failures({"output": "x = 1\n" * 10, "meta": "1"}, vs) == ["output: longer than 30 characters"]
+    assert failures({}, vs[:1]) == ["output: is not valid Python"]  # a missing field fails its checks
+
+
+def test_validators_never_execute_code(tmp_path):
+    marker = tmp_path / "ran"
+    code = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
+    vs = [Validator(field="output", kind="python"), Validator(field="output", kind="arithmetic")]
+    failures({"output": code}, vs)
+    failures({"output": f"{code} = 3"}, vs)
+    assert not marker.exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_validators_take_any_text(text):
+    vs = [Validator(field="f", kind=k) for k in ("python", "json", "arithmetic")] + [
+        Validator(field="f", kind="regex", value="#### -?[0-9]+$"), Validator(field="f", kind="min_chars", value=3)]
+    out = failures({"f": text}, vs)
+    assert all(isinstance(x, str) for x in out)
+
+
+def test_bad_validators_are_one_line_config_errors():
+    for bad, msg in [
+        ({"field": "answer", "kind": "regex", "value": "("}, "invalid regular expression"),
+        ({"field": "answer", "kind": "min_chars"}, "whole number"),
+        ({"field": "answer", "kind": "eval"}, "kind"),
+        ({"field": "nope", "kind": "python"}, "unknown fields"),
+    ]:
+        with pytest.raises(ConfigError, match=msg) as e:
+            build_config(flags={"task": "t", "fields": "question,answer", "validators": [bad]})
+        assert "\n" not in str(e.value)
+
+
+def test_config_validators_add_to_the_presets():
+    cfg = build_config(flags={"preset": "gsm8k", "validators": [{"field": "question", "kind": "max_chars", "value": 400}]})
+    assert [v.kind for v in cfg.validators] == ["regex", "arithmetic", "min_chars", "max_chars"]
+    assert cfg.dedup_threshold == 0.95
+    assert build_config(flags={"preset": "gsm8k", "dedup_threshold": 0.0}).dedup_threshold == 0.0
+
+
+# ---------------------------------------------------------------- verdicts (pure)
+def test_parse_verdicts():
+    obj = {"verdicts": [{"reason": "ok", "constraints": [True, "yes"], "fits_task": True, "complete": 1},
+                        {"reason": "not about baking", "constraints": [True, False], "fits_task": True, "complete": True}]}
+    v = parse_verdicts(obj, 2, 2)
+    assert [x.passed for x in v] == [True, False]
+    assert v[1].constraints == (True, False) and v[1].reason == "not about baking"
+    with pytest.raises(ParseError, match="exactly 2 verdicts"):
+        parse_verdicts({"verdicts": obj["verdicts"][:1]}, 2, 2)
+    with pytest.raises(ParseError, match="exactly 3 constraint"):
+        parse_verdicts(obj, 2, 3)
+    with pytest.raises(ParseError, match="fits_task"):
+        parse_verdicts({"verdicts": [{"reason": "x", "constraints": [], "complete": True}]}, 1, 0)
+    with pytest.raises(ParseError, match="true or false"):
+        parse_verdicts({"verdicts": [{"reason": "x", "fits_task": "maybe", "complete": True}]}, 1, 0)
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json, st.integers(1, 4), st.integers(0, 3))
+def test_hostile_judge_output_is_a_parse_error_or_exact_verdicts(obj, n, k):
+    try:
+        out = parse_verdicts(obj, n, k)
+    except ParseError:
+        return
+    assert len(out) == n and all(len(v.constraints) == k for v in out)
+    assert all(isinstance(v.passed, bool) and len(v.reason) <= 160 for v in out)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"reason": st.text(min_size=1, max_size=50), "constraints": st.lists(st.booleans(), min_size=2, max_size=2),
+                                       "fits_task": st.booleans(), "complete": st.booleans()}), min_size=1, max_size=5))
+def test_schema_shaped_answers_always_parse(items):
+    schema = judge_schema(len(items), 2)
+    assert schema["properties"]["verdicts"]["minItems"] == len(items)
+    out = parse_verdicts({"verdicts": items}, len(items), 2)
+    assert [v.passed for v in out] == [i["fits_task"] and i["complete"] and all(i["constraints"]) for i in items]
+
+
+def test_constraint_texts():
+    path = [{"dimension": "setting", "value": "a bakery"}, {"dimension": "embedding cluster (level 1)", "value": "rows about trains"}]
+    assert constraint_texts(path) == ["setting: a bakery", "rows about trains"]
+
+
+# ---------------------------------------------------------------- the engine with the gates
+def _cfg(**kw):
+    flags = {"task": "math word problems", "fields": "question,answer", "depth": 2, "size": 40, "pivots": 6}
+    flags.update(kw)
+    return build_config(flags=flags)
+
+
+def _run(cfg, out, transport, **kw):
+    run = Run.create(cfg, out, transport=transport, embed=hash_embedder, **kw)
+    events: list[ev.Event] = []
+    fin = asyncio.run(run.execute(events.append))
+    return fin, events, run
+
+
+def test_judge_failures_are_regenerated_to_exact_size(tmp_path):
+    t = ScriptedTransport(judge_fails=("item 1",))
+    fin, events, run = _run(_cfg(judge=True), tmp_path / "r", t)
+    assert fin.status == "complete" and fin.rows == 40
+    data = read_jsonl(tmp_path / "r" / "dataset.jsonl")
+    assert len(data) == 40 and all(r["judge"]["pass"] for r in data)
+    assert not any("item 1" in r["question"] for r in data)
+    verdicts = read_jsonl(tmp_path / "r" / "verdicts.jsonl")
+    failed = {v["id"] for v in verdicts if not v["pass"]}
+    stored = read_jsonl(tmp_path / "r" / "samples.jsonl")
+    # exactly the planted rows failed, each judged once, and every stored row has one verdict
+    assert failed == {r["id"] for r in stored if "item 1" in r["question"]} and failed
+    assert sorted(v["id"] for v in verdicts) == sorted(r["id"] for r in stored)
+    assert all(t.judged[k] == 1 for k in t.judged)
+    rejected = read_jsonl(tmp_path / "r" / "rejected.jsonl")
+    assert {r["id"] for r in rejected if r["gate"] == "judge"} == failed
+    assert all(r["detail"] == "planted failure" and r["path"] for r in rejected)
+    q = [e for e in events if isinstance(e, ev.Quality)]
+    assert q[-1].judged == len(stored) and q[-1].judge_rejected == len(failed) and q[-1].passed == 40
+    assert [x.judged for x in q] == sorted(x.judged for x in q)  # cumulative
+    progress = [e.samples_done for e in events if isinstance(e, ev.LeafProgress)]
+    assert progress == sorted(progress) and progress[-1] == 40  # rows count once they pass: never backwards
+    assert run.quality().judged == q[-1].judged and run.quality().passed == 40
+
+
+def test_a_judge_that_never_answers_validly_fails_rows_and_the_run_says_so(tmp_path):
+    class Broken(ScriptedTransport):
+        async def __call__(self, req):
+            if ":judge:" in req.slot:
+                from treesynth.core.llm import Completion
+                return Completion('{"verdicts": []}', "stop", 5, 5, 0.0)
+            return await ScriptedTransport.__call__(self, req)
+
+    fin, events, _ = _run(_cfg(judge=True, size=12, depth=1, validation_retries=1), tmp_path / "r", Broken())
+    assert fin.status == "incomplete" and "could not be generated" in fin.message
+    rej = read_jsonl(tmp_path / "r" / "rejected.jsonl")
+    assert rej and all("no valid verdict" in r["detail"] for r in rej)
+    assert not (tmp_path / "r" / "dataset.jsonl").exists()
+
+
+def test_validator_failures_are_regenerated(tmp_path):
+    class Sloppy(ScriptedTransport):
+        async def __call__(self, req):
+            c = await ScriptedTransport.__call__(self, req)
+            if ":gen:" in req.slot:
+                obj = json.loads(c.text)
+                for i, s in enumerate(obj["samples"]):
+                    if i == 0:
+                        s["answer"] = "no final number"
+                    else:
+                        s["answer"] += " #### 7"
+                c = c.__class__(json.dumps(obj), c.finish_reason, c.tokens_in, c.tokens_out, c.cost)
+            return c
+
+    cfg = _cfg(validators=[{"field": "answer", "kind": "regex", "value": "#### [0-9]+$", "name": "no final number"}])
+    fin, events, run = _run(cfg, tmp_path / "r", Sloppy())
+    assert fin.status == "complete" and fin.rows == 40
+    data = read_jsonl(tmp_path / "r" / "dataset.jsonl")
+    assert all(r["answer"].endswith("#### 7") for r in data)
+    rej = read_jsonl(tmp_path / "r" / "rejected.jsonl")
+    assert rej and all(r["gate"] == "validator" and r["detail"] == "answer: no final number" for r in rej)
+    assert run.quality().validator_rejected == len(rej)
+
+
+def test_treesynth_judge_judges_a_finished_run_and_keeps_its_size(tmp_path):
+    out = tmp_path / "r"
+    fin, _, _ = _run(_cfg(), out, ScriptedTransport())
+    assert fin.status == "complete"
+    before = read_jsonl(out / "dataset.jsonl")
+    t = ScriptedTransport(judge_fails=("item 0",))
+    run = Run.resume(out, overrides={"judge": True}, transport=t, embed=hash_embedder)
+    fin = asyncio.run(run.execute())
+    assert fin.status == "complete" and fin.rows == 40
+    after = read_jsonl(out / "dataset.jsonl")
+    assert len(after) == 40 and all(r["judge"]["pass"] for r in after)
+    bad = [r for r in before if "item 0" in r["question"]]
+    assert bad and not {r["id"] for r in bad} & {r["id"] for r in after}
+    assert {r["id"] for r in before} - {r["id"] for r in bad} <= {r["id"] for r in after}
+    # judging again asks nothing: every row has its verdict
+    t2 = ScriptedTransport()
+    fin = asyncio.run(Run.resume(out, overrides={"judge": True}, transport=t2, embed=hash_embedder).execute())
+    assert fin.status == "complete" and t2.calls["judge"] == 0
+
+
+def test_judge_cli_errors_are_one_line(tmp_path):
+    r = call_cli("judge", str(tmp_path / "nope"))
+    assert r.returncode != 0 and "not a treesynth run directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_kill_while_judging_then_resume_loses_no_verdict_and_asks_none_twice(tmp_path):
+    out = tmp_path / "r"
+    env = cli_env()
+    p = subprocess.Popen([sys.executable, "-m", "tests.judge_worker", str(out)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    verdicts = out / "verdicts.jsonl"
+    while p.poll() is None and time.monotonic() < deadline:
+        if verdicts.exists() and verdicts.read_text().count("\n") >= 6:
+            break
+        time.sleep(0.02)
+    assert p.poll() is None, p.stderr.read()[-2000:]
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    judged_before = {v["id"] for v in read_jsonl(verdicts)}
+    stored_before = {r["id"]: r for r in read_jsonl(out / "samples.jsonl")}
+    in_flight = set(stored_before) - judged_before
+    r = subprocess.run([sys.executable, "-m", "tests.judge_worker", str(out), "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == "complete", r.stderr[-2000:]
+    seen = {line.split("\t")[2]: int(line.split("\t")[1]) for line in r.stdout.splitlines()[1:]}
+    # rows judged before the kill are never asked again; rows stored but not judged are asked once
+    assert not {stored_before[i]["question"] for i in judged_before} & set(seen)
+    assert {stored_before[i]["question"] for i in in_flight} <= set(seen)
+    assert all(n == 1 for n in seen.values())
+    final = read_jsonl(verdicts)
+    ids = [v["id"] for v in final]
+    assert len(ids) == len(set(ids)) == len(read_jsonl(out / "samples.jsonl"))  # one verdict per stored row
+    data = read_jsonl(out / "dataset.jsonl")
+    assert len(data) == 60 and all(d["judge"]["pass"] for d in data)
