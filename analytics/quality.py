@@ -6,8 +6,9 @@ dataset's diversity numbers deserve a caveat.
 Inputs: ``verdicts.jsonl`` (one judge verdict per line; a re-judged row's last line wins) and
 ``rejected.jsonl`` (one row a gate turned away per line), both read with ``core.jsonl`` so a torn last
 line (a crash mid-write) is skipped, plus the run's config (which gates were on) and the ids of the
-rows the dataset holds. Older runs and dataset files have neither file: ``quality_of_run`` gives None
-and the report has no quality section.
+rows the run stored (samples.jsonl holds rows before their verdict: the loader leaves out those the
+judge failed, as the run's own dataset does). Older runs and dataset files have neither file:
+``quality_of_run`` gives None and the report has no quality section.
 
 Plain functions over records, returning plain dicts (JSON-ready: they go to ``metrics.json`` as
 they are) and the ``Quality`` that holds them. Every string from a row, a verdict or a rejection is
@@ -42,6 +43,7 @@ class Quality:
 
     numbers: dict[str, Any]
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    failed_ids: frozenset[str] = frozenset()  # rows whose last verdict failed: not part of the run's dataset
 
     @property
     def caveat(self) -> str | None:
@@ -200,29 +202,35 @@ def validator_checks(detail: Any) -> list[str]:
     return [c.strip() for c in _text(detail).split("; ") if c.strip()]
 
 
-def gate_summary(
-    rejected: Iterable[Mapping[str, Any]], verdicts: Sequence[Mapping[str, Any]], accepted_ids: Iterable[Any], accepted: int,
-) -> dict[str, Any]:
-    """What each gate turned away, out of every row generated (``accepted`` rows kept in the dataset,
-    whose ids are ``accepted_ids``, plus every row turned away).
+def failed_ids(verdicts: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The ids of rows whose (last) verdict failed."""
+    return frozenset(v["id"] for v in verdicts if isinstance(v.get("id"), str) and not _passed(v))
 
-    The judge turned away a row when its last verdict failed or ``rejected.jsonl`` says so (each row
-    id once), unless the row is in the dataset after all (a later verdict passed it). Returns
-    ``turned_away`` {gate: rows}, ``share`` {gate: rows ÷ generated}, ``generated``, ``accepted``,
+
+def gate_summary(rejected: Iterable[Mapping[str, Any]], verdicts: Sequence[Mapping[str, Any]], row_ids: Sequence[Any]) -> dict[str, Any]:
+    """What each gate turned away, out of every row generated: the rows of the data (``row_ids``: the
+    ids of the rows read, rows the judge failed included: samples.jsonl holds rows before their
+    verdict) plus every row turned away before it was stored.
+
+    The judge turned away a row when its last verdict failed, or when ``rejected.jsonl`` says so and
+    no later verdict passed it, each row id once. Returns ``turned_away`` {gate: rows}, ``share``
+    {gate: rows ÷ generated}, ``generated``, ``accepted`` (rows of the data the judge did not fail),
     ``turned_away_total``, ``turned_away_share``, ``validator_checks`` [{check, count}] (a row failing
-    two checks counts under both) and ``failed_rows_kept``: dataset rows whose last verdict failed."""
-    kept = {i for i in accepted_ids if i is not None}
+    two checks counts under both) and ``failed_rows_in_data``: rows read whose last verdict failed."""
+    ids = list(row_ids)
+    in_data = {i for i in ids if isinstance(i, str)}
+    last = {v["id"]: _passed(v) for v in verdicts if isinstance(v.get("id"), str)}
+    failed = {rid for rid, ok in last.items() if not ok}
     counts: Counter[str] = Counter()
     checks: Counter[str] = Counter()
-    judge_ids: set[str] = set()
+    judge_ids = set(failed)
     judge_anonymous = 0
-    last = {v["id"]: _passed(v) for v in verdicts if isinstance(v.get("id"), str)}
     for r in rejected:
         gate = r.get("gate")
         if gate == "judge":
             rid = r.get("id")
             if isinstance(rid, str) and rid:
-                if last.get(rid) is not True and rid not in kept:
+                if last.get(rid) is not True and (rid in failed or rid not in in_data):
                     judge_ids.add(rid)
             else:
                 judge_anonymous += 1
@@ -232,10 +240,11 @@ def gate_summary(
         counts[gate] += 1
         if gate == "validator":
             checks.update(validator_checks(r.get("detail")))
-    judge_ids |= {rid for rid, ok in last.items() if not ok and rid not in kept}
     counts["judge"] = len(judge_ids) + judge_anonymous
     for g in GATES:
         counts.setdefault(g, 0)
+    failed_in_data = sum(1 for i in ids if i in failed)
+    accepted = len(ids) - failed_in_data
     total = sum(counts.values())
     generated = accepted + total
     return {
@@ -243,7 +252,7 @@ def gate_summary(
         "turned_away_share": total / generated if generated else None,
         "share": {g: (n / generated if generated else None) for g, n in counts.items()},
         "validator_checks": [{"check": c, "count": n} for c, n in sorted(checks.items(), key=lambda kv: (-kv[1], kv[0]))],
-        "failed_rows_kept": sum(1 for rid, ok in last.items() if not ok and rid in kept),
+        "failed_rows_in_data": failed_in_data,
     }
 
 
@@ -325,13 +334,14 @@ def caveat(judge: Mapping[str, Any] | None, gates: Mapping[str, Any] | None) -> 
 
 
 def quality_summary(
-    verdicts: Sequence[Mapping[str, Any]], rejected: Sequence[Mapping[str, Any]], accepted_ids: Iterable[Any], accepted: int,
+    verdicts: Sequence[Mapping[str, Any]], rejected: Sequence[Mapping[str, Any]], row_ids: Sequence[Any],
     config: Mapping[str, Any] | None = None, tree: TreeInfo | None = None,
 ) -> Quality:
-    """Every quality number of one run (``numbers``: settings, judge, gates, caveat, sources) and its
-    examples of rejected rows."""
+    """Every quality number of one run (``numbers``: settings, judge, gates, caveat, how many verdicts
+    and rejection records were read), its examples of rejected rows and the ids the judge failed.
+    ``row_ids``: the ids of the rows the run stored (``gate_summary``)."""
     judge = judge_summary(verdicts, tree) if verdicts else None
-    gates = gate_summary(rejected, verdicts, accepted_ids, accepted)
+    gates = gate_summary(rejected, verdicts, row_ids)
     numbers: dict[str, Any] = {
         "settings": gate_settings(config or {}),
         "judge": judge,
@@ -340,12 +350,13 @@ def quality_summary(
         "verdicts": len(verdicts),
         "rejected_records": len(rejected),
     }
-    return Quality(numbers=numbers, examples=rejected_examples(rejected))
+    return Quality(numbers=numbers, examples=rejected_examples(rejected), failed_ids=failed_ids(verdicts))
 
 
 def quality_of_run(root: Path, config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], tree: TreeInfo | None = None) -> Quality | None:
-    """The quality numbers of the run at ``root`` whose dataset holds ``rows``; None when no quality gate
-    ran (no verdicts, no rejected rows, no gate in the config: an older run)."""
+    """The quality numbers of the run at ``root`` that stored ``rows`` (its dataset.jsonl, or the
+    samples.jsonl written so far, rows the judge failed included); None when no quality gate ran (no
+    verdicts, no rejected rows, no gate in the config: an older run)."""
     root = Path(root)
     vpath, rpath = root / VERDICTS, root / REJECTED
     settings = gate_settings(config)
@@ -353,7 +364,7 @@ def quality_of_run(root: Path, config: Mapping[str, Any], rows: Sequence[Mapping
     if not (vpath.is_file() or rpath.is_file() or any_gate):
         return None
     verdicts, rejected = read_verdicts(vpath), read_rejected(rpath)
-    return quality_summary(verdicts, rejected, (r.get("id") for r in rows), len(rows), config, tree)
+    return quality_summary(verdicts, rejected, [r.get("id") for r in rows], config, tree)
 
 
 def quality_records(q: Quality, seed: int) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,8 @@
 (a report may be made while the run goes on): the config for the fields and the task, the state for
 the status, the tree for the leaves, and the rows from ``dataset.jsonl`` when the run is complete,
 else the ``samples.jsonl`` written so far (``core.jsonl`` skips a torn last line); its quality gates'
-verdicts and rejected rows, when it has any, through ``quality``."""
+verdicts and rejected rows, when it has any, through ``quality`` (rows the judge failed are left out,
+as the run's own dataset leaves them out: samples.jsonl holds rows before their verdict)."""
 
 from __future__ import annotations
 
@@ -37,17 +38,22 @@ def load_run(root: Path, field: str | None) -> Dataset:
     rows, bad = read_rows(src)
     if bad:
         notes.append(f"{bad} unreadable line(s) in {src.name} skipped")
-    generated_rows = rows  # every row the gates let through, before a run's overshoot is cut
-    size = cfg.get("size")
-    if src.name == SAMPLES and isinstance(size, int) and len(rows) > size:
-        rows = rows[:size]
-    fields = [f for f in (cfg.get("fields") or []) if isinstance(f, str)]
-    fld = choose_field(field, fields + [k for k in (rows[0] if rows else {}) if k not in fields], rows, str(root))
     try:
         tree = tree_info(reader.tree())
     except RunDirError as e:
         tree = None
         notes.append(f"the tree could not be read ({e}); leaf coverage is left out")
+    quality = quality_of_run(root, cfg, rows, tree)  # every row the gates let through, before the size cut
+    if quality is not None and quality.failed_ids:
+        kept = [r for r in rows if r.get("id") not in quality.failed_ids]
+        if len(kept) < len(rows):  # rows stored before their verdict: the run's own dataset leaves them out too
+            notes.append(f"{len(rows) - len(kept):,} row(s) in {src.name} that the judge failed are left out")
+            rows = kept
+    size = cfg.get("size")
+    if src.name == SAMPLES and isinstance(size, int) and len(rows) > size:
+        rows = rows[:size]
+    fields = [f for f in (cfg.get("fields") or []) if isinstance(f, str)]
+    fld = choose_field(field, fields + [k for k in (rows[0] if rows else {}) if k not in fields], rows, str(root))
     texts, leaf_ids, paths, empty = [], [], [], 0
     for r in rows:
         t = r.get(fld)
@@ -59,9 +65,6 @@ def load_run(root: Path, field: str | None) -> Dataset:
         paths.append(clean_path(r.get("path")))
     if empty:
         notes.append(f"{empty:,} row(s) without text in {fld!r} left out")
-    quality = quality_of_run(root, cfg, generated_rows, tree)
-    if quality is not None and quality.numbers["gates"]["failed_rows_kept"]:
-        notes.append(f"{quality.numbers['gates']['failed_rows_kept']:,} row(s) in {src.name} failed the judge and are included in the metrics")
     return Dataset(
         name=root.resolve().name, source=str(root), kind="run", field=fld, texts=texts, n_rows=len(rows),
         n_empty=empty, n_before_sample=len(texts), leaf_ids=leaf_ids, paths=paths, tree=tree, status=status,

@@ -179,7 +179,7 @@ def test_gate_numbers_and_validator_checks(tmp_path):
         {"check": "answer: does not match ####", "count": 1},
         {"check": "question: is not valid JSON", "count": 1},
     ]
-    assert g["failed_rows_kept"] == 0
+    assert g["failed_rows_in_data"] == 0
 
 
 def test_settings_and_examples(tmp_path):
@@ -208,7 +208,7 @@ def test_last_verdict_wins_and_judge_rows_count_once():
         jsonl(Path(d) / VERDICTS, vs)
         read = Q.read_verdicts(Path(d) / VERDICTS)
     assert [(v["id"], v["pass"]) for v in read] == [("a", True), ("b", True)]
-    g = Q.gate_summary(rejected, read, accepted_ids=["a", "b"], accepted=2)
+    g = Q.gate_summary(rejected, read, row_ids=["a", "b"])
     assert g["turned_away"]["judge"] == 1 and g["generated"] == 3  # "a" passed on re-judging; "c" once
 
 
@@ -254,6 +254,53 @@ def test_configured_gates_without_files_yet(tmp_path):
     q = load_dataset(tmp_path / "run").quality
     assert q is not None and q.numbers["judge"] is None and q.caveat is None
     assert q.numbers["gates"]["generated"] == 24 and q.numbers["gates"]["turned_away_total"] == 0
+
+
+def engine_run(out: Path) -> Path:
+    """A run the engine makes with the scripted provider, a validator and a judge: the validator turns
+    away every row of a leaf's second generation call (slot 1), the judge fails item 1 of every call."""
+    import asyncio
+
+    from tests.fakes import ScriptedTransport
+    from treesynth.core.config import build_config
+    from treesynth.core.engine import Run
+
+    cfg = build_config(flags={"task": "math word problems", "fields": "question,answer", "depth": 2, "size": 30, "pivots": 6,
+                              "samples_per_call": 3, "judge": True,
+                              "validators": [{"field": "question", "kind": "regex", "value": "slot (?!1 )", "name": "not slot 1"}]})
+    run = Run.create(cfg, out, transport=ScriptedTransport(judge_fails=("item 1",)))
+    assert asyncio.run(run.execute(lambda e: None)).status == "complete"
+    return out
+
+
+def test_a_run_the_engine_made_with_gates(tmp_path):
+    """The numbers of a real judged, validated run agree with its files; the same run read while
+    unfinished (samples.jsonl holds rows before their verdict) leaves the judge's failures out."""
+    from treesynth.analytics.data import load_dataset
+
+    run = engine_run(tmp_path / "run")
+    rejected = [json.loads(x) for x in (run / REJECTED).read_text().splitlines()]
+    by_gate = {g: sum(1 for r in rejected if r["gate"] == g) for g in ("validator", "judge")}
+    assert by_gate["validator"] > 0 and by_gate["judge"] > 0
+    ds = load_dataset(run)
+    q = ds.quality.numbers
+    assert ds.n == 30 and not any("judge failed" in n for n in ds.notes)
+    assert q["settings"] == {"judge": True, "judge_model": None, "dedup_threshold": None, "validators": ["question: not slot 1"]}
+    assert q["judge"]["passed"] == 30 and q["judge"]["judged"] == 30 + by_gate["judge"]
+    assert q["gates"]["turned_away"] == {"validator": by_gate["validator"], "near_duplicate": 0, "judge": by_gate["judge"]}
+    assert q["gates"]["validator_checks"] == [{"check": "question: not slot 1", "count": by_gate["validator"]}]
+    assert q["gates"]["generated"] == 30 + by_gate["validator"] + by_gate["judge"]
+    assert (q["caveat"] is not None) == (q["judge"]["pass_rate"] < 0.5 or q["gates"]["turned_away_share"] > 0.5)
+    assert all(lf["path"].count(" › ") == 1 for lf in q["judge"]["leaves"])
+
+    part = tmp_path / "partial"
+    shutil.copytree(run, part, ignore=shutil.ignore_patterns("dataset.*"))
+    dp = load_dataset(part)
+    assert dp.n == 30 and any(f"{by_gate['judge']} row(s) in samples.jsonl that the judge failed are left out" in n for n in dp.notes)
+    assert sorted(dp.texts) == sorted(ds.texts)
+    assert dp.quality.numbers["gates"].pop("failed_rows_in_data") == by_gate["judge"]  # read, then left out
+    assert q["gates"].pop("failed_rows_in_data") == 0
+    assert dp.quality.numbers == q
 
 
 # ---------------------------------------------------------------------------
