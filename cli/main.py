@@ -118,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--route", choices=["llm", "embed"], default="embed", help="route rows by LLM classification or by embedding similarity (default embed)")
     b.add_argument("--route-batch", dest="route_batch", type=int, default=25, help="rows per LLM routing call (default 25)")
     b.add_argument("--embedder", help="sentence-transformers model name or local path for routing and near-duplicates")
-    for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--seed", "--temperature"):
+    for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--seed", "--temperature", "--dedup-threshold"):
         kw = dict(next(k for f, k in RUN_OPTIONS if f == flag))
         b.add_argument(flag, default=None, **kw)
+    b.add_argument("--no-dedup", dest="no_dedup", action="store_true", help="new rows may nearly repeat real rows and each other (default: not within cosine 0.95)")
     b.add_argument("--config", help="YAML or TOML file with run keys (model, depth, ...)")
     b.add_argument("--no-cache", dest="no_cache", action="store_true")
     b.add_argument("--out", help="run directory (default runs/balance-<name>-<timestamp>)")

@@ -289,3 +289,130 @@ def test_kill_while_judging_then_resume_loses_no_verdict_and_asks_none_twice(tmp
     assert len(ids) == len(set(ids)) == len(read_jsonl(out / "samples.jsonl"))  # one verdict per stored row
     data = read_jsonl(out / "dataset.jsonl")
     assert len(data) == 60 and all(d["judge"]["pass"] for d in data)
+
+
+# ---------------------------------------------------------------- semantic dedup in the engine
+_VOCAB = [f"w{i}" for i in range(5000)]
+
+
+def _words(*key, n=10):
+    import random
+
+    rng = random.Random(repr(key))
+    return " ".join(rng.choice(_VOCAB) for _ in range(n))
+
+
+class Planting(ScriptedTransport):
+    """Rows of distinct random words; the first row of a leaf's second call nearly repeats the first row
+    of its first call (one word added): it repeats an accepted row."""
+
+    async def __call__(self, req):
+        c = await ScriptedTransport.__call__(self, req)
+        if ":gen:" not in req.slot:
+            return c
+        node, _, idx = req.slot.split(":")
+        obj = json.loads(c.text)
+        for i, s in enumerate(obj["samples"]):
+            s["question"], s["answer"] = _words(node, int(idx), i, "q"), _words(node, int(idx), i, "a")
+            if i == 0 and int(idx) == 1:
+                s["question"], s["answer"] = _words(node, 0, 0, "q") + " again", _words(node, 0, 0, "a")
+        return c.__class__(json.dumps(obj), c.finish_reason, c.tokens_in, c.tokens_out, c.cost)
+
+
+def test_planted_near_duplicates_are_rewritten_and_the_index_survives_a_resume(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "r"
+    fin, events, run = _run(_cfg(dedup_threshold=0.9, size=60, samples_per_call=3), out, Planting())
+    assert fin.status == "complete" and fin.rows == 60
+    data = read_jsonl(out / "dataset.jsonl")
+    X = hash_embedder([f"{r['question']}\n{r['answer']}" for r in data])
+    sims = X @ X.T
+    np.fill_diagonal(sims, 0)
+    assert sims.max() < 0.9  # no two kept rows are near-duplicates
+    rej = read_jsonl(out / "rejected.jsonl")
+    # each planted pair keeps one row (the one accepted first: calls of a leaf run side by side)
+    assert rej and all(r["gate"] == "near_duplicate" and float(r["detail"].split()[1]) >= 0.9 for r in rej)
+    kept = {(r["leaf_id"], r["question"].removesuffix(" again")) for r in read_jsonl(out / "samples.jsonl")}
+    assert all((r["leaf_id"], r["sample"]["question"].removesuffix(" again")) in kept for r in rej)
+    assert run.quality().near_duplicates == len(rej)
+    stored = read_jsonl(out / "samples.jsonl")
+    from treesynth.core.neardup import VectorLog
+
+    log = VectorLog(out / "row_vectors.f16", X.shape[1])
+    assert len(log.read()) == len(stored)  # a vector per stored row, in order
+    log.close()
+
+
+def test_dedup_rebuilds_from_stored_vectors_and_embeds_only_rows_left_without_one(tmp_path):
+    import numpy as np
+
+    from treesynth.core.quality.dedup import SemanticDedup
+
+    calls: list[int] = []
+
+    def embed(texts):
+        calls.append(len(texts))
+        return hash_embedder(texts)
+
+    rows = [{"question": _words(i, "q"), "answer": _words(i, "a")} for i in range(30)]
+    log = tmp_path / "v.f16"
+
+    async def first():
+        d = SemanticDedup(embed, 0.9, log, lambda: iter([]))
+        X = await d.vectors(rows)
+        keep, _ = d.admit(X)
+        assert keep.all()
+        d.stored(X[:25])  # a crash before the last 5 vectors were written
+        d.close()
+
+    asyncio.run(first())
+    calls.clear()
+
+    async def resumed():
+        d = SemanticDedup(embed, 0.9, log, lambda: iter(rows))
+        X = await d.vectors([dict(rows[27], question=rows[27]["question"] + " again"), {"question": _words("new", "q"), "answer": "x"}])
+        keep, sims = d.admit(X)
+        d.close()
+        return d, keep, sims
+
+    d, keep, sims = asyncio.run(resumed())
+    assert d.loaded == 25 and d.embedded_on_resume == 5
+    assert sorted(calls) == [2, 5]  # the two new rows, and the five rows that had no vector: never all 30
+    assert keep.tolist() == [False, True] and sims[0] >= 0.9
+    assert np.isfinite(sims).all()
+
+
+def test_balance_new_rows_do_not_nearly_repeat_real_rows_or_each_other(tmp_path):
+    from treesynth.core.balance import BalanceRun, load_data
+
+    data_path = tmp_path / "d.jsonl"
+    with open(data_path, "w") as f:
+        for i in range(40):
+            f.write(json.dumps({"question": _words(i, "q"), "answer": _words(i, "a")}) + "\n")
+
+    class Copying(ScriptedTransport):
+        async def __call__(self, req):
+            c = await ScriptedTransport.__call__(self, req)
+            if ":gen:" not in req.slot:
+                return c
+            node, _, idx = req.slot.split(":")
+            obj = json.loads(c.text)
+            for i, s in enumerate(obj["samples"]):
+                if i == 0 and int(idx) % 2 == 0:  # nearly a real row
+                    s["question"], s["answer"] = _words(int(idx) % 40, "q") + " again", "x"
+                else:
+                    s["question"], s["answer"] = _words(node, idx, i, "q"), "x"
+            return c.__class__(json.dumps(obj), c.finish_reason, c.tokens_in, c.tokens_out, c.cost)
+
+    data = load_data(str(data_path), "question", ("question", "answer"))
+    spec = {"data": str(data_path), "field": "question", "fields": ["question", "answer"], "route": "embed", "route_batch": 10,
+            "target_per_leaf": 15, "size": None, "embedder": None}
+    run = BalanceRun.create(data, spec, {"task": "t", "depth": 1, "pivots": 6, "samples_per_call": 3, "dedup_threshold": 0.9},
+                            tmp_path / "b", transport=Copying(fields=("question", "answer")), embed=hash_embedder)
+    fin = asyncio.run(run.execute())
+    assert fin.status == "complete", fin.message
+    new = [r for r in read_jsonl(tmp_path / "b" / "balanced.jsonl") if r.get("provenance") != "original"]
+    assert new and not any(r["question"].endswith(" again") for r in new)
+    rej = read_jsonl(tmp_path / "b" / "rejected.jsonl")
+    assert rej and {r["gate"] for r in rej} == {"near_duplicate"}

@@ -1,7 +1,7 @@
 """``BalanceMode``: the engine's mode for ``treesynth balance``. Pivots are rows of the data routed to
 the node; each split routes every row to one child; after growth, a plan per leaf keeps the most
 mutually distant rows of crowded leaves and synthesises into sparse ones; new rows that nearly copy a
-real row of their leaf are dropped; the outputs are the balanced dataset and its before/after."""
+real row or each other are rewritten (semantic dedup, seeded with the real rows); the outputs are the balanced dataset and its before/after."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ..tree import LEAF, Node
 from .data import Data
 from .fallback import RowClusters
 from .outputs import write_outputs
-from .plan import NEAR_DUP_COSINE, LeafPlan, farthest_point_keep, leaf_targets, plan_totals
+from .plan import LeafPlan, farthest_point_keep, leaf_targets, plan_totals
 from .route import Router
 from .rows import RowIndex
 from .spec import BalanceSpec
@@ -128,13 +128,17 @@ class BalanceMode:
         return [self.data.sample(i) for i in sorted(rng.sample(rows, min(3, len(rows))))]
 
     def accept(self, leaf_id: str, samples: list[Sample]) -> list[Sample]:
-        """Drop new rows nearly duplicating a real row of their leaf (cosine > NEAR_DUP_COSINE)."""
-        rows = self.rows.at(leaf_id)
-        if not rows or not samples:
-            return samples
-        new = self.embed([s.get(self.data.field, next(iter(s.values()))) for s in samples])
-        sims = (new @ self.rows.emb[rows].T).max(axis=1)
-        return [s for s, m in zip(samples, sims, strict=True) if m <= NEAR_DUP_COSINE]
+        """Every new row: near-copies of real rows (any leaf) and of each other are semantic dedup's job
+        (core/quality), which records what it turns away."""
+        return samples
+
+    def dedup_text(self, sample: dict[str, Any]) -> str:
+        """The text field, as the real rows were embedded."""
+        return str(sample.get(self.data.field, next(iter(sample.values()), "")))
+
+    def dedup_seed(self) -> Any:
+        """Every real row: a new row may not nearly repeat one, in any leaf."""
+        return self.rows.emb
 
     # ---- outputs -----------------------------------------------------------
     def complete(self, rows: int) -> bool:

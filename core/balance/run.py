@@ -20,6 +20,7 @@ from ..rundir import BALANCE, BALANCE_SUMMARY
 from ..store import Recovered, RunStore
 from .data import Data, load_data
 from .mode import BalanceMode
+from .plan import NEAR_DUP_COSINE
 from .spec import BalanceSpec
 
 Embed = Callable[[list[str]], Any]
@@ -43,9 +44,13 @@ class BalanceRun:
         embed: Embed | None = None, config_file: str | Path | None = None,
     ) -> BalanceRun:
         spec = BalanceSpec.parse(spec, data)
-        cfg = build_config(flags={**flags, "fields": ",".join(data.fields), "size": len(data)}, config_file=config_file)
+        # new rows may not nearly repeat a real row or each other (semantic dedup, on unless turned off)
+        cfg = build_config(
+            base={"dedup_threshold": NEAR_DUP_COSINE}, flags={**flags, "fields": ",".join(data.fields), "size": len(data)},
+            config_file=config_file,
+        )
         embed = embed or load_embedder(spec.embedder)
-        run = Run.create(cfg, out, transport=transport, mode=cls._mode(data, spec, embed))
+        run = Run.create(cfg, out, transport=transport, embed=embed, mode=cls._mode(data, spec, embed))
         try:
             atomic_write(run.store.p(BALANCE), spec.to_json())
             return cls(run, data, spec)
@@ -61,7 +66,7 @@ class BalanceRun:
         if data.digest != spec.digest:
             raise RunDirError(f"{spec.data!r} changed since this balance run began; start a new run")
         embed = embed or load_embedder(spec.embedder)
-        run = Run.resume(Path(run_dir), overrides=overrides, transport=transport, mode=cls._mode(data, spec, embed))
+        run = Run.resume(Path(run_dir), overrides=overrides, transport=transport, embed=embed, mode=cls._mode(data, spec, embed))
         return cls(run, data, spec)
 
     # the handle protocol (core/handle.py), through the run
@@ -102,6 +107,9 @@ class BalanceRun:
     def summary(self) -> dict[str, Any] | None:
         p = self.store.p(BALANCE_SUMMARY)
         return json.loads(p.read_text()) if p.exists() else None
+
+    def quality(self) -> ev.Quality | None:
+        return self.run.quality()
 
     def close(self) -> None:
         self.run.close()

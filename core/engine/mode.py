@@ -92,6 +92,12 @@ class Mode(Protocol):
     def accept(self, leaf_id: str, samples: list[Sample]) -> list[Sample]:
         """The new rows worth keeping."""
 
+    def dedup_text(self, sample: dict[str, Any]) -> str:
+        """What of a row semantic dedup compares."""
+
+    def dedup_seed(self) -> Any:
+        """Vectors (unit rows) every new row must also not nearly repeat, or None (CPU work: in a thread)."""
+
     def complete(self, rows: int) -> bool:
         """Whether the run has everything it needs, given the rows synthesised."""
 
@@ -152,6 +158,12 @@ class GenerationMode:
 
     def accept(self, leaf_id: str, samples: list[Sample]) -> list[Sample]:
         return samples
+
+    def dedup_text(self, sample: dict[str, Any]) -> str:
+        return sample_plain_text(sample)
+
+    def dedup_seed(self) -> Any:
+        return None
 
     def complete(self, rows: int) -> bool:
         return rows >= self.cfg.size

@@ -91,7 +91,9 @@ class Run:
         else:
             self.mode = mode(self)
         try:
-            self.gates = build_gates(cfg, store, self.client, self.prompts, embed, make_transport)
+            self.gates = build_gates(
+                cfg, store, self.client, self.prompts, embed, make_transport, self.mode.dedup_text, self.mode.dedup_seed
+            )
         except BaseException:
             self.close()
             raise

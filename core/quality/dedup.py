@@ -23,11 +23,15 @@ class SemanticDedup:
     def __init__(
         self, embed: Embed, threshold: float, log_path: Path | None,
         stored_rows: Callable[[], Iterator[dict[str, Any]]] | None = None,
+        text_of: Callable[[dict[str, Any]], str] = sample_plain_text,
+        seed: Callable[[], np.ndarray | None] | None = None,
     ) -> None:
         self.embed = embed
         self.threshold = threshold
         self.log_path = log_path
         self._stored_rows = stored_rows  # the rows already in samples.jsonl (a resumed run)
+        self.text_of = text_of  # what of a row is embedded (all its fields; a balance run: its text field)
+        self._seed_fn = seed  # vectors new rows are also compared with (a balance run's real rows), got when first needed
         self._index: NearDuplicateIndex | None = None
         self._log: VectorLog | None = None
         self._seed: list[np.ndarray] = []
@@ -43,6 +47,10 @@ class SemanticDedup:
     def _open(self, dim: int) -> None:
         """Build the index: seeds, the stored vectors, and vectors for stored rows that have none."""
         index = NearDuplicateIndex(dim, self.threshold)
+        if self._seed_fn is not None:
+            S = self._seed_fn()
+            if S is not None and len(S):
+                self._seed.append(np.asarray(S, dtype=np.float32))
         for X in self._seed:
             index.add(X)
         self._seed.clear()
@@ -53,7 +61,7 @@ class SemanticDedup:
             if len(X):
                 index.add(X)
             if self._stored_rows is not None:
-                missing = [sample_plain_text(r) for i, r in enumerate(self._stored_rows()) if i >= self.loaded]
+                missing = [self.text_of(r) for i, r in enumerate(self._stored_rows()) if i >= self.loaded]
                 if missing:
                     P = np.asarray(self.embed(missing), dtype=np.float32)
                     index.add(P)
@@ -63,7 +71,7 @@ class SemanticDedup:
 
     async def vectors(self, samples: list[dict[str, str]]) -> np.ndarray:
         """The samples' unit vectors (the embedder, and the index's first build, run in a thread)."""
-        X = np.asarray(await asyncio.to_thread(self.embed, [sample_plain_text(s) for s in samples]), dtype=np.float32)
+        X = np.asarray(await asyncio.to_thread(self.embed, [self.text_of(s) for s in samples]), dtype=np.float32)
         if self._index is None:
             async with self._opening:  # two first calls side by side build it once
                 if self._index is None:

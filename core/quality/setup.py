@@ -32,13 +32,20 @@ def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[Ru
 
 def build_gates(
     cfg: RunConfig, store: RunStore, client: LLMClient, prompts: Prompts, embed: Embed | None,
-    make_transport: Callable[[RunConfig], Any],
+    make_transport: Callable[[RunConfig], Any], dedup_text: Callable[[dict[str, Any]], str] | None = None,
+    dedup_seed: Callable[[], Any] | None = None,
 ) -> QualityGates:
+    """``dedup_text``: what of a row semantic dedup embeds (default: all its fields); ``dedup_seed``:
+    vectors every new row is also compared with (a balance run's real rows)."""
     dedup = None
     if cfg.dedup_threshold and embed is not None:
+        from ..text import sample_plain_text
         from .dedup import SemanticDedup
 
-        dedup = SemanticDedup(embed, cfg.dedup_threshold, store.p(ROW_VECTORS), lambda: store.iter_samples(stored=True))
+        dedup = SemanticDedup(
+            embed, cfg.dedup_threshold, store.p(ROW_VECTORS), lambda: store.iter_samples(stored=True),
+            text_of=dedup_text or sample_plain_text, seed=dedup_seed,
+        )
     judge = None
     if cfg.judge:
         jc = judge_client(cfg, client, make_transport)
