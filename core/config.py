@@ -291,9 +291,9 @@ def build_config(
             if k == "validators" and isinstance(v, list):
                 # the preset's checks on the fields in use, then the config's own
                 f = merged.get("fields", preset.get("fields"))
-                in_use = {x.strip() for x in f.split(",")} if isinstance(f, str) else set(f) if isinstance(f, (list, tuple)) else set()
+                checked = {x.strip() for x in f.split(",")} if isinstance(f, str) else set(f) if isinstance(f, (list, tuple)) else set()
                 own = merged.get("validators") or []
-                merged[k] = [x for x in v if isinstance(x, dict) and x.get("field") in in_use] + (list(own) if isinstance(own, (list, tuple)) else [own])
+                merged[k] = [x for x in v if isinstance(x, dict) and x.get("field") in checked] + (list(own) if isinstance(own, (list, tuple)) else [own])
                 continue
             if k == "dedup_threshold" and k not in merged:
                 merged[k] = v
