@@ -288,15 +288,16 @@ def rejected_examples(rejected: Iterable[Mapping[str, Any]], per_gate: int = EXA
 
 
 def validator_label(v: Mapping[str, Any]) -> str:
-    """A configured validator as its failures are labelled in ``rejected.jsonl`` ("field: name", or
-    "field: " and what its kind checks), so the settings read like the checks that failed."""
-    kind, value = _text(v.get("kind")), v.get("value")
-    what = v.get("name") or {
-        "regex": f"does not match {_text(value)}", "python": "is not valid Python", "json": "is not valid JSON",
-        "min_chars": f"shorter than {_text(value)} characters", "max_chars": f"longer than {_text(value)} characters",
-        "arithmetic": "has a wrong calculation",
-    }.get(kind, f"{kind} {_text(value)}".strip())
-    return f"{_text(v.get('field'))}: {_text(what)}"
+    """A configured validator as its failures are labelled in ``rejected.jsonl`` (core's own label), so
+    the settings read like the checks that failed; a config this version cannot read is shown as given."""
+    from pydantic import ValidationError
+
+    from treesynth.core.quality.validators import Validator
+
+    try:
+        return Validator(**dict(v)).label
+    except (ValidationError, TypeError):
+        return f"{_text(v.get('field'))}: {_text(v.get('kind'))} {_text(v.get('value'))}".strip()
 
 
 def gate_settings(config: Mapping[str, Any]) -> dict[str, Any]:
