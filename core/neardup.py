@@ -1,0 +1,331 @@
+"""Semantic near-duplicate detection for generated rows, in bounded memory at a million rows.
+
+A new row is a near-duplicate when the cosine between its sentence embedding and that of an
+already accepted row is at least a threshold (``DEFAULT_NEAR_DUP_COSINE``, measured on GSM8K
+train by benchmarks/neardup_threshold.py; figures in benchmarks/README.md).
+
+``NearDuplicateIndex`` answers "the highest cosine to anything accepted so far" and admits rows
+below the threshold:
+
+* Exact while small: the first ``exact_limit`` accepted vectors (4,096 by default) sit in a
+  float32 buffer and every query is a matrix product over all of them.
+* Then approximate: they move into a usearch HNSW graph (float16 storage, cos metric, keys
+  0, 1, 2, ... in order of acceptance) and newer rows wait in the same exact buffer until
+  ``flush_rows`` of them (256) have gathered, when they join the graph in one multi-threaded
+  add. A query is one HNSW search (top 1) plus a matrix product over the buffer, so the
+  newest rows are always compared exactly and the per-row graph insertion is batched.
+* Rows of one ``admit`` batch are compared with each other exactly (a Gram matrix): a row is
+  compared with the rows before it in the batch that were kept.
+
+The HNSW parameters (f16, connectivity 16, expansion_add 64, expansion_search 64) were chosen by
+measuring the max-cosine decision against brute force (benchmarks/README.md, "Semantic dedup").
+Memory: about 0.8 KiB a vector in float16 storage plus the graph, about 1 GiB at 1M x 384
+(``memory_bytes``).
+
+``VectorLog`` is the run's file of accepted rows' vectors (rundir.ROW_VECTORS), from which a
+resumed run seeds the index with ``add``. Layout (little-endian): a 16-byte header, the magic
+``b"TSVEC16\\0"``, uint32 format version (1), uint32 dim; then the rows, each ``dim`` float16
+values (``dim * 2`` bytes), row-major, nothing else. Appends are one ``os.write`` of whole rows on
+an O_APPEND descriptor, so a crash leaves at most one torn row at the end: readers ignore it and
+the next append cuts it off first.
+
+Not thread-safe: both classes are used from one thread (the engine's event loop) and every call
+is synchronous.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+from usearch.index import BatchMatches, Index
+
+DEFAULT_NEAR_DUP_COSINE: float = 0.92
+
+#: the HNSW settings (see the module docstring); i8 storage halves the vectors' memory but loses
+#: recall near the threshold, see benchmarks/README.md
+HNSW_DTYPE = "f16"
+HNSW_CONNECTIVITY = 16
+HNSW_EXPANSION_ADD = 64
+HNSW_EXPANSION_SEARCH = 64
+EXACT_LIMIT = 4096
+FLUSH_ROWS = 256
+
+_NO_NEIGHBOUR = -1.0  # the max cosine reported while nothing is accepted (the lowest cosine)
+
+
+def _unit_rows(X: np.ndarray | list, dim: int) -> np.ndarray:
+    """``X`` as a C-contiguous float32 (n, dim) array of unit rows (zero rows stay zero)."""
+    A = np.asarray(X, dtype=np.float32)
+    if A.ndim == 1:
+        A = A.reshape(1, -1)
+    if A.ndim != 2 or A.shape[1] != dim:
+        raise ValueError(f"expected vectors of dimension {dim}, got an array of shape {A.shape}")
+    if A.shape[0] and not np.isfinite(A).all():
+        raise ValueError("vectors contain NaN or infinite values")
+    n = np.linalg.norm(A, axis=1, keepdims=True)
+    return np.ascontiguousarray(A / np.where(n > 0, n, 1.0), dtype=np.float32)
+
+
+class NearDuplicateIndex:
+    """Accepted rows' unit vectors; ``admit`` keeps the rows whose max cosine to them is below
+    ``threshold``. Exact below ``exact_limit`` vectors, HNSW plus an exact buffer of the newest
+    rows above (module docstring)."""
+
+    def __init__(
+        self,
+        dim: int,
+        threshold: float = DEFAULT_NEAR_DUP_COSINE,
+        *,
+        exact_limit: int = EXACT_LIMIT,
+        flush_rows: int = FLUSH_ROWS,
+        dtype: str = HNSW_DTYPE,
+        connectivity: int = HNSW_CONNECTIVITY,
+        expansion_add: int = HNSW_EXPANSION_ADD,
+        expansion_search: int = HNSW_EXPANSION_SEARCH,
+        threads: int = 0,
+    ) -> None:
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold is a cosine in [-1, 1], got {threshold}")
+        if exact_limit < 1 or flush_rows < 1:
+            raise ValueError("exact_limit and flush_rows must be at least 1")
+        self.dim = dim
+        self.threshold = float(threshold)
+        self.exact_limit = exact_limit
+        self.flush_rows = flush_rows
+        self.dtype = dtype
+        self.connectivity = connectivity
+        self.expansion_add = expansion_add
+        self._expansion_search = expansion_search
+        self.threads = threads  # for the graph's batched adds; 0: every core
+        self._buf = np.zeros((max(exact_limit, flush_rows), dim), dtype=np.float32)
+        self._nbuf = 0
+        self._n = 0  # accepted vectors: the graph's plus the buffer's
+        self._hnsw: Index | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def expansion_search(self) -> int:
+        """The HNSW search beam (recall against speed); settable at any time."""
+        return self._expansion_search
+
+    @expansion_search.setter
+    def expansion_search(self, value: int) -> None:
+        self._expansion_search = int(value)
+        if self._hnsw is not None:
+            # usearch declares the setter apart from the getter, so its type reads as read-only
+            self._hnsw.expansion_search = self._expansion_search  # type: ignore[misc]
+
+    @property
+    def exact(self) -> bool:
+        """True while every answer is exact (no vector has moved into the HNSW graph yet)."""
+        return self._hnsw is None
+
+    @property
+    def memory_bytes(self) -> int:
+        """The graph's memory (usearch's own count: vectors, links, keys) plus the exact buffer."""
+        return (int(self._hnsw.memory_usage) if self._hnsw is not None else 0) + self._buf.nbytes
+
+    def add(self, X: np.ndarray) -> None:
+        """Accept every row of ``X`` without checking (seeding: a resumed run's stored vectors, a
+        balance run's real rows)."""
+        self._accept(_unit_rows(X, self.dim))
+
+    def admit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(keep, max_cosine) for the rows of ``X`` in order, and accept the kept ones.
+
+        ``max_cosine[i]`` is row i's highest cosine to the accepted set, which includes the rows
+        before it in ``X`` that were kept (-1.0 when nothing is accepted); ``keep[i]`` is
+        ``max_cosine[i] < threshold``."""
+        A = _unit_rows(X, self.dim)
+        b = len(A)
+        keep = np.zeros(b, dtype=bool)
+        if b == 0:
+            return keep, np.full(0, _NO_NEIGHBOUR, dtype=np.float32)
+        best = self._max_cosine(A)
+        th = self.threshold
+        if b == 1:
+            keep[0] = best[0] < th
+        else:
+            G = A @ A.T
+            for i in range(b):
+                if i:
+                    best[i] = max(best[i], np.max(G[i, :i], where=keep[:i], initial=_NO_NEIGHBOUR))
+                keep[i] = best[i] < th
+        if keep.any():
+            self._accept(A[keep])
+        return keep, best
+
+    def max_cosine(self, X: np.ndarray) -> np.ndarray:
+        """Each row's highest cosine to the accepted set (-1.0 when it is empty), without accepting
+        anything and without comparing the rows with each other."""
+        return self._max_cosine(_unit_rows(X, self.dim))
+
+    def _max_cosine(self, A: np.ndarray) -> np.ndarray:
+        b = len(A)
+        best = np.full(b, _NO_NEIGHBOUR, dtype=np.float32)
+        if b == 0:
+            return best
+        if self._hnsw is not None and len(self._hnsw):
+            m = self._hnsw.search(A, 1, threads=1 if b < 64 else self.threads)
+            if isinstance(m, BatchMatches):
+                found = np.asarray(m.counts).reshape(b) > 0
+                dist = np.asarray(m.distances, dtype=np.float32).reshape(b, -1)[:, 0]
+            else:  # one query row comes back as a single Matches
+                found = np.array([len(m.keys) > 0])
+                dist = np.asarray(m.distances, dtype=np.float32).reshape(-1)[:1] if len(m.keys) else np.ones(1, dtype=np.float32)
+            cos = 1.0 - dist
+            best = np.where(found & np.isfinite(cos), cos, best).astype(np.float32)
+        if self._nbuf:
+            np.maximum(best, (A @ self._buf[: self._nbuf].T).max(axis=1), out=best)
+        return best
+
+    # ---- storage ---------------------------------------------------------
+    def _limit(self) -> int:
+        return self.exact_limit if self._hnsw is None else self.flush_rows
+
+    def _accept(self, A: np.ndarray) -> None:
+        i = 0
+        while i < len(A):
+            take = min(len(A) - i, self._limit() - self._nbuf)
+            self._buf[self._nbuf : self._nbuf + take] = A[i : i + take]
+            self._nbuf += take
+            self._n += take
+            i += take
+            if self._nbuf >= self._limit():
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._hnsw is None:
+            self._hnsw = Index(
+                ndim=self.dim, metric="cos", dtype=self.dtype, connectivity=self.connectivity,
+                expansion_add=self.expansion_add, expansion_search=self._expansion_search,
+            )
+        start = self._n - self._nbuf
+        keys = np.arange(start, self._n, dtype=np.uint64)
+        self._hnsw.add(keys, self._buf[: self._nbuf], threads=self.threads)
+        self._nbuf = 0
+
+
+# ---- the vectors' file ---------------------------------------------------
+_MAGIC = b"TSVEC16\0"
+_VERSION = 1
+_HEADER = struct.Struct("<8sII")  # magic, version, dim: 16 bytes
+
+
+class VectorLog:
+    """Append-only, crash-safe file of float16 unit vectors (layout in the module docstring)."""
+
+    HEADER_BYTES = _HEADER.size
+
+    def __init__(self, path: Path | str, dim: int) -> None:
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.path = Path(path)
+        self.dim = dim
+        self.row_bytes = dim * 2
+        header = _HEADER.pack(_MAGIC, _VERSION, dim)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size < len(header):
+                head = os.pread(fd, size, 0)
+                if head != header[:size]:
+                    raise ValueError(f"{self.path} is not a treesynth vector log (bad header)")
+                # new, or a crash while the header was written: (re)write it
+                os.ftruncate(fd, 0)
+                os.write(fd, header)
+                size = len(header)
+            else:
+                magic, version, fdim = _HEADER.unpack(os.pread(fd, len(header), 0))
+                if magic != _MAGIC:
+                    raise ValueError(f"{self.path} is not a treesynth vector log (bad magic {magic!r})")
+                if version != _VERSION:
+                    raise ValueError(f"{self.path}: vector log format {version} is not supported (expected {_VERSION})")
+                if fdim != dim:
+                    raise ValueError(f"{self.path} holds vectors of dimension {fdim}, not {dim} (another embedder?)")
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd: int | None = fd
+        self._count = (size - len(header)) // self.row_bytes
+        self._torn = (size - len(header)) % self.row_bytes != 0
+
+    @property
+    def count(self) -> int:
+        """Complete rows in the file."""
+        return self._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _fileno(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"{self.path}: the vector log is closed")
+        return self._fd
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` (every complete row by default) as float32, shape (n, dim); a torn
+        last row is left out."""
+        fd = self._fileno()
+        stop = self._count if stop is None else min(stop, self._count)
+        start = max(0, min(start, stop))
+        n = stop - start
+        raw = os.pread(fd, n * self.row_bytes, self.HEADER_BYTES + start * self.row_bytes) if n else b""
+        if len(raw) < n * self.row_bytes:  # short read: the file shrank underneath us
+            n = len(raw) // self.row_bytes
+            raw = raw[: n * self.row_bytes]
+        return np.frombuffer(raw, dtype="<f2").reshape(n, self.dim).astype(np.float32)
+
+    def chunks(self, rows: int = 65536) -> Iterator[np.ndarray]:
+        """Every complete row, ``rows`` at a time (seeding an index without holding the whole file
+        as float32)."""
+        for a in range(0, self._count, rows):
+            yield self.read(a, a + rows)
+
+    def append(self, X: np.ndarray) -> None:
+        """Append the rows of ``X`` (n, dim) as float16 in one write; a torn tail is cut first."""
+        fd = self._fileno()
+        A = np.asarray(X, dtype=np.float32)
+        if A.ndim == 1:
+            A = A.reshape(1, -1)
+        if A.ndim != 2 or A.shape[1] != self.dim:
+            raise ValueError(f"expected vectors of dimension {self.dim}, got an array of shape {A.shape}")
+        if not len(A):
+            return
+        if self._torn:
+            os.ftruncate(fd, self.HEADER_BYTES + self._count * self.row_bytes)
+            self._torn = False
+        data = memoryview(np.ascontiguousarray(A, dtype="<f2").tobytes())
+        written = 0
+        try:
+            while written < len(data):  # one write; the loop only for the kernel's ~2 GiB cap per call
+                written += os.write(fd, data[written:])
+        except BaseException:
+            self._resync()  # e.g. a full disk mid-write: the file may now end in a torn row
+            raise
+        self._count += len(A)
+
+    def _resync(self) -> None:
+        body = os.fstat(self._fileno()).st_size - self.HEADER_BYTES
+        self._count = max(0, body) // self.row_bytes
+        self._torn = body % self.row_bytes != 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> VectorLog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
