@@ -9,8 +9,8 @@ below the threshold:
 
 * Exact while small: the first ``exact_limit`` accepted vectors (4,096 by default) sit in a
   float32 buffer and every query is a matrix product over all of them.
-* Then approximate: they move into a usearch HNSW graph (float16 storage, cos metric, keys
-  0, 1, 2, ... in order of acceptance) and newer rows wait in the same exact buffer until
+* Then approximate: they move into a faiss HNSW graph (float16 storage via faiss's scalar
+  quantiser, inner product on unit vectors = cosine, ids 0, 1, 2, ... in order of acceptance) and newer rows wait in the same exact buffer until
   ``flush_rows`` of them (256) have gathered, when they join the graph in one multi-threaded
   add. A query is one HNSW search (top 1) plus a matrix product over the buffer, so the
   newest rows are always compared exactly and the per-row graph insertion is batched.
@@ -19,6 +19,9 @@ below the threshold:
 
 The HNSW parameters (f16, connectivity 16, expansion_add 64, expansion_search 64) were chosen by
 measuring the max-cosine decision against brute force (benchmarks/README.md, "Semantic dedup").
+The library is faiss (faiss-cpu): usearch, tried first, links its own C++ runtime, and llama.cpp
+loaded after it in the same process fails to read the embedded model (std::bad_cast);
+tests/test_quality.py checks that the index and the embedded model live in one process.
 Memory: about 0.8 KiB a vector in float16 storage plus the graph, about 1 GiB at 1M x 384
 (``memory_bytes``).
 
@@ -40,15 +43,17 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from usearch.index import BatchMatches, Index
+
+if TYPE_CHECKING:
+    import faiss
 
 DEFAULT_NEAR_DUP_COSINE: float = 0.92
 
-#: the HNSW settings (see the module docstring); i8 storage halves the vectors' memory but loses
-#: recall near the threshold, see benchmarks/README.md
-HNSW_DTYPE = "f16"
+#: the HNSW settings (see the module docstring)
+HNSW_DTYPE = "f16"  # or "f32"
 HNSW_CONNECTIVITY = 16
 HNSW_EXPANSION_ADD = 64
 HNSW_EXPANSION_SEARCH = 64
@@ -107,7 +112,7 @@ class NearDuplicateIndex:
         self._buf = np.zeros((max(exact_limit, flush_rows), dim), dtype=np.float32)
         self._nbuf = 0
         self._n = 0  # accepted vectors: the graph's plus the buffer's
-        self._hnsw: Index | None = None
+        self._hnsw: faiss.IndexHNSW | None = None
 
     def __len__(self) -> int:
         return self._n
@@ -121,8 +126,7 @@ class NearDuplicateIndex:
     def expansion_search(self, value: int) -> None:
         self._expansion_search = int(value)
         if self._hnsw is not None:
-            # usearch declares the setter apart from the getter, so its type reads as read-only
-            self._hnsw.expansion_search = self._expansion_search  # type: ignore[misc]
+            self._hnsw.hnsw.efSearch = self._expansion_search
 
     @property
     def exact(self) -> bool:
@@ -131,8 +135,14 @@ class NearDuplicateIndex:
 
     @property
     def memory_bytes(self) -> int:
-        """The graph's memory (usearch's own count: vectors, links, keys) plus the exact buffer."""
-        return (int(self._hnsw.memory_usage) if self._hnsw is not None else 0) + self._buf.nbytes
+        """The graph's memory (vectors at their storage size, level-0 links of 2 x connectivity int32
+        ids and the upper levels' share) plus the exact buffer: an estimate, faiss keeps no count."""
+        if self._hnsw is None:
+            return self._buf.nbytes
+        n = int(self._hnsw.ntotal)
+        per_vector = self.dim * (2 if self.dtype == "f16" else 4)
+        links = (2 * self.connectivity + self.connectivity // 2) * 4 + 8
+        return n * (per_vector + links) + self._buf.nbytes
 
     def add(self, X: np.ndarray) -> None:
         """Accept every row of ``X`` without checking (seeding: a resumed run's stored vectors, a
@@ -174,16 +184,11 @@ class NearDuplicateIndex:
         best = np.full(b, _NO_NEIGHBOUR, dtype=np.float32)
         if b == 0:
             return best
-        if self._hnsw is not None and len(self._hnsw):
-            m = self._hnsw.search(A, 1, threads=1 if b < 64 else self.threads)
-            if isinstance(m, BatchMatches):
-                found = np.asarray(m.counts).reshape(b) > 0
-                dist = np.asarray(m.distances, dtype=np.float32).reshape(b, -1)[:, 0]
-            else:  # one query row comes back as a single Matches
-                found = np.array([len(m.keys) > 0])
-                dist = np.asarray(m.distances, dtype=np.float32).reshape(-1)[:1] if len(m.keys) else np.ones(1, dtype=np.float32)
-            cos = 1.0 - dist
-            best = np.where(found & np.isfinite(cos), cos, best).astype(np.float32)
+        if self._hnsw is not None and self._hnsw.ntotal:
+            sims, ids = self._hnsw.search(np.ascontiguousarray(A, dtype=np.float32), 1)
+            found = ids[:, 0] >= 0
+            cos = sims[:, 0].astype(np.float32)
+            best = np.where(found & np.isfinite(cos), np.minimum(cos, 1.0), best).astype(np.float32)
         if self._nbuf:
             np.maximum(best, (A @ self._buf[: self._nbuf].T).max(axis=1), out=best)
         return best
@@ -204,14 +209,21 @@ class NearDuplicateIndex:
                 self._flush()
 
     def _flush(self) -> None:
+        import faiss  # loaded once the index outgrows its exact stage
+
         if self._hnsw is None:
-            self._hnsw = Index(
-                ndim=self.dim, metric="cos", dtype=self.dtype, connectivity=self.connectivity,
-                expansion_add=self.expansion_add, expansion_search=self._expansion_search,
-            )
-        start = self._n - self._nbuf
-        keys = np.arange(start, self._n, dtype=np.uint64)
-        self._hnsw.add(keys, self._buf[: self._nbuf], threads=self.threads)
+            ix: faiss.IndexHNSW
+            if self.dtype == "f16":
+                qt: Any = faiss.ScalarQuantizer.QT_fp16  # faiss's stubs type the enum's members as the class
+                ix = faiss.IndexHNSWSQ(self.dim, qt, self.connectivity, faiss.METRIC_INNER_PRODUCT)
+            else:
+                ix = faiss.IndexHNSWFlat(self.dim, self.connectivity, faiss.METRIC_INNER_PRODUCT)
+            ix.hnsw.efConstruction = self.expansion_add
+            ix.hnsw.efSearch = self._expansion_search
+            self._hnsw = ix
+        if self.threads:
+            faiss.omp_set_num_threads(self.threads)
+        self._hnsw.add(np.ascontiguousarray(self._buf[: self._nbuf]))  # ids follow the order of acceptance
         self._nbuf = 0
 
 

@@ -416,3 +416,23 @@ def test_balance_new_rows_do_not_nearly_repeat_real_rows_or_each_other(tmp_path)
     assert new and not any(r["question"].endswith(" again") for r in new)
     rej = read_jsonl(tmp_path / "b" / "rejected.jsonl")
     assert rej and {r["gate"] for r in rej} == {"near_duplicate"}
+
+
+def test_the_index_library_and_the_embedded_model_live_in_one_process(tmp_path):
+    """A real process that builds the near-duplicate index past its exact stage (so the index library is
+    loaded and used), then loads the embedded model and decodes: a C++ runtime clash between the two
+    native libraries (usearch's made llama.cpp fail with std::bad_cast) would fail here."""
+    code = (
+        "import numpy as np\n"
+        "from treesynth.core.neardup import NearDuplicateIndex\n"
+        "ix = NearDuplicateIndex(384, 0.92, exact_limit=64, flush_rows=16)\n"
+        "X = np.random.default_rng(0).standard_normal((200, 384)).astype('float32')\n"
+        "ix.add(X)\n"
+        "assert not ix.exact and ix.admit(X[:3])[0].tolist() == [False, False, False]\n"
+        "from treesynth.core.llm.transports.local import find_gguf\n"
+        "from llama_cpp import Llama\n"
+        "m = Llama(model_path=str(find_gguf('smollm2')), n_ctx=256, n_threads=1, verbose=False)\n"
+        "print(m('2 + 2 =', max_tokens=2)['choices'][0]['text'] is not None)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-2000:]
