@@ -63,6 +63,16 @@ def test_arithmetic_check(text, wrong):
     assert wrong_calculations(text) == wrong
 
 
+def test_repetition_catches_a_small_models_loops_and_no_human_gsm8k_row():
+    cfg = build_config(flags={"preset": "gsm8k"})
+    loop = {"question": "This is a sample of the word problems. This is a sample of the word problems. This is a sample of the word problems?",
+            "answer": "The man's " + "son's " * 20 + "son is 4.\n#### 4"}
+    assert failures(loop, cfg.validators) == ["question: repeats itself (over 35% of its word trigrams)",
+                                              "answer: repeats itself (over 45% of its word trigrams)"]
+    rows = read_jsonl(SHARED / "data" / "gsm8k" / "train.jsonl")
+    assert not [r for r in rows if any("repeats" in f for f in failures(r, cfg.validators))]
+
+
 def test_python_json_and_length_validators():
     vs = [Validator(field="output", kind="python"), Validator(field="meta", kind="json"),
           Validator(field="output", kind="max_chars", value=30)]
@@ -105,7 +115,7 @@ def test_bad_validators_are_one_line_config_errors():
 
 def test_config_validators_add_to_the_presets():
     cfg = build_config(flags={"preset": "gsm8k", "validators": [{"field": "question", "kind": "max_chars", "value": 400}]})
-    assert [v.kind for v in cfg.validators] == ["regex", "arithmetic", "min_chars", "max_chars"]
+    assert [v.kind for v in cfg.validators] == ["regex", "arithmetic", "min_chars", "repetition", "repetition", "max_chars"]
     assert cfg.dedup_threshold == 0.95
     assert build_config(flags={"preset": "gsm8k", "dedup_threshold": 0.0}).dedup_threshold == 0.0
 

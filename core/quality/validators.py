@@ -5,7 +5,9 @@ another. Pure functions; LLM output is parsed here, never evaluated (``python`` 
 
 Kinds: ``regex`` (the field, whitespace collapsed, matches ``value`` somewhere: anchor it with ^ $),
 ``python`` (parses as Python), ``json`` (parses as JSON), ``min_chars`` / ``max_chars`` (length
-bounds), ``arithmetic`` (every ``a op b = c`` calculation written in the field is right)."""
+bounds), ``arithmetic`` (every ``a op b = c`` calculation written in the field is right),
+``repetition`` (at most ``value`` percent of the field's word trigrams repeat an earlier one: the
+degenerate loops of a small model, "son's son's son's", a sentence said three times)."""
 
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Kind = Literal["regex", "python", "json", "min_chars", "max_chars", "arithmetic"]
-KINDS: tuple[str, ...] = ("regex", "python", "json", "min_chars", "max_chars", "arithmetic")
+Kind = Literal["regex", "python", "json", "min_chars", "max_chars", "arithmetic", "repetition"]
+KINDS: tuple[str, ...] = ("regex", "python", "json", "min_chars", "max_chars", "arithmetic", "repetition")
 
 
 class Validator(BaseModel):
@@ -45,6 +47,9 @@ class Validator(BaseModel):
         elif self.kind in ("min_chars", "max_chars"):
             if type(self.value) is not int or self.value < 0:
                 raise ValueError(f"validator on {self.field!r}: kind {self.kind} needs a whole number >= 0 as value")
+        elif self.kind == "repetition":
+            if type(self.value) is not int or not 0 <= self.value <= 100:
+                raise ValueError(f"validator on {self.field!r}: kind repetition needs a percentage (0-100) as value")
         elif self.value is not None:
             raise ValueError(f"validator on {self.field!r}: kind {self.kind} takes no value")
         return self
@@ -60,6 +65,7 @@ class Validator(BaseModel):
             "min_chars": f"shorter than {self.value} characters",
             "max_chars": f"longer than {self.value} characters",
             "arithmetic": "has a wrong calculation",
+            "repetition": f"repeats itself (over {self.value}% of its word trigrams)",
         }[self.kind]
         return f"{self.field}: {what}"
 
@@ -137,6 +143,15 @@ def wrong_calculations(text: str, limit: int = 50) -> list[str]:
     return wrong
 
 
+def repetition_share(text: str) -> float:
+    """The share of the text's word trigrams that repeat an earlier one (0 for texts under 8 words)."""
+    w = text.lower().split()
+    tri = list(zip(w, w[1:], w[2:], strict=False))
+    if len(tri) < 6:
+        return 0.0
+    return (len(tri) - len(set(tri))) / len(tri)
+
+
 def check(validator: Validator, text: str) -> bool:
     """Whether ``text`` (one field of a row) passes ``validator``."""
     k = validator.kind
@@ -150,6 +165,8 @@ def check(validator: Validator, text: str) -> bool:
         return len(text.strip()) >= int(validator.value or 0)
     if k == "max_chars":
         return len(text.strip()) <= int(validator.value or 0)
+    if k == "repetition":
+        return repetition_share(text) * 100 <= int(validator.value or 0)
     return not wrong_calculations(text)
 
 
