@@ -421,7 +421,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=litellm_price(cfg.model))
     print(f"task:           {cfg.task}")
     print(f"model:          {cfg.model}")
-    _print_estimate(cfg, est, f"{est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples")
+    judging = f", {est.judge_calls:,} judging them" if est.judge_calls else ""
+    _print_estimate(cfg, est, f"{est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples{judging}")
     return 0
 
 

@@ -25,10 +25,11 @@ class Estimate:
     tokens_out: int
     cost_usd: float | None
     assumed_fanout: float
+    judge_calls: int = 0  # --judge: the rows of each generation call, judge_batch to a call
 
     @property
     def calls(self) -> int:
-        return self.tree_calls + self.synth_calls
+        return self.tree_calls + self.synth_calls + self.judge_calls
 
 
 def leaf_calls(size: int, leaves: int, samples_per_call: int) -> int:
@@ -72,9 +73,15 @@ def estimate(cfg: RunConfig, prompts: Prompts | None = None, fanout: float | Non
     cls_in = piv_in + cfg.pivots * field_tokens
     tin = internal * (piv_in + cls_in + piv_in) + synth_calls * gen_in
     tout = internal * (cfg.pivots * field_tokens + 20 * cfg.pivots + 15 * cfg.max_values) + synth_calls * cfg.samples_per_call * field_tokens
+    judge_calls = 0
+    if cfg.judge:  # every row read once (rows the judge fails are written and judged again: retry_rate)
+        judge_calls = synth_calls * math.ceil(cfg.samples_per_call / cfg.judge_batch)
+        rows_per_call = min(cfg.samples_per_call, cfg.judge_batch)
+        tin += judge_calls * (gen_in + rows_per_call * field_tokens)
+        tout += judge_calls * rows_per_call * (40 + 8 * cfg.depth)
     tin, tout = int(tin * (1 + retry_rate)), int(tout * (1 + retry_rate))
     cost = price(tin, tout) if price else None
-    return Estimate(internal, leaves_i, tree_calls, synth_calls, tin, tout, cost, f)
+    return Estimate(internal, leaves_i, tree_calls, synth_calls, tin, tout, cost, f, judge_calls)
 
 
 def estimate_balance(cfg: RunConfig, n_rows: int, route: str, route_batch: int, target: int, synth_share: float = 0.25,
