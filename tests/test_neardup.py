@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from treesynth.core.neardup import DEFAULT_NEAR_DUP_COSINE, NearDuplicateIndex, VectorLog
+from treesynth.core.neardup import DEFAULT_NEAR_DUP_COSINE, NearDuplicateIndex, VectorLog, auto_expansion_search
 
 DIM = 384
 TH = 0.92
@@ -219,6 +219,32 @@ def test_hnsw_single_row_queries_find_rows_in_the_graph_and_in_the_buffer() -> N
     keep, best = index.admit(late)
     assert keep.tolist() == [False] and best[0] == pytest.approx(1.0, abs=1e-5)
     assert index.memory_bytes > 3000 * DIM * 2
+
+
+def test_search_beam_grows_with_the_graph_unless_set() -> None:
+    sizes = (0, 149_999, 150_000, 499_999, 500_000, 2_000_000)
+    assert [auto_expansion_search(n) for n in sizes] == [64, 64, 128, 128, 256, 256]
+    index = NearDuplicateIndex(DIM, TH, exact_limit=100, flush_rows=50)
+    index.add(rand_unit(np.random.default_rng(60), 300))
+    assert index.expansion_search == 64
+    index.expansion_search = 300
+    assert index.expansion_search == 300
+    index.expansion_search = None
+    assert index.expansion_search == 64
+    assert NearDuplicateIndex(DIM, TH, expansion_search=32).expansion_search == 32
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_thread_settings_give_the_same_decisions(threads: int) -> None:
+    rng = np.random.default_rng(61)
+    X = clustered(2000, rng, dup_frac=0.05)
+    index = NearDuplicateIndex(DIM, TH, exact_limit=256, flush_rows=128, threads=threads)
+    index.add(X[:1000])
+    keep = np.concatenate([index.admit(X[a : a + 100])[0] for a in range(1000, 2000, 100)])  # >= 64 rows: the threaded search
+    ref = NearDuplicateIndex(DIM, TH, exact_limit=4000)
+    ref.add(X[:1000])
+    want = np.concatenate([ref.admit(X[a : a + 100])[0] for a in range(1000, 2000, 100)])
+    assert (keep == want).mean() >= 0.99
 
 
 def test_default_threshold_is_a_measured_cosine() -> None:
