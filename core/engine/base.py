@@ -112,8 +112,13 @@ class EngineBase:
                 self._spawn(self._synth(n.id))
 
     def _needs_work(self, leaf: Node) -> bool:
-        """A leaf with rows to write, or rows to judge."""
-        return leaf.target > self.rows_in(leaf.id) or leaf.id in self._unjudged
+        """A leaf with rows to write, or rows to judge. A generation run that holds its size writes no more
+        (leaves left short by failed rows gave their quota to others in the top-up rounds)."""
+        if leaf.id in self._unjudged:
+            return True
+        if self.mode.tops_up and self.rows >= self.cfg.size:
+            return False
+        return leaf.target > self.rows_in(leaf.id)
 
     # ------------------------------------------------------------------ events
     def _emit(self, e: ev.Event) -> None:

@@ -129,16 +129,18 @@ class Synthesis(EngineBase):
         if samples and gates.validators:
             samples, rejected = gates.validate(lid, slot, path, samples)
         # exact duplicates (normalised) first: they are replaced by a later call, and cost no embedding
-        keyed: list[tuple[dict[str, str], int]] = []
+        # (sample, key, its index in the answer): the index names the row, so a slot asked again (a leaf
+        # refilled after steering) never reuses an id
+        keyed: list[tuple[dict[str, str], int, int]] = []
         seen: set[int] = set()
-        for s in samples:
+        for i, s in enumerate(samples):
             k = sample_key(s, cfg.fields)
             if k not in self.keys and k not in seen:
                 seen.add(k)
-                keyed.append((s, k))
+                keyed.append((s, k, i))
         vectors = None
         if keyed and gates.dedup is not None:
-            X = await gates.dedup.vectors([s for s, _ in keyed])
+            X = await gates.dedup.vectors([s for s, _, _ in keyed])
             node = self.tree.nodes.get(lid)
             if node is None or node.status != LEAF or node.revision != job.revision:
                 raise Stale()
@@ -154,7 +156,7 @@ class Synthesis(EngineBase):
             vectors = X[: len(keyed)][keep]
             keyed = [kv for kv, ok in zip(keyed, keep, strict=True) if ok]
         rows: list[dict[str, Any]] = []
-        for i, (s, k) in enumerate(keyed):
+        for s, k, i in keyed:
             self.keys.add(k)
             rows.append({"id": f"{lid}/{slot}/{i}", "leaf_id": lid, "slot": slot, "path": path, **s, "_k": k})
         if rejected:
