@@ -17,7 +17,9 @@ def main() -> None:
         data = load_data(data_path, "question", ("question", "answer"))
         spec = {"data": data_path, "field": "question", "fields": ["question", "answer"], "route": "llm", "route_batch": 10,
                 "target_per_leaf": 12, "size": None, "embedder": None}
-        run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 2, "concurrency": 2}, out, transport=t, embed=hash_embedder)
+        run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 2, "concurrency": 2,
+                                                   "dedup_threshold": 0},  # its rows are templates of each other: no semantic dedup
+                                 out, transport=t, embed=hash_embedder)
     fin = asyncio.run(run.execute())
     print(fin.status)
 

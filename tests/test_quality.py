@@ -206,6 +206,33 @@ def test_judge_failures_are_regenerated_to_exact_size(tmp_path):
     assert run.quality().judged == q[-1].judged and run.quality().passed == 40
 
 
+def test_a_leaf_filled_again_never_reuses_a_row_id(tmp_path):
+    """Found against the real server: the top-up round asked a leaf's slots again from 0, a real model
+    answered differently (the call asked for fewer rows), and two stored rows shared an id."""
+    class Varied(ScriptedTransport):
+        n = 0
+
+        async def __call__(self, req):
+            c = await ScriptedTransport.__call__(self, req)
+            if ":gen:" in req.slot:
+                Varied.n += 1
+                obj = json.loads(c.text)
+                for s in obj["samples"]:
+                    s["question"] += f" (call {Varied.n})"
+                c = c.__class__(json.dumps(obj), c.finish_reason, c.tokens_in, c.tokens_out, c.cost)
+            return c
+
+    t = Varied(judge_fails=("of leaf 0.0 ",))  # one leaf never passes: its quota is topped up elsewhere
+    fin, events, _ = _run(_cfg(judge=True, size=12, depth=1), tmp_path / "r", t)
+    assert any(isinstance(e, ev.RunWarning) and "topping up" in e.message for e in events)
+    stored = read_jsonl(tmp_path / "r" / "samples.jsonl")
+    ids = [r["id"] for r in stored]
+    assert len(ids) == len(set(ids))
+    verdicts = read_jsonl(tmp_path / "r" / "verdicts.jsonl")
+    assert sorted(v["id"] for v in verdicts) == sorted(ids)
+    assert fin.status == "complete" and len(read_jsonl(tmp_path / "r" / "dataset.jsonl")) == 12
+
+
 def test_a_judge_that_never_answers_validly_fails_rows_and_the_run_says_so(tmp_path):
     class Broken(ScriptedTransport):
         async def __call__(self, req):

@@ -82,6 +82,11 @@ class Synthesis(EngineBase):
             for t in inflight:
                 t.cancel()
             raise
+        finally:
+            # a slot is asked once per process: a later round on this leaf (top-up, a revision) starts
+            # after every slot used here, so no row id is ever written twice
+            rec = self.leaf_rec.setdefault(lid, LeafRecord())
+            rec.max_slot = max(rec.max_slot, slot - 1)
         if error is not None:
             raise error
         if self.rows_in(lid) < node.target:
