@@ -38,6 +38,11 @@ class ProviderError(TreesynthError):
     """A provider problem that retrying cannot fix (auth, bad request, unknown model)."""
 
 
+class JudgeError(TreesynthError):
+    """The judge rejects nearly every row: too weak or miscalibrated for the task (rows would be
+    rewritten without end). The run stops, resumable with another judge model."""
+
+
 class SteeringError(TreesynthError):
     """A steering edit (prune, value edits, re-expand) that the node's state does not allow."""
 

@@ -19,10 +19,10 @@ from tests.fakes import ScriptedTransport, hash_embedder
 from treesynth.core import events as ev
 from treesynth.core.config import build_config
 from treesynth.core.engine import Run
-from treesynth.core.errors import ConfigError
+from treesynth.core.errors import ConfigError, JudgeError
 from treesynth.core.parsing import ParseError
 from treesynth.core.quality import Validator, failures, judge_schema, parse_verdicts, wrong_calculations
-from treesynth.core.quality.verdicts import constraint_texts
+from treesynth.core.quality.verdicts import constraint_texts, judge_looks_broken
 
 
 # ---------------------------------------------------------------- validators (pure)
@@ -233,6 +233,27 @@ def test_a_leaf_filled_again_never_reuses_a_row_id(tmp_path):
     assert fin.status == "complete" and len(read_jsonl(tmp_path / "r" / "dataset.jsonl")) == 12
 
 
+def test_a_judge_that_rejects_nearly_everything_stops_the_run_resumably(tmp_path):
+    """Measured: SmolLM2 behind the server fails every row; rewriting would go on without end. The run
+    stops with one line naming the judge, keeps what it wrote, and resumes with another judge."""
+    t = ScriptedTransport(judge_fails=("question",))  # every row fails
+    run = Run.create(_cfg(judge=True, size=200, depth=1), tmp_path / "r", transport=t, embed=hash_embedder)
+    with pytest.raises(JudgeError, match=r"the judge \(\S+\) passed 0 of the \d+ rows it checked.*--judge-model"):
+        asyncio.run(run.execute(lambda e: None))
+    assert sum(t.judged.values()) < 200  # stopped after the sanity rows (and those in flight), not after every leaf's budget
+    stored = read_jsonl(tmp_path / "r" / "samples.jsonl")
+    assert stored and json.loads((tmp_path / "r" / "state.json").read_text())["status"] == "incomplete"
+    # resumed without the judge: rows that failed stay out (rewritten), the rest count
+    run = Run.resume(tmp_path / "r", {"judge": False}, transport=ScriptedTransport(), embed=hash_embedder)
+    fin = asyncio.run(run.execute(lambda e: None))
+    assert fin.status == "complete" and len(read_jsonl(tmp_path / "r" / "dataset.jsonl")) == 200
+
+
+@pytest.mark.parametrize(("judged", "passed", "broken"), [(29, 0, False), (30, 0, True), (30, 2, True), (30, 3, False), (300, 29, True), (300, 30, False)])
+def test_judge_looks_broken(judged, passed, broken):
+    assert judge_looks_broken(judged, passed) is broken
+
+
 def test_a_judge_that_never_answers_validly_fails_rows_and_the_run_says_so(tmp_path):
     class Broken(ScriptedTransport):
         async def __call__(self, req):
@@ -241,8 +262,8 @@ def test_a_judge_that_never_answers_validly_fails_rows_and_the_run_says_so(tmp_p
                 return Completion('{"verdicts": []}', "stop", 5, 5, 0.0)
             return await ScriptedTransport.__call__(self, req)
 
-    fin, events, _ = _run(_cfg(judge=True, size=12, depth=1, validation_retries=1), tmp_path / "r", Broken())
-    assert fin.status == "incomplete" and "could not be generated" in fin.message
+    with pytest.raises(JudgeError, match="passed 0 of the 30 rows"):  # the sanity check stops the rewriting
+        _run(_cfg(judge=True, size=12, depth=1, validation_retries=1), tmp_path / "r", Broken())
     rej = read_jsonl(tmp_path / "r" / "rejected.jsonl")
     assert rej and all("no valid verdict" in r["detail"] for r in rej)
     assert not (tmp_path / "r" / "dataset.jsonl").exists()

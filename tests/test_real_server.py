@@ -311,15 +311,24 @@ def test_gsm8k_gates_and_the_judge_against_the_server(llama_server, tmp_path):
     before = llama_server.proxy.count()
     r = run_cli(*_args(llama_server, tmp_path, "http", out, size=6, depth=1, pivots=3), "--preset", "gsm8k", "--judge",
                 env=cli_env(), timeout=1500)
-    assert r.returncode in (0, 1), r.stderr[-3000:]
+    assert r.returncode in (0, 1, 2), r.stderr[-3000:]
     assert llama_server.proxy.count() > before
     stored = {s["id"]: s for s in read_jsonl(out / "samples.jsonl")}
+    ids = [s["id"] for s in read_jsonl(out / "samples.jsonl")]
+    assert len(ids) == len(stored)  # no id written twice
     verdicts = read_jsonl(out / "verdicts.jsonl")
+    if r.returncode == 2:  # the judge failed nearly every row: the run stops, saying so in one line
+        assert "the judge (openai/smollm2) passed" in r.stderr and "Traceback" not in r.stderr
+        assert len({v["id"] for v in verdicts}) == len(verdicts) and {v["id"] for v in verdicts} <= set(stored)
+        verdicts = [v for v in verdicts if v["id"] in stored]
+        stored = {v["id"]: stored[v["id"]] for v in verdicts}  # rows stored after the last verdicts wait for a resume
     assert verdicts and sorted(v["id"] for v in verdicts) == sorted(stored)  # every stored row judged, once
     assert all(v["judge"] == "openai/smollm2" and len(v["constraints"]) == len(stored[v["id"]]["path"]) for v in verdicts)
     failed = {v["id"] for v in verdicts if not v["pass"]}
     rejected = read_jsonl(out / "rejected.jsonl") if (out / "rejected.jsonl").exists() else []
     assert {x["id"] for x in rejected if x["gate"] == "judge"} == failed
+    if r.returncode == 2:
+        return
     assert "quality:  judged" in r.stderr
     if r.returncode == 0:
         rows = read_jsonl(out / "dataset.jsonl")

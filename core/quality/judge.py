@@ -13,10 +13,11 @@ from typing import Any
 
 from ..engine.answers import parse_answer
 from ..engine.ids import derive_seed
+from ..errors import JudgeError
 from ..llm import PRIORITY_LEAF, LLMClient, LLMRequest
 from ..parsing import ParseError
 from ..prompts import Prompts
-from .verdicts import Verdict, constraint_texts, failed_verdict, judge_schema, parse_verdicts
+from .verdicts import Verdict, constraint_texts, failed_verdict, judge_looks_broken, judge_schema, parse_verdicts
 
 JUDGE_TEMPERATURE = 0.0
 JUDGE_MAX_TOKENS_PER_ROW = 160
@@ -35,13 +36,24 @@ class Judge:
         self.retries = retries
         self.seed = seed
         self.on_invalid = on_invalid or (lambda why: None)
+        self.judged = 0  # rows judged in this process, and how many passed (the sanity check)
+        self.passed = 0
 
     async def judge(self, leaf: str, slot: int, path: list[dict[str, str]], rows: list[dict[str, Any]]) -> list[Verdict]:
         """A verdict per row, in order: the rows of generation call ``slot`` of ``leaf`` (its slot id,
         with the revision), which name the calls (and their cache keys)."""
         chunks = [rows[i : i + self.batch] for i in range(0, len(rows), self.batch)]
         parts = await asyncio.gather(*(self._judge_chunk(leaf, f"{slot}.{k}", path, c) for k, c in enumerate(chunks)))
-        return [v for part in parts for v in part]
+        verdicts = [v for part in parts for v in part]
+        self.judged += len(verdicts)
+        self.passed += sum(v.passed for v in verdicts)
+        if judge_looks_broken(self.judged, self.passed):
+            raise JudgeError(
+                f"the judge ({self.model}) passed {self.passed} of the {self.judged} rows it checked: it is too weak or "
+                "miscalibrated for this task, and every rejected row would be rewritten again; resume with another "
+                "--judge-model, or without --judge"
+            )
+        return verdicts
 
     async def _judge_chunk(self, leaf: str, tag: str, path: list[dict[str, str]], rows: list[dict[str, Any]]) -> list[Verdict]:
         constraints = constraint_texts(path)

@@ -14,6 +14,10 @@ from typing import Any
 from ..parsing import ParseError
 
 REASON_MAX = 160
+#: a judge that has passed fewer than this share of the first ``JUDGE_SANITY_ROWS`` rows it checked
+#: (in one process) stops the run: rewriting would go on without end (judge_looks_broken)
+JUDGE_SANITY_ROWS = 30
+JUDGE_SANITY_PASS = 0.1
 _TRUE = {"true", "yes", "y", "1", "pass", "ok"}
 _FALSE = {"false", "no", "n", "0", "fail"}
 
@@ -108,6 +112,13 @@ def parse_verdicts(obj: Any, n_rows: int, n_constraints: int) -> list[Verdict]:
             _bool(it["fits_task"], f"verdict {i}: fits_task"), _bool(it["complete"], f"verdict {i}: complete"), reason,
         ))
     return out
+
+
+def judge_looks_broken(judged: int, passed: int, rows: int = JUDGE_SANITY_ROWS, share: float = JUDGE_SANITY_PASS) -> bool:
+    """Whether a judge that passed ``passed`` of ``judged`` rows rejects nearly everything: at least
+    ``rows`` judged and under ``share`` of them passed. (Measured: SmolLM2-135M behind llama-cpp-python's
+    server judged "complete: false" on 12 of 12 plain, correct word problems.)"""
+    return judged >= rows and passed < share * judged
 
 
 def constraint_texts(path: list[dict[str, str]]) -> list[str]:
