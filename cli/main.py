@@ -102,8 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a run's dataset")
     x.add_argument("run_dir")
-    x.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl")
+    x.add_argument("--format", choices=["jsonl", "parquet", "hf", "chat", "alpaca"], default="jsonl",
+                   help="jsonl, parquet; chat (OpenAI/TRL messages), alpaca (instruction/input/output); hf (a datasets directory with a dataset card)")
     x.add_argument("--out", help="destination (default: in the run directory)")
+    x.add_argument("--prompt-fields", dest="prompt_fields", help="chat/alpaca: fields the prompt is made of, comma-separated (default: the preset's, else all but the last)")
+    x.add_argument("--response-fields", dest="response_fields", help="chat/alpaca: fields the response is made of (default: the preset's, else the last)")
+    x.add_argument("--system", help="chat: a system message before every conversation")
+    x.add_argument("--push-to-hub", dest="push_to_hub", metavar="REPO", help="hf: also push the dataset and its card to this Hub repository (token from HF_TOKEN)")
 
     b = sub.add_parser(
         "balance", help="rebalance an existing dataset with its own tree",
@@ -449,14 +454,23 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from treesynth.core.card import dataset_card
     from treesynth.core.errors import RunDirError
-    from treesynth.core.export import write_hf, write_jsonl, write_parquet
+    from treesynth.core.export import card_facts, hub_token, push_to_hub, write_hf, write_jsonl, write_parquet, write_records
     from treesynth.core.store import RunStore
+    from treesynth.core.training import alpaca_record, chat_record, roles
 
+    fmt = args.format
+    if args.push_to_hub and fmt != "hf":
+        raise ConfigError("--push-to-hub goes with --format hf")
+    token = hub_token() if args.push_to_hub else ""
+    if (args.prompt_fields or args.response_fields or args.system) and fmt not in ("chat", "alpaca"):
+        raise ConfigError("--prompt-fields, --response-fields and --system go with --format chat or alpaca")
     run_dir = Path(args.run_dir)
     store = RunStore.open(run_dir)
     try:
-        size = int(store.read_config().get("size", 0))
+        config = store.read_config()
+        size = int(config.get("size", 0))
         state = store.read_state()
         src = store.p("dataset.jsonl")
         if not src.exists():
@@ -464,20 +478,55 @@ def cmd_export(args: argparse.Namespace) -> int:
                 print(f"treesynth: note: the run is {state.get('status', 'unfinished')}; exporting the {sum(1 for _ in store.iter_samples())} samples so far", file=sys.stderr)
             src = store.p(".export.jsonl")
             write_jsonl(store.iter_samples(), src, limit=size or None)
-        fmt = args.format
-        dest = Path(args.out) if args.out else run_dir / {"jsonl": "export.jsonl", "parquet": "export.parquet", "hf": "hf_dataset"}[fmt]
+        default = {"jsonl": "export.jsonl", "parquet": "export.parquet", "hf": "hf_dataset", "chat": "export.chat.jsonl", "alpaca": "export.alpaca.jsonl"}
+        dest = Path(args.out) if args.out else run_dir / default[fmt]
         if dest.exists() and fmt == "hf":
             raise RunDirError(f"{str(dest)!r} already exists")
-        if fmt == "jsonl":
+        split = lambda v: tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()  # noqa: E731
+        fields = tuple(config.get("fields") or ())
+        if fmt in ("chat", "alpaca"):
+            strict = bool(args.prompt_fields or args.response_fields)
+            r = roles(fields, split(args.prompt_fields) or (() if strict else tuple(config.get("prompt_fields") or ())),
+                      split(args.response_fields) or (() if strict else tuple(config.get("response_fields") or ())),
+                      args.system if args.system is not None else config.get("system_prompt"), strict=strict)
+            convert = chat_record if fmt == "chat" else alpaca_record
+            write_records(iter_jsonl(src), dest, lambda row: convert(row, r))
+        elif fmt == "jsonl":
             write_jsonl(iter_jsonl(src), dest)
         elif fmt == "parquet":
             write_parquet(src, dest)
         else:
-            write_hf(src, dest)
+            try:
+                r = roles(fields, tuple(config.get("prompt_fields") or ()), tuple(config.get("response_fields") or ()))
+                pr, rs = r.prompt, r.response
+            except ConfigError:
+                pr, rs = (), ()
+            metrics = _report_metrics(run_dir)
+            rejected = iter_jsonl(store.p("rejected.jsonl")) if store.p("rejected.jsonl").exists() else iter(())
+            facts = card_facts(config, iter_jsonl(src), store.read_verdicts(), rejected, metrics, pr, rs, version=__version__,
+                               data_files="*.arrow")
+            write_hf(src, dest, dataset_card(facts))
+            if args.push_to_hub:
+                from dataclasses import replace
+
+                url = push_to_hub(src, args.push_to_hub, dataset_card(replace(facts, data_files="data/train-*")), token)
+                print(url)
         print(dest)
     finally:
         store.close()
     return 0
+
+
+def _report_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics from its report's metrics.json (the first dataset), or nothing."""
+    import orjson
+
+    p = run_dir / "metrics.json"
+    try:
+        doc = orjson.loads(p.read_bytes())
+        return dict(doc["datasets"][0]["metrics"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return {}
 
 
 def iter_jsonl(path: Path):

@@ -66,6 +66,13 @@ class RunConfig(BaseModel):
         description="Semantic dedup: a new row within this cosine of an accepted row is written again (0.95 measured on GSM8K; "
         "presets turn it on; none or 0: exact duplicates only).",
     )
+    prompt_fields: tuple[str, ...] = Field(
+        default=(), description="Training exports (chat, alpaca): the fields a row's prompt is made of (presets set them; default: all but the last).",
+    )
+    response_fields: tuple[str, ...] = Field(
+        default=(), description="Training exports: the fields the response is made of (default: the last field).",
+    )
+    system_prompt: str | None = Field(default=None, description="Training exports (chat): a system message put before every row.")
     judge: bool = Field(default=False, description="A judge model checks every row against its leaf's path; failing rows are written again.")
     judge_model: str | None = Field(default=None, description="The judge's model (default: the generation model).")
     judge_batch: int = Field(default=5, ge=1, le=50, description="Rows the judge reads per call.")
@@ -294,6 +301,9 @@ def build_config(
                 checked = {x.strip() for x in f.split(",")} if isinstance(f, str) else set(f) if isinstance(f, (list, tuple)) else set()
                 own = merged.get("validators") or []
                 merged[k] = [x for x in v if isinstance(x, dict) and x.get("field") in checked] + (list(own) if isinstance(own, (list, tuple)) else [own])
+                continue
+            if k in ("prompt_fields", "response_fields", "system_prompt") and k not in merged:
+                merged[k] = v  # hints for the training exports: roles() falls back where they do not fit the fields
                 continue
             if k == "dedup_threshold" and k not in merged:
                 merged[k] = v

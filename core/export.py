@@ -1,15 +1,20 @@
-"""Writing the final dataset from samples.jsonl: JSONL (streamed), Parquet (polars), HF datasets."""
+"""Writing a run's dataset: JSONL (streamed), Parquet (polars), training formats (chat, alpaca: one
+record per row, core/training.py), and a Hugging Face ``datasets`` directory with its dataset card
+(core/card.py), which can also be pushed to the Hub."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from .errors import TreesynthError
+from .card import Branch, CardFacts
+from .errors import ProviderError, TreesynthError
 
 INTERNAL_KEYS = ("slot", "_k")
 
@@ -18,31 +23,49 @@ def public_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in INTERNAL_KEYS}
 
 
+def _write_lines(lines: Iterable[bytes], dest: Path) -> int:
+    """JSON lines to ``dest`` atomically (a temporary file, fsync, rename); returns the count."""
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    n = 0
+    try:
+        with open(tmp, "wb") as f:
+            buf: list[bytes] = []
+            for line in lines:
+                buf.append(line)
+                n += 1
+                if len(buf) >= 4096:
+                    f.write(b"\n".join(buf) + b"\n")
+                    buf.clear()
+            if buf:
+                f.write(b"\n".join(buf) + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
+def _unique(rows: Iterable[dict[str, Any]], limit: int | None) -> Iterator[dict[str, Any]]:
+    seen: set[str] = set()
+    for row in rows:
+        rid = str(row.get("id"))
+        if rid in seen:
+            continue
+        seen.add(rid)
+        yield row
+        if limit is not None and len(seen) >= limit:
+            return
+
+
 def write_jsonl(rows: Iterable[dict[str, Any]], dest: Path, limit: int | None = None) -> int:
     """Stream rows (internal keys dropped, ids unique) to ``dest`` atomically; returns the count."""
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    seen: set[str] = set()
-    n = 0
-    with open(tmp, "wb") as f:
-        buf: list[bytes] = []
-        for row in rows:
-            rid = str(row.get("id"))
-            if rid in seen:
-                continue
-            seen.add(rid)
-            buf.append(orjson.dumps(public_row(row)))
-            n += 1
-            if len(buf) >= 4096:
-                f.write(b"\n".join(buf) + b"\n")
-                buf.clear()
-            if limit is not None and n >= limit:
-                break
-        if buf:
-            f.write(b"\n".join(buf) + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dest)
-    return n
+    return _write_lines((orjson.dumps(public_row(r)) for r in _unique(rows, limit)), dest)
+
+
+def write_records(rows: Iterable[dict[str, Any]], dest: Path, convert: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """Each row (ids unique) converted to a training record, streamed to ``dest`` as JSONL, atomically."""
+    return _write_lines((orjson.dumps(convert(r)) for r in _unique(rows, None)), dest)
 
 
 def write_parquet(jsonl: Path, dest: Path) -> None:
@@ -56,10 +79,76 @@ def write_parquet(jsonl: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def write_hf(jsonl: Path, dest: Path) -> None:
+def _datasets() -> Any:
     try:
         import datasets
     except ImportError:
         raise TreesynthError("--format hf needs the 'datasets' package: pip install 'treesynth[hf]'") from None
+    datasets.disable_progress_bars()
+    return datasets
+
+
+def write_hf(jsonl: Path, dest: Path, card: str | None = None) -> None:
+    """A ``datasets`` directory (``Dataset.save_to_disk``: ``datasets.load_from_disk`` reads it) with the
+    dataset card as its README.md."""
+    datasets = _datasets()
     ds = datasets.load_dataset("json", data_files=str(jsonl), split="train")
     ds.save_to_disk(str(dest))
+    if card is not None:
+        (dest / "README.md").write_text(card, encoding="utf-8")
+
+
+def hub_token() -> str:
+    """The Hugging Face token from the environment, or a one-line error (checked before anything is written)."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        raise ProviderError("--push-to-hub needs a Hugging Face token in HF_TOKEN (or HUGGING_FACE_HUB_TOKEN)")
+    return token
+
+
+def push_to_hub(jsonl: Path, repo: str, card: str, token: str) -> str:
+    """The dataset and its card to the Hub repository ``repo`` (``Dataset.push_to_hub``). Returns the
+    repository's URL. No network or a refused upload is one line."""
+    datasets = _datasets()
+    from huggingface_hub import DatasetCard
+
+    ds = datasets.load_dataset("json", data_files=str(jsonl), split="train")
+    try:
+        ds.push_to_hub(repo, token=token)
+        DatasetCard(card).push_to_hub(repo, token=token)
+    except Exception as e:  # noqa: BLE001 - network, auth, a bad name: the first line, no traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ProviderError(f"could not push to the Hub repository {repo!r}: {first[:300]}") from None
+    return f"https://huggingface.co/datasets/{repo}"
+
+
+def card_facts(
+    config: dict[str, Any], rows: Iterator[dict[str, Any]], verdicts: dict[str, bool], rejected: Iterable[dict[str, Any]],
+    metrics: dict[str, Any], prompt: tuple[str, ...] = (), response: tuple[str, ...] = (), version: str = "",
+    created: str | None = None, data_files: str = "data/*.parquet",
+) -> CardFacts:
+    """What the card says about a run, from its config, its dataset rows (read once), its verdicts and
+    rejections, and the report's metrics for it (empty when there is no report)."""
+    n = 0
+    leaves: set[str] = set()
+    depth = 0
+    by_branch: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0, set()])
+    for r in rows:
+        n += 1
+        path = r.get("path") or []
+        leaves.add(str(r.get("leaf_id")))
+        depth = max(depth, len(path))
+        if path and isinstance(path[0], dict):
+            b = by_branch[(str(path[0].get("dimension", "")), str(path[0].get("value", "")))]
+            b[0] += 1
+            b[1].add(str(r.get("leaf_id")))
+    branches = tuple(sorted((Branch(d, v, c, len(ls)) for (d, v), (c, ls) in by_branch.items()), key=lambda b: -b.rows))
+    gates = Counter(str(x.get("gate")) for x in rejected)
+    quality = {"judged": len(verdicts), "passed": sum(verdicts.values()), "validator_rejected": gates.get("validator", 0),
+               "near_duplicates": gates.get("near_duplicate", 0)}
+    return CardFacts(
+        task=str(config.get("task", "")), model=str(config.get("model", "")), created=created or time.strftime("%Y-%m-%d"),
+        rows=n, fields=tuple(config.get("fields") or ()), prompt_fields=prompt, response_fields=response, leaves=len(leaves),
+        depth=depth, branches=branches, metrics=metrics, quality=quality, preset=config.get("preset"), version=version,
+        data_files=data_files,
+    )

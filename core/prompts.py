@@ -55,7 +55,8 @@ def load_preset(name: str) -> dict[str, Any]:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"malformed preset {str(p)!r}: {e}") from None
-    allowed = {"description", "task", "fields", "style", "field_descriptions", "field_patterns", "examples", "validators", "dedup_threshold"}
+    allowed = {"description", "task", "fields", "style", "field_descriptions", "field_patterns", "examples", "validators", "dedup_threshold",
+               "prompt_fields", "response_fields", "system_prompt"}
     unknown = set(data) - allowed
     if unknown:
         raise ConfigError(f"preset {str(p)!r} has unknown keys: {', '.join(sorted(unknown))}")
