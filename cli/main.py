@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-ui", dest="no_ui", action="store_true", help="headless: progress on stderr")
     r.add_argument("--json-events", dest="json_events", action="store_true", help="headless, events as JSON lines on stdout")
     r.add_argument("--report", action="store_true", help="build RUN_DIR/report.html (treesynth report) when the run completes")
+    r.add_argument("--baseline", action="store_true",
+                   help="when the run completes, make its plain-sampling baseline (treesynth baseline) before any report")
 
     e = sub.add_parser("estimate", help="expected calls, tokens and cost, before spending anything")
     e.add_argument("task", nargs="?")
@@ -134,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-ui", dest="no_ui", action="store_true", help="headless: progress on stderr")
     b.add_argument("--json-events", dest="json_events", action="store_true")
     b.add_argument("--report", action="store_true", help="build RUN_DIR/report.html comparing the data before and after balancing")
+
+    bl = sub.add_parser(
+        "baseline", help="the run's plain-sampling baseline: same model, settings and size, no tree (RUN_DIR/baseline)",
+        description="Generate as many rows as RUN_DIR holds with the same model, fields, preset, temperature, samples per call "
+        "and quality gates, but no tree: every call is made from the root prompt alone (the TreeSynth paper's temperature-sampling "
+        "baseline). It goes to RUN_DIR/baseline, a run of its own (its calls and cost counted apart; run again to resume); "
+        "treesynth report RUN_DIR then compares the two.",
+    )
+    bl.add_argument("run_dir")
+    bl.add_argument("--api-base", dest="api_base", help="base URL of an OpenAI-compatible server (default: the run's)")
+    bl.add_argument("--budget", type=float, help="stop cleanly once the baseline has spent this many USD")
+    bl.add_argument("--concurrency", type=int, help="calls in flight")
+    bl.add_argument("--json-events", dest="json_events", action="store_true", help="events as JSON lines on stdout")
 
     j = sub.add_parser(
         "judge", help="judge a run's rows against their leaves; failing rows are written again",
@@ -200,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         commands = {"run": cmd_run, "estimate": cmd_estimate, "tree": cmd_tree, "export": cmd_export, "presets": cmd_presets, "balance": cmd_balance,
-                    "report": cmd_report, "judge": cmd_judge}
+                    "report": cmd_report, "judge": cmd_judge, "baseline": cmd_baseline}
         return commands[args.command](args)
     except TreesynthError as e:
         say(f"treesynth: error: {e}")
@@ -223,6 +238,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from treesynth.core.preflight import check_provider
 
     if not args.no_ui and not args.json_events:
+        if args.baseline:
+            raise ConfigError("--baseline runs after a headless run: add --no-ui (or run treesynth baseline RUN_DIR after the TUI)")
         return _launch_tui(args)
     from treesynth.core.engine import Run
     from treesynth.core.rundir import default_out
@@ -243,9 +260,50 @@ def cmd_run(args: argparse.Namespace) -> int:
             run.close()
             raise
     rc = _execute(run, json_events=args.json_events)
+    if rc == 0 and args.baseline:
+        rc = _baseline(run.store.root, {}, json_events=args.json_events)
     if rc == 0 and args.report:
         _analytics_report().report_for_run(run.store.root)
     return rc
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    overrides = {"api_base": args.api_base, "budget": args.budget, "concurrency": args.concurrency}
+    return _baseline(Path(args.run_dir), overrides, json_events=args.json_events)
+
+
+def _baseline(run_dir: Path, overrides: dict[str, Any], json_events: bool) -> int:
+    """The run's baseline into RUN_DIR/baseline: made from the run's config and row count, or resumed."""
+    from treesynth.core.baseline import baseline_config, baseline_dir, check_baseline_source
+    from treesynth.core.engine import Run
+    from treesynth.core.preflight import check_provider
+    from treesynth.core.rundir import CONFIG
+    from treesynth.core.store import RunStore
+
+    check_baseline_source(run_dir)
+    out = baseline_dir(run_dir)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if (out / CONFIG).is_file():
+        run = Run.resume(out, overrides=overrides)
+    else:
+        store = RunStore.open(run_dir)
+        try:
+            saved = store.read_config()
+            rows = sum(1 for _ in store.iter_samples())
+            size = int(saved.get("size", 0))
+            rows = min(rows, size) if size else rows
+        finally:
+            store.close()
+        cfg = baseline_config({**saved, **overrides}, rows)
+        check_provider(cfg)
+        say(f"treesynth: baseline: {rows:,} rows from the root prompt alone (no tree) with {cfg.model}, into {out}")
+        run = Run.create(cfg, out)
+    try:
+        check_provider(run.cfg)
+    except BaseException:
+        run.close()
+        raise
+    return _execute(run, json_events=json_events)
 
 
 def cmd_judge(args: argparse.Namespace) -> int:

@@ -83,7 +83,7 @@ class RunConfig(BaseModel):
         description="How LLM calls are made: http (a native OpenAI-compatible client, for openai/ and hosted_vllm/ models), "
         "litellm (any provider), auto (http where it applies, else litellm).",
     )
-    depth: int = Field(default=3, ge=1, le=8)
+    depth: int = Field(default=3, ge=0, le=8, description="Levels of the tree; 0: no tree, every call from the root prompt (the baseline).")
     size: int = Field(default=100, ge=1, le=100_000_000)
     pivots: int = Field(default=12, ge=2, le=50)
     pivots_per_call: int | None = Field(

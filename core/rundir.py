@@ -33,6 +33,8 @@ BALANCED_PARQUET = "balanced.parquet"
 DROPPED_IDS = "dropped_ids.txt"
 BEFORE_AFTER = "before_after.csv"
 BALANCE_SUMMARY = "balance_summary.json"
+# the plain-sampling baseline of a run (treesynth baseline): a run directory of its own inside the run's
+BASELINE = "baseline"
 # reports
 REPORT = "report.html"
 METRICS = "metrics.json"

@@ -1,0 +1,39 @@
+"""The paper's baseline for a run: the same model, fields, preset, temperature, samples per call and
+quality gates, the same number of rows, but no tree: every call is made from the root prompt alone
+(``depth`` 0, the root is the only leaf). It is a run directory of its own, ``RUN_DIR/baseline``, so
+its calls, tokens and cost are counted apart from the run's, and it resumes like any run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, build_config
+from .errors import ConfigError
+from .rundir import BALANCE, BASELINE, CONFIG
+
+# what a baseline never takes from its run: the tree, where the run went, its resumable-only settings
+_NOT_COPIED = ("depth", "out", "preset", "size")
+
+
+def baseline_dir(run_dir: Path) -> Path:
+    return run_dir / BASELINE
+
+
+def check_baseline_source(run_dir: Path) -> None:
+    """A run made by ``treesynth run`` (not a balance run, not a baseline itself), or a one-line error."""
+    if not (run_dir / CONFIG).is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a treesynth run directory (no {CONFIG})")
+    if (run_dir / BALANCE).exists():
+        raise ConfigError(f"{str(run_dir)!r} is a balance run; a baseline is made for runs made by treesynth run")
+    if run_dir.name == BASELINE and (run_dir.parent / CONFIG).is_file():
+        raise ConfigError(f"{str(run_dir)!r} is a baseline already; give its run directory")
+
+
+def baseline_config(saved: dict[str, Any], rows: int) -> RunConfig:
+    """The baseline's config from the run's saved one (its preset already resolved into it) for ``rows`` rows."""
+    if rows < 1:
+        raise ConfigError("the run has no rows yet: finish it (or resume it) before making its baseline")
+    base = {k: v for k, v in saved.items() if k not in _NOT_COPIED}
+    cfg = build_config(base=base, flags={"depth": 0, "size": rows})
+    return cfg.model_copy(update={"preset": saved.get("preset")})
