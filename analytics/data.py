@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from treesynth.core.reader import is_balance_run, is_run_dir
-from treesynth.core.rundir import CONFIG
+from treesynth.core.rundir import BASELINE, CONFIG
 
 from .balance_data import load_balance
 from .dataset import Dataset, sample_rows
@@ -36,10 +36,32 @@ def load_inputs(inputs: Sequence[str], field: str | None, sample: int | None, se
                 raise
             ds = load_dataset(src, field=None, sample=sample, seed=seed)
             ds.notes.append(f"no field {field!r}: compared on its field {ds.field!r}")
+        if i > 0 and is_run_dir(Path(inputs[0])) and Path(src).resolve() == (Path(inputs[0]) / BASELINE).resolve():
+            ds.role = "baseline"  # the run's baseline, named as a comparison
         datasets.append(ds)
         log(f"loaded {ds.name}: {ds.n:,} texts from field {ds.field!r}" + (f" (sample of {ds.n_before_sample:,})" if ds.sampled else ""))
+        if i == 0 and ds.kind == "run":
+            base = baseline_of(Path(src), inputs)
+            if base is not None:
+                b = load_dataset(base, field=ds.field, sample=sample, seed=seed)
+                b.name, b.role = "baseline (no tree)", "baseline"
+                datasets.append(b)
+                log(f"loaded the run's baseline: {b.n:,} texts from field {b.field!r}")
     unique_names(datasets)
     return datasets
+
+
+def baseline_of(run_dir: Path, inputs: Sequence[str]) -> Path | None:
+    """The run's baseline (``treesynth baseline``), when it has rows and is not already an input."""
+    from treesynth.core.baseline import baseline_dir
+    from treesynth.core.rundir import DATASET, SAMPLES
+
+    b = baseline_dir(run_dir)
+    if not is_run_dir(b) or not ((b / DATASET).is_file() or (b / SAMPLES).is_file()):
+        return None
+    if any(Path(x).resolve() == b.resolve() for x in inputs[1:]):
+        return None
+    return b
 
 
 def is_report_of_balance(p: Path) -> bool:

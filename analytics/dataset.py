@@ -61,6 +61,7 @@ class Dataset:
     task: str | None = None
     notes: list[str] = field(default_factory=list)
     quality: Quality | None = None  # a run's quality gates (``quality``), when any ran
+    role: str | None = None  # "baseline": the plain-sampling baseline of the first input (treesynth baseline)
 
     @property
     def n(self) -> int:

@@ -119,6 +119,8 @@ def run_report(opts: ReportOptions, log: Log | None = _stderr) -> ReportResult:
             full_data_metrics(a, emb, model, opts.seed, address=opts.ray_address, log=say)
     timings["metrics"] = time.perf_counter() - t
 
+    ab = _ab(analyses, opts.seed, say)
+
     t = time.perf_counter()
     maps = build_maps(analyses, opts.seed, opts.map_points, say)
     timings["maps"] = time.perf_counter() - t
@@ -131,6 +133,8 @@ def run_report(opts: ReportOptions, log: Log | None = _stderr) -> ReportResult:
     mpath = metrics_path_for(html_path)
     doc = metrics_document(analyses, emb.describe(), opts.seed, maps, opts.map_points, __version__, exact_nn_limit=EXACT_NN_LIMIT)
     doc["metrics_file"] = mpath.name
+    if ab is not None:
+        doc["ab"] = ab
     atomic_write(html_path, render_page(analyses, doc, maps, title=opts.title).encode("utf-8"))
     timings["html"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
@@ -139,6 +143,42 @@ def run_report(opts: ReportOptions, log: Log | None = _stderr) -> ReportResult:
     atomic_write(mpath, dumps(doc))
     say(f"wrote {html_path} ({html_path.stat().st_size / 1e6:.1f} MB) and {mpath.name} in {timings['total']:.0f} s")
     return ReportResult(html_path, mpath, doc, timings["total"])
+
+
+def _ab(analyses: list[Analysis], seed: int, say: Log) -> dict[str, Any] | None:
+    """TreeSynth against its baseline (``analytics.ab``) when the first input is a run and a baseline is
+    among the datasets: the rows, the sentence, and both sides' calls and cost (their state.json)."""
+    from . import ab as AB
+
+    base = next((a for a in analyses[1:] if a.ds.role == "baseline"), None)
+    tree = analyses[0]
+    if base is None or tree.ds.kind != "run":
+        return None
+    say(f"A/B: {tree.ds.name} against {base.ds.name} ({AB.BOOTSTRAP:,} bootstrap resamples)")
+    rows = AB.compare(tree, base, seed)
+    quality = []
+    for a in (tree, base):
+        judge = a.ds.quality.numbers.get("judge") if a.ds.quality is not None else None
+        quality.append(judge["pass_rate"] if judge and judge.get("judged") else None)
+    return {
+        "treesynth": tree.ds.name, "baseline": base.ds.name, "rows": [r.as_dict() for r in rows],
+        "sentence": AB.sentence(rows, tree.ds.n, base.ds.n), "bootstrap": AB.BOOTSTRAP, "vendi_draws": AB.VENDI_DRAWS,
+        "cost": AB.cost_rows(_usage(tree.ds.source), _usage(base.ds.source)),
+        "judge_pass_rate": {"treesynth": quality[0], "baseline": quality[1]},
+    }
+
+
+def _usage(source: str) -> dict[str, Any] | None:
+    """A run directory's calls, tokens and cost (state.json ``usage``), or None."""
+    import json
+
+    from treesynth.core.rundir import STATE
+
+    try:
+        usage = json.loads((Path(source) / STATE).read_text(encoding="utf-8")).get("usage")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
 
 
 def _html_path(opts: ReportOptions) -> Path:
