@@ -335,3 +335,29 @@ def test_gsm8k_gates_and_the_judge_against_the_server(llama_server, tmp_path):
         assert len(rows) == 6 and all(row["judge"]["pass"] for row in rows)
     else:
         assert "samples could not be generated" in r.stderr
+
+
+def test_baseline_report_and_chat_export_against_the_server(llama_server, tmp_path):
+    """run --baseline against the real server: the baseline has the run's size, no paths and its own calls;
+    the report compares the two with intervals; the chat export loads into datasets."""
+    import datasets
+
+    out = tmp_path / "run"
+    before = llama_server.proxy.count()
+    r = run_cli(*_args(llama_server, tmp_path, "http", out, size=4, depth=1, pivots=3), "--baseline", env=cli_env(), timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows, base = read_jsonl(out / "dataset.jsonl"), read_jsonl(out / "baseline" / "dataset.jsonl")
+    assert len(rows) == len(base) == 4 and all(b["path"] == [] for b in base) and all(x["path"] for x in rows)
+    base_calls = json.loads((out / "baseline" / "state.json").read_text())["usage"]["requests"]
+    run_calls = json.loads((out / "state.json").read_text())["usage"]["requests"]
+    assert base_calls >= 1 and run_calls >= 1 and llama_server.proxy.count() - before >= base_calls
+    rep = run_cli("report", str(out), env=cli_env(), timeout=600)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    ab = json.loads((out / "metrics.json").read_text())["ab"]
+    mc = next(x for x in ab["rows"] if x["key"] == "mean_cosine_similarity")
+    assert mc["ci95"][0] <= mc["difference"] <= mc["ci95"][1] and ab["sentence"].startswith("By mean cosine similarity")
+    assert {c["key"]: c["baseline"] for c in ab["cost"]}["requests"] == base_calls
+    ex = run_cli("export", str(out), "--format", "chat", env=cli_env(), timeout=120)
+    assert ex.returncode == 0, ex.stderr
+    ds = datasets.load_dataset("json", data_files=str(out / "export.chat.jsonl"), split="train")
+    assert len(ds) == 4 and [m["role"] for m in ds[0]["messages"]] == ["user", "assistant"]
