@@ -41,7 +41,7 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--judge-model", {"dest": "judge_model", "metavar": "MODEL", "help": "the judge's model (default: the generation model)"}),
     ("--judge-batch", {"dest": "judge_batch", "type": int, "help": "rows the judge reads per call (default 5; the embedded model: 3)"}),
     ("--dedup-threshold", {"dest": "dedup_threshold", "type": float, "metavar": "COSINE",
-                           "help": "semantic dedup: a new row within this cosine of an accepted row is written again (presets: 0.95)"}),
+                           "help": "semantic dedup: a new row within this cosine of an accepted row is written again (presets: 0.92)"}),
 ]
 
 
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--seed", "--temperature", "--dedup-threshold"):
         kw = dict(next(k for f, k in RUN_OPTIONS if f == flag))
         b.add_argument(flag, default=None, **kw)
-    b.add_argument("--no-dedup", dest="no_dedup", action="store_true", help="new rows may nearly repeat real rows and each other (default: not within cosine 0.95)")
+    b.add_argument("--no-dedup", dest="no_dedup", action="store_true", help="new rows may nearly repeat real rows and each other (default: not within cosine 0.92)")
     b.add_argument("--config", help="YAML or TOML file with run keys (model, depth, ...)")
     b.add_argument("--no-cache", dest="no_cache", action="store_true")
     b.add_argument("--out", help="run directory (default runs/balance-<name>-<timestamp>)")

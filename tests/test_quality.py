@@ -116,7 +116,7 @@ def test_bad_validators_are_one_line_config_errors():
 def test_config_validators_add_to_the_presets():
     cfg = build_config(flags={"preset": "gsm8k", "validators": [{"field": "question", "kind": "max_chars", "value": 400}]})
     assert [v.kind for v in cfg.validators] == ["regex", "arithmetic", "min_chars", "repetition", "repetition", "max_chars"]
-    assert cfg.dedup_threshold == 0.95
+    assert cfg.dedup_threshold == 0.92  # DEFAULT_NEAR_DUP_COSINE, measured on GSM8K train
     assert build_config(flags={"preset": "gsm8k", "dedup_threshold": 0.0}).dedup_threshold == 0.0
 
 
