@@ -56,7 +56,7 @@ def start_server() -> tuple[subprocess.Popen, str]:
 def table(run_dir: Path) -> tuple[str, dict]:
     doc = json.loads((run_dir / "metrics.json").read_text())
     ab = doc["ab"]
-    lines = [f"| metric | TreeSynth | baseline | difference (95% CI) | better |", "|---|---:|---:|---|---|"]
+    lines = ["| metric | TreeSynth | baseline | difference (95% CI) | better |", "|---|---:|---:|---|---|"]
     for r in ab["rows"]:
         ci = f" ({r['ci95'][0]:+.3f} to {r['ci95'][1]:+.3f})" if r["ci95"] else ""
         f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731

@@ -21,7 +21,7 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--model", {"help": "litellm model string (default: local/smollm2, the embedded offline model)"}),
     ("--api-base", {"dest": "api_base", "help": "base URL of an OpenAI-compatible server (vLLM, Ollama, ...)"}),
     ("--transport", {"choices": ["auto", "litellm", "http"], "help": "how LLM calls are made: http, a native client for openai/ and hosted_vllm/ models; litellm, any provider; auto (default): http where it applies"}),
-    ("--depth", {"type": int, "help": "tree depth (default 3)"}),
+    ("--depth", {"type": int, "help": "tree depth (default 3; 0: no tree, plain sampling from the root prompt)"}),
     ("--size", {"type": int, "help": "number of samples in the dataset (default 100)"}),
     ("--pivots", {"type": int, "help": "pivot samples per node (default 12; the embedded model: 6)"}),
     ("--pivots-per-call", {"dest": "pivots_per_call", "type": int, "help": "pivots asked per call (default: all at once; the embedded model: 3)"}),

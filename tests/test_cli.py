@@ -27,7 +27,7 @@ def _one_line_error(r, needle: str) -> None:
     "args, needle",
     [
         (["run", "   ", "--no-ui"], "task is empty"),
-        (["run", "x", "--no-ui", "--depth", "0"], "depth"),
+        (["run", "x", "--no-ui", "--depth", "-1"], "depth"),
         (["run", "x", "--no-ui", "--size", "0"], "size"),
         (["run", "x", "--no-ui", "--fields", "id,answer"], "reserved"),
         (["run", "x", "--no-ui", "--preset", "nope"], "unknown preset"),
@@ -200,7 +200,7 @@ def test_a_real_process_exits_with_the_commands_code(tmp_path):
     usage = run_cli("run", "x", "--no-such-flag", cwd=tmp_path)
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
     assert "unrecognized arguments: --no-such-flag" in usage.stderr
-    bad = run_cli("run", "x", "--no-ui", "--depth", "0", cwd=tmp_path)
+    bad = run_cli("run", "x", "--no-ui", "--depth", "-1", cwd=tmp_path)
     _one_line_error(bad, "depth")
     assert bad.returncode == 2
     presets = run_cli("presets", cwd=tmp_path)

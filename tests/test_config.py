@@ -217,12 +217,16 @@ def test_task_too_long():
         build_config(flags={"task": "word " * 1000})
 
 
-@pytest.mark.parametrize("key", ["depth", "size"])
-def test_zero_depth_and_size(key):
+@pytest.mark.parametrize(("key", "value", "least"), [("depth", -1, 0), ("size", 0, 1)])
+def test_too_small_depth_and_size(key, value, least):
     with pytest.raises(ConfigError) as ei:
-        build_config(flags={"task": "t", key: 0})
+        build_config(flags={"task": "t", key: value})
     assert one_line(ei.value).startswith(f"{key}: ")
-    assert "greater than or equal to 1" in str(ei.value)
+    assert f"greater than or equal to {least}" in str(ei.value)
+
+
+def test_depth_zero_is_plain_sampling():
+    assert build_config(flags={"task": "t", "depth": 0}).depth == 0  # no tree: the baseline (treesynth baseline)
 
 
 def test_depth_too_large_and_wrong_type():
@@ -325,7 +329,7 @@ def test_run_config_redacted():
 
 # ---------------------------------------------------------------- validate_partial
 def test_validate_partial_per_key_errors():
-    errs = validate_partial({"task": "t", "depth": 0, "size": "lots", "pivots": 12, "bogus": 1, "fields": "a,id", "model": ""})
+    errs = validate_partial({"task": "t", "depth": -1, "size": "lots", "pivots": 12, "bogus": 1, "fields": "a,id", "model": ""})
     assert set(errs) == {"depth", "size", "bogus", "fields"}
     assert errs["depth"].startswith("depth: ")
     assert errs["size"].startswith("size: ")
