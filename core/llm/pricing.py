@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from .costmap import Tiered, token_prices
 from .transports.litellm import load_litellm
 
 # (tokens_in, tokens_out) -> USD, or None when the model is unpriced
@@ -37,28 +38,24 @@ def litellm_price(model: str) -> Price:
 
 def call_price(model: str) -> CallPrice | None:
     """``price(tokens_in, tokens_out, cached_in=0) -> USD`` for pricing every call, or None when the
-    model is unpriced. The same prices as ``litellm_price`` (litellm's table), but looked up once:
-    litellm's calculator costs ~0.1 ms per call. Models with tiered prices (by prompt size) keep it."""
-    price = litellm_price(model)
-    if price(1000, 1000) is None:
+    model is unpriced. The same prices as ``litellm_price`` (litellm's table), looked up once and read
+    as data (core/llm/costmap.py): litellm is not imported, and its calculator (~0.1 ms a call) is not
+    run. Models with tiered prices (by prompt size) keep litellm's calculator."""
+    if model.startswith("local/"):
+        return lambda tin, tout, cached=0: 0.0
+    try:
+        p = token_prices(model)
+    except Tiered:
+        price = litellm_price(model)
+
+        def slow(tin: int, tout: int, cached: int = 0) -> float | None:
+            return price(tin, tout)
+
+        return slow
+    if p is None:
         return None
 
-    def slow(tin: int, tout: int, cached: int = 0) -> float | None:
-        return price(tin, tout)
-
-    try:
-        info = load_litellm().get_model_info(model)
-        p_in, p_out = float(info["input_cost_per_token"]), float(info["output_cost_per_token"])
-        cached_cost = info.get("cache_read_input_token_cost")
-        p_cached = float(cached_cost) if isinstance(cached_cost, (int, float)) else p_in
-    except Exception:  # noqa: BLE001 - priced, but not per token in the table: keep litellm's calculator
-        return slow
-    for a, b in ((1234, 567), (250_000, 30_000)):
-        c = price(a, b)
-        if c is None or abs(c - (a * p_in + b * p_out)) > 1e-6 * max(c, 1e-12):
-            return slow  # not linear (prices by prompt size)
-
     def fast(tin: int, tout: int, cached: int = 0) -> float:
-        return (tin - cached) * p_in + cached * p_cached + tout * p_out
+        return (tin - cached) * p.input + cached * p.cached_input + tout * p.output
 
     return fast
