@@ -91,7 +91,8 @@ def main() -> None:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     try:
         t0 = time.monotonic()
-        cmd = ["treesynth", "run", TASK, *flags] if not (out / "config.json").exists() else ["treesynth", "run", "--resume", str(out), "--no-ui", "--baseline"]
+        exe = str(Path(sys.executable).with_name("treesynth"))
+        cmd = [exe, "run", TASK, *flags] if not (out / "config.json").exists() else [exe, "run", "--resume", str(out), "--no-ui", "--baseline"]
         r = subprocess.run(cmd, env=env)
         if r.returncode != 0:
             raise SystemExit(f"treesynth run exited {r.returncode}")
@@ -99,7 +100,7 @@ def main() -> None:
     finally:
         if proc is not None:
             proc.terminate()
-    subprocess.run(["treesynth", "report", str(out)], env=env, check=True)
+    subprocess.run([str(Path(sys.executable).with_name("treesynth")), "report", str(out)], env=env, check=True)
     text, doc = table(out)
     print(f"\n{kind}, size {args.size}, depth {args.depth}: run + baseline in {gen_s:.0f} s\n")
     print(text)

@@ -63,6 +63,8 @@ class StubOpenAI:
         self.formats: Counter = Counter()  # rf_kind of every chat request
         self.seen_auth: set[str] = set()
         self.seen_agents: set[str] = set()
+        self.first_request_at: float | None = None  # time.time() of the first chat request, of the last answer sent
+        self.last_answer_at: float | None = None
         self.lock = threading.Lock()
         stub = self
 
@@ -87,6 +89,7 @@ class StubOpenAI:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with stub.lock:
+                    stub.first_request_at = stub.first_request_at or time.time()
                     stub.requests += 1
                     stub.seen_auth.add(self.headers.get("Authorization", ""))
                     stub.seen_agents.add(self.headers.get("User-Agent", ""))
@@ -120,6 +123,7 @@ class StubOpenAI:
                         "usage": {"prompt_tokens": 50, "completion_tokens": len(content) // 4, "total_tokens": 50 + len(content) // 4},
                     },
                 )
+                stub.last_answer_at = time.time()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
