@@ -285,6 +285,11 @@ def _baseline(run_dir: Path, overrides: dict[str, Any], json_events: bool) -> in
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if (out / CONFIG).is_file():
         run = Run.resume(out, overrides=overrides)
+        try:
+            check_provider(run.cfg)
+        except BaseException:
+            run.close()
+            raise
     else:
         store = RunStore.open(run_dir)
         try:
@@ -298,11 +303,6 @@ def _baseline(run_dir: Path, overrides: dict[str, Any], json_events: bool) -> in
         check_provider(cfg)
         say(f"treesynth: baseline: {rows:,} rows from the root prompt alone (no tree) with {cfg.model}, into {out}")
         run = Run.create(cfg, out)
-    try:
-        check_provider(run.cfg)
-    except BaseException:
-        run.close()
-        raise
     return _execute(run, json_events=json_events)
 
 
