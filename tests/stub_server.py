@@ -40,6 +40,12 @@ def answer_for(messages: list[dict], counter: int) -> dict:
     return {"samples": [{f: f"{f} number {counter}-{i} at depth {depth}" for f in fields} for i in range(n)]}
 
 
+class _Server(ThreadingHTTPServer):
+    # the listen backlog: the default 5 drops connections beyond it when 64 calls open at once, and the
+    # kernel's SYN retries (1 s, 3 s, 7 s later) then show up as leaves finishing seconds late
+    request_queue_size = 1024
+
+
 def rf_kind(body: dict) -> str:
     """The structured-output form a chat request asks for, in core/llm/structured.py's mode names."""
     rf = body.get("response_format") if isinstance(body, dict) else None
@@ -125,7 +131,7 @@ class StubOpenAI:
                 )
                 stub.last_answer_at = time.time()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"
