@@ -9,8 +9,8 @@ are resampled with replacement ``B`` times and the difference of the means taken
 interval of those differences. Resampling the rows themselves instead would pair a row with its own
 copy (cosine 1) and bias the similarity upwards. For Vendi@k (a statistic of a set, not a mean of rows),
 each resample draws k rows of each dataset without replacement (k = min(FIXED_K, n)): the interval is
-that subsampling distribution's, and it is 0 wide when both datasets have at most k rows (the whole
-set each time). Distinct-2 is reported without an interval.
+that subsampling distribution's; when both datasets have at most k rows there is nothing to draw, so
+there is no interval (and no winner). Distinct-2 and the Vendi score over all rows have no interval.
 """
 
 from __future__ import annotations
@@ -93,10 +93,13 @@ def compare(tree: Any, base: Any, seed: int) -> list[Row]:
     ca, cb = row_mean_cosines(tree.X), row_mean_cosines(base.X)
     p, lo, hi = bootstrap_mean_diff(ca, cb, rng)
     rows.append(Row("mean_cosine_similarity", "Mean pairwise cosine similarity", "lower", float(ca.mean()), float(cb.mean()), p, lo, hi))
-    va, vb, p, lo, hi = vendi_k_diff(tree.X, base.X, rng)
     k = min(FIXED_K, len(tree.X), len(base.X))
-    rows.append(Row("vendi_at_k", f"Vendi score at k = {k:,}", "higher", va, vb, p, lo, hi,
-                    note="subsamples of k rows" if k < max(len(tree.X), len(base.X)) else "whole datasets: no sampling spread"))
+    if k < max(len(tree.X), len(base.X)):
+        va, vb, p, lo, hi = vendi_k_diff(tree.X, base.X, rng)
+        rows.append(Row("vendi_at_k", f"Vendi score at k = {k:,}", "higher", va, vb, p, lo, hi, note="subsamples of k rows"))
+    else:  # k is every row of both: one value each, no spread to draw an interval from (no winner declared)
+        va, vb = M.vendi_score(tree.X), M.vendi_score(base.X)
+        rows.append(Row("vendi_at_k", f"Vendi score at k = {k:,}", "higher", va, vb, va - vb, None, None, note="whole datasets: no interval"))
     rows.append(Row("vendi_score", "Vendi score (all rows)", "higher", _val(tree, "vendi_score"), _val(base, "vendi_score"),
                     _sub(_val(tree, "vendi_score"), _val(base, "vendi_score")), None, None, note="grows with rows; sizes are equal"))
     if tree.nn is not None and base.nn is not None:

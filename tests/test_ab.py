@@ -29,6 +29,13 @@ def test_row_mean_cosines_average_to_the_mean_pairwise_cosine():
     assert AB.row_mean_cosines(X).mean() == pytest.approx(M.mean_pairwise_cosine(X), abs=1e-9)
 
 
+def test_vendi_at_k_subsamples_when_there_are_more_rows_than_k():
+    rng = np.random.default_rng(3)
+    Xa, Xb = _unit(rng.standard_normal((60, 8))), _unit(rng.standard_normal((50, 8)))
+    va, vb, point, lo, hi = AB.vendi_k_diff(Xa, Xb, np.random.default_rng(0), draws=20, k=30)
+    assert lo <= point <= hi and lo < hi and va > 1 and vb > 1
+
+
 def test_bootstrap_is_deterministic_under_a_seed_and_holds_its_point():
     rng = np.random.default_rng(1)
     a, b = rng.normal(0.3, 0.1, 200), rng.normal(0.35, 0.1, 150)
@@ -108,6 +115,8 @@ def test_the_report_puts_the_run_beside_its_baseline(tmp_path, fast_report):  # 
     assert mc["baseline"] == pytest.approx(doc["datasets"][1]["metrics"]["mean_cosine_similarity"]["value"], abs=1e-6)
     assert mc["ci95"][0] <= mc["difference"] <= mc["ci95"][1]
     assert mc["winner"] == "tree"  # the fake's tree rows differ by their paths; the root's only by numbers
+    vk = rows["vendi_at_k"]  # k covers every row of both: one value each, so no interval and no winner
+    assert vk["ci95"] is None and vk["winner"] is None and vk["label"] == "Vendi score at k = 40"
     assert str(markupsafe.escape(ab["sentence"])) in html and "TreeSynth against plain sampling" in html
     assert "↓ lower" in html and "↑ higher" in html and "TreeSynth more diverse" in html
     cost = {c["key"]: c for c in ab["cost"]}
