@@ -344,10 +344,13 @@ def test_baseline_report_and_chat_export_against_the_server(llama_server, tmp_pa
 
     out = tmp_path / "run"
     before = llama_server.proxy.count()
-    r = run_cli(*_args(llama_server, tmp_path, "http", out, size=4, depth=1, pivots=3), "--baseline", env=cli_env(), timeout=1500)
+    r = run_cli(*_args(llama_server, tmp_path, "http", out, size=4, depth=1, pivots=3), "--fields", "question,answer", "--baseline",
+                env=cli_env(), timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     rows, base = read_jsonl(out / "dataset.jsonl"), read_jsonl(out / "baseline" / "dataset.jsonl")
-    assert len(rows) == len(base) == 4 and all(b["path"] == [] for b in base) and all(x["path"] for x in rows)
+    # (with 3 pivots the run's root may honestly stay a leaf: fewer than 4 distinct pivots to split)
+    assert len(rows) == len(base) == 4 and all(b["path"] == [] and b["leaf_id"] == "0" for b in base)
+    assert len(json.loads((out / "baseline" / "tree.json").read_text())["nodes"]) == 1
     base_calls = json.loads((out / "baseline" / "state.json").read_text())["usage"]["requests"]
     run_calls = json.loads((out / "state.json").read_text())["usage"]["requests"]
     assert base_calls >= 1 and run_calls >= 1 and llama_server.proxy.count() - before >= base_calls
@@ -361,3 +364,4 @@ def test_baseline_report_and_chat_export_against_the_server(llama_server, tmp_pa
     assert ex.returncode == 0, ex.stderr
     ds = datasets.load_dataset("json", data_files=str(out / "export.chat.jsonl"), split="train")
     assert len(ds) == 4 and [m["role"] for m in ds[0]["messages"]] == ["user", "assistant"]
+    assert ds[0]["messages"][0]["content"] == rows[0]["question"] and ds[0]["messages"][1]["content"] == rows[0]["answer"]
