@@ -111,9 +111,9 @@ async def test_invalid_form_input_shows_the_error_and_does_not_start(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         form: NewRunScreen = app.screen
         await _type(pilot, "math word problems")
-        form.set_values(depth="0", fields="id,answer", out=str(tmp_path / "never"))
+        form.set_values(depth="-1", fields="id,answer", out=str(tmp_path / "never"))
         await pilot.pause()
-        assert "depth" in form.errors and "greater than or equal to 1" in form.errors["depth"]
+        assert "depth" in form.errors and "greater than or equal to 0" in form.errors["depth"]
         assert "reserved" in form.errors["fields"]
         assert "-shown" in form.query_one("#e-depth").classes
         await pilot.press("ctrl+s")
@@ -553,7 +553,7 @@ def test_entry_points_fail_with_one_line_without_a_terminal(tmp_path, capsys, mo
         run_from_cli(args)
     assert not (tmp_path / "r").exists()
     with pytest.raises(ConfigError, match="depth"):  # the CLI's own validation, before any UI
-        run_from_cli(build_parser().parse_args(["run", "math", "--depth", "0"]))
+        run_from_cli(build_parser().parse_args(["run", "math", "--depth", "-1"]))
     with pytest.raises(ConfigError, match="drop TASK"):
         run_from_cli(build_parser().parse_args(["run", "math", "--resume", str(tmp_path)]))
 

@@ -83,7 +83,7 @@ def test_new_run_form_with_errors(snap, in_tmp):
     async def fill(pilot):
         await _settle(pilot, lambda: pilot.app.screen.estimate_text != "")
         form = pilot.app.screen
-        form.set_values(task="GSM8K-style math word problems", fields="id,answer", depth="0", api_base="localhost:8000")
+        form.set_values(task="GSM8K-style math word problems", fields="id,answer", depth="-1", api_base="localhost:8000")
         await _settle(pilot, lambda: len(form.errors) == 3)
         form.action_start()
         await pilot.pause(0.1)
