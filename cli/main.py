@@ -247,18 +247,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.task or args.config or args.out:
             raise ConfigError("--resume takes the run's saved task and config; drop TASK, --config and --out")
-        run = Run.resume(Path(args.resume), overrides=run_flags(args))
+        run = _resume_checked(Path(args.resume), run_flags(args))
     else:
         cfg = build_config(flags=run_flags(args), config_file=args.config)
         check_provider(cfg)
         out = Path(args.out) if args.out else default_out(cfg.task)
         run = Run.create(cfg, out)
-    if args.resume:
-        try:
-            check_provider(run.cfg)
-        except BaseException:
-            run.close()
-            raise
     rc = _execute(run, json_events=args.json_events)
     if rc == 0 and args.baseline:
         rc = _baseline(run.store.root, {}, json_events=args.json_events)
@@ -284,12 +278,7 @@ def _baseline(run_dir: Path, overrides: dict[str, Any], json_events: bool) -> in
     out = baseline_dir(run_dir)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if (out / CONFIG).is_file():
-        run = Run.resume(out, overrides=overrides)
-        try:
-            check_provider(run.cfg)
-        except BaseException:
-            run.close()
-            raise
+        run = _resume_checked(out, overrides)
     else:
         store = RunStore.open(run_dir)
         try:
@@ -306,11 +295,23 @@ def _baseline(run_dir: Path, overrides: dict[str, Any], json_events: bool) -> in
     return _execute(run, json_events=json_events)
 
 
+def _resume_checked(run_dir: Path, overrides: dict[str, Any]):
+    """``Run.resume`` with the provider checked before anything runs (the run closed if it fails)."""
+    from treesynth.core.engine import Run
+    from treesynth.core.preflight import check_provider
+
+    run = Run.resume(run_dir, overrides=overrides)
+    try:
+        check_provider(run.cfg)
+    except BaseException:
+        run.close()
+        raise
+    return run
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     """``treesynth judge RUN_DIR``: the run carried on with the judge on; rows without a verdict are
     judged first, failed ones rewritten, and the dataset written again at its size."""
-    from treesynth.core.engine import Run
-    from treesynth.core.preflight import check_provider
     from treesynth.core.rundir import BALANCE, CONFIG
 
     root = Path(args.run_dir)
@@ -320,13 +321,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         raise ConfigError(f"{str(root)!r} is a balance run; treesynth judge works on runs made by treesynth run")
     overrides = {"judge": True, "judge_model": args.judge_model, "judge_batch": args.judge_batch, "model": args.model,
                  "api_base": args.api_base, "budget": args.budget, "concurrency": args.concurrency}
-    run = Run.resume(root, overrides=overrides)
-    try:
-        check_provider(run.cfg)
-    except BaseException:
-        run.close()
-        raise
-    return _execute(run, json_events=args.json_events)
+    return _execute(_resume_checked(root, overrides), json_events=args.json_events)
 
 
 def _analytics_report():
@@ -563,11 +558,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             rejected = iter_jsonl(store.p("rejected.jsonl")) if store.p("rejected.jsonl").exists() else iter(())
             facts = card_facts(config, iter_jsonl(src), store.read_verdicts(), rejected, metrics, pr, rs, version=__version__,
                                data_files="*.arrow")
-            write_hf(src, dest, dataset_card(facts))
+            ds = write_hf(src, dest, dataset_card(facts))
             if args.push_to_hub:
                 from dataclasses import replace
 
-                url = push_to_hub(src, args.push_to_hub, dataset_card(replace(facts, data_files="data/train-*")), token)
+                url = push_to_hub(ds, args.push_to_hub, dataset_card(replace(facts, data_files="data/train-*")), token)
                 print(url)
         print(dest)
     finally:

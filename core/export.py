@@ -88,14 +88,15 @@ def _datasets() -> Any:
     return datasets
 
 
-def write_hf(jsonl: Path, dest: Path, card: str | None = None) -> None:
+def write_hf(jsonl: Path, dest: Path, card: str | None = None) -> Any:
     """A ``datasets`` directory (``Dataset.save_to_disk``: ``datasets.load_from_disk`` reads it) with the
-    dataset card as its README.md."""
+    dataset card as its README.md; returns the ``Dataset`` (for ``push_to_hub``)."""
     datasets = _datasets()
     ds = datasets.load_dataset("json", data_files=str(jsonl), split="train")
     ds.save_to_disk(str(dest))
     if card is not None:
         (dest / "README.md").write_text(card, encoding="utf-8")
+    return ds
 
 
 def hub_token() -> str:
@@ -106,19 +107,18 @@ def hub_token() -> str:
     return token
 
 
-def push_to_hub(jsonl: Path, repo: str, card: str, token: str) -> str:
-    """The dataset and its card to the Hub repository ``repo`` (``Dataset.push_to_hub``). Returns the
-    repository's URL. No network or a refused upload is one line."""
-    datasets = _datasets()
+def push_to_hub(ds: Any, repo: str, card: str, token: str) -> str:
+    """The dataset (a ``datasets.Dataset``, as ``write_hf`` returns it) and its card to the Hub repository
+    ``repo``. Returns the repository's URL. No network or a refused upload is one line."""
     from huggingface_hub import DatasetCard
 
-    ds = datasets.load_dataset("json", data_files=str(jsonl), split="train")
+    from .llm.transports.common import first_line
+
     try:
         ds.push_to_hub(repo, token=token)
         DatasetCard(card).push_to_hub(repo, token=token)
     except Exception as e:  # noqa: BLE001 - network, auth, a bad name: the first line, no traceback
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ProviderError(f"could not push to the Hub repository {repo!r}: {first[:300]}") from None
+        raise ProviderError(f"could not push to the Hub repository {repo!r}: {first_line(e)}") from None
     return f"https://huggingface.co/datasets/{repo}"
 
 
