@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
@@ -139,5 +138,4 @@ def test_export_hf_writes_a_dataset_with_its_card(finished, tmp_path):
 def test_export_errors_are_one_line(finished, tmp_path, args, env, msg):
     r = call_cli("export", str(finished), *args, "--out", str(tmp_path / "x"), env=env)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert not (tmp_path / "x").exists() or args[1] == "hf"
-    json.dumps(r.stderr)
+    assert not (tmp_path / "x").exists() or env.get("HF_HUB_OFFLINE")  # only a failed push leaves its written directory
