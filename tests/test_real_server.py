@@ -304,8 +304,9 @@ def test_tui_in_a_real_terminal_against_the_server(llama_server, tmp_path):
 
 def test_gsm8k_gates_and_the_judge_against_the_server(llama_server, tmp_path):
     """The gsm8k preset's validators and semantic dedup, and SmolLM2 behind the server as the judge. The
-    135M model is no judge (measured: through the server it fails almost every row, run locally it passes
-    almost every one), so this checks the mechanics against the real server, not the verdicts: every
+    135M model is a weak judge (measured: asked for its reason first, through the server it failed every
+    row; with the reason last it passes correct rows and fails some planted bad ones), so this checks the
+    mechanics against the real server, not the verdicts: every
     stored row has exactly one verdict with an answer per path step, rows in the data passed, a failed row is
     recorded with its reason, the run ends complete or says how many rows could not be made, and the
     summary shows the quality counts."""

@@ -16,9 +16,10 @@ from __future__ import annotations
 from .client import LLMClient, clean_text
 from .lifecycle import close_transport, close_transport_sync, make_local_transport
 from .transports.litellm import LiteLLMTransport, load_litellm
-from .types import PRIORITY_LEAF, PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
+from .types import PRIORITY_JUDGE, PRIORITY_LEAF, PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
 
 __all__ = [
+    "PRIORITY_JUDGE",
     "PRIORITY_LEAF",
     "PRIORITY_TREE",
     "Completion",

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-# Priorities at the client's concurrency gate: growing the tree goes before filling leaves.
+# Priorities at the client's concurrency gate: growing the tree goes before judging rows already
+# written, which goes before writing more (a judged row is kept or rewritten at once, and progress shows
+# kept rows, instead of every verdict waiting behind the whole generation queue).
 PRIORITY_TREE = 0
-PRIORITY_LEAF = 1
+PRIORITY_JUDGE = 1
+PRIORITY_LEAF = 2
 
 
 @dataclass(frozen=True)

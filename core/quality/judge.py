@@ -14,7 +14,7 @@ from typing import Any
 from ..engine.answers import parse_answer
 from ..engine.ids import derive_seed
 from ..errors import JudgeError
-from ..llm import PRIORITY_LEAF, LLMClient, LLMRequest
+from ..llm import PRIORITY_JUDGE, LLMClient, LLMRequest
 from ..parsing import ParseError
 from ..prompts import Prompts
 from .verdicts import Verdict, constraint_texts, failed_verdict, judge_looks_broken, judge_schema, parse_verdicts
@@ -67,7 +67,7 @@ class Judge:
                 messages=messages, slot=f"{leaf}:judge:{tag}.{attempt}", schema=schema, schema_name="verdicts",
                 temperature=JUDGE_TEMPERATURE if attempt == 0 else 0.3 * attempt,
                 max_tokens=60 + JUDGE_MAX_TOKENS_PER_ROW * len(rows) * max(1, len(constraints)),
-                seed=derive_seed(self.seed, leaf, "judge", tag, attempt), priority=PRIORITY_LEAF,
+                seed=derive_seed(self.seed, leaf, "judge", tag, attempt), priority=PRIORITY_JUDGE,
             )
             c = await self.client.complete(req)
             try:

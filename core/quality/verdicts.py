@@ -48,16 +48,20 @@ def failed_verdict(n_constraints: int, reason: str) -> Verdict:
 
 
 def judge_schema(n_rows: int, n_constraints: int) -> dict[str, Any]:
-    """Exactly ``n_rows`` verdicts with exactly ``n_constraints`` booleans each: a decoder that
-    enforces schemas (llama.cpp, vLLM) can only write a well-formed answer."""
-    props: dict[str, Any] = {"reason": {"type": "string", "minLength": 1, "maxLength": REASON_MAX}}
-    required = ["reason"]
+    """Exactly ``n_rows`` verdicts with exactly ``n_constraints`` booleans each, the short reason after
+    them: a decoder that enforces schemas (llama.cpp, vLLM) can only write a well-formed answer."""
+    props: dict[str, Any] = {}
+    required: list[str] = []
     if n_constraints:
         props["constraints"] = {"type": "array", "items": {"type": "boolean"}, "minItems": n_constraints, "maxItems": n_constraints}
         required.append("constraints")
     props["fits_task"] = {"type": "boolean"}
     props["complete"] = {"type": "boolean"}
-    required += ["fits_task", "complete"]
+    # the reason last: a grammar writes keys in schema order, and a small model that starts with a reason
+    # talks itself into a verdict (SmolLM2-135M behind llama-cpp-python's server, reason first: 0 of 6
+    # correct GSM8K rows passed; reason last: 6 of 6, while 4 of 6 planted bad rows still failed)
+    props["reason"] = {"type": "string", "minLength": 1, "maxLength": REASON_MAX}
+    required.append("reason")
     return {
         "type": "object",
         "properties": {
@@ -117,7 +121,7 @@ def parse_verdicts(obj: Any, n_rows: int, n_constraints: int) -> list[Verdict]:
 def judge_looks_broken(judged: int, passed: int, rows: int = JUDGE_SANITY_ROWS, share: float = JUDGE_SANITY_PASS) -> bool:
     """Whether a judge that passed ``passed`` of ``judged`` rows rejects nearly everything: at least
     ``rows`` judged and under ``share`` of them passed. (Measured: SmolLM2-135M behind llama-cpp-python's
-    server judged "complete: false" on 12 of 12 plain, correct word problems.)"""
+    server, asked for the reason first, judged "complete: false" on 12 of 12 plain, correct word problems.)"""
     return judged >= rows and passed < share * judged
 
 
