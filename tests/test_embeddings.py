@@ -1,4 +1,4 @@
-"""The offline embedder: the packaged model, the fast (bf16) path against plain fp32, the cache."""
+"""The offline embedder: the packaged model, the fast paths (int8 ONNX, bf16) against plain fp32, the cache."""
 
 from __future__ import annotations
 
@@ -60,7 +60,54 @@ def test_bf16_fast_path_agrees_with_plain_fp32_on_gsm8k(cache_dir):
     assert np.abs(a - b).max() < 0.05
 
 
+@pytest.mark.skipif(not GSM8K_TEST.exists(), reason="needs ../shared/data/gsm8k/test.jsonl")
+def test_int8_onnx_path_agrees_with_plain_fp32_on_gsm8k(cache_dir):
+    """The default backend where onnxruntime is installed: built once into the cache, then read from
+    there; Spearman of all pairwise similarities >= 0.95 against fp32 (measured ~0.99)."""
+    rows = [json.loads(line) for line in GSM8K_TEST.read_text().splitlines()[:200]]
+    texts = [r["question"] for r in rows]
+    plain = E.Embedder(precision="fp32", cache=False).encode(texts)
+    e = E.Embedder(cache=False)
+    assert e.precision == "int8" and e.label == "all-MiniLM-L6-v2 (int8)"
+    fast = e.encode(texts)
+    assert fast.shape == plain.shape and e.dim == 384 and e.max_seq_length == 256
+    built = list((cache_dir / "onnx").glob("*/model_int8.onnx"))
+    assert len(built) == 1 and not list((cache_dir / "onnx").glob("*/.build-*"))  # no temporary left behind
+    iu = np.triu_indices(len(texts), 1)
+    a, b = (plain @ plain.T)[iu], (fast @ fast.T)[iu]
+    rho = _spearman(a, b)
+    assert rho >= 0.95, rho
+    assert np.abs(a - b).mean() < 0.05
+    mtime = built[0].stat().st_mtime_ns
+    np.testing.assert_allclose(E.Embedder(cache=False).encode(texts[:5]), fast[:5], atol=1e-3)  # the built file, read again
+    assert built[0].stat().st_mtime_ns == mtime
+
+
+def test_int8_needs_a_mean_pooled_model_with_a_fast_tokenizer(tmp_path, monkeypatch):
+    from treesynth.core import embed_onnx
+
+    _, path = E.resolve_model(None)
+    assert embed_onnx.unsuitable(path) is None
+    other = tmp_path / "cls_model"
+    other.mkdir()
+    (other / "tokenizer.json").write_text("{}")
+    (other / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                                                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (other / "1_Pooling").mkdir()
+    (other / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    assert "pools with ['pooling_mode_cls_token']" in embed_onnx.unsuitable(other)
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: False)
+    assert E.resolve_precision("auto", other) == "fp32"  # auto steps past int8 for such a model
+    with pytest.raises(EmbedderError, match="cannot run"):
+        E.resolve_precision("int8", other)
+    (other / "tokenizer.json").unlink()
+    assert embed_onnx.unsuitable(other) == "it has no tokenizer.json"
+
+
 def test_auto_precision_follows_the_cpu(monkeypatch):
+    monkeypatch.setattr(E, "onnx_available", lambda: True)
+    assert E.resolve_precision("auto") == "int8"
+    monkeypatch.setattr(E, "onnx_available", lambda: False)
     monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)
     assert E.resolve_precision("auto") == "bf16"
     monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: False)
@@ -85,7 +132,8 @@ def test_cache_is_keyed_by_content_and_model_and_gives_the_same_vectors(cache_di
     e2.embed(texts[:2])  # other content: a miss
     assert e2.stats[-1]["cached"] is False
     e3 = E.Embedder(precision="bf16")
-    assert e3.cache_key(texts) != e1.cache_key(texts)  # precision is part of the key
+    assert e3.cache_key(texts) != e1.cache_key(texts)  # precision (the backend) is part of the key
+    assert E.Embedder(precision="int8").cache_key(texts) not in (e1.cache_key(texts), e3.cache_key(texts))
     assert E.Embedder(precision="fp32", cache=False).embed(texts).shape == (3, 384)
     assert len(list((cache_dir / "embeddings").glob("*.npy"))) == 2
 
