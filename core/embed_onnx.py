@@ -46,7 +46,7 @@ def unsuitable(path: Path) -> str | None:
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules if isinstance(m, dict)]
     if not kinds or kinds[0] != "Transformer" or kinds[1:2] != ["Pooling"] or any(k != "Normalize" for k in kinds[2:]):
         return f"its modules are {kinds}, not Transformer, Pooling[, Normalize]"
-    pooling = next((m for m in modules if str(m.get("type", "")).endswith("Pooling")), {})
+    pooling: dict[str, Any] = next((m for m in modules if str(m.get("type", "")).endswith("Pooling")), {})
     try:
         cfg = json.loads((path / str(pooling.get("path", "1_Pooling")) / "config.json").read_text())
     except (OSError, ValueError):
