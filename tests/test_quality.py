@@ -162,6 +162,25 @@ def test_schema_shaped_answers_always_parse(items):
     assert [v.passed for v in out] == [i["fits_task"] and i["complete"] and all(i["constraints"]) for i in items]
 
 
+@pytest.mark.parametrize("n_constraints", [0, 3])
+def test_judge_schema_requires_every_answer_and_asks_the_reason_last(n_constraints):
+    """A decoder that enforces the schema (llama.cpp's grammar) writes the keys in this order and cannot
+    leave one out: a key missing from "required" became optional there, and SmolLM2 left it out."""
+    import jsonschema
+
+    schema = judge_schema(2, n_constraints)
+    item = schema["properties"]["verdicts"]["items"]
+    assert item["required"] == list(item["properties"])
+    assert list(item["properties"])[-1] == "reason" and list(item["properties"])[-3:-1] == ["fits_task", "complete"]
+    good = {"constraints": [True] * n_constraints, "fits_task": True, "complete": False, "reason": "ok"}
+    if not n_constraints:
+        del good["constraints"]
+    jsonschema.validate({"verdicts": [good, good]}, schema)
+    for key in good:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"verdicts": [good, {k: v for k, v in good.items() if k != key}]}, schema)
+
+
 def test_constraint_texts():
     path = [{"dimension": "setting", "value": "a bakery"}, {"dimension": "embedding cluster (level 1)", "value": "rows about trains"}]
     assert constraint_texts(path) == ["setting: a bakery", "rows about trains"]

@@ -327,6 +327,9 @@ def test_gsm8k_gates_and_the_judge_against_the_server(llama_server, tmp_path):
         stored = {v["id"]: stored[v["id"]] for v in verdicts}  # rows stored after the last verdicts wait for a resume
     assert verdicts and sorted(v["id"] for v in verdicts) == sorted(stored)  # every stored row judged, once
     assert all(v["judge"] == "openai/smollm2" and len(v["constraints"]) == len(stored[v["id"]]["path"]) for v in verdicts)
+    # the server enforces the judge's schema (json_object with the schema): every verdict is the judge's own
+    # answer, none the stand-in for an answer that never parsed (a key left out of "required" once did that)
+    assert not [v for v in verdicts if v["reason"].startswith("the judge gave no valid verdict")]
     failed = {v["id"] for v in verdicts if not v["pass"]}
     rejected = read_jsonl(out / "rejected.jsonl") if (out / "rejected.jsonl").exists() else []
     assert {x["id"] for x in rejected if x["gate"] == "judge"} == failed

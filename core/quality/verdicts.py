@@ -57,6 +57,7 @@ def judge_schema(n_rows: int, n_constraints: int) -> dict[str, Any]:
         required.append("constraints")
     props["fits_task"] = {"type": "boolean"}
     props["complete"] = {"type": "boolean"}
+    required += ["fits_task", "complete"]
     # the reason last: a grammar writes keys in schema order, and a small model that starts with a reason
     # talks itself into a verdict (SmolLM2-135M behind llama-cpp-python's server, reason first: 0 of 6
     # correct GSM8K rows passed; reason last: 6 of 6, while 4 of 6 planted bad rows still failed)
