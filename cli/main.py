@@ -456,7 +456,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from treesynth.core.config import build_config
     from treesynth.core.estimate import estimate
-    from treesynth.core.llm.pricing import litellm_price
+    from treesynth.core.llm.pricing import call_price
     from treesynth.core.preflight import check_model
     from treesynth.core.prompts import Prompts
 
@@ -470,13 +470,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         check_model(cfg)  # the model `balance` would refuse is not priced either
         leaves_guess = max(1, int(round(min(float(len(data)), max(2.0, cfg.max_values / 2) ** cfg.depth))))
         target = args.size or (args.target_per_leaf * leaves_guess if args.target_per_leaf else len(data))
-        est = estimate_balance(cfg, len(data), args.route, args.route_batch, target, fanout=args.fanout, price=litellm_price(cfg.model))
+        est = estimate_balance(cfg, len(data), args.route, args.route_batch, target, fanout=args.fanout, price=call_price(cfg.model))
         print(f"balance:        {len(data):,} rows of {args.balance} ({args.route} routing)")
         _print_estimate(cfg, est, f"{est.tree_calls:,} growing and routing, ~{est.synth_calls:,} synthesising, assuming a quarter of {target:,} rows are new")
         return 0
     cfg = build_config(flags=run_flags(args), config_file=args.config)
     check_model(cfg)  # the model `run` would refuse is not priced either
-    est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=litellm_price(cfg.model))
+    est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=call_price(cfg.model))
     print(f"task:           {cfg.task}")
     print(f"model:          {cfg.model}")
     judging = f", {est.judge_calls:,} judging them" if est.judge_calls else ""

@@ -1,5 +1,5 @@
 """Expected calls, tokens and cost of a run before anything is spent (pure: prices come in as a function,
-e.g. core/llm/pricing.py's ``litellm_price``)."""
+e.g. core/llm/pricing.py's ``call_price``)."""
 
 from __future__ import annotations
 

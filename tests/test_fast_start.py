@@ -58,3 +58,15 @@ def test_a_run_on_the_http_path_never_imports_litellm(stub, tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=300)
     assert "RC 2 LITELLM False" in r.stdout and "missing API key for openai/gpt-4o-mini: set OPENAI_API_KEY" in r.stderr, r.stderr
+
+
+def test_estimate_prices_from_the_cost_map_without_litellm():
+    """`treesynth estimate` for an openai/ model: the same price litellm's calculator gives, without importing it."""
+    code = (
+        "import sys\nfrom treesynth.cli.main import main\n"
+        "rc = main(['estimate', 'math word problems', '--model', 'openai/gpt-4o-mini', '--size', '1000', '--fields', 'question,answer'])\n"
+        "print('RC', rc, 'LITELLM', 'litellm' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=cli_env(OPENAI_API_KEY="sk-test"), capture_output=True, text=True, timeout=300)
+    assert "RC 0 LITELLM False" in r.stdout, r.stdout[-1000:] + r.stderr[-2000:]
+    assert "$" in r.stdout and "unknown" not in r.stdout.split("cost")[-1][:40]

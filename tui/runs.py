@@ -24,9 +24,9 @@ def _default_preflight(cfg) -> None:
 
 
 def _default_price(model: str):
-    from treesynth.core.llm.pricing import litellm_price
+    from treesynth.core.llm.pricing import call_price
 
-    return litellm_price(model)
+    return call_price(model)  # litellm's prices read as data: litellm itself is not imported
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""What tokens cost, from litellm's (local, offline) cost map: a run's estimate prices its token
-counts with ``litellm_price``; the http transport prices every call with ``call_price``."""
+"""What tokens cost, from litellm's (local, offline) cost map: ``call_price`` reads it as data (the
+estimate, the TUI's form, the http transport's every call); ``litellm_price`` asks litellm's own
+calculator (models priced in tiers by prompt size)."""
 
 from __future__ import annotations
 
