@@ -30,7 +30,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -330,18 +329,3 @@ def load_embedder(name: str | None = None) -> Callable[[list[str]], np.ndarray]:
         return embedder.embed(list(texts)) if len(texts) > 256 else embedder.encode(list(texts))
 
     return embed
-
-
-class LazyEmbedder:
-    """``load_embedder`` on first use (a run needs it only for a data-driven split)."""
-
-    def __init__(self, name: str | None = None) -> None:
-        self.name = name
-        self._embed: Callable[[list[str]], np.ndarray] | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            if self._embed is None:
-                self._embed = load_embedder(self.name)
-        return self._embed(texts)

@@ -82,7 +82,7 @@ class Run:
         )
         self.prompts = Prompts(cfg)
         if embed is None:
-            from ..embeddings import LazyEmbedder
+            from ..lazy_embed import LazyEmbedder
 
             embed = LazyEmbedder()  # loaded on first use: a data-driven split, semantic dedup
         self.embed: Embed = embed
