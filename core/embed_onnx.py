@@ -110,9 +110,7 @@ def int8_model(path: Path, fingerprint: str, cache_dir: Path) -> Path:
             _export(path, tmp / "model.onnx")
             quantize_dynamic(str(tmp / "model.onnx"), str(tmp / "model_int8.onnx"), weight_type=QuantType.QInt8, per_channel=True)
         os.replace(tmp / "model_int8.onnx", target)
-    except EmbedderError:
-        raise
-    except Exception as e:  # noqa: BLE001 - export or quantisation failed: one line, the caller may fall back
+    except Exception as e:  # noqa: BLE001 - export or quantisation failed: one line, with the way around it
         raise EmbedderError(
             f"cannot build the int8 ONNX model of {str(path)!r} (--precision fp32 avoids it): {type(e).__name__}: {' '.join(str(e).split())[:200]}"
         ) from None
