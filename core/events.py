@@ -49,6 +49,8 @@ class RunStarted(Event):
     budget: float | None
     resumed: bool
     samples_done: int = 0
+    nodes_total: int = 1  # the tree as it stands at the start (a resumed run's tree may be grown already)
+    nodes_expanded: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,6 +38,7 @@ class Progress:
         if isinstance(e, ev.RunStarted):
             self.size, self.budget = e.size, e.budget
             self.samples_done = self.samples_at_start = e.samples_done
+            self.nodes_total, self.nodes_expanded = max(self.nodes_total, e.nodes_total), max(self.nodes_expanded, e.nodes_expanded)
         elif isinstance(e, ev.NodeExpanded):
             self.nodes_total = max(self.nodes_total, e.nodes_total)
             self.nodes_expanded = max(self.nodes_expanded, e.nodes_expanded)

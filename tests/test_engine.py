@@ -144,8 +144,15 @@ def test_budget_stops_cleanly_and_resume_with_higher_budget_finishes(tmp_path):
     assert fin.status == "budget"
     assert 0.1 <= fin.cost_usd <= 0.1 + 0.01 + 1e-9  # at most the in-flight call past it
     assert not (out / "dataset.jsonl").exists()
-    fin2, _ = _run(None, out, ScriptedTransport(cost=0.01), resume=True, budget=10.0)
+    fin2, events = _run(None, out, ScriptedTransport(cost=0.01), resume=True, budget=10.0)
     assert fin2.status == "complete" and fin2.rows == 50
+    # the display starts from the tree as it stands, not from "nodes 0/1" (the tree was grown before)
+    from treesynth.core.progress import Progress
+
+    p = Progress()
+    p.apply(events[0])
+    assert isinstance(events[0], ev.RunStarted) and events[0].resumed
+    assert (p.nodes_expanded, p.nodes_total) == (1, len(json.loads((out / "tree.json").read_text())["nodes"])) and p.nodes_total > 1
     assert len(read_jsonl(out / "dataset.jsonl")) == 50
 
 

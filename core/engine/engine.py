@@ -58,6 +58,7 @@ class Engine(Steering, Expansion, Synthesis):
             ev.RunStarted(
                 run_dir=str(self.store.root), task=cfg.task, model=cfg.model, size=self.samples_target, depth=cfg.depth,
                 budget=cfg.budget, resumed=self.resumed, samples_done=self.rows + self.samples_offset,
+                nodes_total=len(self.tree), nodes_expanded=self._n_expanded,
             )
         )
         for w in self._startup_warnings:
