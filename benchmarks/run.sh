@@ -65,6 +65,10 @@ fi
 if [ -z "${SKIP_EMBEDDED:-}" ]; then
   "$PY" benchmarks/bench_embedded.py --seeds 2
 fi
+# the embedded model's decoder: tokens/s by decoding slots, and the README's run (about 6 min); SKIP_EMBEDDED=1 skips it
+if [ -z "${SKIP_EMBEDDED:-}" ]; then
+  "$PY" benchmarks/bench_local_decode.py
+fi
 # semantic dedup throughput and memory at 100k and 1M rows with precomputed embeddings (the 1M row takes ~25 min)
 if [ -z "${SKIP_DEDUP:-}" ]; then
   "$PY" benchmarks/bench_dedup.py --rows 100000 1000000 --batches 5 seed

@@ -68,6 +68,22 @@ def write_records(rows: Iterable[dict[str, Any]], dest: Path, convert: Callable[
     return _write_lines((orjson.dumps(convert(r)) for r in _unique(rows, None)), dest)
 
 
+def warm_up(delay_s: float = 0.5) -> None:
+    """Import polars (0.25 s) in a background thread while rows are still being written, so the export
+    at the end does not wait for it. Started after the first requests have gone out."""
+    import threading
+
+    def _import() -> None:
+        try:
+            import polars  # noqa: F401
+        except Exception:  # noqa: BLE001 - the export reports a broken polars itself
+            pass
+
+    t = threading.Timer(delay_s, _import)
+    t.daemon = True
+    t.start()
+
+
 def write_parquet(jsonl: Path, dest: Path) -> None:
     import polars as pl
 

@@ -68,6 +68,9 @@ class Engine(Steering, Expansion, Synthesis):
         if cfg.budget is not None and not self.client.usage.cost_known:
             self.warn(f"cost is unknown for {cfg.model}: the budget cannot be enforced")
         ticker = asyncio.ensure_future(self._ticker())
+        from ..export import warm_up
+
+        warm_up()  # the export's polars, imported while rows are written
         try:
             self._schedule(self.tree.root)
             await self._drain(grace_s)
