@@ -5,6 +5,9 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
+from typing import Any
+
+import orjson
 
 
 def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:
@@ -44,3 +47,24 @@ def raise_open_files_limit(want: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ImportError, ValueError, OSError):
         pass
+
+
+def error_message(raw: bytes, limit: int = 300) -> str:
+    """The provider's one-line message from an error body ({"error": {"message": ...}}, {"message": ...}, {"detail": ...})."""
+    msg: Any = None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict):
+        err = doc.get("error", doc)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail") or err.get("msg")
+        elif isinstance(err, str):
+            msg = err
+        if msg is None and isinstance(doc.get("detail"), (str, list)):
+            msg = doc["detail"]
+    if msg is None:
+        msg = raw.decode("utf-8", "replace")
+    s = " ".join(str(msg).split())
+    return s[:limit] or "(no message)"

@@ -27,7 +27,7 @@ from ...errors import ConfigError, ProviderError, TransientProviderError
 from .. import structured
 from ..pricing import CallPrice, call_price
 from ..types import Completion, LLMRequest
-from .common import raise_open_files_limit, retry_after_from_headers
+from .common import error_message, raise_open_files_limit, retry_after_from_headers
 
 if TYPE_CHECKING:
     import ssl
@@ -92,27 +92,6 @@ def _ssl_context() -> ssl.SSLContext:
         return ssl.create_default_context(cafile=certifi.where())
     except ImportError:
         return ssl.create_default_context()
-
-
-def _error_message(raw: bytes, limit: int = 300) -> str:
-    """The provider's message from an error body ({"error": {"message": ...}}, {"message": ...}, {"detail": ...})."""
-    msg: Any = None
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        doc = None
-    if isinstance(doc, dict):
-        err = doc.get("error", doc)
-        if isinstance(err, dict):
-            msg = err.get("message") or err.get("detail") or err.get("msg")
-        elif isinstance(err, str):
-            msg = err
-        if msg is None and isinstance(doc.get("detail"), (str, list)):
-            msg = doc["detail"]
-    if msg is None:
-        msg = raw.decode("utf-8", "replace")
-    s = " ".join(str(msg).split())
-    return s[:limit] or "(no message)"
 
 
 def _error_param(raw: bytes) -> str:
@@ -306,7 +285,7 @@ class OpenAIHTTPTransport:
         return s.replace(key, "<redacted>") if key and len(key) >= 8 and key in s else s
 
     def _raise_for(self, status: int, raw: bytes, headers: Mapping[str, str], sent_mode: str | None) -> None:
-        msg = self._scrub(_error_message(raw))
+        msg = self._scrub(error_message(raw))
         param = _error_param(raw)
         verdict = self.negotiator.classify(status, msg, param=param, sent_mode=sent_mode)
         if verdict == structured.DOWNGRADE:
