@@ -61,3 +61,16 @@ def token_prices(model: str) -> TokenPrices | None:
         raise Tiered(model)
     cached = e.get("cache_read_input_token_cost")
     return TokenPrices(float(p_in), float(p_out), float(cached) if isinstance(cached, (int, float)) else float(p_in))
+
+
+def batch_token_prices(model: str) -> TokenPrices | None:
+    """The model's per-token prices through the provider's batch API (``*_cost_per_token_batches``;
+    half the interactive price at OpenAI), None when the map has none."""
+    e = _entry(model)
+    if e is None:
+        return None
+    p_in, p_out = e.get("input_cost_per_token_batches"), e.get("output_cost_per_token_batches")
+    if not isinstance(p_in, (int, float)) or not isinstance(p_out, (int, float)):
+        return None
+    return TokenPrices(float(p_in), float(p_out), float(p_in))
+

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from .costmap import Tiered, token_prices
+from .costmap import Tiered, batch_token_prices, token_prices
 from .transports.litellm import load_litellm
 
 # (tokens_in, tokens_out) -> USD, or None when the model is unpriced
@@ -60,3 +60,16 @@ def call_price(model: str) -> CallPrice | None:
         return (tin - cached) * p.input + cached * p.cached_input + tout * p.output
 
     return fast
+
+
+def batch_call_price(model: str) -> CallPrice | None:
+    """Like ``call_price``, at the provider's batch prices (litellm's table); None when it has none."""
+    p = batch_token_prices(model)
+    if p is None:
+        return None
+
+    def price(tin: int, tout: int, cached: int = 0) -> float:
+        return tin * p.input + tout * p.output
+
+    return price
+

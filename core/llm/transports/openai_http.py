@@ -209,7 +209,7 @@ class OpenAIHTTPTransport:
         """The structured-output mode in force for this endpoint (see core/llm/structured.py)."""
         return self.negotiator.mode
 
-    def _body(self, req: LLMRequest) -> tuple[dict[str, Any], str | None]:
+    def body(self, req: LLMRequest) -> tuple[dict[str, Any], str | None]:
         """The request body and the structured-output mode it carries (None: no response_format)."""
         body: dict[str, Any] = {"model": self.wire_model, "messages": req.messages, self.max_tokens_key: req.max_tokens}
         if self.send_temperature:
@@ -226,7 +226,7 @@ class OpenAIHTTPTransport:
         loop = asyncio.get_running_loop()
         session = self._session if self._loop is loop else self._open_session(loop)
         for _ in range(len(structured.LADDER)):
-            body, sent_mode = self._body(req)
+            body, sent_mode = self.body(req)
             try:
                 async with session.post(self.url, data=orjson.dumps(body), proxy=self._proxy, proxy_auth=self._proxy_auth) as resp:
                     status = resp.status
@@ -246,35 +246,9 @@ class OpenAIHTTPTransport:
             raise ProviderError(f"{self.api_base} rejects every structured-output form")
         try:
             doc = orjson.loads(raw)
-            choice = doc["choices"][0]
-            text = choice["message"].get("content") or ""
-            finish = choice.get("finish_reason")
         except orjson.JSONDecodeError:
             raise TransientProviderError("malformed response: the body is not JSON") from None
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise TransientProviderError("malformed response: no choices") from None
-        if not isinstance(text, str):  # content parts: keep their text
-            text = "".join(p.get("text", "") for p in text if isinstance(p, dict)) if isinstance(text, list) else str(text)
-        usage = doc.get("usage")
-        if not isinstance(usage, dict):
-            usage = {}
-        try:
-            tin = int(usage.get("prompt_tokens") or 0)
-            tout = int(usage.get("completion_tokens") or 0)
-        except (TypeError, ValueError):
-            tin = tout = 0
-        if not tin:
-            tin = sum(len(m["content"]) for m in req.messages) // 4
-        if not tout:
-            tout = len(text) // 4
-        price = self._price
-        if price is None:
-            cost = None
-        else:
-            details = usage.get("prompt_tokens_details")
-            cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-            cost = price(tin, tout, cached if isinstance(cached, int) and 0 < cached <= tin else 0)
-        return Completion(text, finish, tin, tout, cost)
+        return completion_from(doc, req, self._price)
 
     def _line(self, e: BaseException) -> str:
         s = " ".join(str(e).split())[:200] or type(e).__name__
@@ -311,6 +285,38 @@ class OpenAIHTTPTransport:
                 self.send_temperature = False  # e.g. reasoning models: only the default temperature
                 raise TransientProviderError("the model takes no temperature; retrying without it", retry_after=0.0)
         raise ProviderError(f"the provider rejected the request for {self.model}: HTTP {status}: {msg}")
+
+
+def completion_from(doc: Any, req: LLMRequest, price: CallPrice | None) -> Completion:
+    """A chat-completion response body as a ``Completion``, priced with ``price`` (None: unpriced).
+    Shared by the interactive call and the batch API's output lines."""
+    try:
+        choice = doc["choices"][0]
+        text = choice["message"].get("content") or ""
+        finish = choice.get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise TransientProviderError("malformed response: no choices") from None
+    if not isinstance(text, str):  # content parts: keep their text
+        text = "".join(p.get("text", "") for p in text if isinstance(p, dict)) if isinstance(text, list) else str(text)
+    usage = doc.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
+    try:
+        tin = int(usage.get("prompt_tokens") or 0)
+        tout = int(usage.get("completion_tokens") or 0)
+    except (TypeError, ValueError):
+        tin = tout = 0
+    if not tin:
+        tin = sum(len(m["content"]) for m in req.messages) // 4
+    if not tout:
+        tout = len(text) // 4
+    if price is None:
+        cost = None
+    else:
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+        cost = price(tin, tout, cached if isinstance(cached, int) and 0 < cached <= tin else 0)
+    return Completion(text, finish, tin, tout, cost)
 
 
 class _Downgrade(Exception):
