@@ -37,6 +37,8 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--executor", {"choices": ["local", "ray"], "help": "where LLM calls run: local (default) or ray, a Ray cluster (pip install 'treesynth[ray]')"}),
     ("--ray-address", {"dest": "ray_address", "metavar": "ADDRESS", "help": "Ray cluster to join ('auto': the one on this machine; default: start a local one)"}),
     ("--ray-workers", {"dest": "ray_workers", "type": int, "help": "Ray worker actors (default: one per node)"}),
+    ("--batch", {"action": "store_const", "const": True, "help": "leaf and judge calls through the provider's batch API at batch prices (openai/ models; tree calls stay interactive)"}),
+    ("--batch-linger", {"dest": "batch_linger", "type": float, "metavar": "SECONDS", "help": "seconds without a new call before a batch is sent (default 5)"}),
     ("--judge", {"action": "store_const", "const": True, "help": "a judge model checks every row against its leaf's path; failing rows are written again"}),
     ("--judge-model", {"dest": "judge_model", "metavar": "MODEL", "help": "the judge's model (default: the generation model)"}),
     ("--judge-batch", {"dest": "judge_batch", "type": int, "help": "rows the judge reads per call (default 5; the embedded model: 3)"}),
@@ -476,11 +478,21 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         return 0
     cfg = build_config(flags=run_flags(args), config_file=args.config)
     check_model(cfg)  # the model `run` would refuse is not priced either
-    est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=call_price(cfg.model))
+    price = call_price(cfg.model)
+    est = estimate(cfg, Prompts(cfg), fanout=args.fanout, price=price)
     print(f"task:           {cfg.task}")
     print(f"model:          {cfg.model}")
     judging = f", {est.judge_calls:,} judging them" if est.judge_calls else ""
     _print_estimate(cfg, est, f"{est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples{judging}")
+    from treesynth.core.llm.pricing import batch_call_price
+    from treesynth.core.progress import fmt_cost
+
+    batch_price = batch_call_price(cfg.model)
+    if price is not None and batch_price is not None:
+        print(f"with --batch:   ~{fmt_cost(est.batch_cost(price, batch_price))} (the tree's calls interactive, the rest at batch prices)"
+              + (" (chosen)" if cfg.batch else ""))
+    elif cfg.batch:
+        print("with --batch:   no batch prices for this model in litellm's table")
     return 0
 
 

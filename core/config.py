@@ -32,7 +32,7 @@ _SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|b
 # Keys that may change when a run is resumed; all others define the run.
 RESUMABLE_OVERRIDES = frozenset(
     {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router",
-     "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch"}
+     "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch", "batch", "batch_linger"}
 )
 
 
@@ -95,6 +95,12 @@ class RunConfig(BaseModel):
     )
     validation_retries: int = Field(default=2, ge=0, le=10)
     concurrency: int = Field(default=16, ge=1, le=4096)
+    batch: bool = Field(
+        default=False,
+        description="Leaf, judge and baseline calls through the provider's batch API (OpenAI's Files + Batches, or an openai/ "
+        "endpoint with the same routes) at batch prices; tree calls stay interactive.",
+    )
+    batch_linger: float = Field(default=5.0, gt=0, le=3600, description="Seconds without a new call before a batch is sent.")
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     timeout: float = Field(default=120.0, gt=0, le=3600)

@@ -26,6 +26,14 @@ class Estimate:
     cost_usd: float | None
     assumed_fanout: float
     judge_calls: int = 0  # --judge: the rows of each generation call, judge_batch to a call
+    tree_tokens_in: int = 0  # the part of tokens_in / tokens_out spent growing the tree (interactive even with --batch)
+    tree_tokens_out: int = 0
+
+    def batch_cost(self, price: Price, batch_price: Price) -> float | None:
+        """The cost with ``--batch``: the tree's calls at ``price``, the rest at ``batch_price``."""
+        a = price(self.tree_tokens_in, self.tree_tokens_out)
+        b = batch_price(self.tokens_in - self.tree_tokens_in, self.tokens_out - self.tree_tokens_out)
+        return None if a is None or b is None else a + b
 
     @property
     def calls(self) -> int:
@@ -71,8 +79,10 @@ def estimate(cfg: RunConfig, prompts: Prompts | None = None, fanout: float | Non
     else:
         gen_in, piv_in = 250, 250
     cls_in = piv_in + cfg.pivots * field_tokens
-    tin = internal * (piv_in + cls_in + piv_in) + synth_calls * gen_in
-    tout = internal * (cfg.pivots * field_tokens + 20 * cfg.pivots + 15 * cfg.max_values) + synth_calls * cfg.samples_per_call * field_tokens
+    tree_in = internal * (piv_in + cls_in + piv_in)
+    tree_out = internal * (cfg.pivots * field_tokens + 20 * cfg.pivots + 15 * cfg.max_values)
+    tin = tree_in + synth_calls * gen_in
+    tout = tree_out + synth_calls * cfg.samples_per_call * field_tokens
     judge_calls = 0
     if cfg.judge:  # every row read once (rows the judge fails are written and judged again: retry_rate)
         judge_calls = synth_calls * math.ceil(cfg.samples_per_call / cfg.judge_batch)
@@ -81,7 +91,8 @@ def estimate(cfg: RunConfig, prompts: Prompts | None = None, fanout: float | Non
         tout += judge_calls * rows_per_call * (40 + 8 * cfg.depth)
     tin, tout = int(tin * (1 + retry_rate)), int(tout * (1 + retry_rate))
     cost = price(tin, tout) if price else None
-    return Estimate(internal, leaves_i, tree_calls, synth_calls, tin, tout, cost, f, judge_calls)
+    k = 1 + retry_rate
+    return Estimate(internal, leaves_i, tree_calls, synth_calls, tin, tout, cost, f, judge_calls, int(tree_in * k), int(tree_out * k))
 
 
 def estimate_balance(cfg: RunConfig, n_rows: int, route: str, route_batch: int, target: int, synth_share: float = 0.25,

@@ -176,6 +176,25 @@ class Quality(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Batches(Event):
+    """Calls sent through the provider's batch API (``--batch``), cumulative in this process: batches
+    created, still running and finished, requests sent and answered, requests sent again (expired,
+    cancelled, failed in a way that may pass) and made interactively after all, status polls, and the
+    provider's status of the batch polled last."""
+
+    kind: ClassVar[str] = "batches"
+    submitted: int = 0
+    running: int = 0
+    finished: int = 0
+    requests: int = 0
+    answered: int = 0
+    resubmitted: int = 0
+    interactive_fallback: int = 0
+    polls: int = 0
+    last_status: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunWarning(Event):
     kind: ClassVar[str] = "warning"
     message: str
@@ -201,7 +220,7 @@ EventCallback = Callable[[Event], None]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     c.kind: c for c in (
-        RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, NodePruned, NodeReset, LeafProgress, SamplesTarget, Usage, Quality, RunWarning,
+        RunStarted, NodeStarted, NodeExpanded, NodeLeaf, NodeFailed, NodePruned, NodeReset, LeafProgress, SamplesTarget, Usage, Quality, Batches, RunWarning,
         RunFinished
     )
 }

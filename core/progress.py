@@ -32,6 +32,7 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     finished: ev.RunFinished | None = None
     quality: ev.Quality | None = None  # the latest (cumulative) counts of the quality gates, once any ran
+    batches: ev.Batches | None = None  # --batch: the latest counts of the provider's batches
     warnings: list[str] = field(default_factory=list)
 
     def apply(self, e: ev.Event) -> None:
@@ -60,6 +61,8 @@ class Progress:
             self.in_flight_since = None if e.oldest_in_flight_s is None else time.monotonic() - e.oldest_in_flight_s
         elif isinstance(e, ev.Quality):
             self.quality = e
+        elif isinstance(e, ev.Batches):
+            self.batches = e
         elif isinstance(e, ev.RunWarning):
             self.warnings.append(e.message)
             del self.warnings[:-200]
@@ -129,10 +132,24 @@ def fmt_quality(q: ev.Quality | None) -> str:
     )
 
 
+def fmt_batches(b: ev.Batches | None) -> str:
+    """'batches 2 running, 3 done · 1,200/2,000 batched calls answered (batch_12: in_progress)' / '' without --batch."""
+    if b is None:
+        return ""
+    extra = ""
+    if b.resubmitted or b.interactive_fallback:
+        extra = f", {b.resubmitted} sent again, {b.interactive_fallback} made interactively"
+    status = f" ({b.last_status})" if b.last_status else ""
+    return f"batches {b.running} running, {b.finished} done · {b.answered:,}/{b.requests:,} batched calls answered{extra}{status}"
+
+
 def status_line(p: Progress) -> str:
     budget = f" / ${p.budget:g}" if p.budget is not None else ""
     waiting = fmt_in_flight(p)
     quality = fmt_quality(p.quality)
+    batches = fmt_batches(p.batches)
+    if batches:
+        quality = f"{quality} · {batches}" if quality else batches
     return (
         f"nodes {p.nodes_expanded}/{p.nodes_total} expanded · samples {p.samples_done}/{p.size} · "
         f"{fmt_cost(p.cost_usd)}{budget} · tokens {p.tokens_in:,} in / {p.tokens_out:,} out · "

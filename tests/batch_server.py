@@ -4,6 +4,7 @@ It implements the documented routes a batch client uses:
 
 - ``POST /v1/files`` (multipart: ``file``, ``purpose``), ``GET /v1/files/{id}``,
   ``GET /v1/files/{id}/content``, ``DELETE /v1/files/{id}``;
+- ``POST /v1/chat/completions`` (interactive calls, answered by the same ``answer``);
 - ``POST /v1/batches`` (``input_file_id``, ``endpoint``, ``completion_window``, ``metadata``),
   ``GET /v1/batches/{id}``, ``GET /v1/batches`` (``limit``, ``after``), ``POST /v1/batches/{id}/cancel``;
 
@@ -57,6 +58,7 @@ class FakeBatchServer:
         self.batches: dict[str, dict[str, Any]] = {}
         self.submitted: collections.Counter[str] = collections.Counter()  # custom_id -> times given in a batch
         self.calls: collections.Counter[str] = collections.Counter()  # route -> calls (polls included)
+        self.interactive = 0  # chat completions answered directly (not in a batch)
         self.fail_ids: set[str] = set()
         self.expire_after: int | None = None
         self.fail_validation = False
@@ -85,6 +87,7 @@ class FakeBatchServer:
             app.add_routes([
                 web.post("/v1/files", self._upload), web.get("/v1/files/{id}", self._file),
                 web.get("/v1/files/{id}/content", self._content), web.delete("/v1/files/{id}", self._delete_file),
+                web.post("/v1/chat/completions", self._chat),
                 web.post("/v1/batches", self._create), web.get("/v1/batches", self._list),
                 web.get("/v1/batches/{id}", self._retrieve), web.post("/v1/batches/{id}/cancel", self._cancel),
             ])
@@ -139,6 +142,14 @@ class FakeBatchServer:
         self.files[fid] = f
         self.contents[fid] = content
         return f
+
+    # -- interactive calls (a run's tree steps) --------------------------------------------------
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.interactive += 1
+        status, out = self.answer(body)
+        return web.json_response(out, status=status)
 
     # -- files ---------------------------------------------------------------------------------
 

@@ -104,6 +104,22 @@ def test_estimate_prints_calls_tokens_cost():
     assert "calls:" in r.stdout and "tokens:" in r.stdout
     cost_line = [line for line in r.stdout.splitlines() if line.startswith("cost:")][0]
     assert "$" in cost_line and "unknown" not in cost_line
+    # interactive against batch: the tree's calls at interactive prices, the rest at half (gpt-4o-mini's batch prices)
+    batch_line = [line for line in r.stdout.splitlines() if line.startswith("with --batch:")][0]
+    full, half = (float(x.split("$")[1].split()[0]) for x in (cost_line, batch_line))
+    assert full / 2 < half < full
+
+
+def test_batch_cost_splits_tree_and_batched_tokens():
+    from treesynth.core.config import build_config
+    from treesynth.core.estimate import estimate
+
+    cfg = build_config(flags={"task": "t", "size": 1000, "depth": 2, "model": "openai/gpt-4o-mini"})
+    est = estimate(cfg, price=lambda a, b: a + 2 * b)
+    assert 0 < est.tree_tokens_in < est.tokens_in and 0 < est.tree_tokens_out < est.tokens_out
+    got = est.batch_cost(lambda a, b: a + 2 * b, lambda a, b: (a + 2 * b) / 2)
+    tree = est.tree_tokens_in + 2 * est.tree_tokens_out
+    assert got == tree + (est.tokens_in + 2 * est.tokens_out - tree) / 2
 
 
 def test_export_formats(stub, tmp_path):

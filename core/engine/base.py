@@ -37,8 +37,12 @@ class EngineBase:
         on_event: Callable[[ev.Event], None] | None = None,
         resumed: bool = False,
         gates: QualityGates | None = None,
+        batch_status: Callable[[], Any] | None = None,
     ) -> None:
         self.cfg = cfg
+        # --batch: the batch transport's counts (core/llm/batch/transport.py BatchStatus), shown as Batches events
+        self._batch_status = batch_status
+        self._batch_seen: Any = None
         self.mode = mode
         # validators, semantic dedup and the judge: what a new row passes before it counts
         self.gates = gates or QualityGates()

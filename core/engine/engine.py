@@ -97,6 +97,18 @@ class Engine(Steering, Expansion, Synthesis):
             raise self._fatal
         return await self._finish()
 
+    def _emit_batches(self) -> None:
+        """A Batches event when the batch transport's counts changed (``--batch`` runs only)."""
+        if self._batch_status is None:
+            return
+        s = self._batch_status()
+        if s != self._batch_seen:
+            self._batch_seen = s
+            self._emit(ev.Batches(
+                submitted=s.submitted, running=s.running, finished=s.finished, requests=s.requests, answered=s.answered,
+                resubmitted=s.resubmitted, interactive_fallback=s.interactive_fallback, polls=s.polls, last_status=s.last_status,
+            ))
+
     async def _ticker(self) -> None:
         last_state = 0.0
         while True:
@@ -109,6 +121,7 @@ class Engine(Steering, Expansion, Synthesis):
                     self._usage_dirty = False
                     self._last_usage = time.monotonic()
                     self._emit(self.usage_event())
+                self._emit_batches()
                 job = self.store.prepare_snapshot(self.tree)
                 if job is not None:  # serialised here; the write and its fsync off the loop
                     await asyncio.to_thread(self.store.write_snapshot, *job)
@@ -158,6 +171,7 @@ class Engine(Steering, Expansion, Synthesis):
             status = "incomplete"
         dataset = None
         self._emit(self.usage_event())
+        self._emit_batches()
         if status == "complete":
             # The exports read files and write files (about 0.4 s per 100k rows): in a thread, so a
             # front end on this loop stays responsive. Every task has ended; nothing changes the run.

@@ -75,10 +75,23 @@ class Run:
                 cache.close()
                 store.close()
                 raise
+        usage = UsageTotals.from_dict(recovered.state.get("usage") or {})
+        concurrency = cfg.concurrency
+        self.batch: Any = None  # the BatchTransport of a --batch run (core/llm/batch)
+        if cfg.batch:
+            from ..llm.batch.setup import BATCH_IN_FLIGHT, batch_transport
+
+            try:
+                transport = self.batch = batch_transport(cfg, transport, store.root, usage)
+            except BaseException:
+                close_transport_sync(transport)
+                cache.close()
+                store.close()
+                raise
+            concurrency = max(concurrency, BATCH_IN_FLIGHT)
         self.client = LLMClient(
-            transport, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
-            max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache,
-            usage=UsageTotals.from_dict(recovered.state.get("usage") or {}),
+            transport, concurrency=concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
+            max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache, usage=usage,
         )
         self.prompts = Prompts(cfg)
         if embed is None:
@@ -150,7 +163,8 @@ class Run:
 
     async def execute(self, on_event: Callable[[ev.Event], None] | None = None) -> ev.RunFinished:
         self._engine = Engine(
-            self.cfg, self.store, self.client, self.prompts, self.recovered, self.mode, on_event, self.resumed, gates=self.gates
+            self.cfg, self.store, self.client, self.prompts, self.recovered, self.mode, on_event, self.resumed, gates=self.gates,
+            batch_status=(lambda: self.batch.status) if self.batch is not None else None,
         )
         try:
             return await self._engine.run()

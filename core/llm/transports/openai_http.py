@@ -149,6 +149,17 @@ class OpenAIHTTPTransport:
         self._timeout_exc: tuple[type[BaseException], ...] = (asyncio.TimeoutError,)
         self._client_exc: tuple[type[BaseException], ...] = (OSError,)
 
+    @property
+    def price(self) -> CallPrice | None:
+        """What a call costs at interactive prices (None: unpriced)."""
+        return self._price
+
+    def batch_api(self) -> Any:
+        """A client for this endpoint's Files + Batches routes, with the same key (core/llm/batch)."""
+        from ..batch.openai_api import OpenAIBatchAPI
+
+        return OpenAIBatchAPI(self.api_base, self._key, timeout_s=max(self.timeout, 120.0))
+
     # ---- session -------------------------------------------------------------
     def _open_session(self, loop: asyncio.AbstractEventLoop) -> Any:
         import aiohttp
