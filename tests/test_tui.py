@@ -155,6 +155,25 @@ async def test_the_form_validates_as_you_type_with_the_cli_rules(tmp_path):
         await wait_for(pilot, lambda: "25 samples" in form.estimate_text, what="an estimate for 25 samples")
 
 
+async def test_the_batch_checkbox_goes_into_the_config_and_the_estimate(tmp_path):
+    from textual.widgets import Checkbox
+
+    from treesynth.core.llm.pricing import call_price
+
+    svc = services(runs_root=tmp_path)
+    svc.price = call_price
+    app = TreesynthApp(services=svc)
+    async with app.run_test(size=SIZE) as pilot:
+        form: NewRunScreen = app.screen
+        form.set_values(task="math word problems", model="openai/gpt-4o-mini", size="1000")
+        await wait_for(pilot, lambda: "1,000 samples" in form.estimate_text and "with the batch API" in form.estimate_text,
+                       what="an estimate with the batch API's cost beside it")
+        assert "batch" not in form.raw_values()
+        form.query_one("#f-batch", Checkbox).value = True
+        await pilot.pause(0.05)
+        assert form.raw_values()["batch"] is True and not form.errors
+
+
 async def test_provider_check_failure_returns_to_the_form(tmp_path):
     from treesynth.core.errors import ProviderError
 

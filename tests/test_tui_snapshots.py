@@ -48,7 +48,7 @@ def in_tmp(tmp_path, monkeypatch):
     from treesynth.core.estimate import Estimate
     from treesynth.tui.new_run import NewRunScreen
 
-    monkeypatch.setattr(NewRunScreen, "_estimate", lambda self, cfg: Estimate(31, 100, 107, 23, 42_400, 47_500, 0.0349, 5.0))
+    monkeypatch.setattr(NewRunScreen, "_estimate", lambda self, cfg: (Estimate(31, 100, 107, 23, 42_400, 47_500, 0.0349, 5.0), None))
     return tmp_path
 
 

@@ -107,6 +107,10 @@ def stats_progress_line(p: Progress, elapsed: float | None, state: str) -> Text:
             _pair(t, "judged", f"{q.judged:,}")
             _pair(t, "passed", f"{q.passed:,}", "bold green" if q.passed == q.judged else "bold yellow")
         _pair(t, "regenerated", f"{q.regenerated:,}", "bold yellow" if q.regenerated else "bold")
+    b = p.batches
+    if b is not None:  # --batch: the provider's batches and the calls in them
+        _pair(t, "batches", f"{b.running:,} running, {b.finished:,} done")
+        _pair(t, "batched", f"{b.answered:,}/{b.requests:,}")
     if elapsed is not None:
         _pair(t, "elapsed", fmt_duration(elapsed))
         _pair(t, "ETA", fmt_duration(eta_seconds(p, elapsed)) if state in ("running", "paused") else "--:--")

@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from treesynth.core.config import RunConfig, build_config, validate_partial
 from treesynth.core.errors import ConfigError
@@ -49,7 +49,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("budget", "Budget USD", "number", hint="stop when spent"),
     FieldSpec("out", "Output folder", hint="runs/<slug>-<timestamp>"),
 )
-FIELD_KEYS = ("preset",) + tuple(f.key for f in FIELDS)
+FIELD_KEYS = ("preset",) + tuple(f.key for f in FIELDS) + ("batch",)
 
 
 def _default_text(key: str) -> str:
@@ -126,6 +126,10 @@ class NewRunScreen(Screen):
                             ph = f"{default}  (the embedded offline model)"
                         yield Input(placeholder=ph, type=f.kind, id=f"f-{f.key}", compact=True, select_on_focus=False)
                         yield Static("", classes="error", id=f"e-{f.key}")
+                yield Label("Batch API", id="label-batch")
+                with Vertical(classes="cell"):
+                    yield Checkbox("leaf and judge calls as provider batches, at batch prices (openai/ models)", id="f-batch", compact=True)
+                    yield Static("", classes="error", id="e-batch")
             yield Static("", id="estimate")
             yield Static("", id="status")
             with Horizontal(id="buttons"):
@@ -149,6 +153,8 @@ class NewRunScreen(Screen):
             v = self.query_one(f"#f-{f.key}", Input).value.strip()
             if v:
                 out[f.key] = v
+        if self.query_one("#f-batch", Checkbox).value:
+            out["batch"] = True
         return out
 
     def set_values(self, **values: Any) -> None:
@@ -159,6 +165,8 @@ class NewRunScreen(Screen):
                     sel.value = v
                 else:
                     sel.clear()
+            elif k == "batch":
+                self.query_one("#f-batch", Checkbox).value = bool(v)
             else:
                 self.query_one(f"#f-{k}", Input).value = str(v)
 
@@ -190,6 +198,10 @@ class NewRunScreen(Screen):
     def on_input_changed(self, event: Input.Changed) -> None:
         self.validate()
         self._status("")
+        self._schedule_estimate()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        self.validate()
         self._schedule_estimate()
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -252,7 +264,7 @@ class NewRunScreen(Screen):
                 return
         box.update(Text(f"Estimate: computing… (prices for {cfg.model})", style="dim"))
         try:
-            est = await asyncio.to_thread(self._estimate, cfg)
+            est, batch = await asyncio.to_thread(self._estimate, cfg)
         except Exception as e:  # noqa: BLE001 - an estimate must never break the form
             box.update(Text(f"Estimate unavailable: {type(e).__name__}: {str(e)[:120]}", style="dim"))
             return
@@ -266,17 +278,30 @@ class NewRunScreen(Screen):
             t.append(" (model not in litellm's price table)", style="dim")
         else:
             t.append(f"~{fmt_cost(est.cost_usd)}", style="bold")
+            if batch is not None:
+                t.append(f" (~{fmt_cost(batch)} with the batch API)", style="bold" if cfg.batch else "dim")
         t.append(f"\n          depth {cfg.depth}: ~{est.internal_nodes:,} expansions, ~{est.leaves:,} leaves "
                  f"(fan-out {est.assumed_fanout:g})", style="dim")
         self.estimate_text = t.plain
         box.update(t)
+
+    def _batch_cost(self, cfg, est) -> float | None:
+        """The cost with --batch (tree calls interactive, the rest at batch prices), when both prices are known."""
+        from treesynth.core.llm.pricing import batch_call_price
+
+        price = self.services.price(cfg.model) if self.services.price is not None else None
+        batch_price = batch_call_price(cfg.model)
+        if price is None or batch_price is None:
+            return None
+        return est.batch_cost(price, batch_price)
 
     def _estimate(self, cfg):
         from treesynth.core.estimate import estimate
         from treesynth.core.prompts import Prompts
 
         price = self.services.price(cfg.model) if self.services.price is not None else None
-        return estimate(cfg, Prompts(cfg), price=price)
+        est = estimate(cfg, Prompts(cfg), price=price)
+        return est, self._batch_cost(cfg, est)
 
     # ------------------------------------------------------------------ start / open
     def action_start(self) -> None:
