@@ -76,10 +76,15 @@ class Run:
                 store.close()
                 raise
         usage = UsageTotals.from_dict(recovered.state.get("usage") or {})
-        concurrency = cfg.concurrency
         self.batch: Any = None  # the BatchTransport of a --batch run (core/llm/batch)
         if cfg.batch:
-            from ..llm.batch.setup import BATCH_IN_FLIGHT, batch_transport
+            from ..llm.batch.setup import BATCH_IN_FLIGHT
+
+            # calls wait in batches, not on connections: every leaf may have all its calls out at once
+            cfg = self.cfg = cfg.model_copy(update={"concurrency": max(cfg.concurrency, BATCH_IN_FLIGHT)})
+        concurrency = cfg.concurrency
+        if cfg.batch:
+            from ..llm.batch.setup import batch_transport
 
             try:
                 transport = self.batch = batch_transport(cfg, transport, store.root, usage)
@@ -88,7 +93,6 @@ class Run:
                 cache.close()
                 store.close()
                 raise
-            concurrency = max(concurrency, BATCH_IN_FLIGHT)
         self.client = LLMClient(
             transport, concurrency=concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
             max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache, usage=usage,
