@@ -145,7 +145,7 @@ class RayEmbedder(Embedder):
     def label(self) -> str:
         return f"{self.name} ({self.precision}, on Ray)"
 
-    def encode(self, texts: Sequence[str], chunk: int = 8192) -> np.ndarray:
+    def encode(self, texts: Sequence[str], chunk: int = 8192, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         import pyarrow as pa
 
         ray = _ray(self.address)
@@ -177,6 +177,8 @@ class RayEmbedder(Embedder):
                 done = 0
             out[np.asarray(b["i"], dtype=np.int64)] = E
             done += len(E)
+            if progress is not None:
+                progress(done, n)
         self.log(f"  embedded {done:,}/{n:,} on Ray ({k} workers)")
         return quantise(out)
 
