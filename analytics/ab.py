@@ -134,12 +134,19 @@ def _sub(a: float | None, b: float | None) -> float | None:
     return a - b if a is not None and b is not None else None
 
 
-def sentence(rows: list[Row], tree_n: int, base_n: int) -> str:
-    """One plain sentence on the headline metric: which way it went, by how much, how sure."""
+def sentence(rows: list[Row], tree_n: int, base_n: int, tree_of: int | None = None, base_of: int | None = None) -> str:
+    """One plain sentence on the headline metric: which way it went, by how much, how sure. ``tree_n``,
+    ``base_n``: the rows it was computed on; ``tree_of``, ``base_of``: each side's rows in all, when
+    those were a uniform random sample of them (the report's embedding sample)."""
     r = next(x for x in rows if x.key == "mean_cosine_similarity")
     assert r.tree is not None and r.base is not None and r.diff is not None and r.lo is not None and r.hi is not None
     span = f"{r.diff:+.3f} (95% bootstrap interval {r.lo:+.3f} to {r.hi:+.3f}, over rows)"
-    head = f"By mean cosine similarity (lower is more diverse), TreeSynth's {tree_n:,} rows score {r.tree:.3f} and the baseline's {base_n:,} rows {r.base:.3f}: a difference of {span}"
+
+    def rows_of(n: int, of: int | None) -> str:
+        return f"{n:,} rows" if of is None else f"{n:,} rows (a uniform random sample of {of:,})"
+
+    head = (f"By mean cosine similarity (lower is more diverse), TreeSynth's {rows_of(tree_n, tree_of)} score {r.tree:.3f} "
+            f"and the baseline's {rows_of(base_n, base_of)} {r.base:.3f}: a difference of {span}")
     w = r.winner
     if w == "tree":
         return f"{head}. TreeSynth's rows are more diverse than plain sampling's."

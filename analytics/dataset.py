@@ -102,11 +102,20 @@ def sample_rows(ds: Dataset, sample: int | None, seed: int) -> None:
         return
     if sample < 1:
         raise InputError("--sample must be at least 1")
-    if sample < ds.n:
-        keep = np.sort(np.random.default_rng(seed).choice(ds.n, size=sample, replace=False))
+    keep = uniform_sample(ds.n, sample, seed)
+    if keep is not None:
         subset_rows(ds, keep)
         if ds.leaf_ids is not None:
             ds.notes.append(f"leaf coverage is measured on the sample of {sample:,} rows: small leaves may look thin or empty")
+
+
+def uniform_sample(n: int, k: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded uniform random sample of ``k`` of ``n`` rows, or None when ``k`` ≥ ``n``
+    (every row). ``--sample`` and the report's embedding sample both draw it: the same seed and sizes
+    give the same rows."""
+    if k >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
 def subset_rows(ds: Dataset, keep: np.ndarray) -> None:

@@ -387,5 +387,6 @@ def full_data_metrics(a: Analysis, emb: Embedder, model: str, seed: int, address
             m[key] = rec(cov[key], n_cov, model, seed, method=how)
         if a.coverage is not None:
             a.coverage.update({k: num(v) for k, v in cov.items() if k != "leaf_sizes"})
+            a.coverage.pop("similarity_rows", None)  # the leaf similarities now cover every row
     ds.notes.append(f"mean cosine similarity, Vendi score and leaf coverage: {how}; other metrics and the maps use the sample")
     return st
