@@ -19,5 +19,6 @@ Modules, in pipeline order (``report`` runs them):
   page       ``html`` renders ``assets/templates/report.html.j2`` with ``figures`` (plotly specs),
              ``summary`` (the summary table) and ``markup`` (escaping, number formatting).
   outputs    ``outputs``: paths, the metrics document, atomic writes.
-  shared     ``results`` (``Analysis``, ``Maps``), ``errors``; ``ray_embed`` embeds on a Ray cluster.
+  shared     ``results`` (``Analysis``, ``Maps``), ``errors``, ``progress`` (the long stages' progress: a
+             live bar on a terminal, else a line every few seconds); ``ray_embed`` embeds on a Ray cluster.
 """

@@ -68,11 +68,22 @@ def bootstrap_mean_diff(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, 
     """mean(a) − mean(b) and its 95% percentile interval, rows of each resampled with replacement."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     point = float(a.mean() - b.mean())
-    ia = rng.integers(0, len(a), size=(B, len(a)))
-    ib = rng.integers(0, len(b), size=(B, len(b)))
-    d = a[ia].mean(axis=1) - b[ib].mean(axis=1)
+    d = resampled_means(a, B, rng) - resampled_means(b, B, rng)
     lo, hi = np.percentile(d, [2.5, 97.5])
     return point, float(min(lo, point)), float(max(hi, point))
+
+
+def resampled_means(x: np.ndarray, B: int, rng: np.random.Generator, cells: int = 1 << 22) -> np.ndarray:
+    """The means of ``B`` resamples of ``x`` with replacement, drawn a block of resamples at a time so
+    that the index array stays near ``cells`` entries (B × n at once is 320 MB at 20,000 rows). The
+    random stream, and so every mean, is the same as drawing all B × n indices at once."""
+    n = len(x)
+    out = np.empty(B, dtype=np.float64)
+    step = max(1, cells // max(1, n))
+    for s in range(0, B, step):
+        k = min(step, B - s)
+        out[s : s + k] = x[rng.integers(0, n, size=(k, n))].mean(axis=1)
+    return out
 
 
 def vendi_k_diff(Xa: np.ndarray, Xb: np.ndarray, rng: np.random.Generator, draws: int = VENDI_DRAWS, k: int = FIXED_K) -> tuple[float, float, float, float, float]:
@@ -123,12 +134,19 @@ def _sub(a: float | None, b: float | None) -> float | None:
     return a - b if a is not None and b is not None else None
 
 
-def sentence(rows: list[Row], tree_n: int, base_n: int) -> str:
-    """One plain sentence on the headline metric: which way it went, by how much, how sure."""
+def sentence(rows: list[Row], tree_n: int, base_n: int, tree_of: int | None = None, base_of: int | None = None) -> str:
+    """One plain sentence on the headline metric: which way it went, by how much, how sure. ``tree_n``,
+    ``base_n``: the rows it was computed on; ``tree_of``, ``base_of``: each side's rows in all, when
+    those were a uniform random sample of them (the report's embedding sample)."""
     r = next(x for x in rows if x.key == "mean_cosine_similarity")
     assert r.tree is not None and r.base is not None and r.diff is not None and r.lo is not None and r.hi is not None
     span = f"{r.diff:+.3f} (95% bootstrap interval {r.lo:+.3f} to {r.hi:+.3f}, over rows)"
-    head = f"By mean cosine similarity (lower is more diverse), TreeSynth's {tree_n:,} rows score {r.tree:.3f} and the baseline's {base_n:,} rows {r.base:.3f}: a difference of {span}"
+
+    def rows_of(n: int, of: int | None) -> str:
+        return f"{n:,} rows" if of is None else f"{n:,} rows (a uniform random sample of {of:,})"
+
+    head = (f"By mean cosine similarity (lower is more diverse), TreeSynth's {rows_of(tree_n, tree_of)} score {r.tree:.3f} "
+            f"and the baseline's {rows_of(base_n, base_of)} {r.base:.3f}: a difference of {span}")
     w = r.winner
     if w == "tree":
         return f"{head}. TreeSynth's rows are more diverse than plain sampling's."

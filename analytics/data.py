@@ -4,7 +4,7 @@ and output, ``balance_data``) or a JSONL / JSON / Parquet / CSV dataset (``file_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from treesynth.core.reader import is_balance_run, is_run_dir
@@ -14,14 +14,27 @@ from .balance_data import load_balance
 from .dataset import Dataset, sample_rows
 from .errors import InputError
 from .file_data import load_file
+from .progress import Meters
 from .results import Log
 from .run_data import load_run
 
 
-def load_inputs(inputs: Sequence[str], field: str | None, sample: int | None, seed: int, log: Log) -> list[Dataset]:
+def load_inputs(
+    inputs: Sequence[str], field: str | None, sample: int | None, seed: int, log: Log, meters: Meters | None = None,
+) -> list[Dataset]:
     """Every input as datasets: the first is the main one (a balance run gives two, before and after),
-    the rest are compared with it (one that lacks ``field`` is compared on its own text field)."""
+    the rest are compared with it (one that lacks ``field`` is compared on its own text field).
+    ``meters``: progress while a large run's rows are read (``analytics.progress``)."""
     datasets: list[Dataset] = []
+
+    def load(src: str | Path, field: str | None) -> Dataset:
+        meter = meters(f"reading {Path(src).name}", "rows") if meters is not None else None
+        try:
+            return load_dataset(src, field=field, sample=sample, seed=seed, progress=meter)
+        finally:
+            if meter is not None:
+                meter.close()
+
     for i, src in enumerate(inputs):
         if i == 0 and is_report_of_balance(Path(src)):
             pair = load_balance_datasets(src, field=field, sample=sample, seed=seed)
@@ -30,11 +43,11 @@ def load_inputs(inputs: Sequence[str], field: str | None, sample: int | None, se
                 log(f"loaded {ds.name}: {ds.n:,} texts from field {ds.field!r}")
             continue
         try:
-            ds = load_dataset(src, field=field, sample=sample, seed=seed)
+            ds = load(src, field)
         except InputError as e:
             if i == 0 or not field or "has no field" not in str(e):
                 raise
-            ds = load_dataset(src, field=None, sample=sample, seed=seed)
+            ds = load(src, None)
             ds.notes.append(f"no field {field!r}: compared on its field {ds.field!r}")
         if i > 0 and is_run_dir(Path(inputs[0])) and Path(src).resolve() == (Path(inputs[0]) / BASELINE).resolve():
             ds.role = "baseline"  # the run's baseline, named as a comparison
@@ -43,7 +56,7 @@ def load_inputs(inputs: Sequence[str], field: str | None, sample: int | None, se
         if i == 0 and ds.kind == "run":
             base = baseline_of(Path(src), inputs)
             if base is not None:
-                b = load_dataset(base, field=ds.field, sample=sample, seed=seed)
+                b = load(base, ds.field)
                 b.name, b.role = "baseline (no tree)", "baseline"
                 datasets.append(b)
                 log(f"loaded the run's baseline: {b.n:,} texts from field {b.field!r}")
@@ -69,14 +82,18 @@ def is_report_of_balance(p: Path) -> bool:
     return is_run_dir(p) and is_balance_run(p)
 
 
-def load_dataset(source: str | Path, field: str | None = None, sample: int | None = None, seed: int = 0) -> Dataset:
-    """One run directory or dataset file (a balance run reads as a plain run: its new rows)."""
+def load_dataset(
+    source: str | Path, field: str | None = None, sample: int | None = None, seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """One run directory or dataset file (a balance run reads as a plain run: its new rows).
+    ``progress(rows read, rows in all)``: while a run's rows are read (``run_data.load_run``)."""
     p = Path(source).expanduser()
     if not p.exists():
         raise InputError(f"{str(source)!r} does not exist")
     if p.is_dir():
         if is_run_dir(p):
-            ds = load_run(p, field)
+            ds = load_run(p, field, progress)
         else:
             raise InputError(f"{str(source)!r} is a directory but not a treesynth run (no {CONFIG})")
     else:

@@ -74,14 +74,20 @@ class Dataset:
     def branch_labels(self) -> tuple[list[str], np.ndarray] | None:
         """(branch labels, branch index per row; −1 for rows outside every branch), or None."""
         if self.tree is not None and self.leaf_ids is not None:
-            names = list(self.tree.branches)
+            tree = self.tree
+            names = list(tree.branches)
             pos = {b: i for i, b in enumerate(names)}
-            idx = np.array([pos.get(self.tree.branch_of(leaf) or "", -1) for leaf in self.leaf_ids], dtype=np.int64)
-            return [self.tree.label[b] for b in names], idx
+            of_leaf: dict[str, int] = {}  # leaf id -> branch index, worked out once per leaf
+            idx = np.fromiter(
+                (of_leaf[leaf] if leaf in of_leaf else of_leaf.setdefault(leaf, pos.get(tree.branch_of(leaf) or "", -1))
+                 for leaf in self.leaf_ids), dtype=np.int64, count=len(self.leaf_ids),
+            )
+            return [tree.label[b] for b in names], idx
         if self.paths is not None:
             labels: dict[str, int] = {}
-            idx = np.array(
-                [labels.setdefault(f"{p[0][0]} = {p[0][1]}", len(labels)) if p else -1 for p in self.paths], dtype=np.int64
+            idx = np.fromiter(
+                (labels.setdefault(f"{p[0][0]} = {p[0][1]}", len(labels)) if p else -1 for p in self.paths), dtype=np.int64,
+                count=len(self.paths),
             )
             return list(labels), idx
         return None
@@ -96,11 +102,20 @@ def sample_rows(ds: Dataset, sample: int | None, seed: int) -> None:
         return
     if sample < 1:
         raise InputError("--sample must be at least 1")
-    if sample < ds.n:
-        keep = np.sort(np.random.default_rng(seed).choice(ds.n, size=sample, replace=False))
+    keep = uniform_sample(ds.n, sample, seed)
+    if keep is not None:
         subset_rows(ds, keep)
         if ds.leaf_ids is not None:
             ds.notes.append(f"leaf coverage is measured on the sample of {sample:,} rows: small leaves may look thin or empty")
+
+
+def uniform_sample(n: int, k: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded uniform random sample of ``k`` of ``n`` rows, or None when ``k`` ≥ ``n``
+    (every row). ``--sample`` and the report's embedding sample both draw it: the same seed and sizes
+    give the same rows."""
+    if k >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
 def subset_rows(ds: Dataset, keep: np.ndarray) -> None:
@@ -120,6 +135,13 @@ def clean_path(p: Any) -> list[tuple[str, str]]:
             if isinstance(step, dict):
                 out.append((str(step.get("dimension") or ""), str(step.get("value") or "")))
     return out
+
+
+def shared_path(p: Any, pool: dict[tuple[tuple[str, str], ...], list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """``clean_path(p)``, one list per distinct path: the rows of a leaf share it (``pool`` holds them),
+    so a million rows cost a pointer each, not a list of tuples each. The lists are never changed."""
+    path = clean_path(p)
+    return pool.setdefault(tuple(path), path)
 
 
 def tree_info(tree: Tree) -> TreeInfo:

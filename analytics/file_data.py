@@ -4,9 +4,10 @@ without the tree (so no empty leaves)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from .dataset import META_COLUMNS, Dataset, clean_path
+from .dataset import META_COLUMNS, Dataset, shared_path
 from .errors import InputError
 
 TEXT_FORMATS = (".jsonl", ".ndjson", ".json", ".parquet", ".pq", ".csv", ".tsv")
@@ -56,8 +57,9 @@ def load_file(p: Path, field: str | None) -> Dataset:
     notes = [f"{empty:,} row(s) without text in {fld!r} left out"] if empty else []
     leaf_ids = paths = None
     if "leaf_id" in df.columns and "path" in df.columns:
-        leaf_ids = [str(x) for x in df.get_column("leaf_id").filter(pl.Series(keep)).to_list()]
-        paths = [clean_path(x) for x in df.get_column("path").filter(pl.Series(keep)).to_list()]
+        leaf_ids = [sys.intern(str(x)) for x in df.get_column("leaf_id").filter(pl.Series(keep)).to_list()]
+        pool: dict[tuple[tuple[str, str], ...], list[tuple[str, str]]] = {}
+        paths = [shared_path(x, pool) for x in df.get_column("path").filter(pl.Series(keep)).to_list()]
         notes.append("a treesynth export without its tree: branches and leaves come from the rows (empty leaves unknown)")
     return Dataset(
         name=p.name, source=str(p), kind="file", field=fld, texts=texts, n_rows=df.height, n_empty=empty,

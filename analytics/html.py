@@ -60,7 +60,7 @@ def _run_figures(analyses: Sequence[Analysis]) -> tuple[dict[str, Any], list[dic
         if a.coverage is None:
             continue
         r: dict[str, Any] = {"name": a.ds.name, "index": i, "coverage": a.coverage, "branches": a.branches or [],
-                             "tree": a.ds.tree is not None, "figs": []}
+                             "tree": a.ds.tree is not None, "figs": [], "similarity_rows": a.coverage.get("similarity_rows")}
         if a.tree_nodes:
             fid = f"fig-tree-{i}"
             figs[fid] = sunburst_figure(a.tree_nodes, a.ds.tree.depth if a.ds.tree else 0)

@@ -16,7 +16,7 @@ from treesynth.core.rundir import METRICS, REPORT
 from .errors import ReportError
 from .records import num
 from .results import Analysis, Maps
-from .settings import EXACT_NN_LIMIT, FIXED_K, NEAR_DUP
+from .settings import EMBED_LIMIT, EXACT_NN_LIMIT, FIXED_K, NEAR_DUP
 
 REPORT_FORMAT = "treesynth.report/1"
 
@@ -37,10 +37,11 @@ def metrics_path_for(html_path: Path) -> Path:
 
 def metrics_document(
     analyses: Sequence[Analysis], embedder: dict[str, Any], seed: int, maps: Maps, map_points: int, version: str,
-    exact_nn_limit: int = EXACT_NN_LIMIT,
+    exact_nn_limit: int = EXACT_NN_LIMIT, embed_limit: int = EMBED_LIMIT,
 ) -> dict[str, Any]:
     """The content of ``metrics.json`` (the build adds its file name, timings and embedding runs).
-    ``embedder``: the embedder's ``describe()``."""
+    ``embedder``: the embedder's ``describe()``; ``embed_limit``: rows above which a dataset's embedding
+    metrics use a sample of that many rows (0: every row is embedded)."""
     doc: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -48,14 +49,16 @@ def metrics_document(
         "seed": seed,
         "embedder": embedder,
         "settings": {"fixed_k": FIXED_K, "near_duplicate_threshold": NEAR_DUP, "exact_nn_limit": exact_nn_limit,
-                     "map_points": map_points},
+                     "map_points": map_points, "embed_limit": embed_limit},
         "datasets": [],
         "maps": {"points": len(maps.rows), "per_dataset": maps.sizes, "rows_per_dataset": maps.totals, **maps.info},
     }
     for a in analyses:
         d: dict[str, Any] = {
             "name": a.ds.name, "source": a.ds.source, "kind": a.ds.kind, "field": a.ds.field, "n": a.ds.n,
-            "status": a.ds.status, "task": a.ds.task, "notes": a.ds.notes, "metrics": a.metrics,
+            "status": a.ds.status, "task": a.ds.task, "notes": a.ds.notes,
+            "embedded": {"rows": a.n_embedded, "of": a.ds.n, "sampled": a.embed_sampled, "seed": seed},
+            "metrics": a.metrics,
         }
         if a.coverage is not None:
             d["coverage"] = a.coverage

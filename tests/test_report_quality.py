@@ -315,8 +315,11 @@ class HashEmbedder:
     def __init__(self) -> None:
         self.stats: list[dict] = []
 
-    def embed(self, texts):
-        return hash_embedder(list(texts)).astype(np.float32)
+    def embed(self, texts, progress=None):
+        X = hash_embedder(list(texts)).astype(np.float32)
+        if progress is not None:
+            progress(len(X), len(X))
+        return X
 
     def describe(self) -> dict:
         return {"model": "hash-64", "precision": "fp32", "dim": 64}
@@ -329,7 +332,7 @@ def fast_report(monkeypatch):
     from treesynth.analytics.results import Maps
 
     monkeypatch.setattr(R, "_embedder", lambda opts, log: HashEmbedder())
-    monkeypatch.setattr(R, "build_maps", lambda analyses, seed, points, log: Maps(
+    monkeypatch.setattr(R, "build_maps", lambda analyses, seed, points, log, meters=None: Maps(
         rows=[], coords={}, info={}, sizes=[0] * len(analyses), totals=[a.ds.n for a in analyses]))
 
     def build(inputs, out):

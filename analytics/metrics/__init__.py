@@ -70,7 +70,17 @@ from .embedding import (
     vendi_at_k,
     vendi_score,
 )
-from .leaves import coverage_metrics, cross_similarity, gini, group_sums, occupancy_entropy, within_between
+from .leaves import (
+    coverage_metrics,
+    cross_similarity,
+    gini,
+    group_sums,
+    leaf_counts,
+    leaf_similarity,
+    occupancy_entropy,
+    occupancy_metrics,
+    within_between,
+)
 from .lexical import compression_ratio, distinct_n, lexical_metrics, ngram_entropy, ngrams, tokenize
 from .neighbours import NNResult, nearest_neighbours, wilson_interval
 
@@ -83,6 +93,8 @@ __all__ = [
     "entropy_exp",
     "gini",
     "group_sums",
+    "leaf_counts",
+    "leaf_similarity",
     "lexical_metrics",
     "mean_pairwise_cosine",
     "nearest_neighbours",
@@ -90,6 +102,7 @@ __all__ = [
     "ngrams",
     "normalize_rows",
     "occupancy_entropy",
+    "occupancy_metrics",
     "sample_indices",
     "second_moment",
     "sq_norms",

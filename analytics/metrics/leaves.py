@@ -79,11 +79,11 @@ def cross_similarity(S: np.ndarray, cnt: np.ndarray, sq: np.ndarray) -> np.ndarr
     return M
 
 
-def coverage_metrics(
-    X: np.ndarray, leaf_of_row: np.ndarray, n_leaves: int, targets: Sequence[int] | None = None
-) -> dict[str, Any]:
-    """Leaf-coverage metrics for rows assigned to leaves 0..n_leaves−1 (−1: not a known leaf)."""
-    S, cnt, sq = group_sums(X, leaf_of_row, n_leaves)
+def occupancy_metrics(cnt: Sequence[int] | np.ndarray, targets: Sequence[int] | None = None) -> dict[str, Any]:
+    """The leaf-coverage numbers that need only the rows per leaf ``cnt`` (leaves 0..len−1): rows in
+    leaves, occupancy entropy, Gini, empty and thin leaves, smallest, median and largest leaf."""
+    cnt = np.asarray(cnt, dtype=np.int64)
+    n_leaves = len(cnt)
     out: dict[str, Any] = {"leaves": int(n_leaves), "rows_in_leaves": int(cnt.sum())}
     out["occupancy_entropy"] = occupancy_entropy(cnt)
     out["gini"] = gini(cnt)
@@ -99,6 +99,29 @@ def coverage_metrics(
     out["min_leaf"] = int(cnt.min()) if n_leaves else 0
     out["median_leaf"] = float(np.median(cnt)) if n_leaves else 0.0
     out["max_leaf"] = int(cnt.max()) if n_leaves else 0
+    return out
+
+
+def leaf_counts(leaf_of_row: np.ndarray, n_leaves: int) -> np.ndarray:
+    """Rows per leaf 0..n_leaves−1 (rows with a negative leaf are not counted)."""
+    g = np.asarray(leaf_of_row, dtype=np.int64)
+    return np.bincount(g[g >= 0], minlength=n_leaves)[:n_leaves].astype(np.int64)
+
+
+def leaf_similarity(X: np.ndarray, leaf_of_row: np.ndarray, n_leaves: int) -> dict[str, float]:
+    """Within-leaf and between-leaf mean cosine of the rows of ``X`` and their difference (separation)."""
+    S, cnt, sq = group_sums(X, leaf_of_row, n_leaves)
+    w, b = within_between(S, cnt, sq)
+    return {"within_leaf_similarity": w, "between_leaf_similarity": b,
+            "leaf_separation": w - b if not (math.isnan(w) or math.isnan(b)) else float("nan")}
+
+
+def coverage_metrics(
+    X: np.ndarray, leaf_of_row: np.ndarray, n_leaves: int, targets: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """Leaf-coverage metrics for rows assigned to leaves 0..n_leaves−1 (−1: not a known leaf)."""
+    S, cnt, sq = group_sums(X, leaf_of_row, n_leaves)
+    out = occupancy_metrics(cnt, targets)
     w, b = within_between(S, cnt, sq)
     out["within_leaf_similarity"] = w
     out["between_leaf_similarity"] = b
