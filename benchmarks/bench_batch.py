@@ -71,9 +71,9 @@ def killed(size: int, linger: float) -> dict:
         server.hold.clear()
         t0 = time.perf_counter()
         proc = subprocess.Popen(_cmd(server, out, size, linger), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
-        while sum(1 for b in list(server.batches.values()) if b["status"] == "in_progress") < 2:
+        while not any(b["status"] == "in_progress" for b in list(server.batches.values())):
             if proc.poll() is not None or time.perf_counter() - t0 > 600:
-                raise SystemExit("the run ended or stalled before two batches were pending")
+                raise SystemExit("the run ended or stalled before a batch was pending")
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -233,6 +233,16 @@ class FakeBatchServer:
         return web.json_response(b)
 
     async def _process(self, b: dict[str, Any]) -> None:
+        try:
+            await self._run_batch(b)
+        except Exception as e:  # a bug in the fake or its answer function: say so, never leave a batch hanging
+            import traceback
+
+            traceback.print_exc()
+            b["status"], b["failed_at"] = "failed", int(time.time())
+            b["errors"] = {"object": "list", "data": [{"code": "fake_server_error", "message": f"{type(e).__name__}: {e}", "param": None, "line": None}]}
+
+    async def _run_batch(self, b: dict[str, Any]) -> None:
         await asyncio.sleep(self.validate_s)
         lines = [ln for ln in self.contents[b["input_file_id"]].splitlines() if ln.strip()]
         reqs: list[dict[str, Any]] = []
