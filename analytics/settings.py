@@ -9,7 +9,7 @@ EXACT_NN_LIMIT = 100_000  # above this many rows, nearest neighbours by sampled 
 # Above this many rows a dataset's embedding metrics (and its maps) use a seeded uniform random sample of
 # this many rows; counts, duplicates, lengths, leaf coverage counts and quality stay exact over all rows.
 # ``--embed-sample N`` changes it (0: embed every row).
-EMBED_LIMIT = 20_000
+EMBED_LIMIT = 10_000
 TOP_PAIRS = 10  # most similar pairs listed per dataset
 DEFAULT_MAP_POINTS = 10_000
 MAX_MAP_POINTS = 50_000

@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--sample", type=int, help="use a uniform random sample of N rows of each dataset, for every metric")
     rp.add_argument("--embed-sample", dest="embed_sample", type=int, metavar="N",
                     help="embed at most N rows of each dataset (a seeded uniform random sample) for the embedding metrics and maps; "
-                    "counts, duplicates, leaf coverage counts and quality stay over all rows (default 20000, or every row with --sample; "
+                    "counts, duplicates, leaf coverage counts and quality stay over all rows (default 10000, or every row with --sample; "
                     "0: embed every row)")
     rp.add_argument("--seed", type=int, default=0, help="seed for every sample and map (default 0)")
     rp.add_argument("--embedder", metavar="NAME_OR_PATH", help="a local sentence-transformers model folder (default all-MiniLM-L6-v2)")

@@ -97,6 +97,7 @@ def test_int8_needs_a_mean_pooled_model_with_a_fast_tokenizer(tmp_path, monkeypa
     (other / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
     assert "pools with ['pooling_mode_cls_token']" in embed_onnx.unsuitable(other)
     monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(E, "cpu_has_amx", lambda: False)
     assert E.resolve_precision("auto", other) == "fp32"  # auto steps past int8 for such a model
     with pytest.raises(EmbedderError, match="cannot run"):
         E.resolve_precision("int8", other)
@@ -105,12 +106,17 @@ def test_int8_needs_a_mean_pooled_model_with_a_fast_tokenizer(tmp_path, monkeypa
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch):
-    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)
-    assert E.resolve_precision("auto") == "bf16"  # native bf16 units: 2.7x fp32 there
-    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(E, "onnx_available", lambda: True)
+    monkeypatch.setattr(E, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)
+    assert E.resolve_precision("auto") == "bf16"  # AMX: 2.7x fp32 there
+    monkeypatch.setattr(E, "cpu_has_amx", lambda: False)
+    assert E.resolve_precision("auto") == "int8"  # AVX512-BF16 without AMX: int8 is faster (210 vs 163 texts/s)
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: False)
     assert E.resolve_precision("auto") == "int8"
     monkeypatch.setattr(E, "onnx_available", lambda: False)
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)
+    assert E.resolve_precision("auto") == "bf16"
     monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: False)
     assert E.resolve_precision(None) == "fp32"
     assert E.resolve_precision("FP32") == "fp32"
