@@ -73,8 +73,7 @@ def readme_run(slots: int) -> dict:
         tree_done = max(e["ts"] for e in events if e["event"] in ("node_expanded", "node_leaf"))
         rows = [e for e in events if e["event"] == "leaf_progress"]
         fin = next(e for e in events if e["event"] == "run_finished")
-        usage = [e for e in events if e["event"] == "usage"]
-        tokens_out = usage[-1].get("tokens_out") if usage else None
+        tokens_out = json.loads((out / "state.json").read_text()).get("usage", {}).get("tokens_out")
         return {"slots": slots, "wall_s": round(wall, 1), "tree_s": round(tree_done - t_start, 1), "rows": fin["rows"],
                 "requests": fin["requests"], "tokens_out": tokens_out,
                 "generation_rows_per_s": round(fin["rows"] / max(1e-9, rows[-1]["ts"] - tree_done), 3)}
