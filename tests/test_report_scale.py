@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_report_quality import _leaves, _question, _tree
+from tests.test_report_quality import write_run
 from treesynth.analytics import metrics as M
 from treesynth.analytics import progress as P
 from treesynth.analytics.analysis import distinct_texts, pairs_for_all_rows
@@ -29,16 +29,11 @@ DUP_EVERY = 10  # every 10th row of a leaf repeats one text (in another case and
 def big_run(root: Path, per_leaf: int = PER_LEAF) -> list[dict]:
     """A complete run of ``per_leaf`` rows in each of 6 leaves (topic × difficulty), every
     ``DUP_EVERY``-th row of a leaf the same question; returns its rows."""
-    root.mkdir(parents=True)
-    cfg = {"task": "math word problems", "fields": ["question", "answer"], "depth": 2, "size": per_leaf * 6}
-    (root / "config.json").write_text(json.dumps({"format": "treesynth.run/1", "config": cfg}))
-    (root / "state.json").write_text(json.dumps({"status": "complete"}))
-    (root / "tree.json").write_text(json.dumps(_tree(per_leaf).to_dict(seq=1)))
-    rows = []
-    for leaf, path in _leaves():
-        for k in range(per_leaf):
-            q = ("How  many apples are LEFT? " if k % 20 else "how many apples are left?") if k % DUP_EVERY == 0 else _question(leaf, k)
-            rows.append({"id": f"{leaf}/{k}/0", "leaf_id": leaf, "path": path, "slot": k, "question": q, "answer": f"#### {k}"})
+    rows = write_run(root, per_leaf)
+    for r in rows:
+        k = r["slot"]
+        if k % DUP_EVERY == 0:
+            r["question"] = "How  many apples are LEFT? " if k % 20 else "how many apples are left?"
     (root / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 

@@ -40,7 +40,7 @@ class EngineBase:
         batch_status: Callable[[], Any] | None = None,
     ) -> None:
         self.cfg = cfg
-        # --batch: the batch transport's counts (core/llm/batch/transport.py BatchStatus), shown as Batches events
+        # --batch: the batch transport's counts, an ev.Batches replaced at every change (core/llm/batch/transport.py)
         self._batch_status = batch_status
         self._batch_seen: Any = None
         self.mode = mode

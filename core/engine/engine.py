@@ -98,16 +98,13 @@ class Engine(Steering, Expansion, Synthesis):
         return await self._finish()
 
     def _emit_batches(self) -> None:
-        """A Batches event when the batch transport's counts changed (``--batch`` runs only)."""
+        """The batch transport's counts (an ``ev.Batches``) when they changed (``--batch`` runs only)."""
         if self._batch_status is None:
             return
         s = self._batch_status()
-        if s != self._batch_seen:
+        if s is not self._batch_seen:
             self._batch_seen = s
-            self._emit(ev.Batches(
-                submitted=s.submitted, running=s.running, finished=s.finished, requests=s.requests, answered=s.answered,
-                resubmitted=s.resubmitted, interactive_fallback=s.interactive_fallback, polls=s.polls, last_status=s.last_status,
-            ))
+            self._emit(s)
 
     async def _ticker(self) -> None:
         last_state = 0.0

@@ -19,17 +19,18 @@ priced and cached alike.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
+from ... import events as ev
 from ...errors import BudgetExhausted, ProviderError, TransientProviderError
 from ...files import atomic_write
 from ..pricing import CallPrice
@@ -53,22 +54,6 @@ def custom_id(slot: str, body: dict[str, Any]) -> str:
     """A request's id in batch files: stable across resumes (the call's slot and its exact body)."""
     h = hashlib.sha256(slot.encode("utf-8") + b"\0" + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
     return f"ts-{h}"
-
-
-@dataclass(frozen=True)
-class BatchStatus:
-    """Cumulative counts for the display: batches created, still running, finished; requests sent in
-    batches and answered; the provider's status of the batch polled last."""
-
-    submitted: int = 0
-    running: int = 0
-    finished: int = 0
-    requests: int = 0
-    answered: int = 0
-    resubmitted: int = 0
-    interactive_fallback: int = 0
-    polls: int = 0
-    last_status: str = ""
 
 
 class BatchTransport:
@@ -105,7 +90,7 @@ class BatchTransport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ready: asyncio.Task[None] | None = None
         self._seq = 0
-        self.status = BatchStatus()
+        self.status = ev.Batches()  # the counts so far; a new event object at every change
 
     @property
     def model(self) -> str:
@@ -319,9 +304,10 @@ class BatchTransport:
 
     def _bump(self, last_status: str | None = None, **deltas: int) -> None:
         s = self.status
-        values = {k: getattr(s, k) + deltas.get(k, 0) for k in ("submitted", "running", "finished", "requests", "answered",
-                                                               "resubmitted", "interactive_fallback", "polls")}
-        self.status = BatchStatus(**values, last_status=last_status if last_status is not None else s.last_status)
+        changes: dict[str, Any] = {k: getattr(s, k) + d for k, d in deltas.items()}
+        if last_status is not None:
+            changes["last_status"] = last_status
+        self.status = dataclasses.replace(s, ts=time.time(), **changes)
         self.on_change()
 
     # ---- resume -----------------------------------------------------------------------------
