@@ -104,7 +104,7 @@ async def _until_final(api, bid, timeout=10.0):
     t0 = time.monotonic()
     while True:
         b = await api.retrieve(bid)
-        if b["status"] in ("completed", "failed", "expired", "cancelled"):
+        if b.final:
             return b
         assert time.monotonic() - t0 < timeout
         await asyncio.sleep(0.02)
@@ -116,15 +116,17 @@ def test_the_client_runs_a_batch_end_to_end(server):
         try:
             content = b"".join(request_line(f"r{i}", {"model": "m", "messages": [{"role": "user", "content": str(i)}]}) for i in range(4))
             fid = await api.upload(content, "b1.jsonl")
-            b = await api.create(fid, "/v1/chat/completions", {"treesynth_batch": "b1"})
-            b = await _until_final(api, b["id"])
-            assert b["status"] == "completed"
-            res, problems = parse_results(await api.content(b["output_file_id"]), expected=[f"r{i}" for i in range(4)])
+            b = await api.create(fid, content, "b1", {})
+            b = await _until_final(api, b.id)
+            assert b.status == "completed" and b.provider_status == "completed" and b.requests == 4
+            assert [s for s, _ in b.results] == ["out"]
+            res, problems = parse_results(await api.download(dict(b.results)["out"]), expected=[f"r{i}" for i in range(4)])
             assert not problems and all(r.ok for r in res.values()) and len(res) == 4
             # found again by its metadata (a kill between the provider's answer and the journal's append)
-            found = await api.find("treesynth_batch", "b1", since=time.time() - 5)
-            assert found is not None and found["id"] == b["id"]
-            assert await api.find("treesynth_batch", "nope", since=time.time() - 5) is None
+            found = await api.find("b1", time.time() - 5, 4, set())
+            assert found is not None and found.id == b.id
+            assert await api.find("nope", time.time() - 5, 4, set()) is None
+            assert await api.find("b1", time.time() - 5, 4, {b.id}) is None
         finally:
             await api.aclose()
 
@@ -138,7 +140,7 @@ def test_the_client_says_what_the_provider_rejected(server):
         bad_key = OpenAIBatchAPI(server.base_url, "wrong")
         try:
             with pytest.raises(ProviderError, match="HTTP 400: Invalid 'input_file_id'"):
-                await api.create("file_nope", "/v1/chat/completions", {})
+                await api.create("file_nope", b"", "b1", {})
             with pytest.raises(ProviderError, match="HTTP 401: Incorrect API key"):
                 await bad_key.retrieve("batch_x")
             with pytest.raises(ProviderError, match="HTTP 404"):

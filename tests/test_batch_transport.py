@@ -13,8 +13,8 @@ import pytest
 from tests.batch_server import FakeBatchServer
 from treesynth.core.errors import BudgetExhausted, ProviderError
 from treesynth.core.llm.batch.journal import BatchJournal
-from treesynth.core.llm.batch.openai_api import OpenAIBatchAPI
-from treesynth.core.llm.batch.transport import META_KEY, BatchTransport, custom_id
+from treesynth.core.llm.batch.openai_api import META_KEY, OpenAIBatchAPI
+from treesynth.core.llm.batch.transport import BatchTransport, custom_id
 from treesynth.core.llm.types import PRIORITY_LEAF, PRIORITY_TREE, Completion, LLMRequest, UsageTotals
 
 
@@ -44,9 +44,10 @@ def _price(tin: int, tout: int, cached: int = 0) -> float:
 
 
 def _transport(server, tmp_path, interactive=None, **kw):
-    api = OpenAIBatchAPI(server.base_url, "sk-test")
+    inter = interactive or Interactive()
+    api = OpenAIBatchAPI(server.base_url, "sk-test", body_of=lambda r: inter.body(r)[0])
     kw = {"linger_s": 0.05, "poll_min_s": 0.02, "poll_max_s": 0.1, **kw}
-    return BatchTransport(interactive or Interactive(), api, tmp_path, run_id="run1", price=_price, **kw)
+    return BatchTransport(inter, api, tmp_path, run_id="run1", price=_price, **kw)
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ def test_a_batch_created_just_before_a_kill_is_found_by_its_metadata(server, tmp
         fid = await api.upload(lines, "b00001-1-1.jsonl")
         j.planned("b00001-1-1", "batches/b00001-1-1.jsonl", [custom_id(r.slot, inter.body(r)[0]) for r in reqs])
         j.uploaded("b00001-1-1", fid)
-        await api.create(fid, "/v1/chat/completions", {META_KEY: "b00001-1-1"})
+        await api.create(fid, lines, "b00001-1-1", {})
         await api.aclose()
 
     asyncio.run(provider_side())

@@ -107,9 +107,14 @@ class Run:
             self.mode: Mode = GenerationMode(cfg, store, embed)
         else:
             self.mode = mode(self)
+        judge_make = make_transport
+        if self.batch is not None:  # a --judge-model's calls go in its own provider's batches too
+            from ..llm.batch.setup import judge_transport_maker
+
+            judge_make = judge_transport_maker(self.batch, make_transport, store.root, usage)
         try:
             self.gates = build_gates(
-                cfg, store, self.client, self.prompts, embed, make_transport, self.mode.dedup_text, self.mode.dedup_seed
+                cfg, store, self.client, self.prompts, embed, judge_make, self.mode.dedup_text, self.mode.dedup_seed
             )
         except BaseException:
             self.close()

@@ -1,68 +1,78 @@
-"""OpenAI's Files and Batches endpoints over aiohttp (also any ``openai/`` endpoint that implements
-the same routes): upload an input file, create a batch, poll it, download its output and error
-files, cancel it, and find a batch again by its metadata.
+"""OpenAI's Files and Batches endpoints (also any ``openai/`` endpoint that implements the same
+routes), as a ``BatchAPI`` (core/llm/batch/api.py): upload an input file, create a batch, poll it,
+download its output and error files, cancel it, and find a batch again by its metadata.
 
-Errors split like the chat transport's: a rejected request, a bad key or an unknown id is a
-``ProviderError`` (asking again cannot help); 429, 5xx, timeouts and dropped connections are
-``TransientProviderError`` with the provider's Retry-After when it gave one.
+Request bodies are the interactive http transport's own (``body_of``), and answers are read by its
+``completion_from``: batched and interactive calls are sent, parsed and priced alike.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import orjson
-
 from ...errors import ProviderError, TransientProviderError
-from ..transports.common import error_message, retry_after_from_headers
+from ..pricing import CallPrice
+from ..transports.openai_http import completion_from
+from ..types import Completion, LLMRequest
+from .api import FINAL, BatchState
+from .http import JSONClient
+from .lines import CHAT_ENDPOINT, MAX_BYTES, MAX_REQUESTS, BatchResult, parse_results, request_line
 
-TRANSIENT = {408, 409, 429, 500, 502, 503, 504}
+META_KEY = "treesynth_batch"
+
+
+def openai_state(doc: dict[str, Any]) -> BatchState:
+    """A batch object as a ``BatchState`` (pure)."""
+    status = str(doc.get("status"))
+    results = tuple((suffix, doc[key]) for key, suffix in (("output_file_id", "out"), ("error_file_id", "err"))
+                    if isinstance(doc.get(key), str))
+    errors = "; ".join(str(e.get("message", "")) for e in ((doc.get("errors") or {}).get("data") or []) if isinstance(e, dict))
+    raw_counts = doc.get("request_counts")
+    counts: dict[str, Any] = raw_counts if isinstance(raw_counts, dict) else {}
+    total = counts.get("total") if isinstance(counts.get("total"), int) else None
+    created = doc.get("created_at")
+    return BatchState(
+        id=str(doc.get("id")), status=status if status in FINAL else "running", provider_status=status, results=results,
+        errors=errors[:300], requests=total, created_at=float(created) if isinstance(created, (int, float)) else None,
+    )
 
 
 class OpenAIBatchAPI:
-    def __init__(self, base_url: str, api_key: str | None, *, timeout_s: float = 120.0) -> None:
-        self.base = base_url.rstrip("/")
-        self.api_key = api_key
-        self.timeout_s = timeout_s
-        self._session: Any = None
-        self.calls = 0  # HTTP requests made (polls included)
+    label = "OpenAI's Batch API"
+    uploads = True
 
-    async def _http(self) -> Any:
-        if self._session is None or self._session.closed:
-            import aiohttp
+    def __init__(self, base_url: str, api_key: str | None, *, body_of: Callable[[LLMRequest], dict[str, Any]] | None = None,
+                 timeout_s: float = 120.0, endpoint: str = CHAT_ENDPOINT, max_requests: int = MAX_REQUESTS,
+                 max_bytes: int = MAX_BYTES) -> None:
+        self.http = JSONClient(base_url, {"Authorization": f"Bearer {api_key}"} if api_key else {}, timeout_s=timeout_s)
+        self._body_of = body_of
+        self.endpoint = endpoint
+        self.max_requests, self.max_bytes = max_requests, max_bytes
 
-            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            self._session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-        return self._session
+    @property
+    def calls(self) -> int:
+        return self.http.calls
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        await self.http.aclose()
 
-    async def _request(self, method: str, path: str, *, json: Any = None, data: Any = None, params: dict[str, str] | None = None,
-                       raw: bool = False) -> Any:
-        import aiohttp
+    # ---- wire format (pure) -------------------------------------------------------------------
+    def body(self, req: LLMRequest) -> dict[str, Any]:
+        if self._body_of is None:
+            raise ProviderError("this batch API was made without a request builder")
+        return self._body_of(req)
 
-        session = await self._http()
-        self.calls += 1
-        try:
-            async with session.request(method, self.base + path, json=json, data=data, params=params) as r:
-                body = await r.read()
-                if r.status >= 400:
-                    msg = f"{method} {path}: HTTP {r.status}: {error_message(body)}"
-                    if r.status in TRANSIENT:
-                        raise TransientProviderError(msg, retry_after=retry_after_from_headers(r.headers))
-                    raise ProviderError(msg)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
-            raise TransientProviderError(f"{method} {path}: {type(e).__name__}: {e}") from None
-        if raw:
-            return body
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise TransientProviderError(f"{method} {path}: the answer is not JSON") from None
+    def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
+        return request_line(custom_id, body, self.endpoint)
 
+    def parse(self, content: bytes, expected: Iterable[str] | None = None) -> tuple[dict[str, BatchResult], list[str]]:
+        return parse_results(content, expected)
+
+    def completion(self, body: dict[str, Any], req: LLMRequest, price: CallPrice | None) -> Completion:
+        return completion_from(body, req, price)
+
+    # ---- network ------------------------------------------------------------------------------
     async def upload(self, content: bytes, filename: str) -> str:
         """The id of the uploaded batch input file."""
         import aiohttp
@@ -70,46 +80,48 @@ class OpenAIBatchAPI:
         form = aiohttp.FormData()
         form.add_field("purpose", "batch")
         form.add_field("file", content, filename=filename, content_type="application/jsonl")
-        doc = await self._request("POST", "/files", data=form)
+        doc = await self.http.request("POST", "/files", data=form)
         fid = doc.get("id") if isinstance(doc, dict) else None
         if not isinstance(fid, str):
             raise ProviderError("POST /files: the answer has no file id")
         return fid
 
-    async def create(self, file_id: str, endpoint: str, metadata: dict[str, str]) -> dict[str, Any]:
-        doc = await self._request("POST", "/batches", json={"input_file_id": file_id, "endpoint": endpoint,
-                                                            "completion_window": "24h", "metadata": metadata})
+    async def create(self, file_id: str | None, content: bytes, name: str, metadata: dict[str, str]) -> BatchState:
+        if file_id is None:
+            raise ProviderError("POST /batches: no input file was uploaded")
+        doc = await self.http.request("POST", "/batches", json={"input_file_id": file_id, "endpoint": self.endpoint,
+                                                                "completion_window": "24h", "metadata": {META_KEY: name, **metadata}})
         if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
             raise ProviderError("POST /batches: the answer has no batch id")
-        return doc
+        return openai_state(doc)
 
-    async def retrieve(self, batch_id: str) -> dict[str, Any]:
-        doc = await self._request("GET", f"/batches/{batch_id}")
+    async def retrieve(self, batch_id: str) -> BatchState:
+        doc = await self.http.request("GET", f"/batches/{batch_id}")
         if not isinstance(doc, dict) or not isinstance(doc.get("status"), str):
             raise TransientProviderError(f"GET /batches/{batch_id}: the answer has no status")
-        return doc
+        return openai_state(doc)
 
-    async def content(self, file_id: str) -> bytes:
-        return bytes(await self._request("GET", f"/files/{file_id}/content", raw=True))
+    async def download(self, ref: str) -> bytes:
+        return bytes(await self.http.request("GET", f"/files/{ref}/content", raw=True))
 
-    async def cancel(self, batch_id: str) -> dict[str, Any]:
-        return dict(await self._request("POST", f"/batches/{batch_id}/cancel"))
+    async def cancel(self, batch_id: str) -> BatchState:
+        return openai_state(dict(await self.http.request("POST", f"/batches/{batch_id}/cancel")))
 
-    async def find(self, key: str, value: str, since: float) -> dict[str, Any] | None:
-        """The newest batch whose metadata has ``key`` = ``value``, among batches created since ``since``
-        (seconds since the epoch, a minute of clock skew allowed); None if there is none."""
+    async def find(self, name: str, since: float, requests: int, known: set[str]) -> BatchState | None:
+        """The newest batch whose metadata names ``name`` (``treesynth_batch``), among batches created
+        since ``since`` (a minute of clock skew allowed)."""
         after: str | None = None
         while True:
             params = {"limit": "100", **({"after": after} if after else {})}
-            page = await self._request("GET", "/batches", params=params)
+            page = await self.http.request("GET", "/batches", params=params)
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list) or not data:
                 return None
             for b in data:
                 if not isinstance(b, dict):
                     continue
-                if (b.get("metadata") or {}).get(key) == value:
-                    return b
+                if (b.get("metadata") or {}).get(META_KEY) == name and b.get("id") not in known:
+                    return openai_state(b)
                 created = b.get("created_at")
                 if isinstance(created, (int, float)) and created < since - 60:
                     return None  # newest first: everything after this is older

@@ -11,9 +11,11 @@ provider. Requests that expired, were cancelled or failed in a way that may pass
 in a new batch (``max_resubmits`` times), then interactively. The cost of a batch is estimated at batch
 prices and reserved against the budget before it is sent.
 
-The interactive transport is the native OpenAI-compatible one: its ``body(req)`` is what every line
-carries, and ``completion_from`` reads every answer, so batched and interactive answers are parsed,
-priced and cached alike.
+The provider's wire format is a ``BatchAPI`` passed in (core/llm/batch/api.py: OpenAI's Files +
+Batches, Anthropic's Message Batches); everything else is here, the same for both. Answers become
+``Completion``s and go back through the client like interactive ones, so they are parsed, validated,
+deduplicated, priced and cached alike. A run's transports (its model's and a judge model's) share one
+``Ledger``: the counts shown and the cost reserved against the budget.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -34,20 +36,21 @@ from ... import events as ev
 from ...errors import BudgetExhausted, ProviderError, TransientProviderError
 from ...files import atomic_write
 from ..pricing import CallPrice
-from ..transports.openai_http import completion_from
 from ..types import PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
+from .api import BatchAPI, BatchState
 from .journal import BatchJournal, BatchRecord
-from .lines import CHAT_ENDPOINT, MAX_BYTES, MAX_REQUESTS, BatchResult, group_lines, parse_results, request_line
-from .openai_api import OpenAIBatchAPI
+from .lines import BatchResult, group_lines
 
 BATCH_DIR = "batches"
-META_KEY = "treesynth_batch"
 
 
-class Interactive(Transport, Protocol):
-    """The interactive transport a batch transport stands beside: it also builds request bodies."""
+class Ledger:
+    """What a run's batch transports share: the counts shown (an ``ev.Batches``, replaced at every
+    change) and the cost reserved against the budget for requests in batches."""
 
-    def body(self, req: LLMRequest) -> tuple[dict[str, Any], str | None]: ...
+    def __init__(self) -> None:
+        self.status = ev.Batches()
+        self.reserved = 0.0
 
 
 def custom_id(slot: str, body: dict[str, Any]) -> str:
@@ -58,11 +61,13 @@ def custom_id(slot: str, body: dict[str, Any]) -> str:
 
 class BatchTransport:
     def __init__(
-        self, interactive: Interactive, api: OpenAIBatchAPI, run_dir: Path, *, run_id: str, price: CallPrice | None,
+        self, interactive: Transport, api: BatchAPI, run_dir: Path, *, run_id: str, price: CallPrice | None,
         budget: float | None = None, usage: UsageTotals | None = None, linger_s: float = 2.0, max_linger_s: float = 30.0,
-        max_requests: int = MAX_REQUESTS, max_bytes: int = MAX_BYTES, poll_min_s: float = 1.0, poll_max_s: float = 60.0,
-        max_resubmits: int = 2, endpoint: str = CHAT_ENDPOINT, on_change: Callable[[], None] | None = None,
+        max_requests: int | None = None, max_bytes: int | None = None, poll_min_s: float = 1.0, poll_max_s: float = 60.0,
+        max_resubmits: int = 2, on_change: Callable[[], None] | None = None, tag: str = "b", ledger: Ledger | None = None,
     ) -> None:
+        """``tag``: one letter naming this transport's batches (a judge model's transport has its own);
+        ``ledger``: shared with the run's other batch transport."""
         self.interactive = interactive
         self.api = api
         self.root = Path(run_dir)
@@ -72,12 +77,15 @@ class BatchTransport:
         self.budget = budget
         self.usage = usage
         self.linger_s, self.max_linger_s = linger_s, max_linger_s
-        self.max_requests, self.max_bytes = max_requests, max_bytes
+        self.max_requests = min(max_requests or api.max_requests, api.max_requests)
+        self.max_bytes = min(max_bytes or api.max_bytes, api.max_bytes)
         self.poll_min_s, self.poll_max_s = poll_min_s, poll_max_s
         self.max_resubmits = max_resubmits
-        self.endpoint = endpoint
         self.on_change = on_change or (lambda: None)
-        self.reserved = 0.0
+        if len(tag) != 1 or not tag.isalpha():
+            raise ValueError("a batch transport's tag is one letter")
+        self.tag = tag
+        self.ledger = ledger or Ledger()
         self._futures: dict[str, asyncio.Future[Completion]] = {}
         self._reqs: dict[str, LLMRequest] = {}
         self._stored: dict[str, tuple[Path, int]] = {}  # answered ids not yet asked for: their line in a local file
@@ -90,11 +98,19 @@ class BatchTransport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ready: asyncio.Task[None] | None = None
         self._seq = 0
-        self.status = ev.Batches()  # the counts so far; a new event object at every change
 
     @property
     def model(self) -> str:
         return self.interactive.model
+
+    @property
+    def status(self) -> ev.Batches:
+        """The counts so far (every batch transport of the run); a new event object at every change."""
+        return self.ledger.status
+
+    @property
+    def reserved(self) -> float:
+        return self.ledger.reserved
 
     # ---- the call ---------------------------------------------------------------------------
     async def __call__(self, req: LLMRequest) -> Completion:
@@ -103,7 +119,7 @@ class BatchTransport:
         if self._ready is None:
             self._ready = asyncio.ensure_future(self._reconcile())
         await asyncio.shield(self._ready)
-        body, _mode = self.interactive.body(req)
+        body = self.api.body(req)
         cid = custom_id(req.slot, body)
         self._reqs[cid] = req
         fut = self._futures.get(cid)
@@ -114,7 +130,7 @@ class BatchTransport:
             if where is not None:
                 self._settle_from_file(cid, where)
             elif cid not in self._running:
-                self._enqueue(cid, request_line(cid, body, self.endpoint), req)
+                self._enqueue(cid, self.api.line(cid, body), req)
         return await fut
 
     def _estimate(self, req: LLMRequest, line: bytes) -> float:
@@ -145,11 +161,11 @@ class BatchTransport:
         send: list[tuple[str, bytes]] = []
         for cid, line, est in items:
             if self.budget is not None and self.usage is not None and self.usage.cost_known \
-                    and self.usage.cost + self.reserved + est > self.budget:
+                    and self.usage.cost + self.ledger.reserved + est > self.budget:
                 self._est.pop(cid, None)
                 self._fail(cid, BudgetExhausted())
                 continue
-            self.reserved += est
+            self.ledger.reserved += est
             send.append((cid, line))
         for group in group_lines(send, self.max_requests, self.max_bytes):
             self._spawn(self._submit(group))
@@ -162,7 +178,7 @@ class BatchTransport:
     # ---- sending ----------------------------------------------------------------------------
     def _name(self) -> str:
         self._seq += 1
-        return f"b{self._seq:05d}-{os.getpid()}-{int(time.time())}"
+        return f"{self.tag}{self._seq:05d}-{os.getpid()}-{int(time.time())}"
 
     async def _submit(self, group: list[tuple[str, bytes]]) -> None:
         name = self._name()
@@ -174,10 +190,13 @@ class BatchTransport:
             atomic_write(self.root / rel, b"".join(line for _, line in group))
             self.journal.planned(name, rel, ids, attempt)
             self._running.update(ids)
-            file_id = await self._retrying(lambda: self.api.upload((self.root / rel).read_bytes(), f"{name}.jsonl"))
-            self.journal.uploaded(name, file_id)
-            b = await self._retrying(lambda: self.api.create(file_id, self.endpoint, {META_KEY: name, "treesynth_run": self.run_id}))
-            self.journal.created(name, b["id"])
+            content = (self.root / rel).read_bytes()
+            file_id: str | None = None
+            if self.api.uploads:
+                file_id = await self._retrying(lambda: self.api.upload(content, f"{name}.jsonl"))
+                self.journal.uploaded(name, file_id)
+            b = await self._retrying(lambda: self.api.create(file_id, content, name, {"treesynth_run": self.run_id}))
+            self.journal.created(name, b.id)
         except (ProviderError, OSError) as e:
             self._running.difference_update(ids)
             err = e if isinstance(e, ProviderError) else ProviderError(f"cannot prepare batch {name}: {e}")
@@ -187,7 +206,7 @@ class BatchTransport:
         for cid in ids:
             self._attempts[cid] = self._attempts.get(cid, 0) + 1
         self._bump(submitted=1, running=1, requests=len(ids))
-        await self._poll(name, b["id"], ids)
+        await self._poll(name, b.id, ids)
 
     async def _retrying(self, call: Callable[[], Any], tries: int = 6) -> Any:
         delay = 1.0
@@ -216,23 +235,22 @@ class BatchTransport:
                 for cid in ids:
                     self._fail(cid, e)
                 return
-            self._bump(polls=1, last_status=f"{batch_id}: {b['status']}")
-            if b["status"] in ("completed", "failed", "expired", "cancelled"):
+            self._bump(polls=1, last_status=f"{batch_id}: {b.provider_status}")
+            if b.final:
                 break
             delay = min(self.poll_max_s, delay * 1.5)
         files: list[Path] = []
-        for key, suffix in (("output_file_id", "out"), ("error_file_id", "err")):
-            fid = b.get(key)
-            if isinstance(fid, str):
-                content = await self._retrying(functools.partial(self.api.content, fid))
-                p = self.root / BATCH_DIR / f"{name}.{suffix}.jsonl"
-                atomic_write(p, content)
-                files.append(p)
-        self.journal.finished(name, b["status"], b.get("output_file_id"), b.get("error_file_id"))
+        refs = dict(b.results)
+        for suffix, ref in b.results:
+            content = await self._retrying(functools.partial(self.api.download, ref))
+            p = self.root / BATCH_DIR / f"{name}.{suffix}.jsonl"
+            atomic_write(p, content)
+            files.append(p)
+        self.journal.finished(name, b.status, refs.get("out"), refs.get("err"))
         self._bump(running=-1, finished=1)
-        self._collect(name, ids, files, b)
+        self._collect(name, ids, files, b.status, b.errors)
 
-    def _collect(self, name: str, ids: list[str], files: list[Path], b: dict[str, Any]) -> None:
+    def _collect(self, name: str, ids: list[str], files: list[Path], status: str, errors: str = "") -> None:
         """Hand every id of a finished batch its answer (or keep its place until it is asked for)."""
         self._running.difference_update(ids)
         want = set(ids)
@@ -241,7 +259,7 @@ class BatchTransport:
             offset = 0
             with open(p, "rb") as f:
                 for line in f:
-                    res, _problems = parse_results(line, expected=want)
+                    res, _problems = self.api.parse(line, expected=want)
                     for cid in res:
                         if cid not in seen:
                             seen.add(cid)
@@ -249,8 +267,7 @@ class BatchTransport:
                     offset += len(line)
         for cid in ids:
             if cid not in seen:  # the provider said nothing about it (a failed batch): it never ran
-                why = "; ".join(str(e.get("message", "")) for e in ((b.get("errors") or {}).get("data") or []) if isinstance(e, dict))
-                self._settle(cid, BatchResult(cid, None, None, f"batch_{b['status']}", why[:300]))
+                self._settle(cid, BatchResult(cid, None, None, f"batch_{status}", errors[:300]))
                 continue
             if cid in self._futures and not self._futures[cid].done():
                 self._settle_from_file(cid, self._stored.pop(cid))
@@ -260,7 +277,7 @@ class BatchTransport:
         with open(p, "rb") as f:
             f.seek(offset)
             line = f.readline()
-        res, _ = parse_results(line, expected=[cid])
+        res, _ = self.api.parse(line, expected=[cid])
         self._settle(cid, res.get(cid) or BatchResult(cid, None, None, "unreadable", f"{p.name} changed"))
 
     def _settle(self, cid: str, r: BatchResult) -> None:
@@ -269,10 +286,10 @@ class BatchTransport:
         if fut is None or fut.done() or req is None:
             return
         self._bump(answered=1)
-        self.reserved = max(0.0, self.reserved - self._est.pop(cid, 0.0))
-        if r.ok:
+        self.ledger.reserved = max(0.0, self.ledger.reserved - self._est.pop(cid, 0.0))
+        if r.ok and r.body is not None:
             try:
-                c = completion_from(r.body, req, self.price)
+                c = self.api.completion(r.body, req, self.price)
             except TransientProviderError as e:
                 fut.set_exception(e)
             else:
@@ -282,9 +299,8 @@ class BatchTransport:
             fut.set_exception(ProviderError(f"the batch API rejected call {req.slot}: HTTP {r.status}: {r.message or r.error_code}"))
             return
         if self._attempts.get(cid, 0) <= self.max_resubmits:
-            body, _mode = self.interactive.body(req)
             self._bump(resubmitted=1)
-            self._enqueue(cid, request_line(cid, body, self.endpoint), req)
+            self._enqueue(cid, self.api.line(cid, self.api.body(req)), req)
             return
         self._bump(interactive_fallback=1)
         self._spawn(self._interactive(cid, req, fut))
@@ -297,41 +313,47 @@ class BatchTransport:
                 fut.set_exception(e)
 
     def _fail(self, cid: str, err: BaseException) -> None:
-        self.reserved = max(0.0, self.reserved - self._est.pop(cid, 0.0))
+        self.ledger.reserved = max(0.0, self.ledger.reserved - self._est.pop(cid, 0.0))
         fut = self._futures.get(cid)
         if fut is not None and not fut.done():
             fut.set_exception(err)
 
     def _bump(self, last_status: str | None = None, **deltas: int) -> None:
-        s = self.status
+        s = self.ledger.status
         changes: dict[str, Any] = {k: getattr(s, k) + d for k, d in deltas.items()}
         if last_status is not None:
             changes["last_status"] = last_status
-        self.status = dataclasses.replace(s, ts=time.time(), **changes)
+        self.ledger.status = dataclasses.replace(s, ts=time.time(), **changes)
         self.on_change()
 
     # ---- resume -----------------------------------------------------------------------------
     async def _reconcile(self) -> None:
-        """Pick up the batches of an earlier process: poll those the provider holds, collect the finished."""
-        records = self.journal.load()
+        """Pick up this transport's batches of an earlier process: poll those the provider holds,
+        collect the finished, find those created but never recorded (the API's ``find``)."""
+        every = self.journal.load()
+        known = {r.batch_id for r in every.values() if r.batch_id}
+        records = {k: r for k, r in every.items() if r.name.startswith(self.tag)}
         for r in records.values():
             self._seq = max(self._seq, int(r.name[1:6]) if r.name[1:6].isdigit() else 0)
             if r.stage in ("created", "finished"):
                 for cid in r.ids:
                     self._attempts[cid] = self._attempts.get(cid, 0) + 1
         for r in records.values():
-            if r.stage == "uploaded":
-                found = await self._retrying(functools.partial(self.api.find, META_KEY, r.name, since=r.planned_at))
+            if r.stage == "uploaded" or (r.stage == "planned" and not self.api.uploads):
+                # the create call may have reached the provider: the batch is found, never created twice
+                found: BatchState | None = await self._retrying(
+                    functools.partial(self.api.find, r.name, r.planned_at, len(r.ids), known))
                 if found is not None:
-                    self.journal.created(r.name, found["id"])
+                    known.add(found.id)
+                    self.journal.created(r.name, found.id)
                     for cid in r.ids:
                         self._attempts[cid] = self._attempts.get(cid, 0) + 1
-                    self._resume_poll(r, found["id"])
+                    self._resume_poll(r, found.id)
             elif r.stage == "created" and r.batch_id:
                 self._resume_poll(r, r.batch_id)
             elif r.stage == "finished":
                 files = [self.root / BATCH_DIR / f"{r.name}.{s}.jsonl" for s, fid in (("out", r.output_file_id), ("err", r.error_file_id)) if fid]
-                self._collect(r.name, list(r.ids), [p for p in files if p.exists()], {"status": r.status})
+                self._collect(r.name, list(r.ids), [p for p in files if p.exists()], r.status or "completed")
 
     def _resume_poll(self, r: BatchRecord, batch_id: str) -> None:
         self._running.update(r.ids)

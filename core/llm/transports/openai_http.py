@@ -158,7 +158,7 @@ class OpenAIHTTPTransport:
         """A client for this endpoint's Files + Batches routes, with the same key (core/llm/batch)."""
         from ..batch.openai_api import OpenAIBatchAPI
 
-        return OpenAIBatchAPI(self.api_base, self._key, timeout_s=max(self.timeout, 120.0))
+        return OpenAIBatchAPI(self.api_base, self._key, body_of=lambda req: self.body(req)[0], timeout_s=max(self.timeout, 120.0))
 
     # ---- session -------------------------------------------------------------
     def _open_session(self, loop: asyncio.AbstractEventLoop) -> Any:
