@@ -37,7 +37,7 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--executor", {"choices": ["local", "ray"], "help": "where LLM calls run: local (default) or ray, a Ray cluster (pip install 'treesynth[ray]')"}),
     ("--ray-address", {"dest": "ray_address", "metavar": "ADDRESS", "help": "Ray cluster to join ('auto': the one on this machine; default: start a local one)"}),
     ("--ray-workers", {"dest": "ray_workers", "type": int, "help": "Ray worker actors (default: one per node)"}),
-    ("--batch", {"action": "store_const", "const": True, "help": "leaf and judge calls through the provider's batch API at batch prices (openai/ models; tree calls stay interactive)"}),
+    ("--batch", {"action": "store_const", "const": True, "help": "leaf and judge calls through the provider's batch API at batch prices (openai/ and anthropic/ models; tree calls stay interactive)"}),
     ("--batch-linger", {"dest": "batch_linger", "type": float, "metavar": "SECONDS", "help": "seconds without a new call before a batch is sent (default 5)"}),
     ("--judge", {"action": "store_const", "const": True, "help": "a judge model checks every row against its leaf's path; failing rows are written again"}),
     ("--judge-model", {"dest": "judge_model", "metavar": "MODEL", "help": "the judge's model (default: the generation model)"}),

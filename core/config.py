@@ -98,7 +98,8 @@ class RunConfig(BaseModel):
     batch: bool = Field(
         default=False,
         description="Leaf, judge and baseline calls through the provider's batch API (OpenAI's Files + Batches, or an openai/ "
-        "endpoint with the same routes) at batch prices; tree calls stay interactive.",
+        "endpoint with the same routes; Anthropic's Message Batches for anthropic/ models) at batch prices; tree calls stay "
+        "interactive. A judge model on a provider without one stays interactive.",
     )
     batch_linger: float = Field(default=5.0, gt=0, le=3600, description="Seconds without a new call before a batch is sent.")
     rpm: int | None = Field(default=None, ge=1)

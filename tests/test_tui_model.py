@@ -162,6 +162,11 @@ def test_stats_and_summary_text():
     assert eta_seconds(p, 60.0) == 60.0 / 200 * 750
     prog = stats_progress_line(p, 60.0, "paused").plain
     assert "250/1,000 samples" in prog and "elapsed 01:00" in prog and "ETA 03:45" in prog and "paused" in prog
+    p.batches = ev.Batches(submitted=3, running=1, finished=2, requests=30, answered=20, resubmitted=2,
+                           last_status="msgbatch_01: in_progress (processing 10, succeeded 20)")
+    prog = stats_progress_line(p, 60.0, "running").plain
+    assert "batches 1 running, 2 done" in prog and "batched 20/30" in prog and "sent again 2" in prog
+    assert "provider in_progress (processing 10, succeeded 20)" in prog and "msgbatch_01" not in prog
     assert compact(999) == "999" and compact(1500) == "1.5k" and compact(2_500_000) == "2.5M"
     fin = ev.RunFinished(status="stopped", run_dir="runs/x", rows=10, size=20, leaves=4, nodes=5, dataset=None,
                          cost_usd=None, requests=9, message="stopped on request")

@@ -111,6 +111,11 @@ def stats_progress_line(p: Progress, elapsed: float | None, state: str) -> Text:
     if b is not None:  # --batch: the provider's batches and the calls in them
         _pair(t, "batches", f"{b.running:,} running, {b.finished:,} done")
         _pair(t, "batched", f"{b.answered:,}/{b.requests:,}")
+        if b.resubmitted or b.interactive_fallback:
+            _pair(t, "sent again", f"{b.resubmitted:,}" + (f" (+{b.interactive_fallback:,} interactive)" if b.interactive_fallback else ""),
+                  "bold yellow")
+        if b.last_status:  # the provider's own word for the batch it answered last ("in_progress", "ended (succeeded 12)")
+            _pair(t, "provider", b.last_status.split(": ", 1)[-1][:48])
     if elapsed is not None:
         _pair(t, "elapsed", fmt_duration(elapsed))
         _pair(t, "ETA", fmt_duration(eta_seconds(p, elapsed)) if state in ("running", "paused") else "--:--")

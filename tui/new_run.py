@@ -128,7 +128,7 @@ class NewRunScreen(Screen):
                         yield Static("", classes="error", id=f"e-{f.key}")
                 yield Label("Batch API", id="label-batch")
                 with Vertical(classes="cell"):
-                    yield Checkbox("leaf and judge calls as provider batches, at batch prices (openai/ models)", id="f-batch", compact=True)
+                    yield Checkbox("leaf and judge calls as provider batches, at batch prices (openai/, anthropic/ models)", id="f-batch", compact=True)
                     yield Static("", classes="error", id="e-batch")
             yield Static("", id="estimate")
             yield Static("", id="status")
