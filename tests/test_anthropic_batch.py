@@ -232,8 +232,8 @@ def test_a_message_batch_created_just_before_a_kill_is_found_and_not_sent_again(
     reqs = [_req(i) for i in range(3)]
     api = AnthropicBatchAPI("anthropic/claude-haiku-4-5", server.root, KEY)
     bodies = [api.body(r) for r in reqs]
-    ids = [custom_id(r.slot, b) for r, b in zip(reqs, bodies)]
-    content = b"".join(api.line(i, b) for i, b in zip(ids, bodies))
+    ids = [custom_id(r.slot, b) for r, b in zip(reqs, bodies, strict=True)]
+    content = b"".join(api.line(i, b) for i, b in zip(ids, bodies, strict=True))
     (tmp_path / "batches").mkdir()
     (tmp_path / "batches" / "b00001-1-1.jsonl").write_bytes(content)
     j = BatchJournal(tmp_path)
