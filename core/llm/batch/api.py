@@ -45,7 +45,11 @@ class BatchAPI(Protocol):
     max_requests: int  # per batch
     max_bytes: int  # per batch (its input file, or its request body)
     uploads: bool  # True: the requests go up as a file before the batch is created
-    calls: int  # HTTP requests made so far (polls included)
+
+    @property
+    def calls(self) -> int:
+        """HTTP requests made so far (polls included)."""
+        ...
 
     def body(self, req: LLMRequest) -> dict[str, Any]:
         """The provider's request body for one call (what a batch line carries)."""
