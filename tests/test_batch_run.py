@@ -92,3 +92,41 @@ def test_kill_9_while_batches_are_pending_then_resume_sends_nothing_twice(server
     assert len(read_jsonl(out / "dataset.jsonl")) == 40
     assert set(server.submitted.values()) == {1}, "a request was sent to the provider twice"
     assert all(server.submitted[k] == 1 for k in before)
+
+
+def judging_answer(body: dict) -> tuple[int, dict]:
+    """``stub_answer``, and a judge's verdicts (every row passes) when the schema asks for them."""
+    rf = body.get("response_format") or {}
+    schema = (rf.get("json_schema") or {}).get("schema") or rf.get("schema") or {}
+    verdicts = (schema.get("properties") or {}).get("verdicts")
+    if not verdicts:
+        return stub_answer(body)
+    item = verdicts["items"]["properties"]
+    n_constraints = item["constraints"]["minItems"] if "constraints" in item else 0
+    one = {**({"constraints": [True] * n_constraints} if n_constraints else {}), "fits_task": True, "complete": True, "reason": "ok"}
+    content = json.dumps({"verdicts": [one] * verdicts["minItems"]})
+    return 200, {"id": "chatcmpl-j", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
+                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+
+
+@pytest.mark.slow
+def test_a_judge_model_s_calls_go_in_their_own_batches(tmp_path):
+    out = tmp_path / "run"
+    with FakeBatchServer(judging_answer, api_key="sk-test") as server:
+        seen_models: list[str] = []
+        answer = server.answer
+        server.answer = lambda body: (seen_models.append(body.get("model")), answer(body))[1]
+        r = subprocess.run(_cmd(server, out, "--judge", "--judge-model", "openai/gpt-4.1-nano"), capture_output=True, text=True,
+                           env=_env(), timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert len(read_jsonl(out / "dataset.jsonl")) == 40
+        assert set(server.submitted.values()) == {1}
+    journal = read_jsonl(out / "batches.jsonl")
+    names = {e["batch"] for e in journal if e["op"] == "created"}
+    assert any(n.startswith("j") for n in names) and any(n.startswith("b") for n in names)
+    assert "gpt-4.1-nano" in seen_models and "gpt-4o-mini" in seen_models
+    verdicts = read_jsonl(out / "verdicts.jsonl")
+    assert len({v["id"] for v in verdicts}) >= 40 and all(v["judge"] == "openai/gpt-4.1-nano" for v in verdicts)
+    last = [e for e in read_jsonl(out / "events.jsonl") if e["event"] == "batches"][-1]
+    assert last["finished"] == len(names) and last["running"] == 0
