@@ -14,7 +14,21 @@ from typing import Any
 from treesynth.core import __version__
 from treesynth.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, TreesynthError, exit_code_for
 
+
 # flag name -> config key; the same keys are valid in a config file
+def _json_object(text: str) -> dict[str, Any]:
+    """``--extra-body``: a JSON object (argparse turns the ValueError into a one-line usage error)."""
+    import json
+
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e.msg} at character {e.pos}") from None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"repeat_penalty\": 1.1}'")
+    return v
+
+
 RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--fields", {"help": "comma-separated sample fields, e.g. question,answer"}),
     ("--preset", {"help": "gsm8k, math, code_alpaca, simpletom, or a preset .toml file"}),
@@ -37,6 +51,8 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--executor", {"choices": ["local", "ray"], "help": "where LLM calls run: local (default) or ray, a Ray cluster (pip install 'treesynth[ray]')"}),
     ("--ray-address", {"dest": "ray_address", "metavar": "ADDRESS", "help": "Ray cluster to join ('auto': the one on this machine; default: start a local one)"}),
     ("--ray-workers", {"dest": "ray_workers", "type": int, "help": "Ray worker actors (default: one per node)"}),
+    ("--extra-body", {"dest": "extra_body", "type": _json_object, "metavar": "JSON",
+                      "help": "fields added to every request an OpenAI-compatible endpoint gets, e.g. '{\"repeat_penalty\": 1.1}'"}),
     ("--batch", {"action": "store_const", "const": True, "help": "leaf and judge calls through the provider's batch API at batch prices (openai/ and anthropic/ models; tree calls stay interactive)"}),
     ("--batch-linger", {"dest": "batch_linger", "type": float, "metavar": "SECONDS", "help": "seconds without a new call before a batch is sent (default 5)"}),
     ("--judge", {"action": "store_const", "const": True, "help": "a judge model checks every row against its leaf's path; failing rows are written again"}),

@@ -32,7 +32,8 @@ _SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|b
 # Keys that may change when a run is resumed; all others define the run.
 RESUMABLE_OVERRIDES = frozenset(
     {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router",
-     "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch", "batch", "batch_linger"}
+     "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch", "batch", "batch_linger",
+     "extra_body"}
 )
 
 
@@ -114,6 +115,11 @@ class RunConfig(BaseModel):
     cache: bool = True
     cache_path: str | None = None
     router: dict[str, Any] | None = Field(default=None, description="litellm Router settings (model_list, ...).")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fields added to every request body an OpenAI-compatible endpoint gets on the http transport (a "
+        "server's own sampling options, e.g. {\"repeat_penalty\": 1.1} for llama.cpp); they win over treesynth's own.",
+    )
     templates: dict[str, str] = Field(default_factory=dict, description="Override prompt templates: step -> file.")
     out: str | None = None
     executor: Literal["local", "ray"] = Field(default="local", description="Where LLM calls run: local asyncio, or Ray workers.")

@@ -148,3 +148,23 @@ def test_cli_run_against_a_deterministic_500_fails_fast_with_one_line(stub, tmp_
     assert "rejects the request deterministically" in last and "bogus_param" in last and f"127.0.0.1:{stub.port}" in last
     assert "Traceback" not in r.stderr
     assert stub.requests <= 4, "a deterministic rejection is not retried with backoff"
+
+
+async def test_an_endpoint_in_llama_cpp_s_dialect_samples_like_the_embedded_model_and_extra_body_wins():
+    """After the step down to llama.cpp's json_object + schema, requests carry repeat_penalty 1.0 (the
+    embedded model's sampling; llama-cpp-python's server would apply 1.1); OpenAI-style endpoints never
+    see it. ``extra_body`` is added to every body and wins over treesynth's own fields."""
+    async with Scripted(_err(500, LLAMA_CPP_500)) as srv:
+        t = _transport("http", srv.url)
+        await t(_req(schema=BIG))
+        await t(_req(schema=BIG))
+        await _close(t)
+    assert "repeat_penalty" not in srv.requests[0]
+    assert [b.get("repeat_penalty") for b in srv.requests[1:]] == [1.0, 1.0]
+    async with Scripted(_err(500, LLAMA_CPP_500)) as srv:
+        cfg = build_config(flags={"task": "t", "model": "openai/m", "api_base": srv.url, "transport": "http",
+                                  "extra_body": {"repeat_penalty": 1.3, "top_k": 20}})
+        t = OpenAIHTTPTransport(cfg, price=None)
+        await t(_req(schema=BIG))
+        await _close(t)
+    assert [(b["repeat_penalty"], b["top_k"]) for b in srv.requests] == [(1.3, 20), (1.3, 20)]

@@ -124,6 +124,7 @@ class OpenAIHTTPTransport:
         # api.openai.com wants max_completion_tokens (reasoning models reject max_tokens); other servers get max_tokens
         self.max_tokens_key = "max_completion_tokens" if self.api_base.startswith(OPENAI_BASE) else "max_tokens"
         self.send_temperature = True
+        self.extra_body = dict(cfg.extra_body)
         key = _api_key(cfg.model, cfg.api_base)
         self._key = key
         from ... import __version__
@@ -228,6 +229,13 @@ class OpenAIHTTPTransport:
         if req.seed is not None:
             body["seed"] = req.seed
         mode, rf = self.negotiator.response_format(req.schema, req.schema_name)
+        if self.negotiator.mode == structured.JSON_OBJECT_SCHEMA:
+            # an endpoint that speaks llama.cpp's dialect samples like the embedded model: no repetition penalty
+            # (llama-cpp-python's server applies 1.1 by default; a JSON answer repeats its keys, quotes and
+            # booleans, and the penalty turns a judge's third `true` into `false`: see structured.LLAMA_CPP_SAMPLING)
+            body.update(structured.LLAMA_CPP_SAMPLING)
+        if self.extra_body:
+            body.update(self.extra_body)
         if rf is None:
             return body, None
         body["response_format"] = rf
