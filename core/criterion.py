@@ -51,6 +51,9 @@ _PLACEHOLDER_WORDS = frozenset(
     }
 )
 _NUMBERED = re.compile(r"^([a-z ]+?)[ _-]*(\d+|[a-z])$")
+_FILE_NAME = re.compile(r"\.(?:json|jsonl|txt|csv|tsv|md|py|yaml|yml|toml|xml|html?|pdf)$")
+# a label that ends on one of these was cut off mid-phrase ("A simple, everyday example of")
+_DANGLING = frozenset({"of", "the", "a", "an", "and", "or", "to", "with", "for", "in", "on", "at", "from", "by", "as", "that"})
 
 
 def placeholder_reason(label: str, fields: tuple[str, ...] | list[str] = (), task: str = "") -> str | None:
@@ -68,8 +71,12 @@ def placeholder_reason(label: str, fields: tuple[str, ...] | list[str] = (), tas
     if m and m.group(1).strip() in _PLACEHOLDER_WORDS:
         return f"{label!r} is a placeholder, not a concrete name"
     words = n.split()
-    if any(w in ("dimension", "dimensions", "criterion", "placeholder") for w in words):
+    if any(w in ("dimension", "dimensions", "criterion", "placeholder") for w in re.findall(r"[a-z]+", n)):
         return f"{label!r} names the format, not a criterion"
+    if _FILE_NAME.search(n):
+        return f"{label!r} is a file name, not a criterion"
+    if len(words) >= 2 and re.sub(r"\W+$", "", words[-1]) in _DANGLING:
+        return f"{label!r} is cut off mid-phrase"
     t = normalise(task)
     if t and (n == t or (len(words) >= 2 and f" {n} " in f" {t} ")):
         return f"{label!r} repeats the task's own words"
