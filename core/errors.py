@@ -59,6 +59,10 @@ class TransientProviderError(Exception):
         self.retry_after = retry_after
 
 
+class ProviderTimeout(TransientProviderError):
+    """No answer within the call's timeout (the client shrinks its concurrency when calls queue at the endpoint)."""
+
+
 class BudgetExhausted(Exception):
     """Raised at call time once the budget is spent; the engine stops scheduling."""
 

@@ -18,13 +18,32 @@ class PrioritySemaphore:
     def __init__(self, value: int) -> None:
         if value < 1:
             raise ValueError("value must be >= 1")
-        self._free = value
+        self.limit = value
+        self._free = value  # below 0 after the limit shrank under the slots in use: releases pay it back first
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
     @property
     def in_use_free(self) -> int:
         return self._free
+
+    def set_limit(self, value: int) -> None:
+        """Change how many holders may hold a slot at once; holders above a smaller limit keep their
+        slots until they release them, and nobody new gets one until the count is under the limit."""
+        if value < 1:
+            raise ValueError("value must be >= 1")
+        self._free += value - self.limit
+        self.limit = value
+        while self._free > 0 and self._wake_one():
+            self._free -= 1
+
+    def _wake_one(self) -> bool:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return True
+        return False
 
     async def acquire(self, priority: int = 0) -> None:
         if self._free > 0 and not self._waiters:
@@ -40,12 +59,8 @@ class PrioritySemaphore:
             raise
 
     def release(self) -> None:
-        while self._waiters:
-            _, _, fut = heapq.heappop(self._waiters)
-            if not fut.done():
-                fut.set_result(None)
-                return
-        self._free += 1
+        if self._free < 0 or not self._wake_one():
+            self._free += 1
 
 
 class RateLimiter:

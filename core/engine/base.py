@@ -43,6 +43,7 @@ class EngineBase:
         # --batch: the batch transport's counts, an ev.Batches replaced at every change (core/llm/batch/transport.py)
         self._batch_status = batch_status
         self._batch_seen: Any = None
+        self._notices_seen = 0  # the client's notices already logged as warnings
         self.mode = mode
         # validators, semantic dedup and the judge: what a new row passes before it counts
         self.gates = gates or QualityGates()

@@ -119,6 +119,9 @@ class Engine(Steering, Expansion, Synthesis):
                     self._last_usage = time.monotonic()
                     self._emit(self.usage_event())
                 self._emit_batches()
+                while self._notices_seen < len(self.client.notices):  # what the client changed on its own
+                    self.warn(self.client.notices[self._notices_seen])
+                    self._notices_seen += 1
                 job = self.store.prepare_snapshot(self.tree)
                 if job is not None:  # serialised here; the write and its fsync off the loop
                     await asyncio.to_thread(self.store.write_snapshot, *job)

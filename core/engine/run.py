@@ -96,6 +96,8 @@ class Run:
         self.client = LLMClient(
             transport, concurrency=concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
             max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache, usage=usage,
+            # an endpoint that queues calls gets fewer at once (a batch run's calls wait in batches, not in flight)
+            adapt_timeout_s=None if cfg.batch else cfg.timeout,
         )
         self.prompts = Prompts(cfg)
         if embed is None:

@@ -19,8 +19,9 @@ from dataclasses import replace
 from typing import Any
 
 from ..cache import ResponseCache, cache_key
-from ..errors import BudgetExhausted, StopRequested, TransientProviderError
+from ..errors import BudgetExhausted, ProviderTimeout, StopRequested, TransientProviderError
 from ..ratelimit import PrioritySemaphore, RateLimiter
+from .adaptive import AdaptiveLimit
 from .types import PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -50,9 +51,14 @@ class LLMClient:
         on_usage: Callable[[], None] | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
+        adapt_timeout_s: float | None = None,
     ) -> None:
+        """``adapt_timeout_s``: the transport's call timeout; given, the concurrency limit adapts to an
+        endpoint that queues calls (core/llm/adaptive.py) and each change is noted in ``notices``."""
         self.transport = transport
         self.sem = PrioritySemaphore(concurrency)
+        self.adaptive = AdaptiveLimit(concurrency, adapt_timeout_s) if adapt_timeout_s else None
+        self.notices: list[str] = []  # what the client changed on its own, for the run's log (read by the engine)
         self.rpm = RateLimiter(rpm) if rpm else None
         self.tpm = RateLimiter(tpm) if tpm else None
         self.max_retries = max_retries
@@ -141,10 +147,12 @@ class LLMClient:
             try:
                 await self._gate()  # state may have changed while we waited for a slot
                 self.usage.requests += 1
-                self._call_started[call] = time.monotonic()
+                started = self._call_started[call] = time.monotonic()
                 result = await self.transport(req)
             except TransientProviderError as e:
                 self.usage.errors += 1
+                if isinstance(e, ProviderTimeout):
+                    self._adapt_down()
                 if attempt >= self.max_retries:
                     self.on_usage()
                     raise
@@ -153,6 +161,8 @@ class LLMClient:
                 self.on_usage()
                 delay = self._backoff(attempt, e.retry_after)
             else:
+                if self.adaptive is not None:
+                    self._adapt_up(time.monotonic() - started)
                 if not result.text.isascii():
                     cleaned = clean_text(result.text)
                     if cleaned is not result.text:
@@ -171,6 +181,24 @@ class LLMClient:
                 self._call_started.pop(call, None)
                 self.sem.release()
             await asyncio.sleep(delay)
+
+    def _adapt_down(self) -> None:
+        if self.adaptive is None:
+            return
+        in_flight = len(self._call_started)
+        new = self.adaptive.on_timeout(in_flight)
+        if new is not None:
+            self.sem.set_limit(new)
+            self.notices.append(
+                f"a call got no answer in time with {in_flight} calls in flight: the endpoint queues calls, so at most "
+                f"{new} go at once from now on (raised again while answers come quickly; --concurrency sets the most)"
+            )
+
+    def _adapt_up(self, latency_s: float) -> None:
+        if self.adaptive is not None:
+            new = self.adaptive.on_success(latency_s)
+            if new is not None:
+                self.sem.set_limit(new)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         expo = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))

@@ -11,7 +11,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ProviderError, TransientProviderError
+from ...errors import ProviderError, ProviderTimeout, TransientProviderError
 from .. import structured
 from ..types import Completion, LLMRequest
 from .common import first_line, raise_open_files_limit, retry_after_from_headers
@@ -118,7 +118,9 @@ class LiteLLMTransport:
                 raise ProviderError(f"model {self.model!r} not found by the provider: {first_line(e, 200)}") from None
             except ProviderError:
                 raise
-            except (litellm.RateLimitError, litellm.Timeout) as e:
+            except litellm.Timeout as e:
+                raise ProviderTimeout(first_line(e), _retry_after(e)) from None
+            except litellm.RateLimitError as e:
                 raise TransientProviderError(first_line(e), _retry_after(e)) from None
             except (litellm.BadRequestError, getattr(litellm, "UnprocessableEntityError", litellm.BadRequestError), litellm.APIError,
                     litellm.APIConnectionError, litellm.ServiceUnavailableError, litellm.InternalServerError) as e:
@@ -136,7 +138,9 @@ class LiteLLMTransport:
                 if verdict == structured.REJECTED and not isinstance(e, litellm.APIConnectionError):
                     raise ProviderError(f"the provider rejected the request for {self.model}: {msg}") from None
                 raise TransientProviderError(msg, _retry_after(e)) from None
-            except (asyncio.TimeoutError, ConnectionError, OSError) as e:
+            except asyncio.TimeoutError as e:
+                raise ProviderTimeout(first_line(e)) from None
+            except (ConnectionError, OSError) as e:
                 raise TransientProviderError(first_line(e)) from None
             except Exception as e:  # noqa: BLE001 - unknown failures (malformed bodies...) are retried, bounded
                 raise TransientProviderError(f"{type(e).__name__}: {first_line(e)}") from None

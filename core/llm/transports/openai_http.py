@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ...errors import ConfigError, ProviderError, TransientProviderError
+from ...errors import ConfigError, ProviderError, ProviderTimeout, TransientProviderError
 from .. import structured
 from ..pricing import CallPrice, call_price
 from ..types import Completion, LLMRequest
@@ -257,7 +257,7 @@ class OpenAIHTTPTransport:
             except (ProviderError, TransientProviderError):
                 raise
             except self._timeout_exc:
-                raise TransientProviderError(f"no answer from {self.api_base} within {self.timeout:g}s") from None
+                raise ProviderTimeout(f"no answer from {self.api_base} within {self.timeout:g}s") from None
             except self._client_exc as e:
                 raise TransientProviderError(f"connection to {self.api_base} failed: {type(e).__name__}: {self._line(e)}") from None
             break
