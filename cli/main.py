@@ -51,6 +51,8 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--executor", {"choices": ["local", "ray"], "help": "where LLM calls run: local (default) or ray, a Ray cluster (pip install 'treesynth[ray]')"}),
     ("--ray-address", {"dest": "ray_address", "metavar": "ADDRESS", "help": "Ray cluster to join ('auto': the one on this machine; default: start a local one)"}),
     ("--ray-workers", {"dest": "ray_workers", "type": int, "help": "Ray worker actors (default: one per node)"}),
+    ("--small-model", {"dest": "small_model", "action": "store_const", "const": True,
+                       "help": "ask in small steps, as for the embedded model (6 pivots, 3 per call, 3 samples per call, 4 values per node): for a small model behind a server"}),
     ("--extra-body", {"dest": "extra_body", "type": _json_object, "metavar": "JSON",
                       "help": "fields added to every request an OpenAI-compatible endpoint gets, e.g. '{\"repeat_penalty\": 1.1}'"}),
     ("--batch", {"action": "store_const", "const": True, "help": "leaf and judge calls through the provider's batch API at batch prices (openai/ and anthropic/ models; tree calls stay interactive)"}),

@@ -115,6 +115,11 @@ class RunConfig(BaseModel):
     cache: bool = True
     cache_path: str | None = None
     router: dict[str, Any] | None = Field(default=None, description="litellm Router settings (model_list, ...).")
+    small_model: bool = Field(
+        default=False,
+        description="Ask in small steps, as for the embedded model (6 pivots, 3 per call, 3 samples per call, at most 4 values "
+        "per node, 3 rows per judge call) unless set: for a small model behind a server (llama.cpp, Ollama).",
+    )
     extra_body: dict[str, Any] = Field(
         default_factory=dict,
         description="Fields added to every request body an OpenAI-compatible endpoint gets on the http transport (a "
@@ -330,7 +335,7 @@ def build_config(
                 merged[k] = v
     if "task" not in merged:
         raise ConfigError("missing task: give the task sentence (or a preset that has one)")
-    if str(merged.get("model") or DEFAULT_MODEL).startswith("local/"):
+    if str(merged.get("model") or DEFAULT_MODEL).startswith("local/") or merged.get("small_model") is True:
         for k, v in LOCAL_MODEL_DEFAULTS.items():
             merged.setdefault(k, v)
     try:

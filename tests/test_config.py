@@ -401,3 +401,12 @@ def test_local_model_gets_small_calls_unless_set():
 def test_bad_patterns_and_examples_are_one_line_errors(flags, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         build_config(flags={"task": "t", **flags})
+
+
+def test_small_model_asks_in_small_steps_unless_set():
+    from treesynth.core.config import LOCAL_MODEL_DEFAULTS, build_config
+
+    small = build_config(flags={"task": "t", "model": "openai/x", "small_model": True, "pivots": 8})
+    assert small.pivots == 8 and all(getattr(small, k) == v for k, v in LOCAL_MODEL_DEFAULTS.items() if k != "pivots")
+    big = build_config(flags={"task": "t", "model": "openai/x"})
+    assert big.pivots == 12 and big.pivots_per_call is None and big.samples_per_call == 5 and not big.small_model
