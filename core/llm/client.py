@@ -161,8 +161,7 @@ class LLMClient:
                 self.on_usage()
                 delay = self._backoff(attempt, e.retry_after)
             else:
-                if self.adaptive is not None:
-                    self._adapt_up(time.monotonic() - started)
+                self._adapt_up(time.monotonic() - started)
                 if not result.text.isascii():
                     cleaned = clean_text(result.text)
                     if cleaned is not result.text:

@@ -23,7 +23,7 @@ import orjson
 from ..pricing import CallPrice
 from ..types import Completion, LLMRequest
 from .api import BatchState
-from .lines import BatchResult
+from .lines import BatchResult, read_results
 
 API_VERSION = "2023-06-01"
 MAX_REQUESTS = 100_000
@@ -72,43 +72,28 @@ def create_body(content: bytes) -> bytes:
     return b'{"requests":[' + b",".join(ln for ln in content.splitlines() if ln.strip()) + b"]}"
 
 
+def _result(cid: str, doc: dict[str, Any]) -> BatchResult | None:
+    res = doc.get("result")
+    if not isinstance(res, dict):
+        return None
+    kind = res.get("type")
+    if kind == "succeeded" and isinstance(res.get("message"), dict):
+        return BatchResult(cid, 200, res["message"])
+    if kind == "errored":
+        err = res.get("error")
+        inner = err.get("error") if isinstance(err, dict) and isinstance(err.get("error"), dict) else err
+        etype = str(inner.get("type")) if isinstance(inner, dict) else "error"
+        msg = str(inner.get("message", "")) if isinstance(inner, dict) else ""
+        return BatchResult(cid, ERROR_STATUS.get(etype, 500), err if isinstance(err, dict) else None, etype, msg[:300])
+    if kind in ("canceled", "expired"):
+        code = "batch_cancelled" if kind == "canceled" else "batch_expired"
+        return BatchResult(cid, None, None, code, f"the request was {kind} before it ran")
+    return None
+
+
 def parse_results(content: bytes | str, expected: Iterable[str] | None = None) -> tuple[dict[str, BatchResult], list[str]]:
     """The results in a results file, by custom id, and the problems met."""
-    want = set(expected) if expected is not None else None
-    out: dict[str, BatchResult] = {}
-    problems: list[str] = []
-    raw = content.encode("utf-8") if isinstance(content, str) else content
-    for i, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            doc = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            problems.append(f"line {i} is not JSON")
-            continue
-        cid = doc.get("custom_id") if isinstance(doc, dict) else None
-        if not isinstance(cid, str):
-            problems.append(f"line {i} has no custom_id")
-            continue
-        if want is not None and cid not in want:
-            problems.append(f"line {i}: custom_id {cid[:60]!r} was not asked for")
-            continue
-        res = doc.get("result")
-        kind = res.get("type") if isinstance(res, dict) else None
-        if kind == "succeeded" and isinstance(res.get("message"), dict):
-            out[cid] = BatchResult(cid, 200, res["message"])
-        elif kind == "errored":
-            err = res.get("error")
-            inner = err.get("error") if isinstance(err, dict) and isinstance(err.get("error"), dict) else err
-            etype = str(inner.get("type")) if isinstance(inner, dict) else "error"
-            msg = str(inner.get("message", "")) if isinstance(inner, dict) else ""
-            out[cid] = BatchResult(cid, ERROR_STATUS.get(etype, 500), err if isinstance(err, dict) else None, etype, msg[:300])
-        elif kind in ("canceled", "expired"):
-            code = "batch_cancelled" if kind == "canceled" else "batch_expired"
-            out[cid] = BatchResult(cid, None, None, code, f"the request was {kind} before it ran")
-        else:
-            problems.append(f"line {i}: no result for {cid[:60]!r}")
-    return out, problems
+    return read_results(content, expected, _result)
 
 
 def completion(message: dict[str, Any], req: LLMRequest, price: CallPrice | None) -> Completion:

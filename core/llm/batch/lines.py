@@ -8,7 +8,7 @@ or was cancelled) has ``"response": null`` and ``"error": {"code", "message"}``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +68,12 @@ class BatchResult:
         return self.status == 429 or self.status >= 500
 
 
-def parse_results(content: bytes | str, expected: Iterable[str] | None = None) -> tuple[dict[str, BatchResult], list[str]]:
-    """The results in an output or error file, by custom id, and the problems met (lines that are not
-    results, custom ids not asked for). Untrusted input: nothing here raises."""
+def read_results(
+    content: bytes | str, expected: Iterable[str] | None, result_of: Callable[[str, dict[str, Any]], BatchResult | None],
+) -> tuple[dict[str, BatchResult], list[str]]:
+    """The results in a result file, by custom id, and the problems met (lines that are not JSON, have
+    no custom id, name one not asked for, or hold no result). ``result_of(custom_id, line)`` reads one
+    line in a provider's format (None: no result in it). Untrusted input: nothing here raises."""
     want = set(expected) if expected is not None else None
     out: dict[str, BatchResult] = {}
     problems: list[str] = []
@@ -90,15 +93,27 @@ def parse_results(content: bytes | str, expected: Iterable[str] | None = None) -
         if want is not None and cid not in want:
             problems.append(f"line {i}: custom_id {cid[:60]!r} was not asked for")
             continue
-        resp, err = doc.get("response"), doc.get("error")
-        if isinstance(resp, dict) and isinstance(resp.get("status_code"), int):
-            body = resp.get("body") if isinstance(resp.get("body"), dict) else None
-            code = msg = None
-            if body is not None and isinstance(body.get("error"), dict):
-                code, msg = body["error"].get("code"), body["error"].get("message")
-            out[cid] = BatchResult(cid, resp["status_code"], body, str(code) if code else None, str(msg or "")[:300])
-        elif isinstance(err, dict):
-            out[cid] = BatchResult(cid, None, None, str(err.get("code") or "error"), str(err.get("message") or "")[:300])
+        r = result_of(cid, doc)
+        if r is None:
+            problems.append(f"line {i}: no result for {cid[:60]!r}")
         else:
-            problems.append(f"line {i}: neither a response nor an error for {cid[:60]!r}")
+            out[cid] = r
     return out, problems
+
+
+def _openai_result(cid: str, doc: dict[str, Any]) -> BatchResult | None:
+    resp, err = doc.get("response"), doc.get("error")
+    if isinstance(resp, dict) and isinstance(resp.get("status_code"), int):
+        body = resp.get("body") if isinstance(resp.get("body"), dict) else None
+        code = msg = None
+        if body is not None and isinstance(body.get("error"), dict):
+            code, msg = body["error"].get("code"), body["error"].get("message")
+        return BatchResult(cid, resp["status_code"], body, str(code) if code else None, str(msg or "")[:300])
+    if isinstance(err, dict):
+        return BatchResult(cid, None, None, str(err.get("code") or "error"), str(err.get("message") or "")[:300])
+    return None  # neither a response nor an error
+
+
+def parse_results(content: bytes | str, expected: Iterable[str] | None = None) -> tuple[dict[str, BatchResult], list[str]]:
+    """The results in an OpenAI output or error file, by custom id, and the problems met."""
+    return read_results(content, expected, _openai_result)
