@@ -39,7 +39,21 @@ def _label_problem(label: str) -> str | None:
         return f"{label[:60]!r} has control characters"
     if sum(1 for w in words if not any(c.isalpha() for c in w)) * 2 > max(2, len(words)):
         return f"{label[:60]!r} is mostly numbers, not a name"
+    if _is_noise(label):
+        return f"{label[:60]!r} is broken text, not a name"
     return None
+
+
+_DOUBLED_MARK = re.compile(r"([^\w\s])\1")
+
+
+def _is_noise(label: str) -> bool:
+    """Decoder noise such as "Thr..G..Y..G..G..G.." (seen from SmolLM2-135M behind llama-cpp-python's
+    server): doubled punctuation again and again, or more punctuation than letters in a longer label.
+    "A/B testing" or "Q&A" stay names."""
+    letters = sum(c.isalpha() for c in label)
+    marks = sum(not (c.isalnum() or c.isspace()) for c in label)
+    return len(_DOUBLED_MARK.findall(label)) >= 2 or (len(label) >= 6 and marks > letters)
 
 
 _PLACEHOLDER_WORDS = frozenset(

@@ -162,6 +162,17 @@ def test_the_task_misspelt_or_the_dimension_cut_up_is_no_criterion():
         validate_criterion({"dimension": "Demonstration of the ability", "values": ["the ability", "Demonstration"]}, [], 6, FIELDS, TASK)
 
 
+def test_punctuation_noise_is_no_value_but_names_with_marks_are():
+    # "Thr..G..Y..G..G..G..": a value SmolLM2-135M gave behind llama-cpp-python's server (session 9)
+    dim, values = validate_criterion(
+        {"dimension": "outlier", "values": ["Thr..G..Y..G..G..G..", "-.-.-.-", "Q&A", "A/B testing", "well... maybe"]},
+        [], 8, FIELDS, TASK,
+    )
+    assert values == ["Q&A", "A/B testing", "well... maybe"]
+    with pytest.raises(PartitionError, match="broken text"):
+        validate_criterion({"dimension": "Thr..G..Y..G..", "values": ["a b", "c d"]}, [], 6, FIELDS, TASK)
+
+
 def test_a_few_numbers_among_words_are_fine():
     dim, values = validate_criterion({"dimension": "aspect 0", "values": ["kind 0 of aspect 0", "kind 1 of aspect 0"]}, [], 6)
     assert values == ["kind 0 of aspect 0", "kind 1 of aspect 0"]
