@@ -73,6 +73,18 @@ def test_repetition_catches_a_small_models_loops_and_no_human_gsm8k_row():
     assert not [r for r in rows if any("repeats" in f for f in failures(r, cfg.validators))]
 
 
+def test_garbled_words_fail_and_no_human_gsm8k_row_does():
+    cfg = build_config(flags={"preset": "gsm8k"})
+    # an answer SmolLM2-135M wrote behind llama-cpp-python's server (session 10); it passed every other check
+    junk = {"question": "How many ways can you arrange the letters in the word CANI?",
+            "answer": "C125S265I284F45J4E6LZ5M5706TJYR1Y6VB9TG49Y5VB9LJYLBZM1Y1VB9YLBZM2Y4YTG4VBZM1Y1VBZGKGKGKGK" + "GK" * 40 + " #### 27"}
+    assert failures(junk, cfg.validators) == ["answer: has a 'word' over 100 characters (garbled text)"]
+    assert failures({**junk, "question": "Whatis" * 6 + " the answer here, said in one long word?",
+                     "answer": "3 + 4 = 7.\n#### 7"}, cfg.validators) == ["question: has a 'word' over 30 characters (garbled text)"]
+    rows = read_jsonl(SHARED / "data" / "gsm8k" / "train.jsonl") + read_jsonl(SHARED / "data" / "gsm8k" / "test.jsonl")
+    assert not [r for r in rows if any("garbled" in f for f in failures(r, cfg.validators))]
+
+
 def test_python_json_and_length_validators():
     vs = [Validator(field="output", kind="python"), Validator(field="meta", kind="json"),
           Validator(field="output", kind="max_chars", value=30)]
@@ -115,7 +127,7 @@ def test_bad_validators_are_one_line_config_errors():
 
 def test_config_validators_add_to_the_presets():
     cfg = build_config(flags={"preset": "gsm8k", "validators": [{"field": "question", "kind": "max_chars", "value": 400}]})
-    assert [v.kind for v in cfg.validators] == ["regex", "arithmetic", "min_chars", "repetition", "repetition", "max_chars"]
+    assert [v.kind for v in cfg.validators] == ["regex", "arithmetic", "min_chars", "repetition", "repetition", "regex", "regex", "max_chars"]
     assert cfg.dedup_threshold == 0.92  # DEFAULT_NEAR_DUP_COSINE, measured on GSM8K train
     assert build_config(flags={"preset": "gsm8k", "dedup_threshold": 0.0}).dedup_threshold == 0.0
 
