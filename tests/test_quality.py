@@ -139,6 +139,11 @@ def test_parse_verdicts():
     v = parse_verdicts(obj, 2, 2)
     assert [x.passed for x in v] == [True, False]
     assert v[1].constraints == (True, False) and v[1].reason == "not about baking"
+    path = [{"dimension": "setting", "value": "baking"}, {"dimension": "steps", "value": "two"}]
+    assert v[1].why(path) == "breaks steps = two; the judge said: not about baking"
+    # a small judge's "ok" under a failing verdict: the record says what failed first
+    assert parse_verdicts({"verdicts": [{"reason": "ok", "constraints": [False, True], "fits_task": False, "complete": False}]}, 1, 2)[0].why(path) == (
+        "breaks setting = baking; off-task; incomplete; the judge said: ok")
     with pytest.raises(ParseError, match="exactly 2 verdicts"):
         parse_verdicts({"verdicts": obj["verdicts"][:1]}, 2, 2)
     with pytest.raises(ParseError, match="exactly 3 constraint"):
@@ -228,7 +233,7 @@ def test_judge_failures_are_regenerated_to_exact_size(tmp_path):
     assert all(t.judged[k] == 1 for k in t.judged)
     rejected = read_jsonl(tmp_path / "r" / "rejected.jsonl")
     assert {r["id"] for r in rejected if r["gate"] == "judge"} == failed
-    assert all(r["detail"] == "planted failure" and r["path"] for r in rejected)
+    assert all(r["detail"].endswith("the judge said: planted failure") and r["path"] for r in rejected)
     q = [e for e in events if isinstance(e, ev.Quality)]
     assert q[-1].judged == len(stored) and q[-1].judge_rejected == len(failed) and q[-1].passed == 40
     assert [x.judged for x in q] == sorted(x.judged for x in q)  # cumulative

@@ -204,7 +204,7 @@ class Synthesis(EngineBase):
         if failed:
             self.store.append_rejected([
                 {"gate": "judge", "id": r["id"], "leaf_id": lid, "slot": r["slot"], "path": path,
-                 "sample": {f: r[f] for f in self.cfg.fields}, "detail": v.reason}
+                 "sample": {f: r[f] for f in self.cfg.fields}, "detail": v.why(path)}
                 for v, r in zip(verdicts, rows, strict=True) if not v.passed
             ])
         self._emit(counts.event())

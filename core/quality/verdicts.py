@@ -42,6 +42,19 @@ class Verdict:
         }
 
 
+    def why(self, path: list[dict[str, str]]) -> str:
+        """What failed, in words, then the judge's own reason (a small judge writes "ok" under a failing
+        verdict: SmolLM2-135M behind llama-cpp-python's server), for the rejected-rows record."""
+        parts = [f"breaks {p['dimension']} = {p['value']}" for p, ok in zip(path, self.constraints, strict=False) if not ok]
+        if not self.fits_task:
+            parts.append("off-task")
+        if not self.complete:
+            parts.append("incomplete")
+        if self.reason:
+            parts.append(f"the judge said: {self.reason}")
+        return "; ".join(parts)
+
+
 def failed_verdict(n_constraints: int, reason: str) -> Verdict:
     """The verdict of a row the judge gave no valid answer on: it fails (it is written again)."""
     return Verdict((False,) * n_constraints, False, False, reason[:REASON_MAX])
