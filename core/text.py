@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 
 _WS = re.compile(r"\s+")
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$", re.UNICODE)
@@ -21,6 +22,16 @@ def sample_key(sample: dict[str, str], fields: tuple[str, ...] | list[str]) -> i
     """64-bit key of a sample's normalised text, used to find exact duplicates (after normalisation)."""
     joined = "\x1f".join(" ".join(str(sample.get(f, "")).split()).casefold() for f in fields)
     return int.from_bytes(hashlib.blake2b(joined.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def identity_fields(fields: Sequence[str], prompt_fields: Sequence[str] = ()) -> tuple[str, ...]:
+    """The fields that make a row what it is, for dedup: the prompt fields when the preset or config
+    declares some that the row has (two rows with one question and two answers are one problem, twice),
+    else every field."""
+    fields, prompt = tuple(fields), tuple(prompt_fields)
+    if prompt and set(prompt) < set(fields):
+        return prompt
+    return fields
 
 
 def slugify(text: str, max_len: int = 40) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 from tests.conftest import read_jsonl
@@ -217,3 +218,32 @@ def test_an_answer_cut_off_by_the_token_limit_keeps_the_samples_it_finished(tmp_
     rows = read_jsonl(out / "dataset.jsonl")
     assert all("cut of" not in r["question"] for r in rows)
     assert {r["id"].rsplit("/", 1)[1] for r in rows} <= {"0", "1"}  # only the two whole samples of each call
+
+
+class _SameQuestionTransport(ScriptedTransport):
+    """Every third generated row repeats one question, each time with a new answer."""
+
+    async def __call__(self, req):
+        c = await ScriptedTransport.__call__(self, req)
+        if ":gen:" not in req.slot:
+            return c
+        obj = json.loads(c.text)
+        for s in obj["samples"]:
+            if s["question"] == "duplicate question":
+                self.calls["same_question"] += 1
+                s["answer"] = f"answer number {self.calls['same_question']}"
+        return dataclasses.replace(c, text=json.dumps(obj))
+
+
+def test_a_repeated_question_with_another_answer_is_a_duplicate_when_the_prompt_fields_are_declared(tmp_path):
+    t = _SameQuestionTransport(duplicate_every=3)
+    fin, _ = _run(_cfg(depth=1, size=25, samples_per_call=5, prompt_fields=("question",)), tmp_path / "r", t)
+    rows = read_jsonl(tmp_path / "r" / "dataset.jsonl")
+    assert fin.status == "complete" and len(rows) == 25
+    assert t.calls["same_question"] > 1  # the repeat was offered again and again
+    assert len({r["question"] for r in rows}) == 25  # and kept once
+    # without prompt fields a row is its whole text: the same question with other answers stays
+    t2 = _SameQuestionTransport(duplicate_every=3)
+    _run(_cfg(depth=1, size=25, samples_per_call=5), tmp_path / "r2", t2)
+    rows2 = read_jsonl(tmp_path / "r2" / "dataset.jsonl")
+    assert sum(r["question"] == "duplicate question" for r in rows2) > 1

@@ -460,3 +460,14 @@ def test_load_tree_readonly_does_not_lock_or_repair(run_dir):
         held.close()
     assert sorted(t.nodes) == sorted(small_tree().nodes)
     assert (run_dir / "nodes.jsonl").read_bytes() == before
+
+
+def test_identity_fields_are_the_declared_prompt_fields_when_the_rows_have_them():
+    from treesynth.core.text import identity_fields
+
+    assert identity_fields(("question", "answer"), ("question",)) == ("question",)
+    assert identity_fields(("instruction", "input", "output"), ("instruction", "input")) == ("instruction", "input")
+    assert identity_fields(("question", "answer")) == ("question", "answer")  # none declared: the whole row
+    assert identity_fields(("problem", "answer"), ("question",)) == ("problem", "answer")  # a preset's hint that does not fit
+    assert identity_fields(("question",), ("question",)) == ("question",)
+    assert identity_fields(("q", "a"), ("q", "a")) == ("q", "a")

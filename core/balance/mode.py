@@ -65,7 +65,7 @@ class BalanceMode:
             engine.set_samples_target(0, int(self.spec.size or 0))
         # originals count as seen: a synthesised row may not repeat one
         for i in range(len(self.data)):
-            engine.keys.add(sample_key(self.data.sample(i), self.data.fields))
+            engine.keys.add(self.dedup_key(self.data.sample(i)))
 
     @property
     def planned(self) -> bool:
@@ -131,6 +131,9 @@ class BalanceMode:
         """Every new row: near-copies of real rows (any leaf) and of each other are semantic dedup's job
         (core/quality), which records what it turns away."""
         return samples
+
+    def dedup_key(self, sample: Sample) -> int:
+        return sample_key(sample, self.data.fields)
 
     def dedup_text(self, sample: dict[str, Any]) -> str:
         """The text field, as the real rows were embedded."""

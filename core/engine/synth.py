@@ -14,7 +14,7 @@ from ..parsing import ParseError, parse_samples, salvage_items
 from ..quality.gates import near_duplicate_records
 from ..schemas import samples_schema
 from ..store import LeafRecord
-from ..text import sample_key, truncate
+from ..text import truncate
 from ..tree import FAILED, LEAF, Node
 from .answers import Stale, parse_answer
 from .base import EngineBase
@@ -139,7 +139,7 @@ class Synthesis(EngineBase):
         keyed: list[tuple[dict[str, str], int, int]] = []
         seen: set[int] = set()
         for i, s in enumerate(samples):
-            k = sample_key(s, cfg.fields)
+            k = self.mode.dedup_key(s)
             if k not in self.keys and k not in seen:
                 seen.add(k)
                 keyed.append((s, k, i))
