@@ -81,6 +81,11 @@ def test_garbled_words_fail_and_no_human_gsm8k_row_does():
     assert failures(junk, cfg.validators) == ["answer: has a 'word' over 100 characters (garbled text)"]
     assert failures({**junk, "question": "Whatis" * 6 + " the answer here, said in one long word?",
                      "answer": "3 + 4 = 7.\n#### 7"}, cfg.validators) == ["question: has a 'word' over 30 characters (garbled text)"]
+    # the README's run on the embedded model (session 11)
+    strung = {"question": "Brenda has 30 dollars saved and spends 12 of them on books. How much does she have left?",
+              "answer": "She has 30 - 12 = 18 left. A?i,tA?i.dA.a.tA?A.tA.b.tA.i.nA.tA.i.jA.tA.tA.a.tA.i.lA.tA #### 18"}
+    assert failures(strung, cfg.validators) == ["answer: has letters strung on punctuation (garbled text)"]
+    assert failures({**strung, "answer": "She has 30 - 12 = 18 dollars left, i.e. U.S. dollars at 9 a.m. on Mon.\n#### 18"}, cfg.validators) == []
     rows = read_jsonl(SHARED / "data" / "gsm8k" / "train.jsonl") + read_jsonl(SHARED / "data" / "gsm8k" / "test.jsonl")
     assert not [r for r in rows if any("garbled" in f for f in failures(r, cfg.validators))]
 
@@ -127,7 +132,7 @@ def test_bad_validators_are_one_line_config_errors():
 
 def test_config_validators_add_to_the_presets():
     cfg = build_config(flags={"preset": "gsm8k", "validators": [{"field": "question", "kind": "max_chars", "value": 400}]})
-    assert [v.kind for v in cfg.validators] == ["regex", "arithmetic", "min_chars", "repetition", "repetition", "regex", "regex", "max_chars"]
+    assert [v.kind for v in cfg.validators] == ["regex", "arithmetic", "min_chars", "repetition", "repetition", "regex", "regex", "regex", "regex", "max_chars"]
     assert cfg.dedup_threshold == 0.92  # DEFAULT_NEAR_DUP_COSINE, measured on GSM8K train
     assert build_config(flags={"preset": "gsm8k", "dedup_threshold": 0.0}).dedup_threshold == 0.0
 
