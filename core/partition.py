@@ -10,6 +10,8 @@ The coverage supplement adds values the pivots missed; its values obey the same 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,23 @@ def is_catch_all(value: str) -> bool:
     if not n or n in CATCH_ALL_WORDS:
         return True
     return n.startswith(_CATCH_ALL_PREFIXES) or n.endswith(_CATCH_ALL_SUFFIXES)
+
+
+_PARTS = re.compile(r"\s*(?:[,;/&+]|\band\b|\bor\b)\s*", re.IGNORECASE)
+
+
+def overlapped(label: str, others: Iterable[str]) -> str | None:
+    """The other value that ``label`` lists as one of its parts ("B-level-7, Math-level-9" beside
+    "Math-level-9"), or None. Such a value overlaps that one: the set is no longer mutually exclusive."""
+    parts = [normalise(p) for p in _PARTS.split(label) if p.strip()]
+    if len(parts) < 2:
+        return None
+    mine = normalise(label)
+    for o in others:
+        n = normalise(o)
+        if n != mine and n in parts:
+            return o
+    return None
 
 
 def _clean_label(v: Any, what: str, max_len: int = 120) -> str:
@@ -139,6 +158,10 @@ def validate_split(raw: Any, n_pivots: int, ancestor_dimensions: list[str] | tup
     missing = [i + 1 for i in range(n_pivots) if i not in owner]
     if missing:
         problems.append(f"pivots {', '.join(map(str, missing))} are not assigned to any value")
+    for v in values:
+        o = overlapped(v.value, (w.value for w in values))
+        if o is not None:
+            problems.append(f"value {v.value!r} overlaps {o!r} (each value must be one thing; assign pivots to {o!r} alone)")
     empty = [v.value for v in values if not v.pivots]
     if empty:
         problems.append(f"values {', '.join(repr(e) for e in empty)} have no pivots (list only values that pivots have)")
@@ -178,6 +201,10 @@ def validate_coverage(raw: Any, existing: list[str] | tuple[str, ...], max_new: 
             continue
         if is_catch_all(label):
             rejected.append(f"{label!r} is a catch-all")
+            continue
+        o = overlapped(label, [*existing, *added])
+        if o is not None:
+            rejected.append(f"{label!r} overlaps {o!r}")
             continue
         seen.add(n)
         added.append(label)

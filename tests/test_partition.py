@@ -13,6 +13,7 @@ from treesynth.core.partition import (
     Split,
     Value,
     is_catch_all,
+    overlapped,
     plan_children,
     validate_coverage,
     validate_split,
@@ -223,6 +224,35 @@ def test_coverage_dedupes_against_existing_and_itself():
     assert any("'ALGEBRA' repeats an existing value" in r for r in c.rejected)
     assert any("'Geometry.' repeats" in r for r in c.rejected)
     assert len(c.rejected) == 2
+
+
+def test_coverage_drops_a_value_that_lists_an_existing_one():
+    # SmolLM2-135M's coverage step in the README's run: "Math-level-9" was a value already
+    c = validate_coverage({"status": "complete", "values": ["B-level-7, Math-level-9", "B-level-6", "B-level-6 or addition"]},
+                          ["A-level-9", "Math-level-9", "B-level-8"], 10)
+    assert c.added == ("B-level-6",)
+    assert c.rejected == ("'B-level-7, Math-level-9' overlaps 'Math-level-9'", "'B-level-6 or addition' overlaps 'B-level-6'")
+
+
+def test_split_value_combining_another_value_is_a_problem():
+    with pytest.raises(PartitionError, match="'addition and subtraction' overlaps 'addition'"):
+        validate_split(split_answer(("addition", [1]), ("addition and subtraction", [2]), ("division", [3])), 3, [], 10)
+
+
+@pytest.mark.parametrize("label,others", [
+    ("rock and roll", ["jazz", "blues"]),  # a name with "and" in it, no other value inside
+    ("Q&A", ["quiz"]),
+    ("A/B testing", ["unit testing"]),
+    ("money", ["money", "time"]),  # itself is not an overlap (repeats are caught elsewhere)
+    ("salt, pepper", ["sugar"]),
+])
+def test_overlapped_only_when_a_part_is_another_value(label, others):
+    assert overlapped(label, others) is None
+
+
+def test_overlapped_names_the_value_inside():
+    assert overlapped("fractions; Decimals", ["decimals", "percent"]) == "decimals"
+    assert overlapped("Cars / trucks", ["trucks"]) == "trucks"
 
 
 def test_coverage_drops_catch_alls_with_reasons():
