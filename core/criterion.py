@@ -62,6 +62,8 @@ _PLACEHOLDER_WORDS = frozenset(
         "category", "categories", "class", "group", "cluster", "option", "name", "field", "sample", "samples",
         "data", "text", "string", "example", "examples", "item", "items", "attribute", "property", "feature",
         "key", "answer", "question", "output", "input", "response", "thing", "stuff", "type", "kind",
+        # kinds of variable, not variables ("Nominal": SmolLM2-135M's criterion in session 11's README run)
+        "nominal", "ordinal", "categorical", "variable", "variables", "parameter", "column",
     }
 )
 _NUMBERED = re.compile(r"^([a-z ]+?)[ _-]*(\d+|[a-z])$")

@@ -28,14 +28,16 @@ FIELDS = ("question", "answer")
     ["dimension_1", "Dimension 2", "value", "Values", "text", "category 3", "option_a", "question", "answer",
      "x", "42", "the dimension", "grade-school math", "GSM8K-style grade-school math word problems", "type",
      # seen from SmolLM2-135M: a file name, and phrases cut off mid-way (session 8's README run, a server run)
-     "dimensions.json", "notes.txt", "A simple, everyday example of", "a simple scenario from the"],
+     "dimensions.json", "notes.txt", "A simple, everyday example of", "a simple scenario from the",
+     # a kind of variable rather than a variable (session 11's README run)
+     "Nominal", "categorical", "Variable 1"],
 )
 def test_placeholders_are_rejected(label):
     assert placeholder_reason(label, FIELDS, TASK) is not None
 
 
 @pytest.mark.parametrize("label", ["shopping", "time and distance", "number of steps", "fractions", "money", "school trip",
-                                   "time of day", "fractions and decimals", "the answer to a question."])
+                                   "time of day", "fractions and decimals", "the answer to a question.", "numeric", "factors"])
 def test_real_labels_pass(label):
     assert placeholder_reason(label, FIELDS, TASK) is None
 
