@@ -19,7 +19,9 @@ STOP_WORDS = frozenset("""about above after again against also among another any
 could does doing down during each either every few from further have having here how however into its itself just
 least less many more most much must neither once only other over same should since some such than that their
 them then there these they this those through under until very were what when where which while whom whose with
-within without would your you yours each one two three four five many much will shall""".split())
+within without would your you yours each one two three four five many much will shall
+it's that's there's what's here's he's she's they're you're we're i'm let's don't doesn't didn't can't won't isn't
+aren't wasn't weren't""".split())
 
 
 def is_fallback_dimension(dimension: str | None) -> bool:
@@ -64,10 +66,20 @@ def kmeans(X: np.ndarray, k: int, seed: int, iters: int = 30) -> tuple[np.ndarra
     return C, labels
 
 
-def distinctive_words(texts: list[str], labels: np.ndarray, k: int, n_words: int = 3, min_count: int = 2) -> list[list[str]]:
-    """Per cluster, the words whose share of the cluster's texts most exceeds their share of all texts."""
+def label_words(*texts: str) -> frozenset[str]:
+    """The words of ``texts`` (a task, field names) in the form distinctive_words counts them, and their
+    plurals: words every row of the task shares, which name no cluster ("problem", "math", "answer")."""
+    ws = {w for t in texts for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower().replace("_", " "))}
+    return frozenset(ws | {w + "s" for w in ws} | {w[:-1] for w in ws if w.endswith("s")})
 
-    docs = [set(w for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower()) if w not in STOP_WORDS) for t in texts]
+
+def distinctive_words(
+    texts: list[str], labels: np.ndarray, k: int, n_words: int = 3, min_count: int = 2, ignore: frozenset[str] = frozenset(),
+) -> list[list[str]]:
+    """Per cluster, the words whose share of the cluster's texts most exceeds their share of all texts
+    (``ignore``: words that name nothing, e.g. ``label_words(task, *fields)``)."""
+
+    docs = [set(w for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower()) if w not in STOP_WORDS and w not in ignore) for t in texts]
     overall = Counter(w for d in docs for w in d)
     n = max(1, len(docs))
     out = []
@@ -96,7 +108,9 @@ def pivot_k(n_distinct: int, max_values: int) -> int:
     return int(max(2, min(max_values, 2 if n_distinct < 9 else 3)))
 
 
-def cluster_split(texts: list[str], X: np.ndarray, k: int, seed: int, depth: int) -> Split | None:
+def cluster_split(
+    texts: list[str], X: np.ndarray, k: int, seed: int, depth: int, ignore: frozenset[str] = frozenset(),
+) -> Split | None:
     """A split of ``texts`` (embedded as the rows of ``X``) into ``k`` embedding clusters named by
     their distinctive words; every text lands in exactly one value. None when fewer than two
     clusters hold texts (nothing honest to split)."""
@@ -110,7 +124,7 @@ def cluster_split(texts: list[str], X: np.ndarray, k: int, seed: int, depth: int
         return None
     remap = {j: i for i, j in enumerate(keep)}
     labels = np.array([remap[int(j)] for j in labels])
-    words = distinctive_words(texts, labels, len(keep), min_count=2 if len(texts) >= 30 else 1)
+    words = distinctive_words(texts, labels, len(keep), min_count=2 if len(texts) >= 30 else 1, ignore=ignore)
     names = unique_names([f"about: {', '.join(w) if w else f'cluster {j + 1}'}" for j, w in enumerate(words)])
     groups = [tuple(int(i) for i in np.flatnonzero(labels == j)) for j in range(len(keep))]
     return Split(dimension=f"{FALLBACK_DIMENSION} (level {depth + 1})",

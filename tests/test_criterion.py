@@ -127,6 +127,23 @@ def test_cluster_split_puts_every_pivot_in_one_named_cluster_deterministically()
     assert cluster_split(["same"] * 5, np.ones((5, 4)), 2, seed=0, depth=0) is None
 
 
+def test_cluster_names_skip_the_task_s_own_words_and_contractions():
+    from treesynth.core.clusters import label_words
+
+    # session 11's README run on the embedded model named a cluster "about: problem, it's, math"
+    texts = ["it's a math problem about a bus and its seats", "it's a math problem: the bus seats riders", "math problem, bus seats",
+             "the answer: bulbs to change in the hall", "the answer is the bulbs we change", "answer: change bulbs"]
+    X = np.stack([np.r_[1.0, 0.0, 0.1 * i] for i in range(3)] + [np.r_[0.0, 1.0, 0.1 * i] for i in range(3)])
+    ignore = label_words("GSM8K-style grade-school math word problems", "question", "answer")
+    assert {"math", "problems", "problem", "answer", "answers", "question"} <= ignore
+    s = cluster_split(texts, X, 2, seed=0, depth=0, ignore=ignore)
+    names = sorted(v.value for v in s.values)
+    assert names[0].startswith("about: bulbs, change") and names[1].startswith("about: seats"), names
+    assert not {w for n in names for w in n.removeprefix("about: ").split(", ")} & (ignore | {"it's"})
+    plain = " ".join(v.value for v in cluster_split(texts, X, 2, seed=0, depth=0).values)
+    assert "it's" not in plain  # a contraction is a stop word
+
+
 def test_copies_of_the_prompt_examples_are_recognised_even_with_new_numbers():
     from treesynth.core.text import copies_example
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..clusters import cluster_split, pivot_k
+from ..clusters import cluster_split, label_words, pivot_k
 from ..rundir import DATASET, DATASET_PARQUET
 from ..text import identity_fields, normalise, sample_key, sample_plain_text, truncate
 from .ids import derive_seed
@@ -151,7 +151,8 @@ class GenerationMode:
             if self._engine is not None:
                 self._engine.warn(f"node {node.id}: cannot embed its pivots for a data-driven split ({truncate(str(e), 200)})", node.id)
             return None
-        return cluster_split(texts, X, k, derive_seed(self.cfg.seed, node.id, "clusters", node.revision), node.depth)
+        return cluster_split(texts, X, k, derive_seed(self.cfg.seed, node.id, "clusters", node.revision), node.depth,
+                             ignore=label_words(self.cfg.task, *self.cfg.fields))
 
     async def route(self, node: Node, split: Split, children: list[Node]) -> None:
         return None  # no data rows: each child keeps the quota the split gave it
