@@ -21,7 +21,9 @@ least less many more most much must neither once only other over same should sin
 them then there these they this those through under until very were what when where which while whom whose with
 within without would your you yours each one two three four five many much will shall
 it's that's there's what's here's he's she's they're you're we're i'm let's don't doesn't didn't can't won't isn't
-aren't wasn't weren't""".split())
+aren't wasn't weren't
+able based cannot certain different entire following given like made make makes need needs take takes used using
+want wants way ways whole several various well even still know find found said says get gets got""".split())
 
 
 def is_fallback_dimension(dimension: str | None) -> bool:
