@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .partition import PartitionError, Split, Value, is_catch_all
+from .partition import PartitionError, Split, Value, is_catch_all, overlapped
 from .text import normalise
 
 # The grammar's form of a label: one to five short words, not starting with a digit or a bracket;
@@ -161,6 +161,12 @@ def validate_criterion(
         else:
             seen.add(n)
             out.append(v)
+    # "a quarter and a nickel" beside "a quarter" (SmolLM2-135M, session 11): the values must not overlap
+    whole = list(out)
+    for v in whole:
+        if (o := overlapped(v, whole)) is not None:
+            problems.append(f"value {v!r} overlaps {o!r}")
+            out.remove(v)
     if len(out) < 2:
         detail = f" ({'; '.join(problems[:3])})" if problems else ""
         raise PartitionError(f"need at least 2 distinct, concrete values of {dim!r}; got {len(out)}{detail}")

@@ -173,6 +173,15 @@ def test_numbered_or_numeric_values_are_not_values():
         validate_criterion({"dimension": "Route 12 34 56", "values": ["a b", "c d"]}, [], 6, FIELDS, TASK)
 
 
+def test_a_value_that_combines_another_is_dropped():
+    # SmolLM2-135M in session 11's README run: "out of set" = "a quarter" / "a quarter and a nickel"
+    with pytest.raises(PartitionError, match="overlaps 'a quarter'"):
+        validate_criterion({"dimension": "out of set", "values": ["a quarter and a nickel", "a quarter"]}, [], 6, FIELDS, TASK)
+    dim, values = validate_criterion(
+        {"dimension": "coins used", "values": ["a quarter", "a quarter and a nickel", "a dime", "pennies"]}, [], 6, FIELDS, TASK)
+    assert values == ["a quarter", "a dime", "pennies"]
+
+
 def test_the_task_misspelt_or_the_dimension_cut_up_is_no_criterion():
     assert placeholder_reason("GEM-8K-style grade-school math word problems", FIELDS, TASK) is not None
     with pytest.raises(PartitionError, match="cut off mid-phrase"):
