@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 
 class RowClusters:
-    def __init__(self, rows: RowIndex, seed: int, max_values: int) -> None:
+    def __init__(self, rows: RowIndex, seed: int, max_values: int, ignore: frozenset[str] = frozenset()) -> None:
         self.rows = rows
+        self.ignore = ignore  # words that name no cluster (the task's own, the columns')
         self.seed = seed
         self.max_values = max_values
         self._centroids: dict[str, np.ndarray] = {}  # node id -> unit centroids, one per child
@@ -35,7 +36,7 @@ class RowClusters:
             return None
         centroids, labels = made
         data = self.rows.data
-        words = distinctive_words([data.text(r) for r in rows], labels, len(centroids))
+        words = distinctive_words([data.text(r) for r in rows], labels, len(centroids), ignore=self.ignore)
         names = unique_names([f"about: {', '.join(w) if w else f'cluster {j + 1}'}" for j, w in enumerate(words)])
         where = {r: int(j) for r, j in zip(rows, labels, strict=True)}
         by_cluster: list[list[int]] = [[] for _ in names]

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from ..clusters import label_words
 from ..config import RunConfig
 from ..engine.ids import derive_seed
 from ..engine.mode import EngineAccess, Sample
@@ -45,7 +46,7 @@ class BalanceMode:
         self.spec = spec
         self.embed = embed
         self.rows = RowIndex(store, data, embed)
-        self.clusters = RowClusters(self.rows, cfg.seed, cfg.max_values)
+        self.clusters = RowClusters(self.rows, cfg.seed, cfg.max_values, label_words(cfg.task, *cfg.fields))
         self.router = Router(self.rows, self.clusters, prompts, spec.route, spec.route_batch)
         self._plan: dict[str, LeafPlan] | None = None
         self._engine: EngineAccess | None = None
