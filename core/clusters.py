@@ -68,10 +68,13 @@ def kmeans(X: np.ndarray, k: int, seed: int, iters: int = 30) -> tuple[np.ndarra
     return C, labels
 
 
+_WORD = re.compile(r"[a-z][a-z'-]{3,}")  # a word as cluster names count it: four or more letters
+
+
 def label_words(*texts: str) -> frozenset[str]:
     """The words of ``texts`` (a task, field names) in the form distinctive_words counts them, and their
     plurals: words every row of the task shares, which name no cluster ("problem", "math", "answer")."""
-    ws = {w for t in texts for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower().replace("_", " "))}
+    ws = {w for t in texts for w in _WORD.findall(t.lower().replace("_", " "))}
     return frozenset(ws | {w + "s" for w in ws} | {w[:-1] for w in ws if w.endswith("s")})
 
 
@@ -81,7 +84,7 @@ def distinctive_words(
     """Per cluster, the words whose share of the cluster's texts most exceeds their share of all texts
     (``ignore``: words that name nothing, e.g. ``label_words(task, *fields)``)."""
 
-    docs = [set(w for w in re.findall(r"[a-z][a-z'-]{3,}", t.lower()) if w not in STOP_WORDS and w not in ignore) for t in texts]
+    docs = [set(w for w in _WORD.findall(t.lower()) if w not in STOP_WORDS and w not in ignore) for t in texts]
     overall = Counter(w for d in docs for w in d)
     n = max(1, len(docs))
     out = []

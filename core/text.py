@@ -44,10 +44,12 @@ def truncate(text: str, n: int) -> str:
     return text if len(text) <= n else text[: max(0, n - 1)] + "…"
 
 
-def sample_plain_text(sample: object) -> str:
-    """A sample's field values joined, without field names (what an embedding should see)."""
+def sample_plain_text(sample: object, fields: Sequence[str] | None = None) -> str:
+    """A sample's field values joined, without field names (what an embedding should see); ``fields``:
+    those fields only, in that order (a stored row also holds its id, path and key)."""
     if isinstance(sample, dict):
-        return " ".join(" ".join(str(v).split()) for v in sample.values())
+        values = sample.values() if fields is None else (sample.get(f, "") for f in fields)
+        return " ".join(" ".join(str(v).split()) for v in values)
     return " ".join(str(sample).split())
 
 

@@ -127,6 +127,7 @@ class GenerationMode:
         # exact dedup: the prompt fields a preset declares (one question with two answers is one
         # problem), else every field
         self.identity = identity_fields(cfg.fields, cfg.prompt_fields)
+        self.label_ignore = label_words(cfg.task, *cfg.fields)  # words that name no cluster
 
     def attach(self, engine: EngineAccess) -> None:
         self._engine = engine
@@ -152,7 +153,7 @@ class GenerationMode:
                 self._engine.warn(f"node {node.id}: cannot embed its pivots for a data-driven split ({truncate(str(e), 200)})", node.id)
             return None
         return cluster_split(texts, X, k, derive_seed(self.cfg.seed, node.id, "clusters", node.revision), node.depth,
-                             ignore=label_words(self.cfg.task, *self.cfg.fields))
+                             ignore=self.label_ignore)
 
     async def route(self, node: Node, split: Split, children: list[Node]) -> None:
         return None  # no data rows: each child keeps the quota the split gave it
@@ -173,7 +174,7 @@ class GenerationMode:
         """Every field's text, and nothing else of a stored row (its id, path, key). The whole row, not
         the prompt fields alone: on GSM8K train, questions alone catch fewer hand-made paraphrases at
         the same rate of human rows flagged (benchmarks/README.md, "Semantic dedup")."""
-        return " ".join(" ".join(str(sample.get(f, "")).split()) for f in self.cfg.fields)
+        return sample_plain_text(sample, self.cfg.fields)
 
     def dedup_seed(self) -> Any:
         return None

@@ -41,7 +41,6 @@ class Verdict:
             "fits_task": self.fits_task, "complete": self.complete, "reason": "" if self.passed else self.reason, "judge": judge,
         }
 
-
     def why(self, path: list[dict[str, str]]) -> str:
         """What failed, in words, then the judge's own reason (a small judge writes "ok" under a failing
         verdict: SmolLM2-135M behind llama-cpp-python's server), for the rejected-rows record."""
