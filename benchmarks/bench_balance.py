@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fakes import ScriptedTransport  # noqa: E402
 from treesynth.core import events as ev  # noqa: E402
-from treesynth.core.balance import BalanceRun, load_data  # noqa: E402
+from treesynth.core.balance import create_balance_run, load_data  # noqa: E402
 from treesynth.core.embeddings import load_embedder  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def one(data_path: Path, route: str, depth: int, batch: int, embed, workdir: Pat
             "route_batch": batch, "target_per_leaf": None, "size": len(data), "embedder": None}
     t = ScriptedTransport(fields=("question", "answer"))
     out = workdir / f"{route}-{time.time_ns()}"
-    run = BalanceRun.create(data, spec, {"task": "GSM8K-style math word problems", "depth": depth, "pivots": 12, "concurrency": 64}, out,
+    run = create_balance_run(data, spec, {"task": "GSM8K-style math word problems", "depth": depth, "pivots": 12, "concurrency": 64}, out,
                             transport=t, embed=embed)
     marks = {}
 

@@ -46,7 +46,7 @@ def on_task(name: str, row: dict, fields: list[str]) -> bool:
 def one(task: dict, seed: int, size: int, root: Path) -> dict:
     from treesynth.core import events as ev
     from treesynth.core.config import build_config
-    from treesynth.core.engine import Run
+    from treesynth.core.run import Run
 
     cfg = build_config(flags={**task["flags"], "depth": 1, "size": size, "seed": seed})
     out = root / f"{task['name'].replace(' ', '-')}-{seed}"

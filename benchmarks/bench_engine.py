@@ -91,7 +91,7 @@ def worker(args: argparse.Namespace) -> None:
     from tests.fakes import ScriptedTransport
     from treesynth.core import events as ev
     from treesynth.core.config import build_config
-    from treesynth.core.engine import Run
+    from treesynth.core.run import Run
 
     size = args.worker
     if args.rerun:

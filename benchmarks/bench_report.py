@@ -55,7 +55,7 @@ def make_run(run_dir: Path, size: int, depth: int) -> float:
     sys.path.insert(0, str(ROOT))
     from tests.fakes import ScriptedTransport, sentence_pools
     from treesynth.core.config import build_config
-    from treesynth.core.engine import Run
+    from treesynth.core.run import Run
 
     pools = sentence_pools(gsm8k_questions("train") + gsm8k_questions("test"))
 

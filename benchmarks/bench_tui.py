@@ -225,7 +225,7 @@ def _summary(xs_s: list[float]) -> dict:
 
 def headless_wall(size: int, workdir: Path) -> float:
     """The same run without any UI, for comparison."""
-    from treesynth.core.engine import Run
+    from treesynth.core.run import Run
 
     run = Run.create(_cfg(size), workdir / "headless", transport=_transport())
     t0 = time.monotonic()

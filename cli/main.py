@@ -265,7 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.baseline:
             raise ConfigError("--baseline runs after a headless run: add --no-ui (or run treesynth baseline RUN_DIR after the TUI)")
         return _launch_tui(args)
-    from treesynth.core.engine import Run
+    from treesynth.core.run import Run
     from treesynth.core.rundir import default_out
 
     if args.resume:
@@ -293,8 +293,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def _baseline(run_dir: Path, overrides: dict[str, Any], json_events: bool) -> int:
     """The run's baseline into RUN_DIR/baseline: made from the run's config and row count, or resumed."""
     from treesynth.core.baseline import baseline_config, baseline_dir, check_baseline_source
-    from treesynth.core.engine import Run
     from treesynth.core.preflight import check_provider
+    from treesynth.core.run import Run
     from treesynth.core.rundir import CONFIG
     from treesynth.core.store import RunStore
 
@@ -319,11 +319,15 @@ def _baseline(run_dir: Path, overrides: dict[str, Any], json_events: bool) -> in
     return _execute(run, json_events=json_events)
 
 
-def _resume_checked(run_dir: Path, overrides: dict[str, Any]):
-    """``Run.resume`` with the provider checked before anything runs (the run closed if it fails)."""
-    from treesynth.core.engine import Run
+def _resume_checked(run_dir: Path, overrides: dict[str, Any], command: str | None = "run"):
+    """``Run.resume`` with the provider checked before anything runs (the run closed if it fails); a run
+    is resumed by its own ``command`` (None: any, e.g. ``treesynth judge``, which its mode may refuse)."""
+    from treesynth.core.modes import check_command
     from treesynth.core.preflight import check_provider
+    from treesynth.core.run import Run
 
+    if command is not None:
+        check_command(run_dir, command)
     run = Run.resume(run_dir, overrides=overrides)
     try:
         check_provider(run.cfg)
@@ -336,16 +340,14 @@ def _resume_checked(run_dir: Path, overrides: dict[str, Any]):
 def cmd_judge(args: argparse.Namespace) -> int:
     """``treesynth judge RUN_DIR``: the run carried on with the judge on; rows without a verdict are
     judged first, failed ones rewritten, and the dataset written again at its size."""
-    from treesynth.core.rundir import BALANCE, CONFIG
+    from treesynth.core.rundir import CONFIG
 
     root = Path(args.run_dir)
     if not (root / CONFIG).is_file():
         raise ConfigError(f"{str(root)!r} is not a treesynth run directory (no config.json)")
-    if (root / BALANCE).exists():
-        raise ConfigError(f"{str(root)!r} is a balance run; treesynth judge works on runs made by treesynth run")
     overrides = {"judge": True, "judge_model": args.judge_model, "judge_batch": args.judge_batch, "model": args.model,
                  "api_base": args.api_base, "budget": args.budget, "concurrency": args.concurrency}
-    return _execute(_resume_checked(root, overrides), json_events=args.json_events)
+    return _execute(_resume_checked(root, overrides, command=None), json_events=args.json_events)
 
 
 def _analytics_report():
@@ -368,11 +370,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _execute(run, json_events: bool) -> int:
-    from treesynth.cli.console import HeadlessDisplay, JsonEvents, summary
+    from treesynth.cli.console import HeadlessDisplay, JsonEvents
+    from treesynth.core.progress import format_rows
 
     display = JsonEvents() if json_events else HeadlessDisplay()
     stops = {"n": 0}
-    command = run.kind
+    command = run.command
 
     async def main() -> Any:
         loop = asyncio.get_running_loop()
@@ -404,15 +407,7 @@ def _execute(run, json_events: bool) -> int:
             display.close()
         except (OSError, ValueError):  # its stream is a closed pipe: the run's outcome matters, not the display
             pass
-    say(summary(fin, command, run.quality()))
-    info = run.summary()
-    if info:
-        b, a = info["before"], info["after"]
-        say(
-            f"balance:  {info['input_rows']} rows in {info['leaves']} leaves -> {info['rows_after']} "
-            f"({info['dropped']} dropped, {info['synthesised']} synthesised); occupancy entropy {b['entropy']} -> {a['entropy']}, "
-            f"Gini {b['gini']} -> {a['gini']}, empty leaves {b['empty']} -> {a['empty']}; see before_after.csv"
-        )
+    say(format_rows(run.summary_rows(fin)))
     return exit_code_for(fin.status)
 
 
@@ -431,10 +426,8 @@ def _launch_tui(args: argparse.Namespace, balance: bool = False, source: Any = N
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
-    from treesynth.core.balance import BalanceRun, BalanceSpec, fallback_task, infer_task, load_data
-    from treesynth.core.config import build_config
+    from treesynth.core.balance import create_balance_run, prepare_balance
     from treesynth.core.files import ensure_new_run_dir
-    from treesynth.core.preflight import check_provider
     from treesynth.core.rundir import default_out
 
     ui = not args.no_ui and not args.json_events
@@ -447,30 +440,25 @@ def cmd_balance(args: argparse.Namespace) -> int:
             raise ConfigError("--resume takes the saved data and settings; drop DATA, --config and --out")
         if ui:
             return _launch_tui(args, balance=True)
-        run = BalanceRun.resume(Path(args.resume), overrides=flags)
+        run = _resume_checked(Path(args.resume), flags, command="balance")
     else:
         if not args.data:
             raise ConfigError("give the DATA file to balance (JSONL, Parquet or CSV)")
         fields = tuple(f.strip() for f in args.fields.split(",") if f.strip()) if args.fields else None
-        data = load_data(args.data, args.field, fields)
-        probe = build_config(flags={**flags, "task": args.task or "(inferring)", "fields": ",".join(data.fields)}, config_file=args.config)
-        check_provider(probe)
-        task = args.task
-        if not task:
-            task = asyncio.run(infer_task(data, {k: v for k, v in flags.items() if k != "task"}, seed=probe.seed))
-            if task == fallback_task(data):
-                say(f"treesynth: could not infer a task from the data; using: {task} (pass --task to describe the rows)")
+        setup = asyncio.run(prepare_balance(
+            args.data, {**flags, "task": args.task}, field=args.field, fields=fields, route=args.route, route_batch=args.route_batch,
+            target_per_leaf=args.target_per_leaf, size=args.size, embedder=args.embedder, config_file=args.config,
+        ))
+        if setup.inferred_task is not None:
+            if setup.task_is_fallback:
+                say(f"treesynth: could not infer a task from the data; using: {setup.inferred_task} (pass --task to describe the rows)")
             else:
-                say(f"treesynth: inferred task: {task} (pass --task to change it)")
-        spec = BalanceSpec.parse({
-            "data": str(Path(args.data).resolve()), "field": data.field, "fields": data.fields, "route": args.route,
-            "route_batch": args.route_batch, "target_per_leaf": args.target_per_leaf, "size": args.size, "embedder": args.embedder,
-        }, data)
+                say(f"treesynth: inferred task: {setup.inferred_task} (pass --task to change it)")
         out = Path(args.out) if args.out else default_out(Path(args.data).stem, prefix="balance-")
         ensure_new_run_dir(out)
         if ui:
-            return _launch_tui(args, balance=True, source=(data, spec, {**flags, "task": task}, out, args.config))
-        run = BalanceRun.create(data, spec, {**flags, "task": task}, out, config_file=args.config)
+            return _launch_tui(args, balance=True, source=(setup.data, setup.spec, setup.flags, out, args.config))
+        run = create_balance_run(setup.data, setup.spec, setup.flags, out, config_file=args.config)
     rc = _execute(run, json_events=args.json_events)
     if rc == 0 and args.report:
         _analytics_report().report_for_run(run.store.root)

@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from treesynth.core.errors import EXIT_INTERRUPTED, ConfigError, RunDirError, TreesynthError
-from treesynth.core.reader import is_balance_run, is_run_dir
+from treesynth.core.errors import EXIT_INTERRUPTED, ConfigError, TreesynthError
+from treesynth.core.reader import is_run_dir
 from treesynth.core.rundir import CONFIG, default_out
 from treesynth.tui.app import THEMES, TreesynthApp
 from treesynth.tui.runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source
@@ -41,8 +41,11 @@ def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> 
     if args.resume:
         if args.task or args.config or args.out:
             raise ConfigError("--resume takes the run's saved task and config; drop TASK, --config and --out")
+        from treesynth.core.modes import check_command
+
         d = Path(args.resume)
         check_run_dir(d)
+        check_command(d, "run")
         source: Source = ResumeRun(d, run_flags(args))
     else:
         cfg = build_config(flags=run_flags(args), config_file=args.config)
@@ -57,11 +60,11 @@ def balance_from_cli(args: argparse.Namespace, source=None, services: Services |
     (``source`` = (data, spec, flags, out, config_file)), or ``args.resume`` names the run to resume."""
     if args.resume:
         from treesynth.core.files import check_run_dir
+        from treesynth.core.modes import check_command
 
         d = Path(args.resume)
         check_run_dir(d)
-        if not is_balance_run(d):
-            raise RunDirError(f"{str(d)!r} is not a balance run; use treesynth run --resume")
+        check_command(d, "balance")
         flags = run_flags(args)
         flags.pop("fields", None)
         start: Source = ResumeRun(d, flags)

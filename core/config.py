@@ -126,6 +126,11 @@ class RunConfig(BaseModel):
         "server's own sampling options, e.g. {\"repeat_penalty\": 1.1} for llama.cpp); they win over treesynth's own.",
     )
     templates: dict[str, str] = Field(default_factory=dict, description="Override prompt templates: step -> file.")
+    mode: str = Field(
+        default="run", min_length=1, max_length=200,
+        description="What the run does: run (grow a tree, generate every row), balance, a registered mode's name, or module:Class.",
+    )
+    mode_options: dict[str, Any] = Field(default_factory=dict, description="The mode's own settings (e.g. the leaf paths of a given taxonomy).")
     out: str | None = None
     executor: Literal["local", "ray"] = Field(default="local", description="Where LLM calls run: local asyncio, or Ray workers.")
     ray_address: str | None = Field(default=None, description="Ray cluster to join ('auto': the one on this machine); none: start a local one.")

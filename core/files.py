@@ -22,6 +22,21 @@ def ensure_new_run_dir(root: Path) -> None:
         raise RunDirError(f"{str(root)!r} already exists and is not empty; choose another --out or --resume it")
 
 
+def discard_new_run_dir(root: Path, existed: bool) -> None:
+    """Undo a run directory made moments ago whose run could not be set up: removed, or emptied again when
+    it was an empty folder before. Best effort: what cannot be removed stays."""
+    import shutil
+
+    if not existed:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for child in Path(root).iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

@@ -1,26 +1,52 @@
-"""The one handle front ends hold a run by: ``Run`` (treesynth run) and ``BalanceRun`` (treesynth
-balance) both satisfy it, and ``kind`` says which command made the run and resumes it."""
+"""What front ends hold a run by: ``RunHandle`` (a run bound to its directory, whatever its mode) and
+``Steerable`` (what may be changed while it runs). Protocols only: they name no implementer, so this
+module imports nothing of the engine (``treesynth.core.run.Run`` holds both)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .config import RunConfig
-    from .engine import Engine
     from .events import Event, Quality, RunFinished
     from .llm import LLMClient
     from .store import Recovered, RunStore
 
-RunKind = Literal["run", "balance"]
+
+class Steerable(Protocol):
+    """A live run's controls: pause and resume its calls, and edit its tree (the engine refuses what it
+    cannot do with ``SteeringError``; what it changes comes back as events)."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def request_stop(self) -> None: ...
+
+    def prune(self, node_id: str) -> None: ...
+
+    def add_value(self, node_id: str, value: str) -> str: ...
+
+    def rename_value(self, child_id: str, new_value: str) -> None: ...
+
+    def remove_value(self, child_id: str) -> None: ...
+
+    def reexpand(self, node_id: str) -> None: ...
 
 
 class RunHandle(Protocol):
     @property
-    def kind(self) -> RunKind:
-        """The command that made the run and resumes it."""
+    def kind(self) -> str:
+        """The run's mode ("run", "balance", or a registered mode's kind)."""
+
+    @property
+    def command(self) -> str:
+        """The command that resumes it: ``treesynth <command> --resume RUN_DIR``."""
 
     @property
     def cfg(self) -> RunConfig: ...
@@ -37,8 +63,8 @@ class RunHandle(Protocol):
         """What was on disk when the run was opened (tree, rows per leaf, saved state)."""
 
     @property
-    def engine(self) -> Engine | None:
-        """The engine while ``execute`` runs (pause, resume and steering go through it), else None."""
+    def steering(self) -> Steerable | None:
+        """The live run's controls while ``execute`` runs, else None."""
 
     @property
     def root(self) -> Path:
@@ -55,18 +81,13 @@ class RunHandle(Protocol):
         """Graceful stop: no new calls; calls in flight finish and are saved."""
 
     def summary(self) -> dict[str, Any] | None:
-        """The mode's own closing figures (a balance run's before/after); None for a plain run."""
+        """The mode's own closing figures (a balance run's before/after); None when it has none."""
+
+    def summary_rows(self, fin: RunFinished) -> list[tuple[str, str]]:
+        """The closing summary as (label, text) rows, the mode's own included: what the CLI and TUI print."""
 
     def quality(self) -> Quality | None:
         """What the quality gates did so far (cumulative); None when the run has none."""
 
     def close(self) -> None:
         """Release files, cache and transport (idempotent)."""
-
-
-if TYPE_CHECKING:  # mypy checks that both runs hold the handle (nothing runs here)
-    from .balance import BalanceRun
-    from .engine import Run
-
-    def _both_are_handles(run: Run, balance: BalanceRun) -> tuple[RunHandle, RunHandle]:
-        return run, balance

@@ -159,22 +159,33 @@ def status_line(p: Progress) -> str:
     )
 
 
-def summary(fin: ev.RunFinished, command: str = "run", quality: ev.Quality | None = None) -> str:
-    """The closing lines; ``command`` is the one that resumes it (run or balance)."""
-    if command == "balance":  # the engine counts synthesised rows; the input's rows are the size
-        rows = f"rows:     {fin.rows} synthesised in {fin.leaves} leaves ({fin.nodes} nodes), input {fin.size} rows"
-    else:
-        rows = f"rows:     {fin.rows}/{fin.size} in {fin.leaves} leaves ({fin.nodes} nodes)"
-    lines = [
-        f"status:   {fin.status}{' (' + fin.message + ')' if fin.message else ''}",
-        rows,
-        f"cost:     {fmt_cost(fin.cost_usd)} over {fin.requests} requests",
+def closing_rows(
+    fin: ev.RunFinished, command: str = "run", quality: ev.Quality | None = None, rows_text: str | None = None,
+    extra: list[tuple[str, str]] | None = None,
+) -> list[tuple[str, str]]:
+    """The closing summary as (label, text) rows: what the CLI prints and the TUI shows. ``command`` is the
+    one that resumes the run; ``rows_text`` and ``extra`` are the mode's (core/engine/mode.py)."""
+    rows = [
+        ("status", f"{fin.status}{' (' + fin.message + ')' if fin.message else ''}"),
+        ("rows", rows_text if rows_text is not None else f"{fin.rows}/{fin.size} in {fin.leaves} leaves ({fin.nodes} nodes)"),
+        ("cost", f"{fmt_cost(fin.cost_usd)} over {fin.requests} requests"),
     ]
     if quality is not None:
-        lines.append(f"quality:  {fmt_quality(quality)}")
-    lines.append(f"run dir:  {fin.run_dir}")
+        rows.append(("quality", fmt_quality(quality)))
+    rows.append(("run dir", fin.run_dir))
     if fin.dataset:
-        lines.append(f"dataset:  {fin.dataset} (and {Path(fin.dataset).with_suffix('.parquet').name})")
+        rows.append(("dataset", f"{fin.dataset} (and {Path(fin.dataset).with_suffix('.parquet').name})"))
+    rows += extra or []
     if fin.status != "complete":
-        lines.append(f"resume:   treesynth {command} --resume {fin.run_dir}")
-    return "\n".join(lines)
+        rows.append(("resume", f"treesynth {command} --resume {fin.run_dir}"))
+    return rows
+
+
+def format_rows(rows: list[tuple[str, str]]) -> str:
+    """(label, text) rows as aligned lines: 'status:   complete'."""
+    return "\n".join(f"{label + ':':<10}{text}" for label, text in rows)
+
+
+def summary(fin: ev.RunFinished, command: str = "run", quality: ev.Quality | None = None) -> str:
+    """The closing lines of a plain run (``closing_rows`` with the defaults), as the CLI prints them."""
+    return format_rows(closing_rows(fin, command, quality))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.fakes import ScriptedTransport, hash_embedder
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
+from treesynth.core.run import Run
 
 
 class SlowJudge(ScriptedTransport):

@@ -17,7 +17,7 @@ from treesynth.analytics import ab as AB
 from treesynth.analytics import metrics as M
 from treesynth.core.baseline import baseline_config, baseline_dir
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
+from treesynth.core.run import Run
 
 
 def _unit(X):

@@ -16,9 +16,10 @@ import pytest
 
 from tests.conftest import SHARED, call_cli, cli_env, read_jsonl, run_cli
 from tests.fakes import ScriptedTransport, hash_embedder
-from treesynth.core.balance import BalanceRun, farthest_point_keep, leaf_targets, load_data, validate_route
+from treesynth.core.balance import create_balance_run, farthest_point_keep, leaf_targets, load_data, validate_route
 from treesynth.core.errors import ConfigError
 from treesynth.core.partition import PartitionError
+from treesynth.core.run import Run
 from treesynth.core.tree import Node
 
 GSM_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
@@ -36,7 +37,7 @@ def _balance(data_path, out, route="llm", target_per_leaf=None, size=None, trans
     data = load_data(data_path, "question", ("question", "answer"))
     spec = {"data": str(data_path), "field": "question", "fields": ["question", "answer"], "route": route, "route_batch": 10,
             "target_per_leaf": target_per_leaf, "size": size, "embedder": None}
-    run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 3}, out,
+    run = create_balance_run(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 3}, out,
                             transport=transport or ScriptedTransport(fields=("question", "answer")), embed=hash_embedder)
     fin = asyncio.run(run.execute())
     return fin, run
@@ -80,7 +81,7 @@ def test_balance_routes_every_row_once_and_meets_targets(tmp_path):
     synth = [r for r in balanced if r["provenance"] == "synthesised"]
     assert synth, "sparse leaves got no new rows"
     for r in synth:
-        assert r["path"] == run.run.engine.tree.path(r["leaf_id"]) and r["question"]
+        assert r["path"] == run.steering.tree.path(r["leaf_id"]) and r["question"]
     summary = json.loads((out / "balance_summary.json").read_text())
     assert summary["after"]["gini"] <= summary["before"]["gini"]
     assert summary["llm_route_calls"] > 0
@@ -142,7 +143,7 @@ def test_bad_inputs_give_one_line(tmp_path):
     with pytest.raises(ConfigError, match="not both"):
         data_path, _ = _data_file(tmp_path)
         data = load_data(data_path, "question", None)
-        BalanceRun.create(data, {"route": "embed", "target_per_leaf": 3, "size": 10}, {"task": "t"}, tmp_path / "o", embed=hash_embedder)
+        create_balance_run(data, {"route": "embed", "target_per_leaf": 3, "size": 10}, {"task": "t"}, tmp_path / "o", embed=hash_embedder)
 
 
 @pytest.mark.slow
@@ -258,7 +259,7 @@ def test_a_model_that_cannot_classify_gets_an_embedding_cluster_split(tmp_path):
             "target_per_leaf": 10, "size": None, "embedder": None}
     out = tmp_path / "b"
     t = _CannotClassify(fields=("question", "answer"))
-    run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 1, "pivots": 6, "samples_per_call": 3}, out,
+    run = create_balance_run(data, spec, {"task": "math word problems", "depth": 1, "pivots": 6, "samples_per_call": 3}, out,
                             transport=t, embed=hash_embedder)
     fin = asyncio.run(run.execute())
     assert fin.status == "complete" and t.calls["classify"] >= 1
@@ -334,7 +335,7 @@ def test_balance_progress_counts_towards_the_balanced_size(tmp_path, size, targe
     data = load_data(data_path, "question", ("question", "answer"))
     spec = {"data": str(data_path), "field": "question", "fields": ["question", "answer"], "route": "embed", "route_batch": 10,
             "target_per_leaf": target_per_leaf, "size": size, "embedder": None}
-    run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 3}, tmp_path / "b",
+    run = create_balance_run(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 3}, tmp_path / "b",
                             transport=ScriptedTransport(fields=("question", "answer")), embed=hash_embedder)
     events = []
     fin = asyncio.run(run.execute(events.append))
@@ -357,7 +358,7 @@ def test_balance_progress_after_resume_counts_the_kept_rows(tmp_path):
     fin, _ = _balance(data_path, out, size=30, route="embed")
     assert fin.status == "complete"
     events = []
-    run = BalanceRun.resume(out, transport=ScriptedTransport(fields=("question", "answer")), embed=hash_embedder)
+    run = Run.resume(out, transport=ScriptedTransport(fields=("question", "answer")), embed=hash_embedder)
     asyncio.run(run.execute(events.append))
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     assert (started.samples_done, started.size) == (30, 30)

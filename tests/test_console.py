@@ -9,7 +9,7 @@ import json
 from tests.fakes import ScriptedTransport
 from treesynth.cli.console import HeadlessDisplay, JsonEvents, summary
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
+from treesynth.core.run import Run
 
 
 def _run(out, consumer):

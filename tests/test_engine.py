@@ -10,7 +10,7 @@ from tests.conftest import read_jsonl
 from tests.fakes import ScriptedTransport
 from treesynth.core import events as ev
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
+from treesynth.core.run import Run
 
 
 def _cfg(**kw):

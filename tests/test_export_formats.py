@@ -10,8 +10,8 @@ from tests.conftest import call_cli, read_jsonl
 from tests.fakes import ScriptedTransport, hash_embedder
 from treesynth.core.card import Branch, CardFacts, dataset_card, md, size_category
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
 from treesynth.core.errors import ConfigError
+from treesynth.core.run import Run
 from treesynth.core.training import Roles, alpaca_record, chat_record, roles
 
 

@@ -344,8 +344,8 @@ def test_disk_full_in_process_short_writes_are_rolled_back(tmp_path, monkeypatch
     from tests.fakes import ScriptedTransport
     from treesynth.core import store as store_mod
     from treesynth.core.config import build_config
-    from treesynth.core.engine import Run
     from treesynth.core.errors import StorageError
+    from treesynth.core.run import Run
 
     budget = {"bytes": 6_000}
 

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from tests.fakes import ScriptedTransport
 from tests.faultserver import check_run
 from treesynth.core.config import RunConfig, build_config, load_config_file
-from treesynth.core.engine import Run
 from treesynth.core.errors import ConfigError, RunDirError, TreesynthError
 from treesynth.core.llm import Completion, LLMRequest
+from treesynth.core.run import Run
 
 FIELDS = ("question", "answer")
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])

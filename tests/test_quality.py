@@ -18,11 +18,11 @@ from tests.conftest import SHARED, call_cli, cli_env, read_jsonl
 from tests.fakes import ScriptedTransport, hash_embedder
 from treesynth.core import events as ev
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
 from treesynth.core.errors import ConfigError, JudgeError
 from treesynth.core.parsing import ParseError
 from treesynth.core.quality import Validator, failures, judge_schema, parse_verdicts, wrong_calculations
 from treesynth.core.quality.verdicts import constraint_texts, judge_looks_broken
+from treesynth.core.run import Run
 
 
 # ---------------------------------------------------------------- validators (pure)
@@ -483,7 +483,7 @@ def test_dedup_rebuilds_from_stored_vectors_and_embeds_only_rows_left_without_on
 
 
 def test_balance_new_rows_do_not_nearly_repeat_real_rows_or_each_other(tmp_path):
-    from treesynth.core.balance import BalanceRun, load_data
+    from treesynth.core.balance import create_balance_run, load_data
 
     data_path = tmp_path / "d.jsonl"
     with open(data_path, "w") as f:
@@ -507,7 +507,7 @@ def test_balance_new_rows_do_not_nearly_repeat_real_rows_or_each_other(tmp_path)
     data = load_data(str(data_path), "question", ("question", "answer"))
     spec = {"data": str(data_path), "field": "question", "fields": ["question", "answer"], "route": "embed", "route_batch": 10,
             "target_per_leaf": 15, "size": None, "embedder": None}
-    run = BalanceRun.create(data, spec, {"task": "t", "depth": 1, "pivots": 6, "samples_per_call": 3, "dedup_threshold": 0.9},
+    run = create_balance_run(data, spec, {"task": "t", "depth": 1, "pivots": 6, "samples_per_call": 3, "dedup_threshold": 0.9},
                             tmp_path / "b", transport=Copying(fields=("question", "answer")), embed=hash_embedder)
     fin = asyncio.run(run.execute())
     assert fin.status == "complete", fin.message

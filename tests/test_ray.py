@@ -21,7 +21,7 @@ from tests.fakes import ScriptedTransport
 from tests.ray_fakes import FlakyFactory, ScriptedFactory
 from treesynth.core import events as ev
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
+from treesynth.core.run import Run
 
 FIELDS = ("question", "answer")
 

@@ -30,7 +30,7 @@ from tests.conftest import SHARED
 from tests.fakes import ScriptedTransport, sentence_pools
 from treesynth.cli.main import main as cli_main
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
+from treesynth.core.run import Run
 
 GSM8K_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
 needs_gsm8k = pytest.mark.skipif(not GSM8K_TEST.exists(), reason="needs ../shared/data/gsm8k/test.jsonl")
@@ -437,7 +437,7 @@ def test_balance_run_report_compares_before_and_after(tmp_path, cache_env, chrom
     the leaf occupancy numbers equal the balance's own before/after summary."""
     from tests.fakes import hash_embedder
     from treesynth.analytics.report import report_for_run
-    from treesynth.core.balance import BalanceRun, load_data
+    from treesynth.core.balance import create_balance_run, load_data
 
     lines = _gsm_lines()[:90]
     data_path = tmp_path / "data.jsonl"
@@ -446,7 +446,7 @@ def test_balance_run_report_compares_before_and_after(tmp_path, cache_env, chrom
     spec = {"data": str(data_path), "field": "question", "fields": ["question", "answer"], "route": "embed", "route_batch": 10,
             "target_per_leaf": 8, "size": None, "embedder": None}
     out = tmp_path / "b"
-    run = BalanceRun.create(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 4}, out,
+    run = create_balance_run(data, spec, {"task": "math word problems", "depth": 2, "pivots": 6, "samples_per_call": 4}, out,
                             transport=GsmTransport(fields=("question", "answer"), pools=sentence_pools(lines)), embed=hash_embedder)
     fin = asyncio.run(run.execute())
     assert fin.status == "complete"

@@ -263,7 +263,7 @@ def engine_run(out: Path) -> Path:
 
     from tests.fakes import ScriptedTransport
     from treesynth.core.config import build_config
-    from treesynth.core.engine import Run
+    from treesynth.core.run import Run
 
     cfg = build_config(flags={"task": "math word problems", "fields": "question,answer", "depth": 2, "size": 30, "pivots": 6,
                               "samples_per_call": 3, "judge": True,

@@ -136,8 +136,8 @@ def test_invalid_answers_are_not_counted_again_after_resume(tmp_path):
 
     from tests.fakes import ScriptedTransport
     from treesynth.core.config import build_config
-    from treesynth.core.engine import Run
     from treesynth.core.errors import TransientProviderError
+    from treesynth.core.run import Run
 
     class ClassifyDown(ScriptedTransport):
         down = True

@@ -11,8 +11,8 @@ from tests.conftest import read_jsonl
 from tests.fakes import ScriptedTransport
 from treesynth.core import events as ev
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
 from treesynth.core.errors import SteeringError
+from treesynth.core.run import Run
 
 
 def _cfg(**kw):
@@ -30,7 +30,7 @@ def _steered(out, on_root_expanded, transport=None, cfg=None, trigger="0"):
         events.append(e)
         if isinstance(e, ev.NodeExpanded) and e.node_id == trigger and not done["hit"]:
             done["hit"] = True
-            on_root_expanded(run.engine)
+            on_root_expanded(run.steering)
 
     fin = asyncio.run(run.execute(cb))
     return fin, events
@@ -110,7 +110,7 @@ def test_refused_edits_say_why(tmp_path):
 async def _finished(out):
     run = Run.create(_cfg(depth=1, size=10), out, transport=ScriptedTransport())
     await run.execute()
-    return run.engine, None
+    return run.steering, None
 
 
 def test_edits_persist_across_resume(tmp_path):
@@ -119,8 +119,8 @@ def test_edits_persist_across_resume(tmp_path):
 
     def cb(e):
         if isinstance(e, ev.NodeExpanded) and e.node_id == "0":
-            run.engine.prune("0.3")
-            run.engine.add_value("0", "money and change")
+            run.steering.prune("0.3")
+            run.steering.add_value("0", "money and change")
         if isinstance(e, ev.LeafProgress) and e.samples_done >= 20:
             run.request_stop()
 
@@ -142,15 +142,15 @@ def test_pause_stops_new_calls_and_resume_continues(tmp_path):
 
     async def main():
         task = asyncio.ensure_future(run.execute())
-        while run.engine is None or run.engine._n_expanded < 1:
+        while run.steering is None or run.steering._n_expanded < 1:
             await asyncio.sleep(0.001)
-        run.engine.pause()
-        assert run.engine.paused
+        run.steering.pause()
+        assert run.steering.paused
         await asyncio.sleep(0.05)  # in-flight calls finish
         n = sum(t.calls.values())
         await asyncio.sleep(0.3)
         assert sum(t.calls.values()) == n, "calls started while paused"
-        run.engine.resume()
+        run.steering.resume()
         return await task
 
     fin = asyncio.run(main())

@@ -202,14 +202,14 @@ async def test_pause_stops_new_calls_and_resume_finishes(tmp_path):
         rs: RunScreen = app.screen
         await wait_for(pilot, lambda: _calls(t) >= 8, what="some calls")
         await key(pilot, "p")
-        assert rs.run.engine.paused
+        assert rs.run.steering.paused
         started = rs.run.client.usage.requests  # counted as each call starts
         await pilot.pause(0.5)
         assert rs.run.client.usage.requests == started, "calls started while paused"
         assert " paused " in _text(rs.query_one(StatsBar))
         assert "paused" in _log_text(app)
         await key(pilot, "p")
-        assert not rs.run.engine.paused
+        assert not rs.run.steering.paused
         await wait_for(pilot, lambda: rs.fin is not None, what="the run to finish")
         assert rs.fin.status == "complete" and rs.fin.rows == 200
 
@@ -265,7 +265,7 @@ def _held_after_root() -> GatedTransport:
 async def _paused_after_root_expanded(pilot, rs: RunScreen):
     await wait_for(pilot, lambda: len(rs.model.nodes["0"].children) == 4, what="the root to expand")
     await pilot.press("p")
-    assert rs.run.engine.paused
+    assert rs.run.steering.paused
 
 
 async def test_prune_and_edit_change_what_gets_synthesised(tmp_path):
@@ -405,7 +405,7 @@ async def test_open_run_dialog_lists_runs_and_resumes_an_unfinished_one(tmp_path
     import asyncio
 
     from treesynth.core import events as ev
-    from treesynth.core.engine import Run
+    from treesynth.core.run import Run
 
     runs = tmp_path / "runs"
     out = runs / "half"
@@ -603,7 +603,7 @@ async def test_a_balance_run_grows_its_tree_and_ends_with_its_before_after_summa
     async with app.run_test(size=SIZE) as pilot:
         rs: RunScreen = app.screen
         await wait_for(pilot, lambda: rs.fin is not None, what="the balance run to finish")
-        assert rs.is_balance and rs.fin.status == "complete", rs.fin
+        assert rs.run.kind == "balance" and rs.fin.status == "complete", rs.fin
         tree = load_tree_readonly(src.out)
         assert set(rs.tree_widget.handles) == set(tree.nodes) and len(tree.leaves()) > 1
         await wait_for(pilot, lambda: type(app.screen).__name__ == "SummaryScreen" and "entropy" in _text(app.screen), what="the summary")
@@ -638,7 +638,7 @@ async def test_a_stopped_balance_run_resumes_in_the_tui(tmp_path):
     async with app2.run_test(size=SIZE) as pilot:
         rs2: RunScreen = app2.screen
         await wait_for(pilot, lambda: rs2.fin is not None, what="the resumed balance run to finish")
-        assert rs2.is_balance and rs2.fin.status == "complete"
+        assert rs2.run.kind == "balance" and rs2.fin.status == "complete"
     assert (src.out / "balanced.jsonl").exists() and (src.out / "before_after.csv").exists()
 
 
@@ -668,19 +668,19 @@ async def test_u_resumes_a_paused_run_and_the_footer_says_what_p_and_u_do(tmp_pa
         keys = _footer_keys(app)
         assert ("p", "Pause") in keys and not [k for k in keys if k[1] == "Resume"], keys
         await key(pilot, "p")
-        assert rs.run.engine.paused
+        assert rs.run.steering.paused
         await pilot.pause(0.1)
         keys = _footer_keys(app)
         assert ("p", "Resume") in keys and ("u", "Resume") in keys and ("p", "Pause") not in keys, keys
         started = rs.run.client.usage.requests
         await key(pilot, "u")  # u resumes the paused run
-        assert not rs.run.engine.paused
+        assert not rs.run.steering.paused
         await wait_for(pilot, lambda: rs.run.client.usage.requests > started, what="calls after u")
         await pilot.pause(0.1)
         keys = _footer_keys(app)
         assert ("p", "Pause") in keys and not [k for k in keys if k[1] == "Resume"], keys
         await key(pilot, "p", "p")  # p still toggles
-        assert not rs.run.engine.paused
+        assert not rs.run.steering.paused
         assert _log_text(app).count("resumed") == 2
         await wait_for(pilot, lambda: rs.fin is not None, what="the run to finish")
         assert rs.fin.status == "complete" and rs.fin.rows == 200
@@ -711,7 +711,7 @@ async def test_the_stats_bar_shows_a_call_in_flight_and_how_long_it_has_waited(t
 
 async def test_a_data_driven_split_is_labelled_in_the_tree_and_the_detail_pane(tmp_path):
     from tests.fakes import hash_embedder
-    from treesynth.core.engine import Run
+    from treesynth.core.run import Run
     from treesynth.tui.widgets import RunTree
 
     out = tmp_path / "dd"

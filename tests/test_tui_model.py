@@ -10,8 +10,8 @@ from rich.console import Console
 from tests.fakes import ScriptedTransport
 from tests.test_tui_support import cfg
 from treesynth.core import events as ev
-from treesynth.core.engine import Run
-from treesynth.core.progress import Progress
+from treesynth.core.progress import Progress, closing_rows
+from treesynth.core.run import Run
 from treesynth.core.tree import Node, Tree
 from treesynth.tui.bridge import EngineEvents, EventBridge, UsageUpdated
 from treesynth.tui.format import compact, detail_renderable, eta_seconds, stats_progress_line, stats_usage_line, summary_renderable
@@ -170,7 +170,7 @@ def test_stats_and_summary_text():
     assert compact(999) == "999" and compact(1500) == "1.5k" and compact(2_500_000) == "2.5M"
     fin = ev.RunFinished(status="stopped", run_dir="runs/x", rows=10, size=20, leaves=4, nodes=5, dataset=None,
                          cost_usd=None, requests=9, message="stopped on request")
-    s = _plain(summary_renderable(fin))
+    s = _plain(summary_renderable(closing_rows(fin), ok=False))
     assert "stopped (stopped on request)" in s and "treesynth run --resume runs/x" in s and "unknown over 9 requests" in s
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.fakes import ScriptedTransport
 from treesynth.core.config import build_config
-from treesynth.core.engine import Run
 from treesynth.core.llm import Completion
+from treesynth.core.run import Run
 from treesynth.tui.runs import Services
 
 

@@ -131,23 +131,13 @@ class TreesynthApp(App[int]):
         if rs is None:
             return []
         if rs.fin is not None:
-            from treesynth.core.progress import summary
+            from treesynth.core.progress import format_rows
 
-            lines = summary(rs.fin, "balance" if rs.is_balance else "run").splitlines()
-            if rs.is_balance:
-                from .format import balance_lines
-
-                try:
-                    info = rs.run.summary()
-                except Exception:  # noqa: BLE001 - unreadable summary: the rest still prints
-                    info = None
-                if info:
-                    lines += [f"{k}: {v}" for k, v in balance_lines(info)]
-            return lines
+            return format_rows(rs.closing_rows()).splitlines()
         if rs.error:
             return [f"treesynth: error: {rs.error}"]
         if rs.run_dir is not None and rs.state not in ("browsing",):
-            verb = "balance" if rs.is_balance else "run"
+            verb = rs.run.command if rs.run is not None else "run"
             return [f"treesynth: interrupted; resume with: treesynth {verb} --resume {rs.run_dir}"]
         return []
 

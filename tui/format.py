@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import PurePath
-
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from treesynth.core import events as ev
 from treesynth.core.clusters import is_fallback_dimension
 from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_wait
 from treesynth.core.text import truncate
@@ -220,34 +217,8 @@ def detail_renderable(vn: ViewNode | None, node: Node | None, path: list[ViewNod
 # ---------------------------------------------------------------------------- summary
 
 
-def balance_lines(info: dict) -> list[tuple[str, str]]:
-    """A balance run's before/after numbers (balance_summary.json) as summary rows."""
-    b, a = info.get("before") or {}, info.get("after") or {}
-    return [
-        ("balance", f"{info.get('input_rows', 0):,} rows in {info.get('leaves', 0):,} leaves -> {info.get('rows_after', 0):,} "
-                    f"({info.get('dropped', 0):,} dropped, {info.get('synthesised', 0):,} synthesised)"),
-        ("entropy", f"{b.get('entropy')} -> {a.get('entropy')} (leaf occupancy, 1 = even)"),
-        ("Gini", f"{b.get('gini')} -> {a.get('gini')} (0 = even); empty leaves {b.get('empty')} -> {a.get('empty')}"),
-        ("table", "before_after.csv in the run dir"),
-    ]
-
-
-def summary_renderable(fin: ev.RunFinished, balance: dict | None = None) -> RenderableType:
-    ok = fin.status == "complete"
-    rows: list[tuple[str, str]] = [
-        ("status", fin.status + (f" ({fin.message})" if fin.message else "")),
-        ("rows", f"{fin.rows:,} synthesised, input {fin.size:,} rows" if balance is not None else f"{fin.rows:,} of {fin.size:,}"),
-        ("tree", f"{fin.leaves:,} leaves, {fin.nodes:,} nodes"),
-        ("cost", f"{fmt_cost(fin.cost_usd)} over {fin.requests:,} requests"),
-        ("run dir", fin.run_dir),
-    ]
-    if fin.dataset:
-        rows.append(("dataset", f"{fin.dataset} (and {PurePath(fin.dataset).with_suffix('.parquet').name})"))
-    if balance:
-        rows += balance_lines(balance)
-    if not ok:
-        verb = "balance" if balance is not None else "run"
-        rows.append(("resume", f"treesynth {verb} --resume {fin.run_dir}"))
+def summary_renderable(rows: list[tuple[str, str]], ok: bool) -> RenderableType:
+    """The closing summary's (label, text) rows (``RunHandle.summary_rows``: the mode's own included)."""
     parts = []
     for k, v in rows:
         t = Text()

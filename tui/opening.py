@@ -1,5 +1,5 @@
-"""Opening what a run screen shows, from its four sources: a new run, a resumed one (a plain or a
-balance run, told apart by its directory), a new balance run, or a run browsed read-only.
+"""Opening what a run screen shows, from its four sources: a new run, a resumed one (whatever its mode:
+the run directory records it), a new balance run, or a run browsed read-only.
 
 Creating or resuming a run touches the disk and imports the engine, and the provider check goes
 over the network: all of it runs in threads, so the UI keeps drawing meanwhile.
@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Callable
 
 from treesynth.core.handle import RunHandle
-from treesynth.core.reader import is_balance_run
 
 from .fairness import FairTransport, LoopShare
 from .runs import BrowseRun, NewBalance, NewRun, ResumeRun, Services, Source
@@ -33,7 +32,7 @@ async def open_source(source: Source, services: Services, say: Say) -> RunHandle
 
 
 async def _new_run(src: NewRun, svc: Services, say: Say) -> RunHandle:
-    from treesynth.core.engine import Run
+    from treesynth.core.run import Run
 
     if svc.preflight is not None:
         say(f"checking {src.cfg.model} …")
@@ -43,24 +42,20 @@ async def _new_run(src: NewRun, svc: Services, say: Say) -> RunHandle:
 
 async def _new_balance(src: NewBalance, svc: Services, say: Say) -> RunHandle:
     """The CLI has loaded the data and checked the provider."""
-    from treesynth.core.balance import BalanceRun, BalanceSpec
+    from treesynth.core.balance import BalanceSpec, create_balance_run
 
     spec = BalanceSpec.parse(src.spec, src.data)
     say(f"balancing {len(src.data):,} rows of {spec.data} ({spec.route} routing)")
     return await asyncio.to_thread(
-        BalanceRun.create, src.data, spec, dict(src.flags), src.out, svc.transport(), svc.embedder, src.config_file
+        create_balance_run, src.data, spec, dict(src.flags), src.out, svc.transport(), svc.embedder, src.config_file
     )
 
 
 async def _resume(src: ResumeRun, svc: Services, say: Say) -> RunHandle:
-    if await asyncio.to_thread(is_balance_run, src.run_dir):
-        from treesynth.core.balance import BalanceRun
+    from treesynth.core.run import Run
 
-        say("resuming a balance run (loading its data) …")
-        return await asyncio.to_thread(BalanceRun.resume, src.run_dir, dict(src.overrides), svc.transport(), svc.embedder)
-    from treesynth.core.engine import Run
-
-    run = await asyncio.to_thread(Run.resume, src.run_dir, dict(src.overrides), svc.transport())
+    say("resuming the run …")
+    run = await asyncio.to_thread(Run.resume, src.run_dir, dict(src.overrides), svc.transport(), svc.embedder)
     if svc.preflight is not None:  # the saved config names the provider: check it once the run is open
         try:
             say(f"checking {run.cfg.model} …")

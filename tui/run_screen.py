@@ -46,7 +46,7 @@ from .steering import Steering
 from .widgets import DetailPane, LogPane, RunTree, StatsBar
 
 if TYPE_CHECKING:
-    from treesynth.core.engine import Engine
+    from treesynth.core.handle import Steerable
     from treesynth.core.tree import Tree as CoreTree
 
 class RunScreen(Screen):
@@ -124,14 +124,9 @@ class RunScreen(Screen):
                 self.refresh_bindings()
 
     @property
-    def engine(self) -> Engine | None:
-        """The live run's engine (pause, resume and steering go through it), else None."""
-        return self.run.engine if self.run is not None else None
-
-    @property
-    def is_balance(self) -> bool:
-        """A ``treesynth balance`` run (same engine and events; its own outputs and summary)."""
-        return self.run is not None and self.run.kind == "balance"
+    def engine(self) -> Steerable | None:
+        """The live run's controls (pause, resume and steering go through them), else None."""
+        return self.run.steering if self.run is not None else None
 
     @property
     def live(self) -> bool:
@@ -521,14 +516,22 @@ class RunScreen(Screen):
             elif what == "quit":
                 self.app.quit_with(exit_code_for(self.fin.status) if self.fin else 0)
 
-        info = None
-        if self.is_balance and self.run is not None:
-            try:
-                info = self.run.summary() or {}
-            except Exception:  # noqa: BLE001 - an unreadable summary file: show the rest
-                info = {}
-        title = f"{'Balance' if self.is_balance else 'Run'} {self.fin.status}"
-        self.app.push_screen(SummaryScreen(title, summary_renderable(self.fin, info), report.REPORT_HINT), chosen)
+        title = f"{(self.run.command if self.run is not None else 'run').capitalize()} {self.fin.status}"
+        self.app.push_screen(SummaryScreen(title, summary_renderable(self.closing_rows(), self.fin.status == "complete"), report.REPORT_HINT), chosen)
+
+    def closing_rows(self) -> list[tuple[str, str]]:
+        """The finished run's summary rows (its mode's own included)."""
+        assert self.fin is not None
+        if self.run is None:
+            from treesynth.core.progress import closing_rows
+
+            return closing_rows(self.fin)
+        try:
+            return self.run.summary_rows(self.fin)
+        except Exception:  # noqa: BLE001 - e.g. an unreadable summary file: the rest still shows
+            from treesynth.core.progress import closing_rows
+
+            return closing_rows(self.fin, self.run.command)
 
     def action_report(self) -> None:
         if self.run_dir is None:

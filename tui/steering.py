@@ -18,7 +18,7 @@ from .model import RunModel, ViewNode
 if TYPE_CHECKING:
     from textual.app import App
 
-    from treesynth.core.engine import Engine
+    from treesynth.core.handle import Steerable
 
     from .widgets import LogPane
 
@@ -37,7 +37,7 @@ class SteeringHost(Protocol):
     def live(self) -> bool: ...
 
     @property
-    def engine(self) -> Engine | None: ...
+    def engine(self) -> Steerable | None: ...
 
     @property
     def log_pane(self) -> LogPane: ...
@@ -135,14 +135,14 @@ class Steering:
             return None
         return vn
 
-    def _confirm(self, title: str, body: str, yes: str, call: Callable[[Engine], object]) -> None:
+    def _confirm(self, title: str, body: str, yes: str, call: Callable[[Steerable], object]) -> None:
         async def answer(ok: bool | None) -> None:
             if ok:
                 await self._steer(call)
 
         self.host.app.push_screen(ConfirmScreen(title, body, yes=yes), answer)
 
-    async def _steer(self, call: Callable[[Engine], object]) -> bool:
+    async def _steer(self, call: Callable[[Steerable], object]) -> bool:
         """Make one steering call on the live engine; False (and the reason shown) if it was refused."""
         host = self.host
         engine = host.engine

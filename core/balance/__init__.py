@@ -12,18 +12,18 @@
 4. Write the balanced dataset, the dropped ids, the tree and a before/after table (outputs.py).
 
 ``data.py`` reads the dataset; ``task.py`` infers a task sentence when none is given; ``spec.py`` is
-what the run was asked to do; ``run.py`` is ``BalanceRun``, the handle front ends hold."""
+what the run was asked to do; ``run.py`` makes a balance run: a ``Run`` in ``BalanceMode``."""
 
 from .data import Data, load_data, read_table
 from .mode import BalanceMode
 from .plan import NEAR_DUP_COSINE, balance_summary, farthest_point_keep, leaf_targets
 from .route import route_schema, validate_route
-from .run import BalanceRun
+from .run import BalanceSetup, create_balance_run, prepare_balance
 from .spec import BalanceSpec
 from .task import fallback_task, infer_task, repair_task
 
 __all__ = [
-    "NEAR_DUP_COSINE", "BalanceMode", "BalanceRun", "BalanceSpec", "Data", "balance_summary", "fallback_task",
+    "NEAR_DUP_COSINE", "BalanceMode", "BalanceSetup", "prepare_balance", "BalanceSpec", "Data", "balance_summary", "create_balance_run", "fallback_task",
     "farthest_point_keep", "infer_task", "leaf_targets", "load_data", "read_table", "repair_task", "route_schema",
     "validate_route",
 ]

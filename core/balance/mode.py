@@ -6,23 +6,22 @@ real row or each other are rewritten (semantic dedup, seeded with the real rows)
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ..clusters import label_words
-from ..config import RunConfig
 from ..engine.ids import derive_seed
-from ..engine.mode import EngineAccess, Sample
+from ..engine.mode import Embed, EngineAccess, Mode, ModeHost, Sample
+from ..errors import RunDirError
 from ..files import atomic_write
+from ..lazy_embed import LazyEmbedder
 from ..partition import Split
-from ..prompts import Prompts
-from ..rundir import PLAN
-from ..store import RunStore
+from ..reader import read_json
+from ..rundir import BALANCE_SUMMARY, BALANCED, BALANCED_PARQUET, PLAN
 from ..text import sample_key
 from ..tree import LEAF, Node
-from .data import Data
+from .data import Data, load_data
 from .fallback import RowClusters
 from .outputs import write_outputs
 from .plan import LeafPlan, farthest_point_keep, leaf_targets, plan_totals
@@ -31,34 +30,39 @@ from .rows import RowIndex
 from .spec import BalanceSpec
 
 
-class BalanceMode:
+class BalanceMode(Mode):
+    kind = "balance"
+    command = "balance"
+    output = BALANCED
+    output_parquet = BALANCED_PARQUET
+    judgeable = False
+    has_baseline = False
     fallback_of = "rows"
     refine_single_value = True
     tops_up = False
 
-    def __init__(
-        self, cfg: RunConfig, store: RunStore, prompts: Prompts, data: Data, spec: BalanceSpec,
-        embed: Callable[[list[str]], Any],
-    ) -> None:
-        self.cfg = cfg
-        self.store = store
+    def __init__(self, host: ModeHost, data: Data | None = None, spec: BalanceSpec | None = None) -> None:
+        super().__init__(host)
+        if spec is None:  # a resumed run: what it was asked to do, and its data unchanged since
+            spec = BalanceSpec.read(self.store.root)
+        if data is None:
+            data = load_data(spec.data, spec.field, spec.fields)
+            if data.digest != spec.digest:
+                raise RunDirError(f"{spec.data!r} changed since this balance run began; start a new run")
         self.data = data
         self.spec = spec
-        self.embed = embed
-        self.rows = RowIndex(store, data, embed)
-        self.clusters = RowClusters(self.rows, cfg.seed, cfg.max_values, label_words(cfg.task, *cfg.fields))
-        self.router = Router(self.rows, self.clusters, prompts, spec.route, spec.route_batch)
+        self.rows = RowIndex(self.store, data, host.embed)
+        self.clusters = RowClusters(self.rows, self.cfg.seed, self.cfg.max_values, self.label_ignore)
+        self.router = Router(self.rows, self.clusters, self.prompts, spec.route, spec.route_batch)
         self._plan: dict[str, LeafPlan] | None = None
-        self._engine: EngineAccess | None = None
 
-    @property
-    def engine(self) -> EngineAccess:
-        if self._engine is None:
-            raise RuntimeError("the balance mode is not attached to an engine")
-        return self._engine
+    @classmethod
+    def embedder_for(cls, root: Path, given: Embed | None) -> Embed | None:
+        """The embedder the balance run was made with (its spec names it), unless one is given."""
+        return given or LazyEmbedder(BalanceSpec.read(root).embedder)
 
     def attach(self, engine: EngineAccess) -> None:
-        self._engine = engine
+        super().attach(engine)
         # progress: rows of the balanced output out of its size (known from --size, else once planned)
         if self.planned:
             engine.set_samples_target(*plan_totals(self.load_plan()))
@@ -152,6 +156,28 @@ class BalanceMode:
 
     def write(self) -> str:
         return write_outputs(self.store, self.data, self.engine.tree, [n.id for n in self.leaves()], self.load_plan(), self.router.calls)
+
+    # ---- what front ends print ---------------------------------------------
+    def rows_text(self, rows: int, size: int, leaves: int, nodes: int) -> str:
+        # the engine counts synthesised rows; the input's rows are the size
+        return f"{rows} synthesised in {leaves} leaves ({nodes} nodes), input {size} rows"
+
+    def summary(self) -> dict[str, Any] | None:
+        """balance_summary.json once the outputs are written."""
+        return read_json(self.store.p(BALANCE_SUMMARY)) or None
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        info = self.summary()
+        if not info:
+            return []
+        b, a = info.get("before") or {}, info.get("after") or {}
+        return [
+            ("balance", f"{info.get('input_rows', 0):,} rows in {info.get('leaves', 0):,} leaves -> {info.get('rows_after', 0):,} "
+                        f"({info.get('dropped', 0):,} dropped, {info.get('synthesised', 0):,} synthesised)"),
+            ("entropy", f"{b.get('entropy')} -> {a.get('entropy')} (leaf occupancy, 1 = even)"),
+            ("Gini", f"{b.get('gini')} -> {a.get('gini')} (0 = even); empty leaves {b.get('empty')} -> {a.get('empty')}"),
+            ("table", "before_after.csv in the run dir"),
+        ]
 
     def close(self) -> None:
         self.rows.close()

@@ -1,115 +1,87 @@
-"""``BalanceRun``: a balance run bound to its directory (a run's layout plus routes, plan and outputs).
-It is a ``Run`` in ``BalanceMode`` and holds the same handle protocol (core/handle.py)."""
+"""A balance run is a ``Run`` (core/run.py) in ``BalanceMode``: ``create_balance_run`` makes one (the
+spec written beside the run's config), after ``prepare_balance`` has loaded and checked what it needs;
+``Run.resume`` carries it on like any run (the mode reads its spec and data again)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .. import events as ev
-from ..config import RunConfig, build_config
-from ..embeddings import load_embedder
-from ..engine import Engine, Run
-from ..errors import RunDirError
-from ..files import atomic_write, check_run_dir
-from ..handle import RunKind
-from ..llm import LLMClient
-from ..rundir import BALANCE, BALANCE_SUMMARY
-from ..store import Recovered, RunStore
-from .data import Data, load_data
+from ..config import build_config
+from ..engine.mode import Embed
+from ..files import atomic_write
+from ..lazy_embed import LazyEmbedder
+from ..llm import Transport
+from ..run import Run
+from ..rundir import BALANCE
+from .data import Data
 from .mode import BalanceMode
 from .plan import NEAR_DUP_COSINE
 from .spec import BalanceSpec
 
-Embed = Callable[[list[str]], Any]
+
+def create_balance_run(
+    data: Data, spec: BalanceSpec | Mapping[str, Any], flags: dict[str, Any], out: Path, transport: Transport | None = None,
+    embed: Embed | None = None, config_file: str | Path | None = None,
+) -> Run:
+    """A new balance run of ``data`` into ``out`` (run options in ``flags``, as ``build_config`` takes them)."""
+    spec = BalanceSpec.parse(spec, data)
+    # new rows may not nearly repeat a real row or each other (semantic dedup, on unless turned off)
+    cfg = build_config(
+        base={"dedup_threshold": NEAR_DUP_COSINE},
+        flags={**flags, "fields": ",".join(data.fields), "size": len(data), "mode": BalanceMode.kind},
+        config_file=config_file,
+    )
+    embed = embed or LazyEmbedder(spec.embedder)
+    run = Run.create(cfg, out, transport=transport, embed=embed, mode=partial(BalanceMode, data=data, spec=spec))
+    try:
+        atomic_write(run.store.p(BALANCE), spec.to_json())
+        return run
+    except BaseException:
+        run.close()
+        raise
 
 
-class BalanceRun:
-    kind: RunKind = "balance"
+@dataclass(frozen=True)
+class BalanceSetup:
+    """What a new balance run is made from, checked: the data, the spec, the run options (task included)."""
 
-    def __init__(self, run: Run, data: Data, spec: BalanceSpec) -> None:
-        self.run = run
-        self.data = data
-        self.spec = spec
+    data: Data
+    spec: BalanceSpec
+    flags: dict[str, Any]
+    #: the task as inferred from the rows, when none was given (None: given)
+    inferred_task: str | None = None
+    #: the inferred task is the generic fallback (the model gave nothing usable)
+    task_is_fallback: bool = False
 
-    @staticmethod
-    def _mode(data: Data, spec: BalanceSpec, embed: Embed) -> Callable[[Run], BalanceMode]:
-        return lambda run: BalanceMode(run.cfg, run.store, run.prompts, data, spec, embed)
 
-    @classmethod
-    def create(
-        cls, data: Data, spec: BalanceSpec | Mapping[str, Any], flags: dict[str, Any], out: Path, transport: Any = None,
-        embed: Embed | None = None, config_file: str | Path | None = None,
-    ) -> BalanceRun:
-        spec = BalanceSpec.parse(spec, data)
-        # new rows may not nearly repeat a real row or each other (semantic dedup, on unless turned off)
-        cfg = build_config(
-            base={"dedup_threshold": NEAR_DUP_COSINE}, flags={**flags, "fields": ",".join(data.fields), "size": len(data)},
-            config_file=config_file,
-        )
-        embed = embed or load_embedder(spec.embedder)
-        run = Run.create(cfg, out, transport=transport, embed=embed, mode=cls._mode(data, spec, embed))
-        try:
-            atomic_write(run.store.p(BALANCE), spec.to_json())
-            return cls(run, data, spec)
-        except BaseException:
-            run.close()
-            raise
+async def prepare_balance(
+    data_path: str | Path, flags: dict[str, Any], *, field: str | None = None, fields: tuple[str, ...] | None = None,
+    route: str = "embed", route_batch: int = 25, target_per_leaf: int | None = None, size: int | None = None,
+    embedder: str | None = None, config_file: str | Path | None = None, transport: Transport | None = None,
+) -> BalanceSetup:
+    """Load the data, check the settings and the provider, and infer the task from the rows when ``flags``
+    has none (one LLM call): everything ``treesynth balance`` and ``treesynth.balance`` do before the run."""
+    from ..preflight import check_provider
+    from .data import load_data
+    from .task import fallback_task, infer_task
 
-    @classmethod
-    def resume(cls, run_dir: Path, overrides: dict[str, Any] | None = None, transport: Any = None, embed: Embed | None = None) -> BalanceRun:
-        check_run_dir(Path(run_dir))  # a missing directory is missing, not "not a balance run"
-        spec = BalanceSpec.read(Path(run_dir))
-        data = load_data(spec.data, spec.field, spec.fields)
-        if data.digest != spec.digest:
-            raise RunDirError(f"{spec.data!r} changed since this balance run began; start a new run")
-        embed = embed or load_embedder(spec.embedder)
-        run = Run.resume(Path(run_dir), overrides=overrides, transport=transport, embed=embed, mode=cls._mode(data, spec, embed))
-        return cls(run, data, spec)
-
-    # the handle protocol (core/handle.py), through the run
-    @property
-    def cfg(self) -> RunConfig:
-        return self.run.cfg
-
-    @property
-    def store(self) -> RunStore:
-        return self.run.store
-
-    @property
-    def client(self) -> LLMClient:
-        return self.run.client
-
-    @property
-    def recovered(self) -> Recovered:
-        return self.run.recovered
-
-    @property
-    def engine(self) -> Engine | None:
-        return self.run.engine
-
-    @property
-    def root(self) -> Path:
-        return self.run.root
-
-    @property
-    def finished(self) -> bool:
-        return self.run.finished
-
-    async def execute(self, on_event: Callable[[ev.Event], None] | None = None) -> ev.RunFinished:
-        return await self.run.execute(on_event)
-
-    def request_stop(self) -> None:
-        self.run.request_stop()
-
-    def summary(self) -> dict[str, Any] | None:
-        p = self.store.p(BALANCE_SUMMARY)
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def quality(self) -> ev.Quality | None:
-        return self.run.quality()
-
-    def close(self) -> None:
-        self.run.close()
+    flags = {k: v for k, v in flags.items() if k != "fields"}
+    data = load_data(data_path, field, fields)
+    probe = build_config(flags={**flags, "task": flags.get("task") or "(inferring)", "fields": ",".join(data.fields)}, config_file=config_file)
+    if transport is None:
+        check_provider(probe)
+    inferred = None
+    fallback = False
+    if not flags.get("task"):
+        inferred = await infer_task(data, {k: v for k, v in flags.items() if k != "task"}, transport=transport, seed=probe.seed)
+        fallback = inferred == fallback_task(data)
+        flags["task"] = inferred
+    spec = BalanceSpec.parse({
+        "data": str(Path(data_path).resolve()), "field": data.field, "fields": data.fields, "route": route,
+        "route_batch": route_batch, "target_per_leaf": target_per_leaf, "size": size, "embedder": embedder,
+    }, data)
+    return BalanceSetup(data, spec, flags, inferred, fallback)

@@ -14,7 +14,7 @@ from ..clusters import is_fallback_dimension
 from ..criterion import assign_schema, build_split, criterion_schema, placeholder_reason, validate_assignment, validate_criterion
 from ..llm import PRIORITY_TREE, LLMRequest
 from ..parsing import ParseError, parse_samples, salvage_items
-from ..partition import Coverage, PartitionError, Split, plan_children, validate_coverage
+from ..partition import ChildSpec, Coverage, PartitionError, Split, plan_children, validate_coverage
 from ..schemas import samples_schema, supplement_schema
 from ..text import normalise, sample_key, truncate
 from ..tree import EXPANDED, PENDING, Node
@@ -203,6 +203,15 @@ class Expansion(EngineBase):
         ptuple = tuple((p["dimension"], p["value"]) for p in path)
         ancestors = [p["dimension"] for p in path]
 
+        # 0. a split the mode already knows (a supplied taxonomy): no pivots, no calls
+        given = self.mode.given_split(node)
+        if given is not None:
+            if not given.values:
+                self._make_leaf(node, None)
+                return
+            await self._add_children(node, given, Coverage("none"))
+            return
+
         # 1. pivots: the mode's (rows of the data) or the model's
         self._emit(ev.NodeStarted(node_id=node.id, parent_id=node.parent, depth=node.depth, stage="pivots", path=ptuple))
         pivots = self.mode.pivots(node)
@@ -239,6 +248,12 @@ class Expansion(EngineBase):
         if len(specs) < 2 and not (specs and specs[0].source == "open_ended"):
             self._make_leaf(node, f"dimension {split.dimension!r} has a single value; nothing to split")
             return
+        await self._add_children(node, split, coverage, specs)
+
+    async def _add_children(self, node: Node, split: Split, coverage: Coverage, specs: list[ChildSpec] | None = None) -> None:
+        """The node's children from its split and coverage, each with its share of the node's quota."""
+        if specs is None:
+            specs = plan_children(split, coverage, self.cfg.open_ended_threshold)
         targets = allocate(node.target, [s.weight for s in specs])
         children = [
             Node(

@@ -1,0 +1,237 @@
+"""``Run``: a run bound to its directory, whatever its mode; the handle every front end holds
+(``core/handle.py``). ``Run.create(cfg, out)`` makes a run, ``Run.resume(run_dir)`` carries one on (its
+mode found again from its config, core/modes.py), ``await run.execute(on_event)`` runs it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import events as ev
+from .cache import ResponseCache
+from .config import RESUMABLE_OVERRIDES, RunConfig, build_config
+from .engine import Engine, is_storage_error
+from .engine.mode import Embed, Mode, ModeHost
+from .engine.run import make_transport, storage_error
+from .errors import ConfigError, RunDirError
+from .files import discard_new_run_dir
+from .handle import Steerable
+from .llm import LLMClient, Transport, UsageTotals, close_transport, close_transport_sync
+from .modes import mode_class, recorded_mode
+from .progress import closing_rows
+from .prompts import Prompts
+from .quality.setup import build_gates
+from .rundir import CACHE
+from .store import Recovered, RunStore
+from .tree import Tree
+
+ModeFactory = Callable[[ModeHost], Mode]
+
+
+class Run:
+    """A run bound to its directory: ``await Run.create(cfg, out).execute(on_event)``. A mode other than
+    ``cfg.mode``'s class comes as a factory (e.g. a balance run's mode, holding its data)."""
+
+    def __init__(
+        self, cfg: RunConfig, store: RunStore, recovered: Recovered, transport: Transport | None = None, resumed: bool = False,
+        embed: Embed | None = None, mode: ModeFactory | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.recovered = recovered
+        self.resumed = resumed
+        try:
+            factory: ModeFactory = mode if mode is not None else mode_class(cfg.mode)
+            cache = ResponseCache(Path(cfg.cache_path) if cfg.cache_path else store.p(CACHE))
+        except Exception:
+            store.close()
+            raise
+        if transport is None:
+            try:
+                transport = make_transport(cfg)
+            except BaseException:
+                cache.close()
+                store.close()
+                raise
+        usage = UsageTotals.from_dict(recovered.state.get("usage") or {})
+        self.batch: Any = None  # the BatchTransport of a --batch run (core/llm/batch)
+        if cfg.batch:
+            from .llm.batch.setup import BATCH_IN_FLIGHT
+
+            # calls wait in batches, not on connections: every leaf may have all its calls out at once
+            cfg = self.cfg = cfg.model_copy(update={"concurrency": max(cfg.concurrency, BATCH_IN_FLIGHT)})
+        concurrency = cfg.concurrency
+        if cfg.batch:
+            from .llm.batch.setup import batch_transport
+
+            try:
+                transport = self.batch = batch_transport(cfg, transport, store.root, usage)
+            except BaseException:
+                close_transport_sync(transport)
+                cache.close()
+                store.close()
+                raise
+        self.client = LLMClient(
+            transport, concurrency=concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
+            max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache, usage=usage,
+            # an endpoint that queues calls gets fewer at once (a batch run's calls wait in batches, not in flight)
+            adapt_timeout_s=None if cfg.batch else cfg.timeout,
+        )
+        self.prompts = Prompts(cfg)
+        if embed is None:
+            from .lazy_embed import LazyEmbedder
+
+            embed = LazyEmbedder()  # loaded on first use: a data-driven split, semantic dedup
+        self.embed: Embed = embed
+        try:
+            self.mode: Mode = factory(self)
+        except BaseException:
+            close_transport_sync(self.client.transport)
+            cache.close()
+            store.close()
+            raise
+        judge_make = make_transport
+        if self.batch is not None:  # a --judge-model's calls go in its own provider's batches too
+            from .llm.batch.setup import judge_transport_maker
+
+            judge_make = judge_transport_maker(self.batch, make_transport, store.root, usage)
+        try:
+            self.gates = build_gates(
+                cfg, store, self.client, self.prompts, embed, judge_make, self.mode.dedup_text, self.mode.dedup_seed
+            )
+        except BaseException:
+            self.close()
+            raise
+        self._engine: Engine | None = None
+
+    @classmethod
+    def create(
+        cls, cfg: RunConfig, out: Path, transport: Transport | None = None, embed: Embed | None = None, mode: ModeFactory | None = None,
+    ) -> Run:
+        """A new run in ``out`` (which must not exist, or be empty). If the run cannot be set up (a mode that
+        refuses its options, a transport that cannot start), nothing is left behind: ``out`` is as it was."""
+        if mode is None:
+            mode_class(cfg.mode)  # an unknown mode fails before the directory exists
+        existed = Path(out).exists()
+        store = RunStore.create(out, cfg.redacted())
+        try:
+            recovered = Recovered(Tree.new(cfg.size), 0, {}, set(), 0, store.read_state(), [])
+            return cls(cfg, store, recovered, transport, embed=embed, mode=mode)
+        except BaseException:
+            store.close()
+            discard_new_run_dir(Path(out), existed)
+            raise
+
+    @classmethod
+    def resume(
+        cls, run_dir: Path, overrides: dict[str, Any] | None = None, transport: Transport | None = None, embed: Embed | None = None,
+        mode: ModeFactory | None = None,
+    ) -> Run:
+        """Carry an interrupted run on. Its mode is the one it was made with (core/modes.py), unless
+        ``mode`` gives a factory; ``overrides`` may change only what a resume can (``RESUMABLE_OVERRIDES``)."""
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        store = RunStore.open(run_dir)
+        try:
+            store.check_writable()
+            saved = store.read_config()
+            if mode is None:
+                mode_cls = mode_class(recorded_mode(store.root))
+                mode_cls.check_resume(store.root, overrides)
+                embed = mode_cls.embedder_for(store.root, embed)
+                mode = mode_cls.reopen(store.root)
+            bad = sorted(k for k, v in overrides.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v)
+            if bad:
+                raise ConfigError(f"cannot change {', '.join(bad)} when resuming (allowed: {', '.join(sorted(RESUMABLE_OVERRIDES))})")
+            saved.pop("preset", None)  # the preset's values are already resolved into the saved config
+            try:
+                cfg = build_config(base=saved, flags=overrides)
+            except ConfigError as e:
+                raise RunDirError(f"{str(run_dir)!r} is corrupt: its config.json is invalid ({e})") from None
+            try:
+                recovered = store.recover(cfg.size, judge=cfg.judge)
+            except OSError as e:  # e.g. a file made read-only: its torn tail cannot be cut
+                raise storage_error(store.root, e) from None
+            return cls(cfg, store, recovered, transport, resumed=True, embed=embed, mode=mode)
+        except BaseException:
+            store.close()
+            raise
+
+    # ---- the handle (core/handle.py) ---------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.mode.kind
+
+    @property
+    def command(self) -> str:
+        return self.mode.command
+
+    @property
+    def steering(self) -> Steerable | None:
+        """The live run's controls (pause, resume, tree edits) while ``execute`` runs, else None."""
+        return self._engine
+
+    @property
+    def root(self) -> Path:
+        return Path(self.store.root)
+
+    @property
+    def finished(self) -> bool:
+        return self.recovered.state.get("status") == "complete"
+
+    async def execute(self, on_event: Callable[[ev.Event], None] | None = None) -> ev.RunFinished:
+        self._engine = Engine(
+            self.cfg, self.store, self.client, self.prompts, self.recovered, self.mode, on_event, self.resumed, gates=self.gates,
+            batch_status=(lambda: self.batch.status) if self.batch is not None else None,
+        )
+        try:
+            return await self._engine.run()
+        except Exception as e:
+            if is_storage_error(e):
+                raise storage_error(self.store.root, e) from None
+            raise
+        finally:
+            try:
+                await close_transport(self.client.transport)  # e.g. the http transport's connection pool
+                judge = self.gates.judge
+                if judge is not None and judge.client is not self.client:
+                    await close_transport(judge.client.transport)
+            finally:
+                self.close()
+
+    def request_stop(self) -> None:
+        if self._engine is not None:
+            self._engine.request_stop()
+
+    def quality(self) -> ev.Quality | None:
+        """What the quality gates did so far (cumulative, resumes included); None when the run has none."""
+        return self.gates.counts.event() if self.gates.active else None
+
+    def summary(self) -> dict[str, Any] | None:
+        """The mode's own closing figures (a balance run's before/after); a plain run has none."""
+        return self.mode.summary()
+
+    def summary_rows(self, fin: ev.RunFinished) -> list[tuple[str, str]]:
+        """The closing summary as (label, text) rows, the mode's own included."""
+        return closing_rows(
+            fin, self.command, self.quality(), rows_text=self.mode.rows_text(fin.rows, fin.size, fin.leaves, fin.nodes),
+            extra=self.mode.summary_rows(),
+        )
+
+    def close(self) -> None:
+        gates = getattr(self, "gates", None)  # absent when building them failed
+        if gates is not None:
+            gates.close()
+            if gates.judge is not None and gates.judge.client is not self.client:
+                close_transport_sync(gates.judge.client.transport)
+        mode = getattr(self, "mode", None)
+        if mode is not None:
+            mode.close()
+        if self.client.cache is not None:
+            try:
+                self.client.cache.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.client.cache = None
+        close_transport_sync(self.client.transport)  # e.g. the Ray executor's worker pool, the http transport's connections
+        self.store.close()
