@@ -11,8 +11,8 @@ from pathlib import Path
 from . import __version__
 from .card import dataset_card
 from .errors import ConfigError, RunDirError
-from .jsonl import read_records
 from .export import card_facts, hub_token, push_to_hub, write_hf, write_jsonl, write_parquet, write_records
+from .jsonl import read_records
 from .reader import RunReader
 from .rundir import EXPORT_SOURCE, EXPORTS
 from .training import alpaca_record, chat_record, roles

@@ -85,7 +85,8 @@ def verdict_records(root: Path) -> dict[str, dict[str, Any]]:
 def with_verdict(row: dict[str, Any], verdicts: dict[str, dict[str, Any]], judged_only: bool = False) -> dict[str, Any] | None:
     """The row as the dataset has it: None when the judge failed it (or, ``judged_only``, when it has no
     verdict); a judged row carries its verdict as ``judge`` ({"pass": true, ...})."""
-    v = verdicts.get(row.get("id"))
+    rid = row.get("id")
+    v = verdicts.get(rid) if isinstance(rid, str) else None
     if v is None:
         return None if judged_only else row
     if not v.get("pass"):
