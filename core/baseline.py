@@ -5,12 +5,14 @@ its calls, tokens and cost are counted apart from the run's, and it resumes like
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, build_config
-from .errors import ConfigError
-from .rundir import BALANCE, BASELINE, CONFIG
+from .errors import ConfigError, RunDirError
+from .reader import RunReader
+from .rundir import BASELINE, CONFIG
 
 # what a baseline never takes from its run: the tree, where the run went, its resumable-only settings
 _NOT_COPIED = ("depth", "out", "preset", "size")
@@ -24,8 +26,11 @@ def check_baseline_source(run_dir: Path) -> None:
     """A run made by ``treesynth run`` (not a balance run, not a baseline itself), or a one-line error."""
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a treesynth run directory (no {CONFIG})")
-    if (run_dir / BALANCE).exists():
-        raise ConfigError(f"{str(run_dir)!r} is a balance run; a baseline is made for runs made by treesynth run")
+    from .modes import mode_class, recorded_mode
+
+    mode = mode_class(recorded_mode(run_dir))
+    if not mode.has_baseline:
+        raise ConfigError(f"{str(run_dir)!r} is a {mode.kind} run; a baseline is made for runs made by treesynth run")
     if run_dir.name == BASELINE and (run_dir.parent / CONFIG).is_file():
         raise ConfigError(f"{str(run_dir)!r} is a baseline already; give its run directory")
 
@@ -37,3 +42,34 @@ def baseline_config(saved: dict[str, Any], rows: int) -> RunConfig:
     base = {k: v for k, v in saved.items() if k not in _NOT_COPIED}
     cfg = build_config(base=base, flags={"depth": 0, "size": rows})
     return cfg.model_copy(update={"preset": saved.get("preset")})
+
+
+@dataclass(frozen=True)
+class BaselinePlan:
+    """What ``treesynth baseline`` runs: a new baseline (``config``, ``rows``) into ``out``, or, with no
+    ``config``, the one already in ``out`` resumed with ``overrides``."""
+
+    out: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    config: RunConfig | None = None
+    rows: int = 0
+
+
+def prepare_baseline(run_dir: Path, overrides: dict[str, Any]) -> BaselinePlan:
+    """The baseline of the run in ``run_dir``: resumed when RUN_DIR/baseline holds one, else made from the run's
+    saved config (``overrides`` on top; None values ignored) for as many rows as the run has, at most its size.
+    The run is read, not locked; one still being written is refused, as its row count is not final."""
+    run_dir = Path(run_dir)
+    check_baseline_source(run_dir)
+    out = baseline_dir(run_dir)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if (out / CONFIG).is_file():
+        return BaselinePlan(out, overrides)
+    reader = RunReader.open(run_dir)
+    if reader.in_use():
+        raise RunDirError(f"{str(run_dir)!r} is in use by another treesynth process")
+    saved = reader.saved_config()
+    rows = sum(1 for _ in reader.iter_samples())
+    size = int(saved.get("size", 0))
+    rows = min(rows, size) if size else rows
+    return BaselinePlan(out, overrides, baseline_config({**saved, **overrides}, rows), rows)

@@ -118,3 +118,48 @@ def estimate_balance(cfg: RunConfig, n_rows: int, route: str, route_batch: int, 
     tout = internal * (20 * cfg.pivots + 15 * cfg.max_values) + route_calls * 4 * route_batch + synth_calls * cfg.samples_per_call * field_tokens
     tin, tout = int(tin * (1 + retry_rate)), int(tout * (1 + retry_rate))
     return Estimate(internal, leaves, tree_calls, synth_calls, tin, tout, price(tin, tout) if price else None, f)
+
+
+def _shape_lines(cfg: RunConfig, est: Estimate, calls_detail: str) -> list[str]:
+    from .progress import fmt_cost
+
+    return [
+        f"tree:           depth {cfg.depth}, ~{est.internal_nodes} expansions, ~{est.leaves} leaves (fan-out {est.assumed_fanout:g})",
+        f"calls:          ~{est.calls:,} ({calls_detail})",
+        f"tokens:         ~{est.tokens_in:,} in, ~{est.tokens_out:,} out",
+        f"cost:           ~{fmt_cost(est.cost_usd)}" + ("" if est.cost_usd is not None else " (model not in litellm's price table)"),
+    ]
+
+
+def estimate_lines(cfg: RunConfig, fanout: float | None = None) -> list[str]:
+    """What ``treesynth estimate`` prints for a run of ``cfg``: its task and model, tree, calls, tokens and cost
+    at litellm's prices, and the cost with ``--batch`` where the model has batch prices."""
+    from .llm.pricing import batch_call_price, call_price
+    from .progress import fmt_cost
+    from .prompts import Prompts
+
+    price = call_price(cfg.model)
+    est = estimate(cfg, Prompts(cfg), fanout=fanout, price=price)
+    judging = f", {est.judge_calls:,} judging them" if est.judge_calls else ""
+    lines = [f"task:           {cfg.task}", f"model:          {cfg.model}",
+             *_shape_lines(cfg, est, f"{est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples{judging}")]
+    batch_price = batch_call_price(cfg.model)
+    if price is not None and batch_price is not None:
+        lines.append(f"with --batch:   ~{fmt_cost(est.batch_cost(price, batch_price))} (the tree's calls interactive, the rest at batch prices)"
+                     + (" (chosen)" if cfg.batch else ""))
+    elif cfg.batch:
+        lines.append("with --batch:   no batch prices for this model in litellm's table")
+    return lines
+
+
+def balance_estimate_lines(cfg: RunConfig, n_rows: int, source: str, route: str, route_batch: int, size: int | None = None,
+                           target_per_leaf: int | None = None, fanout: float | None = None) -> list[str]:
+    """What ``treesynth estimate --balance`` prints for balancing ``n_rows`` rows of ``source``: ``size`` rows
+    after balancing, else ``target_per_leaf`` times the leaves expected, else as many as there are."""
+    from .llm.pricing import call_price
+
+    leaves_guess = max(1, int(round(min(float(n_rows), max(2.0, cfg.max_values / 2) ** cfg.depth))))
+    target = size or (target_per_leaf * leaves_guess if target_per_leaf else n_rows)
+    est = estimate_balance(cfg, n_rows, route, route_batch, target, fanout=fanout, price=call_price(cfg.model))
+    return [f"balance:        {n_rows:,} rows of {source} ({route} routing)",
+            *_shape_lines(cfg, est, f"{est.tree_calls:,} growing and routing, ~{est.synth_calls:,} synthesising, assuming a quarter of {target:,} rows are new")]

@@ -4,6 +4,8 @@ not cut (only the run's own writer repairs its files; see core/store.py)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 import orjson
 
 from .errors import RunDirError
+from .files import check_run_dir
 from .jsonl import read_records
-from .rundir import BALANCE, CONFIG, DATASET, PLAN, ROUTES, SAMPLES, STATE
+from .rundir import BALANCE, CONFIG, DATASET, LOCK, METRICS, PLAN, REJECTED, ROUTES, SAMPLES, STATE, VERDICTS
+from .store import read_saved_config, verdict_records, with_verdict
 from .tree import Tree
 from .treefile import load_tree_readonly
 
@@ -43,8 +47,20 @@ class RunReader:
         if not is_run_dir(self.root):
             raise RunDirError(f"{str(root)!r} is not a treesynth run (no {CONFIG})")
 
+    @classmethod
+    def open(cls, root: Path) -> RunReader:
+        """The reader of ``root``, with the one line a run directory's opening gives when it is missing,
+        not a directory or not a run (core/files.py's ``check_run_dir``)."""
+        check_run_dir(root)
+        return cls(root)
+
     def p(self, name: str) -> Path:
         return self.root / name
+
+    def saved_config(self) -> dict[str, Any]:
+        """The resolved config, or a one-line RunDirError when config.json is damaged (for a command that
+        acts on the run, unlike ``config()``, which shows what it can)."""
+        return read_saved_config(self.root)
 
     def config(self) -> dict[str, Any]:
         """The resolved config ({} when config.json is damaged: a viewer shows what it can)."""
@@ -74,6 +90,56 @@ class RunReader:
         """The synthesised rows written so far (a balance run: its new rows only)."""
         return read_records(self.p(SAMPLES))
 
+    def iter_samples(self, judged_only: bool = False) -> Iterator[dict[str, Any]]:
+        """The run's rows as its dataset has them (RunStore.iter_samples read without the lock): rows the
+        judge failed left out, a judged row with its verdict as ``judge``; ``judged_only``: unjudged ones
+        left out too."""
+        verdicts = verdict_records(self.root)
+        for row in self.samples():
+            if verdicts or judged_only:
+                kept = with_verdict(row, verdicts, judged_only)
+                if kept is not None:
+                    yield kept
+            else:
+                yield row
+
+    def verdicts(self) -> dict[str, bool]:
+        """Row id -> whether its (last) verdict passed."""
+        out: dict[str, bool] = {}
+        for v in read_records(self.p(VERDICTS)):
+            if isinstance(v.get("id"), str) and isinstance(v.get("pass"), bool):
+                out[v["id"]] = v["pass"]
+        return out
+
+    def rejected(self) -> Iterator[dict[str, Any]]:
+        """Every row a quality gate turned away ({"gate": ...})."""
+        return read_records(self.p(REJECTED))
+
+    def report_metrics(self) -> dict[str, Any]:
+        """The run's metrics from its report's metrics.json (the first dataset), or {} when there is none."""
+        try:
+            return dict(read_json(self.p(METRICS))["datasets"][0]["metrics"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return {}
+
+    def in_use(self) -> bool:
+        """Whether a writer (a run, resume or judge) holds the run now. Probes its lock file with a shared,
+        non-blocking lock released at once; creates nothing."""
+        try:
+            fd = os.open(self.p(LOCK), os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
     def dataset_path(self) -> Path | None:
         """The finished dataset (dataset.jsonl), if the run completed."""
         p = self.p(DATASET)
@@ -86,6 +152,13 @@ class RunReader:
             if isinstance(lid, str):
                 counts[lid] = counts.get(lid, 0) + 1
         return counts
+
+    def leaf_rows(self) -> tuple[Tree, dict[str, int], dict[str, int] | None]:
+        """The tree, the rows of each of its leaves, and each leaf's target where it is not the tree's own
+        (``rows_per_leaf``, counted on leaves only: a balance run also counts rows routed through inner nodes)."""
+        tree = self.tree()
+        counts, targets = self.rows_per_leaf()
+        return tree, {k: v for k, v in counts.items() if k in tree.nodes and not tree.get(k).children}, targets
 
     def rows_per_leaf(self) -> tuple[dict[str, int], dict[str, int] | None]:
         """Rows per leaf, and each leaf's target where the rows are not the leaf's own target.

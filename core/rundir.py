@@ -38,6 +38,9 @@ BASELINE = "baseline"
 # reports
 REPORT = "report.html"
 METRICS = "metrics.json"
+# exports (treesynth export): each format's default destination, and the rows of a run with no dataset yet
+EXPORTS = {"jsonl": "export.jsonl", "parquet": "export.parquet", "hf": "hf_dataset", "chat": "export.chat.jsonl", "alpaca": "export.alpaca.jsonl"}
+EXPORT_SOURCE = ".export.jsonl"
 
 
 def default_out(task: str, prefix: str = "") -> Path:

@@ -63,6 +63,38 @@ class Recovered:
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"gate": ...} of each row a gate turned away
 
 
+def read_saved_config(root: Path) -> dict[str, Any]:
+    """The resolved config a run saved in config.json, or a one-line RunDirError when it is damaged."""
+    try:
+        d = orjson.loads((Path(root) / CONFIG).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise RunDirError(f"{str(root)!r} is corrupt: config.json is unreadable ({e})") from None
+    if not isinstance(d, dict) or d.get("format") != RUN_FORMAT or not isinstance(d.get("config"), dict):
+        raise RunDirError(f"{str(root)!r} is corrupt: config.json is not a {RUN_FORMAT} file")
+    return d["config"]
+
+
+def verdict_records(root: Path) -> dict[str, dict[str, Any]]:
+    """Row id -> its last verdict record (read only: a torn last line is skipped, never cut)."""
+    path = Path(root) / VERDICTS
+    if not path.exists():
+        return {}
+    return {v["id"]: v for v in read_records(path, [], repair=False, strict=False) if isinstance(v.get("id"), str)}
+
+
+def with_verdict(row: dict[str, Any], verdicts: dict[str, dict[str, Any]], judged_only: bool = False) -> dict[str, Any] | None:
+    """The row as the dataset has it: None when the judge failed it (or, ``judged_only``, when it has no
+    verdict); a judged row carries its verdict as ``judge`` ({"pass": true, ...})."""
+    rid = row.get("id")
+    v = verdicts.get(rid) if isinstance(rid, str) else None
+    if v is None:
+        return None if judged_only else row
+    if not v.get("pass"):
+        return None
+    row["judge"] = {k: v[k] for k in ("pass", "constraints", "fits_task", "complete", "judge") if k in v}
+    return row
+
+
 class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -134,13 +166,7 @@ class RunStore:
         self._lock_fd = fd
 
     def read_config(self) -> dict[str, Any]:
-        try:
-            d = orjson.loads(self.p(CONFIG).read_bytes())
-        except (OSError, orjson.JSONDecodeError) as e:
-            raise RunDirError(f"{str(self.root)!r} is corrupt: config.json is unreadable ({e})") from None
-        if not isinstance(d, dict) or d.get("format") != RUN_FORMAT or not isinstance(d.get("config"), dict):
-            raise RunDirError(f"{str(self.root)!r} is corrupt: config.json is not a {RUN_FORMAT} file")
-        return d["config"]
+        return read_saved_config(self.root)
 
     # ---- state -----------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
@@ -345,7 +371,7 @@ class RunStore:
         path = self.p(SAMPLES)
         if not path.exists():
             return
-        verdicts = {} if stored else self._verdict_records()
+        verdicts = {} if stored else verdict_records(self.root)
         with open(path, "rb") as f:
             for line in f:
                 if line.endswith(b"\n"):
@@ -354,19 +380,10 @@ class RunStore:
                     except orjson.JSONDecodeError:
                         continue
                     if verdicts or judged_only:
-                        v = verdicts.get(row.get("id"))
-                        if v is None and judged_only:
+                        row = with_verdict(row, verdicts, judged_only)
+                        if row is None:
                             continue
-                        if v is not None:
-                            if not v.get("pass"):
-                                continue
-                            row["judge"] = {k: v[k] for k in ("pass", "constraints", "fits_task", "complete", "judge") if k in v}
                     yield row
-
-    def _verdict_records(self) -> dict[str, dict[str, Any]]:
-        if not self.p(VERDICTS).exists():
-            return {}
-        return {v["id"]: v for v in read_records(self.p(VERDICTS), [], repair=False, strict=False) if isinstance(v.get("id"), str)}
 
     def close(self) -> None:
         for f in (self._samples, self._slots, self._nodes, self._events, *self._extra.values()):

@@ -371,3 +371,29 @@ def test_baseline_report_and_chat_export_against_the_server(llama_server, tmp_pa
     ds = datasets.load_dataset("json", data_files=str(out / "export.chat.jsonl"), split="train")
     assert len(ds) == 4 and [m["role"] for m in ds[0]["messages"]] == ["user", "assistant"]
     assert ds[0]["messages"][0]["content"] == rows[0]["question"] and ds[0]["messages"][1]["content"] == rows[0]["answer"]
+
+
+# ---------------------------------------------------------------------------- the Python API
+
+
+def test_the_python_api_against_the_server(llama_server, tmp_path):
+    """The README's five lines, pointed at the server (a script of its own: its stdout is the tree), and the
+    same call inside a running event loop, as in a notebook."""
+    script = (
+        "import treesynth\n"
+        f"ds = treesynth.generate('GSM8K-style grade-school math word problems', preset='gsm8k', size=12, depth=2, small_model=True,"
+        f" model='openai/smollm2', api_base={llama_server.url!r}, out='api-run', progress=False)\n"
+        "print(ds.tree)\n"
+        "import asyncio\n"
+        "async def in_a_loop():\n"
+        "    return treesynth.resume('api-run', progress=False)\n"
+        "print(len(asyncio.run(in_a_loop())), 'rows again')\n"
+    )
+    before = llama_server.proxy.count()
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=cli_env(OPENAI_API_KEY=SECRET),
+                       timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.startswith("(root)") and "12 rows again" in r.stdout
+    rows = read_jsonl(tmp_path / "api-run" / "dataset.jsonl")
+    assert len(rows) == 12 and llama_server.proxy.count() > before
+    assert len(_leaves(tmp_path / "api-run")) >= 2

@@ -4,7 +4,7 @@ the finished output when there is one, else the rows made so far; ``tree`` is th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,12 +124,25 @@ class Dataset:
             raise ImportError("Dataset.to_hf needs the datasets package: pip install 'treesynth[hf]'") from None
         return datasets.Dataset.from_polars(self.to_polars())
 
+    def export(
+        self, format: str = "jsonl", out: str | os.PathLike[str] | None = None, *, prompt_fields: Sequence[str] | None = None,
+        response_fields: Sequence[str] | None = None, system: str | None = None, push_to_hub: str | None = None,
+    ) -> Path:
+        """Write the rows as ``treesynth export`` does: ``jsonl``, ``parquet``, ``chat`` or ``alpaca`` (training
+        formats; roles from the preset unless given), or ``hf`` (a Hugging Face dataset directory with its card,
+        pushed to the Hub repository ``push_to_hub`` when given). Returns what was written (default: the
+        format's file in the run directory)."""
+        from treesynth.core.exporting import export_run
+
+        return export_run(
+            self.run_dir, format, Path(out) if out is not None else None, prompt_fields=prompt_fields, response_fields=response_fields,
+            system=system, push_to_hub_repo=push_to_hub,
+        ).path
+
     # ---- what describes them ----------------------------------------------
     @property
     def tree(self) -> TreeView:
-        counts, targets = self._reader.rows_per_leaf()
-        tree = self._reader.tree()
-        return TreeView(tree, {k: v for k, v in counts.items() if k in tree.nodes and not tree.get(k).children}, targets)
+        return TreeView(*self._reader.leaf_rows())
 
     @cached_property
     def metrics(self) -> dict[str, Any]:

@@ -293,9 +293,10 @@ def make_baseline(run_dir: PathLike, *, progress: bool = True, check: bool = Tru
     made, or carried on when it was interrupted."""
     from treesynth.core.baseline import prepare_baseline
 
-    cfg, out = prepare_baseline(Path(run_dir), overrides)
-    run = Run(resume=out, overrides=overrides, check=check) if cfg is None else Run(cfg, out, check=check)
-    return _finish(run, progress)
+    plan = prepare_baseline(Path(run_dir), overrides)
+    if plan.config is None:
+        return _finish(Run(resume=plan.out, overrides=plan.overrides, check=check), progress)
+    return _finish(Run(plan.config, plan.out, check=check), progress)
 
 
 def balance(
