@@ -120,7 +120,7 @@ class Run:
                 await self._task
             except Exception:  # noqa: BLE001 - the exception that made us leave matters more
                 pass
-        if self._run is not None:
+        if self._run is not None and self._task is None:  # never started (a run that ran closed itself)
             self._run.close()
 
     @property
