@@ -15,7 +15,7 @@ from .errors import InputError
 if TYPE_CHECKING:
     from treesynth.core.tree import Tree
 
-    from .quality import Quality
+    from .quality import RunQuality
 
 META_COLUMNS = {"id", "leaf_id", "path", "slot", "_k"}  # never the text field
 
@@ -60,7 +60,7 @@ class Dataset:
     status: str | None = None
     task: str | None = None
     notes: list[str] = field(default_factory=list)
-    quality: Quality | None = None  # a run's quality gates (``quality``), when any ran
+    quality: RunQuality | None = None  # a run's quality gates (``quality``), when any ran
     role: str | None = None  # "baseline": the plain-sampling baseline of the first input (treesynth baseline)
 
     @property

@@ -11,7 +11,7 @@ judge failed, as the run's own dataset does). Older runs and dataset files have 
 ``quality_of_run`` gives None and the report has no quality section.
 
 Plain functions over records, returning plain dicts (JSON-ready: they go to ``metrics.json`` as
-they are) and the ``Quality`` that holds them. Every string from a row, a verdict or a rejection is
+they are) and the ``RunQuality`` that holds them. Every string from a row, a verdict or a rejection is
 untrusted LLM output: nothing here escapes it; the page's template does."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ PATH_SEP = " › "
 
 
 @dataclass
-class Quality:
+class RunQuality:
     """One run's quality numbers (``numbers``: what ``metrics.json`` stores under "quality") and a few
     rejected rows per gate for the page (``examples``: untrusted text, clipped, never escaped here)."""
 
@@ -337,7 +337,7 @@ def caveat(judge: Mapping[str, Any] | None, gates: Mapping[str, Any] | None) -> 
 def quality_summary(
     verdicts: Sequence[Mapping[str, Any]], rejected: Sequence[Mapping[str, Any]], row_ids: Sequence[Any],
     config: Mapping[str, Any] | None = None, tree: TreeInfo | None = None,
-) -> Quality:
+) -> RunQuality:
     """Every quality number of one run (``numbers``: settings, judge, gates, caveat, how many verdicts
     and rejection records were read), its examples of rejected rows and the ids the judge failed.
     ``row_ids``: the ids of the rows the run stored (``gate_summary``)."""
@@ -351,10 +351,10 @@ def quality_summary(
         "verdicts": len(verdicts),
         "rejected_records": len(rejected),
     }
-    return Quality(numbers=numbers, examples=rejected_examples(rejected), failed_ids=failed_ids(verdicts))
+    return RunQuality(numbers=numbers, examples=rejected_examples(rejected), failed_ids=failed_ids(verdicts))
 
 
-def quality_of_run(root: Path, config: Mapping[str, Any], row_ids: Sequence[Any], tree: TreeInfo | None = None) -> Quality | None:
+def quality_of_run(root: Path, config: Mapping[str, Any], row_ids: Sequence[Any], tree: TreeInfo | None = None) -> RunQuality | None:
     """The quality numbers of the run at ``root`` that stored the rows with ``row_ids`` (its dataset.jsonl,
     or the samples.jsonl written so far, rows the judge failed included); None when no quality gate ran (no
     verdicts, no rejected rows, no gate in the config: an older run)."""
@@ -368,7 +368,7 @@ def quality_of_run(root: Path, config: Mapping[str, Any], row_ids: Sequence[Any]
     return quality_summary(verdicts, rejected, row_ids, config, tree)
 
 
-def quality_records(q: Quality, seed: int) -> dict[str, dict[str, Any]]:
+def quality_records(q: RunQuality, seed: int) -> dict[str, dict[str, Any]]:
     """The summary table's metric records of a run's quality: the judge's pass rate and the share of
     generated rows the gates turned away (``records.rec``; lexical-style, no model)."""
     out: dict[str, dict[str, Any]] = {}

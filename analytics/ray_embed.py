@@ -214,10 +214,6 @@ class StreamStats:
                 cur[2] += float(sq)
 
     @property
-    def mean_embedding(self) -> np.ndarray:
-        return self.s / max(self.n, 1)
-
-    @property
     def second_moment(self) -> np.ndarray:
         return self.G / max(self.n, 1)
 

@@ -79,8 +79,8 @@ def main() -> None:
         "client_usage": usage,
         "per_1000_samples": {
             "calls": st.requests * per_k,
-            "tree_calls": (st.requests - st.steps.get("gen", 0)) * per_k,
-            "generation_calls": st.steps.get("gen", 0) * per_k,
+            "tree_calls": (st.requests - st.steps.get("samples", 0)) * per_k,
+            "generation_calls": st.steps.get("samples", 0) * per_k,
             "tokens_in": st.tokens_in * per_k,
             "tokens_out": st.tokens_out * per_k,
             "cost_usd": (fin.get("cost_usd") or 0.0) * per_k,

@@ -5,7 +5,9 @@ A node's split is valid when:
   * every pivot is assigned to exactly one attribute value (none missing, none twice);
   * values are distinct after case/whitespace normalisation and none is a catch-all
     ("other", "misc", "various", ...).
-The coverage supplement adds values the pivots missed; its values obey the same rules.
+The criterion step checks the dimension, its values and the assignment (core/criterion.py); this module
+holds the split's types, the catch-all and overlap rules, the coverage supplement (whose values obey the
+same rules) and the children a split makes.
 """
 
 from __future__ import annotations
@@ -88,86 +90,6 @@ def _clean_label(v: Any, what: str, max_len: int = 120) -> str:
     if len(s) > max_len:
         raise PartitionError(f"{what} is longer than {max_len} characters")
     return s
-
-
-def _pivot_index(x: Any, n: int) -> int:
-    """Pivots are numbered 1..n in prompts; accept ints and numeric strings."""
-    if isinstance(x, bool):
-        raise PartitionError(f"pivot number {x!r} is not a number")
-    if isinstance(x, str):
-        xs = x.strip().lstrip("#")
-        if not (xs.isascii() and xs.isdigit()):  # "²".isdigit() is true but int() rejects it
-            raise PartitionError(f"pivot number {x!r} is not a number")
-        try:
-            x = int(xs)
-        except ValueError:  # more digits than int() converts
-            raise PartitionError(f"pivot number {x[:20]!r}... is not a number") from None
-    if isinstance(x, float) and x.is_integer():
-        x = int(x)
-    if not isinstance(x, int):
-        raise PartitionError(f"pivot number {x!r} is not a number")
-    if not 1 <= x <= n:
-        raise PartitionError(f"pivot number {x} is out of range 1..{n}")
-    return x - 1
-
-
-def validate_split(raw: Any, n_pivots: int, ancestor_dimensions: list[str] | tuple[str, ...], max_values: int) -> Split:
-    """Check a classification answer against the protocol; raise PartitionError listing what is wrong."""
-    if not isinstance(raw, dict):
-        raise PartitionError("the answer must be an object with 'dimension' and 'values'")
-    dimension = _clean_label(raw.get("dimension"), "the dimension")
-    nd = normalise(dimension)
-    for anc in ancestor_dimensions:
-        if normalise(anc) == nd:
-            raise PartitionError(f"dimension {dimension!r} was already used by an ancestor node; choose a different one")
-    items = raw.get("values")
-    if not isinstance(items, list) or not items:
-        raise PartitionError("'values' must be a non-empty list of {value, pivots}")
-    if len(items) > max_values:
-        raise PartitionError(f"too many values ({len(items)}); use at most {max_values}")
-    problems: list[str] = []
-    seen_norm: dict[str, str] = {}
-    owner: dict[int, str] = {}
-    values: list[Value] = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise PartitionError("each entry of 'values' must be an object {value, pivots}")
-        label = _clean_label(item.get("value"), "an attribute value")
-        n = normalise(label)
-        if n in seen_norm:
-            problems.append(f"value {label!r} repeats {seen_norm[n]!r}")
-            continue
-        if is_catch_all(label):
-            problems.append(f"value {label!r} is a catch-all; name a concrete value")
-            continue
-        seen_norm[n] = label
-        raw_p = item.get("pivots", [])
-        if not isinstance(raw_p, list):
-            raw_p = [raw_p]
-        idx: list[int] = []
-        for x in raw_p:
-            i = _pivot_index(x, n_pivots)
-            if i in idx:  # the same pivot listed twice under one value: harmless
-                continue
-            if i in owner:
-                problems.append(f"pivot {i + 1} is assigned twice ({owner[i]!r} and {label!r})")
-                continue
-            owner[i] = label
-            idx.append(i)
-        values.append(Value(label, tuple(sorted(idx)), "pivots"))
-    missing = [i + 1 for i in range(n_pivots) if i not in owner]
-    if missing:
-        problems.append(f"pivots {', '.join(map(str, missing))} are not assigned to any value")
-    for v in values:
-        o = overlapped(v.value, (w.value for w in values))
-        if o is not None:
-            problems.append(f"value {v.value!r} overlaps {o!r} (each value must be one thing; assign pivots to {o!r} alone)")
-    empty = [v.value for v in values if not v.pivots]
-    if empty:
-        problems.append(f"values {', '.join(repr(e) for e in empty)} have no pivots (list only values that pivots have)")
-    if problems:
-        raise PartitionError("; ".join(problems))
-    return Split(dimension, tuple(values))
 
 
 def validate_coverage(raw: Any, existing: list[str] | tuple[str, ...], max_new: int) -> Coverage:

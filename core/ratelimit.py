@@ -23,10 +23,6 @@ class PrioritySemaphore:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
-    @property
-    def in_use_free(self) -> int:
-        return self._free
-
     def set_limit(self, value: int) -> None:
         """Change how many holders may hold a slot at once; holders above a smaller limit keep their
         slots until they release them, and nobody new gets one until the count is under the limit."""

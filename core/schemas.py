@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 LABEL_MAX = 60
-DIMENSION_MAX = 80
 
 
 def _field_schema(max_chars: int, pattern: str | None) -> dict[str, Any]:
@@ -33,36 +32,6 @@ def samples_schema(fields: tuple[str, ...], n: int, max_chars: int, patterns: di
             }
         },
         "required": ["samples"],
-        "additionalProperties": False,
-    }
-
-
-def classify_schema(n_pivots: int, max_values: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "dimension": {"type": "string", "minLength": 1, "maxLength": DIMENSION_MAX},
-            "values": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": max_values,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "value": {"type": "string", "minLength": 1, "maxLength": LABEL_MAX},
-                        "pivots": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": n_pivots,
-                            "items": {"type": "integer", "minimum": 1, "maximum": n_pivots},
-                        },
-                    },
-                    "required": ["value", "pivots"],
-                    "additionalProperties": False,
-                },
-            },
-        },
-        "required": ["dimension", "values"],
         "additionalProperties": False,
     }
 

@@ -165,8 +165,3 @@ class Tree:
                 if c not in self.nodes or self.nodes[c].parent != n.id:
                     raise ValueError(f"node {n.id!r} lists child {c!r} that does not point back")
 
-
-def leaf_display(node: Node) -> str:
-    if node.parent is None:
-        return "(root)"
-    return f"{node.dimension} = {node.value}"

@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -98,6 +99,52 @@ def _stderr_as_in_a_process(mp: pytest.MonkeyPatch) -> None:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------
+# Every test runs in an isolated environment: no API key, endpoint or treesynth setting of the shell that
+# started pytest, and a cache directory of its own instead of ~/.cache/treesynth.
+_LEAKS = re.compile(
+    r"_API_KEY$|_API_BASE$|^OPENAI_(?:BASE_URL|ORGANIZATION|ORG_ID|PROJECT_ID)$|^(?:HF_TOKEN|HUGGING_FACE_HUB_TOKEN)$|^TREESYNTH_"
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """For the whole session (module fixtures too: servers, runs made once per file): the shell's
+    ``*_API_KEY``, ``*_API_BASE``, OpenAI endpoint and organisation, Hugging Face token and ``TREESYNTH_*``
+    variables are removed, and ``TREESYNTH_CACHE_DIR`` (the product's only cache root, core/embeddings.py;
+    ``XDG_CACHE_HOME`` is read only without it) points at a folder of this session (of this xdist worker).
+
+    That folder is a speed cache of derived artefacts only, shared by the session's tests on purpose:
+    ``embeddings/`` (vectors keyed by text and model fingerprint) and ``onnx/``, the int8 model compiled
+    from the packaged embedder (keyed by its fingerprint and format version, written atomically), which
+    is linked to pytest's own cache (.pytest_cache) so that it is compiled once per checkout, not once
+    per session. A test that counts cache files or hits sets ``TREESYNTH_CACHE_DIR`` itself
+    (tests/test_embeddings.py's ``cache_dir``)."""
+    mp = pytest.MonkeyPatch()
+    for key in [k for k in os.environ if _LEAKS.search(k)]:
+        mp.delenv(key)
+    cache = tmp_path_factory.getbasetemp() / "treesynth-cache"
+    cache.mkdir(exist_ok=True)
+    onnx = cache / "onnx"
+    keep = getattr(request.config, "cache", None)  # None under -p no:cacheprovider: compiled once per session then
+    if keep is not None and not onnx.exists():
+        onnx.symlink_to(keep.mkdir("treesynth-onnx"), target_is_directory=True)
+    mp.setenv("TREESYNTH_CACHE_DIR", str(cache))
+    yield cache
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(_isolated_session):
+    """Each test gets the session's clean environment back afterwards, whatever it (or the product:
+    ``HF_HUB_OFFLINE``, ``LITELLM_*``, ...) set or removed."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture

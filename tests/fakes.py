@@ -1,5 +1,7 @@
-"""A scripted, in-process fake provider: answers each protocol step with valid, plausible
-JSON derived from the request's slot, so whole runs complete without any model.
+"""A scripted, in-process fake provider: answers each call with valid, plausible JSON chosen by the
+request's schema (tests/fake_provider.py, shared with the stub and fault servers), so whole runs
+complete without any model. The slot names the node and the attempt: the labels carry the node's depth,
+the samples its id, so every sample is unique.
 
 Used by unit/resume tests and the engine benchmark. Never used by the product path.
 """
@@ -13,9 +15,8 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tests.fake_provider import Call, FakeProvider, PromptFacts
 from treesynth.core.llm import Completion, LLMRequest
-
-_N_RE = re.compile(r"Write (\d+)")
 
 
 @dataclass
@@ -24,15 +25,22 @@ class ScriptedTransport:
     fanout: int = 3  # values per split
     supplement: int = 1  # extra values from coverage
     latency: float = 0.0
-    fields: tuple[str, ...] = ("question", "answer")
+    fields: tuple[str, ...] = ("question", "answer")  # for a request without a schema
     duplicate_every: int = 0  # every k-th generated sample repeats an earlier one
-    calls: Counter = field(default_factory=Counter)
-    overrides: dict = field(default_factory=dict)  # step -> list of raw answers to return first
+    calls: Counter = field(default_factory=Counter)  # calls per slot step ("criterion", "gen", "judge", ...)
+    overrides: dict = field(default_factory=dict)  # slot step -> list of raw answers to return first
     cost: float = 0.0  # USD per call
     slow_prefix: str | None = None  # calls for nodes under this id take slow_latency more
     slow_latency: float = 0.0
     judge_fails: tuple[str, ...] = ()  # the judge fails a row whose text holds one of these
     judged: Counter = field(default_factory=Counter)  # row text (first field) -> times the judge saw it
+
+    def provider(self) -> FakeProvider:
+        return FakeProvider(
+            fanout=self.fanout, supplement=self.supplement, fields=self.fields, judge_fails=self.judge_fails,
+            dimension="setting {depth}", value="d{depth} value {j}", extra="d{depth} extra {j}",
+            pivot="pivot {node} #{idx}.{i} {field}", sample="{field} of leaf {node} slot {idx} item {i}",
+        )
 
     async def __call__(self, req: LLMRequest) -> Completion:
         if self.latency:
@@ -45,49 +53,14 @@ class ScriptedTransport:
         if queue:
             text = queue.pop(0)
             return Completion(text, "stop", 10, 10, self.cost)
-        depth = node.count(".")
-        n = int((_N_RE.search(req.messages[-1]["content"]) or _N_RE.search(req.messages[1]["content"])).group(1)) if step in ("pivots", "gen") else 0
-        if step == "infer":
-            obj = {"task": "Grade-school math word problems with worked answers"}
-        elif step.startswith("route"):
-            user = req.messages[1]["content"]
-            n_rows = len(re.findall(r"^\[\d+\]", user, re.M))
-            n_vals = len(re.findall(r"^\d+\. ", user, re.M))
-            obj = {"labels": [(i % max(1, n_vals)) + 1 for i in range(n_rows)]}
-        elif step == "pivots":
-            obj = {"samples": [{f: f"pivot {node} #{idx}.{i} {f}" for f in self.fields} for i in range(n)]}
-        elif step == "criterion":
-            n_piv = len(re.findall(r"^- ", req.messages[1]["content"], re.M))
-            k = max(2, min(self.fanout, n_piv))
-            obj = {"dimension": f"setting {depth}", "values": [f"d{depth} value {j}" for j in range(k)]}
-        elif step == "assign":
-            user = req.messages[1]["content"]
-            n_piv = len(re.findall(r"^\[\d+\]", user, re.M))
-            values = re.findall(r'"(d\d+ value \d+)"', user)
-            values = list(dict.fromkeys(values)) or ["d0 value 0"]
-            obj = {str(i + 1): values[i % len(values)] for i in range(n_piv)}
-        elif step == "judge":
-            user = req.messages[1]["content"]
-            n_cons = len(re.findall(r"^\d+\. ", user.split("Rows to check:")[0], re.M))
-            blocks = re.split(r"^Row \d+:\n", user.split("Rows to check:")[1], flags=re.M)[1:]
-            verdicts = []
-            for b in blocks:
-                text = b.split("\nFor each row")[0]
-                self.judged[text.splitlines()[0].split(": ", 1)[-1]] += 1  # the first field's text
-                bad = any(x in text for x in self.judge_fails)
-                verdicts.append({"reason": "planted failure" if bad else "ok", "constraints": [not bad] * n_cons,
-                                 "fits_task": True, "complete": True})
-            obj = {"verdicts": verdicts}
-        elif step == "supplement":
-            obj = {"status": "complete" if self.supplement else "none", "values": [f"d{depth} extra {j}" for j in range(self.supplement)]}
-        else:  # gen
-            samples = []
-            for i in range(n):
-                if self.duplicate_every and (i + int(idx)) % self.duplicate_every == 0:
-                    samples.append({f: f"duplicate {f}" for f in self.fields})
-                else:
-                    samples.append({f: f"{f} of leaf {node} slot {idx} item {i}" for f in self.fields})
-            obj = {"samples": samples}
+        call = Call.from_request(req)
+        obj = self.provider().answer(call, depth=node.count("."), node=node, idx=idx)
+        if call.step == "verdicts":
+            for row in PromptFacts(req.messages).judged_rows():
+                self.judged[row.splitlines()[0].split(": ", 1)[-1]] += 1  # the first field's text
+        if call.step == "samples" and self.duplicate_every:
+            obj["samples"] = [{f: f"duplicate {f}" for f in s} if (i + int(idx)) % self.duplicate_every == 0 else s
+                              for i, s in enumerate(obj["samples"])]
         text = json.dumps(obj)
         return Completion(text, "stop", len(req.messages[-1]["content"]) // 4, len(text) // 4, self.cost)
 

@@ -2,8 +2,8 @@
 
 It speaks just enough HTTP/1.1 (keep-alive, Content-Length or chunked request bodies) on a
 bare asyncio protocol, so one process serves thousands of concurrent connections cheaply.
-It answers the engine's prompts with valid, plausible JSON (each protocol step recognised
-from the prompt text, see ``step_of``), deterministic per request body, so a whole run
+It answers the engine's calls with valid, plausible JSON (tests/fake_provider.py: each protocol
+step known by the request's schema, see ``step_of``), deterministic per request body, so a whole run
 completes through it and a repeated request gets the same answer.
 
 Faults, each with a per-run probability (``FaultConfig``):
@@ -15,7 +15,7 @@ Faults, each with a per-run probability (``FaultConfig``):
     p_malformed        HTTP 200 whose body is not JSON
     p_truncated        a valid completion cut short, ``finish_reason: "length"``
     p_empty            a valid completion with empty content
-    p_violation        (classify steps only) an answer that breaks the partition rules:
+    p_violation        (criterion steps only) an answer that breaks the partition rules:
                        a pivot classified twice, a catch-all value, or an ancestor's dimension
 
 With ``deck=N`` faults are dealt from shuffled decks of N requests instead of drawn
@@ -28,8 +28,8 @@ prompt characters / 4, or the model's tokenizer with ``count_tokens``, unless ``
 
 Counters (attributes, and ``GET /_stats`` as JSON): ``requests`` (chat completion POSTs
 received), ``in_flight`` and ``max_in_flight``, ``outcomes`` (per kind: ok, 500, 503, 429,
-hang, drop, malformed, truncated, empty, violation), ``steps`` (pivots, classify,
-supplement, gen, other). With ``record=True`` every request is logged (body key, step,
+hang, drop, malformed, truncated, empty, violation), ``steps`` (by schema: pivots, criterion,
+assign, supplement, samples, verdicts, other). With ``record=True`` every request is logged (body key, step,
 epoch, times received / done, outcome) for the crash-soak accounting.
 
 In tests: ``with FaultServer(FaultConfig(...)) as srv: ... srv.url``  (a thread of the test
@@ -54,100 +54,27 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from tests.fake_provider import Call, FakeProvider
+
 # ---------------------------------------------------------------------------
 # answers
 # ---------------------------------------------------------------------------
 
-_WRITE_N = re.compile(r"Write (\d+)")
-_FIELDS = re.compile(r'"(\w+)": "\.\.\."')
-_ANCESTORS = re.compile(r"on which these samples differ, not (.*?), and 2 to")
+def step_of(body: dict) -> str:
+    """Which protocol step a request is: its schema's (tests/fake_provider.py), "other" without one."""
+    return Call.from_openai(body).step
 
 
-def step_of(messages: list[dict]) -> str:
-    """Which protocol step a request is, from its first user message (retries keep it)."""
-    user = _user(messages)
-    if "Name ONE criterion" in user:
-        return "classify"  # the criterion step's two calls count as one kind: "classify"
-    if "numbered samples" in user and "which value of" in user:
-        return "assign"
-    if "were split by the dimension" in user:
-        return "supplement"
-    if "new samples" in user:
-        return "gen"
-    if "samples for this task" in user:
-        return "pivots"
-    return "other"
-
-
-def _user(messages: list[dict]) -> str:
-    for m in messages:
-        if isinstance(m, dict) and m.get("role") == "user":
-            return str(m.get("content", ""))
-    return str(messages[-1].get("content", "")) if messages else ""
-
-
-def _depth(user: str) -> int:
-    if "Every sample must satisfy" not in user:
-        return 0
-    block = user.split("Every sample must satisfy", 1)[1].split("\n", 1)[-1]
-    d = 0
-    for line in block.splitlines():
-        if not line.startswith("- "):
-            break
-        d += 1
-    return d
-
-
-_FILLER = ("a farmer buys apples and sells them at the market for a profit of three dollars each so how many "
-           "does she need to sell to earn enough money for the new bicycle that costs two hundred dollars").split()
-
-
-def _pad(text: str, words: int) -> str:
-    """Lengthen a sample field to about ``words`` words (realistic answer sizes for token counts)."""
-    have = len(text.split())
-    if words <= have:
-        return text
-    extra = [_FILLER[i % len(_FILLER)] for i in range(words - have)]
-    return text + " " + " ".join(extra)
-
-
-def answer_for(messages: list[dict], tag: str, violation: str | None = None, fanout: int = 3, supplement: int = 1,
+def answer_for(body: dict, tag: str, violation: str | None = None, fanout: int = 3, supplement: int = 1,
                sample_words: int = 0) -> dict:
     """A valid (or, with ``violation``, deliberately invalid) answer for the request.
 
     ``tag`` makes samples unique: pass something derived from the request body. It also
     appears as the answer's ``"id"`` (which the engine ignores) and inside every sample, so a
-    test can tell from a run directory which requests' answers were persisted (``answer_keys``).
+    test can tell from a run directory which requests' answers were persisted (``persisted_keys``).
     """
-    user = _user(messages)
-    step = step_of(messages)
-    fields_ = _FIELDS.findall(user) or ["text"]
-    depth = _depth(user)
-    if step == "classify":  # the criterion call: a dimension and its values
-        dim = f"aspect {depth}"
-        values = [f"kind {j} of aspect {depth}" for j in range(max(2, fanout))]
-        if violation == "catch_all":
-            values = [values[0], "other"]  # one concrete value left: no split
-        elif violation == "twice":
-            values = [values[0], values[0]]  # a repeat: one value left
-        elif violation == "ancestor":
-            m = _ANCESTORS.search(user)
-            if m:
-                dim = m.group(1).split(", ")[0]
-            else:  # the root has no ancestors: break it another way
-                values[-1] = "miscellaneous"
-                values = values[-1:]
-        return {"dimension": dim, "values": values, "id": tag}
-    if step == "assign":
-        n = len(re.findall(r"^\[\d+\]", user, re.M))
-        values = list(dict.fromkeys(re.findall(r'"(kind \d+ of aspect \d+)"', user))) or ["kind 0 of aspect 0"]
-        return {**{str(i + 1): values[i % len(values)] for i in range(n)}, "id": tag}
-    if step == "supplement":
-        return {"status": "complete" if supplement else "none", "values": [f"extra kind {j} of aspect {depth}" for j in range(supplement)], "id": tag}
-    m = _WRITE_N.search(user)
-    n = int(m.group(1)) if m else 1
-    what = "pivot" if step == "pivots" else "sample"
-    return {"samples": [{f: _pad(f"{f} {what} {tag}-{i} at depth {depth}", sample_words) for f in fields_} for i in range(n)], "id": tag}
+    provider = FakeProvider(fanout=fanout, supplement=supplement, sample_words=sample_words)
+    return {**provider.answer(Call.from_openai(body), violation=violation, tag=tag), "id": tag}
 
 
 # ---------------------------------------------------------------------------
@@ -172,7 +99,7 @@ class FaultConfig:
     p_malformed: float = 0.0
     p_truncated: float = 0.0
     p_empty: float = 0.0
-    p_violation: float = 0.0  # per classify request
+    p_violation: float = 0.0  # per criterion request
     fanout: int = 3
     supplement: int = 1
     tokens_in: int | None = None
@@ -386,7 +313,7 @@ class FaultServer:
         c = self.config
         if c.deck > 0:
             fault = self._deal("faults", c.deck, {k: getattr(c, f"p_{k}") for k in FAULTS})
-            if fault is None and step == "classify" and c.p_violation > 0:
+            if fault is None and step == "criterion" and c.p_violation > 0:
                 fault = self._deal("violation", max(1, round(1 / c.p_violation)), {"violation": c.p_violation})
             return fault
         u = self._rng.random()
@@ -395,7 +322,7 @@ class FaultServer:
             if u < p:
                 return kind
             u -= p
-        if step == "classify" and c.p_violation and self._rng.random() < c.p_violation:
+        if step == "criterion" and c.p_violation and self._rng.random() < c.p_violation:
             return "violation"
         return None
 
@@ -424,7 +351,7 @@ class FaultServer:
             except ValueError:
                 req, messages = {}, []
             key = hashlib.sha1(json.dumps(req, sort_keys=True).encode()).hexdigest()[:16]
-            step = step_of(messages) if messages else "other"
+            step = step_of(req) if messages else "other"
             st.steps[step] += 1
             if self.config.record:
                 rec = Record(key, step, self.epoch, time.time())
@@ -465,7 +392,7 @@ class FaultServer:
             violation = None
             if fault == "violation":
                 violation = ("twice", "catch_all", "ancestor")[self._rng.randrange(3)]
-            content = json.dumps(answer_for(messages, key, violation, c.fanout, c.supplement, c.sample_words))
+            content = json.dumps(answer_for(req, key, violation, c.fanout, c.supplement, c.sample_words))
             finish = "stop"
             if fault == "truncated":  # cut inside the first object, so no whole sample is left to salvage
                 first = content.find("}")

@@ -1,7 +1,7 @@
 """A small OpenAI-compatible HTTP server on loopback for integration tests.
 
-It answers the engine's prompts with valid, plausible JSON (recognising each protocol
-step from the prompt text), counts requests, and can inject faults: HTTP 429 with
+It answers the engine's calls with valid, plausible JSON (tests/fake_provider.py: each protocol
+step known by the request's schema), counts requests, and can inject faults: HTTP 429 with
 Retry-After, 500s, or 401 for every request; reject some response_format forms (as servers without
 structured output, or with their own dialect, do) or answer every request with one fixed error.
 """
@@ -9,35 +9,21 @@ structured output, or with their own dialect, do) or answer every request with o
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_N = re.compile(r"Write (\d+)")
+from tests.fake_provider import Call, FakeProvider
+
+# the stub's words: "aspect at depth 0" names the root's split (tests/test_tui_terminal.py waits for it)
+STUB = FakeProvider(dimension="aspect at depth {depth}", pivot="{field} number {tag}-{i} at depth {depth}",
+                    sample="{field} number {tag}-{i} at depth {depth}")
 
 
-def answer_for(messages: list[dict], counter: int) -> dict:
-    user = messages[1]["content"] if len(messages) > 1 else messages[-1]["content"]
-    fields = re.findall(r'"(\w+)": "\.\.\."', user) or ["text"]
-    depth = 0
-    if "Every sample must satisfy" in user:
-        block = user.split("Every sample must satisfy", 1)[1].split("\n", 1)[1]
-        for line in block.splitlines():
-            if not line.startswith("- "):
-                break
-            depth += 1
-    if "Name ONE criterion" in user:  # the criterion call: a dimension and its values
-        return {"dimension": f"aspect at depth {depth}", "values": [f"kind {j} of aspect {depth}" for j in range(3)]}
-    if "numbered samples" in user and "which value of" in user:  # the assign call: one value per pivot
-        n = len(re.findall(r"^\[\d+\]", user, re.M))
-        values = list(dict.fromkeys(re.findall(r'"(kind \d+ of aspect \d+)"', user))) or [f"kind 0 of aspect {depth}"]
-        return {str(i + 1): values[i % len(values)] for i in range(n)}
-    if "were split by the dimension" in user:
-        return {"status": "complete", "values": [f"extra kind of aspect {depth}"]}
-    n = int(_N.search(user).group(1)) if _N.search(user) else 1
-    return {"samples": [{f: f"{f} number {counter}-{i} at depth {depth}" for f in fields} for i in range(n)]}
+def answer_for(call: Call, counter: int) -> dict:
+    """The stub's answer to one call (tests/fake_provider.py), unique by ``counter``."""
+    return STUB.answer(call, tag=counter)
 
 
 class _Server(ThreadingHTTPServer):
@@ -119,7 +105,7 @@ class StubOpenAI:
                     counter = stub.completions
                 if stub.latency:
                     time.sleep(stub.latency)
-                content = json.dumps(answer_for(body.get("messages", []), counter))
+                content = json.dumps(answer_for(Call.from_openai(body), counter))
                 self._send(
                     200,
                     {

@@ -102,6 +102,7 @@ def run_and_baseline(root: Path, size: int = 40) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_report_puts_the_run_beside_its_baseline(tmp_path, fast_report):  # noqa: F811
     run = run_and_baseline(tmp_path / "run")
     html, doc = fast_report([run], tmp_path / "r.html")
@@ -130,6 +131,7 @@ def test_the_report_puts_the_run_beside_its_baseline(tmp_path, fast_report):  # 
     assert "ab" not in solo
 
 
+@pytest.mark.slow
 def test_the_ab_report_in_chromium_with_both_datasets_in_the_maps(tmp_path, chromium, monkeypatch):  # noqa: F811
     from tests.test_report import open_in_chromium
     from treesynth.analytics import report as R

@@ -102,6 +102,7 @@ def _req(i: int) -> LLMRequest:
     return LLMRequest(messages=[{"role": "user", "content": str(i)}], slot=f"s{i}")
 
 
+@pytest.mark.slow
 async def test_against_a_single_slot_endpoint_the_client_backs_off_and_every_call_is_answered():
     ep = SingleSlot(service_s=0.02, timeout_s=0.1)  # 16 queued calls: the last would wait 0.32 s
     client = LLMClient(ep, concurrency=16, max_retries=6, backoff_base=0.01, adapt_timeout_s=0.1)

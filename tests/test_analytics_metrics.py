@@ -77,6 +77,7 @@ def _planted(seed, n=700, d=12, dups=40):
 
 
 @pytest.mark.parametrize("block", [64, 128, 1000])
+@pytest.mark.slow
 def test_exact_nearest_neighbours_match_brute_force(block):
     X = _planted(5)
     r = M.nearest_neighbours(X, threshold=0.97, block=block)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from tests.anthropic_batch_server import FakeAnthropicServer, message, text_of
 from tests.conftest import read_jsonl
+from tests.fake_provider import Call
 from tests.stub_server import answer_for
 from treesynth.core.errors import ProviderError
 from treesynth.core.llm.batch import anthropic_lines as wire
@@ -106,6 +107,7 @@ def test_batch_objects_map_to_our_states():
                                                               st.sampled_from(["type", "message", "error"]),
                                                               st.none() | st.text(max_size=8) | st.lists(st.integers(), max_size=2))),
                                           max_size=4).map(lambda xs: b"\n".join(json.dumps(x).encode() for x in xs)))
+@pytest.mark.slow
 def test_hostile_results_never_raise(content):
     res, problems = wire.parse_results(content)
     for r in res.values():
@@ -129,6 +131,7 @@ def server():
         yield s
 
 
+@pytest.mark.slow
 def test_the_official_sdk_can_use_the_fake(server):
     import anthropic
     client = anthropic.Anthropic(api_key=KEY, base_url=server.root, max_retries=0)
@@ -280,11 +283,11 @@ _counter = count()
 
 
 def stub_answer(params: dict) -> tuple[int, dict]:
-    """The stub server's plausible answers to the engine's prompts, as a Message."""
+    """The stub server's plausible answers to the engine's calls (by the forced tool's name and schema), as a Message."""
     system = params.get("system")
     system = text_of(system) if not isinstance(system, str) else system
     msgs = [{"role": "system", "content": system or ""}] + [{"role": m["role"], "content": text_of(m["content"])} for m in params["messages"]]
-    return 200, message(params, answer_for(msgs, next(_counter)))
+    return 200, message(params, answer_for(Call.from_anthropic(params, msgs), next(_counter)))
 
 
 @pytest.mark.slow

@@ -16,14 +16,15 @@ import pytest
 
 from tests.batch_server import FakeBatchServer
 from tests.conftest import read_jsonl
+from tests.fake_provider import Call
 from tests.stub_server import answer_for
 
 _counter = count()
 
 
 def stub_answer(body: dict) -> tuple[int, dict]:
-    """The stub server's plausible answers to the engine's prompts, as a chat completion."""
-    content = json.dumps(answer_for(body["messages"], next(_counter)))
+    """The stub server's plausible answers to the engine's calls (by their schemas), as a chat completion."""
+    content = json.dumps(answer_for(Call.from_openai(body), next(_counter)))
     return 200, {"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
                  "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}

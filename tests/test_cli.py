@@ -195,6 +195,7 @@ def test_a_busy_server_is_reachable_a_closed_port_is_not():
 # ---------------------------------------------------------------------------- real processes
 
 
+@pytest.mark.slow
 def test_help_and_version_do_not_import_heavy_modules():
     code = (
         "import sys\n"
@@ -210,6 +211,7 @@ def test_help_and_version_do_not_import_heavy_modules():
     assert v.returncode == 0 and v.stdout.startswith("treesynth ")
 
 
+@pytest.mark.slow
 def test_a_real_process_exits_with_the_commands_code(tmp_path):
     """``python -m treesynth.cli`` hands the shell what ``main`` returns: argparse's usage error, a bad input's
     one line, and a command that succeeds."""

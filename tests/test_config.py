@@ -358,6 +358,7 @@ keys = st.sampled_from(list(RunConfig.model_fields)) | st.text(max_size=12)
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(flags=st.dictionaries(keys, value | odd_strings, max_size=8))
+@pytest.mark.slow
 def test_build_config_arbitrary_flags(flags):
     try:
         cfg = build_config(flags=flags)

@@ -37,6 +37,7 @@ def test_default_model_is_found_in_its_package_without_the_hub(cache_dir):
     assert E.cache_root() == cache_dir
 
 
+@pytest.mark.slow
 def test_identical_texts_have_mean_similarity_one_and_vendi_one(cache_dir):
     X = E.Embedder(cache=False).embed(["Tom has 3 apples and eats one."] * 8)
     assert X.shape == (8, 384) and X.dtype == np.float32
@@ -46,6 +47,7 @@ def test_identical_texts_have_mean_similarity_one_and_vendi_one(cache_dir):
 
 
 @pytest.mark.skipif(not GSM8K_TEST.exists(), reason="needs ../shared/data/gsm8k/test.jsonl")
+@pytest.mark.slow
 def test_bf16_fast_path_agrees_with_plain_fp32_on_gsm8k(cache_dir):
     """The fast path's claim: Spearman correlation of all pairwise similarities >= 0.95 (it is ~0.9999)."""
     rows = [json.loads(line) for line in GSM8K_TEST.read_text().splitlines()[:200]]
@@ -61,6 +63,7 @@ def test_bf16_fast_path_agrees_with_plain_fp32_on_gsm8k(cache_dir):
 
 
 @pytest.mark.skipif(not GSM8K_TEST.exists(), reason="needs ../shared/data/gsm8k/test.jsonl")
+@pytest.mark.slow
 def test_int8_onnx_path_agrees_with_plain_fp32_on_gsm8k(cache_dir):
     """The default backend on CPUs without native bf16: built once into the cache, then read from
     there; Spearman of all pairwise similarities >= 0.95 against fp32 (measured ~0.99)."""
@@ -124,6 +127,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
         E.resolve_precision("int4")
 
 
+@pytest.mark.slow
 def test_cache_is_keyed_by_content_and_model_and_gives_the_same_vectors(cache_dir):
     texts = ["A farmer has 12 cows.", "A train leaves at 3 pm.", "A farmer has 12 cows."]
     e1 = E.Embedder(precision="fp32")
@@ -145,6 +149,7 @@ def test_cache_is_keyed_by_content_and_model_and_gives_the_same_vectors(cache_di
     assert len(list((cache_dir / "embeddings").glob("*.npy"))) == 2
 
 
+@pytest.mark.slow
 def test_a_damaged_cache_entry_is_recomputed(cache_dir):
     texts = ["one", "two"]
     e = E.Embedder(precision="fp32")

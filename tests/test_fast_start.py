@@ -16,6 +16,7 @@ MODELS = ["openai/gpt-4o-mini", "openai/gpt-4o", "openai/gpt-4.1-nano", "openai/
 
 
 @pytest.mark.parametrize("model", MODELS)
+@pytest.mark.slow
 def test_cost_map_prices_match_litellms_calculator(model):
     from treesynth.core.llm.transports.litellm import load_litellm
 
@@ -40,6 +41,7 @@ def test_unpriced_and_tiered_models():
     assert call_price("openai/gpt-5.6")(1234, 567) == pytest.approx(a + b)
 
 
+@pytest.mark.slow
 def test_a_run_on_the_http_path_never_imports_litellm(stub, tmp_path):
     code = (
         "import sys\n"
@@ -60,6 +62,7 @@ def test_a_run_on_the_http_path_never_imports_litellm(stub, tmp_path):
     assert "RC 2 LITELLM False" in r.stdout and "missing API key for openai/gpt-4o-mini: set OPENAI_API_KEY" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_estimate_prices_from_the_cost_map_without_litellm():
     """`treesynth estimate` for an openai/ model: the same price litellm's calculator gives, without importing it."""
     code = (

@@ -74,6 +74,7 @@ def _scan_for(out: Path, secrets: list[str], *texts: str) -> None:
 
 
 @TRANSPORTS
+@pytest.mark.slow
 def test_flaky_provider_completes_exactly_and_counters_match_the_server(tmp_path, transport):
     # 20% of requests fail, spread over 500, 503, 429 + Retry-After, hangs, dropped connections,
     # malformed JSON, truncated and empty answers; 20% of classifications break the partition rules
@@ -99,6 +100,7 @@ def test_flaky_provider_completes_exactly_and_counters_match_the_server(tmp_path
     check_run(out, 60)
 
 
+@pytest.mark.slow
 def test_retries_exhausted_fail_the_node_with_one_line_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
     with FaultServer(FaultConfig(p_503=1.0)) as srv:
@@ -120,6 +122,7 @@ def test_retries_exhausted_fail_the_node_with_one_line_and_resume_finishes(tmp_p
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.slow
 def test_signal_stops_gracefully_saves_state_and_resumes(tmp_path, sig):
     out = tmp_path / "run"
     with FaultServer(FaultConfig(latency=0.05)) as srv:
@@ -140,6 +143,7 @@ def test_signal_stops_gracefully_saves_state_and_resumes(tmp_path, sig):
     check_run(out, 150)
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_quits_at_once_without_corrupting(tmp_path):
     out = tmp_path / "run"
     # slow calls: the first Ctrl-C would wait for them; the second must not
@@ -175,6 +179,7 @@ def _price(model: str) -> tuple[float, float]:
 
 
 @TRANSPORTS
+@pytest.mark.slow
 def test_budget_stops_at_or_just_past_it_and_resumes_with_a_raised_budget(tmp_path, transport):
     pin, pout = _price("gpt-4o-mini")
     tin, tout = 20_000, 2_000  # the server reports these per call: a priced, known cost per call
@@ -258,6 +263,7 @@ def _run_as(args: list[str], preexec, env=None) -> subprocess.CompletedProcess:
                           env=env, timeout=300, preexec_fn=preexec)
 
 
+@pytest.mark.slow
 def test_unwritable_run_directory_is_one_clear_line(open_tmp):
     parent = open_tmp / "locked"
     parent.mkdir()
@@ -282,6 +288,7 @@ def test_unwritable_run_directory_is_one_clear_line(open_tmp):
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing touched
 
 
+@pytest.mark.slow
 def test_directory_turning_read_only_mid_run_stops_with_a_resume_hint(open_tmp):
     out = open_tmp / "run"
     with FaultServer(FaultConfig(latency=0.05)) as srv:
@@ -315,6 +322,7 @@ def _limit_file_size(nbytes: int):
 
 
 @pytest.mark.parametrize("limit", [40_000, 150_000])
+@pytest.mark.slow
 def test_disk_full_is_one_clear_line_and_resume_loses_nothing(tmp_path, limit):
     out = tmp_path / "run"
     with FaultServer(FaultConfig(latency=0.01)) as srv:
@@ -414,6 +422,7 @@ def _resume_copy(killed: Path, dest: Path, damage) -> subprocess.CompletedProces
         return call_cli("run", "--resume", str(dest), "--no-ui", "--api-base", srv.url)
 
 
+@pytest.mark.slow
 def test_torn_tails_and_truncated_tree_json_recover_cleanly(killed_run, tmp_path):
     def damage(out: Path) -> None:
         for name in ("samples.jsonl", "nodes.jsonl"):
@@ -452,6 +461,7 @@ def _hand_edits():
 
 
 @pytest.mark.parametrize("edit", sorted(_hand_edits()))
+@pytest.mark.slow
 def test_hand_edited_tree_json_is_rebuilt_from_the_journal(killed_run, tmp_path, edit):
     def damage(out: Path) -> None:
         tj = out / "tree.json"
@@ -472,6 +482,7 @@ def test_hand_edited_tree_json_is_rebuilt_from_the_journal(killed_run, tmp_path,
 
 
 @TRANSPORTS
+@pytest.mark.slow
 def test_api_keys_never_reach_the_run_directory_events_or_logs(tmp_path, transport):
     env_key = "sk-env-SECRET-7f3a9c1e5d"
     cfg_key = "sk-config-SECRET-2b8d4e6f0a"

@@ -132,6 +132,7 @@ class HostileTransport:
 
 @settings(max_examples=60, **SETTINGS)
 @given(answers=answers_by_step, depth=st.integers(1, 2), spc=st.integers(1, 4), retries=st.integers(0, 2))
+@pytest.mark.slow
 def test_engine_survives_arbitrary_answers(answers, depth, spc, retries):
     size = 14
     cfg = build_config(flags={"task": "math word problems", "fields": ",".join(FIELDS), "depth": depth, "size": size, "pivots": 4,
@@ -158,6 +159,7 @@ def test_engine_survives_arbitrary_answers(answers, depth, spc, retries):
 
 @settings(max_examples=150, **SETTINGS)
 @given(dim=nasty_text, vals=st.lists(nasty_text, max_size=4), pivots=st.lists(sample_like, max_size=4), err=nasty_text)
+@pytest.mark.slow
 def test_prompts_render_any_values_literally(dim, vals, pivots, err):
     from treesynth.core.prompts import Prompts
 
@@ -193,6 +195,7 @@ def test_config_file_of_arbitrary_bytes(tmp_path, suffix, body):
 
 @settings(max_examples=200, **SETTINGS)
 @given(data=st.dictionaries(config_keys, json_like, max_size=8), fmt=st.sampled_from(["json", "yaml"]))
+@pytest.mark.slow
 def test_config_file_with_arbitrary_keys_and_values(tmp_path, data, fmt):
     import yaml
 
@@ -232,6 +235,7 @@ def finished_run(tmp_path_factory):
     junk=st.binary(max_size=200) | json_like.map(lambda v: json.dumps(v).encode()),
     at=st.floats(0, 1),
 )
+@pytest.mark.slow
 def test_damaged_run_directory_resumes_or_fails_with_one_line(finished_run, name, how, junk, at):
     d = Path(tempfile.mkdtemp(prefix="treesynth-damaged-"))
     try:

@@ -13,7 +13,8 @@ from tests.conftest import call_cli, cli_env, read_jsonl
 from treesynth.core.text import normalise
 
 TASK = "GSM8K-style math word problems"
-TRANSPORTS = pytest.mark.parametrize("transport", ["http", "litellm"])
+# litellm (its import alone takes seconds) in the full suite; the quick loop covers the native transport
+TRANSPORTS = pytest.mark.parametrize("transport", ["http", pytest.param("litellm", marks=pytest.mark.slow)])
 
 
 def _run(stub, out: Path, *extra: str, env=None, transport: str = "auto"):
@@ -67,6 +68,7 @@ def test_run_over_http_produces_exact_size_and_valid_tree(stub, tmp_path, transp
 
 
 @TRANSPORTS
+@pytest.mark.slow
 def test_rate_limits_are_retried_honouring_retry_after(stub, tmp_path, transport):
     stub.fail_429 = 3
     stub.fail_500 = 2

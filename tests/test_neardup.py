@@ -146,6 +146,7 @@ def test_bad_input_is_a_value_error() -> None:
 
 
 @pytest.mark.parametrize("batch", [1, 5, 37])
+@pytest.mark.slow
 def test_exact_path_matches_brute_force_around_the_threshold(batch: int) -> None:
     # 1,500 rows, a third of them at a cosine within +-0.02 of the threshold from an earlier row
     rng = np.random.default_rng(10 + batch)
@@ -166,6 +167,7 @@ def test_exact_path_matches_brute_force_around_the_threshold(batch: int) -> None
     assert len(index) == keep.sum()
 
 
+@pytest.mark.slow
 def test_hnsw_path_agrees_with_brute_force_on_20k_clustered_vectors() -> None:
     rng = np.random.default_rng(20)
     B = clustered(20_000, rng)
@@ -187,6 +189,7 @@ def test_hnsw_path_agrees_with_brute_force_on_20k_clustered_vectors() -> None:
     assert found[pos].mean() >= 0.98  # where it finds the neighbour, the cosine is the exact one (f16 storage)
 
 
+@pytest.mark.slow
 def test_hnsw_admit_stream_agrees_with_brute_force() -> None:
     # admit() through the graph (exact_limit 512, flushes of 256) against the exact path on the same stream
     rng = np.random.default_rng(30)

@@ -18,7 +18,8 @@ from treesynth.core.llm.transports.openai_http import OpenAIHTTPTransport
 
 LLAMA_CPP_500 = "Input should be 'text' or 'json_object'"
 BAD_PARAM_500 = "1 validation error for CreateChatCompletionRequest top_k Input should be a valid integer"
-TRANSPORTS = pytest.mark.parametrize("kind", ["http", "litellm"])
+# litellm (its import alone takes seconds) in the full suite; the quick loop covers the native transport
+TRANSPORTS = pytest.mark.parametrize("kind", ["http", pytest.param("litellm", marks=pytest.mark.slow)])
 BIG = {"type": "object", "properties": {"samples": {"type": "array", "items": {"type": "string", "maxLength": 4000}}}}
 
 

@@ -16,166 +16,7 @@ from treesynth.core.partition import (
     overlapped,
     plan_children,
     validate_coverage,
-    validate_split,
 )
-
-
-def split_answer(*values, dimension="difficulty"):
-    return {"dimension": dimension, "values": [{"value": v, "pivots": p} for v, p in values]}
-
-
-# ---------------------------------------------------------------- validate_split: valid
-def test_valid_split_every_pivot_assigned_once():
-    s = validate_split(split_answer(("easy", [1, 3]), ("hard", [2, 4])), 4, [], 10)
-    assert isinstance(s, Split)
-    assert s.dimension == "difficulty"
-    assert s.values == (Value("easy", (0, 2), "pivots"), Value("hard", (1, 3), "pivots"))
-
-
-def test_pivots_are_sorted_and_zero_based():
-    s = validate_split(split_answer(("a", [3, 1]), ("b", [2])), 3, [], 10)
-    assert s.values[0].pivots == (0, 2)
-    assert s.values[1].pivots == (1,)
-
-
-def test_numeric_strings_and_hash_prefixed_numbers_accepted():
-    s = validate_split(split_answer(("a", ["1", " 2 "]), ("b", ["#3", 4.0])), 4, [], 10)
-    assert s.values[0].pivots == (0, 1)
-    assert s.values[1].pivots == (2, 3)
-
-
-def test_scalar_pivots_wrapped_in_a_list():
-    s = validate_split(split_answer(("a", 1), ("b", "2")), 2, [], 10)
-    assert [v.pivots for v in s.values] == [(0,), (1,)]
-
-
-def test_labels_whitespace_collapsed():
-    s = validate_split({"dimension": "  problem\n type ", "values": [{"value": " word   problem ", "pivots": [1]}]}, 1, [], 5)
-    assert s.dimension == "problem type"
-    assert s.values[0].value == "word problem"
-
-
-def test_same_pivot_repeated_under_one_value_is_harmless():
-    s = validate_split(split_answer(("a", [1, 1, 2]), ("b", [3])), 3, [], 10)
-    assert s.values[0].pivots == (0, 1)
-
-
-# ---------------------------------------------------------------- validate_split: rejected
-def test_pivot_assigned_twice_first_pivot():
-    with pytest.raises(PartitionError, match=r"pivot 1 is assigned twice \('a' and 'b'\)"):
-        validate_split(split_answer(("a", [1, 2]), ("b", [1, 3])), 3, [], 10)
-
-
-def test_pivot_assigned_twice_not_the_first_pivot():
-    with pytest.raises(PartitionError, match=r"pivot 3 is assigned twice \('a' and 'c'\)"):
-        validate_split(split_answer(("a", [1, 3]), ("b", [2]), ("c", [4, 3])), 4, [], 10)
-
-
-def test_pivot_assigned_twice_last_pivot_of_many():
-    answer = split_answer(("a", [1, 2, 3]), ("b", [4, 5]), ("c", [6, 5]))
-    with pytest.raises(PartitionError) as ei:
-        validate_split(answer, 6, [], 10)
-    assert "pivot 5 is assigned twice" in str(ei.value)
-    assert "pivot 1 " not in str(ei.value)
-
-
-def test_missing_pivots_listed():
-    with pytest.raises(PartitionError, match=r"pivots 2, 4 are not assigned to any value"):
-        validate_split(split_answer(("a", [1]), ("b", [3])), 4, [], 10)
-
-
-@pytest.mark.parametrize("bad", [0, 5, -1, "0", "7", 99, 2.5])
-def test_out_of_range_or_non_integer_pivot(bad):
-    with pytest.raises(PartitionError, match="pivot number"):
-        validate_split(split_answer(("a", [1, 2, 3]), ("b", [4, bad])), 4, [], 10)
-
-
-def test_out_of_range_message_names_the_range():
-    with pytest.raises(PartitionError, match=r"out of range 1\.\.4"):
-        validate_split(split_answer(("a", [1, 2, 3]), ("b", [5])), 4, [], 10)
-
-
-@pytest.mark.parametrize("bad", ["two", "", "1.5", True, None, [1], {"n": 1}, "²", "1" * 5000])
-def test_non_numeric_pivot_rejected(bad):
-    with pytest.raises(PartitionError, match="is not a number"):
-        validate_split(split_answer(("a", [1, bad])), 2, [], 10)
-
-
-@pytest.mark.parametrize("dup", ["EASY", " easy ", "Easy.", "easy!", "eAsY"])
-def test_values_duplicate_after_normalisation(dup):
-    with pytest.raises(PartitionError, match=r"repeats 'easy'"):
-        validate_split(split_answer(("easy", [1]), (dup, [2]), ("hard", [3])), 3, [], 10)
-
-
-@pytest.mark.parametrize("catch", ["Other", "other", "misc.", "Misc", "Various topics", "algebra and others", "General", "N/A", "etc."])
-def test_catch_all_values_rejected(catch):
-    with pytest.raises(PartitionError, match="catch-all"):
-        validate_split(split_answer(("algebra", [1]), (catch, [2])), 2, [], 10)
-
-
-@pytest.mark.parametrize("dim", [" Topic ", "topic", "TOPIC", "Topic."])
-def test_dimension_equal_to_ancestor_after_normalisation(dim):
-    with pytest.raises(PartitionError, match="already used by an ancestor"):
-        validate_split(split_answer(("a", [1]), dimension=dim), 1, ["setting", "topic"], 10)
-
-
-def test_ancestor_dimension_normalised_too():
-    with pytest.raises(PartitionError, match="already used by an ancestor"):
-        validate_split(split_answer(("a", [1]), dimension="topic"), 1, ["  TOPIC  "], 10)
-
-
-def test_different_dimension_from_ancestors_is_fine():
-    s = validate_split(split_answer(("a", [1]), dimension="Topic area"), 1, ["topic"], 10)
-    assert s.dimension == "Topic area"
-
-
-def test_too_many_values():
-    answer = split_answer(*[(f"v{i}", [i + 1]) for i in range(4)])
-    with pytest.raises(PartitionError, match=r"too many values \(4\); use at most 3"):
-        validate_split(answer, 4, [], 3)
-    assert len(validate_split(answer, 4, [], 4).values) == 4
-
-
-def test_value_with_no_pivots_rejected():
-    with pytest.raises(PartitionError, match=r"values 'b' have no pivots"):
-        validate_split(split_answer(("a", [1, 2]), ("b", [])), 2, [], 10)
-
-
-def test_value_with_pivots_key_absent_rejected():
-    answer = {"dimension": "d", "values": [{"value": "a", "pivots": [1]}, {"value": "b"}]}
-    with pytest.raises(PartitionError, match="have no pivots"):
-        validate_split(answer, 1, [], 10)
-
-
-def test_several_problems_reported_together():
-    with pytest.raises(PartitionError) as ei:
-        validate_split(split_answer(("a", [1]), ("A", [2]), ("Other", [3]), ("b", [])), 4, [], 10)
-    msg = str(ei.value)
-    assert "repeats 'a'" in msg and "catch-all" in msg and "pivots 2, 3, 4 are not assigned" in msg and "'b'" in msg
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        None,
-        [],
-        "text",
-        {},
-        {"dimension": "d"},
-        {"dimension": "d", "values": []},
-        {"dimension": "d", "values": "a"},
-        {"dimension": "", "values": [{"value": "a", "pivots": [1]}]},
-        {"dimension": "!!!", "values": [{"value": "a", "pivots": [1]}]},
-        {"dimension": 3, "values": [{"value": "a", "pivots": [1]}]},
-        {"dimension": "x" * 121, "values": [{"value": "a", "pivots": [1]}]},
-        {"dimension": "d", "values": ["a"]},
-        {"dimension": "d", "values": [{"value": None, "pivots": [1]}]},
-        {"dimension": "d", "values": [{"value": "   ", "pivots": [1]}]},
-    ],
-)
-def test_malformed_answers_rejected(raw):
-    with pytest.raises(PartitionError):
-        validate_split(raw, 1, [], 10)
 
 
 # ---------------------------------------------------------------- is_catch_all
@@ -232,11 +73,6 @@ def test_coverage_drops_a_value_that_lists_an_existing_one():
                           ["A-level-9", "Math-level-9", "B-level-8"], 10)
     assert c.added == ("B-level-6",)
     assert c.rejected == ("'B-level-7, Math-level-9' overlaps 'Math-level-9'", "'B-level-6 or addition' overlaps 'B-level-6'")
-
-
-def test_split_value_combining_another_value_is_a_problem():
-    with pytest.raises(PartitionError, match="'addition and subtraction' overlaps 'addition'"):
-        validate_split(split_answer(("addition", [1]), ("addition and subtraction", [2]), ("division", [3])), 3, [], 10)
 
 
 @pytest.mark.parametrize("label,others", [
@@ -336,42 +172,6 @@ json_like = st.recursive(
     max_leaves=30,
 )
 
-pivot_like = st.one_of(
-    st.integers(-3, 12),
-    st.text(max_size=6),
-    st.floats(allow_nan=True),
-    st.sampled_from(["1", "#2", " 3 ", "²", "١", "1" * 5000, True]),
-    json_like,
-)
-
-# Mostly well-formed answers, so that generation reaches the pivot and label checks.
-structured_split = st.fixed_dictionaries(
-    {
-        "dimension": st.one_of(st.sampled_from(["topic", "Topic ", "setting"]), st.text(max_size=30)),
-        "values": st.lists(
-            st.fixed_dictionaries(
-                {
-                    "value": st.one_of(st.sampled_from(["alpha", "beta", "gamma", "Other", "ALPHA"]), st.text(max_size=20)),
-                    "pivots": st.one_of(st.lists(pivot_like, max_size=6), pivot_like),
-                }
-            ),
-            min_size=1,
-            max_size=6,
-        ),
-    }
-)
-
-split_like = st.one_of(
-    json_like,
-    structured_split,
-    st.fixed_dictionaries(
-        {
-            "dimension": st.one_of(st.text(max_size=30), json_like),
-            "values": st.one_of(json_like, st.lists(st.one_of(json_like, st.fixed_dictionaries({"value": json_like, "pivots": json_like})), max_size=6)),
-        }
-    ),
-)
-
 coverage_like = st.one_of(
     json_like,
     st.fixed_dictionaries(
@@ -381,30 +181,6 @@ coverage_like = st.one_of(
         }
     ),
 )
-
-
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=split_like, n=st.integers(1, 8), anc=st.lists(st.text(max_size=10), max_size=3), max_values=st.integers(1, 10))
-def test_validate_split_only_raises_partition_error(raw, n, anc, max_values):
-    try:
-        s = validate_split(raw, n, anc, max_values)
-    except PartitionError:
-        return
-    # a returned split satisfies the protocol
-    assigned = sorted(i for v in s.values for i in v.pivots)
-    assert assigned == list(range(n))
-    assert 1 <= len(s.values) <= max_values
-    assert all(not is_catch_all(v.value) for v in s.values)
-
-
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=structured_split, n=st.integers(1, 6))
-def test_validate_split_structured_only_raises_partition_error(raw, n):
-    try:
-        s = validate_split(raw, n, ["setting"], 10)
-    except PartitionError:
-        return
-    assert sorted(i for v in s.values for i in v.pivots) == list(range(n))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -417,14 +193,3 @@ def test_validate_coverage_only_raises_partition_error(raw, existing, max_new):
     assert c.kind in ("none", "complete", "open_ended")
     assert len(c.added) <= max_new
     assert all(isinstance(a, str) and not is_catch_all(a) for a in c.added)
-
-
-@settings(max_examples=150, deadline=None)
-@given(data=st.data(), n=st.integers(1, 12), k=st.integers(1, 6))
-def test_any_true_partition_of_pivots_is_accepted(data, n, k):
-    k = min(k, n)
-    owner = data.draw(st.permutations(list(range(k)) + data.draw(st.lists(st.integers(0, k - 1), min_size=n - k, max_size=n - k))))
-    groups = [[i + 1 for i in range(n) if owner[i] == j] for j in range(k)]
-    shuffled = [data.draw(st.permutations(g)) for g in groups]
-    s = validate_split(split_answer(*[(f"value {j}", g) for j, g in enumerate(shuffled)]), n, ["other dim"], k)
-    assert [v.pivots for v in s.values] == [tuple(p - 1 for p in g) for g in groups]

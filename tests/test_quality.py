@@ -359,6 +359,7 @@ def test_judge_cli_errors_are_one_line(tmp_path):
     assert r.returncode != 0 and "not a treesynth run directory" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_kill_while_judging_then_resume_loses_no_verdict_and_asks_none_twice(tmp_path):
     out = tmp_path / "r"
     env = cli_env()
@@ -517,6 +518,7 @@ def test_balance_new_rows_do_not_nearly_repeat_real_rows_or_each_other(tmp_path)
     assert rej and {r["gate"] for r in rej} == {"near_duplicate"}
 
 
+@pytest.mark.slow
 def test_the_index_library_and_the_embedded_model_live_in_one_process(tmp_path):
     """A real process that builds the near-duplicate index past its exact stage (so the index library is
     loaded and used), then loads the embedded model and decodes: a C++ runtime clash between the two

@@ -23,6 +23,9 @@ from treesynth.core import events as ev
 from treesynth.core.config import build_config
 from treesynth.core.run import Run
 
+# a local Ray cluster, its workers and processes killed mid-run: the full suite's, not the quick loop's
+pytestmark = pytest.mark.slow
+
 FIELDS = ("question", "answer")
 
 

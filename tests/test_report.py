@@ -270,6 +270,7 @@ def _plotly_bundles(html: str) -> int:
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_report_for_a_run_renders_in_chromium(gsm_run, chromium, tmp_path):
     from treesynth.analytics.report import report_for_run
 
@@ -300,6 +301,7 @@ def test_report_for_a_run_renders_in_chromium(gsm_run, chromium, tmp_path):
 
 
 @needs_gsm8k
+@pytest.mark.slow
 def test_compare_with_gsm8k_through_the_cli(gsm_run, chromium, tmp_path, capsys):
     out = tmp_path / "compare.html"
     rc = cli_main(["report", str(gsm_run), "--compare", str(GSM8K_TEST), "--sample", "150", "--out", str(out), "--seed", "3"])
@@ -343,6 +345,7 @@ class HostileTransport(ScriptedTransport):
         return dataclasses.replace(c, text=json.dumps(obj))
 
 
+@pytest.mark.slow
 def test_hostile_text_renders_as_text_everywhere(tmp_path, chromium, cache_env, monkeypatch):
     from treesynth.analytics import report as R
 
@@ -410,6 +413,7 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys, cache_env):
         assert err.startswith("treesynth: error:") and msg in err and "\n" not in err, (argv, err)
 
 
+@pytest.mark.slow
 def test_run_with_report_flag_writes_the_report(stub, tmp_path, capsys, cache_env):
     out = tmp_path / "run"
     rc = cli_main(["run", "math word problems", "--no-ui", "--model", "openai/stub-model", "--api-base", stub.url,
@@ -420,6 +424,7 @@ def test_run_with_report_flag_writes_the_report(stub, tmp_path, capsys, cache_en
     assert json.loads((out / "metrics.json").read_text())["datasets"][0]["n"] == 12
 
 
+@pytest.mark.slow
 def test_unfinished_run_uses_samples_so_far(gsm_run, tmp_path, cache_env):
     from treesynth.analytics.data import load_dataset
 
@@ -432,6 +437,7 @@ def test_unfinished_run_uses_samples_so_far(gsm_run, tmp_path, cache_env):
     assert any("samples written so far" in n for n in ds.notes) and any("unreadable" in n for n in ds.notes)
 
 
+@pytest.mark.slow
 def test_balance_run_report_compares_before_and_after(tmp_path, cache_env, chromium):
     """A balance run's report shows the input (before) and the balanced output (after) on one tree:
     the leaf occupancy numbers equal the balance's own before/after summary."""
@@ -471,6 +477,7 @@ def test_balance_run_report_compares_before_and_after(tmp_path, cache_env, chrom
 
 
 @needs_gsm8k
+@pytest.mark.slow
 def test_large_maps_are_drawn_even_without_webgl(tmp_path, chromium, cache_env):
     """Above 3,000 points the maps use plotly's WebGL traces. Headless Chromium (like some remote or
     virtual machines, and printing) has a WebGL context that plotly cannot use: the page must notice

@@ -419,6 +419,7 @@ def chromium():
     pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
 
 
+@pytest.mark.slow
 def test_quality_section_is_visible_in_chromium(tmp_path, fast_report, chromium):
     from tests.test_report import open_in_chromium
 

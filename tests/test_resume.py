@@ -76,6 +76,7 @@ def test_sigkill_at_several_points_then_resume(tmp_path):
     assert stub.completions > requests_before_final  # the final session did real work
 
 
+@pytest.mark.slow
 def test_sigterm_stops_gracefully_with_resume_hint(tmp_path):
     out = tmp_path / "run"
     with StubOpenAI(latency=0.05) as stub:
@@ -94,6 +95,7 @@ def test_sigterm_stops_gracefully_with_resume_hint(tmp_path):
     assert json.loads((out / "tree.json").read_text())["nodes"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_run_when_stderr_is_a_closed_pipe(tmp_path):
     """`treesynth run ... 2>&1 | tee log`, then Ctrl-C: tee is gone, stderr is a closed pipe. The stop
     must still happen (and the run stay resumable), whatever printing it fails to do."""

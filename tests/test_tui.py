@@ -268,6 +268,7 @@ async def _paused_after_root_expanded(pilot, rs: RunScreen):
     assert rs.run.steering.paused
 
 
+@pytest.mark.slow
 async def test_prune_and_edit_change_what_gets_synthesised(tmp_path):
     out = tmp_path / "r"
     t = _held_after_root()
@@ -370,6 +371,7 @@ async def test_an_edit_the_engine_refuses_is_shown_with_its_reason(tmp_path):
 # ---------------------------------------------------------------------------- opening runs
 
 
+@pytest.mark.slow
 async def test_opening_a_finished_run_shows_its_tree(tmp_path):
     runs = tmp_path / "runs"
     out = runs / "done"
@@ -620,6 +622,7 @@ async def test_a_balance_run_grows_its_tree_and_ends_with_its_before_after_summa
     assert {b["provenance"] for b in balanced} <= {"original", "synthesised"}
 
 
+@pytest.mark.slow
 async def test_a_stopped_balance_run_resumes_in_the_tui(tmp_path):
     from tests.fakes import hash_embedder
 
@@ -686,6 +689,7 @@ async def test_u_resumes_a_paused_run_and_the_footer_says_what_p_and_u_do(tmp_pa
         assert rs.fin.status == "complete" and rs.fin.rows == 200
 
 
+@pytest.mark.slow
 async def test_the_stats_bar_shows_a_call_in_flight_and_how_long_it_has_waited(tmp_path):
     import re
 

@@ -79,10 +79,6 @@ class ViewNode:
         self.counts = f"{self.done:,}/{self.target:,}"
         self.width = 3 + cell_len(head) + len(self.counts)
 
-    @property
-    def state_name(self) -> str:
-        return GLYPHS[self.state][2]
-
 
 @dataclass
 class Changes:

@@ -42,7 +42,7 @@ from .model import CLASSIFY, PIVOTS, SUPPLEMENT, SYNTH, Changes, RunModel
 from .opening import open_source, share_loop, source_title
 from .runs import ResumeRun, Services, Source
 from .saved_runs import Browsed, run_status, scan_samples
-from .steering import Steering
+from .steering import SteeringKeys
 from .widgets import DetailPane, LogPane, RunTree, StatsBar
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class RunScreen(Screen):
         self.progress = Progress()
         self.bridge = EventBridge(self)
         self.flusher = FlushScheduler(self._flush, self.set_timer)
-        self.steering = Steering(self)
+        self.steering = SteeringKeys(self)
         self.run: RunHandle | None = None  # once opened (a live run)
         self.core_tree: CoreTree | None = None  # the run's Tree (live: the engine's own)
         self.run_dir: Path | None = None

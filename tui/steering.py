@@ -56,7 +56,7 @@ def path_text(model: RunModel, vn: ViewNode) -> str:
     return " > ".join(f"{p.dimension} = {p.value}" for p in model.path(vn.id)) or "(root)"
 
 
-class Steering:
+class SteeringKeys:
     """The steering keys of one run screen."""
 
     def __init__(self, host: SteeringHost) -> None:
