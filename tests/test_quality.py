@@ -542,10 +542,12 @@ def test_the_index_library_and_the_embedded_model_live_in_one_process(tmp_path):
 def test_semantic_dedup_embeds_a_stored_row_by_its_fields_alone(tmp_path):
     """A resumed run embeds stored rows that a crash left without a vector: their id, leaf, path and key
     are not the row's text (they were, and such a row's vector matched nothing it should)."""
+    from types import SimpleNamespace
+
     from treesynth.core.engine.mode import GenerationMode
 
     cfg = build_config(flags={"preset": "gsm8k"})
-    mode = GenerationMode(cfg, None, None)  # type: ignore[arg-type]
+    mode = GenerationMode(SimpleNamespace(cfg=cfg, store=None, prompts=None, embed=None))  # type: ignore[arg-type]
     sample = {"question": "Tom has  3 apples.", "answer": "3\n#### 3"}
     stored = {"id": "0.1/4/2", "leaf_id": "0.1", "slot": 4, "path": [{"dimension": "topic", "value": "fruit"}], **sample, "_k": 12345}
     assert mode.dedup_text(stored) == mode.dedup_text(sample) == "Tom has 3 apples. 3 #### 3"

@@ -42,7 +42,7 @@ async def _infer_task(client: LLMClient, cfg: RunConfig, data: Data, n: int, see
     examples = [data.sample(i) for i in sorted(rng.sample(range(len(data)), min(n, len(data))))]
     for attempt in range(3):
         c = await client.complete(
-            LLMRequest(prompts.infer_task(examples), slot=f"task:infer:{attempt}", schema=_TASK_SCHEMA, temperature=0.3, max_tokens=200, seed=seed + attempt)
+            LLMRequest(prompts.infer_task(examples), slot=f"task:infer:{attempt}", schema=_TASK_SCHEMA, schema_name="task", temperature=0.3, max_tokens=200, seed=seed + attempt)
         )
         try:
             task = parse_json(c.text).get("task", "")
