@@ -14,7 +14,7 @@ from ..cache import ResponseCache
 from ..config import RESUMABLE_OVERRIDES, RunConfig, build_config
 from ..errors import ConfigError, RunDirError, StorageError
 from ..handle import RunKind
-from ..llm import LLMClient, UsageTotals, close_transport, close_transport_sync, make_local_transport
+from ..llm import LLMClient, UsageTotals, close_transport, close_transport_sync, make_transport
 from ..prompts import Prompts
 from ..quality.setup import build_gates
 from ..rundir import CACHE
@@ -38,16 +38,6 @@ def storage_error(root: Path, e: BaseException) -> StorageError:
         f"cannot write to run directory {str(root)!r} ({what}); everything up to the last finished call is saved;"
         f" fix the cause (free disk space, permissions) and resume with: treesynth run --resume {root}"
     )
-
-
-def make_transport(cfg: RunConfig) -> Any:
-    """The transport for ``cfg.executor``: in this process (the native OpenAI-compatible client or
-    litellm, see ``make_local_transport``), or a pool of Ray workers (each making the same choice)."""
-    if cfg.executor == "ray":
-        from ..llm.transports.ray import RayTransport
-
-        return RayTransport(cfg)
-    return make_local_transport(cfg)
 
 
 class Run:
