@@ -1,8 +1,8 @@
 """Which transport a config's calls go through: pure functions of the config, no transport imported.
 
 The one place the choice is made. ``RunConfig`` asks it to refuse ``transport http`` on a model the
-native client cannot serve (so it sits below the LLM layer, beside the config); the preflight asks it
-which checks apply; core/llm/select.py and core/llm/lifecycle.py build what it names.
+native client cannot serve (so it sits below the config, and the config below the LLM layer); the
+preflight asks it which checks apply; core/llm/select.py and core/llm/lifecycle.py build what it names.
 
     ray      ``--executor ray``: a pool of Ray workers, each making the in-process choice below
     http     the native OpenAI-compatible client (core/llm/transports/openai_http.py): openai/<model>,
