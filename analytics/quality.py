@@ -292,7 +292,7 @@ def validator_label(v: Mapping[str, Any]) -> str:
     the settings read like the checks that failed; a config this version cannot read is shown as given."""
     from pydantic import ValidationError
 
-    from treesynth.core.quality.validators import Validator
+    from treesynth.core.validators import Validator
 
     try:
         return Validator(**dict(v)).label

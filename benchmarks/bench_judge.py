@@ -80,7 +80,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from treesynth.core.config import build_config
-    from treesynth.core.engine.run import make_transport
+    from treesynth.core.llm import make_transport
 
     flags = {"preset": "gsm8k", "judge": True, "model": args.model, "cache": False}
     if args.api_base:

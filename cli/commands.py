@@ -64,7 +64,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from treesynth.core.prompts import list_presets, load_preset
+    from treesynth.core.presets import list_presets, load_preset
 
     for name, desc in list_presets().items():
         print(f"{name:12s} {desc}  [fields: {', '.join(load_preset(name).get('fields', []))}]")

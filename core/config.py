@@ -15,8 +15,9 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .prompts import STEPS, load_preset
-from .quality.validators import Validator
+from .presets import load_preset
+from .transport_choice import http_unsupported
+from .validators import Validator
 
 DEFAULT_MODEL = "local/smollm2"
 # The embedded 135M model writes a few samples per call well and a dozen badly (measured: 2 distinct
@@ -25,6 +26,8 @@ DEFAULT_MODEL = "local/smollm2"
 LOCAL_MODEL_DEFAULTS = {"pivots": 6, "pivots_per_call": 3, "samples_per_call": 3, "max_values": 4, "open_ended_threshold": 4, "judge_batch": 3}
 # Semantic dedup's cosine threshold when it is turned on without one (measured on GSM8K: core/neardup.py).
 RESERVED_FIELDS = {"id", "leaf_id", "path", "slot"}
+# The protocol's steps: one prompt template each (core/prompts.py renders them; ``templates`` may override any).
+STEPS = ("system", "pivots", "criterion", "assign", "supplement", "generate", "retry", "route", "infer_task", "judge")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
 # Keys whose values are secrets: never written to the run directory.
@@ -198,8 +201,6 @@ class RunConfig(BaseModel):
         if self.open_ended_threshold > self.max_values:
             raise ValueError("open_ended_threshold must not exceed max_values")
         if self.transport == "http":
-            from .llm.transports.openai_http import http_unsupported
-
             why = http_unsupported(self)
             if why:
                 raise ValueError(f"transport http: {why}; use transport litellm or auto")

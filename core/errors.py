@@ -69,3 +69,9 @@ class BudgetExhausted(Exception):
 
 class StopRequested(Exception):
     """Raised at call time once the run is asked to stop (Ctrl-C, cancel)."""
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one line of at most ``limit`` characters (its type name when it says nothing)."""
+    s = " ".join(str(e).split())
+    return s[:limit] or type(e).__name__

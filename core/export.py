@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from .card import Branch, CardFacts
-from .errors import ProviderError, TreesynthError
+from .errors import ProviderError, TreesynthError, first_line
 
 INTERNAL_KEYS = ("slot", "_k")
 
@@ -128,7 +128,6 @@ def push_to_hub(ds: Any, repo: str, card: str, token: str) -> str:
     ``repo``. Returns the repository's URL. No network or a refused upload is one line."""
     from huggingface_hub import DatasetCard
 
-    from .llm.transports.common import first_line
 
     try:
         ds.push_to_hub(repo, token=token)

@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from .text import clean_text
+
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 
 
@@ -144,3 +146,26 @@ def _parse(obj: Any, fields: tuple[str, ...], max_items: int, max_chars: int) ->
             continue
         rejected += 1
     return out, rejected
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _scrub(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return clean_text(obj)
+    if isinstance(obj, list):
+        return [_scrub(x) for x in obj]
+    if isinstance(obj, dict):
+        return {_scrub(k) if isinstance(k, str) else k: _scrub(v) for k, v in obj.items()}
+    return obj
+
+
+def parse_answer(text: str | None) -> Any:
+    """parse_json, minus lone surrogates that JSON escapes (\\ud800) can smuggle in: they cannot be
+    written as UTF-8, so one would crash the journal or samples.jsonl. A model's answer made safe to keep:
+    the engine's steps and the judge read every answer with it."""
+    obj = parse_json(text)
+    if text and "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        obj = _scrub(obj)
+    return obj

@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from .errors import ProviderError
+from .transport_choice import in_process
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -19,16 +20,15 @@ def check_model(cfg: RunConfig) -> str | None:
         if not isinstance(cfg.router.get("model_list"), list) or not cfg.router["model_list"]:
             raise ProviderError("router: needs a non-empty model_list")
         return None
-    if cfg.model.startswith("local/"):
+    kind = in_process(cfg)  # what this process, or each Ray worker, calls with (core/transport_choice.py)
+    if kind == "local":
         from .llm.transports.local import check_local_name
 
         check_local_name(cfg.model.split("/", 1)[1])
         return None
-    from .llm.transports.openai_http import use_http
-
-    if use_http(cfg):  # openai/<model>, hosted_vllm/<model>: the native client, no litellm (3.5-4.7 s to import)
+    if kind == "http":  # openai/<model>, hosted_vllm/<model>: the native client, no litellm (3.5-4.7 s to import)
         return cfg.model.split("/", 1)[0]
-    from .llm.transports.litellm import load_litellm
+    from .llm.litellm_loader import load_litellm
 
     litellm = load_litellm()
     try:
@@ -43,7 +43,6 @@ def check_model(cfg: RunConfig) -> str | None:
 
 def check_provider(cfg: RunConfig, *, reach: bool = True) -> None:
     """Unknown model, missing API key, unreachable api_base, missing embedded model."""
-    from .llm.transports.openai_http import use_http
     remote_workers = cfg.executor == "ray"
     if remote_workers:
         from .llm.transports.ray import import_ray
@@ -57,7 +56,8 @@ def check_provider(cfg: RunConfig, *, reach: bool = True) -> None:
                 "the router's literal API keys were not saved with the run; write them as os.environ/NAME references"
             )
         return
-    if cfg.model.startswith("local/"):
+    kind = in_process(cfg)
+    if kind == "local":
         from .llm.transports.local import find_gguf
 
         find_gguf(cfg.model.split("/", 1)[1])
@@ -70,11 +70,11 @@ def check_provider(cfg: RunConfig, *, reach: bool = True) -> None:
         if reach:
             check_reachable(cfg.api_base)
         return
-    if provider == "openai" and use_http(cfg):
+    if provider == "openai" and kind == "http":
         if not os.environ.get("OPENAI_API_KEY") and not remote_workers:
             raise ProviderError(f"missing API key for {cfg.model}: set OPENAI_API_KEY in the environment")
         return
-    from .llm.transports.litellm import load_litellm
+    from .llm.litellm_loader import load_litellm
 
     litellm = load_litellm()
     try:

@@ -1,66 +1,25 @@
-"""Prompt templates (Jinja2, sandboxed) and presets. Both are data in ``assets/``; no domain
-knowledge lives in code. Users override any template file through ``templates`` in the config.
+"""Prompt templates (Jinja2, sandboxed), one per step of the protocol (``STEPS``). They are data in
+``assets/prompts``; no domain knowledge lives in code. Users override any template file through
+``templates`` in the config. Presets are core/presets.py's.
 """
 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import tomllib
-
+from .config import STEPS, RunConfig
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .config import RunConfig
 
 Path_ = list[dict[str, str]]  # a root-to-node path: [{dimension, value}, ...]
 
-STEPS = ("system", "pivots", "criterion", "assign", "supplement", "generate", "retry", "route", "infer_task", "judge")
 
-
-def assets_dir() -> Path:
+def templates_dir() -> Path:
+    """The shipped prompt templates (``assets/prompts``)."""
     from treesynth.assets import ASSETS_DIR
 
-    return ASSETS_DIR
-
-
-def list_presets() -> dict[str, str]:
-    out = {}
-    for p in sorted((assets_dir() / "presets").glob("*.toml")):
-        try:
-            out[p.stem] = tomllib.loads(p.read_text(encoding="utf-8")).get("description", "")
-        except (OSError, tomllib.TOMLDecodeError):
-            continue
-    return out
-
-
-@lru_cache(maxsize=32)
-def load_preset(name: str) -> dict[str, Any]:
-    """A preset by name (shipped) or path to a .toml file."""
-    def _is_file(q: Path) -> bool:
-        try:
-            return q.is_file()
-        except (OSError, ValueError):  # e.g. a name too long for the file system
-            return False
-
-    p = Path(name)
-    if not (p.suffix == ".toml" and _is_file(p)):
-        p = assets_dir() / "presets" / f"{name.lower().replace('-', '_')}.toml"
-    if not _is_file(p):
-        raise ConfigError(f"unknown preset {name!r} (available: {', '.join(list_presets())})")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"malformed preset {str(p)!r}: {e}") from None
-    allowed = {"description", "task", "fields", "style", "field_descriptions", "field_patterns", "examples", "validators", "dedup_threshold",
-               "prompt_fields", "response_fields", "system_prompt"}
-    unknown = set(data) - allowed
-    if unknown:
-        raise ConfigError(f"preset {str(p)!r} has unknown keys: {', '.join(sorted(unknown))}")
-    return data
+    return ASSETS_DIR / "prompts"
 
 
 def sample_text(sample: Any, limit: int = 500) -> str:
@@ -101,7 +60,7 @@ class Prompts:
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"cannot read template for step {step!r} from {str(fp)!r}: {getattr(e, 'strerror', None) or e}") from None
         env = SandboxedEnvironment(
-            loader=ChoiceLoader([DictLoader(overrides), FileSystemLoader(str(assets_dir() / "prompts"))]),
+            loader=ChoiceLoader([DictLoader(overrides), FileSystemLoader(str(templates_dir()))]),
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,

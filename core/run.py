@@ -13,11 +13,10 @@ from .cache import ResponseCache
 from .config import RESUMABLE_OVERRIDES, RunConfig, build_config
 from .engine import Engine, is_storage_error
 from .engine.mode import Embed, Mode, ModeHost
-from .engine.run import make_transport, storage_error
-from .errors import ConfigError, RunDirError
+from .errors import ConfigError, RunDirError, StorageError
 from .files import discard_new_run_dir
 from .handle import Steerable
-from .llm import LLMClient, Transport, UsageTotals, close_transport, close_transport_sync
+from .llm import LLMClient, Transport, UsageTotals, close_transport, close_transport_sync, make_transport
 from .modes import mode_class, recorded_mode
 from .progress import closing_rows
 from .prompts import Prompts
@@ -27,6 +26,20 @@ from .store import Recovered, RunStore
 from .tree import Tree
 
 ModeFactory = Callable[[ModeHost], Mode]
+
+
+def storage_error(root: Path, e: BaseException) -> StorageError:
+    """One line for a failed write: what failed, and that the run can be resumed once it is fixed."""
+    if isinstance(e, OSError):
+        what = e.strerror or str(e)
+        if e.filename:
+            what += f": {Path(str(e.filename)).name}"
+    else:
+        what = f"response cache: {' '.join(str(e).split())[:200]}"
+    return StorageError(
+        f"cannot write to run directory {str(root)!r} ({what}); everything up to the last finished call is saved;"
+        f" fix the cause (free disk space, permissions) and resume with: treesynth run --resume {root}"
+    )
 
 
 class Run:

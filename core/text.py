@@ -1,4 +1,4 @@
-"""Small pure text helpers: normalisation, duplicate keys, slugs."""
+"""Small pure text helpers: normalisation, duplicate keys, slugs, lone surrogates."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ from collections.abc import Sequence
 
 _WS = re.compile(r"\s+")
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$", re.UNICODE)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(s: str) -> str:
+    """Replace lone UTF-16 surrogates (a provider's JSON can carry them as escapes): they cannot be
+    written as UTF-8, so one would crash the cache or the journal."""
+    if s.isascii() or not _LONE_SURROGATE.search(s):
+        return s
+    return s.encode("utf-8", "replace").decode("utf-8")
 
 
 def normalise(text: str) -> str:

@@ -18,7 +18,7 @@ MODELS = ["openai/gpt-4o-mini", "openai/gpt-4o", "openai/gpt-4.1-nano", "openai/
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.slow
 def test_cost_map_prices_match_litellms_calculator(model):
-    from treesynth.core.llm.transports.litellm import load_litellm
+    from treesynth.core.llm.litellm_loader import load_litellm
 
     litellm = load_litellm()
     price = call_price(model)
@@ -35,7 +35,7 @@ def test_unpriced_and_tiered_models():
     assert call_price("local/smollm2")(100, 100) == 0.0
     with pytest.raises(Tiered):  # prices by prompt size in the map (pinned litellm): litellm's own calculator then
         token_prices("openai/gpt-5.6")
-    from treesynth.core.llm.transports.litellm import load_litellm
+    from treesynth.core.llm.litellm_loader import load_litellm
 
     a, b = load_litellm().cost_per_token(model="openai/gpt-5.6", prompt_tokens=1234, completion_tokens=567)
     assert call_price("openai/gpt-5.6")(1234, 567) == pytest.approx(a + b)

@@ -17,8 +17,9 @@ from tests.conftest import call_cli, cli_env
 from tests.faultserver import FaultConfig, FaultServer
 from treesynth.core.config import build_config
 from treesynth.core.errors import ConfigError, ProviderError, TransientProviderError
-from treesynth.core.llm import LiteLLMTransport, LLMClient, LLMRequest, make_local_transport
-from treesynth.core.llm.transports.openai_http import OpenAIHTTPTransport, http_unsupported, use_http
+from treesynth.core.llm import LiteLLMTransport, LLMClient, LLMRequest, make_local_transport, make_transport
+from treesynth.core.llm.transports.openai_http import OpenAIHTTPTransport
+from treesynth.core.transport_choice import http_unsupported, in_process, transport_kind, use_http
 
 SCHEMA = {"type": "object", "properties": {"samples": {"type": "array"}}}
 
@@ -363,6 +364,12 @@ def test_transport_choice():
     router = {"model_list": [{"model_name": "p", "litellm_params": {"model": "openai/a"}}]}
     assert not use_http(cfg(model="p", router=router))
     assert not use_http(cfg(model="hosted_vllm/x"))  # no api_base: litellm
+    # one decision (core/transport_choice.py) names the transport; the factories build what it names
+    assert [transport_kind(cfg(model=m)) for m in ("openai/x", "anthropic/claude-3-5-haiku-latest", "local/smollm2")] == ["http", "litellm", "local"]
+    assert transport_kind(cfg(model="openai/x", executor="ray")) == "ray" and in_process(cfg(model="openai/x", executor="ray")) == "http"
+    assert in_process(cfg(model="p", router=router)) == "litellm"
+    assert isinstance(make_transport(cfg(model="openai/x")), OpenAIHTTPTransport)
+    assert isinstance(make_transport(cfg(model="local/smollm2")), LiteLLMTransport)
     for bad in ({"model": "anthropic/claude-3-5-haiku-latest"}, {"model": "local/smollm2"}, {"model": "p", "router": router}):
         with pytest.raises(ConfigError) as ei:
             cfg(transport="http", **bad)

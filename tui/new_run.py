@@ -104,7 +104,7 @@ class NewRunScreen(Screen):
         self.estimate_text = ""
 
     def compose(self) -> ComposeResult:
-        from treesynth.core.prompts import list_presets
+        from treesynth.core.presets import list_presets
 
         self._presets = list_presets()
         yield Static("treesynth · new run", id="heading")
@@ -205,7 +205,7 @@ class NewRunScreen(Screen):
         self._schedule_estimate()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        from treesynth.core.prompts import load_preset
+        from treesynth.core.presets import load_preset
 
         task_in = self.query_one("#f-task", Input)
         fields_in = self.query_one("#f-fields", Input)

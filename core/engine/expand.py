@@ -12,15 +12,16 @@ from .. import events as ev
 from ..allocate import allocate
 from ..clusters import is_fallback_dimension
 from ..criterion import assign_schema, build_split, criterion_schema, placeholder_reason, validate_assignment, validate_criterion
+from ..ids import derive_seed
 from ..llm import PRIORITY_TREE, LLMRequest
-from ..parsing import ParseError, parse_samples, salvage_items
+from ..parsing import ParseError, parse_answer, parse_samples, salvage_items
 from ..partition import ChildSpec, Coverage, PartitionError, Split, plan_children, validate_coverage
 from ..schemas import samples_schema, supplement_schema
 from ..text import normalise, sample_key, truncate
 from ..tree import EXPANDED, PENDING, Node
-from .answers import Stale, parse_answer
+from .answers import Stale
 from .base import EngineBase
-from .ids import derive_seed, slot_id
+from .ids import slot_id
 
 Messages = list[dict[str, str]]
 

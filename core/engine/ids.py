@@ -1,22 +1,18 @@
-"""Deterministic identities: a node's cache slot, per-call seeds, and the self-contained job of a leaf."""
+"""Deterministic identities: a node's cache slot, per-call seeds (core/ids.py), and the self-contained job of a leaf."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from typing import Any
 
+from ..ids import derive_seed
 from ..tree import Node
+
+__all__ = ["LeafJob", "derive_seed", "slot_id"]
 
 
 def slot_id(node: Node) -> str:
     """The node's part of cache slots and seeds; a revision asks every call afresh."""
     return node.id if not node.revision else f"{node.id}~r{node.revision}"
-
-
-def derive_seed(seed: int, *parts: Any) -> int:
-    h = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=4).digest()
-    return int.from_bytes(h, "little") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,17 @@ from typing import Any
 
 from .. import events as ev
 from ..allocate import allocate, calls_for
+from ..ids import derive_seed
 from ..llm import PRIORITY_LEAF, LLMRequest
-from ..parsing import ParseError, parse_samples, salvage_items
+from ..parsing import ParseError, parse_answer, parse_samples, salvage_items
 from ..quality.gates import near_duplicate_records
 from ..schemas import samples_schema
 from ..store import LeafRecord
 from ..text import truncate
 from ..tree import FAILED, LEAF, Node
-from .answers import Stale, parse_answer
+from .answers import Stale
 from .base import EngineBase
-from .ids import LeafJob, derive_seed
+from .ids import LeafJob
 
 
 class Synthesis(EngineBase):

@@ -2,9 +2,12 @@
 
     types.py       LLMRequest, Completion, UsageTotals, the call priorities, the Transport protocol
     client.py      LLMClient: cache, pause/stop/budget gates, concurrency, RPM/TPM limits, retries, usage
-    lifecycle.py   make_local_transport (which transport a config gets) and close_transport
+    select.py      make_local_transport: the in-process transport core/transport_choice.py picks for a config
+    lifecycle.py   make_transport (a Ray pool, or the in-process one) and close_transport
     structured.py  structured-output negotiation (which response_format an endpoint accepts)
+    wire.py        the OpenAI chat-completions answer as a Completion (interactive and batch calls alike)
     pricing.py     what tokens cost (litellm's local cost map)
+    litellm_loader.py  load_litellm: litellm imported on first use, offline and quiet
     transports/    the calls themselves: openai_http.py (native OpenAI-compatible client), litellm.py
                    (any provider), local.py (the embedded llama.cpp model), ray.py (calls on Ray workers)
 
@@ -13,9 +16,12 @@ Nothing here imports litellm, aiohttp, llama.cpp or Ray at import time: each is 
 
 from __future__ import annotations
 
-from .client import LLMClient, clean_text
-from .lifecycle import close_transport, close_transport_sync, make_local_transport
-from .transports.litellm import LiteLLMTransport, load_litellm
+from ..text import clean_text
+from .client import LLMClient
+from .lifecycle import close_transport, close_transport_sync, make_transport
+from .litellm_loader import load_litellm
+from .select import make_local_transport
+from .transports.litellm import LiteLLMTransport
 from .types import PRIORITY_JUDGE, PRIORITY_LEAF, PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
 
 __all__ = [
@@ -33,4 +39,5 @@ __all__ = [
     "close_transport_sync",
     "load_litellm",
     "make_local_transport",
+    "make_transport",
 ]

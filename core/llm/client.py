@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,18 +20,9 @@ from typing import Any
 from ..cache import ResponseCache, cache_key
 from ..errors import BudgetExhausted, ProviderTimeout, StopRequested, TransientProviderError
 from ..ratelimit import PrioritySemaphore, RateLimiter
+from ..text import clean_text
 from .adaptive import AdaptiveLimit
 from .types import PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(s: str) -> str:
-    """Replace lone UTF-16 surrogates (a provider's JSON can carry them as escapes): they cannot be
-    written as UTF-8, so one would crash the cache or the journal."""
-    if s.isascii() or not _LONE_SURROGATE.search(s):
-        return s
-    return s.encode("utf-8", "replace").decode("utf-8")
 
 
 class LLMClient:

@@ -1,5 +1,5 @@
-"""A transport's life: chosen and built for a config (``make_local_transport``), closed when done
-(``close_transport``).
+"""A transport's life: built for a config (``make_transport``: a pool of Ray workers, or the in-process
+transport of core/llm/select.py, as core/transport_choice.py decides), closed when done (``close_transport``).
 
 A transport may hold two kinds of resources (see ``Transport`` in core/llm/types.py): some live on
 the event loop it was called on and close with ``await aclose()`` (the http transport's session),
@@ -13,20 +13,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .transports.litellm import LiteLLMTransport
-from .transports.openai_http import OpenAIHTTPTransport, use_http
+from ..transport_choice import transport_kind
+from .select import make_local_transport
 
 if TYPE_CHECKING:
     from ..config import RunConfig
     from .types import Transport
 
 
-def make_local_transport(cfg: RunConfig) -> OpenAIHTTPTransport | LiteLLMTransport:
-    """The in-process transport for ``cfg``: the native OpenAI-compatible client where it applies
-    (``cfg.transport`` auto or http), litellm otherwise. The Ray workers use the same choice."""
-    if use_http(cfg):
-        return OpenAIHTTPTransport(cfg)
-    return LiteLLMTransport(cfg)
+def make_transport(cfg: RunConfig) -> Transport:
+    """The transport for ``cfg``: a pool of Ray workers for ``--executor ray`` (each building
+    ``make_local_transport`` on its own node), else ``make_local_transport`` in this process."""
+    if transport_kind(cfg) == "ray":
+        from .transports.ray import RayTransport
+
+        return RayTransport(cfg)
+    return make_local_transport(cfg)
 
 
 async def close_transport(transport: Transport) -> None:

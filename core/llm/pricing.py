@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .costmap import Tiered, batch_token_prices, token_prices
-from .transports.litellm import load_litellm
+from .litellm_loader import load_litellm
 
 # (tokens_in, tokens_out) -> USD, or None when the model is unpriced
 Price = Callable[[int, int], "float | None"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import events as ev
-from .validators import Validator, split_valid
+from ..validators import Validator, split_valid
 
 if TYPE_CHECKING:  # built by core/quality/setup.py; the index library loads only when dedup is on
     from .dedup import SemanticDedup

@@ -11,11 +11,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ..engine.answers import parse_answer
-from ..engine.ids import derive_seed
 from ..errors import JudgeError
+from ..ids import derive_seed
 from ..llm import PRIORITY_JUDGE, LLMClient, LLMRequest
-from ..parsing import ParseError
+from ..parsing import ParseError, parse_answer
 from ..prompts import Prompts
 from .verdicts import Verdict, constraint_texts, failed_verdict, judge_looks_broken, judge_schema, parse_verdicts
 

@@ -2,8 +2,8 @@
 routes), as a ``BatchAPI`` (core/llm/batch/api.py): upload an input file, create a batch, poll it,
 download its output and error files, cancel it, and find a batch again by its metadata.
 
-Request bodies are the interactive http transport's own (``body_of``), and answers are read by its
-``completion_from``: batched and interactive calls are sent, parsed and priced alike.
+Request bodies are the interactive http transport's own (``body_of``), and answers are read by the
+same ``completion_from`` (core/llm/wire.py): batched and interactive calls are sent, parsed and priced alike.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from ...errors import ProviderError, TransientProviderError
 from ..pricing import CallPrice
-from ..transports.openai_http import completion_from
 from ..types import Completion, LLMRequest
+from ..wire import completion_from
 from .api import FINAL, BatchState
 from .http import JSONClient
 from .lines import CHAT_ENDPOINT, MAX_BYTES, MAX_REQUESTS, BatchResult, parse_results, request_line

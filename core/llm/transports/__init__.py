@@ -6,5 +6,6 @@
     ray.py          ``--executor ray``: calls run on Ray actors, each holding one of the transports above
     common.py       what they share: Retry-After, one-line messages, the open-files limit
 
-Which one a run gets: core/llm/lifecycle.py (``make_local_transport``); closing one: ``close_transport``.
+Which one a run gets: core/transport_choice.py decides, core/llm/select.py and lifecycle.py build it
+(``make_local_transport``, ``make_transport``); closing one: ``close_transport`` (lifecycle.py).
 """

@@ -1,4 +1,4 @@
-"""What every transport shares: a provider's Retry-After, a failure as one line, the open-files limit."""
+"""What every transport shares: a provider's Retry-After, an error body as one line, the open-files limit."""
 
 from __future__ import annotations
 
@@ -28,12 +28,6 @@ def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:
             return max(0.0, dt.timestamp() - time.time())
     except Exception:  # noqa: BLE001 - a malformed header is just ignored
         return None
-
-
-def first_line(e: BaseException, limit: int = 300) -> str:
-    """An exception as one line of at most ``limit`` characters (its type name when it says nothing)."""
-    s = " ".join(str(e).split())
-    return s[:limit] or type(e).__name__
 
 
 def raise_open_files_limit(want: int) -> None:

@@ -1,50 +1,23 @@
 """The litellm transport: any provider litellm knows (or a litellm Router from the config), and the
 embedded model (``local/smollm2``, registered with litellm by core/llm/transports/local.py).
 
-litellm is imported on the first call (``load_litellm``), never at import time: it takes seconds.
+litellm is imported on the first call (``load_litellm``, core/llm/litellm_loader.py), never at import time: it takes seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ProviderError, ProviderTimeout, TransientProviderError
+from ...errors import ProviderError, ProviderTimeout, TransientProviderError, first_line
 from .. import structured
+from ..litellm_loader import load_litellm
 from ..types import Completion, LLMRequest
-from .common import first_line, raise_open_files_limit, retry_after_from_headers
+from .common import retry_after_from_headers
 
 if TYPE_CHECKING:
     from ...config import RunConfig
-
-_litellm: Any = None
-
-
-def load_litellm() -> Any:
-    """Import litellm lazily (it takes seconds) and offline (local cost map)."""
-    global _litellm
-    if _litellm is None:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        os.environ.setdefault("LITELLM_LOG", "ERROR")
-        # litellm's shared aiohttp pool defaults to 500 connections per host: allow --concurrency's maximum
-        os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT", "4096")
-        os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT_PER_HOST", "4096")
-        raise_open_files_limit(4096 + 256)
-        import litellm
-
-        litellm.suppress_debug_info = True
-        litellm.drop_params = True
-        litellm.telemetry = False
-        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        from . import local
-
-        local.register(litellm)
-        _litellm = litellm
-    return _litellm
-
 
 def _retry_after(e: BaseException) -> float | None:
     """The Retry-After a litellm exception carries (its httpx response's headers, or litellm's copy)."""

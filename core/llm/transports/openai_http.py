@@ -27,6 +27,7 @@ from ...errors import ConfigError, ProviderError, ProviderTimeout, TransientProv
 from .. import structured
 from ..pricing import CallPrice, call_price
 from ..types import Completion, LLMRequest
+from ..wire import completion_from
 from .common import error_message, raise_open_files_limit, retry_after_from_headers
 
 if TYPE_CHECKING:
@@ -43,31 +44,6 @@ class _Lookup:
 
 
 _LOOKUP = _Lookup()
-
-
-def http_unsupported(cfg: RunConfig) -> str | None:
-    """Why ``cfg`` cannot use this transport (None: it can)."""
-    if cfg.router:
-        return "a litellm router config needs the litellm transport"
-    model = cfg.model
-    if model.startswith("openai/") and len(model) > len("openai/"):
-        return None
-    if model.startswith("hosted_vllm/") and len(model) > len("hosted_vllm/"):
-        if cfg.api_base or os.environ.get("HOSTED_VLLM_API_BASE"):
-            return None
-        return "hosted_vllm/ models need --api-base for the http transport"
-    return f"{model!r} does not speak the OpenAI chat API (the http transport serves openai/<model> and hosted_vllm/<model>)"
-
-
-def use_http(cfg: RunConfig) -> bool:
-    """transport "auto": http where supported, litellm otherwise; "http" on an unsupported model is a ConfigError."""
-    choice = cfg.transport
-    if choice == "litellm":
-        return False
-    why = http_unsupported(cfg)
-    if choice == "http" and why:
-        raise ConfigError(f"--transport http: {why}; use --transport litellm or auto")
-    return why is None
 
 
 def _api_key(model: str, api_base: str | None) -> str | None:
@@ -304,38 +280,6 @@ class OpenAIHTTPTransport:
                 self.send_temperature = False  # e.g. reasoning models: only the default temperature
                 raise TransientProviderError("the model takes no temperature; retrying without it", retry_after=0.0)
         raise ProviderError(f"the provider rejected the request for {self.model}: HTTP {status}: {msg}")
-
-
-def completion_from(doc: Any, req: LLMRequest, price: CallPrice | None) -> Completion:
-    """A chat-completion response body as a ``Completion``, priced with ``price`` (None: unpriced).
-    Shared by the interactive call and the batch API's output lines."""
-    try:
-        choice = doc["choices"][0]
-        text = choice["message"].get("content") or ""
-        finish = choice.get("finish_reason")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise TransientProviderError("malformed response: no choices") from None
-    if not isinstance(text, str):  # content parts: keep their text
-        text = "".join(p.get("text", "") for p in text if isinstance(p, dict)) if isinstance(text, list) else str(text)
-    usage = doc.get("usage")
-    if not isinstance(usage, dict):
-        usage = {}
-    try:
-        tin = int(usage.get("prompt_tokens") or 0)
-        tout = int(usage.get("completion_tokens") or 0)
-    except (TypeError, ValueError):
-        tin = tout = 0
-    if not tin:
-        tin = sum(len(m["content"]) for m in req.messages) // 4
-    if not tout:
-        tout = len(text) // 4
-    if price is None:
-        cost = None
-    else:
-        details = usage.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-        cost = price(tin, tout, cached if isinstance(cached, int) and 0 < cached <= tin else 0)
-    return Completion(text, finish, tin, tout, cost)
 
 
 class _Downgrade(Exception):

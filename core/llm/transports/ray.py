@@ -36,9 +36,8 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ConfigError, ProviderError, TransientProviderError
+from ...errors import ConfigError, ProviderError, TransientProviderError, first_line
 from ..types import Completion, LLMRequest, Transport
-from .common import first_line
 
 if TYPE_CHECKING:
     from ...config import RunConfig
@@ -94,7 +93,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
 
 
 def _default_factory(cfg: RunConfig) -> Transport:
-    from ..lifecycle import make_local_transport
+    from ..select import make_local_transport
 
     return make_local_transport(cfg)  # the driver's choice: the native OpenAI-compatible client or litellm
 

@@ -1,6 +1,7 @@
 """Validators: checks a preset or config declares per field, run in code on every new row before it
 is stored (and before any judge sees it). A row that fails one is turned away and its leaf writes
-another. Pure functions; LLM output is parsed here, never evaluated (``python`` parses with
+another. The first quality gate (core/quality/gates.py); it sits below the config, which declares them.
+Pure functions; LLM output is parsed here, never evaluated (``python`` parses with
 ``ast.parse``; ``arithmetic`` walks the parsed expression and computes only numbers and + - * /).
 
 Kinds: ``regex`` (the field, whitespace collapsed, matches ``value`` somewhere: anchor it with ^ $),
