@@ -175,3 +175,29 @@ def test_the_public_api_type_checks_under_mypy_strict(tmp_path):
     r = subprocess.run([*mypy, *public, str(user), str(bad)], capture_output=True, text=True, cwd=tmp_path, env=env)
     errors = [line for line in r.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1 and errors[0].startswith("wrong_script.py:2") and "Incompatible types" in errors[0], r.stdout[-4000:] + r.stderr[-2000:]
+
+
+def test_ctrl_c_stops_a_blocking_generate_gracefully_and_the_run_resumes(tmp_path):
+    """SIGINT while ``generate`` waits: the run stops after the calls in flight, KeyboardInterrupt reaches the
+    caller, and the run directory is resumable to exact size."""
+    import signal
+    import time
+
+    with StubOpenAI(latency=0.05) as stub:
+        script = (
+            "import treesynth\n"
+            f"treesynth.generate('math word problems', size=200, depth=2, model='openai/stub-model', api_base={stub.url!r},"
+            " fields=['question', 'answer'], concurrency=2, out='r', progress=False)\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "r" / "samples.jsonl").is_file() or not (tmp_path / "r" / "samples.jsonl").read_text().strip():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "no rows in 60 s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0 and "KeyboardInterrupt" in err
+        ds = treesynth.open(tmp_path / "r")
+        assert ds.status == "stopped" and 0 < len(ds) < 200
+        done = treesynth.resume(tmp_path / "r", progress=False)
+        assert done.complete and len(done) == 200

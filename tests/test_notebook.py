@@ -23,7 +23,8 @@ def _execute(cells: list[str], cwd: Path, timeout: int) -> list:
 
 
 def _text(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+    """What the cell printed (stdout; the progress bar goes to stderr)."""
+    return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream" and o.get("name") == "stdout")
 
 
 def test_generate_in_a_kernel_against_a_server(tmp_path, stub):

@@ -28,20 +28,21 @@ def run_blocking(make: Callable[[], Awaitable[T]], on_interrupt: Callable[[], No
     box: dict[str, asyncio.AbstractEventLoop] = {}
     started = threading.Event()
 
-    def worker() -> None:
-        loop = asyncio.new_event_loop()
-        box["loop"] = loop
+    async def main() -> T:
+        box["loop"] = asyncio.get_running_loop()
         started.set()
+        return await make()
+
+    def worker() -> None:
         try:
-            outcome.value = loop.run_until_complete(_as_coroutine(make))
+            # asyncio.run, as a script's own would: at the end it cancels what libraries left running on the
+            # loop (litellm's logging worker) and shuts down async generators, then closes the loop
+            outcome.value = asyncio.run(main())
         except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
             outcome.error = e
         finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-                outcome.done.set()
+            started.set()
+            outcome.done.set()
 
     thread = threading.Thread(target=worker, name="treesynth-run", daemon=True)
     thread.start()
@@ -54,7 +55,7 @@ def run_blocking(make: Callable[[], Awaitable[T]], on_interrupt: Callable[[], No
             if interrupted:  # the second: stop waiting; the worker finishes on its own
                 raise
             interrupted = True
-            if on_interrupt is not None:
+            if on_interrupt is not None and "loop" in box:
                 box["loop"].call_soon_threadsafe(on_interrupt)
     thread.join()
     if outcome.error is not None:
@@ -62,7 +63,3 @@ def run_blocking(make: Callable[[], Awaitable[T]], on_interrupt: Callable[[], No
     if interrupted:
         raise KeyboardInterrupt
     return outcome.value  # type: ignore[return-value]
-
-
-async def _as_coroutine(make: Callable[[], Awaitable[T]]) -> T:
-    return await make()

@@ -16,6 +16,7 @@ from treesynth.core import events as ev
 from treesynth.core.config import RunConfig, build_config
 from treesynth.core.engine.mode import Embed, ModeFactory
 from treesynth.core.errors import ConfigError, SteeringError
+from treesynth.core.handle import Steerable
 from treesynth.core.llm import Transport
 from treesynth.core.preflight import check_provider
 from treesynth.core.run import Run as CoreRun
@@ -194,7 +195,7 @@ class Run:
         return self.handle.summary_rows(self.finished)
 
     # ---- the live run's controls ----------------------------------------------
-    def _steering(self) -> Any:
+    def _steering(self) -> Steerable:
         s = self.handle.steering
         if s is None:
             raise SteeringError("the run is not going on: start it first (events(), wait() or start())")
@@ -220,7 +221,7 @@ class Run:
         self._steering().prune(node_id)
 
     def add_value(self, node_id: str, value: str) -> str:
-        return str(self._steering().add_value(node_id, value))
+        return self._steering().add_value(node_id, value)
 
     def rename_value(self, child_id: str, new_value: str) -> None:
         self._steering().rename_value(child_id, new_value)
