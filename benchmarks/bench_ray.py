@@ -31,7 +31,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.g
 from tests.fakes import ScriptedTransport  # noqa: E402
 from tests.ray_fakes import ScriptedFactory  # noqa: E402
 from treesynth.core.config import build_config  # noqa: E402
-from treesynth.core.engine.ids import derive_seed  # noqa: E402
+from treesynth.core.ids import derive_seed  # noqa: E402
 from treesynth.core.llm import PRIORITY_LEAF, LiteLLMTransport, LLMClient, LLMRequest  # noqa: E402
 from treesynth.core.llm.transports.ray import RayTransport  # noqa: E402
 from treesynth.core.parsing import ParseError, parse_json, parse_samples  # noqa: E402

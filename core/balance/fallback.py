@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..clusters import FALLBACK_DIMENSION, distinctive_words, fallback_k, kmeans, unique_names
-from ..engine.ids import derive_seed
+from ..ids import derive_seed
 from ..partition import Split, Value
 from ..tree import Node
 from .rows import RowIndex

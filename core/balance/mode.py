@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 
-from ..engine.ids import derive_seed
 from ..engine.mode import Embed, EngineAccess, Mode, ModeHost, Sample
 from ..errors import RunDirError
 from ..files import atomic_write
+from ..ids import derive_seed
 from ..lazy_embed import LazyEmbedder
 from ..partition import Split
 from ..reader import read_json

@@ -1,10 +1,6 @@
-"""What the engine's steps share about an answer: ``Stale`` (drop it), and ``parse_answer`` (core/parsing.py)."""
+"""What the engine's steps share about an answer in flight: ``Stale`` (drop it)."""
 
 from __future__ import annotations
-
-from ..parsing import parse_answer
-
-__all__ = ["Stale", "parse_answer"]
 
 
 class Stale(Exception):

@@ -1,13 +1,10 @@
-"""Deterministic identities: a node's cache slot, per-call seeds (core/ids.py), and the self-contained job of a leaf."""
+"""Deterministic identities: a node's cache slot and the self-contained job of a leaf (per-call seeds: core/ids.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ids import derive_seed
 from ..tree import Node
-
-__all__ = ["LeafJob", "derive_seed", "slot_id"]
 
 
 def slot_id(node: Node) -> str:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..clusters import cluster_split, label_words, pivot_k
 from ..errors import ConfigError
+from ..ids import derive_seed
 from ..rundir import DATASET, DATASET_PARQUET
 from ..text import identity_fields, normalise, sample_key, sample_plain_text, truncate
-from .ids import derive_seed
 
 if TYPE_CHECKING:
     from ..config import RunConfig
