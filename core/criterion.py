@@ -67,6 +67,7 @@ _PLACEHOLDER_WORDS = frozenset(
     }
 )
 _NUMBERED = re.compile(r"^([a-z ]+?)[ _-]*(\d+|[a-z])$")
+_CODE = re.compile(r"^[a-z][ _-]?\d+$")  # "d1", "v-2": a code, not a name (SmolLM2 split by 'd1' into 'd2', 'd3', 'd4')
 _FILE_NAME = re.compile(r"\.(?:json|jsonl|txt|csv|tsv|md|py|yaml|yml|toml|xml|html?|pdf)$")
 # a label that ends on one of these was cut off mid-phrase ("A simple, everyday example of")
 _DANGLING = frozenset({"of", "the", "a", "an", "and", "or", "to", "with", "for", "in", "on", "at", "from", "by", "as", "that"})
@@ -83,6 +84,8 @@ def placeholder_reason(label: str, fields: tuple[str, ...] | list[str] = (), tas
         return f"{label!r} is a field name of the samples, not a criterion"
     if n in _PLACEHOLDER_WORDS:
         return f"{label!r} is a placeholder, not a concrete name"
+    if _CODE.match(n):
+        return f"{label!r} is a code, not a concrete name"
     m = _NUMBERED.match(n)
     if m and m.group(1).strip() in _PLACEHOLDER_WORDS:
         return f"{label!r} is a placeholder, not a concrete name"

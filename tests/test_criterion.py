@@ -30,7 +30,9 @@ FIELDS = ("question", "answer")
      # seen from SmolLM2-135M: a file name, and phrases cut off mid-way (session 8's README run, a server run)
      "dimensions.json", "notes.txt", "A simple, everyday example of", "a simple scenario from the",
      # a kind of variable rather than a variable (session 11's README run)
-     "Nominal", "categorical", "Variable 1"],
+     "Nominal", "categorical", "Variable 1",
+     # codes instead of names: SmolLM2 split by 'd1' into 'd2', 'd3', 'd4' (this session's Python quickstart)
+     "d1", "D2", "v-3", "x 12"],
 )
 def test_placeholders_are_rejected(label):
     assert placeholder_reason(label, FIELDS, TASK) is not None
