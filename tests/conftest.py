@@ -155,16 +155,19 @@ def stub():
 
 # ---------------------------------------------------------------------------
 # Two workers (pytest-xdist, ``--dist loadgroup``, see pyproject): each file is one unit of work, so its
-# module fixtures (a llama.cpp server, a browser, a run killed once) start once; the files that start a
-# Ray cluster share a unit (``--ray-address auto`` must find this unit's cluster, not another worker's);
-# the longest units go first, so one worker runs the real server while the other runs the embedded model
-# and then everything else.
+# module fixtures (a browser, a run killed once) start once. Everything that runs llama.cpp (the real
+# server's file, the embedded model's files) or a Ray cluster is one unit, run first: two llama.cpp
+# processes on two cores slow each other down many times over (their threads spin), and
+# ``--ray-address auto`` must find this unit's cluster, not another worker's. The other worker runs
+# everything else meanwhile.
 RAY_FILES = ("test_real_server.py", "test_ray.py")
-LONGEST_FIRST = ("ray", "test_embedded_model.py")
+EMBEDDED_FILES = ("test_embedded_model.py", "test_local_decoder.py", "test_notebook.py", "test_examples.py")
+LONGEST_FIRST = ("models",)
 
 
 def _unit(item: pytest.Item) -> str:
-    return "ray" if item.path.name in RAY_FILES else item.path.name
+    name = item.path.name
+    return "models" if name in RAY_FILES or name in EMBEDDED_FILES else name
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids

@@ -1,6 +1,7 @@
-"""The README's Python examples, run for real on the embedded model: the quickstart script (five lines:
-a 20-row GSM8K-preset dataset and its tree), its continuation (resume, open, baseline, report, export,
-balance) in the same process, and the async example. The README shows the files' code verbatim."""
+"""The README's Python examples: the README shows the example files' code verbatim, and the async example
+runs for real on the embedded model. The quickstart and its continuation run in a Jupyter kernel on the
+embedded model (tests/test_notebook.py); the quickstart as a script against llama-cpp-python's server
+(tests/test_real_server.py)."""
 
 from __future__ import annotations
 
@@ -31,32 +32,10 @@ def test_the_readme_shows_the_example_files_verbatim():
     assert blocks[2] == (ROOT / "examples" / "async_run.py").read_text().split('"""', 2)[2].lstrip("\n")
 
 
-def _run(code: str, cwd: Path, timeout: float = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=cli_env(), timeout=timeout)
-
-
 def _one_run(cwd: Path, exclude: tuple[str, ...] = ()) -> Path:
     runs = [d for d in (cwd / "runs").iterdir() if d.name not in exclude and not d.name.startswith("balance-")]
     assert len(runs) == 1, runs
     return runs[0]
-
-
-@pytest.mark.slow
-def test_quickstart_and_its_continuation_on_the_embedded_model(tmp_path):
-    quick, more, _ = readme_python_blocks()
-    r = _run(quick + more, tmp_path)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "Traceback" not in r.stderr
-    out = r.stdout
-    assert out.startswith("(root)") and "split by" in out  # the tree, printed
-    run_dir = _one_run(tmp_path)
-    rows = read_jsonl(run_dir / "dataset.jsonl")
-    assert len(rows) == 20 and all(r["question"].strip() and r["answer"].strip() for r in rows)
-    assert len({tuple((p["dimension"], p["value"]) for p in r["path"]) for r in rows}) >= 2  # rows in more than one leaf
-    assert len(read_jsonl(run_dir / "baseline" / "dataset.jsonl")) == 20
-    assert (run_dir / "report.html").is_file() and (run_dir / "export.chat.jsonl").is_file()
-    balanced = [d for d in (tmp_path / "runs").iterdir() if d.name.startswith("balance-")]
-    assert len(balanced) == 1 and read_jsonl(balanced[0] / "balanced.jsonl")
 
 
 @pytest.mark.slow
