@@ -152,7 +152,7 @@ class Run:
                 mode_cls = mode_class(recorded_mode(store.root))
                 mode_cls.check_resume(store.root, overrides)
                 embed = mode_cls.embedder_for(store.root, embed)
-                mode = mode_cls.reopen(store.root)
+                mode = mode_cls  # the class builds the mode, reading what it saved in the run directory
             bad = sorted(k for k, v in overrides.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v)
             if bad:
                 raise ConfigError(f"cannot change {', '.join(bad)} when resuming (allowed: {', '.join(sorted(RESUMABLE_OVERRIDES))})")

@@ -114,11 +114,6 @@ class Mode:
 
     # ---- how a run finds and rebuilds the mode ---------------------------
     @classmethod
-    def reopen(cls, root: Path) -> ModeFactory:
-        """How a resumed run rebuilds the mode (reading what it saved in ``root``): by default the class."""
-        return cls
-
-    @classmethod
     def embedder_for(cls, root: Path, given: Embed | None) -> Embed | None:
         """The embedder a resumed run of this mode uses (None: the run's default)."""
         return given
