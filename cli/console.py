@@ -13,7 +13,7 @@ from typing import TextIO
 import orjson
 
 from treesynth.core import events as ev
-from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_in_flight, status_line, summary  # noqa: F401 - re-exported
+from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_gates, fmt_in_flight, status_line, summary  # noqa: F401 - re-exported
 
 
 class JsonEvents:
@@ -61,6 +61,9 @@ class HeadlessDisplay:
         t.add_column()
         t.add_row("samples", ProgressBar(total=max(1, p.size), completed=p.samples_done, width=40))
         t.add_row("", f"{p.samples_done:,}/{p.size:,}   elapsed {fmt_duration(p.elapsed)}   ETA {fmt_duration(p.eta_s)}")
+        gates = fmt_gates(p.quality)
+        if gates:
+            t.add_row("gates", gates)
         t.add_row("tree", f"{p.nodes_expanded}/{p.nodes_total} nodes expanded, {p.leaves} leaves, {p.failed} failed")
         t.add_row("spend", f"{fmt_cost(p.cost_usd)}{budget}   tokens {p.tokens_in:,} in / {p.tokens_out:,} out")
         t.add_row("calls", f"{p.requests:,} requests ({p.requests_per_s:.1f}/s), {p.cache_hits:,} cached, "

@@ -168,6 +168,8 @@ class Quality(Event):
     judged: int = 0
     passed: int = 0
     judge_rejected: int = 0
+    generated: int = 0  # rows that entered the dedup gate in this process (cumulative)
+    in_gates: int = 0  # rows in the dedup gate now: written by a call, not yet stored or turned away
 
     @property
     def regenerated(self) -> int:

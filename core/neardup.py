@@ -63,6 +63,16 @@ HNSW_EXPANSION_ADD = 64
 HNSW_EXPANSION_SEARCH: int | None = None  # None: auto_expansion_search(size of the graph)
 EXACT_LIMIT = 4096
 FLUSH_ROWS = 256
+#: the approximate stage's kind: "ivf" (the default: cells, fast to add and search) or "hnsw"
+INDEX_KIND = "ivf"
+IVF_NPROBE = 8  # cells searched per query (recall against speed: benchmarks/README.md)
+IVF_TRAIN_PER_CELL = 10  # vectors per cell the k-means is trained on
+
+
+def ivf_cells(expected_rows: int) -> int:
+    """The IVF's number of cells for an index expected to hold ``expected_rows`` vectors: about
+    2 sqrt(n) (a query scans nprobe cells of n / cells vectors plus the cells' centroids)."""
+    return int(min(4096, max(16, round(2 * max(1, expected_rows) ** 0.5))))
 
 
 
@@ -106,6 +116,9 @@ class NearDuplicateIndex:
         expansion_add: int = HNSW_EXPANSION_ADD,
         expansion_search: int | None = HNSW_EXPANSION_SEARCH,
         threads: int = 1,
+        kind: str = INDEX_KIND,
+        expected_rows: int = 100_000,
+        nprobe: int = IVF_NPROBE,
     ) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -125,7 +138,15 @@ class NearDuplicateIndex:
         self._buf = np.zeros((max(exact_limit, flush_rows), dim), dtype=np.float32)
         self._nbuf = 0
         self._n = 0  # accepted vectors: the graph's plus the buffer's
-        self._hnsw: faiss.IndexHNSW | None = None
+        self._hnsw: Any = None  # the approximate stage: a faiss IndexHNSW or IndexIVF, once built
+        if kind not in ("ivf", "hnsw"):
+            raise ValueError(f"kind is 'ivf' or 'hnsw', got {kind!r}")
+        self.kind = kind
+        self.cells = ivf_cells(expected_rows)
+        self.nprobe = nprobe
+        if kind == "ivf":  # the exact stage lasts until the cells can be trained
+            self.exact_limit = max(exact_limit, self.cells * IVF_TRAIN_PER_CELL)
+            self._buf = np.zeros((max(self.exact_limit, flush_rows), dim), dtype=np.float32)
 
     def __len__(self) -> int:
         return self._n
@@ -141,7 +162,7 @@ class NearDuplicateIndex:
     @expansion_search.setter
     def expansion_search(self, value: int | None) -> None:
         self._expansion_search = None if value is None else int(value)
-        if self._hnsw is not None:
+        if self._hnsw is not None and self.kind == "hnsw":
             self._hnsw.hnsw.efSearch = self.expansion_search
 
     @property
@@ -156,6 +177,8 @@ class NearDuplicateIndex:
         if self._hnsw is None:
             return self._buf.nbytes
         n = int(self._hnsw.ntotal)
+        if self.kind == "ivf":  # float16 codes and an int64 id per vector, the centroids
+            return n * (self.dim * (2 if self.dtype == "f16" else 4) + 8) + self.cells * self.dim * 4 + self._buf.nbytes
         per_vector = self.dim * (2 if self.dtype == "f16" else 4)
         links = (2 * self.connectivity + self.connectivity // 2) * 4 + 8
         return n * (per_vector + links) + self._buf.nbytes
@@ -201,9 +224,10 @@ class NearDuplicateIndex:
         if b == 0:
             return best
         if self._hnsw is not None and self._hnsw.ntotal:
-            ef = self.expansion_search
-            if self._hnsw.hnsw.efSearch != ef:
-                self._hnsw.hnsw.efSearch = ef
+            if self.kind == "hnsw":
+                ef = self.expansion_search
+                if self._hnsw.hnsw.efSearch != ef:
+                    self._hnsw.hnsw.efSearch = ef
             self._set_threads(b)
             sims, ids = self._hnsw.search(np.ascontiguousarray(A, dtype=np.float32), 1)
             found = ids[:, 0] >= 0
@@ -237,7 +261,9 @@ class NearDuplicateIndex:
     def _flush(self) -> None:
         import faiss  # loaded once the index outgrows its exact stage
 
-        if self._hnsw is None:
+        if self._hnsw is None and self.kind == "ivf":
+            self._hnsw = self._train_ivf(faiss)
+        elif self._hnsw is None:
             ix: faiss.IndexHNSW
             if self.dtype == "f16":
                 qt: Any = faiss.ScalarQuantizer.QT_fp16  # faiss's stubs type the enum's members as the class
@@ -250,6 +276,22 @@ class NearDuplicateIndex:
         self._set_threads(self._nbuf)
         self._hnsw.add(np.ascontiguousarray(self._buf[: self._nbuf]))  # ids follow the order of acceptance
         self._nbuf = 0
+
+    def _train_ivf(self, faiss: Any) -> Any:
+        """Cells (k-means centroids) trained on the exact stage's vectors; rows stored as float16."""
+        quantizer = faiss.IndexFlatIP(self.dim)
+        qt: Any = faiss.ScalarQuantizer.QT_fp16 if self.dtype == "f16" else faiss.ScalarQuantizer.QT_8bit_direct
+        if self.dtype == "f16":
+            ix = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, self.cells, qt, faiss.METRIC_INNER_PRODUCT)
+        else:
+            ix = faiss.IndexIVFFlat(quantizer, self.dim, self.cells, faiss.METRIC_INNER_PRODUCT)
+        self._quantizer = quantizer  # kept alive beside the index (faiss holds a raw pointer)
+        ix.cp.min_points_per_centroid = 1
+        ix.cp.seed = 1234
+        self._set_threads(self._nbuf)
+        ix.train(np.ascontiguousarray(self._buf[: self._nbuf]))
+        ix.nprobe = self.nprobe
+        return ix
 
 
 # ---- the vectors' file ---------------------------------------------------

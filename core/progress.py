@@ -132,6 +132,13 @@ def fmt_quality(q: ev.Quality | None) -> str:
     )
 
 
+def fmt_gates(q: ev.Quality | None) -> str:
+    """'2,310 rows generated, 256 in the gates' while semantic dedup gates rows beside generation / ''."""
+    if q is None or not q.generated:
+        return ""
+    return f"{q.generated:,} rows generated, {q.in_gates:,} in the gates"
+
+
 def fmt_batches(b: ev.Batches | None) -> str:
     """'batches 2 running, 3 done · 1,200/2,000 batched calls answered (batch_12: in_progress)' / '' without --batch."""
     if b is None:
@@ -146,12 +153,13 @@ def fmt_batches(b: ev.Batches | None) -> str:
 def status_line(p: Progress) -> str:
     budget = f" / ${p.budget:g}" if p.budget is not None else ""
     waiting = fmt_in_flight(p)
+    gates = fmt_gates(p.quality)
     quality = fmt_quality(p.quality)
     batches = fmt_batches(p.batches)
     if batches:
         quality = f"{quality} · {batches}" if quality else batches
     return (
-        f"nodes {p.nodes_expanded}/{p.nodes_total} expanded · samples {p.samples_done}/{p.size} · "
+        f"nodes {p.nodes_expanded}/{p.nodes_total} expanded · samples {p.samples_done}/{p.size}{' (' + gates + ')' if gates else ''} · "
         f"{fmt_cost(p.cost_usd)}{budget} · tokens {p.tokens_in:,} in / {p.tokens_out:,} out · "
         f"{p.requests} req ({p.requests_per_s:.1f}/s, {p.cache_hits} cached){' · ' + waiting if waiting else ''} · errors {p.errors} · "
         f"retries {p.retries} · invalid {p.invalid}{' · ' + quality if quality else ''} · elapsed {fmt_duration(p.elapsed)} · "

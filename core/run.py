@@ -20,6 +20,7 @@ from .llm import LLMClient, Transport, UsageTotals, close_transport, close_trans
 from .modes import mode_class, recorded_mode
 from .progress import closing_rows
 from .prompts import Prompts
+from .quality.embedder import RowEmbedder
 from .quality.setup import build_gates
 from .rundir import CACHE
 from .store import Recovered, RunStore
@@ -48,7 +49,7 @@ class Run:
 
     def __init__(
         self, cfg: RunConfig, store: RunStore, recovered: Recovered, transport: Transport | None = None, resumed: bool = False,
-        embed: Embed | None = None, mode: ModeFactory | None = None,
+        embed: Embed | RowEmbedder | None = None, mode: ModeFactory | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -96,7 +97,8 @@ class Run:
             from .lazy_embed import LazyEmbedder
 
             embed = LazyEmbedder()  # loaded on first use: a data-driven split, semantic dedup
-        self.embed: Embed = embed
+        self.row_embedder: RowEmbedder | None = embed if isinstance(embed, RowEmbedder) else None  # the gates' vectors
+        self.embed: Embed = embed.as_sync() if isinstance(embed, RowEmbedder) else embed
         try:
             self.mode: Mode = factory(self)
         except BaseException:
@@ -111,7 +113,7 @@ class Run:
             judge_make = judge_transport_maker(self.batch, make_transport, store.root, usage)
         try:
             self.gates = build_gates(
-                cfg, store, self.client, self.prompts, embed, judge_make, self.mode.dedup_text, self.mode.dedup_seed
+                cfg, store, self.client, self.prompts, self.row_embedder or embed, judge_make, self.mode.dedup_text, self.mode.dedup_seed
             )
         except BaseException:
             self.close()
@@ -120,7 +122,7 @@ class Run:
 
     @classmethod
     def create(
-        cls, cfg: RunConfig, out: Path, transport: Transport | None = None, embed: Embed | None = None, mode: ModeFactory | None = None,
+        cls, cfg: RunConfig, out: Path, transport: Transport | None = None, embed: Embed | RowEmbedder | None = None, mode: ModeFactory | None = None,
     ) -> Run:
         """A new run in ``out`` (which must not exist, or be empty). If the run cannot be set up (a mode that
         refuses its options, a transport that cannot start), nothing is left behind: ``out`` is as it was."""

@@ -99,6 +99,8 @@ def stats_progress_line(p: Progress, elapsed: float | None, state: str) -> Text:
     t.append(f"{p.samples_done:,}/{p.size:,}", style="bold")
     t.append(" samples", style="dim")
     q = p.quality
+    if q is not None and q.generated:  # rows written by calls and waiting for semantic dedup
+        _pair(t, "in gates", f"{q.in_gates:,}", "bold yellow" if q.in_gates else "bold")
     if q is not None:  # the quality gates' cumulative counts: rows judged and passed, rows written again
         if q.judged:
             _pair(t, "judged", f"{q.judged:,}")

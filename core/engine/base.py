@@ -18,6 +18,7 @@ from ..errors import BudgetExhausted, StopRequested, TransientProviderError
 from ..llm import LLMClient
 from ..prompts import Prompts
 from ..quality.gates import QualityCounts, QualityGates
+from ..quality.pipeline import GatePipeline
 from ..store import LeafRecord, Recovered, RunStore
 from ..text import copies_example
 from ..tree import EXPANDED, FAILED, LEAF, PENDING, PRUNED, Node, Tree
@@ -50,6 +51,17 @@ class EngineBase:
         self.gates.counts = QualityCounts.recovered(recovered.rejected, recovered.verdicts)
         self._unjudged: dict[str, list[dict[str, Any]]] = dict(recovered.unjudged) if self.gates.judge is not None else {}
         self._judging: dict[str, int] = {}  # leaf -> rows stored and waiting for their verdicts
+        # semantic dedup runs beside generation (core/quality/pipeline.py)
+        self.pipeline: GatePipeline | None = None
+        self._gates_emitted = 0.0
+        self._gates_dirty = False
+        if self.gates.dedup is not None:
+            from ..quality.embedder import LocalRowEmbedder
+
+            embedder = self.gates.embedder or LocalRowEmbedder(self.gates.dedup.embed)
+            self.pipeline = GatePipeline(
+                self.gates.dedup, embedder, self._plan_gated, self._commit_gated, on_change=self._gates_changed,  # type: ignore[attr-defined]
+            )
         self.patterns = {f: re.compile(rx) for f, rx in cfg.field_patterns.items()}  # every sample's fields must match
         # the prompts' examples, by their first field: a sample that copies one is rejected
         self._example_texts = [str(e.get(cfg.fields[0], "")) for e in cfg.examples]

@@ -88,6 +88,8 @@ class Engine(Steering, Expansion, Synthesis):
                 t.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.pipeline is not None:
+                await self.pipeline.aclose()
         if self._fatal is not None:
             try:
                 self._finish_state("incomplete")
@@ -119,6 +121,8 @@ class Engine(Steering, Expansion, Synthesis):
                     self._last_usage = time.monotonic()
                     self._emit(self.usage_event())
                 self._emit_batches()
+                if self._gates_dirty:  # the gate pipeline's latest counts (its own events are throttled)
+                    self._gates_changed(force=True)
                 while self._notices_seen < len(self.client.notices):  # what the client changed on its own
                     self.warn(self.client.notices[self._notices_seen])
                     self._notices_seen += 1

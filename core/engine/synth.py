@@ -5,6 +5,8 @@ are dropped. After the main pass, quota that short leaves could not fill goes to
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from .. import events as ev
@@ -13,6 +15,7 @@ from ..ids import derive_seed
 from ..llm import PRIORITY_LEAF, LLMRequest
 from ..parsing import ParseError, parse_answer, parse_samples, salvage_items
 from ..quality.gates import near_duplicate_records
+from ..quality.pipeline import GateItem
 from ..schemas import samples_schema
 from ..store import LeafRecord
 from ..text import truncate
@@ -134,6 +137,9 @@ class Synthesis(EngineBase):
         rejected: list[dict[str, Any]] = []
         if samples and gates.validators:
             samples, rejected = gates.validate(lid, slot, path, samples)
+        if rejected:
+            self.store.append_rejected(rejected)
+            self._emit(gates.counts.event(**self._gate_state()))
         # exact duplicates (normalised) first: they are replaced by a later call, and cost no embedding
         # (sample, key, its index in the answer): the index names the row, so a slot asked again (a leaf
         # refilled after steering) never reuses an id
@@ -144,53 +150,116 @@ class Synthesis(EngineBase):
             if k not in self.keys and k not in seen:
                 seen.add(k)
                 keyed.append((s, k, i))
-        vectors = None
-        if keyed and gates.dedup is not None:
-            X = await gates.dedup.vectors([s for s, _, _ in keyed])
+        pipeline = self.pipeline
+        if keyed and pipeline is not None and gates.dedup is not None:
+            # semantic dedup beside generation: this call waits for its verdict, the provider does not
+            text_of = gates.dedup.text_of
+            item = GateItem(lid, slot, path, keyed, [text_of(s) for s, _, _ in keyed], revision=job.revision)
+            rows = await pipeline.submit(item)
+        else:
             node = self.tree.nodes.get(lid)
             if node is None or node.status != LEAF or node.revision != job.revision:
                 raise Stale()
-        room = node.target - self.rows_in(lid) - self._judging.get(lid, 0)
-        keyed = keyed[: max(0, room)]  # trim overshoot (before dedup: a trimmed row never joins the index)
-        if keyed and gates.dedup is not None:
-            # no await from here until the rows are stored: the index and the store agree
-            keep, sims = gates.dedup.admit(X[: len(keyed)])
-            dropped = [i for i, ok in enumerate(keep) if not ok]
-            if dropped:
-                gates.counts.near_duplicates += len(dropped)
-                rejected += near_duplicate_records(lid, slot, path, [keyed[i][0] for i in dropped], [sims[i] for i in dropped])
-            vectors = X[: len(keyed)][keep]
-            keyed = [kv for kv, ok in zip(keyed, keep, strict=True) if ok]
+            room = node.target - self.rows_in(lid) - self._judging.get(lid, 0)
+            rows = self._store_rows(lid, slot, path, keyed[: max(0, room)])  # trim overshoot
+        if rows and gates.judge is not None:
+            rows = await self._judge_rows(lid, sid, slot, path, rows, held=True)  # the rows count once they pass
+            self._count(lid, len(rows))
+        node = self.tree.get(lid)
+        preview = tuple(truncate(str(r[cfg.fields[0]]), 160) for r in rows[:2])
+        self._emit(ev.LeafProgress(node_id=lid, done=self.rows_in(lid), target=node.target, samples_done=self.rows + self.samples_offset,
+                                   samples_target=self.samples_target, preview=preview))
+
+    def _count(self, lid: str, n: int) -> None:
+        if n:
+            self.leaf_rows[lid] = self.rows_in(lid) + n
+            self.rows += n
+
+    def _store_rows(
+        self, lid: str, slot: int, path: list[dict[str, str]], keyed: list[tuple[dict[str, str], int, int]], vectors: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Store the rows that passed validators and dedup (synchronous: the index, the vector log and
+        samples.jsonl agree). Without a judge they count at once; with one they wait for its verdict."""
         rows: list[dict[str, Any]] = []
         for s, k, i in keyed:
             self.keys.add(k)
             rows.append({"id": f"{lid}/{slot}/{i}", "leaf_id": lid, "slot": slot, "path": path, **s, "_k": k})
-        if rejected:
-            self.store.append_rejected(rejected)
         if rows:
             self.store.append_samples(rows)
-            if vectors is not None and gates.dedup is not None:
-                gates.dedup.stored(vectors)
+            if vectors is not None and self.gates.dedup is not None:
+                self.gates.dedup.stored(vectors)
         else:
             self.store.append_empty_slot(lid, slot)
-        if rejected:
-            self._emit(gates.counts.event())
-        if rows and gates.judge is not None:
-            rows = await self._judge_rows(lid, sid, slot, path, rows)  # the rows count once they pass
-        self.leaf_rows[lid] = done = self.rows_in(lid) + len(rows)
-        self.rows += len(rows)
-        preview = tuple(truncate(str(r[cfg.fields[0]]), 160) for r in rows[:2])
-        self._emit(ev.LeafProgress(node_id=lid, done=done, target=node.target, samples_done=self.rows + self.samples_offset,
-                                   samples_target=self.samples_target, preview=preview))
+        if self.gates.judge is not None:
+            self._judging[lid] = self._judging.get(lid, 0) + len(rows)
+        else:
+            self._count(lid, len(rows))
+        return rows
+
+    # ------------------------------------------------------------------ the gate pipeline's callbacks
+    def _plan_gated(self, batch: Sequence[GateItem]) -> list[list[int]]:
+        """Which rows of each call in a batch go to the index: not stale, not an exact copy of a stored
+        row or of an earlier row in the batch, and within the leaf's room."""
+        taken: dict[str, int] = {}
+        seen: set[int] = set()
+        plan: list[list[int]] = []
+        for item in batch:
+            node = self.tree.nodes.get(item.leaf_id)
+            if node is None or node.status != LEAF or node.revision != item.revision:
+                plan.append([])
+                continue
+            room = node.target - self.rows_in(item.leaf_id) - self._judging.get(item.leaf_id, 0) - taken.get(item.leaf_id, 0)
+            idx = []
+            for j, (_s, k, _i) in enumerate(item.rows):
+                if len(idx) >= room:
+                    break
+                if k in self.keys or k in seen:
+                    continue
+                seen.add(k)
+                idx.append(j)
+            taken[item.leaf_id] = taken.get(item.leaf_id, 0) + len(idx)
+            plan.append(idx)
+        return plan
+
+    def _commit_gated(self, item: GateItem, idx: list[int], keep: Any, sims: Any, vectors: Any) -> list[dict[str, Any]]:
+        node = self.tree.nodes.get(item.leaf_id)
+        if node is None or node.status != LEAF or node.revision != item.revision:
+            raise Stale()  # pruned or renamed while the rows were gated: nothing is written
+        offered = [item.rows[j] for j in idx]
+        dropped = [i for i, ok in enumerate(keep) if not ok]
+        counts = self.gates.counts
+        if dropped:
+            counts.near_duplicates += len(dropped)
+            self.store.append_rejected(near_duplicate_records(
+                item.leaf_id, item.slot, item.path, [offered[i][0] for i in dropped], [sims[i] for i in dropped]))
+            self._emit(counts.event(**self._gate_state()))
+        kept = [r for r, ok in zip(offered, keep, strict=True) if ok]
+        return self._store_rows(item.leaf_id, item.slot, item.path, kept, vectors[keep])
+
+    def _gate_state(self) -> dict[str, int]:
+        p = self.pipeline
+        return {} if p is None else {"generated": p.generated, "in_gates": p.waiting}
+
+    def _gates_changed(self, force: bool = False) -> None:
+        """The pipeline's rows changed: a Quality event now and then (at most every 0.2 s while rows
+        flow, always when the gates fall empty), so the display shows rows waiting, never a stall."""
+        now = time.monotonic()
+        p = self.pipeline
+        if not force and p is not None and p.waiting and now - self._gates_emitted < 0.2:
+            self._gates_dirty = True  # the ticker sends it within 0.5 s
+            return
+        self._gates_emitted, self._gates_dirty = now, False
+        self._emit(self.gates.counts.event(**self._gate_state()))
 
     async def _judge_rows(
-        self, lid: str, sid: str, slot: int, path: list[dict[str, str]], rows: list[dict[str, Any]]
+        self, lid: str, sid: str, slot: int, path: list[dict[str, str]], rows: list[dict[str, Any]], held: bool = False,
     ) -> list[dict[str, Any]]:
         """The judge's verdicts on stored rows, recorded; returns the rows that passed (they count; a
         failed row's leaf writes another). A row is judged with the path it was written for."""
         judge = self.gates.judge
         assert judge is not None
-        self._judging[lid] = self._judging.get(lid, 0) + len(rows)
+        if not held:  # rows just stored are already held for their verdicts (_store_rows)
+            self._judging[lid] = self._judging.get(lid, 0) + len(rows)
         try:
             verdicts = await judge.judge(sid, slot, path, rows)
         finally:
@@ -208,7 +277,7 @@ class Synthesis(EngineBase):
                  "sample": {f: r[f] for f in self.cfg.fields}, "detail": v.why(path)}
                 for v, r in zip(verdicts, rows, strict=True) if not v.passed
             ])
-        self._emit(counts.event())
+        self._emit(counts.event(**self._gate_state()))
         return [r for v, r in zip(verdicts, rows, strict=True) if v.passed]
 
     async def _judge_stored(self, lid: str) -> None:
@@ -228,8 +297,7 @@ class Synthesis(EngineBase):
             async with sem:
                 path = group[0].get("path") or [{"dimension": d, "value": v} for d, v in self._path_tuple(lid)]
                 passed = await self._judge_rows(lid, sid, slot, path, group)
-                self.leaf_rows[lid] = self.rows_in(lid) + len(passed)
-                self.rows += len(passed)
+                self._count(lid, len(passed))
 
         await asyncio.gather(*(one(slot, g) for slot, g in sorted(by_slot.items())))
 

@@ -9,14 +9,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..neardup import NearDuplicateIndex, VectorLog
 from ..text import sample_plain_text
 
+if TYPE_CHECKING:
+    from .embedder import RowEmbedder
+
+# faiss threads for a batch's search and adds: one. The admit runs in a worker thread beside the event
+# loop (core/quality/pipeline.py), which has the other core; a second OpenMP thread made a 100k-row
+# admit 1.6x slower on 2 cores (benchmarks/README.md)
+INDEX_THREADS = 1
+
 Embed = Callable[[list[str]], Any]
+RESUME_CHUNK = 4096  # stored rows without a vector, embedded this many at a time on resume
 
 
 class SemanticDedup:
@@ -25,14 +34,17 @@ class SemanticDedup:
         stored_rows: Callable[[], Iterator[dict[str, Any]]] | None = None,
         text_of: Callable[[dict[str, Any]], str] = sample_plain_text,
         seed: Callable[[], np.ndarray | None] | None = None,
+        expected_rows: int = 100_000,
     ) -> None:
         self.embed = embed
         self.threshold = threshold
+        self.expected_rows = expected_rows  # the index's cells are sized for this many rows (core/neardup.py)
         self.log_path = log_path
         self._stored_rows = stored_rows  # the rows already in samples.jsonl (a resumed run)
         self.text_of = text_of  # what of a row is embedded (all its fields; a balance run: its text field)
         self._seed_fn = seed  # vectors new rows are also compared with (a balance run's real rows), got when first needed
         self._index: NearDuplicateIndex | None = None
+        self._pending_index: Any = None  # the index while a resume embeds its missing rows
         self._log: VectorLog | None = None
         self._seed: list[np.ndarray] = []
         self._opening = asyncio.Lock()
@@ -44,9 +56,35 @@ class SemanticDedup:
         if len(X):
             self._seed.append(np.asarray(X, dtype=np.float32))
 
-    def _open(self, dim: int) -> None:
+    async def ensure_open(self, dim: int, embedder: RowEmbedder | None = None) -> None:
+        """Build the index once (the first batch's vectors give its dimension): seeds, the stored
+        vectors, and vectors for stored rows a crash left without one (by ``embedder``, else ``embed``)."""
+        if self._index is not None:
+            return
+        async with self._opening:  # two first batches side by side build it once
+            if self._index is not None:
+                return
+            if embedder is None:
+                await asyncio.to_thread(self._open, dim)
+                return
+            await asyncio.to_thread(self._open, dim, False)
+            missing = await asyncio.to_thread(self._missing_texts)
+            for a in range(0, len(missing), RESUME_CHUNK):
+                P = np.asarray(await embedder.embed(missing[a : a + RESUME_CHUNK]), dtype=np.float32)
+                self._pending_index.add(P)
+                assert self._log is not None
+                self._log.append(P)
+                self.embedded_on_resume += len(P)
+            self._index, self._pending_index = self._pending_index, None
+
+    def _missing_texts(self) -> list[str]:
+        if self._stored_rows is None or self._log is None:
+            return []
+        return [self.text_of(r) for i, r in enumerate(self._stored_rows()) if i >= self.loaded]
+
+    def _open(self, dim: int, embed_missing: bool = True) -> None:
         """Build the index: seeds, the stored vectors, and vectors for stored rows that have none."""
-        index = NearDuplicateIndex(dim, self.threshold)
+        index = NearDuplicateIndex(dim, self.threshold, threads=INDEX_THREADS, expected_rows=self.expected_rows)
         if self._seed_fn is not None:
             S = self._seed_fn()
             if S is not None and len(S):
@@ -60,22 +98,22 @@ class SemanticDedup:
             self.loaded = len(X)
             if len(X):
                 index.add(X)
-            if self._stored_rows is not None:
+            if embed_missing and self._stored_rows is not None:
                 missing = [self.text_of(r) for i, r in enumerate(self._stored_rows()) if i >= self.loaded]
                 if missing:
                     P = np.asarray(self.embed(missing), dtype=np.float32)
                     index.add(P)
                     self._log.append(P)
                     self.embedded_on_resume = len(P)
-        self._index = index
+        if embed_missing:
+            self._index = index
+        else:
+            self._pending_index = index
 
     async def vectors(self, samples: list[dict[str, str]]) -> np.ndarray:
         """The samples' unit vectors (the embedder, and the index's first build, run in a thread)."""
         X = np.asarray(await asyncio.to_thread(self.embed, [self.text_of(s) for s in samples]), dtype=np.float32)
-        if self._index is None:
-            async with self._opening:  # two first calls side by side build it once
-                if self._index is None:
-                    await asyncio.to_thread(self._open, X.shape[1])
+        await self.ensure_open(X.shape[1])
         return X
 
     def admit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

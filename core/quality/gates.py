@@ -14,6 +14,7 @@ from ..validators import Validator, split_valid
 
 if TYPE_CHECKING:  # built by core/quality/setup.py; the index library loads only when dedup is on
     from .dedup import SemanticDedup
+    from .embedder import RowEmbedder
     from .judge import Judge
 
 Sample = dict[str, str]
@@ -27,10 +28,10 @@ class QualityCounts:
     passed: int = 0
     judge_rejected: int = 0
 
-    def event(self) -> ev.Quality:
+    def event(self, generated: int = 0, in_gates: int = 0) -> ev.Quality:
         return ev.Quality(
             validator_rejected=self.validator_rejected, near_duplicates=self.near_duplicates, judged=self.judged,
-            passed=self.passed, judge_rejected=self.judge_rejected,
+            passed=self.passed, judge_rejected=self.judge_rejected, generated=generated, in_gates=in_gates,
         )
 
     @classmethod
@@ -52,6 +53,7 @@ class QualityCounts:
 class QualityGates:
     validators: tuple[Validator, ...] = ()
     dedup: SemanticDedup | None = None
+    embedder: RowEmbedder | None = None  # what makes dedup's vectors
     judge: Judge | None = None
     counts: QualityCounts = field(default_factory=QualityCounts)
 

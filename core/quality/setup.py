@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..prompts import Prompts
     from ..store import RunStore
     from .dedup import Embed
+    from .embedder import RowEmbedder
 
 
 def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[RunConfig], Any]) -> LLMClient:
@@ -31,23 +32,26 @@ def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[Ru
 
 
 def build_gates(
-    cfg: RunConfig, store: RunStore, client: LLMClient, prompts: Prompts, embed: Embed | None,
+    cfg: RunConfig, store: RunStore, client: LLMClient, prompts: Prompts, embed: Embed | RowEmbedder | None,
     make_transport: Callable[[RunConfig], Any], dedup_text: Callable[[dict[str, Any]], str] | None = None,
     dedup_seed: Callable[[], Any] | None = None,
 ) -> QualityGates:
     """``dedup_text``: what of a row semantic dedup embeds (default: all its fields); ``dedup_seed``:
     vectors every new row is also compared with (a balance run's real rows)."""
     dedup = None
+    embedder: RowEmbedder | None = None
     if cfg.dedup_threshold and embed is not None:
         from ..text import sample_plain_text
         from .dedup import SemanticDedup
+        from .embedder import LocalRowEmbedder, RowEmbedder
 
+        embedder = embed if isinstance(embed, RowEmbedder) else LocalRowEmbedder(embed)
         dedup = SemanticDedup(
-            embed, cfg.dedup_threshold, store.p(ROW_VECTORS), lambda: store.iter_samples(stored=True),
-            text_of=dedup_text or sample_plain_text, seed=dedup_seed,
+            embedder.as_sync(), cfg.dedup_threshold, store.p(ROW_VECTORS), lambda: store.iter_samples(stored=True),
+            text_of=dedup_text or sample_plain_text, seed=dedup_seed, expected_rows=cfg.size,
         )
     judge = None
     if cfg.judge:
         jc = judge_client(cfg, client, make_transport)
         judge = Judge(jc, prompts, cfg.fields, cfg.judge_model or cfg.model, cfg.judge_batch, cfg.validation_retries, cfg.seed)
-    return QualityGates(validators=tuple(cfg.validators), dedup=dedup, judge=judge)
+    return QualityGates(validators=tuple(cfg.validators), dedup=dedup, embedder=embedder, judge=judge)

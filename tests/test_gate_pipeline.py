@@ -1,0 +1,156 @@
+"""The gate pipeline (core/quality/pipeline.py): semantic dedup runs beside generation. Rows from many
+calls are embedded in one batch, generation goes on while rows wait for their vectors, the queue is
+bounded, the display sees rows in the gates, and size and resume stay exact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+
+from tests.fakes import ScriptedTransport, hash_embedder
+from treesynth.core import events as ev
+from treesynth.core.config import build_config
+from tests.conftest import read_jsonl
+from treesynth.core.progress import Progress, status_line
+from treesynth.core.quality.embedder import RowEmbedder
+from treesynth.core.run import Run
+
+
+def _cfg(**kw):
+    flags = {"task": "math word problems", "fields": "question,answer", "depth": 2, "size": 120, "pivots": 6,
+             "samples_per_call": 5, "concurrency": 32, "dedup_threshold": 0.95}
+    flags.update(kw)
+    return build_config(flags=flags)
+
+
+class HeldEmbedder(RowEmbedder):
+    """Hash vectors, after ``release`` is set; records each batch's size."""
+
+    kind = "test"
+
+    def __init__(self, held: bool = True, batch_rows: int = 256) -> None:
+        super().__init__("hash")
+        self.batch_rows = batch_rows
+        self.batches: list[int] = []
+        self.release = asyncio.Event()
+        if not held:
+            self.release.set()
+
+    async def embed(self, texts):
+        await self.release.wait()
+        self.batches.append(len(texts))
+        return np.asarray(hash_embedder(list(texts)), dtype=np.float32)
+
+
+def test_rows_of_many_calls_are_embedded_together_and_the_size_is_exact(tmp_path):
+    emb = HeldEmbedder(held=False)
+    t = ScriptedTransport()
+    run = Run.create(_cfg(), tmp_path / "r", transport=t, embed=emb)
+    fin = asyncio.run(run.execute(lambda e: None))
+    assert fin.status == "complete" and fin.rows == 120
+    rows = read_jsonl(tmp_path / "r" / "dataset.jsonl")
+    assert len(rows) == 120 and len({r["id"] for r in rows}) == 120
+    assert max(emb.batches) > 5  # one call writes 5 rows: a bigger batch holds several calls' rows
+    from treesynth.core.neardup import VectorLog
+
+    log = VectorLog(tmp_path / "r" / "row_vectors.f16", 64)
+    assert len(log.read()) == len(read_jsonl(tmp_path / "r" / "samples.jsonl"))  # a vector per stored row, in order
+    log.close()
+
+
+def test_generation_goes_on_while_rows_wait_for_their_vectors(tmp_path):
+    """The embedder answers nothing until every generation call the run needs has been made: the calls
+    were made while 0 rows had passed the gates (generation never waited for a vector)."""
+    emb = HeldEmbedder(held=True)
+    t = ScriptedTransport()
+    seen: list[ev.Event] = []
+
+    async def go():
+        run = Run.create(_cfg(size=60), tmp_path / "r", transport=t, embed=emb)
+        task = asyncio.ensure_future(run.execute(seen.append))
+        for _ in range(400):
+            await asyncio.sleep(0.01)
+            if t.calls["gen"] >= 12:  # 60 rows, 5 a call
+                break
+        await asyncio.sleep(0.7)  # a heartbeat of the engine's ticker: the gates' latest counts
+        calls_while_held = t.calls["gen"]
+        waiting = max((e.in_gates for e in seen if isinstance(e, ev.Quality)), default=0)
+        done_while_held = max((e.samples_done for e in seen if isinstance(e, ev.LeafProgress)), default=0)
+        emb.release.set()
+        fin = await task
+        return fin, calls_while_held, waiting, done_while_held
+
+    fin, calls_while_held, waiting, done_while_held = asyncio.run(go())
+    assert calls_while_held >= 12 and done_while_held == 0
+    assert waiting >= 30  # the display saw rows in the gates (not a stalled "0/60")
+    assert fin.status == "complete" and fin.rows == 60
+    last = [e for e in seen if isinstance(e, ev.Quality)][-1]
+    assert last.in_gates == 0 and last.generated >= 60
+
+
+def test_the_queue_is_bounded_so_generation_slows_to_what_the_gates_take(tmp_path):
+    emb = HeldEmbedder(held=True)
+    t = ScriptedTransport()
+
+    async def go():
+        run = Run.create(_cfg(size=200), tmp_path / "r", transport=t, embed=emb)
+        run_task = asyncio.ensure_future(run.execute(lambda e: None))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            pipe = getattr(run, "_engine", None) and run._engine.pipeline
+            if pipe is not None:
+                pipe.capacity = 20  # 4 calls' rows
+                break
+        await asyncio.sleep(0.5)
+        pipe = run._engine.pipeline
+        held = pipe.waiting
+        emb.release.set()
+        fin = await run_task
+        return fin, held
+
+    fin, held = asyncio.run(go())
+    assert held <= 20 + 5  # a call whose rows found the queue empty, at most one over
+    assert fin.status == "complete" and fin.rows == 200
+
+
+def test_an_interrupted_gate_loses_nothing_and_the_resume_is_exact(tmp_path):
+    """Stopped while rows wait in the gates: those rows were never stored; the resume asks their calls
+    again (from the cache) and ends at the exact size with no row twice and a vector per row."""
+    emb = HeldEmbedder(held=True)
+    t = ScriptedTransport()
+    out = tmp_path / "r"
+
+    async def first():
+        run = Run.create(_cfg(size=100), out, transport=t, embed=emb)
+        task = asyncio.ensure_future(run.execute(lambda e: None))
+        for _ in range(400):
+            await asyncio.sleep(0.01)
+            if t.calls["gen"] >= 10:
+                break
+        run.request_stop()
+        emb.release.set()
+        return await task
+
+    fin = asyncio.run(first())
+    assert fin.status != "complete"
+    run = Run.resume(out, transport=ScriptedTransport(), embed=HeldEmbedder(held=False))
+    fin = asyncio.run(run.execute(lambda e: None))
+    assert fin.status == "complete" and fin.rows == 100
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 100 and len({r["id"] for r in rows}) == 100
+    assert len({json.dumps([r["question"], r["answer"]]) for r in rows}) == 100
+    from treesynth.core.neardup import VectorLog
+
+    log = VectorLog(out / "row_vectors.f16", 64)
+    assert len(log.read()) == len(read_jsonl(out / "samples.jsonl"))
+    log.close()
+
+
+def test_the_status_line_shows_rows_in_the_gates():
+    p = Progress(size=1000)
+    p.apply(ev.Quality(generated=1300, in_gates=256))
+    assert "(1,300 rows generated, 256 in the gates)" in status_line(p)
+    p.apply(ev.Quality())
+    assert "in the gates" not in status_line(p)
