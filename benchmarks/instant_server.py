@@ -87,7 +87,7 @@ class HashEmbedder:
 
     def embed(self, text: str) -> list[float]:
         words = [w.lower() for w in _TOKEN.findall(text)] or ["\0empty"]
-        feats = words + [a + " " + b for a, b in zip(words, words[1:])]
+        feats = words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]
         x = np.sum([self.vec(t) for t in feats], axis=0) / np.sqrt(len(feats)) + 2.0 * self.shared
         return (x / np.linalg.norm(x)).tolist()
 
@@ -106,7 +106,7 @@ def make_app(rows: Rows) -> web.Application:
         if call.step == "samples":
             items = ((call.schema or {}).get("properties") or {}).get("samples", {})
             n = items.get("minItems", items.get("maxItems", 1))
-            fields = list(((items.get("items") or {}).get("properties") or {})) or ["text"]
+            fields = list((items.get("items") or {}).get("properties") or {}) or ["text"]
             answer = {"samples": [rows.row(counter["rows"] + i, fields) for i in range(n)]}
             counter["rows"] += n
         else:

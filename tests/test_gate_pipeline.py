@@ -9,10 +9,10 @@ import json
 
 import numpy as np
 
+from tests.conftest import read_jsonl
 from tests.fakes import ScriptedTransport, hash_embedder
 from treesynth.core import events as ev
 from treesynth.core.config import build_config
-from tests.conftest import read_jsonl
 from treesynth.core.progress import Progress, status_line
 from treesynth.core.quality.embedder import RowEmbedder
 from treesynth.core.run import Run

@@ -209,7 +209,7 @@ class Synthesis(EngineBase):
                 plan.append([])
                 continue
             room = node.target - self.rows_in(item.leaf_id) - self._judging.get(item.leaf_id, 0) - taken.get(item.leaf_id, 0)
-            idx = []
+            idx: list[int] = []
             for j, (_s, k, _i) in enumerate(item.rows):
                 if len(idx) >= room:
                     break

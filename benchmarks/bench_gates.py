@@ -1,0 +1,130 @@
+"""The quality gates at API speed: whole `treesynth run` processes against an instant server that writes
+varied, human rows (benchmarks/instant_server.py: GSM8K sentences recombined; its /v1/embeddings
+answers at once too), with semantic dedup off, on with the endpoint embedder, and on with the local
+embedder (all-MiniLM-L6-v2 on this machine's CPU).
+
+    python benchmarks/bench_gates.py                         # 10k and 100k rows, off / endpoint; local at 2k
+    python benchmarks/bench_gates.py --sizes 1M --cases endpoint
+    python benchmarks/bench_gates.py --sizes 10k --cases off,endpoint,local
+
+Each case is one process (`treesynth run ... --no-ui`, `--depth 2 --concurrency 64 --samples-per-call 5
+--fields question,answer`), its wall and peak RSS (the child's ru_maxrss) measured; the rows checked
+(exact size, distinct ids). Results: a table on stdout and benchmarks/out/gates.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def size_of(text: str) -> int:
+    t = text.strip().lower()
+    mult = 1_000_000 if t.endswith("m") else 1000 if t.endswith("k") else 1
+    return int(float(t.rstrip("mk")) * mult)
+
+
+_WRAP = (
+    "import resource, subprocess, sys\n"
+    "p = subprocess.run(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(p.returncode)\n"
+)
+
+
+def one_case(url: str, size: int, case: str, work: Path) -> dict:
+    out = work / f"{case}-{size}"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "treesynth.cli.main", "run", "math word problems", "--fields", "question,answer",
+           "--size", str(size), "--depth", "2", "--concurrency", "64", "--samples-per-call", "5",
+           "--model", "openai/instant", "--api-base", url, "--no-ui", "--out", str(out)]
+    if case == "off":
+        cmd += ["--no-dedup"]
+    elif case == "endpoint":
+        cmd += ["--dedup-threshold", "0.92", "--embedder", "openai/hash-384", "--embed-api-base", url]
+    elif case == "local":
+        cmd += ["--dedup-threshold", "0.92", "--embedder", "local"]
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", TREESYNTH_CACHE_DIR=str(work / "cache"), OPENAI_API_KEY="sk-bench")
+    # a wrapper process so ru_maxrss is this run's alone (RUSAGE_CHILDREN keeps the largest child ever)
+    rss_file = work / "rss"
+    wrap = [sys.executable, "-c", _WRAP, str(rss_file), *cmd]
+    t0 = time.perf_counter()
+    p = subprocess.run(wrap, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    peak = int(rss_file.read_text()) if rss_file.exists() else 0
+    if p.returncode != 0:
+        raise SystemExit(f"{case} {size}: exit {p.returncode}\n{p.stderr[-2000:]}")
+    ids = set()
+    n = 0
+    with open(out / "dataset.jsonl", encoding="utf-8") as f:
+        for line in f:
+            ids.add(json.loads(line)["id"])
+            n += 1
+    rejected = 0
+    if (out / "rejected.jsonl").exists():
+        with open(out / "rejected.jsonl", encoding="utf-8") as f:
+            rejected = sum(1 for _ in f)
+    res = {"case": case, "rows": size, "wall_s": round(wall, 2), "peak_rss_mib": round(peak / 1024),
+           "stored": n, "distinct_ids": len(ids), "near_duplicates": rejected}
+    shutil.rmtree(out, ignore_errors=True)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10k,100k")
+    ap.add_argument("--cases", default="off,endpoint")
+    ap.add_argument("--local-size", default="2k", help="size of the local-embedder case (it runs at the CPU's embedding speed)")
+    args = ap.parse_args()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "instant_server.py"), "--port", str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    results = []
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()  # "ready ..."
+        time.sleep(0.5)
+        with tempfile.TemporaryDirectory(prefix="bench-gates-") as tmp:
+            work = Path(tmp)
+            cases = args.cases.split(",")
+            for size in [size_of(s) for s in args.sizes.split(",")]:
+                for case in cases:
+                    if case == "local":
+                        continue
+                    r = one_case(url, size, case, work)
+                    results.append(r)
+                    print(json.dumps(r), flush=True)
+            if "local" in cases:
+                r = one_case(url, size_of(args.local_size), "local", work)
+                results.append(r)
+                print(json.dumps(r), flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+    print("\n| rows | gates | wall s | peak RSS MiB | near-duplicates rewritten |\n|---:|---|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['rows']:,} | {r['case']} | {r['wall_s']} | {r['peak_rss_mib']} | {r['near_duplicates']:,} |")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "gates.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
