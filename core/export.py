@@ -4,6 +4,7 @@ record per row, core/training.py), and a Hugging Face ``datasets`` directory wit
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import Counter, defaultdict
@@ -84,15 +85,82 @@ def warm_up(delay_s: float = 0.5) -> None:
     t.start()
 
 
+PARQUET_CHUNK_ROWS = 4096  # JSONL lines parsed at a time by the Parquet export
+
+
+class _SchemaDrift(Exception):
+    """A later chunk of the JSONL has a column or a type the first chunk did not."""
+
+
 def write_parquet(jsonl: Path, dest: Path) -> None:
+    """``jsonl`` as Parquet, in bounded memory: the lines are parsed ``PARQUET_CHUNK_ROWS`` at a time
+    and streamed into the file (polars' own ``scan_ndjson`` sink holds the whole file: 1 GB of RSS
+    for 80 MB of JSONL). The schema is the first chunk's; a file whose later rows bring other
+    columns or types (a balanced dataset of loose rows) is read whole instead."""
     import polars as pl
 
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    if jsonl.stat().st_size == 0:
+    try:
+        if jsonl.stat().st_size == 0:
+            pl.DataFrame().write_parquet(tmp)
+        else:
+            try:
+                _sink_chunked(jsonl, tmp)
+            except _SchemaDrift:
+                pl.scan_ndjson(jsonl, infer_schema_length=None).sink_parquet(tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _chunks(jsonl: Path, rows: int) -> Iterator[bytes]:
+    with open(jsonl, "rb") as f:
+        while True:
+            lines = [line for line in itertools.islice(f, rows) if line.strip()]
+            if not lines:
+                return
+            yield b"".join(lines)
+
+
+def _sink_chunked(jsonl: Path, tmp: Path) -> None:
+    import io
+
+    import polars as pl
+    from polars.io.plugins import register_io_source
+
+    chunks = _chunks(jsonl, PARQUET_CHUNK_ROWS)
+    first = next(chunks, None)
+    if first is None:
         pl.DataFrame().write_parquet(tmp)
-    else:
-        pl.scan_ndjson(jsonl, infer_schema_length=None).sink_parquet(tmp)
-    os.replace(tmp, dest)
+        return
+    head = pl.read_ndjson(io.BytesIO(first), infer_schema_length=None)
+    schema = head.schema
+    if any(dt == pl.Null for dt in schema.values()):
+        raise _SchemaDrift("a column with no value in the first rows")
+    drift: list[_SchemaDrift] = []
+
+    def frames(with_columns: Any, predicate: Any, n_rows: Any, batch_size: Any) -> Iterator[Any]:
+        yield head
+        for chunk in chunks:
+            df = pl.read_ndjson(io.BytesIO(chunk), infer_schema_length=None)
+            extra = set(df.columns) - set(schema)
+            if extra:
+                drift.append(_SchemaDrift(f"new columns {sorted(extra)}"))
+                raise drift[-1]
+            try:
+                yield df.select([
+                    pl.col(c).cast(t, strict=True) if c in df.columns else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()
+                ])
+            except pl.exceptions.PolarsError as e:
+                drift.append(_SchemaDrift(str(e)))
+                raise drift[-1] from None
+
+    try:
+        register_io_source(frames, schema=schema).sink_parquet(tmp, row_group_size=16384)
+    except Exception:
+        if drift:
+            raise drift[-1] from None
+        raise
 
 
 def _datasets() -> Any:
