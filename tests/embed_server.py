@@ -12,6 +12,10 @@ answer), ``"401"``, ``"nopool"`` (llama-cpp-python without --embedding: HTTP 500
 with embedding=True"). ``start_after``: the port is bound only after that many seconds (connections
 refused until then).
 
+``per_token=True``: each text's answer is per-token vectors (3 rows averaging to its vector), as
+llama-cpp-python's server gives for a model without pooling, and like that server (0.3.36) every text after
+the first of a request gets unrelated numbers.
+
 Recorded: ``requests`` (each POST body's model and inputs, and the time it arrived), ``max_in_flight``.
 """
 
@@ -49,8 +53,9 @@ class FakeEmbeddings:
     def __init__(
         self, *, dim: int = 8, models: tuple[str, ...] = ("emb-small", "text-embedding-3-small"), faults: list[str] | None = None,
         usage: bool = True, latency: float = 0.0, unknown_status: int = 400, port: int | None = None, start_after: float = 0.0,
-        key: str | None = None,
+        key: str | None = None, per_token: bool = False,
     ) -> None:
+        self.per_token = per_token
         self.dim = dim
         self.models = models
         self.faults = list(faults or [])
@@ -132,7 +137,7 @@ class FakeEmbeddings:
                 texts = body.get("input")
                 if isinstance(texts, str):
                     texts = [texts]
-                items = [{"object": "embedding", "index": i, "embedding": vector_of(t, fake.dim).tolist()} for i, t in enumerate(texts)]
+                items = [{"object": "embedding", "index": i, "embedding": fake.vector(t, i)} for i, t in enumerate(texts)]
                 doc: dict[str, Any] = {"object": "list", "data": items[::-1], "model": model}
                 if fake.usage:
                     n = sum(len(t.split()) for t in texts)
@@ -140,6 +145,14 @@ class FakeEmbeddings:
                 return self._send(200, doc)
 
         return Handler
+
+    def vector(self, text: str, position: int) -> list:
+        v = vector_of(text, self.dim)
+        if not self.per_token:
+            return v.tolist()
+        if position > 0:  # llama-cpp-python's slicing bug: another text's numbers
+            v = vector_of(f"garbage {text}", self.dim)
+        return [(v + d).tolist() for d in (-0.5, 0.0, 0.5)]
 
     def start(self) -> FakeEmbeddings:
         def bind() -> None:

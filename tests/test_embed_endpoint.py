@@ -89,6 +89,19 @@ async def test_the_wire_model_is_sent_and_the_key_comes_from_the_environment(srv
     assert "sk-from" not in repr(e.endpoint)
 
 
+async def test_per_token_answers_are_mean_pooled_one_text_per_request():
+    with FakeEmbeddings(per_token=True) as s:
+        e = embedder(s, batch_rows=4, parallel=2)
+        X = await e.embed(TEXTS[:6])
+        Y = await e.embed(TEXTS[6:8])
+        await e.aclose()
+    np.testing.assert_array_equal(X, expected(TEXTS[:6]))  # not the mis-sliced numbers of a batch
+    np.testing.assert_array_equal(Y, expected(TEXTS[6:8]))
+    sizes = [len(r["input"]) for r in s.requests]
+    assert sizes.count(4) + sizes.count(2) <= 2 and sizes[-2:] == [1, 1]  # after the first per-token batch: one by one
+    assert e.batch_rows == 1 and len(e.notices) == 1 and "per-token" in e.notices[0]
+
+
 # ---- the cache ------------------------------------------------------------------------
 
 

@@ -88,10 +88,19 @@ def request_body(wire_model: str, texts: Sequence[str]) -> bytes:
     return orjson.dumps({"model": wire_model, "input": list(texts)})
 
 
-def parse_embeddings(raw: bytes, n: int, where: str) -> tuple[np.ndarray, int | None]:
-    """The vectors of an answer to ``n`` texts, in input order (by each item's ``index``), float32 as sent
-    (not normalised), and the answer's ``usage.prompt_tokens`` (None: not given). An item of per-token
-    vectors (a llama.cpp server without pooling) is mean-pooled. A malformed answer is transient."""
+@dataclass(frozen=True)
+class Embeddings:
+    """An answer: the vectors in input order (float32 as sent, not normalised), ``usage.prompt_tokens``
+    (None: not given), and whether the server sent per-token vectors (a model without pooling), mean-pooled here."""
+
+    vectors: np.ndarray
+    prompt_tokens: int | None
+    per_token: bool = False
+
+
+def parse_embeddings(raw: bytes, n: int, where: str) -> Embeddings:
+    """The answer to ``n`` texts, in input order (by each item's ``index``). An item of per-token vectors (a
+    llama.cpp server on a model without pooling) is mean-pooled. A malformed answer is transient."""
     import numpy as np
 
     try:
@@ -110,10 +119,12 @@ def parse_embeddings(raw: bytes, n: int, where: str) -> tuple[np.ndarray, int | 
         if not isinstance(i, int) or not 0 <= i < n or rows[i] is not None:
             raise TransientProviderError(f"malformed answer from {where}: bad or repeated index {i!r}")
         rows[i] = item.get("embedding")
+    per_token = False
     try:
         vecs = []
         for e in rows:
             if isinstance(e, list) and e and isinstance(e[0], list):  # per-token vectors: mean-pooled
+                per_token = True
                 vecs.append(np.asarray(e, dtype=np.float32).mean(axis=0))
             else:
                 vecs.append(np.asarray(e, dtype=np.float32))
@@ -124,7 +135,7 @@ def parse_embeddings(raw: bytes, n: int, where: str) -> tuple[np.ndarray, int | 
         raise TransientProviderError(f"malformed answer from {where}: empty or non-finite embeddings")
     usage = doc.get("usage")
     tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    return X, tokens if isinstance(tokens, int) and tokens > 0 else None
+    return Embeddings(X, tokens if isinstance(tokens, int) and tokens > 0 else None, per_token)
 
 
 def error_for(status: int, raw: bytes, headers: Mapping[str, str] | None, ep: EmbedEndpoint) -> Exception:
@@ -166,8 +177,7 @@ def probe(ep: EmbedEndpoint, timeout: float = 30.0, tries: int = 3) -> int:
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 raw = r.read()
-            X, _ = parse_embeddings(raw, 1, ep.url)
-            return int(X.shape[1])
+            return int(parse_embeddings(raw, 1, ep.url).vectors.shape[1])
         except urllib.error.HTTPError as e:
             headers = {k.lower(): v for k, v in e.headers.items()} if e.headers else None
             err = error_for(e.code, e.read() or b"", headers, ep)

@@ -15,6 +15,13 @@ server started with embeddings on.
   5xx wait with capped exponential backoff and jitter, up to ``max_retries`` times; 400, 401, 403, 404
   raise ``ProviderError`` with one line at once.
 
+Per-token answers (a llama.cpp server on a model without pooling, e.g. a chat model) are mean-pooled, one
+text per request: llama-cpp-python's server (0.3.36) slices every text after the first of such a batch
+at the wrong offset (``Llama.embed``, pooling NONE: ``ptr[pos + j * n_embd ...]`` with ``pos`` counted in
+tokens), so its vectors are unrelated to the text (cosine -0.02 to the same text sent alone, measured). On
+the first per-token answer to several texts the embedder sends them again one by one, and every later text
+alone (``notices`` says so once).
+
 Vectors come out unit-norm float32 after float16 rounding (core/embeddings.py ``quantise``), as the local
 model's do, whether they came from the endpoint or the cache. aiohttp is imported on the first call.
 """
@@ -31,7 +38,7 @@ import numpy as np
 from ..cache import vector_key
 from ..embeddings import quantise
 from ..errors import BudgetExhausted, ProviderError, ProviderTimeout, TransientProviderError
-from ..llm.embed_wire import EmbedEndpoint, error_for, parse_embeddings, request_body, resolve_endpoint
+from ..llm.embed_wire import Embeddings, EmbedEndpoint, error_for, parse_embeddings, request_body, resolve_endpoint
 from ..llm.pricing import CallPrice, call_price
 from ..llm.types import UsageTotals
 from .embedder import RowEmbedder, SyncEmbed
@@ -109,6 +116,7 @@ class EndpointRowEmbedder(RowEmbedder):
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.dim: int | None = None
+        self.notices: list[str] = []  # what the embedder changed on its own, for the run's log
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._closed_sessions: list[Any] = []
         self._timeout_exc: tuple[type[BaseException], ...] = (asyncio.TimeoutError,)
@@ -196,7 +204,7 @@ class EndpointRowEmbedder(RowEmbedder):
         missing = [i for i, v in enumerate(got) if v is None]
         chunks = [missing[a : a + self.batch_rows] for a in range(0, len(missing), self.batch_rows)]
         if chunks:
-            results = await self._all(self._request([distinct[i] for i in c]) for c in chunks)
+            results = await self._all(self._batch([distinct[i] for i in c]) for c in chunks)
             for c, X in zip(chunks, results, strict=True):
                 X = _unit(X)
                 if self.dim is None:
@@ -252,13 +260,27 @@ class EndpointRowEmbedder(RowEmbedder):
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
+    async def _batch(self, texts: list[str]) -> np.ndarray:
+        """One request's vectors; per-token answers to several texts are asked again one text at a time
+        (see the module docstring)."""
+        got = await self._request(texts)
+        if not got.per_token or len(texts) == 1:
+            return got.vectors
+        if self.batch_rows > 1:
+            self.batch_rows = 1
+            self.notices.append(
+                f"the embeddings endpoint {self.endpoint.api_base} answers per-token vectors (a model without pooling): "
+                "one text per request from now on (llama-cpp-python's server mis-slices every text after the first)"
+            )
+        return np.concatenate(await self._all(self._batch([t]) for t in texts))
+
     async def _gate(self) -> None:
         if self._gate_fn is not None:
             await self._gate_fn()
         elif self.budget is not None and self.usage.cost_known and self.usage.cost >= self.budget:
             raise BudgetExhausted()
 
-    async def _request(self, texts: list[str]) -> np.ndarray:
+    async def _request(self, texts: list[str]) -> Embeddings:
         st = self._state()
         attempt = 0
         while True:
@@ -267,7 +289,7 @@ class EndpointRowEmbedder(RowEmbedder):
                 await self._gate()  # the state may have changed while this waited for a slot
                 self.usage.embed_requests += 1
                 try:
-                    X, tokens = await self._post(st.session, texts)
+                    got = await self._post(st.session, texts)
                 except TransientProviderError as e:
                     self.usage.errors += 1
                     if attempt >= self.max_retries:
@@ -278,11 +300,11 @@ class EndpointRowEmbedder(RowEmbedder):
                     self.on_usage()
                     delay = self._backoff(attempt, e.retry_after)
                 else:
-                    self._account(texts, tokens)
-                    return X
+                    self._account(texts, got.prompt_tokens)
+                    return got
             await asyncio.sleep(delay)
 
-    async def _post(self, session: Any, texts: list[str]) -> tuple[np.ndarray, int | None]:
+    async def _post(self, session: Any, texts: list[str]) -> Embeddings:
         ep = self.endpoint
         try:
             async with session.post(ep.url, data=request_body(ep.wire_model, texts)) as resp:
