@@ -4,7 +4,7 @@ endpoint embedder's tests (tests/test_embed_endpoint.py).
 Each text's vector is a fixed function of the text (``vector_of``: seeded by its hash, ``dim`` numbers of
 norm ``scale``, deliberately not unit-norm), answered in REVERSED order with each item's ``index``, so a
 client that ignores the index gets them wrong. ``usage.prompt_tokens`` is the number of words (``usage=False``:
-no usage). Models other than ``models`` get ``unknown_status`` (400, as OpenAI's ``model_not_found``).
+no usage); with ``encoding_format: base64`` the vectors come as base64 float32 bytes. Models other than ``models`` get ``unknown_status`` (400, as OpenAI's ``model_not_found``).
 
 Faults, served one per request before normal answers (``faults``, a list consumed in order):
 ``"503"`` / ``"500"``, ``"429:<seconds>"`` (with Retry-After), ``"drop"`` (the connection closed with no
@@ -21,6 +21,7 @@ Recorded: ``requests`` (each POST body's model and inputs, and the time it arriv
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import socket
@@ -138,6 +139,9 @@ class FakeEmbeddings:
                 if isinstance(texts, str):
                     texts = [texts]
                 items = [{"object": "embedding", "index": i, "embedding": fake.vector(t, i)} for i, t in enumerate(texts)]
+                if body.get("encoding_format") == "base64":  # OpenAI's: little-endian float32 bytes
+                    for it in items:
+                        it["embedding"] = base64.b64encode(np.asarray(it["embedding"], dtype="<f4").tobytes()).decode()
                 doc: dict[str, Any] = {"object": "list", "data": items[::-1], "model": model}
                 if fake.usage:
                     n = sum(len(t.split()) for t in texts)

@@ -12,8 +12,10 @@ only (``OPENAI_API_KEY``; ``HOSTED_VLLM_API_KEY``), never from the config, and i
 
 from __future__ import annotations
 
+import binascii
 import os
 import time
+from base64 import b64decode
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,10 @@ class EmbedEndpoint:
     wire_model: str
     api_base: str
     key: str | None = field(default=None, repr=False)
+    # ask for ``encoding_format: base64`` (float32 bytes; measured for 256 vectors of 1536: a 2.1 MB body read in
+    # 13 ms, against 7.7 MB and 47 ms as JSON numbers): OpenAI's own API; other servers get the default float
+    # lists (not every one takes the field)
+    base64: bool = False
 
     @property
     def url(self) -> str:
@@ -81,11 +87,15 @@ def resolve_endpoint(model: str, api_base: str | None = None) -> EmbedEndpoint:
     else:
         base = api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or OPENAI_BASE
         key = os.environ.get("OPENAI_API_KEY") or None
-    return EmbedEndpoint(model, wire, base.rstrip("/"), key)
+    base = base.rstrip("/")
+    return EmbedEndpoint(model, wire, base, key, base64=base.startswith(OPENAI_BASE))
 
 
-def request_body(wire_model: str, texts: Sequence[str]) -> bytes:
-    return orjson.dumps({"model": wire_model, "input": list(texts)})
+def request_body(wire_model: str, texts: Sequence[str], base64: bool = False) -> bytes:
+    body: dict[str, Any] = {"model": wire_model, "input": list(texts)}
+    if base64:
+        body["encoding_format"] = "base64"
+    return orjson.dumps(body)
 
 
 @dataclass(frozen=True)
@@ -123,13 +133,15 @@ def parse_embeddings(raw: bytes, n: int, where: str) -> Embeddings:
     try:
         vecs = []
         for e in rows:
-            if isinstance(e, list) and e and isinstance(e[0], list):  # per-token vectors: mean-pooled
+            if isinstance(e, str):  # encoding_format base64: little-endian float32
+                vecs.append(np.frombuffer(b64decode(e), dtype="<f4"))
+            elif isinstance(e, list) and e and isinstance(e[0], list):  # per-token vectors: mean-pooled
                 per_token = True
                 vecs.append(np.asarray(e, dtype=np.float32).mean(axis=0))
             else:
                 vecs.append(np.asarray(e, dtype=np.float32))
         X = np.stack(vecs) if vecs else np.zeros((0, 0), dtype=np.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, binascii.Error):
         raise TransientProviderError(f"malformed answer from {where}: embeddings that are not lists of numbers of one length") from None
     if X.ndim != 2 or (n and X.shape[1] == 0) or not np.isfinite(X).all():
         raise TransientProviderError(f"malformed answer from {where}: empty or non-finite embeddings")
@@ -167,7 +179,7 @@ def probe(ep: EmbedEndpoint, timeout: float = 30.0, tries: int = 3) -> int:
     why = ep.missing_key()
     if why:
         raise ProviderError(why)
-    body = request_body(ep.wire_model, ["treesynth preflight"])
+    body = request_body(ep.wire_model, ["treesynth preflight"], ep.base64)
     last: Exception | None = None
     for attempt in range(max(1, tries)):
         if attempt:

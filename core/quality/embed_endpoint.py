@@ -307,7 +307,7 @@ class EndpointRowEmbedder(RowEmbedder):
     async def _post(self, session: Any, texts: list[str]) -> Embeddings:
         ep = self.endpoint
         try:
-            async with session.post(ep.url, data=request_body(ep.wire_model, texts)) as resp:
+            async with session.post(ep.url, data=request_body(ep.wire_model, texts, ep.base64)) as resp:
                 status = resp.status
                 raw = await resp.read()
                 if status != 200:
