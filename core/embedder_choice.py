@@ -71,15 +71,18 @@ def parse_embedder(spec: str | None) -> EmbedderChoice:
         if not name or any(c.isspace() for c in name):
             raise ValueError(f"embedder {s!r}: name the model after the slash, e.g. {provider}/text-embedding-3-small")
         return EmbedderChoice("endpoint", f"{provider}/{name}", f"{provider}/{name}", provider=provider, wire_model=name)
-    p = Path(s).expanduser()
-    if p.is_dir():
-        path = str(p.resolve())
-        return EmbedderChoice("local", path, p.resolve().name, path=path)
-    if s.startswith(("/", "~", "./", "../")):
-        # a folder path that is not here (yet): the preflight says so before the run starts
-        path = str(p if p.is_absolute() else p.absolute())
-        return EmbedderChoice("local", path, p.name or path, path=path)
-    raise ValueError(f"unknown embedder {s!r} (models are never downloaded): use {FORMS}")
+    try:
+        p = Path(s).expanduser()
+        if p.is_dir():
+            path = str(p.resolve())
+            return EmbedderChoice("local", path, p.resolve().name, path=path)
+        if s.startswith(("/", "~", "./", "../")):
+            # a folder path that is not here (yet): the preflight says so before the run starts
+            path = str(p if p.is_absolute() else p.absolute())
+            return EmbedderChoice("local", path, p.name or path, path=path)
+    except (OSError, RuntimeError, ValueError):  # a name too long, a NUL byte, ~user of no such user
+        raise ValueError(f"embedder {s[:200]!r} is not a usable folder path: use {FORMS}") from None
+    raise ValueError(f"unknown embedder {s[:200]!r} (models are never downloaded): use {FORMS}")
 
 
 def same_vectors(a: EmbedderChoice, b: EmbedderChoice) -> bool:
