@@ -13,7 +13,9 @@ from typing import TextIO
 import orjson
 
 from treesynth.core import events as ev
-from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_gates, fmt_in_flight, status_line, summary  # noqa: F401 - re-exported
+from treesynth.core.progress import (  # noqa: F401 - re-exported
+    Progress, fmt_cost, fmt_duration, fmt_embedding, fmt_gates, fmt_in_flight, status_line, summary,
+)
 
 
 class JsonEvents:
@@ -68,6 +70,9 @@ class HeadlessDisplay:
         t.add_row("spend", f"{fmt_cost(p.cost_usd)}{budget}   tokens {p.tokens_in:,} in / {p.tokens_out:,} out")
         t.add_row("calls", f"{p.requests:,} requests ({p.requests_per_s:.1f}/s), {p.cache_hits:,} cached, "
                   f"{p.errors} errors, {p.retries} retries, {p.invalid} invalid answers")
+        embedding = fmt_embedding(p.embed_requests, p.embed_tokens, p.embed_cost_usd, p.embed_cache_hits)
+        if embedding:
+            t.add_row("embed", embedding)
         waiting = fmt_in_flight(p)
         if waiting:
             t.add_row("waiting", waiting)

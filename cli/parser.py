@@ -56,6 +56,11 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--judge-batch", {"dest": "judge_batch", "type": int, "help": "rows the judge reads per call (default 5; the embedded model: 3)"}),
     ("--dedup-threshold", {"dest": "dedup_threshold", "type": float, "metavar": "COSINE",
                            "help": "semantic dedup: a new row within this cosine of an accepted row is written again (presets: 0.92)"}),
+    ("--embedder", {"metavar": "EMBEDDER",
+                    "help": "what turns rows into vectors for semantic dedup: local (default, all-MiniLM-L6-v2), a local model folder, "
+                    "or openai/<model> / hosted_vllm/<model>, an OpenAI-compatible /v1/embeddings endpoint (batched, cached, counted in cost)"}),
+    ("--embed-api-base", {"dest": "embed_api_base", "metavar": "URL",
+                          "help": "base URL of the embeddings endpoint, e.g. a vLLM or llama.cpp server started with embeddings on (default: $OPENAI_API_BASE, else OpenAI)"}),
     ("--mode", {"metavar": "MODE", "help": "what the run does: run (default), a registered mode's name, or module:Class of a treesynth.Mode"}),
     ("--mode-options", {"dest": "mode_options", "type": _json_object, "metavar": "JSON", "help": "the mode's own settings as a JSON object"}),
 ]

@@ -1,5 +1,7 @@
 """On-disk response cache (SQLite). Keyed by model, messages, parameters and the sample slot,
-so re-running a finished run, or replaying after a crash, makes no LLM calls."""
+so re-running a finished run, or replaying after a crash, makes no LLM calls. An endpoint embedder's
+vectors live in the same file (table ``vectors``, float16, keyed by model and text: ``vector_key``),
+so they carry over the same way: no text is sent twice."""
 
 from __future__ import annotations
 
@@ -17,6 +19,12 @@ from .errors import RunDirError
 
 def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any], slot: str) -> str:
     blob = orjson.dumps({"model": model, "messages": messages, "params": params, "slot": slot}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(blob).hexdigest()
+
+
+def vector_key(model: str, text: str) -> str:
+    """An embedding's key: the model's name as sent to the endpoint (whatever the api base) and the text."""
+    blob = orjson.dumps({"embed": model, "text": text})
     return hashlib.sha256(blob).hexdigest()
 
 
@@ -41,6 +49,7 @@ class ResponseCache:
                 "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT,"
                 " tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, created REAL NOT NULL)"
             )
+            self.db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL, created REAL NOT NULL)")
         except sqlite3.DatabaseError as e:
 
             raise RunDirError(f"the response cache {str(self.path)!r} is unusable ({e}); delete it or pass --no-cache") from None
@@ -60,6 +69,27 @@ class ResponseCache:
             "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)", (key, text, finish_reason, tokens_in, tokens_out, time.time())
         )
         self._pending += 1
+        if time.monotonic() - self._last_commit >= self._interval or self._pending >= 512:
+            self.commit()
+
+    def get_vectors(self, keys: list[str]) -> dict[str, bytes]:
+        """The stored vectors (float16 bytes) of those ``keys`` that have one."""
+        out: dict[str, bytes] = {}
+        for a in range(0, len(keys), 500):
+            part = keys[a : a + 500]
+            q = f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(part))})"
+            out.update((k, bytes(v)) for k, v in self.db.execute(q, part))
+        return out
+
+    def put_vectors(self, items: list[tuple[str, bytes]]) -> None:
+        """Store vectors (float16 bytes); committed like responses (at most ~0.25 s later, and on close)."""
+        if not items:
+            return
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+        now = time.time()
+        self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?,?,?)", [(k, v, now) for k, v in items])
+        self._pending += len(items)
         if time.monotonic() - self._last_commit >= self._interval or self._pending >= 512:
             self.commit()
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .embedder_choice import parse_embedder, resume_refusal
 from .errors import ConfigError
 from .presets import load_preset
 from .transport_choice import http_unsupported
@@ -36,7 +37,7 @@ _SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|b
 RESUMABLE_OVERRIDES = frozenset(
     {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router",
      "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch", "batch", "batch_linger",
-     "extra_body"}
+     "extra_body", "embed_api_base"}
 )
 
 
@@ -128,6 +129,17 @@ class RunConfig(BaseModel):
         description="Fields added to every request body an OpenAI-compatible endpoint gets on the http transport (a "
         "server's own sampling options, e.g. {\"repeat_penalty\": 1.1} for llama.cpp); they win over treesynth's own.",
     )
+    embedder: str | None = Field(
+        default=None,
+        description="What turns rows into vectors for semantic dedup: local (default: all-MiniLM-L6-v2 on this machine), a local "
+        "sentence-transformers model folder, openai/<model> or hosted_vllm/<model> (an OpenAI-compatible /v1/embeddings endpoint: "
+        "batched, cached, counted in cost and budget), or ray. It defines the run: a resume keeps it.",
+    )
+    embed_api_base: str | None = Field(
+        default=None,
+        description="Base URL of the embeddings endpoint (a vLLM or llama.cpp server started with embeddings on); default: "
+        "$OPENAI_API_BASE, else https://api.openai.com/v1.",
+    )
     templates: dict[str, str] = Field(default_factory=dict, description="Override prompt templates: step -> file.")
     mode: str = Field(
         default="run", min_length=1, max_length=200,
@@ -188,6 +200,21 @@ class RunConfig(BaseModel):
             raise ValueError(f"api_base {v!r} must be an http(s) URL")
         return v
 
+    @field_validator("embed_api_base")
+    @classmethod
+    def _embed_api_base(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip().rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"embed_api_base {v!r} must be an http(s) URL")
+        return v
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder(cls, v: str | None) -> str | None:
+        return parse_embedder(v).spec  # the canonical form: None for the default local model
+
     @field_validator("templates")
     @classmethod
     def _templates(cls, v: dict[str, str]) -> dict[str, str]:
@@ -200,6 +227,8 @@ class RunConfig(BaseModel):
     def _cross(self) -> RunConfig:
         if self.open_ended_threshold > self.max_values:
             raise ValueError("open_ended_threshold must not exceed max_values")
+        if self.embed_api_base and parse_embedder(self.embedder).kind != "endpoint":
+            raise ValueError("embed_api_base is the address of an embeddings endpoint: name its model with embedder openai/<model>")
         if self.transport == "http":
             why = http_unsupported(self)
             if why:
@@ -245,6 +274,21 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, list):
         return [redact(x) for x in obj]
     return obj
+
+
+def resume_overrides(saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """What a resume may change of the run ``saved`` (its config.json): ``overrides`` less the keys that
+    keep their saved value; ConfigError with one line for a key that defines the run (an embedder of
+    another model is named as such)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    why = resume_refusal(saved, overrides)
+    if why:
+        raise ConfigError(why)
+    overrides.pop("embedder", None)  # the same vectors: nothing to change
+    bad = sorted(k for k, v in overrides.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v)
+    if bad:
+        raise ConfigError(f"cannot change {', '.join(bad)} when resuming (allowed: {', '.join(sorted(RESUMABLE_OVERRIDES))})")
+    return overrides
 
 
 def format_validation_error(err: ValidationError) -> str:

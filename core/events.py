@@ -154,6 +154,11 @@ class Usage(Event):
     # a gauge, not a total: calls sent and not answered yet, and how long the oldest of them has waited
     in_flight: int = 0
     oldest_in_flight_s: float | None = None
+    # an endpoint embedder's calls (not in ``requests``; their cost is in ``cost_usd``)
+    embed_requests: int = 0
+    embed_cache_hits: int = 0  # texts whose vector the run's cache had: no call
+    embed_tokens: int = 0
+    embed_cost_usd: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +221,10 @@ class RunFinished(Event):
     cost_usd: float | None
     requests: int
     message: str = ""
+    # an endpoint embedder's calls (not in ``requests``; their cost is in ``cost_usd``)
+    embed_requests: int = 0
+    embed_tokens: int = 0
+    embed_cost_usd: float = 0.0
 
 
 EventCallback = Callable[[Event], None]

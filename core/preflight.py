@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .errors import ProviderError
+from .embedder_choice import parse_embedder
+from .errors import ConfigError, EmbedderError, ProviderError
 from .transport_choice import in_process
 
 if TYPE_CHECKING:
@@ -41,8 +42,41 @@ def check_model(cfg: RunConfig) -> str | None:
     return provider
 
 
+def check_embedder(cfg: RunConfig, *, reach: bool = True) -> None:
+    """The run's embedder (``cfg.embedder``) can make vectors: a local model folder that is there; an endpoint that answers a one-text
+    request for its model (``reach``; a bad model name, a missing key, a server without embeddings: one
+    line); Ray, not available yet. The shipped default model is found when first used."""
+    choice = parse_embedder(cfg.embedder)
+    if choice.kind == "local" and choice.path is None:
+        return
+    if choice.kind == "ray":
+        raise ConfigError("--embedder ray is not available yet: use local (the default) or an endpoint, openai/<model> with --embed-api-base")
+    if choice.kind == "local":
+        from pathlib import Path
+
+        p = Path(choice.path) if choice.path else None
+        if p is not None and not ((p / "modules.json").is_file() or (p / "config.json").is_file()):
+            what = "is not a sentence-transformers model folder (no modules.json or config.json)" if p.is_dir() else "does not exist"
+            raise EmbedderError(f"--embedder {str(p)!r} {what}")
+        return
+    from .llm.embed_wire import probe, resolve_endpoint
+
+    ep = resolve_endpoint(choice.model, cfg.embed_api_base)
+    why = ep.missing_key()
+    if why:
+        raise ProviderError(why)
+    if reach:
+        probe(ep, timeout=min(cfg.timeout, 60.0))
+
+
 def check_provider(cfg: RunConfig, *, reach: bool = True) -> None:
-    """Unknown model, missing API key, unreachable api_base, missing embedded model."""
+    """Unknown model, missing API key, unreachable api_base, missing embedded model; then the embedder
+    (``check_embedder``)."""
+    _check_model_provider(cfg, reach=reach)
+    check_embedder(cfg, reach=reach)
+
+
+def _check_model_provider(cfg: RunConfig, *, reach: bool = True) -> None:
     remote_workers = cfg.executor == "ray"
     if remote_workers:
         from .llm.transports.ray import import_ray

@@ -27,6 +27,10 @@ class Progress:
     retries: int = 0
     errors: int = 0
     invalid: int = 0
+    embed_requests: int = 0  # an endpoint embedder's calls
+    embed_cache_hits: int = 0
+    embed_tokens: int = 0
+    embed_cost_usd: float = 0.0
     in_flight: int = 0  # calls sent and not answered yet (from the latest usage event)
     in_flight_since: float | None = None  # time.monotonic() when the oldest of them started
     started: float = field(default_factory=time.monotonic)
@@ -57,6 +61,8 @@ class Progress:
             self.requests, self.cache_hits = e.requests, e.cache_hits
             self.tokens_in, self.tokens_out = e.tokens_in, e.tokens_out
             self.cost_usd, self.retries, self.errors, self.invalid = e.cost_usd, e.retries, e.errors, e.invalid
+            self.embed_requests, self.embed_cache_hits = e.embed_requests, e.embed_cache_hits
+            self.embed_tokens, self.embed_cost_usd = e.embed_tokens, e.embed_cost_usd
             self.in_flight = e.in_flight
             self.in_flight_since = None if e.oldest_in_flight_s is None else time.monotonic() - e.oldest_in_flight_s
         elif isinstance(e, ev.Quality):
@@ -150,6 +156,14 @@ def fmt_batches(b: ev.Batches | None) -> str:
     return f"batches {b.running} running, {b.finished} done · {b.answered:,}/{b.requests:,} batched calls answered{extra}{status}"
 
 
+def fmt_embedding(requests: int, tokens: int, cost_usd: float, cache_hits: int = 0) -> str:
+    """An endpoint embedder's calls, for the status line and the summary ('' when it made none)."""
+    if not requests and not cache_hits:
+        return ""
+    cached = f", {cache_hits:,} cached texts" if cache_hits else ""
+    return f"embeddings {requests:,} req{cached}, {tokens:,} tokens, {fmt_cost(cost_usd)}"
+
+
 def status_line(p: Progress) -> str:
     budget = f" / ${p.budget:g}" if p.budget is not None else ""
     waiting = fmt_in_flight(p)
@@ -158,6 +172,9 @@ def status_line(p: Progress) -> str:
     batches = fmt_batches(p.batches)
     if batches:
         quality = f"{quality} · {batches}" if quality else batches
+    embedding = fmt_embedding(p.embed_requests, p.embed_tokens, p.embed_cost_usd, p.embed_cache_hits)
+    if embedding:
+        quality = f"{quality} · {embedding}" if quality else embedding
     return (
         f"nodes {p.nodes_expanded}/{p.nodes_total} expanded · samples {p.samples_done}/{p.size}{' (' + gates + ')' if gates else ''} · "
         f"{fmt_cost(p.cost_usd)}{budget} · tokens {p.tokens_in:,} in / {p.tokens_out:,} out · "
@@ -176,7 +193,8 @@ def closing_rows(
     rows = [
         ("status", f"{fin.status}{' (' + fin.message + ')' if fin.message else ''}"),
         ("rows", rows_text if rows_text is not None else f"{fin.rows}/{fin.size} in {fin.leaves} leaves ({fin.nodes} nodes)"),
-        ("cost", f"{fmt_cost(fin.cost_usd)} over {fin.requests} requests"),
+        ("cost", f"{fmt_cost(fin.cost_usd)} over {fin.requests} requests"
+                 + (f" (with {fmt_embedding(fin.embed_requests, fin.embed_tokens, fin.embed_cost_usd)})" if fin.embed_requests else "")),
     ]
     if quality is not None:
         rows.append(("quality", fmt_quality(quality)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 
 from tests.conftest import SHARED, cli_env, read_jsonl, run_cli
 from tests.counting_proxy import CountingProxy
+from tests.llama_server import llama_cpp_server, skip_without_server
 
 pytestmark = pytest.mark.slow
 
@@ -48,57 +48,16 @@ class Server:
         return f"http://127.0.0.1:{self.port}/v1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
-    import importlib.util
-
-    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
-        pytest.skip("needs llama-cpp-python[server]")
-    from treesynth.core.llm.transports.local import find_gguf
-
-    gguf = find_gguf()
-    port = _free_port()
+    skip_without_server()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    t0 = time.monotonic()
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2", "--host", "127.0.0.1",
-             "--port", str(port), "--n_threads", "2", "--n_ctx", "4096", "--verbose", "False"],
-            stdout=f, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer /v1/models within 180s: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
-        print(f"\nllama_cpp.server ready in {time.monotonic() - t0:.1f}s on port {port}")
+    with llama_cpp_server(log) as (proc, port):
         proxy = CountingProxy("127.0.0.1", port).start()
         try:
             yield Server(proc, port, proxy)
         finally:
             proxy.stop()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _config(tmp_path: Path) -> Path:

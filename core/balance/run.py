@@ -70,6 +70,16 @@ async def prepare_balance(
     from .task import fallback_task, infer_task
 
     flags = {k: v for k, v in flags.items() if k != "fields"}
+    if embedder is not None:
+        from ..embedder_choice import parse_embedder
+        from ..errors import ConfigError
+
+        try:
+            kind = parse_embedder(embedder).kind
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if kind != "local":
+            raise ConfigError("balance routes rows on this machine: its --embedder is a local sentence-transformers model folder (endpoints are for treesynth run)")
     data = load_data(data_path, field, fields)
     probe = build_config(flags={**flags, "task": flags.get("task") or "(inferring)", "fields": ",".join(data.fields)}, config_file=config_file)
     if transport is None:

@@ -99,6 +99,11 @@ class LLMClient:
             return True
         return self.usage.cost < self.budget
 
+    async def gate(self) -> None:
+        """What every call passes before it starts, an endpoint embedder's included: waits while the run is
+        paused; raises ``StopRequested`` once it is stopping, ``BudgetExhausted`` once its budget is spent."""
+        await self._gate()
+
     async def _gate(self) -> None:
         if not self._running.is_set():
             await self._running.wait()

@@ -70,25 +70,40 @@ class UsageTotals:
     invalid: int = 0
     in_flight: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+    # an endpoint embedder's calls (core/quality/embed_endpoint.py): apart from the LLM calls above, except
+    # that ``cost`` (and so the budget) includes ``embed_cost``, and ``retries`` / ``errors`` count them too
+    embed_requests: int = 0
+    embed_texts: int = 0  # texts sent to the endpoint (a text repeated within a call is sent once)
+    embed_cache_hits: int = 0  # texts whose vector came from the run's cache: no call
+    embed_tokens: int = 0
+    embed_cost: float = 0.0
 
     @property
     def cost_usd(self) -> float | None:
         return self.cost if self.cost_known else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "requests": self.requests, "cache_hits": self.cache_hits, "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out, "cost": self.cost, "cost_known": self.cost_known,
             "retries": self.retries, "errors": self.errors, "invalid": self.invalid,
         }
+        if self.embed_requests or self.embed_cache_hits:
+            d.update({
+                "embed_requests": self.embed_requests, "embed_texts": self.embed_texts, "embed_cache_hits": self.embed_cache_hits,
+                "embed_tokens": self.embed_tokens, "embed_cost": self.embed_cost,
+            })
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UsageTotals:
         u = cls()
-        for k in ("requests", "cache_hits", "tokens_in", "tokens_out", "retries", "errors", "invalid"):
+        for k in ("requests", "cache_hits", "tokens_in", "tokens_out", "retries", "errors", "invalid",
+                  "embed_requests", "embed_texts", "embed_cache_hits", "embed_tokens"):
             if isinstance(d.get(k), int):
                 setattr(u, k, d[k])
-        if isinstance(d.get("cost"), (int, float)):
-            u.cost = float(d["cost"])
+        for k in ("cost", "embed_cost"):
+            if isinstance(d.get(k), (int, float)):
+                setattr(u, k, float(d[k]))
         u.cost_known = bool(d.get("cost_known", True))
         return u

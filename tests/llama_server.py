@@ -1,0 +1,68 @@
+"""llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``) on the shipped SmolLM2 GGUF, as
+a process of its own for the real-server tests (tests/test_real_server.py: chat; tests/test_embed_server.py:
+``--embedding true``). Started on a free loopback port, waited for until ``GET /v1/models`` answers 200,
+terminated (then killed) on exit. The model runs on 2 CPU threads."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def skip_without_server() -> None:
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
+        pytest.skip("needs llama-cpp-python[server]")
+
+
+@contextlib.contextmanager
+def llama_cpp_server(log: Path, *extra: str, n_ctx: int = 4096, ready_s: float = 180) -> Iterator[tuple[subprocess.Popen, int]]:
+    """(the server process, its port), ready; ``extra``: more server flags (e.g. ``--embedding true``)."""
+    from treesynth.core.llm.transports.local import find_gguf
+
+    gguf = find_gguf()
+    port = free_port()
+    t0 = time.monotonic()
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2", "--host", "127.0.0.1",
+             "--port", str(port), "--n_threads", "2", "--n_ctx", str(n_ctx), "--verbose", "False", *extra],
+            stdout=f, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + ready_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not answer /v1/models within {ready_s:g}s: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        print(f"\nllama_cpp.server ready in {time.monotonic() - t0:.1f}s on port {port}")
+        yield proc, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
