@@ -14,7 +14,14 @@ import orjson
 
 from treesynth.core import events as ev
 from treesynth.core.progress import (  # noqa: F401 - re-exported
-    Progress, fmt_cost, fmt_duration, fmt_embedding, fmt_gates, fmt_in_flight, status_line, summary,
+    Progress,
+    fmt_cost,
+    fmt_duration,
+    fmt_embedding,
+    fmt_gates,
+    fmt_in_flight,
+    status_line,
+    summary,
 )
 
 

@@ -4,13 +4,14 @@ mode found again from its config, core/modes.py), ``await run.execute(on_event)`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import events as ev
 from .cache import ResponseCache
-from .config import RESUMABLE_OVERRIDES, RunConfig, build_config
+from .config import RunConfig, build_config, resume_overrides
 from .engine import Engine, is_storage_error
 from .engine.mode import Embed, Mode, ModeHost
 from .errors import ConfigError, RunDirError, StorageError
@@ -21,6 +22,7 @@ from .modes import mode_class, recorded_mode
 from .progress import closing_rows
 from .prompts import Prompts
 from .quality.embedder import RowEmbedder
+from .quality.embedders import make_row_embedder
 from .quality.setup import build_gates
 from .rundir import CACHE
 from .store import Recovered, RunStore
@@ -93,12 +95,19 @@ class Run:
             adapt_timeout_s=None if cfg.batch else cfg.timeout,
         )
         self.prompts = Prompts(cfg)
-        if embed is None:
-            from .lazy_embed import LazyEmbedder
-
-            embed = LazyEmbedder()  # loaded on first use: a data-driven split, semantic dedup
-        self.row_embedder: RowEmbedder | None = embed if isinstance(embed, RowEmbedder) else None  # the gates' vectors
-        self.embed: Embed = embed.as_sync() if isinstance(embed, RowEmbedder) else embed
+        self._loop: asyncio.AbstractEventLoop | None = None  # execute's, once it runs
+        try:
+            # what makes the run's vectors (semantic dedup, a data-driven split): the config's embedder
+            # (core/quality/embedders.py; a local model loads on first use), or one a caller gives
+            self.row_embedder: RowEmbedder = (
+                embed if isinstance(embed, RowEmbedder) else make_row_embedder(cfg, client=self.client, local=embed)
+            )
+        except BaseException:
+            close_transport_sync(self.client.transport)
+            cache.close()
+            store.close()
+            raise
+        self.embed: Embed = self._embed_sync
         try:
             self.mode: Mode = factory(self)
         except BaseException:
@@ -113,7 +122,7 @@ class Run:
             judge_make = judge_transport_maker(self.batch, make_transport, store.root, usage)
         try:
             self.gates = build_gates(
-                cfg, store, self.client, self.prompts, self.row_embedder or embed, judge_make, self.mode.dedup_text, self.mode.dedup_seed
+                cfg, store, self.client, self.prompts, self.row_embedder, judge_make, self.mode.dedup_text, self.mode.dedup_seed
             )
         except BaseException:
             self.close()
@@ -155,9 +164,7 @@ class Run:
                 mode_cls.check_resume(store.root, overrides)
                 embed = mode_cls.embedder_for(store.root, embed)
                 mode = mode_cls  # the class builds the mode, reading what it saved in the run directory
-            bad = sorted(k for k, v in overrides.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v)
-            if bad:
-                raise ConfigError(f"cannot change {', '.join(bad)} when resuming (allowed: {', '.join(sorted(RESUMABLE_OVERRIDES))})")
+            overrides = resume_overrides(saved, overrides)  # one line for a key that defines the run
             saved.pop("preset", None)  # the preset's values are already resolved into the saved config
             try:
                 cfg = build_config(base=saved, flags=overrides)
@@ -194,7 +201,13 @@ class Run:
     def finished(self) -> bool:
         return self.recovered.state.get("status") == "complete"
 
+    def _embed_sync(self, texts: list[str]) -> Any:
+        """The run's embedder as a plain callable, for work in a worker thread (a data-driven split):
+        an endpoint's calls go through the run's event loop, its connections and its cache."""
+        return self.row_embedder.as_sync(self._loop)(texts)
+
     async def execute(self, on_event: Callable[[ev.Event], None] | None = None) -> ev.RunFinished:
+        self._loop = asyncio.get_running_loop()
         self._engine = Engine(
             self.cfg, self.store, self.client, self.prompts, self.recovered, self.mode, on_event, self.resumed, gates=self.gates,
             batch_status=(lambda: self.batch.status) if self.batch is not None else None,
@@ -207,6 +220,7 @@ class Run:
             raise
         finally:
             try:
+                await self.row_embedder.aclose()
                 await close_transport(self.client.transport)  # e.g. the http transport's connection pool
                 judge = self.gates.judge
                 if judge is not None and judge.client is not self.client:
@@ -242,6 +256,9 @@ class Run:
         mode = getattr(self, "mode", None)
         if mode is not None:
             mode.close()
+        row_embedder = getattr(self, "row_embedder", None)
+        if row_embedder is not None:
+            row_embedder.close()  # before the cache it shares
         if self.client.cache is not None:
             try:
                 self.client.cache.close()

@@ -45,6 +45,7 @@ class EngineBase:
         self._batch_status = batch_status
         self._batch_seen: Any = None
         self._notices_seen = 0  # the client's notices already logged as warnings
+        self._embed_notices_seen = 0  # the row embedder's
         self.mode = mode
         # validators, semantic dedup and the judge: what a new row passes before it counts
         self.gates = gates or QualityGates()
@@ -153,6 +154,8 @@ class EngineBase:
             cost_usd=u.cost_usd, retries=u.retries, errors=u.errors, invalid=u.invalid,
             elapsed_s=time.monotonic() - self._t0,
             in_flight=self.client.calls_in_flight, oldest_in_flight_s=self.client.oldest_in_flight_s(),
+            embed_requests=u.embed_requests, embed_cache_hits=u.embed_cache_hits, embed_tokens=u.embed_tokens,
+            embed_cost_usd=u.embed_cost,
         )
 
     def _on_usage(self) -> None:

@@ -126,6 +126,10 @@ class Engine(Steering, Expansion, Synthesis):
                 while self._notices_seen < len(self.client.notices):  # what the client changed on its own
                     self.warn(self.client.notices[self._notices_seen])
                     self._notices_seen += 1
+                emb = self.gates.embedder
+                while emb is not None and self._embed_notices_seen < len(emb.notices):  # and the embedder
+                    self.warn(emb.notices[self._embed_notices_seen])
+                    self._embed_notices_seen += 1
                 job = self.store.prepare_snapshot(self.tree)
                 if job is not None:  # serialised here; the write and its fsync off the loop
                     await asyncio.to_thread(self.store.write_snapshot, *job)
@@ -193,7 +197,8 @@ class Engine(Steering, Expansion, Synthesis):
         fin = ev.RunFinished(
             status=status, run_dir=str(self.store.root), rows=min(self.rows, cfg.size), size=cfg.size, leaves=leaves,
             nodes=len(self.tree), dataset=dataset, cost_usd=self.client.usage.cost_usd, requests=self.client.usage.requests,
-            message=msg,
+            message=msg, embed_requests=self.client.usage.embed_requests, embed_tokens=self.client.usage.embed_tokens,
+            embed_cost_usd=self.client.usage.embed_cost,
         )
         self._emit(fin)
         return fin

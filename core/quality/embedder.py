@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 SyncEmbed = Callable[[list[str]], Any]
 
@@ -33,6 +34,7 @@ class RowEmbedder:
 
     def __init__(self, model: str = "") -> None:
         self.model = model
+        self.notices: list[str] = []  # what the embedder changed on its own, for the run's log
 
     def identity(self) -> dict[str, str]:
         """What made the run's vectors (recorded; a resume must match it)."""
@@ -43,6 +45,8 @@ class RowEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm float32 vectors of ``texts``, shape (len(texts), dim)."""
+        import numpy as np
+
         return np.asarray(await asyncio.to_thread(self.embed_blocking, list(texts)), dtype=np.float32)
 
     def as_sync(self, loop: asyncio.AbstractEventLoop | None = None) -> SyncEmbed:
@@ -50,6 +54,9 @@ class RowEmbedder:
         return self.embed_blocking
 
     async def aclose(self) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -63,4 +70,6 @@ class LocalRowEmbedder(RowEmbedder):
         self._embed = embed
 
     def embed_blocking(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
         return np.asarray(self._embed(texts), dtype=np.float32)

@@ -28,9 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from .dedup import SemanticDedup
     from .embedder import RowEmbedder
 
@@ -51,7 +51,7 @@ class GateItem:
 # plan(batch): for each call, the indices of its rows to offer to the index (its leaf's room, none when stale)
 Plan = Callable[[Sequence[GateItem]], list[list[int]]]
 # commit(item, offered indices, keep mask, max cosines, vectors of the offered rows) -> the stored rows
-Commit = Callable[[GateItem, list[int], np.ndarray, np.ndarray, np.ndarray], Any]
+Commit = Callable[[GateItem, list[int], "np.ndarray", "np.ndarray", "np.ndarray"], Any]
 
 
 class GatePipeline:
@@ -136,6 +136,8 @@ class GatePipeline:
                 self.on_change()
 
     async def _gate(self, batch: list[GateItem]) -> None:
+        import numpy as np
+
         texts = [t for item in batch for t in item.texts]
         X = await self.embedder.embed(texts)
         if X.shape[0] != len(texts):

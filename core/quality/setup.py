@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..prompts import Prompts
     from ..store import RunStore
     from .dedup import Embed
-    from .embedder import RowEmbedder
+    from .embedder import RowEmbedder as RowEmbedder_
 
 
 def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[RunConfig], Any]) -> LLMClient:
@@ -32,20 +32,22 @@ def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[Ru
 
 
 def build_gates(
-    cfg: RunConfig, store: RunStore, client: LLMClient, prompts: Prompts, embed: Embed | RowEmbedder | None,
+    cfg: RunConfig, store: RunStore, client: LLMClient, prompts: Prompts, embed: Embed | RowEmbedder_ | None,
     make_transport: Callable[[RunConfig], Any], dedup_text: Callable[[dict[str, Any]], str] | None = None,
     dedup_seed: Callable[[], Any] | None = None,
 ) -> QualityGates:
     """``dedup_text``: what of a row semantic dedup embeds (default: all its fields); ``dedup_seed``:
     vectors every new row is also compared with (a balance run's real rows)."""
+    from .embedder import LocalRowEmbedder, RowEmbedder
+
     dedup = None
     embedder: RowEmbedder | None = None
-    if cfg.dedup_threshold and embed is not None:
+    if embed is not None:
+        embedder = embed if isinstance(embed, RowEmbedder) else LocalRowEmbedder(embed)
+    if cfg.dedup_threshold and embedder is not None:
         from ..text import sample_plain_text
         from .dedup import SemanticDedup
-        from .embedder import LocalRowEmbedder, RowEmbedder
 
-        embedder = embed if isinstance(embed, RowEmbedder) else LocalRowEmbedder(embed)
         dedup = SemanticDedup(
             embedder.as_sync(), cfg.dedup_threshold, store.p(ROW_VECTORS), lambda: store.iter_samples(stored=True),
             text_of=dedup_text or sample_plain_text, seed=dedup_seed, expected_rows=cfg.size,
