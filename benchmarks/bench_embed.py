@@ -213,8 +213,8 @@ def bench_backends(args: argparse.Namespace, texts: list[str], peak: dict) -> li
         row = {"backend": name + (f" (batch {budget} tokens)" if budget else ""), "texts": len(texts), "setup_s": round(setup, 1),
                "wall_s": round(wall, 2), "walls_s": [round(w, 2) for w in walls], "texts_per_s": round(len(texts) / wall, 1),
                "gflops": round(gflops, 1), "share_of_peak": round(gflops / peak["peak_gflops"], 3),
-               "mean_cosine": round(cos, 5), "vendi": round(vendi, 3), "d_mean_cosine": round(cos - cos_ref, 5),
-               "d_vendi": round(vendi - vendi_ref, 3), "spearman_vs_torch": round(spearman_pairs(ref[sample], X[sample]), 5)}
+               "mean_cosine": round(cos, 5), "vendi": round(vendi, 3), "d_mean_cosine": round(cos - cos_ref, 7),
+               "d_vendi": round(vendi - vendi_ref, 5), "spearman_vs_torch": round(spearman_pairs(ref[sample], X[sample]), 5)}
         row["within_bar"] = bool(abs(row["d_mean_cosine"]) <= 0.003 and abs(row["d_vendi"]) <= 0.5)
         rows.append(row)
         print(f"{row['backend']:28s} {row['texts_per_s']:>7.1f} texts/s  {gflops:6.1f} GFLOP/s ({row['share_of_peak']:.0%} of peak)  "
@@ -260,8 +260,8 @@ def bench_report(args: argparse.Namespace, reference: dict | None) -> list[dict]
         row = {"precision": precision, "backend": doc["embedder"]["backend"], "approximate": doc["embedder"]["approximate"],
                "rows_embedded": doc["datasets"][0]["embedded"]["rows"], "wall_s": round(wall, 1), "stages_s": doc["timings_s"],
                "mean_cosine": round(cos, 5), "vendi": round(vendi, 3), "reference_mean_cosine": round(reference["mean_cosine"], 5),
-               "reference_vendi": round(reference["vendi"], 3), "d_mean_cosine": round(cos - reference["mean_cosine"], 5),
-               "d_vendi": round(vendi - reference["vendi"], 3)}
+               "reference_vendi": round(reference["vendi"], 3), "d_mean_cosine": round(cos - reference["mean_cosine"], 7),
+               "d_vendi": round(vendi - reference["vendi"], 5)}
         out.append(row)
         print(f"treesynth report --precision {precision} ({row['backend']}): {wall:.1f} s wall (embed {doc['timings_s'].get('embed', 0):.1f} s), "
               f"mean cos {cos:.4f} ({row['d_mean_cosine']:+.4f}), Vendi {vendi:.2f} ({row['d_vendi']:+.2f}), "
