@@ -13,7 +13,7 @@ Two graphs:
   layer, ``EmbedLayerNormalization``, ``SkipLayerNormalization``, ``BiasGelu``); the fused graph is
   kept only if its pooled embeddings match the PyTorch model's on probe texts (else the plain export,
   checked the same way). Weights stay fp32: the vectors agree with sentence-transformers' to about
-  1e-7, and texts run in length-sorted batches of at most ``MAX_BATCH_TOKENS`` padded tokens.
+  1e-7, and texts run in length-sorted batches of about ``MAX_BATCH_TOKENS`` padded tokens.
 * ``model_int8.onnx`` (``int8_model``; ``--precision int8`` only): the same export with its weights
   quantised to int8 per channel by onnxruntime's dynamic quantisation; one text per run (activations
   are quantised per run, so in a batch a text's vector would depend on its neighbours). Approximate:
@@ -42,7 +42,10 @@ import numpy as np
 from .errors import EmbedderError
 
 ONNX_FORMAT = 1  # bump when the export or the quantisation changes: the cached files are rebuilt
-MAX_BATCH_TOKENS = 1024  # fp32 graph: padded tokens per run (rows x longest); benchmarks/bench_embed.py --batch-tokens
+# fp32 graph: padded tokens per run (rows x longest), at least MAX_BATCH_TOKENS and TOKENS_PER_THREAD per thread
+# (2 AVX2 cores: 512 to 2,048 within 3% of each other, 1,024 best; benchmarks/bench_embed.py --batch-tokens)
+MAX_BATCH_TOKENS = 1024
+TOKENS_PER_THREAD = 512
 PROBE_TEXTS = (  # what a built fp32 graph must embed as PyTorch does (padded together in one batch)
     "A farmer has 12 cows and buys 3 more. How many cows does he have now?",
     "def add(a, b):\n    return a + b",
@@ -273,17 +276,20 @@ class OnnxEncoder:
     """``encode(texts)`` like a SentenceTransformer's, on an ONNX graph: unit-norm float32 rows.
 
     ``batched`` (the fp32 graph): length-sorted batches of at most ``batch_size`` rows and
-    ``max_tokens`` padded tokens. Not batched (the int8 graph): one text per run, see ``encode``."""
+    ``max_tokens`` padded tokens (default: ``MAX_BATCH_TOKENS``, or ``TOKENS_PER_THREAD`` per thread
+    where that is more; only 2 cores were measured). Not batched (the int8 graph): one text per run,
+    see ``encode``. Threads: one per physical core (``cpu_threads``); int8 at most 8."""
 
     def __init__(
         self, path: Path, onnx_file: Path, max_seq_length: int, threads: int | None = None, batched: bool = False,
-        max_tokens: int = MAX_BATCH_TOKENS,
+        max_tokens: int | None = None,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or cpu_threads()
+        # one text per run (int8) has too little work for many threads: at most 8, as it always had
+        so.intra_op_num_threads = threads or (cpu_threads() if batched else min(8, cpu_threads()))
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
@@ -294,7 +300,7 @@ class OnnxEncoder:
         self.max_seq_length = max_seq_length
         self.threads = so.intra_op_num_threads
         self.batched = batched
-        self.max_tokens = max(1, int(max_tokens))
+        self.max_tokens = max(1, int(max_tokens or max(MAX_BATCH_TOKENS, TOKENS_PER_THREAD * self.threads)))
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, **_: Any) -> np.ndarray:

@@ -12,8 +12,8 @@ fp32 is chosen, and both give the same vectors to about 1e-7:
 
 * ``onnxruntime`` (where onnxruntime and onnx are installed and the model is a transformer with mean
   pooling and a fast tokenizer): the model exported once per model into the cache, its attention
-  fused by onnxruntime's transformer optimizer, fp32 weights, length-sorted batches of at most
-  ``embed_onnx.MAX_BATCH_TOKENS`` padded tokens, one thread per physical core (core/embed_onnx.py).
+  fused by onnxruntime's transformer optimizer, fp32 weights, length-sorted batches of about 1,024
+  padded tokens (``embed_onnx.MAX_BATCH_TOKENS``), one thread per physical core (core/embed_onnx.py).
   On 2 AVX2 cores 107 GSM8K questions/s against PyTorch's 79 (84% of the fp32 peak; benchmarks/README.md
   "Embedding backends").
 * ``torch``: plain sentence-transformers in batches of ``TORCH_FP32_BATCH``, where onnxruntime is
@@ -213,7 +213,7 @@ class Embedder:
         self.backend = resolve_backend(self.precision, self.path, backend)
         self._backend_forced = backend is not None
         self.threads = threads  # None: one per physical core (embed_onnx.cpu_threads)
-        self._batch_size = batch_size  # None: TORCH_FP32_BATCH for PyTorch fp32, else 64 (onnxruntime fp32: also MAX_BATCH_TOKENS)
+        self._batch_size = batch_size  # None: TORCH_FP32_BATCH for PyTorch fp32, else 64 (onnxruntime fp32: also a token budget)
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "embeddings"
         self.log = log or (lambda msg: None)
@@ -225,7 +225,7 @@ class Embedder:
 
     @property
     def batch_size(self) -> int:
-        """Texts per call to the model (onnxruntime fp32: at most, with at most MAX_BATCH_TOKENS padded tokens)."""
+        """Texts per call to the model (onnxruntime fp32: at most, within its padded-token budget, embed_onnx.OnnxEncoder)."""
         if self._batch_size:
             return self._batch_size
         return TORCH_FP32_BATCH if (self.backend, self.precision) == ("torch", "fp32") else 64
