@@ -213,6 +213,17 @@ def test_the_default_report_is_not_flagged(report_with):
     assert not any("approximate" in m for m in logs)
 
 
+def test_onnx_threads_are_the_physical_cores_this_process_may_use(monkeypatch):
+    import os
+
+    from treesynth.core import embed_onnx
+
+    n = embed_onnx.cpu_threads()
+    assert 1 <= n <= len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert embed_onnx.cpu_threads() == 1
+
+
 def test_code_prompts_are_deterministic_and_a_few_hundred():
     a, b = code_prompts(), code_prompts()
     assert a == b and 300 <= len(a) <= 2000 and len(set(a)) == len(a)
