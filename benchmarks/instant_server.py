@@ -2,23 +2,21 @@
 for a fast API (not a test fake: nothing here is asserted on).
 
 Every protocol step is answered as tests/fake_provider.py answers it (pivots, criterion, values,
-verdicts), except the rows: each sample's fields are made of sentences of GSM8K problems
-(``../shared/data/gsm8k``, MIT): the question of one problem with a sentence of another
-before its last one, and that problem's worked answer. GSM8K holds 8,792 problems; these
-combinations make millions of distinct, natural rows whose nearest-neighbour similarities look like
-human data (a stub's "question number 3-2" rows are all near-duplicates of each other).
+verdicts), except the rows: each sample's fields are made of parts of GSM8K problems (``../shared/data/gsm8k``,
+MIT; ``Rows``). GSM8K holds 8,792 problems; these combinations make millions of distinct, natural
+rows (a stub's "question number 3-2" rows are all near-duplicates of each other).
 
 ``POST /v1/embeddings`` answers at once too (an instant embedding endpoint): a vector per text made
 of hashed word and word-pair features projected to 384 dimensions (texts that share most words are
 close, as with a sentence embedder; computed in microseconds). It reports ``usage.prompt_tokens``.
 
-    python benchmarks/instant_server.py --port 8700        # serves until killed; prints "ready <url>"
+    python benchmarks/instant_server.py --port 8700 [--precompute 120000]   # serves until killed; prints "ready <url>"
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import base64
 import json
 import random
 import re
@@ -27,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,50 +50,90 @@ def load_problems(data: Path = DATA) -> list[tuple[list[str], str]]:
 
 
 class Rows:
-    """Distinct natural rows, deterministic by a counter."""
+    """Distinct natural rows, deterministic by a counter: a question made of an opening sentence, a middle
+    sentence and a closing question of three problems, and a worked answer made of the first lines of one
+    answer and the last lines of another (every part human-written; two rows share at most a part)."""
 
     def __init__(self, problems: list[tuple[list[str], str]]) -> None:
-        self.problems = problems
-        self.sentences = [s for q, _ in problems for s in q[:-1]] or [q[0] for q, _ in problems]
+        self.openings = [q[0] for q, _ in problems if len(q) > 1]
+        self.middles = [s for q, _ in problems for s in q[1:-1]] or self.openings
+        self.questions = [q[-1] for q, _ in problems]
+        answers = [a.split("\n") for _, a in problems]
+        self.heads = ["\n".join(a[: max(1, len(a) // 2)]) for a in answers]
+        self.tails = ["\n".join(a[max(1, len(a) // 2):]) for a in answers if len(a) > 1]
 
     def row(self, n: int, fields: list[str]) -> dict[str, str]:
         rng = random.Random(n)
-        q, a = self.problems[rng.randrange(len(self.problems))]
-        extra = self.sentences[rng.randrange(len(self.sentences))]
-        question = " ".join([*q[:-1], extra, q[-1]])
-        vals = {"question": question, "answer": a}
-        return {f: vals.get(f, question if i == 0 else a) for i, f in enumerate(fields)}
+        pick = rng.choice
+        question = " ".join([pick(self.openings), pick(self.middles), pick(self.questions)])
+        answer = pick(self.heads) + "\n" + pick(self.tails)
+        vals = {"question": question, "answer": answer}
+        return {f: vals.get(f, question if i == 0 else answer) for i, f in enumerate(fields)}
 
 
 _TOKEN = re.compile(r"\w+")
 
 
-def _feature(token: str) -> np.ndarray:
-    seed = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
-    return np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-
-
 class HashEmbedder:
+    """Word and word-pair features hashed into a fixed table of random vectors, summed and
+    normalised: texts that share most words are close, as with a sentence embedder; a batch of 256
+    rows takes a few milliseconds."""
+
+    BUCKETS = 1 << 16
+    BASE = 96  # the features live in 96 dimensions, spread to 384 by a fixed random map (4x less to gather)
+
     def __init__(self) -> None:
-        self.cache: dict[str, np.ndarray] = {}
-        self.shared = _feature("\0shared")
+        rng = np.random.default_rng(0)
+        self.table = rng.standard_normal((self.BUCKETS, self.BASE), dtype=np.float32)
+        self.spread = rng.standard_normal((self.BASE, DIM), dtype=np.float32) / np.sqrt(self.BASE)
+        self.shared = rng.standard_normal(self.BASE, dtype=np.float32)
 
-    def vec(self, token: str) -> np.ndarray:
-        v = self.cache.get(token)
-        if v is None:
-            v = self.cache[token] = _feature(token)
-        return v
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.BASE), dtype=np.float32)
+        mask = self.BUCKETS - 1
+        for k, text in enumerate(texts):
+            words = _TOKEN.findall(text.lower()) or ["\0empty"]
+            ids = [hash(w) & mask for w in words]  # str hashes: fixed by PYTHONHASHSEED (bench_gates sets 0)
+            ids += [hash(ab) & mask for ab in zip(words, words[1:], strict=False)]
+            out[k] = self.table[ids].sum(axis=0) / np.sqrt(len(ids)) + 0.5 * self.shared
+        V = out @ self.spread
+        return V / np.linalg.norm(V, axis=1, keepdims=True)
 
-    def embed(self, text: str) -> list[float]:
-        words = [w.lower() for w in _TOKEN.findall(text)] or ["\0empty"]
-        feats = words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]
-        x = np.sum([self.vec(t) for t in feats], axis=0) / np.sqrt(len(feats)) + 2.0 * self.shared
-        return (x / np.linalg.norm(x)).tolist()
+
+def plain(row: dict[str, str]) -> str:
+    """A row's text as treesynth embeds it (core/text.py sample_plain_text)."""
+    return " ".join(" ".join(v.split()) for v in row.values())
 
 
-def make_app(rows: Rows) -> web.Application:
+class Precomputed:
+    """Vectors of the first ``n`` rows the server will write, computed before it listens, so that its
+    embedding answers cost a lookup: an instant endpoint whose work does not share this machine's two
+    cores with the run being measured. Other texts are embedded on demand."""
+
+    def __init__(self, rows: Rows, hasher: HashEmbedder, n: int, fields: list[str]) -> None:
+        self.index: dict[str, int] = {}
+        self.V = np.zeros((n, DIM), dtype=np.float16)
+        for a in range(0, n, 4096):
+            texts = [plain(rows.row(i, fields)) for i in range(a, min(n, a + 4096))]
+            self.V[a : a + len(texts)] = hasher.vectors(texts)
+            for j, t in enumerate(texts):
+                self.index[t] = a + j
+
+    def vectors(self, texts: list[str], hasher: HashEmbedder) -> np.ndarray:
+        out = np.empty((len(texts), DIM), dtype=np.float32)
+        miss = [k for k, t in enumerate(texts) if t not in self.index]
+        hit = [k for k, t in enumerate(texts) if t in self.index]
+        if hit:
+            out[hit] = self.V[[self.index[texts[k]] for k in hit]]
+        if miss:
+            out[miss] = hasher.vectors([texts[k] for k in miss])
+        return out
+
+
+def make_app(rows: Rows, precompute: int = 0, fields: tuple[str, ...] = ("question", "answer")) -> web.Application:
     counter = {"calls": 0, "rows": 0, "embeds": 0}
     hasher = HashEmbedder()
+    pre = Precomputed(rows, hasher, precompute, list(fields)) if precompute else None
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "instant", "object": "model"}]})
@@ -119,14 +158,18 @@ def make_app(rows: Rows) -> web.Application:
         })
 
     async def embeddings(request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await request.json(loads=orjson.loads)
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         counter["embeds"] += len(texts)
-        data = [{"object": "embedding", "index": i, "embedding": hasher.embed(t)} for i, t in enumerate(texts)]
+        V = pre.vectors(texts, hasher) if pre is not None else hasher.vectors(texts)
+        if body.get("encoding_format") == "base64":
+            data = [{"object": "embedding", "index": i, "embedding": base64.b64encode(v.tobytes()).decode()} for i, v in enumerate(V)]
+        else:
+            data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(V)]
         tokens = sum(len(t) // 4 + 1 for t in texts)
-        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
-                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        out = {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return web.Response(body=orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), content_type="application/json")
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.add_routes([web.get("/v1/models", models), web.post("/v1/chat/completions", chat), web.post("/v1/embeddings", embeddings)])
@@ -136,8 +179,9 @@ def make_app(rows: Rows) -> web.Application:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=8700)
+    ap.add_argument("--precompute", type=int, default=0, help="embed the first N rows before listening (question,answer rows)")
     args = ap.parse_args()
-    app = make_app(Rows(load_problems()))
+    app = make_app(Rows(load_problems()), args.precompute)
     print(f"ready http://127.0.0.1:{args.port}/v1", flush=True)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None, backlog=2048)
 
