@@ -204,11 +204,19 @@ class NearDuplicateIndex:
         if b == 1:
             keep[0] = best[0] < th
         else:
-            G = A @ A.T
-            for i in range(b):
-                if i:
-                    best[i] = max(best[i], np.max(G[i, :i], where=keep[:i], initial=_NO_NEIGHBOUR))
-                keep[i] = best[i] < th
+            G = np.tril(A @ A.T, k=-1)  # row i against the rows before it in the batch
+            keep[:] = best < th
+            # a row with no earlier row of the batch at the threshold is decided by the index alone; only
+            # rows that have one (few: near-duplicates are rare) need the order of the batch
+            earlier = np.tri(b, k=-1, dtype=bool) & keep[None, :]  # the earlier rows the index kept
+            close = np.flatnonzero(keep & (np.where(earlier, G, _NO_NEIGHBOUR).max(axis=1) >= th))
+            if len(close):
+                for i in range(b):  # in order: a row is compared with the earlier rows that were kept
+                    if i:
+                        best[i] = max(best[i], np.max(G[i, :i], where=keep[:i], initial=_NO_NEIGHBOUR))
+                    keep[i] = best[i] < th
+            else:
+                np.maximum(best, np.where(earlier, G, _NO_NEIGHBOUR).max(axis=1), out=best)
         if keep.any():
             self._accept(A[keep])
         return keep, best

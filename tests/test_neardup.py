@@ -194,8 +194,8 @@ def test_hnsw_admit_stream_agrees_with_brute_force() -> None:
     # admit() through the graph (exact_limit 512, flushes of 256) against the exact path on the same stream
     rng = np.random.default_rng(30)
     X = clustered(6000, rng, dup_frac=0.05)
-    hnsw = NearDuplicateIndex(DIM, TH, exact_limit=512, flush_rows=256)
-    exact = NearDuplicateIndex(DIM, TH, exact_limit=10_000)
+    hnsw = NearDuplicateIndex(DIM, TH, exact_limit=512, flush_rows=256, kind="hnsw")
+    exact = NearDuplicateIndex(DIM, TH, exact_limit=10_000, kind="hnsw")
     agree = total = 0
     for a in range(0, len(X), 5):
         kh, bh = hnsw.admit(X[a : a + 5])
@@ -208,10 +208,28 @@ def test_hnsw_admit_stream_agrees_with_brute_force() -> None:
     assert abs(len(hnsw) - len(exact)) <= 0.01 * len(X)
 
 
+@pytest.mark.parametrize("batch", [5, 256])
+def test_ivf_admit_stream_agrees_with_brute_force(batch: int) -> None:
+    # the default approximate stage: cells for 1,000 rows (63 cells, exact until 630 rows), nprobe 8
+    rng = np.random.default_rng(31)
+    X = clustered(6000, rng, dup_frac=0.05)
+    ivf = NearDuplicateIndex(DIM, TH, flush_rows=256, expected_rows=1000)
+    exact = NearDuplicateIndex(DIM, TH, exact_limit=10_000, kind="hnsw")
+    agree = total = 0
+    for a in range(0, len(X), batch):
+        ki, _ = ivf.admit(X[a : a + batch])
+        ke, _ = exact.admit(X[a : a + batch])
+        agree += int((ki == ke).sum())
+        total += len(ki)
+    assert not ivf.exact and exact.exact and ivf.cells == 63
+    assert agree / total >= 0.99
+    assert abs(len(ivf) - len(exact)) <= 0.01 * len(X)
+
+
 def test_hnsw_single_row_queries_find_rows_in_the_graph_and_in_the_buffer() -> None:
     rng = np.random.default_rng(40)
     X = clustered(3000, rng, dup_frac=0.0)
-    index = NearDuplicateIndex(DIM, TH, exact_limit=1000, flush_rows=500)
+    index = NearDuplicateIndex(DIM, TH, exact_limit=1000, flush_rows=500, kind="hnsw")
     index.add(X)
     assert len(index) == 3000
     for i in (3, 999, 1000, 2600, 2999):  # in the graph (0..2999 flushed) and, below, in the buffer

@@ -526,7 +526,7 @@ def test_the_index_library_and_the_embedded_model_live_in_one_process(tmp_path):
     code = (
         "import numpy as np\n"
         "from treesynth.core.neardup import NearDuplicateIndex\n"
-        "ix = NearDuplicateIndex(384, 0.92, exact_limit=64, flush_rows=16)\n"
+        "ix = NearDuplicateIndex(384, 0.92, exact_limit=64, flush_rows=16, expected_rows=50)\n"
         "X = np.random.default_rng(0).standard_normal((200, 384)).astype('float32')\n"
         "ix.add(X)\n"
         "assert not ix.exact and ix.admit(X[:3])[0].tolist() == [False, False, False]\n"
