@@ -191,3 +191,14 @@ def test_detail_pane_shows_sources_pivots_open_ended_and_reason():
     assert "open-ended" in text and "What is 2+2?" in text
     leaf = _plain(detail_renderable(m.nodes["0.0"], t.get("0.0"), m.path("0.0")))
     assert "topic = one of 9 topic values" in leaf and "9 values" in leaf and "open-ended value list" in leaf
+
+
+def test_the_stats_line_shows_rows_waiting_in_the_gates():
+    p = Progress(size=1000)
+    p.apply(ev.Quality(generated=1300, in_gates=256))
+    assert "in gates 256" in " ".join(stats_progress_line(p, 5.0, "running").plain.split())
+    p.apply(ev.Quality(generated=1300, in_gates=0))
+    assert "in gates 0" in " ".join(stats_progress_line(p, 5.0, "running").plain.split())
+    p2 = Progress(size=1000)
+    p2.apply(ev.Quality())
+    assert "in gates" not in stats_progress_line(p2, 5.0, "running").plain  # no dedup: nothing to show
