@@ -24,7 +24,7 @@ import orjson
 
 from ..errors import ConfigError, ProviderError, TransientProviderError
 from .structured import RETRYABLE_STATUS
-from .transports.common import error_message, retry_after_from_headers
+from .transports.common import error_message, openai_headers, retry_after_from_headers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,19 +51,7 @@ class EmbedEndpoint:
         return self.api_base + "/embeddings"
 
     def headers(self) -> dict[str, str]:
-        from .. import __version__
-
-        h = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": f"treesynth/{__version__}"}
-        if self.key:
-            h["Authorization"] = f"Bearer {self.key}"
-        if self.model.startswith("openai/"):
-            org = os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_ORG_ID")
-            project = os.environ.get("OPENAI_PROJECT_ID")
-            if org:
-                h["OpenAI-Organization"] = org
-            if project:
-                h["OpenAI-Project"] = project
-        return h
+        return openai_headers(self.key, self.model.startswith("openai/"))
 
     def scrub(self, s: str) -> str:
         key = self.key

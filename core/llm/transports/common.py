@@ -62,3 +62,23 @@ def error_message(raw: bytes, limit: int = 300) -> str:
         msg = raw.decode("utf-8", "replace")
     s = " ".join(str(msg).split())
     return s[:limit] or "(no message)"
+
+
+def openai_headers(key: str | None, openai: bool) -> dict[str, str]:
+    """The headers of a request to an OpenAI-compatible endpoint: JSON, our User-Agent, the bearer key
+    when there is one, and for OpenAI itself the organisation and project from the environment."""
+    import os
+
+    from ... import __version__
+
+    h = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": f"treesynth/{__version__}"}
+    if key:
+        h["Authorization"] = f"Bearer {key}"
+    if openai:
+        org = os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_ORG_ID")
+        project = os.environ.get("OPENAI_PROJECT_ID")
+        if org:
+            h["OpenAI-Organization"] = org
+        if project:
+            h["OpenAI-Project"] = project
+    return h

@@ -28,7 +28,7 @@ from .. import structured
 from ..pricing import CallPrice, call_price
 from ..types import Completion, LLMRequest
 from ..wire import completion_from
-from .common import error_message, raise_open_files_limit, retry_after_from_headers
+from .common import error_message, openai_headers, raise_open_files_limit, retry_after_from_headers
 
 if TYPE_CHECKING:
     import ssl
@@ -103,18 +103,7 @@ class OpenAIHTTPTransport:
         self.extra_body = dict(cfg.extra_body)
         key = _api_key(cfg.model, cfg.api_base)
         self._key = key
-        from ... import __version__
-
-        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": f"treesynth/{__version__}"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        if provider == "openai":
-            org = os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_ORG_ID")
-            project = os.environ.get("OPENAI_PROJECT_ID")
-            if org:
-                headers["OpenAI-Organization"] = org
-            if project:
-                headers["OpenAI-Project"] = project
+        headers = openai_headers(key, provider == "openai")
         self._headers = headers
         # None: unpriced model, cost unknown (as with litellm)
         self._price: CallPrice | None = call_price(cfg.model) if isinstance(price, _Lookup) else price
