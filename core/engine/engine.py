@@ -181,6 +181,8 @@ class Engine(Steering, Expansion, Synthesis):
         self._emit(self.usage_event())
         self._emit_batches()
         if status == "complete":
+            if self.gates.dedup is not None:
+                self.gates.dedup.release()  # every row is in; the export gets the index's memory
             # The exports read files and write files (about 0.4 s per 100k rows): in a thread, so a
             # front end on this loop stays responsive. Every task has ended; nothing changes the run.
             dataset = await asyncio.to_thread(self.mode.write)

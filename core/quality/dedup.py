@@ -128,6 +128,12 @@ class SemanticDedup:
         if self._log is not None and len(X):
             self._log.append(X)
 
+    def release(self) -> None:
+        """Free the index (a finished run's export needs the memory: ~0.8 GB at 1M rows); a later
+        ``ensure_open`` rebuilds it from the vector log."""
+        self._index = None
+        self.close()
+
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
