@@ -81,3 +81,28 @@ def test_a_server_without_embeddings_is_one_line_and_not_retried(tmp_path):
             probe(resolve_endpoint("openai/smollm2", f"http://127.0.0.1:{port}/v1"))
     msg = str(err.value)
     assert "\n" not in msg and "--embedding" in msg, msg
+
+
+def test_a_whole_run_gates_its_rows_with_the_servers_vectors_and_keeps_its_embedder(embed_server, stub, tmp_path):
+    """`treesynth run --embedder openai/smollm2 --embed-api-base <llama-cpp-python>`: the rows' vectors come
+    from the real server through the gate pipeline (one vector per stored row in row_vectors.f16, the
+    embedding calls counted in the closing cost line), and a resume that switches embedders is one line."""
+    from tests.conftest import read_jsonl, run_cli
+    from treesynth.core.neardup import VectorLog
+
+    out = tmp_path / "r"
+    args = ["run", "numbers", "--model", "openai/stub", "--api-base", stub.url, "--depth", "1", "--size", "8",
+            "--samples-per-call", "2", "--no-ui", "--out", str(out), "--embedder", "openai/smollm2",
+            "--embed-api-base", embed_server, "--dedup-threshold", "0.9999"]
+    r = run_cli(*args, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "with embeddings" in r.stdout + r.stderr
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 8
+    log = VectorLog(out / "row_vectors.f16", DIM)
+    V = log.read()
+    log.close()
+    assert len(V) == len(read_jsonl(out / "samples.jsonl")) and np.allclose(np.linalg.norm(V, axis=1), 1, atol=1e-2)
+    r = run_cli("run", "--resume", str(out), "--embedder", "local", "--no-ui")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "a resume cannot switch to" in r.stderr and len(r.stderr.strip().splitlines()) == 1
