@@ -154,3 +154,17 @@ def test_the_status_line_shows_rows_in_the_gates():
     assert "(1,300 rows generated, 256 in the gates)" in status_line(p)
     p.apply(ev.Quality())
     assert "in the gates" not in status_line(p)
+
+
+def test_dedup_and_the_judge_together_keep_the_size_exact(tmp_path):
+    """Rows pass the dedup gate (counted as waiting for their verdicts at once), then the judge; failed rows
+    are written again; the dataset ends at its exact size with no row twice."""
+    t = ScriptedTransport(judge_fails=("item 1",))
+    run = Run.create(_cfg(size=60, judge=True), tmp_path / "r", transport=t, embed=HeldEmbedder(held=False))
+    fin = asyncio.run(run.execute(lambda e: None))
+    assert fin.status == "complete" and fin.rows == 60
+    rows = read_jsonl(tmp_path / "r" / "dataset.jsonl")
+    assert len(rows) == 60 and len({r["id"] for r in rows}) == 60
+    assert all(r["judge"]["pass"] for r in rows) and not any("item 1" in r["question"] for r in rows)
+    q = run.quality()
+    assert q is not None and q.judge_rejected > 0 and q.in_gates == 0
