@@ -108,7 +108,10 @@ def plain(row: dict[str, str]) -> str:
 class Precomputed:
     """Vectors of the first ``n`` rows the server will write, computed before it listens, so that its
     embedding answers cost a lookup: an instant endpoint whose work does not share this machine's two
-    cores with the run being measured. Other texts are embedded on demand."""
+    cores with the run being measured. Other texts are embedded on demand. A text is found by its first
+    ``KEY_CHARS`` characters: the run may have cut a long field at its length limit."""
+
+    KEY_CHARS = 200
 
     def __init__(self, rows: Rows, hasher: HashEmbedder, n: int, fields: list[str]) -> None:
         self.index: dict[str, int] = {}
@@ -117,14 +120,15 @@ class Precomputed:
             texts = [plain(rows.row(i, fields)) for i in range(a, min(n, a + 4096))]
             self.V[a : a + len(texts)] = hasher.vectors(texts)
             for j, t in enumerate(texts):
-                self.index[t] = a + j
+                self.index[t[: self.KEY_CHARS]] = a + j
 
     def vectors(self, texts: list[str], hasher: HashEmbedder) -> np.ndarray:
         out = np.empty((len(texts), DIM), dtype=np.float32)
-        miss = [k for k, t in enumerate(texts) if t not in self.index]
-        hit = [k for k, t in enumerate(texts) if t in self.index]
+        keys = [t[: self.KEY_CHARS] for t in texts]
+        miss = [k for k, t in enumerate(keys) if t not in self.index]
+        hit = [k for k, t in enumerate(keys) if t in self.index]
         if hit:
-            out[hit] = self.V[[self.index[texts[k]] for k in hit]]
+            out[hit] = self.V[[self.index[keys[k]] for k in hit]]
         if miss:
             out[miss] = hasher.vectors([texts[k] for k in miss])
         return out

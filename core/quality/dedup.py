@@ -28,6 +28,18 @@ Embed = Callable[[list[str]], Any]
 RESUME_CHUNK = 4096  # stored rows without a vector, embedded this many at a time on resume
 
 
+def limit_blas_threads() -> Any:
+    """numpy's BLAS on one thread in this process: the index's matrix products are small (a batch against
+    256 to a few thousand rows), and OpenBLAS's idle threads spin: on 2 cores a 100k-row gated run used
+    78 CPU-seconds with its default threads, 53 with one, at the same wall time (benchmarks/README.md)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(1, user_api="blas")  # restored by the dedup's close (a report may follow in-process)
+    except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it does not know: the default threads
+        return None
+
+
 class SemanticDedup:
     def __init__(
         self, embed: Embed, threshold: float, log_path: Path | None,
@@ -45,6 +57,7 @@ class SemanticDedup:
         self._seed_fn = seed  # vectors new rows are also compared with (a balance run's real rows), got when first needed
         self._index: NearDuplicateIndex | None = None
         self._pending_index: Any = None  # the index while a resume embeds its missing rows
+        self._blas_limit: Any = None  # numpy's BLAS threads, limited while the index lives
         self._log: VectorLog | None = None
         self._seed: list[np.ndarray] = []
         self._opening = asyncio.Lock()
@@ -84,6 +97,8 @@ class SemanticDedup:
 
     def _open(self, dim: int, embed_missing: bool = True) -> None:
         """Build the index: seeds, the stored vectors, and vectors for stored rows that have none."""
+        if self._blas_limit is None:
+            self._blas_limit = limit_blas_threads()
         index = NearDuplicateIndex(dim, self.threshold, threads=INDEX_THREADS, expected_rows=self.expected_rows)
         if self._seed_fn is not None:
             S = self._seed_fn()
@@ -138,3 +153,9 @@ class SemanticDedup:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._blas_limit is not None:
+            try:
+                self._blas_limit.restore_original_limits()
+            except Exception:  # noqa: BLE001
+                pass
+            self._blas_limit = None
