@@ -96,19 +96,13 @@ class Run:
         )
         self.prompts = Prompts(cfg)
         self._loop: asyncio.AbstractEventLoop | None = None  # execute's, once it runs
+        self.embed: Embed = self._embed_sync
         try:
             # what makes the run's vectors (semantic dedup, a data-driven split): the config's embedder
             # (core/quality/embedders.py; a local model loads on first use), or one a caller gives
             self.row_embedder: RowEmbedder = (
                 embed if isinstance(embed, RowEmbedder) else make_row_embedder(cfg, client=self.client, local=embed)
             )
-        except BaseException:
-            close_transport_sync(self.client.transport)
-            cache.close()
-            store.close()
-            raise
-        self.embed: Embed = self._embed_sync
-        try:
             self.mode: Mode = factory(self)
         except BaseException:
             close_transport_sync(self.client.transport)

@@ -56,12 +56,9 @@ class EngineBase:
         self.pipeline: GatePipeline | None = None
         self._gates_emitted = 0.0
         self._gates_dirty = False
-        if self.gates.dedup is not None:
-            from ..quality.embedder import LocalRowEmbedder
-
-            embedder = self.gates.embedder or LocalRowEmbedder(self.gates.dedup.embed)
+        if self.gates.dedup is not None and self.gates.embedder is not None:
             self.pipeline = GatePipeline(
-                self.gates.dedup, embedder, self._plan_gated, self._commit_gated, on_change=self._gates_changed,  # type: ignore[attr-defined]
+                self.gates.dedup, self.gates.embedder, self._plan_gated, self._commit_gated, on_change=self._gates_changed,  # type: ignore[attr-defined]
             )
         self.patterns = {f: re.compile(rx) for f, rx in cfg.field_patterns.items()}  # every sample's fields must match
         # the prompts' examples, by their first field: a sample that copies one is rejected

@@ -56,7 +56,6 @@ class SemanticDedup:
         self.text_of = text_of  # what of a row is embedded (all its fields; a balance run: its text field)
         self._seed_fn = seed  # vectors new rows are also compared with (a balance run's real rows), got when first needed
         self._index: NearDuplicateIndex | None = None
-        self._pending_index: Any = None  # the index while a resume embeds its missing rows
         self._blas_limit: Any = None  # numpy's BLAS threads, limited while the index lives
         self._log: VectorLog | None = None
         self._seed: list[np.ndarray] = []
@@ -77,26 +76,26 @@ class SemanticDedup:
         async with self._opening:  # two first batches side by side build it once
             if self._index is not None:
                 return
-            if embedder is None:
-                await asyncio.to_thread(self._open, dim)
-                return
-            await asyncio.to_thread(self._open, dim, False)
+            index = await asyncio.to_thread(self._build, dim)
             missing = await asyncio.to_thread(self._missing_texts)
             for a in range(0, len(missing), RESUME_CHUNK):
-                P = np.asarray(await embedder.embed(missing[a : a + RESUME_CHUNK]), dtype=np.float32)
-                self._pending_index.add(P)
+                chunk = missing[a : a + RESUME_CHUNK]
+                P = await embedder.embed(chunk) if embedder is not None else await asyncio.to_thread(self.embed, chunk)
+                P = np.asarray(P, dtype=np.float32)
+                index.add(P)
                 assert self._log is not None
                 self._log.append(P)
                 self.embedded_on_resume += len(P)
-            self._index, self._pending_index = self._pending_index, None
+            self._index = index
 
     def _missing_texts(self) -> list[str]:
+        """The text of every stored row past the last one with a vector in the log."""
         if self._stored_rows is None or self._log is None:
             return []
         return [self.text_of(r) for i, r in enumerate(self._stored_rows()) if i >= self.loaded]
 
-    def _open(self, dim: int, embed_missing: bool = True) -> None:
-        """Build the index: seeds, the stored vectors, and vectors for stored rows that have none."""
+    def _build(self, dim: int) -> NearDuplicateIndex:
+        """An index of the seeds and of the vectors the run directory holds."""
         if self._blas_limit is None:
             self._blas_limit = limit_blas_threads()
         index = NearDuplicateIndex(dim, self.threshold, threads=INDEX_THREADS, expected_rows=self.expected_rows)
@@ -113,17 +112,7 @@ class SemanticDedup:
             self.loaded = len(X)
             if len(X):
                 index.add(X)
-            if embed_missing and self._stored_rows is not None:
-                missing = [self.text_of(r) for i, r in enumerate(self._stored_rows()) if i >= self.loaded]
-                if missing:
-                    P = np.asarray(self.embed(missing), dtype=np.float32)
-                    index.add(P)
-                    self._log.append(P)
-                    self.embedded_on_resume = len(P)
-        if embed_missing:
-            self._index = index
-        else:
-            self._pending_index = index
+        return index
 
     async def vectors(self, samples: list[dict[str, str]]) -> np.ndarray:
         """The samples' unit vectors (the embedder, and the index's first build, run in a thread)."""

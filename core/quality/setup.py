@@ -16,8 +16,7 @@ if TYPE_CHECKING:
     from ..config import RunConfig
     from ..prompts import Prompts
     from ..store import RunStore
-    from .dedup import Embed
-    from .embedder import RowEmbedder as RowEmbedder_
+    from .embedder import RowEmbedder
 
 
 def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[RunConfig], Any]) -> LLMClient:
@@ -32,18 +31,14 @@ def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[Ru
 
 
 def build_gates(
-    cfg: RunConfig, store: RunStore, client: LLMClient, prompts: Prompts, embed: Embed | RowEmbedder_ | None,
+    cfg: RunConfig, store: RunStore, client: LLMClient, prompts: Prompts, embedder: RowEmbedder | None,
     make_transport: Callable[[RunConfig], Any], dedup_text: Callable[[dict[str, Any]], str] | None = None,
     dedup_seed: Callable[[], Any] | None = None,
 ) -> QualityGates:
-    """``dedup_text``: what of a row semantic dedup embeds (default: all its fields); ``dedup_seed``:
-    vectors every new row is also compared with (a balance run's real rows)."""
-    from .embedder import LocalRowEmbedder, RowEmbedder
-
+    """``embedder``: what makes dedup's vectors (the run's); ``dedup_text``: what of a row semantic dedup
+    embeds (default: all its fields); ``dedup_seed``: vectors every new row is also compared with (a
+    balance run's real rows)."""
     dedup = None
-    embedder: RowEmbedder | None = None
-    if embed is not None:
-        embedder = embed if isinstance(embed, RowEmbedder) else LocalRowEmbedder(embed)
     if cfg.dedup_threshold and embedder is not None:
         from ..text import sample_plain_text
         from .dedup import SemanticDedup
