@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -69,10 +70,13 @@ def write_records(rows: Iterable[dict[str, Any]], dest: Path, convert: Callable[
     return _write_lines((orjson.dumps(convert(r)) for r in _unique(rows, None)), dest)
 
 
-def warm_up(delay_s: float = 0.5) -> None:
+def warm_up(delay_s: float = 0.5) -> threading.Timer:
     """Import polars (0.25 s) in a background thread while rows are still being written, so the export
-    at the end does not wait for it. Started after the first requests have gone out."""
-    import threading
+    at the end does not wait for it. Started after the first requests have gone out; the caller
+    cancels the returned timer when the run ends.
+
+    The thread is not a daemon: a daemon killed mid-import at interpreter exit keeps the import lock,
+    and the next import (litellm's client finaliser imports a module) then hangs the exit for ever."""
 
     def _import() -> None:
         try:
@@ -81,8 +85,9 @@ def warm_up(delay_s: float = 0.5) -> None:
             pass
 
     t = threading.Timer(delay_s, _import)
-    t.daemon = True
+    t.daemon = False
     t.start()
+    return t
 
 
 PARQUET_CHUNK_ROWS = 4096  # JSONL lines parsed at a time by the Parquet export

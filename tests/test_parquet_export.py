@@ -31,3 +31,17 @@ def test_chunked_parquet_equals_the_whole_file_read_at_once(tmp_path, monkeypatc
     assert got.shape == want.shape and set(got.columns) == set(want.columns)
     assert got.select(want.columns).to_dicts() == want.to_dicts()
     assert not list(tmp_path.glob(".d.parquet.tmp*"))
+
+
+def test_the_polars_warm_up_is_not_a_daemon_thread():
+    """A daemon thread killed mid-import at interpreter exit keeps the import lock; litellm's client
+    finaliser then imports a module and the exit hangs for ever (a run failing at once on a 401)."""
+    from treesynth.core.export import warm_up
+
+    t = warm_up(delay_s=60)
+    try:
+        assert not t.daemon and t.is_alive()
+    finally:
+        t.cancel()
+        t.join(5)
+    assert not t.is_alive()

@@ -70,7 +70,7 @@ class Engine(Steering, Expansion, Synthesis):
         ticker = asyncio.ensure_future(self._ticker())
         from ..export import warm_up
 
-        warm_up()  # the export's polars, imported while rows are written
+        warm = warm_up()  # the export's polars, imported while rows are written
         try:
             self._schedule(self.tree.root)
             await self._drain(grace_s)
@@ -91,6 +91,7 @@ class Engine(Steering, Expansion, Synthesis):
             if self.pipeline is not None:
                 await self.pipeline.aclose()
         if self._fatal is not None:
+            warm.cancel()  # no export follows
             try:
                 self._finish_state("incomplete")
             except Exception:  # noqa: BLE001 - e.g. the disk is still full: the appends already hold everything
