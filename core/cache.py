@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,8 @@ class CachedResponse:
 
 
 class ResponseCache:
-    """Writes are committed in small batches (at most ~0.25 s apart) and on close."""
+    """Writes are committed in small batches (at most ~0.25 s apart) and on close. One connection, used
+    under a lock: the event loop reads and writes responses while a worker thread stores vectors."""
 
     def __init__(self, path: str | Path, commit_interval: float = 0.25) -> None:
         self.path = Path(path)
@@ -56,12 +58,18 @@ class ResponseCache:
         self._pending = 0
         self._last_commit = time.monotonic()
         self._interval = commit_interval
+        self._lock = threading.RLock()
 
     def get(self, key: str) -> CachedResponse | None:
-        row = self.db.execute("SELECT text, finish_reason, tokens_in, tokens_out FROM responses WHERE key=?", (key,)).fetchone()
+        with self._lock:
+            row = self.db.execute("SELECT text, finish_reason, tokens_in, tokens_out FROM responses WHERE key=?", (key,)).fetchone()
         return CachedResponse(*row) if row else None
 
     def put(self, key: str, text: str, finish_reason: str | None, tokens_in: int, tokens_out: int) -> None:
+        with self._lock:
+            self._put(key, text, finish_reason, tokens_in, tokens_out)
+
+    def _put(self, key: str, text: str, finish_reason: str | None, tokens_in: int, tokens_out: int) -> None:
         # SQLite's own flag, not a shadow of it: a failed write (disk full) can roll the transaction back
         if not self.db.in_transaction:
             self.db.execute("BEGIN")
@@ -78,32 +86,38 @@ class ResponseCache:
         for a in range(0, len(keys), 500):
             part = keys[a : a + 500]
             q = f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(part))})"
-            out.update((k, bytes(v)) for k, v in self.db.execute(q, part))
+            with self._lock:
+                out.update((k, bytes(v)) for k, v in self.db.execute(q, part))
         return out
 
     def put_vectors(self, items: list[tuple[str, bytes]]) -> None:
         """Store vectors (float16 bytes); committed like responses (at most ~0.25 s later, and on close)."""
         if not items:
             return
-        if not self.db.in_transaction:
-            self.db.execute("BEGIN")
         now = time.time()
-        self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?,?,?)", [(k, v, now) for k, v in items])
-        self._pending += len(items)
-        if time.monotonic() - self._last_commit >= self._interval or self._pending >= 512:
-            self.commit()
+        rows = [(k, v, now) for k, v in items]
+        with self._lock:
+            if not self.db.in_transaction:
+                self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?,?,?)", rows)
+            self._pending += len(items)
+            if time.monotonic() - self._last_commit >= self._interval or self._pending >= 512:
+                self.commit()
 
     def commit(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("COMMIT")
-        self._pending = 0
-        self._last_commit = time.monotonic()
+        with self._lock:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+            self._pending = 0
+            self._last_commit = time.monotonic()
 
     def __len__(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        with self._lock:
+            return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
-        try:
-            self.commit()
-        finally:
-            self.db.close()
+        with self._lock:
+            try:
+                self.commit()
+            finally:
+                self.db.close()

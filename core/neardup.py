@@ -67,13 +67,18 @@ FLUSH_ROWS = 256
 INDEX_KIND = "ivf"
 IVF_NPROBE = 8  # cells searched per query (recall against speed: benchmarks/README.md)
 IVF_TRAIN_PER_CELL = 10  # vectors per cell the k-means is trained on
+IVF_CANDIDATES = 8  # fast-scan neighbours per query re-ranked by their exact float16 vectors
+IVF_PQ_DIMS = 4  # dimensions per 4-bit product-quantiser code of the fast-scan stage (dim 384: 96 codes, 48 bytes)
+STORE_BLOCK_ROWS = 65_536  # the exact vectors are kept in blocks of this many rows (no doubling copy at 1M)
 
 
 def ivf_cells(expected_rows: int) -> int:
     """The IVF's number of cells for an index expected to hold ``expected_rows`` vectors: about
-    2 sqrt(n) (a query scans nprobe cells of n / cells vectors plus the cells' centroids)."""
-    return int(min(4096, max(16, round(2 * max(1, expected_rows) ** 0.5))))
-
+    sqrt(n) / 2. A query pays for the cells' centroids (a product with every one) and for scanning
+    nprobe cells of n / cells fast-scan codes; with 48-byte codes the centroids are the dearer part, so
+    fewer, larger cells (measured at 100k rows, nprobe 8: 632 cells 79 us a row for search and add, 158
+    cells 38 us; benchmarks/README.md)."""
+    return int(min(4096, max(16, round(0.5 * max(1, expected_rows) ** 0.5))))
 
 
 def auto_expansion_search(n: int) -> int:
@@ -139,6 +144,8 @@ class NearDuplicateIndex:
         self._nbuf = 0
         self._n = 0  # accepted vectors: the graph's plus the buffer's
         self._hnsw: Any = None  # the approximate stage: a faiss IndexHNSW or IndexIVF, once built
+        self._fast_scan = False  # the IVF stage is 4-bit PQ fast-scan, re-ranked from ``_store``
+        self._store = _F16Store(dim)  # the approximate stage's vectors in float16, by id (fast-scan only)
         if kind not in ("ivf", "hnsw"):
             raise ValueError(f"kind is 'ivf' or 'hnsw', got {kind!r}")
         self.kind = kind
@@ -177,6 +184,8 @@ class NearDuplicateIndex:
         if self._hnsw is None:
             return self._buf.nbytes
         n = int(self._hnsw.ntotal)
+        if self.kind == "ivf" and self._fast_scan:  # 4-bit codes, an int64 id, the float16 vector; the centroids
+            return n * (self.dim // IVF_PQ_DIMS // 2 + 8) + self._store.nbytes + self.cells * self.dim * 4 + self._buf.nbytes
         if self.kind == "ivf":  # float16 codes and an int64 id per vector, the centroids
             return n * (self.dim * (2 if self.dtype == "f16" else 4) + 8) + self.cells * self.dim * 4 + self._buf.nbytes
         per_vector = self.dim * (2 if self.dtype == "f16" else 4)
@@ -232,15 +241,21 @@ class NearDuplicateIndex:
         if b == 0:
             return best
         if self._hnsw is not None and self._hnsw.ntotal:
-            if self.kind == "hnsw":
-                ef = self.expansion_search
-                if self._hnsw.hnsw.efSearch != ef:
-                    self._hnsw.hnsw.efSearch = ef
+            Q = np.ascontiguousarray(A, dtype=np.float32)
             self._set_threads(b)
-            sims, ids = self._hnsw.search(np.ascontiguousarray(A, dtype=np.float32), 1)
-            found = ids[:, 0] >= 0
-            cos = sims[:, 0].astype(np.float32)
-            best = np.where(found & np.isfinite(cos), np.minimum(cos, 1.0), best).astype(np.float32)
+            if self._fast_scan:
+                _, ids = self._hnsw.search(Q, IVF_CANDIDATES)
+                cos = self._store.cosines(Q, ids)  # exact (float16 vectors) for the candidates
+                best = np.minimum(cos.max(axis=1), 1.0).astype(np.float32)
+            else:
+                if self.kind == "hnsw":
+                    ef = self.expansion_search
+                    if self._hnsw.hnsw.efSearch != ef:
+                        self._hnsw.hnsw.efSearch = ef
+                sims, ids = self._hnsw.search(Q, 1)
+                found = ids[:, 0] >= 0
+                cos = sims[:, 0].astype(np.float32)
+                best = np.where(found & np.isfinite(cos), np.minimum(cos, 1.0), best).astype(np.float32)
         if self._nbuf:
             np.maximum(best, (A @ self._buf[: self._nbuf].T).max(axis=1), out=best)
         return best
@@ -282,12 +297,28 @@ class NearDuplicateIndex:
             self._hnsw = ix
             ix.hnsw.efSearch = self.expansion_search
         self._set_threads(self._nbuf)
-        self._hnsw.add(np.ascontiguousarray(self._buf[: self._nbuf]))  # ids follow the order of acceptance
+        X = np.ascontiguousarray(self._buf[: self._nbuf])
+        self._hnsw.add(X)  # ids follow the order of acceptance
+        if self._fast_scan:  # the same ids in the store of exact vectors
+            self._store.append(X)
         self._nbuf = 0
 
     def _train_ivf(self, faiss: Any) -> Any:
-        """Cells (k-means centroids) trained on the exact stage's vectors; rows stored as float16."""
+        """Cells (k-means centroids) trained on the exact stage's vectors. Rows are stored as 4-bit PQ
+        fast-scan codes whose ``IVF_CANDIDATES`` best answers are re-ranked with the rows' exact float16
+        vectors (a scan of 48 bytes a row instead of 768: 4x faster admits, benchmarks/README.md); a
+        dimension PQ cannot split evenly falls back to float16 scalar-quantised cells."""
         quantizer = faiss.IndexFlatIP(self.dim)
+        if self.dtype == "f16" and self.dim % (2 * IVF_PQ_DIMS) == 0:
+            fs = faiss.IndexIVFPQFastScan(quantizer, self.dim, self.cells, self.dim // IVF_PQ_DIMS, 4, faiss.METRIC_INNER_PRODUCT)
+            self._quantizer = quantizer
+            fs.cp.min_points_per_centroid = 1
+            fs.cp.seed = 1234
+            self._set_threads(self._nbuf)
+            fs.train(np.ascontiguousarray(self._buf[: self._nbuf]))
+            fs.nprobe = self.nprobe
+            self._fast_scan = True
+            return fs
         qt: Any = faiss.ScalarQuantizer.QT_fp16 if self.dtype == "f16" else faiss.ScalarQuantizer.QT_8bit_direct
         if self.dtype == "f16":
             ix = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, self.cells, qt, faiss.METRIC_INNER_PRODUCT)
@@ -300,6 +331,44 @@ class NearDuplicateIndex:
         ix.train(np.ascontiguousarray(self._buf[: self._nbuf]))
         ix.nprobe = self.nprobe
         return ix
+
+
+class _F16Store:
+    """Unit vectors in float16, addressed by insertion order, in fixed blocks (growing to 1M rows never
+    copies what is already held)."""
+
+    def __init__(self, dim: int, block_rows: int = STORE_BLOCK_ROWS) -> None:
+        self.dim = dim
+        self.block_rows = block_rows
+        self._blocks: list[np.ndarray] = []
+        self.n = 0
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._blocks) * self.block_rows * self.dim * 2
+
+    def append(self, X: np.ndarray) -> None:
+        i = 0
+        while i < len(X):
+            if self.n == len(self._blocks) * self.block_rows:
+                self._blocks.append(np.empty((self.block_rows, self.dim), dtype=np.float16))
+            off = self.n % self.block_rows
+            take = min(len(X) - i, self.block_rows - off)
+            self._blocks[-1][off : off + take] = X[i : i + take]
+            self.n += take
+            i += take
+
+    def cosines(self, Q: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """(b, k) cosines between each query row and its candidate ids (-1: none, reported as -1.0)."""
+        valid = (ids >= 0) & (ids < self.n)
+        safe = np.where(valid, ids, 0)
+        V = np.empty((*ids.shape, self.dim), dtype=np.float32)
+        blk, off = np.divmod(safe, self.block_rows)
+        for b in np.unique(blk):
+            m = blk == b
+            V[m] = self._blocks[int(b)][off[m]]
+        cos = np.einsum("bd,bkd->bk", Q, V)
+        return np.where(valid, cos, _NO_NEIGHBOUR).astype(np.float32)
 
 
 # ---- the vectors' file ---------------------------------------------------

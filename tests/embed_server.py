@@ -9,7 +9,7 @@ no usage); with ``encoding_format: base64`` the vectors come as base64 float32 b
 Faults, served one per request before normal answers (``faults``, a list consumed in order):
 ``"503"`` / ``"500"``, ``"429:<seconds>"`` (with Retry-After), ``"drop"`` (the connection closed with no
 answer), ``"401"``, ``"nopool"`` (llama-cpp-python without --embedding: HTTP 500 "Llama model must be created
-with embedding=True"). ``start_after``: the port is bound only after that many seconds (connections
+with embedding=True"). ``strict=True``: a request naming ``encoding_format`` gets 422. ``start_after``: the port is bound only after that many seconds (connections
 refused until then).
 
 ``per_token=True``: each text's answer is per-token vectors (3 rows averaging to its vector), as
@@ -54,9 +54,10 @@ class FakeEmbeddings:
     def __init__(
         self, *, dim: int = 8, models: tuple[str, ...] = ("emb-small", "text-embedding-3-small"), faults: list[str] | None = None,
         usage: bool = True, latency: float = 0.0, unknown_status: int = 400, port: int | None = None, start_after: float = 0.0,
-        key: str | None = None, per_token: bool = False,
+        key: str | None = None, per_token: bool = False, strict: bool = False,
     ) -> None:
         self.per_token = per_token
+        self.strict = strict
         self.dim = dim
         self.models = models
         self.faults = list(faults or [])
@@ -104,7 +105,7 @@ class FakeEmbeddings:
                 body = json.loads(self.rfile.read(n) or b"{}")
                 with fake._lock:
                     fake.requests.append({"model": body.get("model"), "input": body.get("input"), "t": time.monotonic(),
-                                          "auth": self.headers.get("Authorization")})
+                                          "auth": self.headers.get("Authorization"), "encoding_format": body.get("encoding_format")})
                     fault = fake.faults.pop(0) if fake.faults else None
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
@@ -135,11 +136,14 @@ class FakeEmbeddings:
                 model = body.get("model")
                 if model not in fake.models:
                     return self._send(fake.unknown_status, {"error": {"message": f"The model `{model}` does not exist", "code": "model_not_found"}})
+                if fake.strict and "encoding_format" in body:  # a server validating requests strictly
+                    return self._send(422, {"error": {"message": "Extra inputs are not permitted: body.encoding_format"}})
                 texts = body.get("input")
                 if isinstance(texts, str):
                     texts = [texts]
                 items = [{"object": "embedding", "index": i, "embedding": fake.vector(t, i)} for i, t in enumerate(texts)]
-                if body.get("encoding_format") == "base64":  # OpenAI's: little-endian float32 bytes
+                if body.get("encoding_format") == "base64" and not fake.per_token:  # OpenAI's: little-endian float32 bytes
+                    # (per_token imitates llama-cpp-python's server, which ignores the field)
                     for it in items:
                         it["embedding"] = base64.b64encode(np.asarray(it["embedding"], dtype="<f4").tobytes()).decode()
                 doc: dict[str, Any] = {"object": "list", "data": items[::-1], "model": model}

@@ -89,15 +89,22 @@ async def test_the_wire_model_is_sent_and_the_key_comes_from_the_environment(srv
     assert "sk-from" not in repr(e.endpoint)
 
 
-async def test_openais_api_gets_base64_vectors_other_servers_float_lists(srv, monkeypatch):
-    from treesynth.core.llm.embed_wire import EmbedEndpoint
+async def test_vectors_are_asked_as_base64_and_a_server_that_refuses_it_gets_float_lists(srv):
+    from treesynth.core.llm.embed_wire import probe
 
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    assert resolve_endpoint("openai/text-embedding-3-small").base64 and not resolve_endpoint("openai/x", srv.url).base64
-    e = EndpointRowEmbedder("openai/emb-small", endpoint=EmbedEndpoint("openai/emb-small", "emb-small", srv.url, base64=True), price=None)
+    e = embedder(srv)
     X = await e.embed(TEXTS[:3])
     await e.aclose()
     np.testing.assert_array_equal(X, expected(TEXTS[:3]))
+    assert srv.requests[0]["encoding_format"] == "base64"
+    with FakeEmbeddings(strict=True) as strict:
+        assert probe(resolve_endpoint("openai/emb-small", strict.url)) == 8  # the preflight falls back too
+        e = embedder(strict, batch_rows=2)
+        X = await e.embed(TEXTS[:6])
+        await e.aclose()
+        np.testing.assert_array_equal(X, expected(TEXTS[:6]))
+        formats = [r.get("encoding_format") for r in strict.requests]
+        assert formats[0] == "base64" and formats[-3:] == [None] * 3  # refused, then never asked again
 
 
 async def test_per_token_answers_are_mean_pooled_one_text_per_request():

@@ -210,10 +210,11 @@ def test_hnsw_admit_stream_agrees_with_brute_force() -> None:
 
 @pytest.mark.parametrize("batch", [5, 256])
 def test_ivf_admit_stream_agrees_with_brute_force(batch: int) -> None:
-    # the default approximate stage: cells for 1,000 rows (63 cells, exact until 630 rows), nprobe 8
+    # the default approximate stage (fast-scan cells re-ranked exactly): cells for 16,000 rows (63 cells,
+    # exact until 4,096 rows), nprobe 8
     rng = np.random.default_rng(31)
     X = clustered(6000, rng, dup_frac=0.05)
-    ivf = NearDuplicateIndex(DIM, TH, flush_rows=256, expected_rows=1000)
+    ivf = NearDuplicateIndex(DIM, TH, flush_rows=256, expected_rows=16_000)
     exact = NearDuplicateIndex(DIM, TH, exact_limit=10_000, kind="hnsw")
     agree = total = 0
     for a in range(0, len(X), batch):

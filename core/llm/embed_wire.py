@@ -42,9 +42,9 @@ class EmbedEndpoint:
     api_base: str
     key: str | None = field(default=None, repr=False)
     # ask for ``encoding_format: base64`` (float32 bytes; measured for 256 vectors of 1536: a 2.1 MB body read in
-    # 13 ms, against 7.7 MB and 47 ms as JSON numbers): OpenAI's own API; other servers get the default float
-    # lists (not every one takes the field)
-    base64: bool = False
+    # 13 ms, against 7.7 MB and 47 ms as JSON numbers). A server that ignores the field answers float lists,
+    # which are read as well; one that rejects it (``rejects_base64``) is asked again without it.
+    base64: bool = True
 
     @property
     def url(self) -> str:
@@ -76,7 +76,14 @@ def resolve_endpoint(model: str, api_base: str | None = None) -> EmbedEndpoint:
         base = api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or OPENAI_BASE
         key = os.environ.get("OPENAI_API_KEY") or None
     base = base.rstrip("/")
-    return EmbedEndpoint(model, wire, base, key, base64=base.startswith(OPENAI_BASE))
+    return EmbedEndpoint(model, wire, base, key)
+
+
+def rejects_base64(status: int, raw: bytes) -> bool:
+    """Whether an error answer refuses ``encoding_format: base64`` (a server that validates its requests
+    strictly and knows only float lists): the request is sent again without it."""
+    low = error_message(raw).lower()
+    return status in (400, 422) and ("encoding_format" in low or "base64" in low)
 
 
 def request_body(wire_model: str, texts: Sequence[str], base64: bool = False) -> bytes:
@@ -167,9 +174,10 @@ def probe(ep: EmbedEndpoint, timeout: float = 30.0, tries: int = 3) -> int:
     why = ep.missing_key()
     if why:
         raise ProviderError(why)
-    body = request_body(ep.wire_model, ["treesynth preflight"], ep.base64)
+    b64 = ep.base64
     last: Exception | None = None
     for attempt in range(max(1, tries)):
+        body = request_body(ep.wire_model, ["treesynth preflight"], b64)
         if attempt:
             wait = getattr(last, "retry_after", None)
             time.sleep(min(5.0, wait if wait is not None else 0.5 * 2 ** (attempt - 1)))
@@ -180,7 +188,12 @@ def probe(ep: EmbedEndpoint, timeout: float = 30.0, tries: int = 3) -> int:
             return int(parse_embeddings(raw, 1, ep.url).vectors.shape[1])
         except urllib.error.HTTPError as e:
             headers = {k.lower(): v for k, v in e.headers.items()} if e.headers else None
-            err = error_for(e.code, e.read() or b"", headers, ep)
+            raw = e.read() or b""
+            if b64 and rejects_base64(e.code, raw):
+                b64 = False
+                last = TransientProviderError("base64 refused")
+                continue
+            err = error_for(e.code, raw, headers, ep)
             if isinstance(err, ProviderError):
                 raise err from None
             last = err

@@ -38,7 +38,7 @@ import numpy as np
 from ..cache import vector_key
 from ..embeddings import quantise
 from ..errors import BudgetExhausted, ProviderError, ProviderTimeout, TransientProviderError
-from ..llm.embed_wire import Embeddings, EmbedEndpoint, error_for, parse_embeddings, request_body, resolve_endpoint
+from ..llm.embed_wire import Embeddings, EmbedEndpoint, error_for, parse_embeddings, rejects_base64, request_body, resolve_endpoint
 from ..llm.pricing import CallPrice, call_price
 from ..llm.types import UsageTotals
 from .embedder import RowEmbedder, SyncEmbed
@@ -102,6 +102,7 @@ class EndpointRowEmbedder(RowEmbedder):
         ``on_usage``: called after ``usage`` changed (the engine's progress events)."""
         super().__init__(model)
         self.endpoint = endpoint or resolve_endpoint(model, api_base)
+        self._base64 = self.endpoint.base64  # asked for, until the server refuses it (rejects_base64)
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))
         self.batch_rows = max(1, int(batch_rows))
@@ -217,8 +218,8 @@ class EndpointRowEmbedder(RowEmbedder):
                 H = X.astype(np.float16)
                 for j, i in enumerate(c):
                     got[i] = H[j].astype(np.float32)
-                if self.cache is not None:
-                    self._cache_put([(keys[i], H[j].tobytes()) for j, i in enumerate(c)])
+                if self.cache is not None:  # in a worker thread: 100k inserts are seconds of the event loop's time
+                    await asyncio.to_thread(self._cache_put, [(keys[i], H[j].tobytes()) for j, i in enumerate(c)])
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
         U = np.stack([v for v in got if v is not None])
@@ -307,10 +308,16 @@ class EndpointRowEmbedder(RowEmbedder):
     async def _post(self, session: Any, texts: list[str]) -> Embeddings:
         ep = self.endpoint
         try:
-            async with session.post(ep.url, data=request_body(ep.wire_model, texts, ep.base64)) as resp:
-                status = resp.status
-                raw = await resp.read()
-                if status != 200:
+            while True:
+                b64 = self._base64
+                async with session.post(ep.url, data=request_body(ep.wire_model, texts, b64)) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+                    if status == 200:
+                        break
+                    if b64 and rejects_base64(status, raw):  # float lists from now on
+                        self._base64 = False
+                        continue
                     raise error_for(status, raw, resp.headers, ep)
         except (ProviderError, TransientProviderError):
             raise
