@@ -20,6 +20,7 @@ from treesynth.core.progress import (  # noqa: F401 - re-exported
     fmt_embedding,
     fmt_gates,
     fmt_in_flight,
+    fmt_outage,
     status_line,
     summary,
 )
@@ -80,6 +81,9 @@ class HeadlessDisplay:
         embedding = fmt_embedding(p.embed_requests, p.embed_tokens, p.embed_cost_usd, p.embed_cache_hits)
         if embedding:
             t.add_row("embed", embedding)
+        outage = fmt_outage(p)
+        if outage:
+            t.add_row("endpoint", outage)
         waiting = fmt_in_flight(p)
         if waiting:
             t.add_row("waiting", waiting)

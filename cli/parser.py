@@ -39,6 +39,7 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--tpm", {"type": int, "help": "tokens-per-minute limit"}),
     ("--timeout", {"type": float, "help": "seconds per LLM call (default 120)"}),
     ("--max-retries", {"dest": "max_retries", "type": int, "help": "retries per call on transient errors (default 6)"}),
+    ("--outage-timeout", {"dest": "outage_timeout", "type": float, "help": "seconds the endpoint may stay unreachable (a restart: calls wait and it is probed) before the run stops, resumable (default 600)"}),
     ("--budget", {"type": float, "help": "stop cleanly once this many USD are spent"}),
     ("--seed", {"type": int, "help": "seed for every random choice and call (default 0)"}),
     ("--temperature", {"type": float, "help": "sampling temperature for generation (default 0.9)"}),

@@ -36,7 +36,7 @@ _SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|b
 # Keys that may change when a run is resumed; all others define the run.
 RESUMABLE_OVERRIDES = frozenset(
     {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router",
-     "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch", "batch", "batch_linger",
+     "outage_timeout", "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch", "batch", "batch_linger",
      "extra_body", "embed_api_base"}
 )
 
@@ -111,6 +111,11 @@ class RunConfig(BaseModel):
     tpm: int | None = Field(default=None, ge=1)
     timeout: float = Field(default=120.0, gt=0, le=3600)
     max_retries: int = Field(default=6, ge=0, le=50)
+    outage_timeout: float = Field(
+        default=600.0, gt=0, le=7 * 86400,
+        description="Seconds the endpoint may stay unreachable (connection refused, a gateway's 502/503/504) while calls wait "
+        "and it is probed, before the run stops, resumable.",
+    )
     budget: float | None = Field(default=None, ge=0)
     seed: int = 0
     temperature: float = Field(default=0.9, ge=0, le=2)

@@ -52,15 +52,25 @@ class EmbedderError(TreesynthError):
 
 
 class TransientProviderError(Exception):
-    """A provider failure worth retrying (rate limit, 5xx, timeout, dropped connection)."""
+    """A provider failure worth retrying (rate limit, 5xx, timeout, dropped connection).
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    ``unreachable``: the endpoint itself is down (connection refused or reset, DNS, a gateway's
+    502/503/504, no first byte in time), not this call: the client pauses every call and probes
+    until it answers (core/llm/outage.py) instead of spending this call's retries."""
+
+    def __init__(self, message: str, retry_after: float | None = None, *, unreachable: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 class ProviderTimeout(TransientProviderError):
     """No answer within the call's timeout (the client shrinks its concurrency when calls queue at the endpoint)."""
+
+
+class EndpointUnreachable(Exception):
+    """The endpoint stayed unreachable for longer than ``--outage-timeout``: the run stops, cleanly and
+    resumably (no node fails for it)."""
 
 
 class BudgetExhausted(Exception):

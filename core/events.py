@@ -159,6 +159,9 @@ class Usage(Event):
     embed_cache_hits: int = 0  # texts whose vector the run's cache had: no call
     embed_tokens: int = 0
     embed_cost_usd: float = 0.0
+    # gauges while the endpoint is unreachable (core/llm/outage.py): for how long, and when the next probe goes
+    unreachable_s: float | None = None
+    next_try_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,6 +33,8 @@ class Progress:
     embed_cost_usd: float = 0.0
     in_flight: int = 0  # calls sent and not answered yet (from the latest usage event)
     in_flight_since: float | None = None  # time.monotonic() when the oldest of them started
+    unreachable_since: float | None = None  # time.monotonic() when the endpoint was found unreachable (an outage is on)
+    next_try_at: float | None = None  # time.monotonic() when the next probe of the endpoint goes
     started: float = field(default_factory=time.monotonic)
     finished: ev.RunFinished | None = None
     quality: ev.Quality | None = None  # the latest (cumulative) counts of the quality gates, once any ran
@@ -64,7 +66,10 @@ class Progress:
             self.embed_requests, self.embed_cache_hits = e.embed_requests, e.embed_cache_hits
             self.embed_tokens, self.embed_cost_usd = e.embed_tokens, e.embed_cost_usd
             self.in_flight = e.in_flight
-            self.in_flight_since = None if e.oldest_in_flight_s is None else time.monotonic() - e.oldest_in_flight_s
+            now = time.monotonic()
+            self.in_flight_since = None if e.oldest_in_flight_s is None else now - e.oldest_in_flight_s
+            self.unreachable_since = None if e.unreachable_s is None else now - e.unreachable_s
+            self.next_try_at = None if e.next_try_s is None else now + e.next_try_s
         elif isinstance(e, ev.Quality):
             self.quality = e
         elif isinstance(e, ev.Batches):
@@ -118,6 +123,15 @@ def fmt_in_flight(p: Progress) -> str:
     return f"{p.in_flight} call{'s' if p.in_flight != 1 else ''} in flight{wait}"
 
 
+def fmt_outage(p: Progress) -> str:
+    """'endpoint unreachable since 00:35, next try in 8 s' (the run's clock when it began) / '' when reachable."""
+    if p.unreachable_since is None:
+        return ""
+    began = max(0.0, p.unreachable_since - p.started)
+    nxt = "" if p.next_try_at is None else f", next try in {fmt_wait(max(0.0, p.next_try_at - time.monotonic()))}"
+    return f"endpoint unreachable since {fmt_duration(began)}{nxt}"
+
+
 def fmt_wait(s: float) -> str:
     """37 s under a minute, else m:ss (or h:mm:ss)."""
     return f"{int(s)} s" if s < 60 else fmt_duration(s)
@@ -166,7 +180,7 @@ def fmt_embedding(requests: int, tokens: int, cost_usd: float, cache_hits: int =
 
 def status_line(p: Progress) -> str:
     budget = f" / ${p.budget:g}" if p.budget is not None else ""
-    waiting = fmt_in_flight(p)
+    waiting = fmt_outage(p) or fmt_in_flight(p)
     gates = fmt_gates(p.quality)
     quality = fmt_quality(p.quality)
     batches = fmt_batches(p.batches)

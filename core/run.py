@@ -92,7 +92,7 @@ class Run:
             transport, concurrency=concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
             max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache, usage=usage,
             # an endpoint that queues calls gets fewer at once (a batch run's calls wait in batches, not in flight)
-            adapt_timeout_s=None if cfg.batch else cfg.timeout,
+            adapt_timeout_s=None if cfg.batch else cfg.timeout, outage_timeout_s=cfg.outage_timeout,
         )
         self.prompts = Prompts(cfg)
         self._loop: asyncio.AbstractEventLoop | None = None  # execute's, once it runs

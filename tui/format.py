@@ -6,7 +6,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from treesynth.core.clusters import is_fallback_dimension
-from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_wait
+from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_outage, fmt_wait
 from treesynth.core.text import truncate
 from treesynth.core.tree import Node
 
@@ -78,6 +78,9 @@ def stats_usage_line(p: Progress, elapsed: float | None, requests_at_start: int 
     else:
         rate = (p.requests - requests_at_start) / elapsed if elapsed > 0 else 0.0
         _pair(t, "req", f"{p.requests:,} ({rate:.1f}/s)")
+    outage = fmt_outage(p)
+    if outage:
+        _pair(t, "endpoint", outage.removeprefix("endpoint "), "bold red")
     age = p.oldest_in_flight_s
     if age is not None and age >= IN_FLIGHT_SHOWN_AFTER_S:  # a slow call shows as waiting, ticking, not as a frozen bar
         _pair(t, "in flight", f"{p.in_flight:,}, {'oldest ' if p.in_flight > 1 else ''}{fmt_wait(age)}", "bold cyan")

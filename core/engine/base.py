@@ -14,7 +14,7 @@ from typing import Any
 from .. import events as ev
 from ..clusters import is_fallback_dimension
 from ..config import RunConfig
-from ..errors import BudgetExhausted, StopRequested, TransientProviderError
+from ..errors import BudgetExhausted, EndpointUnreachable, StopRequested, TransientProviderError
 from ..llm import LLMClient
 from ..prompts import Prompts
 from ..quality.gates import QualityCounts, QualityGates
@@ -81,6 +81,7 @@ class EngineBase:
         self._task_finished = asyncio.Event()  # set by _task_done: _drain wakes in O(1), not O(tasks)
         self._leaf_gate = asyncio.Semaphore(max(2, cfg.concurrency))
         self._stop_reason: str | None = None
+        self._outage_message = ""  # why an outage stopped the run (EndpointUnreachable)
         self._fatal: BaseException | None = None
         self._short: set[str] = set()
         self._t0 = time.monotonic()
@@ -146,6 +147,7 @@ class EngineBase:
 
     def usage_event(self) -> ev.Usage:
         u = self.client.usage
+        out = self.client.outage.view()
         return ev.Usage(
             requests=u.requests, cache_hits=u.cache_hits, tokens_in=u.tokens_in, tokens_out=u.tokens_out,
             cost_usd=u.cost_usd, retries=u.retries, errors=u.errors, invalid=u.invalid,
@@ -153,6 +155,7 @@ class EngineBase:
             in_flight=self.client.calls_in_flight, oldest_in_flight_s=self.client.oldest_in_flight_s(),
             embed_requests=u.embed_requests, embed_cache_hits=u.embed_cache_hits, embed_tokens=u.embed_tokens,
             embed_cost_usd=u.embed_cost,
+            unreachable_s=None if out is None else out.since_s, next_try_s=None if out is None else out.next_try_s,
         )
 
     def _on_usage(self) -> None:
@@ -198,6 +201,11 @@ class EngineBase:
             return
         if isinstance(exc, BudgetExhausted):
             self._stop_reason = self._stop_reason or "budget"
+        elif isinstance(exc, EndpointUnreachable):  # a clean stop, resumable: no node failed for it
+            if self._stop_reason is None:
+                self._stop_reason = "outage"
+                self._outage_message = str(exc)
+            self.client.stop()
         elif isinstance(exc, StopRequested):
             self._stop_reason = self._stop_reason or "stopped"
         elif self._fatal is None:

@@ -109,6 +109,16 @@ class Engine(Steering, Expansion, Synthesis):
             self._batch_seen = s
             self._emit(s)
 
+    def _flush_notices(self) -> None:
+        """What the client and the embedder changed or met on their own, logged as warnings once each."""
+        while self._notices_seen < len(self.client.notices):
+            self.warn(self.client.notices[self._notices_seen])
+            self._notices_seen += 1
+        emb = self.gates.embedder
+        while emb is not None and self._embed_notices_seen < len(emb.notices):
+            self.warn(emb.notices[self._embed_notices_seen])
+            self._embed_notices_seen += 1
+
     async def _ticker(self) -> None:
         last_state = 0.0
         while True:
@@ -124,13 +134,7 @@ class Engine(Steering, Expansion, Synthesis):
                 self._emit_batches()
                 if self._gates_dirty:  # the gate pipeline's latest counts (its own events are throttled)
                     self._gates_changed(force=True)
-                while self._notices_seen < len(self.client.notices):  # what the client changed on its own
-                    self.warn(self.client.notices[self._notices_seen])
-                    self._notices_seen += 1
-                emb = self.gates.embedder
-                while emb is not None and self._embed_notices_seen < len(emb.notices):  # and the embedder
-                    self.warn(emb.notices[self._embed_notices_seen])
-                    self._embed_notices_seen += 1
+                self._flush_notices()
                 job = self.store.prepare_snapshot(self.tree)
                 if job is not None:  # serialised here; the write and its fsync off the loop
                     await asyncio.to_thread(self.store.write_snapshot, *job)
@@ -179,6 +183,7 @@ class Engine(Steering, Expansion, Synthesis):
         else:
             status = "incomplete"
         dataset = None
+        self._flush_notices()
         self._emit(self.usage_event())
         self._emit_batches()
         if status == "complete":
@@ -194,7 +199,8 @@ class Engine(Steering, Expansion, Synthesis):
             "budget": f"budget of ${cfg.budget} reached",
             "stopped": "stopped on request",
             "incomplete": (
-                f"{len(failed)} node(s) failed; see events.jsonl" if failed else f"{cfg.size - self.rows} samples could not be generated"
+                self._outage_message if self._stop_reason == "outage"
+                else f"{len(failed)} node(s) failed; see events.jsonl" if failed else f"{cfg.size - self.rows} samples could not be generated"
             ),
         }[status]
         fin = ev.RunFinished(

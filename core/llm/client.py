@@ -18,10 +18,11 @@ from dataclasses import replace
 from typing import Any
 
 from ..cache import ResponseCache, cache_key
-from ..errors import BudgetExhausted, ProviderTimeout, StopRequested, TransientProviderError
+from ..errors import BudgetExhausted, ProviderError, ProviderTimeout, StopRequested, TransientProviderError, first_line
 from ..ratelimit import PrioritySemaphore, RateLimiter
 from ..text import clean_text
 from .adaptive import AdaptiveLimit
+from .outage import DEFAULT_OUTAGE_TIMEOUT_S, Outage
 from .types import PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
 
 
@@ -42,9 +43,12 @@ class LLMClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
         adapt_timeout_s: float | None = None,
+        outage_timeout_s: float = DEFAULT_OUTAGE_TIMEOUT_S,
     ) -> None:
         """``adapt_timeout_s``: the transport's call timeout; given, the concurrency limit adapts to an
-        endpoint that queues calls (core/llm/adaptive.py) and each change is noted in ``notices``."""
+        endpoint that queues calls (core/llm/adaptive.py) and each change is noted in ``notices``.
+        ``outage_timeout_s``: how long the endpoint may stay unreachable before the run stops
+        (core/llm/outage.py)."""
         self.transport = transport
         self.sem = PrioritySemaphore(concurrency)
         self.adaptive = AdaptiveLimit(concurrency, adapt_timeout_s) if adapt_timeout_s else None
@@ -65,6 +69,7 @@ class LLMClient:
         self.budget_hit = False
         self._call_started: dict[int, float] = {}  # in-flight calls: id -> time.monotonic() when it started
         self._call_seq = 0
+        self.outage = Outage(outage_timeout_s)
 
     @property
     def calls_in_flight(self) -> int:
@@ -128,53 +133,83 @@ class LLMClient:
                     self.on_usage()
                     return Completion(hit.text, hit.finish_reason, hit.tokens_in, hit.tokens_out, 0.0, cached=True)
         attempt = 0
-        while True:
-            await self._gate()
-            est_tokens = sum(len(m["content"]) for m in req.messages) // 4 + req.max_tokens // 2
-            if self.rpm:
-                await self.rpm.acquire(1)
-            if self.tpm:
-                await self.tpm.acquire(est_tokens)
-            await self.sem.acquire(req.priority)
-            self.usage.in_flight += 1
-            self._call_seq += 1
-            call = self._call_seq
-            try:
-                await self._gate()  # state may have changed while we waited for a slot
-                self.usage.requests += 1
-                started = self._call_started[call] = time.monotonic()
-                result = await self.transport(req)
-            except TransientProviderError as e:
-                self.usage.errors += 1
-                if isinstance(e, ProviderTimeout):
-                    self._adapt_down()
-                if attempt >= self.max_retries:
-                    self.on_usage()
+        me = object()  # this call, for the outage's prober (core/llm/outage.py)
+        try:
+            while True:
+                await self._gate()
+                await self.outage.wait(me, lambda: self._stopping)
+                est_tokens = sum(len(m["content"]) for m in req.messages) // 4 + req.max_tokens // 2
+                if self.rpm:
+                    await self.rpm.acquire(1)
+                if self.tpm:
+                    await self.tpm.acquire(est_tokens)
+                await self.sem.acquire(req.priority)
+                self.usage.in_flight += 1
+                self._call_seq += 1
+                call = self._call_seq
+                delay = 0.0
+                try:
+                    await self._gate()  # state may have changed while we waited for a slot
+                    self.usage.requests += 1
+                    started = self._call_started[call] = time.monotonic()
+                    result = await self.transport(req)
+                except TransientProviderError as e:
+                    self.usage.errors += 1
+                    if e.unreachable:  # the endpoint, not this call: no retry spent (core/llm/outage.py)
+                        began = not self.outage.active
+                        probe_in = self.outage.failed(me, first_line(e, 200))
+                        if began:
+                            self.notices.append(
+                                f"the endpoint is unreachable ({first_line(e, 200)}): calls wait while it is probed, "
+                                f"for up to {self.outage.timeout_s:g} s (--outage-timeout)"
+                            )
+                        self.on_usage()
+                        delay = probe_in or 0.0  # None: another call probes; this one waits at the top
+                    else:
+                        self._answered()
+                        if isinstance(e, ProviderTimeout):
+                            self._adapt_down()
+                        if attempt >= self.max_retries:
+                            self.on_usage()
+                            raise
+                        attempt += 1
+                        self.usage.retries += 1
+                        self.on_usage()
+                        delay = self._backoff(attempt, e.retry_after)
+                except ProviderError:
+                    self._answered()  # the server answered, if with a refusal
                     raise
-                attempt += 1
-                self.usage.retries += 1
-                self.on_usage()
-                delay = self._backoff(attempt, e.retry_after)
-            else:
-                self._adapt_up(time.monotonic() - started)
-                if not result.text.isascii():
-                    cleaned = clean_text(result.text)
-                    if cleaned is not result.text:
-                        result = replace(result, text=cleaned)
-                self._account(result, est_tokens)
-                if self.cache is not None and key is not None:
-                    self.cache.put(key, result.text, result.finish_reason, result.tokens_in, result.tokens_out)
-                    if req.priority == PRIORITY_TREE:
-                        # a tree step's answer is persisted nowhere else until its node is done: commit it
-                        # now, so a crash never asks it again (generation answers land in samples.jsonl)
-                        self.cache.commit()
-                self.on_usage()
-                return result
-            finally:
-                self.usage.in_flight -= 1
-                self._call_started.pop(call, None)
-                self.sem.release()
-            await asyncio.sleep(delay)
+                else:
+                    self._answered()
+                    self._adapt_up(time.monotonic() - started)
+                    if not result.text.isascii():
+                        cleaned = clean_text(result.text)
+                        if cleaned is not result.text:
+                            result = replace(result, text=cleaned)
+                    self._account(result, est_tokens)
+                    if self.cache is not None and key is not None:
+                        self.cache.put(key, result.text, result.finish_reason, result.tokens_in, result.tokens_out)
+                        if req.priority == PRIORITY_TREE:
+                            # a tree step's answer is persisted nowhere else until its node is done: commit it
+                            # now, so a crash never asks it again (generation answers land in samples.jsonl)
+                            self.cache.commit()
+                    self.on_usage()
+                    return result
+                finally:
+                    self.usage.in_flight -= 1
+                    self._call_started.pop(call, None)
+                    self.sem.release()
+                if delay:
+                    await asyncio.sleep(delay)
+        finally:
+            self.outage.release(me)
+
+    def _answered(self) -> None:
+        """The endpoint answered something: an outage, if one was on, is over."""
+        lasted = self.outage.answered()
+        if lasted is not None:
+            self.notices.append(f"the endpoint answered again after {lasted:.0f} s unreachable; the calls that waited go on")
+            self.on_usage()
 
     def _adapt_down(self) -> None:
         if self.adaptive is None:

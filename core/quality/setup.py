@@ -26,7 +26,7 @@ def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[Ru
     transport = make_transport(cfg.model_copy(update={"model": cfg.judge_model}))
     return LLMClient(
         transport, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, max_retries=cfg.max_retries,
-        budget=cfg.budget, cache=client.cache, read_cache=cfg.cache, usage=client.usage,
+        budget=cfg.budget, cache=client.cache, read_cache=cfg.cache, usage=client.usage, outage_timeout_s=cfg.outage_timeout,
     )
 
 
