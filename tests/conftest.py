@@ -161,13 +161,14 @@ def stub():
 # ``--ray-address auto`` must find this unit's cluster, not another worker's. The other worker runs
 # everything else meanwhile.
 RAY_FILES = ("test_real_server.py", "test_ray.py")
+SERVER_FAULT_FILES = ("test_server_faults.py",)  # kills, stops and restarts its own llama.cpp server
 EMBEDDED_FILES = ("test_embedded_model.py", "test_local_decoder.py", "test_notebook.py", "test_examples.py", "test_embed_server.py")
 LONGEST_FIRST = ("models",)
 
 
 def _unit(item: pytest.Item) -> str:
     name = item.path.name
-    return "models" if name in RAY_FILES or name in EMBEDDED_FILES else name
+    return "models" if name in RAY_FILES or name in EMBEDDED_FILES or name in SERVER_FAULT_FILES else name
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids

@@ -66,3 +66,68 @@ def llama_cpp_server(log: Path, *extra: str, n_ctx: int = 4096, ready_s: float =
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class RestartableServer:
+    """llama-cpp-python's server on a port that stays the same across a kill and a restart (the fault
+    tests: an OOM kill and a supervisor's restart, a stop with SIGSTOP)."""
+
+    def __init__(self, log: Path, *extra: str, n_ctx: int = 4096) -> None:
+        self.log = log
+        self.extra = extra
+        self.n_ctx = n_ctx
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, ready_s: float = 180) -> RestartableServer:
+        from treesynth.core.llm.transports.local import find_gguf
+
+        with open(self.log, "ab") as f:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "llama_cpp.server", "--model", str(find_gguf()), "--model_alias", "smollm2",
+                 "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", "2", "--n_ctx", str(self.n_ctx),
+                 "--verbose", "False", *self.extra],
+                stdout=f, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + ready_s
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/models", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not answer within {ready_s:g}s: {self.log.read_text()[-2000:]}")
+            time.sleep(0.3)
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer does; the port is free again at once (no TIME_WAIT on the listener)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def __enter__(self) -> RestartableServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            import signal as _signal
+
+            self.proc.send_signal(_signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
