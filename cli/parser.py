@@ -39,7 +39,11 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--tpm", {"type": int, "help": "tokens-per-minute limit"}),
     ("--timeout", {"type": float, "help": "seconds per LLM call (default 120)"}),
     ("--max-retries", {"dest": "max_retries", "type": int, "help": "retries per call on transient errors (default 6)"}),
-    ("--budget", {"type": float, "help": "stop cleanly once this many USD are spent"}),
+    ("--budget", {"type": float, "help": "stop cleanly once this many USD are spent (calls in flight count at their most); the model needs a price"}),
+    ("--price-in", {"dest": "price_in", "type": float, "metavar": "USD",
+                    "help": "the model's price per million input tokens, with --price-out: for a model litellm's table does not price "
+                    "(a --budget needs one) or a price other than its (config: prices)"}),
+    ("--price-out", {"dest": "price_out", "type": float, "metavar": "USD", "help": "the model's price per million output tokens (see --price-in)"}),
     ("--seed", {"type": int, "help": "seed for every random choice and call (default 0)"}),
     ("--temperature", {"type": float, "help": "sampling temperature for generation (default 0.9)"}),
     ("--executor", {"choices": ["local", "ray"], "help": "where LLM calls run: local (default) or ray, a Ray cluster (pip install 'treesynth[ray]')"}),
@@ -146,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--route", choices=["llm", "embed"], default="embed", help="route rows by LLM classification or by embedding similarity (default embed)")
     b.add_argument("--route-batch", dest="route_batch", type=int, default=25, help="rows per LLM routing call (default 25)")
     b.add_argument("--embedder", help="sentence-transformers model name or local path for routing and near-duplicates")
-    for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--seed", "--temperature", "--dedup-threshold"):
+    for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--price-in", "--price-out", "--seed", "--temperature", "--dedup-threshold"):
         kw = dict(next(k for f, k in RUN_OPTIONS if f == flag))
         b.add_argument(flag, default=None, **kw)
     b.add_argument("--no-dedup", dest="no_dedup", action="store_true", help="new rows may nearly repeat real rows and each other (default: not within cosine 0.92)")
