@@ -18,6 +18,7 @@ from .errors import ConfigError, RunDirError, StorageError
 from .files import discard_new_run_dir
 from .handle import Steerable
 from .llm import LLMClient, Transport, UsageTotals, close_transport, close_transport_sync, make_transport
+from .llm.budget import reservation_price
 from .modes import mode_class, recorded_mode
 from .progress import closing_rows
 from .prompts import Prompts
@@ -93,6 +94,7 @@ class Run:
             max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache, usage=usage,
             # an endpoint that queues calls gets fewer at once (a batch run's calls wait in batches, not in flight)
             adapt_timeout_s=None if cfg.batch else cfg.timeout,
+            price=reservation_price(cfg, cfg.model),
         )
         self.prompts = Prompts(cfg)
         self._loop: asyncio.AbstractEventLoop | None = None  # execute's, once it runs
