@@ -78,6 +78,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dedup", dest="no_dedup", action="store_true", help="exact duplicates only, no semantic dedup (a preset turns it on)")
 
 
+def _add_price_options(p: argparse.ArgumentParser, whose: str) -> None:
+    """``--price-in`` / ``--price-out`` for a command that takes a --budget but not every run option."""
+    p.add_argument("--price-in", dest="price_in", type=float, metavar="USD", help=f"the price of {whose} per million input tokens (with --price-out)")
+    p.add_argument("--price-out", dest="price_out", type=float, metavar="USD", help=f"the price of {whose} per million output tokens")
+
+
 def run_flags(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for flag, kw in RUN_OPTIONS:
@@ -172,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("run_dir")
     bl.add_argument("--api-base", dest="api_base", help="base URL of an OpenAI-compatible server (default: the run's)")
     bl.add_argument("--budget", type=float, help="stop cleanly once the baseline has spent this many USD")
+    _add_price_options(bl, "the run's model")
     bl.add_argument("--concurrency", type=int, help="calls in flight")
     bl.add_argument("--json-events", dest="json_events", action="store_true", help="events as JSON lines on stdout")
 
@@ -186,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--model", help="the run's model for rewriting failed rows (default: the one it was made with)")
     j.add_argument("--api-base", dest="api_base", help="base URL of an OpenAI-compatible server")
     j.add_argument("--budget", type=float, help="stop cleanly once this many USD are spent (the run's total)")
+    _add_price_options(j, "--model (default: the run's)")
     j.add_argument("--concurrency", type=int, help="most LLM calls in flight")
     j.add_argument("--json-events", dest="json_events", action="store_true", help="events as JSON lines on stdout")
     sub.add_parser("presets", help="list the shipped presets")

@@ -418,3 +418,14 @@ def test_a_judge_models_calls_cost_its_price_from_the_config(tmp_path):
         assert judged > 0
         expected = (srv.requests - judged) * (tin + tout) * 1e-3 + judged * (tin + tout) * 3e-3
         assert _finished(r.stdout)["cost_usd"] == pytest.approx(expected)
+
+
+def test_every_command_with_a_budget_takes_the_price_flags():
+    from treesynth.cli.parser import build_parser, run_flags
+
+    p = build_parser()
+    for argv in (["run", "t"], ["estimate", "t"], ["balance", "d.jsonl"], ["judge", "r"], ["baseline", "r"]):
+        args = p.parse_args([*argv, "--budget", "1", "--price-in", "0.5", "--price-out", "1.5"])
+        assert (args.price_in, args.price_out) == (0.5, 1.5), argv
+    flags = run_flags(p.parse_args(["run", "t", "--model", UNKNOWN, "--price-in", "0.5", "--price-out", "1.5"]))
+    assert build_config(flags=flags).prices[UNKNOWN].output == 1.5
