@@ -72,6 +72,13 @@ class Run:
                 store.close()
                 raise
         usage = UsageTotals.from_dict(recovered.state.get("usage") or {})
+        if cfg.budget is not None and not usage.cost_known:
+            # made without a price, resumed with a budget (and so, the preflight saw to it, with prices): what the
+            # calls before cost is partly unknown; the budget counts what is known, and every call from here
+            usage.cost_known = True
+            recovered.warnings.append(
+                f"the run's cost before this resume is partly unknown (a model had no price): the budget counts the known ${usage.cost:.4f} and every call from here"
+            )
         self.batch: Any = None  # the BatchTransport of a --batch run (core/llm/batch)
         if cfg.batch:
             from .llm.batch.setup import BATCH_IN_FLIGHT

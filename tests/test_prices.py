@@ -429,3 +429,21 @@ def test_every_command_with_a_budget_takes_the_price_flags():
         assert (args.price_in, args.price_out) == (0.5, 1.5), argv
     flags = run_flags(p.parse_args(["run", "t", "--model", UNKNOWN, "--price-in", "0.5", "--price-out", "1.5"]))
     assert build_config(flags=flags).prices[UNKNOWN].output == 1.5
+
+
+def test_a_run_made_without_a_price_resumed_with_a_budget_counts_from_what_is_known(tmp_path):
+    from tests.fakes import ScriptedTransport
+    from treesynth.core import events as ev
+    from treesynth.core.run import Run
+
+    out = tmp_path / "r"
+    cfg = build_config(flags={"task": "math word problems", "fields": "question,answer", "depth": 1, "size": 6, "pivots": 6})
+    first = asyncio.run(Run.create(cfg, out, transport=ScriptedTransport(cost=None)).execute(lambda e: None))
+    assert first.status == "complete" and first.cost_usd is None
+    events: list = []
+    run = Run.resume(out, overrides={"budget": 5.0, "price_in": 1.0, "price_out": 1.0}, transport=ScriptedTransport(cost=0.01))
+    assert run.client.usage.cost_known
+    asyncio.run(run.execute(events.append))
+    warned = [e.message for e in events if isinstance(e, ev.RunWarning)]
+    assert any("cost before this resume is partly unknown" in w for w in warned)
+    assert not any("budget cannot be enforced" in w for w in warned)
