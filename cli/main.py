@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    overrides = {"api_base": args.api_base, "budget": args.budget, "concurrency": args.concurrency}
+    overrides = {"api_base": args.api_base, "budget": args.budget, "concurrency": args.concurrency, "price_in": args.price_in, "price_out": args.price_out}
     return _baseline(Path(args.run_dir), overrides, json_events=args.json_events)
 
 
@@ -137,7 +137,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
     if not (root / CONFIG).is_file():
         raise ConfigError(f"{str(root)!r} is not a treesynth run directory (no config.json)")
     overrides = {"judge": True, "judge_model": args.judge_model, "judge_batch": args.judge_batch, "model": args.model,
-                 "api_base": args.api_base, "budget": args.budget, "concurrency": args.concurrency}
+                 "api_base": args.api_base, "budget": args.budget, "concurrency": args.concurrency, "price_in": args.price_in,
+                 "price_out": args.price_out}
     return _execute(_resume_checked(root, overrides, command=None), json_events=args.json_events)
 
 

@@ -40,7 +40,11 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--timeout", {"type": float, "help": "seconds per LLM call (default 120)"}),
     ("--max-retries", {"dest": "max_retries", "type": int, "help": "retries per call on transient errors (default 6)"}),
     ("--outage-timeout", {"dest": "outage_timeout", "type": float, "help": "seconds the endpoint may stay unreachable (a restart: calls wait and it is probed) before the run stops, resumable (default 600)"}),
-    ("--budget", {"type": float, "help": "stop cleanly once this many USD are spent"}),
+    ("--budget", {"type": float, "help": "stop cleanly once this many USD are spent (calls in flight count at their most); the model needs a price"}),
+    ("--price-in", {"dest": "price_in", "type": float, "metavar": "USD",
+                    "help": "the model's price per million input tokens, with --price-out: for a model litellm's table does not price "
+                    "(a --budget needs one) or a price other than its (config: prices)"}),
+    ("--price-out", {"dest": "price_out", "type": float, "metavar": "USD", "help": "the model's price per million output tokens (see --price-in)"}),
     ("--seed", {"type": int, "help": "seed for every random choice and call (default 0)"}),
     ("--temperature", {"type": float, "help": "sampling temperature for generation (default 0.9)"}),
     ("--executor", {"choices": ["local", "ray"], "help": "where LLM calls run: local (default) or ray, a Ray cluster (pip install 'treesynth[ray]')"}),
@@ -73,6 +77,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML or TOML file with the same keys (flags override it)")
     p.add_argument("--no-cache", dest="no_cache", action="store_true", help="do not reuse cached responses")
     p.add_argument("--no-dedup", dest="no_dedup", action="store_true", help="exact duplicates only, no semantic dedup (a preset turns it on)")
+
+
+def _add_price_options(p: argparse.ArgumentParser, whose: str) -> None:
+    """``--price-in`` / ``--price-out`` for a command that takes a --budget but not every run option."""
+    p.add_argument("--price-in", dest="price_in", type=float, metavar="USD", help=f"the price of {whose} per million input tokens (with --price-out)")
+    p.add_argument("--price-out", dest="price_out", type=float, metavar="USD", help=f"the price of {whose} per million output tokens")
 
 
 def run_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--route", choices=["llm", "embed"], default="embed", help="route rows by LLM classification or by embedding similarity (default embed)")
     b.add_argument("--route-batch", dest="route_batch", type=int, default=25, help="rows per LLM routing call (default 25)")
     b.add_argument("--embedder", help="sentence-transformers model name or local path for routing and near-duplicates")
-    for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--seed", "--temperature", "--dedup-threshold"):
+    for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--price-in", "--price-out", "--seed", "--temperature", "--dedup-threshold"):
         kw = dict(next(k for f, k in RUN_OPTIONS if f == flag))
         b.add_argument(flag, default=None, **kw)
     b.add_argument("--no-dedup", dest="no_dedup", action="store_true", help="new rows may nearly repeat real rows and each other (default: not within cosine 0.92)")
@@ -169,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("run_dir")
     bl.add_argument("--api-base", dest="api_base", help="base URL of an OpenAI-compatible server (default: the run's)")
     bl.add_argument("--budget", type=float, help="stop cleanly once the baseline has spent this many USD")
+    _add_price_options(bl, "the run's model")
     bl.add_argument("--concurrency", type=int, help="calls in flight")
     bl.add_argument("--json-events", dest="json_events", action="store_true", help="events as JSON lines on stdout")
 
@@ -183,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--model", help="the run's model for rewriting failed rows (default: the one it was made with)")
     j.add_argument("--api-base", dest="api_base", help="base URL of an OpenAI-compatible server")
     j.add_argument("--budget", type=float, help="stop cleanly once this many USD are spent (the run's total)")
+    _add_price_options(j, "--model (default: the run's)")
     j.add_argument("--concurrency", type=int, help="most LLM calls in flight")
     j.add_argument("--json-events", dest="json_events", action="store_true", help="events as JSON lines on stdout")
     sub.add_parser("presets", help="list the shipped presets")

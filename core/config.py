@@ -7,7 +7,9 @@ Unknown keys are rejected; every error is reported as one line.
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,8 +39,51 @@ _SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|b
 RESUMABLE_OVERRIDES = frozenset(
     {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router",
      "outage_timeout", "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch", "batch", "batch_linger",
-     "extra_body", "embed_api_base"}
+     "extra_body", "embed_api_base", "prices", "price_in", "price_out"}
 )
+PRICE_UNITS = "non-negative finite numbers of USD per million tokens"
+PRICE_FORM = PRICE_UNITS + ", e.g. {input: 0.15, output: 0.6}"
+
+
+class ModelPrice(BaseModel):
+    """What a model's tokens cost, in USD per million tokens (``prices:`` in a config, ``--price-in`` and
+    ``--price-out``). Given prices win over litellm's table wherever a cost is reckoned (core/llm/pricing.py):
+    the estimate, every call's cost, the budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float
+    output: float
+
+
+def _price_number(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        f = float(v)
+    except OverflowError:  # an integer past a float's range
+        return False
+    return math.isfinite(f) and f >= 0
+
+
+def _check_prices(v: Any) -> Any:
+    """``prices`` as given: model name -> {input, output}, each a non-negative finite number. One line
+    naming the model otherwise (pydantic's own messages would say ``prices.openai/x.input: ...``, one per field)."""
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ValueError(f"must map model names to prices ({PRICE_FORM})")
+    out: dict[str, dict[str, float]] = {}
+    for model, price in v.items():
+        name = model.strip() if isinstance(model, str) else ""
+        if not name:
+            raise ValueError(f"must map model names to prices ({PRICE_FORM}); {model!r} is not a model name")
+        if isinstance(price, ModelPrice):
+            price = price.model_dump()
+        if not isinstance(price, Mapping) or set(price) != {"input", "output"} or not all(_price_number(price[k]) for k in price):
+            raise ValueError(f"{name}: give input and output as {PRICE_FORM}")
+        out[name] = {"input": float(price["input"]), "output": float(price["output"])}
+    return out
 
 
 class RunConfig(BaseModel):
@@ -116,7 +161,17 @@ class RunConfig(BaseModel):
         description="Seconds the endpoint may stay unreachable (connection refused, a gateway's 502/503/504) while calls wait "
         "and it is probed, before the run stops, resumable.",
     )
-    budget: float | None = Field(default=None, ge=0)
+    budget: float | None = Field(
+        default=None, ge=0,
+        description="Stop cleanly once this many USD are spent (calls in flight count at their most). Every model the run "
+        "calls must have a price: litellm's table, or prices.",
+    )
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="model name -> {input, output}: USD per million tokens, for models litellm's table does not price (or "
+        "prices other than its own); they cover the model, the judge_model and an endpoint embedder. --price-in and "
+        "--price-out give the model's.",
+    )
     seed: int = 0
     temperature: float = Field(default=0.9, ge=0, le=2)
     max_tokens: int = Field(default=1500, ge=16, le=100_000)
@@ -155,6 +210,32 @@ class RunConfig(BaseModel):
     executor: Literal["local", "ray"] = Field(default="local", description="Where LLM calls run: local asyncio, or Ray workers.")
     ray_address: str | None = Field(default=None, description="Ray cluster to join ('auto': the one on this machine); none: start a local one.")
     ray_workers: int | None = Field(default=None, ge=1, le=4096, description="Ray worker actors (default: one per node).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _price_flags(cls, data: Any) -> Any:
+        """``price_in`` and ``price_out`` (``--price-in``, ``--price-out``): the model's entry in ``prices``."""
+        if not isinstance(data, dict) or ("price_in" not in data and "price_out" not in data):
+            return data
+        data = dict(data)
+        pin, pout = data.pop("price_in", None), data.pop("price_out", None)
+        if pin is None and pout is None:
+            return data
+        if pin is None or pout is None:
+            raise ValueError("--price-in and --price-out go together: give both (USD per million tokens)")
+        if not (_price_number(pin) and _price_number(pout)):
+            raise ValueError(f"--price-in and --price-out must be {PRICE_UNITS}")
+        model = data.get("model")
+        model = model.strip() if isinstance(model, str) and model.strip() else DEFAULT_MODEL
+        prices = data.get("prices")
+        if prices is None or isinstance(prices, Mapping):
+            data["prices"] = {**(prices or {}), model: {"input": pin, "output": pout}}
+        return data
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices(cls, v: Any) -> Any:
+        return _check_prices(v)
 
     @field_validator("task")
     @classmethod

@@ -120,6 +120,9 @@ def estimate_balance(cfg: RunConfig, n_rows: int, route: str, route_batch: int, 
     return Estimate(internal, leaves, tree_calls, synth_calls, tin, tout, price(tin, tout) if price else None, f)
 
 
+UNPRICED = "model not in litellm's price table: give --price-in and --price-out, USD per million tokens"
+
+
 def _shape_lines(cfg: RunConfig, est: Estimate, calls_detail: str) -> list[str]:
     from .progress import fmt_cost
 
@@ -127,23 +130,23 @@ def _shape_lines(cfg: RunConfig, est: Estimate, calls_detail: str) -> list[str]:
         f"tree:           depth {cfg.depth}, ~{est.internal_nodes} expansions, ~{est.leaves} leaves (fan-out {est.assumed_fanout:g})",
         f"calls:          ~{est.calls:,} ({calls_detail})",
         f"tokens:         ~{est.tokens_in:,} in, ~{est.tokens_out:,} out",
-        f"cost:           ~{fmt_cost(est.cost_usd)}" + ("" if est.cost_usd is not None else " (model not in litellm's price table)"),
+        f"cost:           ~{fmt_cost(est.cost_usd)}" + ("" if est.cost_usd is not None else f" ({UNPRICED})"),
     ]
 
 
 def estimate_lines(cfg: RunConfig, fanout: float | None = None) -> list[str]:
     """What ``treesynth estimate`` prints for a run of ``cfg``: its task and model, tree, calls, tokens and cost
-    at litellm's prices, and the cost with ``--batch`` where the model has batch prices."""
+    at the config's prices or litellm's, and the cost with ``--batch`` where the model has batch prices."""
     from .llm.pricing import batch_call_price, call_price
     from .progress import fmt_cost
     from .prompts import Prompts
 
-    price = call_price(cfg.model)
+    price = call_price(cfg.model, cfg.prices)
     est = estimate(cfg, Prompts(cfg), fanout=fanout, price=price)
     judging = f", {est.judge_calls:,} judging them" if est.judge_calls else ""
     lines = [f"task:           {cfg.task}", f"model:          {cfg.model}",
              *_shape_lines(cfg, est, f"{est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples{judging}")]
-    batch_price = batch_call_price(cfg.model)
+    batch_price = batch_call_price(cfg.model, cfg.prices)
     if price is not None and batch_price is not None:
         lines.append(f"with --batch:   ~{fmt_cost(est.batch_cost(price, batch_price))} (the tree's calls interactive, the rest at batch prices)"
                      + (" (chosen)" if cfg.batch else ""))
@@ -160,6 +163,6 @@ def balance_estimate_lines(cfg: RunConfig, n_rows: int, source: str, route: str,
 
     leaves_guess = max(1, int(round(min(float(n_rows), max(2.0, cfg.max_values / 2) ** cfg.depth))))
     target = size or (target_per_leaf * leaves_guess if target_per_leaf else n_rows)
-    est = estimate_balance(cfg, n_rows, route, route_batch, target, fanout=fanout, price=call_price(cfg.model))
+    est = estimate_balance(cfg, n_rows, route, route_batch, target, fanout=fanout, price=call_price(cfg.model, cfg.prices))
     return [f"balance:        {n_rows:,} rows of {source} ({route} routing)",
             *_shape_lines(cfg, est, f"{est.tree_calls:,} growing and routing, ~{est.synth_calls:,} synthesising, assuming a quarter of {target:,} rows are new")]

@@ -42,6 +42,48 @@ def check_model(cfg: RunConfig) -> str | None:
     return provider
 
 
+def priced_models(cfg: RunConfig) -> list[tuple[str, str]]:
+    """``(what, model)`` for every model whose calls a run of ``cfg`` pays for: its model (a router's every
+    deployment, unless the config prices the router's model), its judge model, its endpoint embedder."""
+    from .llm.pricing import given_price
+
+    models: list[tuple[str, str]] = []
+    deployments = (cfg.router or {}).get("model_list") if cfg.router else None
+    if isinstance(deployments, list) and given_price(cfg.model, cfg.prices) is None:
+        for d in deployments:
+            m = d.get("litellm_params", {}).get("model") if isinstance(d, dict) and isinstance(d.get("litellm_params"), dict) else None
+            if isinstance(m, str) and m:
+                models.append(("router", m))
+    else:
+        models.append(("model", cfg.model))
+    if cfg.judge and cfg.judge_model and cfg.judge_model != cfg.model:
+        models.append(("judge", cfg.judge_model))
+    choice = parse_embedder(cfg.embedder)
+    if choice.kind == "endpoint":
+        models.append(("embedder", choice.model))
+    return models
+
+
+def check_prices(cfg: RunConfig) -> None:
+    """With a budget, every model the run pays for has a price (the config's ``prices``, else litellm's
+    table): a call whose cost is unknown could not be counted, and the budget would not hold. One line
+    naming the model and how to give its price, before any call is made."""
+    if cfg.budget is None:
+        return
+    from .llm.pricing import call_price
+
+    for what, model in priced_models(cfg):
+        if call_price(model, cfg.prices) is not None:
+            continue
+        how = (
+            "give --price-in and --price-out (USD per million tokens) or prices: in the config"
+            if what == "model"
+            else f"give prices: {{{model}: {{input: X, output: Y}}}} (USD per million tokens) in the config"
+        )
+        which = {"model": "", "router": "the router's model ", "judge": "the judge model ", "embedder": "the embedder "}[what]
+        raise ConfigError(f"--budget needs a price for {which}{model}: litellm's table has none; {how}")
+
+
 def check_embedder(cfg: RunConfig, *, reach: bool = True) -> None:
     """The run's embedder (``cfg.embedder``) can make vectors: a local model folder that is there; an endpoint that answers a one-text
     request for its model (``reach``; a bad model name, a missing key, a server without embeddings: one
@@ -70,8 +112,8 @@ def check_embedder(cfg: RunConfig, *, reach: bool = True) -> None:
 
 
 def check_provider(cfg: RunConfig, *, reach: bool = True) -> None:
-    """Unknown model, missing API key, unreachable api_base, missing embedded model; then the embedder
-    (``check_embedder``)."""
+    """Unknown model, a budget without prices (``check_prices``), missing API key, unreachable api_base,
+    missing embedded model; then the embedder (``check_embedder``)."""
     _check_model_provider(cfg, reach=reach)
     check_embedder(cfg, reach=reach)
 
@@ -84,6 +126,7 @@ def _check_model_provider(cfg: RunConfig, *, reach: bool = True) -> None:
         import_ray()  # without Ray: one line saying how to install it, before the run directory exists
         reach = False  # Ray workers call the provider from their own nodes, with their own keys
     provider = check_model(cfg)
+    check_prices(cfg)
     if cfg.router:
         if "<redacted>" in repr(cfg.router):
             raise ProviderError(

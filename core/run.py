@@ -18,6 +18,7 @@ from .errors import ConfigError, RunDirError, StorageError
 from .files import discard_new_run_dir
 from .handle import Steerable
 from .llm import LLMClient, Transport, UsageTotals, close_transport, close_transport_sync, make_transport
+from .llm.budget import reservation_price
 from .modes import mode_class, recorded_mode
 from .progress import closing_rows
 from .prompts import Prompts
@@ -71,6 +72,13 @@ class Run:
                 store.close()
                 raise
         usage = UsageTotals.from_dict(recovered.state.get("usage") or {})
+        if cfg.budget is not None and not usage.cost_known:
+            # made without a price, resumed with a budget (and so, the preflight saw to it, with prices): what the
+            # calls before cost is partly unknown; the budget counts what is known, and every call from here
+            usage.cost_known = True
+            recovered.warnings.append(
+                f"the run's cost before this resume is partly unknown (a model had no price): the budget counts the known ${usage.cost:.4f} and every call from here"
+            )
         self.batch: Any = None  # the BatchTransport of a --batch run (core/llm/batch)
         if cfg.batch:
             from .llm.batch.setup import BATCH_IN_FLIGHT
@@ -93,6 +101,7 @@ class Run:
             max_retries=cfg.max_retries, budget=cfg.budget, cache=cache, read_cache=cfg.cache, usage=usage,
             # an endpoint that queues calls gets fewer at once (a batch run's calls wait in batches, not in flight)
             adapt_timeout_s=None if cfg.batch else cfg.timeout, outage_timeout_s=cfg.outage_timeout,
+            price=reservation_price(cfg, cfg.model),
         )
         self.prompts = Prompts(cfg)
         self._loop: asyncio.AbstractEventLoop | None = None  # execute's, once it runs

@@ -28,7 +28,7 @@ def _run(stub, out: Path, *extra: str, env=None, transport: str = "auto"):
 def test_run_over_http_produces_exact_size_and_valid_tree(stub, tmp_path, transport):
     out = tmp_path / "run"
     secret = "sk-test-SECRET-0123456789"
-    r = _run(stub, out, "--size", "37", "--depth", "2", "--pivots", "6", "--samples-per-call", "4", "--budget", "5",
+    r = _run(stub, out, "--size", "37", "--depth", "2", "--pivots", "6", "--samples-per-call", "4", "--budget", "5", "--price-in", "0.1", "--price-out", "0.4",
              env=cli_env(OPENAI_API_KEY=secret), transport=transport)
     assert r.returncode == 0, r.stderr
     rows = read_jsonl(out / "dataset.jsonl")

@@ -16,7 +16,7 @@ from treesynth.tui.runs import Services
 def services(transport=None, runs_root: Path | None = None, **kw) -> Services:
     t = transport if transport is not None else ScriptedTransport()
     return Services(
-        transport_factory=lambda: t, preflight=None, price=lambda model: (lambda tin, tout: 0.0),
+        transport_factory=lambda: t, preflight=None, price=lambda model, prices=None: (lambda tin, tout: 0.0),
         runs_root=runs_root or Path("runs"), **kw,
     )
 

@@ -22,6 +22,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Stat
 
 from treesynth.core.config import RunConfig, build_config, validate_partial
 from treesynth.core.errors import ConfigError
+from treesynth.core.estimate import UNPRICED
 from treesynth.core.progress import fmt_cost
 
 from .format import compact
@@ -275,7 +276,7 @@ class NewRunScreen(Screen):
         t.append(f"          ~{compact(est.tokens_in)} tokens in, ~{compact(est.tokens_out)} out   ")
         if est.cost_usd is None:
             t.append("cost unknown", style="bold yellow")
-            t.append(" (model not in litellm's price table)", style="dim")
+            t.append(f" ({UNPRICED})", style="dim")
         else:
             t.append(f"~{fmt_cost(est.cost_usd)}", style="bold")
             if batch is not None:
@@ -289,8 +290,8 @@ class NewRunScreen(Screen):
         """The cost with --batch (tree calls interactive, the rest at batch prices), when both prices are known."""
         from treesynth.core.llm.pricing import batch_call_price
 
-        price = self.services.price(cfg.model) if self.services.price is not None else None
-        batch_price = batch_call_price(cfg.model)
+        price = self.services.price(cfg.model, cfg.prices) if self.services.price is not None else None
+        batch_price = batch_call_price(cfg.model, cfg.prices)
         if price is None or batch_price is None:
             return None
         return est.batch_cost(price, batch_price)
@@ -299,7 +300,7 @@ class NewRunScreen(Screen):
         from treesynth.core.estimate import estimate
         from treesynth.core.prompts import Prompts
 
-        price = self.services.price(cfg.model) if self.services.price is not None else None
+        price = self.services.price(cfg.model, cfg.prices) if self.services.price is not None else None
         est = estimate(cfg, Prompts(cfg), price=price)
         return est, self._batch_cost(cfg, est)
 

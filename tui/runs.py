@@ -23,10 +23,10 @@ def _default_preflight(cfg) -> None:
     check_provider(cfg)
 
 
-def _default_price(model: str):
+def _default_price(model: str, prices=None):
     from treesynth.core.llm.pricing import call_price
 
-    return call_price(model)  # litellm's prices read as data: litellm itself is not imported
+    return call_price(model, prices)  # the config's prices, else litellm's read as data: litellm itself is not imported
 
 
 @dataclass
@@ -35,7 +35,8 @@ class Services:
 
     transport_factory: Callable[[], Any] | None = None  # None: the product's litellm transport
     preflight: Callable[[RunConfig], None] | None = _default_preflight
-    price: Callable[[str], Callable[[int, int], float | None] | None] = _default_price
+    # (model, the config's prices) -> its price function, or None
+    price: Callable[[str, Any], Callable[[int, int], float | None] | None] = _default_price
     clock: Callable[[], float] = time.monotonic
     runs_root: Path = field(default_factory=lambda: Path("runs"))
     auto_expand_depth: int = 2

@@ -65,6 +65,8 @@ class Engine(Steering, Expansion, Synthesis):
             self.warn(w)
         if self.gates.active:
             self._emit(self.gates.counts.event())
+        # the preflight refuses a budget for an unpriced model (core/preflight.py check_prices): only a transport the
+        # caller gives (one that answers no cost), or a run resumed from one made without a price, comes here
         if cfg.budget is not None and not self.client.usage.cost_known:
             self.warn(f"cost is unknown for {cfg.model}: the budget cannot be enforced")
         ticker = asyncio.ensure_future(self._ticker())

@@ -6,7 +6,8 @@
     lifecycle.py   make_transport (a Ray pool, or the in-process one) and close_transport
     structured.py  structured-output negotiation (which response_format an endpoint accepts)
     wire.py        the OpenAI chat-completions answer as a Completion (interactive and batch calls alike)
-    pricing.py     what tokens cost (litellm's local cost map)
+    pricing.py     what tokens cost (the config's prices, else litellm's local cost map)
+    budget.py      the budget's reservations: calls in flight count at the most they can cost
     litellm_loader.py  load_litellm: litellm imported on first use, offline and quiet
     transports/    the calls themselves: openai_http.py (native OpenAI-compatible client), litellm.py
                    (any provider), local.py (the embedded llama.cpp model), ray.py (calls on Ray workers)

@@ -22,7 +22,9 @@ from ..errors import BudgetExhausted, ProviderError, ProviderTimeout, StopReques
 from ..ratelimit import PrioritySemaphore, RateLimiter
 from ..text import clean_text
 from .adaptive import AdaptiveLimit
+from .budget import GO, SPENT, WAIT, budget_state, call_ceiling, prompt_tokens
 from .outage import DEFAULT_OUTAGE_TIMEOUT_S, Outage
+from .pricing import CallPrice
 from .types import PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
 
 
@@ -43,10 +45,13 @@ class LLMClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
         adapt_timeout_s: float | None = None,
+        price: CallPrice | None = None,
         outage_timeout_s: float = DEFAULT_OUTAGE_TIMEOUT_S,
     ) -> None:
         """``adapt_timeout_s``: the transport's call timeout; given, the concurrency limit adapts to an
         endpoint that queues calls (core/llm/adaptive.py) and each change is noted in ``notices``.
+        ``price``: the model's (core/llm/pricing.py ``call_price``); given, each call in flight holds the most
+        it can cost against the budget (core/llm/budget.py), so the spend passes it by one call at most.
         ``outage_timeout_s``: how long the endpoint may stay unreachable before the run stops
         (core/llm/outage.py)."""
         self.transport = transport
@@ -57,6 +62,7 @@ class LLMClient:
         self.tpm = RateLimiter(tpm) if tpm else None
         self.max_retries = max_retries
         self.budget = budget
+        self.price = price
         self.cache = cache
         self.read_cache = read_cache
         self.usage = usage or UsageTotals()
@@ -100,16 +106,25 @@ class LLMClient:
         self._running.set()
 
     def budget_left(self) -> bool:
-        if self.budget is None or not self.usage.cost_known:
-            return True
-        return self.usage.cost < self.budget
+        return self._budget_state() != SPENT
 
-    async def gate(self) -> None:
+    def _budget_state(self) -> str:
+        u = self.usage
+        return budget_state(self.budget, u.cost, u.reserved.total, u.cost_known)
+
+    def _room(self) -> bool:
+        """A call holding a slot may go on: the budget has room beyond what calls in flight hold (or the run
+        stops, or the budget is spent: the gate says so)."""
+        return self._stopping or self._budget_state() != WAIT
+
+    async def gate(self, room: bool = False) -> None:
         """What every call passes before it starts, an endpoint embedder's included: waits while the run is
-        paused; raises ``StopRequested`` once it is stopping, ``BudgetExhausted`` once its budget is spent."""
-        await self._gate()
+        paused; raises ``StopRequested`` once it is stopping, ``BudgetExhausted`` once its budget is spent.
+        ``room``: the call is about to start (it holds its slot): it also waits while calls in flight hold
+        the rest of the budget (core/llm/budget.py)."""
+        await self._gate(room)
 
-    async def _gate(self) -> None:
+    async def _gate(self, room: bool = False) -> None:
         if not self._running.is_set():
             await self._running.wait()
         if self._stopping:
@@ -117,6 +132,16 @@ class LLMClient:
         if not self.budget_left():
             self.budget_hit = True
             raise BudgetExhausted()
+        if room and self._budget_state() != GO:
+            await self.usage.reserved.wait_for(self._room)
+            await self._gate(room)  # paused, stopping or spent meanwhile
+
+    def _hold(self, req: LLMRequest) -> float | None:
+        """Reserve the most ``req`` can cost against the budget while it is in flight (None: nothing held,
+        without a budget or a price)."""
+        if self.budget is None or self.price is None:
+            return None
+        return self.usage.reserved.hold(call_ceiling(self.price, prompt_tokens(req.messages), req.max_tokens))
 
     # ---- the call --------------------------------------------------------
     def _params(self, req: LLMRequest) -> dict[str, Any]:
@@ -148,8 +173,10 @@ class LLMClient:
                 self._call_seq += 1
                 call = self._call_seq
                 delay = 0.0
+                held: float | None = None
                 try:
-                    await self._gate()  # state may have changed while we waited for a slot
+                    await self._gate(room=True)  # state may have changed while we waited for a slot
+                    held = self._hold(req)
                     self.usage.requests += 1
                     started = self._call_started[call] = time.monotonic()
                     result = await self.transport(req)
@@ -196,6 +223,8 @@ class LLMClient:
                     self.on_usage()
                     return result
                 finally:
+                    if held is not None:  # its cost is counted by now (_account): the reservation goes
+                        self.usage.reserved.release(held)
                     self.usage.in_flight -= 1
                     self._call_started.pop(call, None)
                     self.sem.release()

@@ -1,10 +1,12 @@
-"""What tokens cost, from litellm's (local, offline) cost map: ``call_price`` reads it as data (the
-estimate, the TUI's form, the http transport's every call); ``litellm_price`` asks litellm's own
-calculator (models priced in tiers by prompt size)."""
+"""What tokens cost: the prices a run's config gives (``prices``, ``--price-in`` / ``--price-out``), else
+litellm's (local, offline) cost map. ``call_price`` is the one lookup every cost goes through (the estimate,
+the TUI's form, the http transport's every call, an endpoint embedder, the budget's reservations), so
+given prices win everywhere at once; ``litellm_price`` asks litellm's own calculator (models priced in
+tiers by prompt size)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from .costmap import Tiered, batch_token_prices, token_prices
@@ -19,6 +21,34 @@ class CallPrice(Protocol):
     tokens were served from the provider's prompt cache."""
 
     def __call__(self, tin: int, tout: int, cached: int = 0) -> float | None: ...
+
+
+class PerMillion(Protocol):
+    """A given price (core/config.py ``ModelPrice``): USD per million tokens."""
+
+    @property
+    def input(self) -> float: ...
+
+    @property
+    def output(self) -> float: ...
+
+
+# model name -> its given price (a run's ``cfg.prices``)
+Given = Mapping[str, PerMillion]
+
+
+def given_price(model: str, prices: Given | None) -> CallPrice | None:
+    """The price ``prices`` gives ``model`` (by its exact name), None when it gives none. Cached prompt
+    tokens cost the input price: a given price says nothing of a provider's cache discount."""
+    p = prices.get(model) if prices else None
+    if p is None:
+        return None
+    p_in, p_out = p.input / 1e6, p.output / 1e6
+
+    def price(tin: int, tout: int, cached: int = 0) -> float:
+        return tin * p_in + tout * p_out
+
+    return price
 
 
 def litellm_price(model: str) -> Price:
@@ -37,11 +67,15 @@ def litellm_price(model: str) -> Price:
     return price
 
 
-def call_price(model: str) -> CallPrice | None:
+def call_price(model: str, prices: Given | None = None) -> CallPrice | None:
     """``price(tokens_in, tokens_out, cached_in=0) -> USD`` for pricing every call, or None when the
-    model is unpriced. The same prices as ``litellm_price`` (litellm's table), looked up once and read
-    as data (core/llm/costmap.py): litellm is not imported, and its calculator (~0.1 ms a call) is not
-    run. Models with tiered prices (by prompt size) keep litellm's calculator."""
+    model is unpriced. ``prices`` (a run's ``cfg.prices``) wins; else the same prices as ``litellm_price``
+    (litellm's table), looked up once and read as data (core/llm/costmap.py): litellm is not imported,
+    and its calculator (~0.1 ms a call) is not run. Models with tiered prices (by prompt size) keep
+    litellm's calculator."""
+    given = given_price(model, prices)
+    if given is not None:
+        return given
     if model.startswith("local/"):
         return lambda tin, tout, cached=0: 0.0
     try:
@@ -62,8 +96,12 @@ def call_price(model: str) -> CallPrice | None:
     return fast
 
 
-def batch_call_price(model: str) -> CallPrice | None:
-    """Like ``call_price``, at the provider's batch prices (litellm's table); None when it has none."""
+def batch_call_price(model: str, prices: Given | None = None) -> CallPrice | None:
+    """Like ``call_price``, at the provider's batch prices (litellm's table); None when it has none. A
+    price ``prices`` gives is the model's price through the batch API too: the user's word for what it costs."""
+    given = given_price(model, prices)
+    if given is not None:
+        return given
     p = batch_token_prices(model)
     if p is None:
         return None

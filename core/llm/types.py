@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .budget import Reservations
+
 # Priorities at the client's concurrency gate: growing the tree goes before judging rows already
 # written, which goes before writing more (a judged row is kept or rewritten at once, and progress shows
 # kept rows, instead of every verdict waiting behind the whole generation queue).
@@ -77,6 +79,9 @@ class UsageTotals:
     embed_cache_hits: int = 0  # texts whose vector came from the run's cache: no call
     embed_tokens: int = 0
     embed_cost: float = 0.0
+    # what the calls in flight hold against the budget (core/llm/budget.py): shared, like these counts, by
+    # every client of the run and its endpoint embedder; never saved (nothing is in flight in a saved run)
+    reserved: Reservations = field(default_factory=Reservations, compare=False, repr=False)
 
     @property
     def cost_usd(self) -> float | None:

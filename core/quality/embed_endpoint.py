@@ -8,9 +8,11 @@ server started with embeddings on.
   the model's name as sent and the text, so a resumed or re-run run sends no text twice
   (``read_cache=False``, ``--no-cache``: vectors are written, never read).
 * Counted: ``usage.prompt_tokens`` of each answer (else characters / 4) into the run's ``UsageTotals``
-  (``embed_*``; its cost into ``cost``), priced from litellm's table (core/llm/pricing.py; an unpriced model
-  makes the cost unknown, as an unpriced chat model does). No call starts once the budget is spent
-  (``BudgetExhausted``), nor while the run is paused or stopping (the run's ``LLMClient.gate``).
+  (``embed_*``; its cost into ``cost``), priced at the config's ``prices`` or litellm's table
+  (core/llm/pricing.py; an unpriced model makes the cost unknown, as an unpriced chat model does). No call
+  starts once the budget is spent (``BudgetExhausted``), nor while the run is paused or stopping (the run's
+  ``LLMClient.gate``); a call in flight holds its most (its texts' estimated tokens) against the budget, as
+  the run's LLM calls do (core/llm/budget.py).
 * Retried like every call: a dropped or refused connection, a timeout, 429 (its Retry-After honoured) and
   5xx wait with capped exponential backoff and jitter, up to ``max_retries`` times; 400, 401, 403, 404
   raise ``ProviderError`` with one line at once.
@@ -38,8 +40,9 @@ import numpy as np
 from ..cache import vector_key
 from ..embeddings import quantise
 from ..errors import BudgetExhausted, ProviderError, ProviderTimeout, TransientProviderError
+from ..llm.budget import SPENT, WAIT, budget_state, call_ceiling, prompt_tokens
 from ..llm.embed_wire import Embeddings, EmbedEndpoint, error_for, parse_embeddings, rejects_base64, request_body, resolve_endpoint
-from ..llm.pricing import CallPrice, call_price
+from ..llm.pricing import CallPrice, Given, call_price
 from ..llm.types import UsageTotals
 from .embedder import RowEmbedder, SyncEmbed
 
@@ -88,18 +91,20 @@ class EndpointRowEmbedder(RowEmbedder):
         parallel: int = PARALLEL,
         usage: UsageTotals | None = None,
         budget: float | None = None,
-        gate: Callable[[], Awaitable[None]] | None = None,
+        gate: Callable[[bool], Awaitable[None]] | None = None,
         on_usage: Callable[[], None] | None = None,
         cache: ResponseCache | None = None,
         read_cache: bool = True,
         price: CallPrice | None | _Lookup = _LOOKUP,
+        prices: Given | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
         endpoint: EmbedEndpoint | None = None,
     ) -> None:
         """``model``: ``openai/<name>`` or ``hosted_vllm/<name>``. ``gate``: awaited before every request
-        (the run's ``LLMClient.gate``: pause, stop, budget); without one, ``budget`` is checked here.
-        ``on_usage``: called after ``usage`` changed (the engine's progress events)."""
+        (the run's ``LLMClient.gate``: pause, stop, budget; ``room=True`` once it holds a slot); without one,
+        ``budget`` is checked here. ``on_usage``: called after ``usage`` changed (the engine's progress events).
+        ``price``: what a request costs (default: ``call_price`` of the model, ``prices`` winning)."""
         super().__init__(model)
         self.endpoint = endpoint or resolve_endpoint(model, api_base)
         self._base64 = self.endpoint.base64  # asked for, until the server refuses it (rejects_base64)
@@ -113,7 +118,7 @@ class EndpointRowEmbedder(RowEmbedder):
         self.on_usage = on_usage or (lambda: None)
         self.cache = cache
         self.read_cache = read_cache
-        self.price: CallPrice | None = call_price(model) if isinstance(price, _Lookup) else price
+        self.price: CallPrice | None = call_price(model, prices) if isinstance(price, _Lookup) else price
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.dim: int | None = None
@@ -275,11 +280,24 @@ class EndpointRowEmbedder(RowEmbedder):
             )
         return np.concatenate(await self._all(self._batch([t]) for t in texts))
 
-    async def _gate(self) -> None:
+    async def _gate(self, room: bool = False) -> None:
         if self._gate_fn is not None:
-            await self._gate_fn()
-        elif self.budget is not None and self.usage.cost_known and self.usage.cost >= self.budget:
+            await self._gate_fn(room)
+            return
+        if room and self._budget_state() == WAIT:
+            await self.usage.reserved.wait_for(lambda: self._budget_state() != WAIT)
+        if self._budget_state() == SPENT:
             raise BudgetExhausted()
+
+    def _budget_state(self) -> str:
+        u = self.usage
+        return budget_state(self.budget, u.cost, u.reserved.total, u.cost_known)
+
+    def _hold(self, texts: list[str]) -> float | None:
+        """Reserve the most a request for ``texts`` can cost while it is in flight (None: no budget or no price)."""
+        if self.budget is None or self.price is None:
+            return None
+        return self.usage.reserved.hold(call_ceiling(self.price, prompt_tokens({"content": t} for t in texts), 0))
 
     async def _request(self, texts: list[str]) -> Embeddings:
         st = self._state()
@@ -287,8 +305,9 @@ class EndpointRowEmbedder(RowEmbedder):
         while True:
             await self._gate()
             async with st.sem:
-                await self._gate()  # the state may have changed while this waited for a slot
+                await self._gate(room=True)  # the state may have changed while this waited for a slot
                 self.usage.embed_requests += 1
+                held = self._hold(texts)
                 try:
                     got = await self._post(st.session, texts)
                 except TransientProviderError as e:
@@ -303,6 +322,8 @@ class EndpointRowEmbedder(RowEmbedder):
                 else:
                     self._account(texts, got.prompt_tokens)
                     return got
+                finally:  # its cost is counted by now: the reservation goes
+                    self._release(held)
             await asyncio.sleep(delay)
 
     async def _post(self, session: Any, texts: list[str]) -> Embeddings:
@@ -335,6 +356,10 @@ class EndpointRowEmbedder(RowEmbedder):
         if retry_after is not None:
             delay = max(delay, min(retry_after, 600.0))
         return delay
+
+    def _release(self, held: float | None) -> None:
+        if held is not None:
+            self.usage.reserved.release(held)
 
     def _account(self, texts: list[str], tokens: int | None) -> None:
         u = self.usage

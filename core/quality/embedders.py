@@ -36,7 +36,9 @@ def make_row_embedder(
     if choice.kind == "endpoint":
         from .embed_endpoint import EndpointRowEmbedder
 
-        opts: dict[str, Any] = {"timeout": cfg.timeout, "max_retries": cfg.max_retries, "budget": cfg.budget, "read_cache": cfg.cache}
+        opts: dict[str, Any] = {
+            "timeout": cfg.timeout, "max_retries": cfg.max_retries, "budget": cfg.budget, "read_cache": cfg.cache, "prices": cfg.prices,
+        }
         if client is not None:
             c = client
             opts.update(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..llm import LLMClient
+from ..llm.budget import reservation_price
 from ..rundir import ROW_VECTORS
 from .gates import QualityGates
 from .judge import Judge
@@ -27,6 +28,7 @@ def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[Ru
     return LLMClient(
         transport, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, max_retries=cfg.max_retries,
         budget=cfg.budget, cache=client.cache, read_cache=cfg.cache, usage=client.usage, outage_timeout_s=cfg.outage_timeout,
+        price=reservation_price(cfg, cfg.judge_model),
     )
 
 

@@ -52,9 +52,9 @@ def batch_transport(
     if isinstance(interactive, BatchTransport):
         return interactive
     api = batch_api(cfg, interactive)
-    price = batch_call_price(cfg.model)
+    price = batch_call_price(cfg.model, cfg.prices)  # the config's price, else litellm's batch price
     if price is None:  # no batch price in litellm's table: the interactive one (an upper bound), or unknown
-        price = getattr(interactive, "price", None) or call_price(cfg.model)
+        price = getattr(interactive, "price", None) or call_price(cfg.model, cfg.prices)
     return BatchTransport(
         interactive, api, run_dir, run_id=Path(run_dir).name, price=price, budget=cfg.budget, usage=usage,
         linger_s=cfg.batch_linger, tag=tag, ledger=ledger,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import ProviderError, ProviderTimeout, TransientProviderError, first_line
 from .. import structured
 from ..litellm_loader import load_litellm
+from ..pricing import given_price
 from ..types import Completion, LLMRequest
 from .common import retry_after_from_headers
 
@@ -40,6 +41,7 @@ class LiteLLMTransport:
         self.router_cfg = cfg.router
         self._router: Any = None
         self.local = cfg.model.startswith("local/")
+        self._given = given_price(cfg.model, cfg.prices)  # the config's price wins over litellm's (core/llm/pricing.py)
         # structured output (core/llm/structured.py): the embedded model speaks llama.cpp's json_object + schema
         self.negotiator = structured.Negotiator(structured.JSON_OBJECT_SCHEMA if self.local else structured.JSON_SCHEMA)
 
@@ -140,4 +142,6 @@ class LiteLLMTransport:
                 cost = float(litellm.completion_cost(completion_response=resp))
             except Exception:  # noqa: BLE001 - unpriced model: tokens still count, cost is unknown
                 cost = 0.0 if self.local else None
+        if self._given is not None:
+            cost = self._given(tin, tout)
         return Completion(text, finish, tin, tout, cost)

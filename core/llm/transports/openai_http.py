@@ -105,8 +105,8 @@ class OpenAIHTTPTransport:
         self._key = key
         headers = openai_headers(key, provider == "openai")
         self._headers = headers
-        # None: unpriced model, cost unknown (as with litellm)
-        self._price: CallPrice | None = call_price(cfg.model) if isinstance(price, _Lookup) else price
+        # None: unpriced model, cost unknown (as with litellm); the config's prices win over litellm's table
+        self._price: CallPrice | None = call_price(cfg.model, cfg.prices) if isinstance(price, _Lookup) else price
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: Any = None  # aiohttp.ClientSession (aiohttp is imported on the first call)
         self._old: list[Any] = []  # sessions of event loops this transport was used on before
