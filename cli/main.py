@@ -238,11 +238,11 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
-    from treesynth.core.reader import RunReader
-    from treesynth.core.treeview import render_tree
+    from treesynth.core.treeout import tree_output
 
-    tree, counts, targets = RunReader(Path(args.run_dir)).leaf_rows()
-    print(render_tree(tree, counts, max_depth=args.max_depth, leaf_targets=targets))
+    if args.examples < 0:
+        raise ConfigError("--examples must be 0 or more")
+    print(tree_output(Path(args.run_dir), args.format, max_depth=args.max_depth, examples=args.examples))
     return 0
 
 
