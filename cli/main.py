@@ -78,6 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = _resume_checked(Path(args.resume), run_flags(args))
     else:
         cfg = build_config(flags=run_flags(args), config_file=args.config)
+        if cfg.tree_from:  # a bad tree is one line before the provider is asked anything (Run.create checks it again)
+            from treesynth.core.treesource import load_given_tree
+
+            load_given_tree(cfg.tree_from, task=cfg.task, fields=cfg.fields, depth=cfg.depth)
         check_provider(cfg)
         out = Path(args.out) if args.out else default_out(cfg.task)
         run = Run.create(cfg, out)
