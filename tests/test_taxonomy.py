@@ -172,3 +172,14 @@ def test_mermaid_labels_cannot_break_out_of_their_node():
     shown = html.unescape(re.sub(r"#(\w+);", lambda m: f"&#{m.group(1)};" if m.group(1).isdigit() else f"&{m.group(1)};", escape_label(evil[0])))
     assert shown == 'x"] --> n0 click n0 call alert(1)'
     assert escape_label("a #quot; b") == "a #35;quot#59; b"  # a literal entity code stays literal
+
+
+def test_the_readmes_taxonomy_is_valid():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Trees as files"):]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section[: section.index("\n## ", 5)], re.S)
+    d = yaml.safe_load(block)
+    t = parse_taxonomy(d, **{**taxonomy_defaults(d), "fields": tuple(d["fields"])})
+    assert t.split_for((("topic", "sales"),)).values == () and t.split_for((("topic", "rentals"),)) is None

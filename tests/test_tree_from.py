@@ -230,3 +230,13 @@ def test_a_run_given_a_tree_resumes_without_its_source(tmp_path):
         ds = treesynth.resume(run_dir, transport=t, budget=100.0, progress=False)
         assert ds.complete and t.tree_calls() == []
         assert leaf_paths(run_dir) == BIKE_LEAVES and set(row_paths(run_dir)) == BIKE_LEAVES
+
+
+def test_a_baseline_of_a_run_given_a_tree_has_no_tree(tmp_path):
+    from treesynth.core.baseline import baseline_config
+    from treesynth.core.store import read_saved_config
+
+    (tmp_path / "bike.yaml").write_text(BIKE)
+    assert treesynth.generate(size=6, tree_from=tmp_path / "bike.yaml", out=tmp_path / "run", transport=ScriptedTransport(), progress=False).complete
+    cfg = baseline_config(read_saved_config(tmp_path / "run"), 6)
+    assert cfg.tree_from is None and cfg.depth == 0
