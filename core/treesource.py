@@ -22,7 +22,7 @@ GIVEN_FORMAT = "treesynth.given-tree/1"
 
 
 def _fail(source: str, problem: str) -> ConfigError:
-    return ConfigError(f"--tree-from {source}: {' '.join(problem.split())}")
+    return ConfigError(" ".join(f"--tree-from {source}: {problem}".split()))  # one line, whatever the path holds
 
 
 def _run_header(root: Path) -> dict[str, Any]:
