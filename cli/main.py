@@ -78,6 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = _resume_checked(Path(args.resume), run_flags(args))
     else:
         cfg = build_config(flags=run_flags(args), config_file=args.config)
+        if cfg.tree_from:  # a bad tree is one line before the provider is asked anything (Run.create checks it again)
+            from treesynth.core.treesource import load_given_tree
+
+            load_given_tree(cfg.tree_from, task=cfg.task, fields=cfg.fields, depth=cfg.depth)
         check_provider(cfg)
         out = Path(args.out) if args.out else default_out(cfg.task)
         run = Run.create(cfg, out)
@@ -239,11 +243,11 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
-    from treesynth.core.reader import RunReader
-    from treesynth.core.treeview import render_tree
+    from treesynth.core.treeout import tree_output
 
-    tree, counts, targets = RunReader(Path(args.run_dir)).leaf_rows()
-    print(render_tree(tree, counts, max_depth=args.max_depth, leaf_targets=targets))
+    if args.examples < 0:
+        raise ConfigError("--examples must be 0 or more")
+    print(tree_output(Path(args.run_dir), args.format, max_depth=args.max_depth, examples=args.examples))
     return 0
 
 

@@ -68,6 +68,9 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
                           "help": "base URL of the embeddings endpoint, e.g. a vLLM or llama.cpp server started with embeddings on (default: $OPENAI_API_BASE, else OpenAI)"}),
     ("--mode", {"metavar": "MODE", "help": "what the run does: run (default), a registered mode's name, or module:Class of a treesynth.Mode"}),
     ("--mode-options", {"dest": "mode_options", "type": _json_object, "metavar": "JSON", "help": "the mode's own settings as a JSON object"}),
+    ("--tree-from", {"dest": "tree_from", "metavar": "SOURCE",
+                     "help": "reuse a tree: a run directory, its tree.json, or a taxonomy file (YAML/JSON, as `treesynth tree RUN --format yaml` "
+                     "writes it); its splits cost no calls, values shallower than --depth are split further; its task, fields and depth apply unless given"}),
 ]
 
 
@@ -130,9 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--field")
     e.add_argument("--target-per-leaf", dest="target_per_leaf", type=int)
 
-    t = sub.add_parser("tree", help="print a run's tree with sample counts")
+    t = sub.add_parser("tree", help="print a run's tree with sample counts, or write it as JSON, a YAML taxonomy or Mermaid",
+                       description="Print RUN_DIR's tree. --format yaml writes the taxonomy `treesynth run --tree-from` reads back "
+                       "(edit it first: rename, add or remove values); json is the same document with every node's id, status and rows; "
+                       "mermaid is a flowchart block for a Markdown page.")
     t.add_argument("run_dir")
-    t.add_argument("--max-depth", type=int, default=None)
+    t.add_argument("--format", choices=["text", "json", "yaml", "mermaid"], default="text", help="text (default), json, yaml or mermaid")
+    t.add_argument("--max-depth", type=int, default=None, help="nothing below this depth (a taxonomy cut there grows again when reused)")
+    t.add_argument("--examples", type=int, default=0, metavar="N", help="json/yaml: up to N of each leaf's rows as its examples (shown to its prompt when reused)")
 
     x = sub.add_parser("export", help="export a run's dataset")
     x.add_argument("run_dir")

@@ -49,6 +49,10 @@ def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> 
         source: Source = ResumeRun(d, run_flags(args))
     else:
         cfg = build_config(flags=run_flags(args), config_file=args.config)
+        if cfg.tree_from:  # a bad tree is one line here, before the UI starts
+            from treesynth.core.treesource import load_given_tree
+
+            load_given_tree(cfg.tree_from, task=cfg.task, fields=cfg.fields, depth=cfg.depth)
         out = Path(args.out) if args.out else default_out(cfg.task)
         ensure_new_run_dir(out)
         source = NewRun(cfg, out)

@@ -15,7 +15,7 @@ from .reader import RunReader
 from .rundir import BASELINE, CONFIG
 
 # what a baseline never takes from its run: the tree, where the run went, its resumable-only settings
-_NOT_COPIED = ("depth", "out", "preset", "size")
+_NOT_COPIED = ("depth", "out", "preset", "size", "tree_from")  # a baseline has no tree
 
 
 def baseline_dir(run_dir: Path) -> Path:

@@ -1,6 +1,7 @@
 """Run configuration: one validator shared by the CLI, config files and (later) the TUI.
 
-Precedence: built-in defaults < preset < config file < command-line flags.
+Precedence: built-in defaults < preset < a reused tree's task, fields and depth (``tree_from``) < config file
+< command-line flags.
 Unknown keys are rejected; every error is reported as one line.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -206,6 +208,12 @@ class RunConfig(BaseModel):
         description="What the run does: run (grow a tree, generate every row), balance, a registered mode's name, or module:Class.",
     )
     mode_options: dict[str, Any] = Field(default_factory=dict, description="The mode's own settings (e.g. the leaf paths of a given taxonomy).")
+    tree_from: str | None = Field(
+        default=None, max_length=4096,
+        description="Reuse a tree: a run directory, its tree.json, or a taxonomy file (YAML or JSON, as `treesynth tree RUN "
+        "--format yaml` writes it). Its splits are taken as they are, with no calls; values shallower than depth are split "
+        "further by the model. Its task, fields and depth apply unless set. The run keeps a copy (given_tree.json).",
+    )
     out: str | None = None
     executor: Literal["local", "ray"] = Field(default="local", description="Where LLM calls run: local asyncio, or Ray workers.")
     ray_address: str | None = Field(default=None, description="Ray cluster to join ('auto': the one on this machine); none: start a local one.")
@@ -301,6 +309,15 @@ class RunConfig(BaseModel):
     def _embedder(cls, v: str | None) -> str | None:
         return parse_embedder(v).spec  # the canonical form: None for the default local model
 
+    @field_validator("tree_from", mode="before")
+    @classmethod
+    def _tree_from(cls, v: Any) -> Any:
+        if isinstance(v, os.PathLike):
+            v = os.fspath(v)
+        if isinstance(v, str) and not v.strip():
+            return None
+        return v
+
     @field_validator("templates")
     @classmethod
     def _templates(cls, v: dict[str, str]) -> dict[str, str]:
@@ -311,6 +328,8 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross(self) -> RunConfig:
+        if self.tree_from and self.mode != "run":
+            raise ValueError(f"tree_from reuses a tree in a treesynth run; mode {self.mode!r} grows its own")
         if self.open_ended_threshold > self.max_values:
             raise ValueError("open_ended_threshold must not exceed max_values")
         if self.embed_api_base and parse_embedder(self.embedder).kind != "endpoint":
@@ -434,6 +453,12 @@ def build_config(
     for k, v in (flags or {}).items():
         if v is not None:
             merged[k] = v
+    source = merged.get("tree_from")
+    if isinstance(source, (str, os.PathLike)) and str(source).strip() and not all(k in merged for k in ("task", "fields", "depth")):
+        from .treesource import tree_source_defaults
+
+        for k, v in tree_source_defaults(os.fspath(source)).items():  # a reused tree's own settings, under the run's
+            merged.setdefault(k, v)
     preset_name = merged.get("preset")
     if preset_name:
         if not isinstance(preset_name, str):

@@ -48,6 +48,9 @@ class Value:
 class Split:
     dimension: str
     values: tuple[Value, ...]
+    # a given open-ended split (a reused tree's ``one_of`` list): its values make one child whose rows each
+    # draw one of them, however few there are (a grown split becomes so only past open_ended_threshold)
+    open_ended: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,11 @@ class ChildSpec:
     weight: float = 1.0
 
 
+def open_ended_label(dimension: str, n_values: int) -> str:
+    """The value an open-ended child shows: its rows draw one of the list's values at generation time."""
+    return f"one of {n_values} {dimension} values"
+
+
 def plan_children(split: Split, coverage: Coverage, open_ended_threshold: int) -> list[ChildSpec]:
     """Turn a valid split and its supplement into the node's children.
 
@@ -153,5 +161,5 @@ def plan_children(split: Split, coverage: Coverage, open_ended_threshold: int) -
     all_values = [(v.value, v.source) for v in split.values] + [(a, "coverage") for a in coverage.added]
     if coverage.kind == "open_ended" and len(all_values) > open_ended_threshold:
         labels = tuple(v for v, _ in all_values)
-        return [ChildSpec(value=f"one of {len(labels)} {split.dimension} values", source="open_ended", values=labels, weight=float(len(labels)))]
+        return [ChildSpec(value=open_ended_label(split.dimension, len(labels)), source="open_ended", values=labels, weight=float(len(labels)))]
     return [ChildSpec(value=v, source=s) for v, s in all_values]

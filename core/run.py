@@ -28,6 +28,7 @@ from .quality.setup import build_gates
 from .rundir import CACHE
 from .store import Recovered, RunStore
 from .tree import Tree
+from .treesource import load_given_tree, save_given_tree
 
 ModeFactory = Callable[[ModeHost], Mode]
 
@@ -140,9 +141,15 @@ class Run:
         refuses its options, a transport that cannot start), nothing is left behind: ``out`` is as it was."""
         if mode is None:
             mode_class(cfg.mode)  # an unknown mode fails before the directory exists
+        given = None
+        if cfg.tree_from:  # a reused tree is read and checked before the directory exists; the config says where from
+            given, _ = load_given_tree(cfg.tree_from, task=cfg.task, fields=cfg.fields, depth=cfg.depth)
+            cfg = cfg.model_copy(update={"tree_from": str(Path(cfg.tree_from).expanduser().resolve())})
         existed = Path(out).exists()
         store = RunStore.create(out, cfg.redacted())
         try:
+            if given is not None:
+                save_given_tree(store.root, str(cfg.tree_from), given)
             recovered = Recovered(Tree.new(cfg.size), 0, {}, set(), 0, store.read_state(), [])
             return cls(cfg, store, recovered, transport, embed=embed, mode=mode)
         except BaseException:

@@ -21,6 +21,8 @@ LOCK = ".lock"
 VERDICTS = "verdicts.jsonl"
 REJECTED = "rejected.jsonl"
 ROW_VECTORS = "row_vectors.f16"
+# a run made with --tree-from: the tree it was given, as read when it started (a resume takes it from here)
+GIVEN_TREE = "given_tree.json"
 DATASET = "dataset.jsonl"
 DATASET_PARQUET = "dataset.parquet"
 # balance runs

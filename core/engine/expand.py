@@ -210,6 +210,10 @@ class Expansion(EngineBase):
             if not given.values:
                 self._make_leaf(node, None)
                 return
+            if given.open_ended:  # one child drawing from the list, however short it is
+                coverage = Coverage("open_ended")
+                await self._add_children(node, given, coverage, plan_children(given, coverage, 1))
+                return
             await self._add_children(node, given, Coverage("none"))
             return
 

@@ -19,13 +19,15 @@ from ..clusters import cluster_split, label_words, pivot_k
 from ..errors import ConfigError
 from ..ids import derive_seed
 from ..rundir import DATASET, DATASET_PARQUET
-from ..text import identity_fields, normalise, sample_key, sample_plain_text, truncate
+from ..text import copies_example, identity_fields, normalise, sample_key, sample_plain_text, truncate
+from ..treesource import saved_given_tree
 
 if TYPE_CHECKING:
     from ..config import RunConfig
     from ..partition import Split
     from ..prompts import Prompts
     from ..store import RunStore
+    from ..taxonomy import Taxonomy
     from ..tree import Node, Tree
 
 Sample = dict[str, str]
@@ -228,4 +230,31 @@ class Mode:
 
 class GenerationMode(Mode):
     """``treesynth run``: the model writes the pivots and every row; the dataset is the rows. Every
-    default of ``Mode`` is this mode's."""
+    default of ``Mode`` is this mode's, and one addition: a run given a tree (``tree_from``) takes that
+    tree's splits as they are, shows its leaves' examples to their prompts and drops rows that copy them."""
+
+    def __init__(self, host: ModeHost) -> None:
+        super().__init__(host)
+        self.given: Taxonomy | None = None
+        if self.cfg.tree_from:  # the copy the run keeps (core/treesource.py): a resume finds the same splits
+            self.given = saved_given_tree(self.store.root, task=self.cfg.task, fields=self.cfg.fields, depth=self.cfg.depth)
+
+    def _path(self, node_id: str) -> tuple[tuple[str, str], ...]:
+        return tuple((p["dimension"], p["value"]) for p in self.engine.tree.path(node_id))
+
+    def given_split(self, node: Node) -> Split | None:
+        # matched by path, and only as first made: a value the user renames or re-expands is the model's again
+        if self.given is None or node.revision:
+            return None
+        return self.given.split_for(self._path(node.id))
+
+    def examples_for(self, leaf_id: str) -> list[Sample] | None:
+        return None if self.given is None else self.given.examples_for(self._path(leaf_id))
+
+    def accept(self, leaf_id: str, samples: list[Sample]) -> list[Sample]:
+        shown = self.examples_for(leaf_id)
+        if not shown:
+            return samples
+        first = self.cfg.fields[0]
+        texts = [e[first] for e in shown]
+        return [s for s in samples if not copies_example(str(s.get(first, "")), texts)]
