@@ -15,6 +15,7 @@ from .config import RunConfig, build_config, resume_overrides
 from .engine import Engine, is_storage_error
 from .engine.mode import Embed, Mode, ModeHost
 from .errors import ConfigError, RunDirError, StorageError
+from .extend import earlier_sizes
 from .files import discard_new_run_dir
 from .handle import Steerable
 from .llm import LLMClient, Transport, UsageTotals, close_transport, close_transport_sync, make_transport
@@ -25,6 +26,7 @@ from .prompts import Prompts
 from .quality.embedder import RowEmbedder
 from .quality.embedders import make_row_embedder
 from .quality.setup import build_gates
+from .resplit import resplit
 from .rundir import CACHE
 from .store import Recovered, RunStore
 from .tree import Tree
@@ -45,6 +47,18 @@ def storage_error(root: Path, e: BaseException) -> StorageError:
         f"cannot write to run directory {str(root)!r} ({what}); everything up to the last finished call is saved;"
         f" fix the cause (free disk space, permissions) and resume with: treesynth run --resume {root}"
     )
+
+
+def apply_resplit(store: RunStore, recovered: Recovered, size: int) -> None:
+    """Re-split an extended run's quotas for its new ``size`` and journal them (the root last: a crash
+    before it is journaled leaves the earlier total, and the next resume re-splits again, to the same
+    targets). Rows waiting for their verdicts count as held: the judge may pass them."""
+    held = {lid: rec.rows for lid, rec in recovered.leaves.items()}
+    for lid, rows in recovered.unjudged.items():
+        held[lid] = held.get(lid, 0) + len(rows)
+    for node in resplit(recovered.tree, held, size):
+        store.journal_node(node)
+    store.maybe_snapshot(recovered.tree, force=True)
 
 
 class Run:
@@ -181,7 +195,9 @@ class Run:
             except ConfigError as e:
                 raise RunDirError(f"{str(run_dir)!r} is corrupt: its config.json is invalid ({e})") from None
             try:
-                recovered = store.recover(cfg.size, judge=cfg.judge)
+                recovered = store.recover(cfg.size, judge=cfg.judge, earlier=earlier_sizes(store.root))
+                if recovered.tree.root.target != cfg.size:  # an extended run (core/extend.py): its quotas re-split
+                    apply_resplit(store, recovered, cfg.size)
             except OSError as e:  # e.g. a file made read-only: its torn tail cannot be cut
                 raise storage_error(store.root, e) from None
             return cls(cfg, store, recovered, transport, resumed=True, embed=embed, mode=mode)

@@ -180,11 +180,12 @@ class RunStore:
         atomic_write(self.p(STATE), orjson.dumps(state, option=orjson.OPT_INDENT_2))
 
     # ---- recovery --------------------------------------------------------
-    def recover(self, size: int, judge: bool = False) -> Recovered:
+    def recover(self, size: int, judge: bool = False, earlier: tuple[int, ...] = ()) -> Recovered:
         """Read the run back. ``judge``: collect the rows that have no verdict yet (they are judged
-        before their leaf writes more)."""
+        before their leaf writes more). ``earlier``: totals the run had before an extension
+        (core/extend.py); its tree may still hold one, and the resume re-splits it."""
         warnings: list[str] = []
-        tree, seq = self._load_tree(warnings, size)
+        tree, seq = self._load_tree(warnings, size, earlier)
         leaves: dict[str, LeafRecord] = {}
         keys: set[int] = set()
         rows = 0
@@ -226,7 +227,7 @@ class RunStore:
                 out[v["id"]] = v["pass"]
         return out
 
-    def _load_tree(self, warnings: list[str], size: int) -> tuple[Tree, int]:
+    def _load_tree(self, warnings: list[str], size: int, earlier: tuple[int, ...] = ()) -> tuple[Tree, int]:
         tree: Tree | None = None
         seq = 0
         tp = self.p(SNAPSHOT)
@@ -241,12 +242,12 @@ class RunStore:
                 tree, seq = None, 0
         if tree is not None:
             try:
-                return self._replay(tree, seq, size, warnings)
+                return self._replay(tree, seq, size, warnings, earlier)
             except RunDirError as e:  # snapshot and journal disagree: the journal alone is the full history
                 warnings.append(f"tree.json does not fit nodes.jsonl ({str(e)[:160]}); rebuilt it from nodes.jsonl")
-        return self._replay(Tree.new(size), 0, size, warnings)
+        return self._replay(Tree.new(size), 0, size, warnings, earlier)
 
-    def _replay(self, tree: Tree, seq: int, size: int, warnings: list[str]) -> tuple[Tree, int]:
+    def _replay(self, tree: Tree, seq: int, size: int, warnings: list[str], earlier: tuple[int, ...] = ()) -> tuple[Tree, int]:
         """Apply the journal entries newer than ``seq`` to ``tree`` and check the result."""
         try:
             seq, applied = apply_journal(tree, seq, self._read_jsonl_repairing(JOURNAL, warnings), strict=True)
@@ -256,7 +257,7 @@ class RunStore:
             tree.check()
         except ValueError as e:
             raise RunDirError(f"{str(self.root)!r} is corrupt: the tree is inconsistent ({e})") from None
-        if tree.root.target != size:
+        if tree.root.target != size and tree.root.target not in earlier:
             raise RunDirError(f"{str(self.root)!r} is corrupt: the tree's size ({tree.root.target}) differs from the config's ({size})")
         self._tree_dirty = applied > 0
         return tree, seq
