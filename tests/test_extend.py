@@ -1,0 +1,164 @@
+"""``treesynth extend``: a finished run asked for more rows, on the same tree, in the same run directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import pytest
+
+from tests.conftest import call_cli, read_jsonl
+from tests.fakes import ScriptedTransport
+from treesynth.core.allocate import allocate
+from treesynth.core.config import build_config
+from treesynth.core.errors import ConfigError, RunDirError
+from treesynth.core.extend import record_extension
+from treesynth.core.resplit import resplit, resplit_targets
+from treesynth.core.run import Run
+from treesynth.core.tree import EXPANDED, LEAF, Node, Tree
+
+
+def _cfg(**kw):
+    flags = {"task": "math word problems", "fields": "question,answer", "depth": 2, "size": 20, "pivots": 6, "samples_per_call": 2}
+    flags.update(kw)
+    return build_config(flags=flags)
+
+
+def _execute(run):
+    return asyncio.run(run.execute())
+
+
+def _extend(out, size, transport):
+    record_extension(out, size)
+    return _execute(Run.resume(out, transport=transport))
+
+
+def _leaf_counts(out):
+    return Counter(r["leaf_id"] for r in read_jsonl(out / "samples.jsonl"))
+
+
+def _tree(out):
+    return {n["id"]: n for n in json.loads((out / "tree.json").read_text())["nodes"]}
+
+
+# ---- the pure re-split ------------------------------------------------------------
+
+
+def _two_level_tree() -> Tree:
+    t = Tree.new(20)
+    t.root.status, t.root.children = EXPANDED, ["0.0", "0.1", "0.2"]
+    for i, tgt in enumerate(allocate(20, [1, 1, 2])):
+        t.upsert(Node(id=f"0.{i}", parent="0", depth=1, target=tgt, status=LEAF, values=["a", "b"] if i == 2 else []))
+    return t
+
+
+def test_resplit_follows_the_allocation_rule_when_no_leaf_is_over_its_share():
+    t = _two_level_tree()
+    assert [t.get(f"0.{i}").target for i in range(3)] == [5, 5, 10]
+    changed = resplit(t, {"0.0": 5, "0.1": 5, "0.2": 10}, 50)
+    assert [t.get(f"0.{i}").target for i in range(3)] == allocate(50, [1, 1, 2]) == [13, 12, 25]
+    assert t.root.target == 50 and changed[-1].id == "0"  # the root journaled last
+
+
+def test_resplit_never_takes_back_rows_and_sums_to_the_new_total():
+    t = _two_level_tree()
+    targets = resplit_targets(t, {"0.0": 15, "0.1": 3, "0.2": 2}, 30)  # 0.0 holds more than its share (8)
+    assert targets["0.0"] == 15 and targets["0"] == 30
+    assert targets["0.0"] + targets["0.1"] + targets["0.2"] == 30
+    assert targets["0.1"] >= 3 and targets["0.2"] >= 2
+    # the same answer whatever targets the tree holds now (a crash part-way through journaling it)
+    t.get("0.1").target = 99
+    assert resplit_targets(t, {"0.0": 15, "0.1": 3, "0.2": 2}, 30) == targets
+
+
+# ---- a run extended -----------------------------------------------------------------
+
+
+def test_extend_20_to_50_keeps_every_row_and_fills_the_resplit_quotas(tmp_path):
+    out = tmp_path / "r"
+    fin = _execute(Run.create(_cfg(), out, transport=ScriptedTransport()))
+    assert fin.status == "complete" and fin.rows == 20
+    before = (out / "samples.jsonl").read_bytes()
+    first_dataset = read_jsonl(out / "dataset.jsonl")
+    held = _leaf_counts(out)
+    tree_before = _tree(out)
+
+    fin = _extend(out, 50, ScriptedTransport())
+    assert fin.status == "complete" and fin.rows == 50 and fin.size == 50
+    after = (out / "samples.jsonl").read_bytes()
+    assert after.startswith(before)  # byte for byte: appended to, never rewritten
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 50 and rows[:20] == first_dataset
+    assert len({r["id"] for r in rows}) == 50
+    assert len({(r["question"], r["answer"]) for r in rows}) == 50
+    # the same tree, its quotas re-split for 50
+    tree = _tree(out)
+    assert set(tree) == set(tree_before)
+    assert {i: (n["status"], n["value"]) for i, n in tree.items()} == {i: (n["status"], n["value"]) for i, n in tree_before.items()}
+    leaves = {i for i, n in tree.items() if n["status"] == "leaf"}
+    counts = _leaf_counts(out)
+    assert all(counts[i] == tree[i]["target"] for i in leaves)
+    assert all(counts[i] >= held[i] for i in leaves)
+    assert tree["0"]["target"] == 50
+    t, _ = Tree.from_dict(json.loads((out / "tree.json").read_text()))
+    assert {i: v for i, v in resplit_targets(t, held, 50).items() if i in leaves} == {i: tree[i]["target"] for i in leaves}
+    # the run records its sizes; a resume knows the new total
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["config"]["size"] == 50 and [(e["from"], e["to"]) for e in doc["extended"]] == [(20, 50)]
+    assert json.loads((out / "state.json").read_text())["size"] == 50
+
+
+def test_a_finished_extend_run_again_makes_no_calls(tmp_path):
+    out = tmp_path / "r"
+    _execute(Run.create(_cfg(), out, transport=ScriptedTransport()))
+    _extend(out, 50, ScriptedTransport())
+    before = (out / "samples.jsonl").read_bytes()
+    again = ScriptedTransport()
+    fin = _extend(out, 50, again)  # the same extension again
+    assert fin.status == "complete" and fin.rows == 50 and sum(again.calls.values()) == 0
+    fin = _execute(Run.resume(out, transport=(again := ScriptedTransport())))
+    assert fin.status == "complete" and sum(again.calls.values()) == 0
+    assert (out / "samples.jsonl").read_bytes() == before
+
+
+def test_an_extend_interrupted_before_its_resplit_was_journaled_is_carried_on_by_a_resume(tmp_path):
+    out = tmp_path / "r"
+    _execute(Run.create(_cfg(), out, transport=ScriptedTransport()))
+    record_extension(out, 50)  # killed here: config.json says 50, the tree still 20
+    assert json.loads((out / "tree.json").read_text())["nodes"][0]["target"] == 20
+    fin = _execute(Run.resume(out, transport=ScriptedTransport()))
+    assert fin.status == "complete" and len(read_jsonl(out / "dataset.jsonl")) == 50
+
+
+def test_an_extend_stopped_midway_is_carried_on_by_extend_again(tmp_path):
+    out = tmp_path / "r"
+    _execute(Run.create(_cfg(), out, transport=ScriptedTransport()))
+    record_extension(out, 50)
+    run = Run.resume(out, transport=ScriptedTransport(cost=0.01), overrides={"budget": 0.05})
+    fin = _execute(run)
+    assert fin.status == "budget" and 20 < fin.rows < 50
+    fin = _extend(out, 50, ScriptedTransport())
+    assert fin.status == "complete" and fin.rows == 50
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 50 and len({r["id"] for r in rows}) == 50
+
+
+def test_a_smaller_or_equal_size_is_refused(tmp_path):
+    out = tmp_path / "r"
+    _execute(Run.create(_cfg(), out, transport=ScriptedTransport()))
+    for size in (10, 20):
+        with pytest.raises(ConfigError, match="not larger than the run's size"):
+            record_extension(out, size)
+    with pytest.raises(RunDirError, match="does not exist"):
+        record_extension(tmp_path / "nothing", 50)
+
+
+def test_cli_extend_refuses_a_smaller_size_with_one_line(tmp_path):
+    out = tmp_path / "r"
+    _execute(Run.create(_cfg(), out, transport=ScriptedTransport()))
+    r = call_cli("extend", str(out), "--size", "10", "--no-ui")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "not larger" in r.stderr
+    r = call_cli("extend", str(tmp_path / "nothing"), "--size", "50", "--no-ui")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
