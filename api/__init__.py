@@ -8,7 +8,7 @@ partitions the task's data space like a decision tree, then writes rows in every
     rows = list(ds)           # the rows, as dicts
     df = ds.to_polars()
 
-Blocking calls (``generate``, ``resume``, ``balance``, ``make_baseline``) work in scripts and in notebooks
+Blocking calls (``generate``, ``resume``, ``extend``, ``balance``, ``make_baseline``) work in scripts and in notebooks
 (whose event loop is already running) and show a progress bar unless ``progress=False``. ``Run`` is the
 async form: ``async with treesynth.Run(treesynth.config(...), out) as run: async for e in run.events(): ...``
 with the engine's typed events (``treesynth.events``). ``open`` reads a run directory; ``report`` builds
@@ -31,12 +31,12 @@ if TYPE_CHECKING:
     from treesynth.core.modes import register_mode
 
     from . import errors
-    from .lib import Dataset, Run, TreeView, balance, config, generate, make_baseline, report, resume
+    from .lib import Dataset, Run, TreeView, balance, config, extend, generate, make_baseline, report, resume
     from .lib import open_run as open
 
 __all__ = [
     "Dataset", "EngineAccess", "GenerationMode", "Mode", "ModeHost", "Run", "RunConfig", "TreeView", "__version__", "balance",
-    "config", "errors", "events", "generate", "make_baseline", "open", "register_mode", "report", "resume",
+    "config", "errors", "events", "extend", "generate", "make_baseline", "open", "register_mode", "report", "resume",
 ]
 
 _WHERE: dict[str, tuple[str, str]] = {
@@ -50,6 +50,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "open": ("treesynth.lib", "open_run"),
     "report": ("treesynth.lib", "report"),
     "resume": ("treesynth.lib", "resume"),
+    "extend": ("treesynth.lib", "extend"),
     "RunConfig": ("treesynth.core.config", "RunConfig"),
     "Mode": ("treesynth.core.engine.mode", "Mode"),
     "GenerationMode": ("treesynth.core.engine.mode", "GenerationMode"),

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         commands = {"run": cmd_run, "estimate": cmd_estimate, "tree": cmd_tree, "export": cmd_export, "presets": cmd_presets, "balance": cmd_balance,
-                    "report": cmd_report, "judge": cmd_judge, "baseline": cmd_baseline}
+                    "report": cmd_report, "judge": cmd_judge, "baseline": cmd_baseline, "extend": cmd_extend}
         return commands[args.command](args)
     except TreesynthError as e:
         say(f"treesynth: error: {e}")
@@ -112,6 +112,31 @@ def _baseline(run_dir: Path, overrides: dict[str, Any], json_events: bool) -> in
         say(f"treesynth: baseline: {plan.rows:,} rows from the root prompt alone (no tree) with {plan.config.model}, into {plan.out}")
         run = Run.create(plan.config, plan.out)
     return _execute(run, json_events=json_events)
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    """``treesynth extend RUN_DIR --size N``: the new total recorded (core/extend.py), then the run resumed, which
+    re-splits its quotas and fills them; ``--baseline`` then tops the baseline up to the run's rows."""
+    from treesynth.core.extend import record_extension
+
+    overrides = {"model": args.model, "api_base": args.api_base, "budget": args.budget, "concurrency": args.concurrency,
+                 "price_in": args.price_in, "price_out": args.price_out}
+    root = Path(args.run_dir)
+    if not args.no_ui and not args.json_events:
+        if args.baseline:
+            raise ConfigError("--baseline runs after a headless extend: add --no-ui (or run treesynth baseline RUN_DIR after the TUI)")
+        need_terminal()
+    before = record_extension(root, args.size)
+    if before != args.size:
+        say(f"treesynth: extending {root} from {before:,} to {args.size:,} rows on the same tree")
+    if not args.no_ui and not args.json_events:
+        from treesynth.cli import tui
+
+        return tui.resume_from_cli(root, overrides)
+    rc = _execute(_resume_checked(root, overrides), json_events=args.json_events)
+    if rc == 0 and args.baseline:
+        rc = _baseline(root, {k: overrides[k] for k in ("api_base", "budget", "concurrency", "price_in", "price_out")}, json_events=args.json_events)
+    return rc
 
 
 def _resume_checked(run_dir: Path, overrides: dict[str, Any], command: str | None = "run"):

@@ -191,6 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--concurrency", type=int, help="calls in flight")
     bl.add_argument("--json-events", dest="json_events", action="store_true", help="events as JSON lines on stdout")
 
+    ex = sub.add_parser(
+        "extend", help="add rows to a finished run: the same tree, its quotas re-split for --size, in the same directory",
+        description="Grow RUN_DIR's dataset to --size rows (the new total, larger than the run's): the tree is kept, its "
+        "quotas are split again for the new total, the rows already made are kept as they are and new ones pass the run's "
+        "quality gates. Interrupted, it is carried on by the same command (or treesynth run --resume RUN_DIR).",
+    )
+    ex.add_argument("run_dir")
+    ex.add_argument("--size", type=int, required=True, help="the dataset's new total number of rows")
+    ex.add_argument("--baseline", action="store_true", help="then top the run's baseline (RUN_DIR/baseline) up to the new size")
+    ex.add_argument("--model", help="the model for the new rows (default: the one the run was made with)")
+    ex.add_argument("--api-base", dest="api_base", help="base URL of an OpenAI-compatible server (default: the run's)")
+    ex.add_argument("--budget", type=float, help="stop cleanly once this many USD are spent (the run's total)")
+    _add_price_options(ex, "--model (default: the run's)")
+    ex.add_argument("--concurrency", type=int, help="most LLM calls in flight")
+    ex.add_argument("--no-ui", dest="no_ui", action="store_true", help="headless: progress on stderr")
+    ex.add_argument("--json-events", dest="json_events", action="store_true", help="headless, events as JSON lines on stdout")
+
     j = sub.add_parser(
         "judge", help="judge a run's rows against their leaves; failing rows are written again",
         description="Judge every row of RUN_DIR that has no verdict yet (a run made without --judge, or one stopped while judging); "

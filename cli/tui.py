@@ -33,6 +33,11 @@ def _open_from_cli(args: argparse.Namespace, start: Source, services: Services |
     return _run_app(TreesynthApp(services=services, start=start))
 
 
+def resume_from_cli(run_dir: Path, overrides: dict, services: Services | None = None) -> int:
+    """``treesynth extend`` without ``--no-ui``: the extension is recorded; the run screen resumes it."""
+    return _open_from_cli(argparse.Namespace(), ResumeRun(run_dir, overrides), services)
+
+
 def run_from_cli(args: argparse.Namespace, services: Services | None = None) -> int:
     """``treesynth run`` without ``--no-ui``: the same flags, validated the same way, then the run screen."""
     from treesynth.core.config import build_config

@@ -289,6 +289,19 @@ def resume(run_dir: PathLike, *, progress: bool = True, check: bool = True, tran
     return _finish(Run(resume=run_dir, overrides=overrides, transport=transport, check=check), progress)
 
 
+def extend(
+    run_dir: PathLike, *, size: int, progress: bool = True, check: bool = True, transport: Transport | None = None, **overrides: Any,
+) -> Dataset:
+    """Grow a finished (or interrupted) run to ``size`` rows in all, on the same tree and in the same directory:
+    the rows it has are kept, its quotas are split again for the new total and the new rows pass its quality
+    gates. Interrupted, it is carried on by ``extend`` again with the same size (or ``resume``); a size not
+    larger than the run's is refused (``treesynth.errors.ConfigError``)."""
+    from treesynth.core.extend import record_extension
+
+    record_extension(Path(run_dir), size)
+    return _finish(Run(resume=run_dir, overrides=overrides, transport=transport, check=check), progress)
+
+
 def make_baseline(run_dir: PathLike, *, progress: bool = True, check: bool = True, **overrides: Any) -> Dataset:
     """The run's plain-sampling baseline (no tree, the same model and row count) in ``RUN_DIR/baseline``:
     made, or carried on when it was interrupted."""
