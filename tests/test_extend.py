@@ -162,3 +162,84 @@ def test_cli_extend_refuses_a_smaller_size_with_one_line(tmp_path):
     assert "not larger" in r.stderr
     r = call_cli("extend", str(tmp_path / "nothing"), "--size", "50", "--no-ui")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# ---- the command line, against the stub server ------------------------------------------
+
+
+def _cli_run(out, stub, size=20):
+    from tests.conftest import call_cli as cli
+
+    r = cli("run", "math word problems", "--no-ui", "--model", "openai/stub", "--api-base", stub.url, "--fields", "question,answer",
+            "--size", str(size), "--depth", "2", "--pivots", "4", "--samples-per-call", "2", "--concurrency", "4", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+
+
+def test_cli_extend_then_baseline_tops_the_baseline_up(tmp_path):
+    from tests.stub_server import StubOpenAI
+
+    out = tmp_path / "r"
+    with StubOpenAI() as stub:
+        _cli_run(out, stub)
+        r = call_cli("baseline", str(out))
+        assert r.returncode == 0, r.stderr
+        assert len(read_jsonl(out / "baseline" / "dataset.jsonl")) == 20
+        before = (out / "samples.jsonl").read_bytes()
+        r = call_cli("extend", str(out), "--size", "50", "--no-ui", "--baseline")
+        assert r.returncode == 0, r.stderr
+        assert "from 20 to 50 rows" in r.stderr
+        assert (out / "samples.jsonl").read_bytes().startswith(before)
+        assert len(read_jsonl(out / "dataset.jsonl")) == 50
+        base = read_jsonl(out / "baseline" / "dataset.jsonl")
+        assert len(base) == 50 and len({r["id"] for r in base}) == 50
+        calls = stub.completions
+        r = call_cli("extend", str(out), "--size", "50", "--no-ui")  # a finished extend again: nothing to do
+        assert r.returncode == 0, r.stderr
+        assert stub.completions == calls
+
+
+def test_api_extend(tmp_path):
+    import treesynth
+
+    out = tmp_path / "r"
+    _execute(Run.create(_cfg(), out, transport=ScriptedTransport()))
+    ds = treesynth.extend(out, size=30, progress=False, check=False, transport=ScriptedTransport())
+    assert ds.complete and len(list(ds)) == 30
+    with pytest.raises(treesynth.errors.ConfigError, match="not larger"):
+        treesynth.extend(out, size=30 - 1, progress=False, check=False, transport=ScriptedTransport())
+
+
+@pytest.mark.slow
+def test_sigkill_midway_through_an_extend_then_extend_again(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+    from tests.stub_server import StubOpenAI
+
+    out = tmp_path / "r"
+    with StubOpenAI(latency=0.05) as stub:
+        _cli_run(out, stub)
+        before = (out / "samples.jsonl").read_bytes()
+        p = subprocess.Popen([sys.executable, "-m", "treesynth.cli", "extend", str(out), "--size", "50", "--no-ui", "--concurrency", "2"],
+                             env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and p.poll() is None and (out / "samples.jsonl").read_bytes().count(b"\n") < 30:
+            time.sleep(0.01)
+        assert p.poll() is None, "the extend finished before it could be killed"
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        assert 30 <= (out / "samples.jsonl").read_bytes().count(b"\n") < 50
+        r = call_cli("extend", str(out), "--size", "50", "--no-ui")
+        assert r.returncode == 0, r.stderr
+    assert (out / "samples.jsonl").read_bytes().startswith(before)
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 50 and len({r["id"] for r in rows}) == 50 and len({(r["question"], r["answer"]) for r in rows}) == 50
+    samples = read_jsonl(out / "samples.jsonl")
+    assert len({s["id"] for s in samples}) == len(samples) == 50
+    tree = _tree(out)
+    counts = Counter(s["leaf_id"] for s in samples)
+    assert all(counts[i] == n["target"] for i, n in tree.items() if n["status"] == "leaf")
