@@ -243,3 +243,23 @@ def test_sigkill_midway_through_an_extend_then_extend_again(tmp_path):
     tree = _tree(out)
     counts = Counter(s["leaf_id"] for s in samples)
     assert all(counts[i] == n["target"] for i, n in tree.items() if n["status"] == "leaf")
+
+
+def test_an_extended_judged_run_judges_its_new_rows_and_dedups_against_the_old(tmp_path):
+    from tests.fakes import hash_embedder
+
+    out = tmp_path / "r"
+    fin = _execute(Run.create(_cfg(judge=True), out, transport=ScriptedTransport(judge_fails=("item 1",)), embed=hash_embedder))
+    assert fin.status == "complete"
+    old = {r["id"] for r in read_jsonl(out / "samples.jsonl")}
+    t = ScriptedTransport(judge_fails=("item 1",))
+    record_extension(out, 50)
+    fin = _execute(Run.resume(out, transport=t, embed=hash_embedder))
+    assert fin.status == "complete" and fin.rows == 50
+    data = read_jsonl(out / "dataset.jsonl")
+    assert len(data) == 50 and all(r["judge"]["pass"] for r in data) and not any("item 1" in r["question"] for r in data)
+    stored = read_jsonl(out / "samples.jsonl")
+    verdicts = {v["id"] for v in read_jsonl(out / "verdicts.jsonl")}
+    assert {r["id"] for r in stored} == verdicts  # every new row judged, once
+    assert all(k not in {r["question"] for r in stored if r["id"] in old} for k in t.judged)  # old rows not judged again
+    assert len({r["question"] for r in stored}) == len(stored)
