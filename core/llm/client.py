@@ -146,6 +146,9 @@ class LLMClient:
                 result = await self.transport(req)
             except TransientProviderError as e:
                 self.usage.errors += 1
+                partial = getattr(e, "partial", None)
+                if partial is not None:  # a call cut off midway: the tokens it received were spent (cost, budget)
+                    self._account(partial, est_tokens)
                 if isinstance(e, ProviderTimeout):
                     self._adapt_down()
                 if attempt >= self.max_retries:
