@@ -7,8 +7,8 @@ the server's queue and its prompt processing: ``first_s``), then between two sig
 says what progress is (``progress()``): a streamed chunk's data, not a keep-alive comment, so a server
 that pings while its generation is stuck is still noticed.
 
-One timer per call, re-armed only when it fires (``progress()`` just stores the time: a streamed
-answer's hundreds of chunks cost no timer each). On expiry the guarded task is cancelled and the block
+One timer per call, re-armed when the first progress comes and then only when it fires (``progress()``
+otherwise just stores the time: a streamed answer's hundreds of chunks cost no timer each). On expiry the guarded task is cancelled and the block
 raises ``TimeoutError``; ``expired`` says which wait ran out. Cancellation from outside is never turned
 into a timeout (the same bookkeeping as ``asyncio.timeout``).
 """
@@ -44,7 +44,11 @@ class IdleTimeout:
 
     def progress(self) -> None:
         """A sign of life: the gap is measured from now."""
+        first = self._last is None
         self._last = self._loop.time()
+        if first and self._handle is not None:  # the timer waits for the first token's limit: bring it forward to the gap's
+            self._handle.cancel()
+            self._handle = self._loop.call_at(self._last + self.gap_s, self._fire)
 
     def _due(self) -> float:
         return self._start + self.first_s if self._last is None else self._last + self.gap_s
