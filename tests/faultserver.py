@@ -144,6 +144,7 @@ class Record:
     t_recv: float
     t_done: float | None = None
     outcome: str | None = None
+    tokens_out: int = 0  # the usage an answer reports (a stalled one sends only its first chunks)
 
 
 @dataclass
@@ -476,6 +477,8 @@ class FaultServer:
             tout = c.tokens_out if c.tokens_out is not None else tout
             st.tokens_in += tin
             st.tokens_out += tout
+            if rec is not None:
+                rec.tokens_out = tout
             usage = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
             if streamed:
                 outcome = await self._stream(conn, keep, content, finish, usage if wants_usage(req) and c.stream_usage else None,
