@@ -309,3 +309,44 @@ async def test_connection_refused_and_dropped_streams_are_unreachable():
             await t(_req())
         await _close(t)
     assert ei.value.unreachable
+
+
+async def test_ray_workers_carry_a_timeouts_kind_marks_and_what_arrived():
+    """Errors cross from a Ray worker to the driver as values (core/llm/transports/ray.py): a stall stays a
+    ProviderTimeout, unreachable, with the partial answer the client counts. No Ray needed: the worker's
+    method and the driver's reading of its answer, joined by a stand-in actor."""
+    import itertools
+
+    from treesynth.core.llm import Completion
+    from treesynth.core.llm.transports.ray import RayTransport, _Worker
+
+    partial = Completion('{"samp', None, 30, 2, 0.001)
+
+    async def stalls(req):
+        raise ProviderTimeout("the answer stalled", unreachable=True, partial=partial)
+
+    async def busy(req):
+        raise TransientProviderError("HTTP 429", retry_after=2.0)
+
+    for transport, kind in ((stalls, ProviderTimeout), (busy, TransientProviderError)):
+        worker = _Worker(build_config(flags={"task": "t", "model": "openai/x"}).model_dump(mode="json"), lambda cfg, t=transport: t, None)
+        out = await worker.call(_req())
+
+        class Actor:
+            class call:  # noqa: N801 - an actor method's shape: actor.call.remote(req)
+                @staticmethod
+                def remote(req, out=out):
+                    f = asyncio.get_running_loop().create_future()
+                    f.set_result(out)
+                    return f
+
+        driver = object.__new__(RayTransport)
+        driver._ray, driver._actors, driver._load, driver._rr = None, [Actor], [0], itertools.cycle([0])
+        with pytest.raises(TransientProviderError) as ei:
+            await driver(_req())
+        e = ei.value
+        assert type(e) is kind
+        if kind is ProviderTimeout:
+            assert e.unreachable and e.partial == partial and str(e) == "the answer stalled"
+        else:
+            assert not e.unreachable and e.partial is None and e.retry_after == 2.0
