@@ -37,7 +37,11 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--concurrency", {"type": int, "help": "most LLM calls in flight (default 16)"}),
     ("--rpm", {"type": int, "help": "requests-per-minute limit"}),
     ("--tpm", {"type": int, "help": "tokens-per-minute limit"}),
-    ("--timeout", {"type": float, "help": "seconds per LLM call (default 120)"}),
+    ("--timeout", {"type": float, "help": "seconds an LLM call may go without a token (calls are streamed: a slow server that keeps "
+                   "writing is never cut off; default 120)"}),
+    ("--first-token-timeout", {"dest": "first_token_timeout", "type": float, "metavar": "SECONDS",
+                               "help": "seconds a call may wait for its first token, and the whole limit of a call that is not "
+                               "streamed (default 3 x --timeout: 360)"}),
     ("--max-retries", {"dest": "max_retries", "type": int, "help": "retries per call on transient errors (default 6)"}),
     ("--outage-timeout", {"dest": "outage_timeout", "type": float, "help": "seconds the endpoint may stay unreachable (a restart: calls wait and it is probed) before the run stops, resumable (default 600)"}),
     ("--budget", {"type": float, "help": "stop cleanly once this many USD are spent (calls in flight count at their most); the model needs a price"}),
@@ -165,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--route", choices=["llm", "embed"], default="embed", help="route rows by LLM classification or by embedding similarity (default embed)")
     b.add_argument("--route-batch", dest="route_batch", type=int, default=25, help="rows per LLM routing call (default 25)")
     b.add_argument("--embedder", help="sentence-transformers model name or local path for routing and near-duplicates")
-    for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--max-retries", "--budget", "--price-in", "--price-out", "--seed", "--temperature", "--dedup-threshold"):
+    for flag in ("--model", "--api-base", "--transport", "--depth", "--pivots", "--samples-per-call", "--concurrency", "--rpm", "--tpm", "--timeout", "--first-token-timeout", "--max-retries", "--budget", "--price-in", "--price-out", "--seed", "--temperature", "--dedup-threshold"):
         kw = dict(next(k for f, k in RUN_OPTIONS if f == flag))
         b.add_argument(flag, default=None, **kw)
     b.add_argument("--no-dedup", dest="no_dedup", action="store_true", help="new rows may nearly repeat real rows and each other (default: not within cosine 0.92)")

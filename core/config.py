@@ -29,6 +29,12 @@ DEFAULT_MODEL = "local/smollm2"
 # pivots of 12 asked in one call); these replace the defaults for local/ models unless set.
 # At most 4 values per node: its labels past the third are mostly junk, and every child costs calls.
 LOCAL_MODEL_DEFAULTS = {"pivots": 6, "pivots_per_call": 3, "samples_per_call": 3, "max_values": 4, "open_ended_threshold": 4, "judge_batch": 3}
+# The first token's limit is this many gaps unless set (core/llm/stream.py: why calls are streamed). Before
+# streaming a whole call had to fit in --timeout, so its first token did too: three times that keeps every
+# server that used to answer in time and leaves room for a long prompt's processing or a queue on a loaded
+# one, while an unreachable or stopped endpoint is still noticed within minutes (6 at the default).
+FIRST_TOKEN_TIMEOUT_FACTOR = 3.0
+FIRST_TOKEN_TIMEOUT_MAX = 3 * 3600.0
 # Semantic dedup's cosine threshold when it is turned on without one (measured on GSM8K: core/neardup.py).
 RESERVED_FIELDS = {"id", "leaf_id", "path", "slot"}
 # The protocol's steps: one prompt template each (core/prompts.py renders them; ``templates`` may override any).
@@ -39,7 +45,7 @@ _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 _SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|bearer)", re.I)
 # Keys that may change when a run is resumed; all others define the run.
 RESUMABLE_OVERRIDES = frozenset(
-    {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "max_retries", "budget", "cache", "cache_path", "router",
+    {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "first_token_timeout", "max_retries", "budget", "cache", "cache_path", "router",
      "outage_timeout", "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch", "batch", "batch_linger",
      "extra_body", "embed_api_base", "prices", "price_in", "price_out"}
 )
@@ -156,7 +162,16 @@ class RunConfig(BaseModel):
     batch_linger: float = Field(default=5.0, gt=0, le=3600, description="Seconds without a new call before a batch is sent.")
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
-    timeout: float = Field(default=120.0, gt=0, le=3600)
+    timeout: float = Field(
+        default=120.0, gt=0, le=3600,
+        description="Seconds an LLM call may go without a token (calls are streamed): a slow server that keeps writing is never "
+        "cut off, one that stops is given up on and asked again.",
+    )
+    first_token_timeout: float | None = Field(
+        default=None, gt=0, le=FIRST_TOKEN_TIMEOUT_MAX,
+        description="Seconds a call may wait for its first token (connecting, the server's queue, reading the prompt); also "
+        "the whole limit of a call that is not streamed. Default: 3 x timeout (360 s).",
+    )
     max_retries: int = Field(default=6, ge=0, le=50)
     outage_timeout: float = Field(
         default=600.0, gt=0, le=7 * 86400,
@@ -332,6 +347,11 @@ class RunConfig(BaseModel):
             raise ValueError(f"tree_from reuses a tree in a treesynth run; mode {self.mode!r} grows its own")
         if self.open_ended_threshold > self.max_values:
             raise ValueError("open_ended_threshold must not exceed max_values")
+        if self.first_token_timeout is not None and self.first_token_timeout < self.timeout:
+            raise ValueError(
+                f"first_token_timeout ({self.first_token_timeout:g}s) must not be shorter than timeout ({self.timeout:g}s), "
+                "the longest silence between tokens"
+            )
         if self.embed_api_base and parse_embedder(self.embedder).kind != "endpoint":
             raise ValueError("embed_api_base is the address of an embeddings endpoint: name its model with embedder openai/<model>")
         if self.transport == "http":
@@ -356,6 +376,13 @@ class RunConfig(BaseModel):
             if set(ex) != set(self.fields) or not all(isinstance(x, str) and x.strip() for x in ex.values()):
                 raise ValueError(f"examples[{i}] must give a non-empty text for exactly the fields {', '.join(self.fields)}")
         return self
+
+    @property
+    def first_token_s(self) -> float:
+        """The first token's limit in seconds: ``first_token_timeout``, else 3 x ``timeout``."""
+        if self.first_token_timeout is not None:
+            return self.first_token_timeout
+        return min(FIRST_TOKEN_TIMEOUT_MAX, FIRST_TOKEN_TIMEOUT_FACTOR * self.timeout)
 
     # ---- serialisation -------------------------------------------------
     def redacted(self) -> dict[str, Any]:

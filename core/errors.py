@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # The process exit codes, defined once: a finished run's status, a user error, an interrupt.
 EXIT_OK = 0
 EXIT_FAILED = 1  # a run that ended incomplete (failed nodes, samples that could not be made), or a bug
@@ -54,14 +56,18 @@ class EmbedderError(TreesynthError):
 class TransientProviderError(Exception):
     """A provider failure worth retrying (rate limit, 5xx, timeout, dropped connection).
 
-    ``unreachable``: the endpoint itself is down (connection refused or reset, DNS, a gateway's
-    502/503/504, no first byte in time), not this call: the client pauses every call and probes
-    until it answers (core/llm/outage.py) instead of spending this call's retries."""
+    ``unreachable``: the endpoint itself is down or gone quiet (connection refused or reset, DNS,
+    HTTP 502/503/504, no first token in time, a stream that stalled), not just this call: the client
+    pauses every call and probes until it answers (core/llm/outage.py) instead of spending this call's
+    retries. ``partial``: a ``Completion`` (core/llm/types.py) of what a call received before it was cut
+    off midway (a stream that stalled or dropped): its tokens were spent, so the client counts them in
+    usage, cost and budget; None when nothing arrived."""
 
-    def __init__(self, message: str, retry_after: float | None = None, *, unreachable: bool = False):
+    def __init__(self, message: str, retry_after: float | None = None, *, unreachable: bool = False, partial: Any = None):
         super().__init__(message)
         self.retry_after = retry_after
         self.unreachable = unreachable
+        self.partial = partial
 
 
 class ProviderTimeout(TransientProviderError):

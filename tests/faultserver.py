@@ -21,6 +21,15 @@ Faults, each with a per-run probability (``FaultConfig``):
 With ``deck=N`` faults are dealt from shuffled decks of N requests instead of drawn
 independently: exact rates, and every kind occurs in every deck (``FaultConfig.flaky``).
 
+Streaming: a request with ``"stream": true`` is answered with server-sent events (tests/sse_answer.py:
+``chunk_chars`` characters of content a chunk, the usage chunk when ``stream_options.include_usage`` asks
+for it and ``stream_usage`` allows it). Options for the idle timeouts (core/llm/transports/idle.py):
+
+    trickle            seconds between two chunks (a slow server that keeps writing)
+    stall              the first this many streamed answers send their first chunks, then go silent
+                       (until the client hangs up, or stall_s)
+    no_stream          reject ``stream`` with HTTP 400 naming it (a server that cannot stream)
+
 Latency: ``latency`` seconds plus, per ``latency_dist``, nothing ("fixed"), U(0, spread)
 ("uniform") or Exp(mean=spread) ("exp"). Usage is reported on every answer (prompt tokens =
 prompt characters / 4, or the model's tokenizer with ``count_tokens``, unless ``tokens_in`` /
@@ -55,6 +64,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tests.fake_provider import Call, FakeProvider
+from tests.sse_answer import event, sse_events, wants_usage
 
 # ---------------------------------------------------------------------------
 # answers
@@ -110,6 +120,13 @@ class FaultConfig:
     deck: int = 0  # > 0: faults are dealt from shuffled decks of this many requests (exact rates, every kind per deck)
     sample_words: int = 0  # pad every sample field to about this many words
     count_tokens: str | None = None  # count usage with this model's tokenizer (litellm.token_counter) instead of chars / 4
+    chunk_chars: int = 64  # a streamed answer's content characters per chunk
+    trickle: float = 0.0  # seconds between two chunks of a streamed answer
+    stall: int = 0  # the first this many streamed answers stall after their first chunks
+    stall_chunks: int = 2  # chunks a stalled answer sends (the role chunk and one of content) before going silent
+    stall_s: float = 30.0  # a stalled answer is dropped after this (or when the client hangs up)
+    no_stream: bool = False  # reject "stream": true with HTTP 400 naming it
+    stream_usage: bool = True  # send the usage chunk a streamed request asks for
 
     @classmethod
     def flaky(cls, rate: float = 0.2, **kw: Any) -> FaultConfig:
@@ -127,6 +144,7 @@ class Record:
     t_recv: float
     t_done: float | None = None
     outcome: str | None = None
+    tokens_out: int = 0  # the usage an answer reports (a stalled one sends only its first chunks)
 
 
 @dataclass
@@ -141,6 +159,8 @@ class Stats:
     auth: set = field(default_factory=set)
     tokens_in: int = 0
     tokens_out: int = 0
+    streamed: int = 0  # chat requests that asked for a stream (and were answered with one, unless no_stream)
+    plain: int = 0  # chat requests without stream
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -226,6 +246,31 @@ class _Conn(asyncio.Protocol):
         if self.buf:
             self._next()
 
+    def start_stream(self, keep: bool) -> None:
+        """Headers of a streamed answer (chunked transfer encoding); ``chunk`` writes its events, ``end_stream`` ends it."""
+        if self.closed or self.transport is None:
+            return
+        lines = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Cache-Control: no-cache", "Transfer-Encoding: chunked"]
+        if not keep:
+            lines.append("Connection: close")
+        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+    def chunk(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None and data:
+            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def end_stream(self, keep: bool) -> None:
+        if self.closed or self.transport is None:
+            return
+        self.transport.write(b"0\r\n\r\n")
+        if not keep:
+            self.transport.close()
+            self.closed = True
+            return
+        self.busy = False
+        if self.buf:
+            self._next()
+
     def _abort(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -259,6 +304,7 @@ class FaultServer:
         self.epoch = 0
         self._rng = random.Random(self.config.seed)
         self._decks: dict[str, list] = {}
+        self._stalls = 0  # streamed answers stalled so far
         self._port = port
         self.port = 0
         self.url = ""
@@ -280,7 +326,7 @@ class FaultServer:
     def failures(self) -> int:
         """Requests that failed at the transport level (the client retries these)."""
         o = self.stats.outcomes
-        return sum(o[k] for k in ("500", "503", "429", "hang", "drop", "malformed"))
+        return sum(o[k] for k in ("500", "503", "429", "hang", "drop", "malformed", "stall", "hung_up", "no_stream"))
 
     @property
     def invalid(self) -> int:
@@ -361,6 +407,16 @@ class FaultServer:
                 outcome = str(c.status_all)
                 conn.send(c.status_all, json.dumps({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}).encode(), keep)
                 return
+            streamed = req.get("stream") is True
+            if streamed and c.no_stream:
+                outcome = "no_stream"
+                conn.send(400, json.dumps({"error": {"message": "'stream' is not supported by this server", "type": "invalid_request_error",
+                                                     "param": "stream"}}).encode(), keep)
+                return
+            if streamed:
+                st.streamed += 1
+            else:
+                st.plain += 1
             fault = self._pick_fault(step)
             delay = self._latency()
             if fault == "hang":
@@ -387,7 +443,13 @@ class FaultServer:
                 return
             if fault == "malformed":
                 outcome = "malformed"
-                conn.send(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "message": {"role": "assist', keep)
+                if streamed:
+                    conn.start_stream(keep)
+                    conn.chunk(event({"id": "chatcmpl-broken", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}))
+                    conn.chunk(b'data: {"id": "chatcmpl-broken", "choices": [{"index": 0, "delta": {"cont\n\n')
+                    conn.end_stream(keep)
+                else:
+                    conn.send(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "message": {"role": "assist', keep)
                 return
             violation = None
             if fault == "violation":
@@ -415,6 +477,13 @@ class FaultServer:
             tout = c.tokens_out if c.tokens_out is not None else tout
             st.tokens_in += tin
             st.tokens_out += tout
+            if rec is not None:
+                rec.tokens_out = tout
+            usage = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
+            if streamed:
+                outcome = await self._stream(conn, keep, content, finish, usage if wants_usage(req) and c.stream_usage else None,
+                                             req.get("model", "fault-model"), f"chatcmpl-{key}", outcome)
+                return
             resp = {
                 "id": f"chatcmpl-{key}", "object": "chat.completion", "created": int(time.time()),
                 "model": req.get("model", "fault-model"), "system_fingerprint": "fp_fault",
@@ -431,6 +500,30 @@ class FaultServer:
             if rec is not None:
                 rec.t_done = time.time()
                 rec.outcome = outcome
+
+    async def _stream(self, conn: _Conn, keep: bool, content: str, finish: str, usage: dict | None, model: str, cid: str, outcome: str) -> str:
+        """Write one streamed answer (``trickle`` seconds between chunks; a stalled one goes silent after its
+        first chunks); its outcome."""
+        c = self.config
+        events = sse_events(content, finish, usage, model=model, cid=cid, chunk_chars=c.chunk_chars)
+        stall = self._stalls < c.stall
+        if stall:
+            self._stalls += 1
+        conn.start_stream(keep)
+        for i, data in enumerate(events):
+            if conn.closed:
+                return "hung_up"
+            if stall and i == c.stall_chunks:
+                t_end = time.monotonic() + c.stall_s
+                while not conn.closed and time.monotonic() < t_end:
+                    await asyncio.sleep(0.02)
+                conn._abort()
+                return "stall"
+            if i and c.trickle:
+                await asyncio.sleep(c.trickle)
+            conn.chunk(data)
+        conn.end_stream(keep)
+        return outcome
 
     # ---- lifecycle -----------------------------------------------------------
     async def serve(self) -> None:

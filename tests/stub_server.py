@@ -4,6 +4,8 @@ It answers the engine's calls with valid, plausible JSON (tests/fake_provider.py
 step known by the request's schema), counts requests, and can inject faults: HTTP 429 with
 Retry-After, 500s, or 401 for every request; reject some response_format forms (as servers without
 structured output, or with their own dialect, do) or answer every request with one fixed error.
+A request with ``"stream": true`` gets server-sent events (tests/sse_answer.py), unless ``no_stream``
+rejects it with HTTP 400 as a server that cannot stream does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.fake_provider import Call, FakeProvider
+from tests.sse_answer import sse_events, wants_usage
 
 # the stub's words: "aspect at depth 0" names the root's split (tests/test_tui_terminal.py waits for it)
 STUB = FakeProvider(dimension="aspect at depth {depth}", pivot="{field} number {tag}-{i} at depth {depth}",
@@ -53,6 +56,8 @@ class StubOpenAI:
         self.reject_formats: dict[str, tuple[int, str]] = {}  # rf_kind -> (status, message) answered to that form
         self.fail_always: tuple[int, str] | None = None  # (status, message) answered to every request
         self.formats: Counter = Counter()  # rf_kind of every chat request
+        self.no_stream = False  # reject "stream": true with HTTP 400 naming it
+        self.streamed = 0  # chat requests that asked for a stream
         self.seen_auth: set[str] = set()
         self.seen_agents: set[str] = set()
         self.first_request_at: float | None = None  # time.time() of the first chat request, of the last answer sent
@@ -87,6 +92,10 @@ class StubOpenAI:
                     stub.seen_agents.add(self.headers.get("User-Agent", ""))
                     kind = rf_kind(body)
                     stub.formats[kind] += 1
+                    streamed = body.get("stream") is True
+                    stub.streamed += streamed
+                    if streamed and stub.no_stream:
+                        return self._send(400, {"error": {"message": "'stream' is not supported", "type": "invalid_request_error", "param": "stream"}})
                     if kind in stub.reject_formats:
                         code, message = stub.reject_formats[kind]
                         return self._send(code, {"error": {"message": message, "type": "invalid_request_error"}})
@@ -106,13 +115,23 @@ class StubOpenAI:
                 if stub.latency:
                     time.sleep(stub.latency)
                 content = json.dumps(answer_for(Call.from_openai(body), counter))
+                usage = {"prompt_tokens": 50, "completion_tokens": len(content) // 4, "total_tokens": 50 + len(content) // 4}
+                if streamed:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()  # HTTP/1.0: the body ends when the connection closes
+                    for data in sse_events(content, "stop", usage if wants_usage(body) else None, model=body.get("model", "stub-model"),
+                                           cid=f"chatcmpl-{counter}"):
+                        self.wfile.write(data)
+                    stub.last_answer_at = time.time()
+                    return
                 self._send(
                     200,
                     {
                         "id": f"chatcmpl-{counter}", "object": "chat.completion", "created": int(time.time()),
                         "model": body.get("model", "stub-model"),
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 50, "completion_tokens": len(content) // 4, "total_tokens": 50 + len(content) // 4},
+                        "usage": usage,
                     },
                 )
                 stub.last_answer_at = time.time()

@@ -213,6 +213,65 @@ def test_budget_stops_at_or_just_past_it_and_resumes_with_a_raised_budget(tmp_pa
 
 
 # ---------------------------------------------------------------------------
+# streamed calls: idle timeouts (core/llm/transports/idle.py)
+# ---------------------------------------------------------------------------
+
+
+@TRANSPORTS
+@pytest.mark.slow
+def test_a_server_slower_than_the_timeout_that_keeps_writing_completes_without_a_retry(tmp_path, transport):
+    # chunks 0.06 s apart: a samples answer takes a second or more in all, longer than --timeout 0.5, which bounds only silences
+    out = tmp_path / "run"
+    with FaultServer(FaultConfig(trickle=0.06, chunk_chars=12, record=True)) as srv:
+        r = call_cli(*_args(srv, out, "--size", "6", "--depth", "1", "--timeout", "0.5", "--concurrency", "4", transport=transport), "--json-events")
+        _settle(srv)
+        assert r.returncode == 0, r.stderr[-2000:]
+        usage = _usage(r.stdout)
+        assert (usage["errors"], usage["retries"]) == (0, 0) and usage["requests"] == srv.requests == srv.stats.streamed
+        longest = max(x.t_done - x.t_recv for x in srv.records)
+        print(f"\n{transport}: the longest call took {longest:.2f}s with --timeout 0.5")
+        assert longest > 2 * 0.5
+    check_run(out, 6)
+
+
+@TRANSPORTS
+@pytest.mark.slow
+def test_stalled_streams_are_given_up_within_the_gap_retried_and_counted(tmp_path, transport):
+    out = tmp_path / "run"
+    with FaultServer(FaultConfig(stall=3, record=True)) as srv:
+        t0 = time.monotonic()
+        r = call_cli(*_args(srv, out, "--size", "6", "--depth", "1", "--timeout", "0.5", "--first-token-timeout", "20", "--concurrency", "2",
+                            transport=transport), "--json-events")
+        took = time.monotonic() - t0
+        _settle(srv)
+        assert r.returncode == 0, r.stderr[-2000:]
+        stalled = [x.t_done - x.t_recv for x in srv.records if x.outcome == "stall"]
+        print(f"\n{transport}: stalls given up after {', '.join(f'{s:.2f}s' for s in stalled)} with --timeout 0.5; the run took {took:.1f}s")
+        assert len(stalled) == 3 and all(0.5 <= s < 1.5 for s in stalled)  # the gap (and a margin for a loaded machine), not the first token's 20 s
+        usage = _usage(r.stdout)
+        assert usage["errors"] == usage["retries"] == 3 and usage["requests"] == srv.requests
+        # the stalled calls are counted: their prompts (estimated as the server does, characters / 4) and the 64
+        # characters each received (16 tokens), beside the whole answers' usage
+        assert usage["tokens_in"] == srv.stats.tokens_in
+        assert usage["tokens_out"] == sum(x.tokens_out for x in srv.records if x.outcome == "ok") + 3 * 16
+    check_run(out, 6)
+
+
+@TRANSPORTS
+@pytest.mark.slow
+def test_a_server_that_cannot_stream_is_asked_plainly_after_its_first_refusals(tmp_path, transport):
+    out = tmp_path / "run"
+    with FaultServer(FaultConfig(no_stream=True)) as srv:
+        r = call_cli(*_args(srv, out, "--size", "6", "--depth", "1", "--concurrency", "2", transport=transport), "--json-events")
+        assert r.returncode == 0, r.stderr[-2000:]
+        usage = _usage(r.stdout)
+        refused = srv.stats.outcomes["no_stream"]
+        assert 1 <= refused <= 2 and srv.stats.streamed == 0  # at most the calls already in flight when the first was refused
+        assert (usage["errors"], usage["retries"]) == (0, 0) and usage["requests"] == srv.stats.plain
+    check_run(out, 6)
+
+
+# ---------------------------------------------------------------------------
 # storage faults
 # ---------------------------------------------------------------------------
 

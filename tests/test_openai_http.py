@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import call_cli, cli_env
 from tests.faultserver import FaultConfig, FaultServer
+from tests.sse_answer import sse_events, wants_usage
 from treesynth.core.config import build_config
 from treesynth.core.errors import ConfigError, ProviderError, TransientProviderError
 from treesynth.core.llm import LiteLLMTransport, LLMClient, LLMRequest, make_local_transport, make_transport
@@ -42,9 +43,25 @@ def _err(status: int, message: str, headers: dict | None = None, param: str | No
     return ("respond", status, headers or {}, json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": param}}).encode())
 
 
+def _as_stream(req: dict, status: int, data: bytes) -> list[bytes] | None:
+    """A whole 200 answer's events when the request asked for a stream (None: send the body as it is: an error,
+    a malformed body, or a plain request)."""
+    if status != 200 or req.get("stream") is not True:
+        return None
+    try:
+        doc = json.loads(data)
+        msg = doc["choices"][0]["message"]
+        content, finish = msg.get("content") or "", doc["choices"][0].get("finish_reason")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return sse_events(content, finish, doc.get("usage") if wants_usage(req) else None, model="test-model", cid="x", chunk_chars=5)
+
+
 class Scripted:
     """A loopback HTTP/1.1 server (keep-alive) that answers POSTs from a script of actions:
-    ("respond", status, headers, body) | ("drop",) | ("hang", seconds); then 200 OK forever."""
+    ("respond", status, headers, body) | ("plain", status, headers, body) | ("drop",) | ("hang", seconds);
+    then 200 OK forever. A streamed request's 200 answer with a message is sent as server-sent events
+    ("plain": as the JSON body, as a server that ignores stream does)."""
 
     def __init__(self, *actions) -> None:
         self.actions = list(actions)
@@ -79,8 +96,12 @@ class Scripted:
                     await asyncio.sleep(action[1])
                     writer.transport.abort()
                     return
-                _, status, extra, data = action
-                out = [f"HTTP/1.1 {status} X", "Content-Type: application/json", f"Content-Length: {len(data)}"]
+                kind, status, extra, data = action
+                events = _as_stream(self.requests[-1], status, data) if kind == "respond" else None
+                if events is not None:
+                    data = b"".join(events)
+                ctype = "application/json" if events is None else "text/event-stream"
+                out = [f"HTTP/1.1 {status} X", f"Content-Type: {ctype}", f"Content-Length: {len(data)}"]
                 out += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(out) + "\r\n\r\n").encode() + data)
                 await writer.drain()

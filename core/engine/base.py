@@ -88,6 +88,7 @@ class EngineBase:
         self._usage_dirty = True
         self._last_usage = 0.0
         self._samples_schemas: dict[int, dict[str, Any]] = {}  # by rows per call
+        self._samples_tokens: dict[int, int] = {}  # a generation call's max_tokens, by rows per call
         client.on_usage = self._on_usage
         self._startup_warnings = list(recovered.warnings)
         self._n_expanded = sum(1 for n in self._tree if n.status == EXPANDED)

@@ -16,7 +16,7 @@ from ..llm import PRIORITY_LEAF, LLMRequest
 from ..parsing import ParseError, parse_answer, parse_samples, salvage_items
 from ..quality.gates import near_duplicate_records
 from ..quality.pipeline import GateItem
-from ..schemas import samples_schema
+from ..schemas import chars_per_token, samples_max_tokens, samples_schema
 from ..store import LeafRecord
 from ..text import truncate
 from ..tree import FAILED, LEAF, Node
@@ -38,6 +38,19 @@ class Synthesis(EngineBase):
         if s is None:
             s = self._samples_schemas[n] = samples_schema(self.cfg.fields, n, self.cfg.max_field_chars, self.cfg.field_patterns)
         return s
+
+    def _samples_max_tokens(self, n: int) -> int:
+        """A generation call's max_tokens: what ``n`` rows can need (core/schemas.py), at most ``max_tokens``."""
+        t = self._samples_tokens.get(n)
+        if t is None:
+            cfg = self.cfg
+            limits = {f: cfg.max_field_chars for f in cfg.fields}
+            for v in cfg.validators:  # a longer field fails its max_chars check: tokens past it buy nothing
+                if v.kind == "max_chars" and isinstance(v.value, int) and v.field in limits:
+                    limits[v.field] = min(limits[v.field], v.value)
+            written = " ".join([cfg.task, cfg.style or "", *cfg.field_descriptions.values(), *(x for e in cfg.examples for x in e.values())])
+            t = self._samples_tokens[n] = samples_max_tokens(n, limits, cfg.max_tokens, chars_per_token(written))
+        return t
 
     async def _synth(self, lid: str) -> None:
         if lid in self._synthesising:
@@ -114,7 +127,7 @@ class Synthesis(EngineBase):
         req = LLMRequest(
             messages=self.prompts.generate(path, n, self.mode.examples_for(lid)),
             slot=f"{sid}:gen:{slot}", schema=self._samples_schema(n),
-            schema_name="samples", temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+            schema_name="samples", temperature=cfg.temperature, max_tokens=self._samples_max_tokens(n),
             seed=derive_seed(cfg.seed, sid, "gen", slot), priority=PRIORITY_LEAF,
         )
         c = await self.client.complete(req)

@@ -182,6 +182,9 @@ class LLMClient:
                     result = await self.transport(req)
                 except TransientProviderError as e:
                     self.usage.errors += 1
+                    partial = getattr(e, "partial", None)
+                    if partial is not None:  # a call cut off midway: the tokens it received were spent (cost, budget)
+                        self._account(partial, est_tokens)
                     if e.unreachable:  # the endpoint, not this call: no retry spent (core/llm/outage.py)
                         began = not self.outage.active
                         probe_in = self.outage.failed(me, first_line(e, 200))

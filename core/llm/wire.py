@@ -24,7 +24,13 @@ def completion_from(doc: Any, req: LLMRequest, price: CallPrice | None) -> Compl
         raise TransientProviderError("malformed response: no choices") from None
     if not isinstance(text, str):  # content parts: keep their text
         text = "".join(p.get("text", "") for p in text if isinstance(p, dict)) if isinstance(text, list) else str(text)
-    usage = doc.get("usage")
+    return priced(text, finish, doc.get("usage"), req, price)
+
+
+def priced(text: str, finish: str | None, usage: Any, req: LLMRequest, price: CallPrice | None) -> Completion:
+    """An answer's text and finish reason with its ``usage`` (the body's, or a stream's last chunk) as a priced
+    ``Completion``. Token counts the server did not give are estimated as characters / 4 (the prompt's, the
+    text's), as litellm's transport does. Shared by whole bodies, streamed answers and streams cut off midway."""
     if not isinstance(usage, dict):
         usage = {}
     try:

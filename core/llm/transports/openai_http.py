@@ -11,6 +11,13 @@ bodies), and the same structured-output negotiation (core/llm/structured.py): ``
 ``json_object`` + schema, then ``json_object``, then none (tolerant parsing), stepped down at once when
 the endpoint rejects one, whatever the status code.
 
+Calls are streamed (server-sent events, ``stream_options.include_usage`` for the token counts; core/llm/stream.py
+says why): ``timeout`` bounds the silence between chunks and ``first_token_timeout`` the wait for the first
+(core/llm/transports/idle.py), so a slow server that keeps writing is never cut off and a stalled one is
+noticed within the gap. An endpoint that rejects ``stream_options`` streams without it; one that rejects
+``stream`` (HTTP 400/422 naming it) gets plain requests from then on, bounded as a whole by the first
+token's limit; a server that ignores ``stream`` and answers one JSON body is read as before.
+
 aiohttp is imported on the first call, never at import time (``treesynth --help`` stays fast).
 """
 
@@ -24,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ...errors import ConfigError, ProviderError, ProviderTimeout, TransientProviderError
-from .. import structured
+from .. import stream, structured
 from ..pricing import CallPrice, call_price
 from ..types import Completion, LLMRequest
 from ..wire import completion_from
 from .common import error_message, openai_headers, raise_open_files_limit, retry_after_from_headers
+from .idle import FIRST, IdleTimeout
+from .sse import DONE, SSEReader
 
 if TYPE_CHECKING:
     import ssl
@@ -37,6 +46,7 @@ if TYPE_CHECKING:
 
 OPENAI_BASE = "https://api.openai.com/v1"
 TRANSIENT_STATUS = structured.RETRYABLE_STATUS
+UNREACHABLE_STATUS = frozenset({502, 503, 504})  # a gateway with no server behind it, a server down or overloaded
 
 
 class _Lookup:
@@ -93,7 +103,11 @@ class OpenAIHTTPTransport:
             raise ConfigError(f"--transport http: {cfg.model} needs --api-base")
         self.api_base = base.rstrip("/")
         self.url = self.api_base + "/chat/completions"
-        self.timeout = float(cfg.timeout)
+        self.timeout = float(cfg.timeout)  # the longest silence between two chunks of a streamed answer
+        self.first_token_timeout = float(cfg.first_token_s)  # the wait for the first chunk; a plain request's whole limit
+        # streaming, negotiated like structured output: stream_options dropped, then stream itself, when the endpoint rejects them
+        self.stream = True
+        self.stream_usage = True
         self.limit = max(1, int(cfg.concurrency))
         # structured output: json_schema, stepped down per core/llm/structured.py when this endpoint rejects it
         self.negotiator = structured.Negotiator(structured.JSON_SCHEMA)
@@ -112,7 +126,7 @@ class OpenAIHTTPTransport:
         self._old: list[Any] = []  # sessions of event loops this transport was used on before
         self._proxy: Any = None
         self._proxy_auth: Any = None
-        self._timeout_exc: tuple[type[BaseException], ...] = (asyncio.TimeoutError,)
+        self._timeout_exc: tuple[type[BaseException], ...] = (TimeoutError, asyncio.TimeoutError)
         self._client_exc: tuple[type[BaseException], ...] = (OSError,)
 
     @property
@@ -130,7 +144,7 @@ class OpenAIHTTPTransport:
     def _open_session(self, loop: asyncio.AbstractEventLoop) -> Any:
         import aiohttp
 
-        self._timeout_exc = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
+        self._timeout_exc = (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError)
         self._client_exc = (aiohttp.ClientError, OSError)
         if self._session is not None:
             self._old.append(self._session)
@@ -147,7 +161,8 @@ class OpenAIHTTPTransport:
         except (LookupError, AttributeError, ValueError):
             self._proxy = self._proxy_auth = None
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), headers=self._headers,
+            # no total limit: a call is bounded by its silences (IdleTimeout, in __call__), not its length
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.first_token_timeout), headers=self._headers,
         )
         self._loop = loop
         return self._session
@@ -186,9 +201,14 @@ class OpenAIHTTPTransport:
         """The structured-output mode in force for this endpoint (see core/llm/structured.py)."""
         return self.negotiator.mode
 
-    def body(self, req: LLMRequest) -> tuple[dict[str, Any], str | None]:
-        """The request body and the structured-output mode it carries (None: no response_format)."""
+    def body(self, req: LLMRequest, *, streamed: bool = False) -> tuple[dict[str, Any], str | None]:
+        """The request body and the structured-output mode it carries (None: no response_format);
+        ``streamed``: ask for server-sent events (the batch API's lines never are)."""
         body: dict[str, Any] = {"model": self.wire_model, "messages": req.messages, self.max_tokens_key: req.max_tokens}
+        if streamed:
+            body["stream"] = True
+            if self.stream_usage:
+                body["stream_options"] = stream.STREAM_OPTIONS
         if self.send_temperature:
             body["temperature"] = req.temperature
         if req.seed is not None:
@@ -209,22 +229,45 @@ class OpenAIHTTPTransport:
     async def __call__(self, req: LLMRequest) -> Completion:
         loop = asyncio.get_running_loop()
         session = self._session if self._loop is loop else self._open_session(loop)
-        for _ in range(len(structured.LADDER)):
-            body, sent_mode = self.body(req)
+        # each pass re-sends at once after a negotiation step: structured output's ladder, then stream_options and stream
+        for _ in range(len(structured.LADDER) + 2):
+            streamed = self.stream
+            body, sent_mode = self.body(req, streamed=streamed)
+            sent_usage = streamed and self.stream_usage
+            answer = stream.StreamedAnswer()
+            watch = IdleTimeout(self.first_token_timeout, self.timeout)
             try:
-                async with session.post(self.url, data=orjson.dumps(body), proxy=self._proxy, proxy_auth=self._proxy_auth) as resp:
-                    status = resp.status
-                    raw = await resp.read()
-                    if status != 200:
-                        self._raise_for(status, raw, resp.headers, sent_mode)
+                with watch:
+                    async with session.post(self.url, data=orjson.dumps(body), proxy=self._proxy, proxy_auth=self._proxy_auth) as resp:
+                        status = resp.status
+                        if status != 200:
+                            raw = await resp.read()
+                            self._raise_for(status, raw, resp.headers, sent_mode, streamed, sent_usage)
+                        if streamed and resp.content_type != "application/json":
+                            if await self._read_events(resp, answer, watch, req):
+                                return answer.completion(req, self._price)
+                            raise TransientProviderError(
+                                f"the answer from {self.api_base} ended before it was complete", unreachable=True, partial=answer.partial(req, self._price),
+                            )
+                        raw = await resp.read()  # a plain request, or a server that ignores stream: one JSON body
             except _Downgrade:
                 continue  # re-sent at once one step down: not a transient error, no backoff
             except (ProviderError, TransientProviderError):
                 raise
             except self._timeout_exc:
-                raise ProviderTimeout(f"no answer from {self.api_base} within {self.timeout:g}s") from None
+                if watch.expired == FIRST or not answer.chunks:
+                    limit = "the first token's limit" if streamed else "a plain request's limit"
+                    raise ProviderTimeout(f"no answer from {self.api_base} within {self.first_token_timeout:g}s ({limit})", unreachable=True) from None
+                if answer.complete:  # whole, and the server never closed the stream after its end
+                    return answer.completion(req, self._price)
+                raise ProviderTimeout(
+                    f"the answer from {self.api_base} stalled: nothing for {self.timeout:g}s after {answer.chunks} chunks",
+                    unreachable=True, partial=answer.partial(req, self._price),
+                ) from None
             except self._client_exc as e:
-                raise TransientProviderError(f"connection to {self.api_base} failed: {type(e).__name__}: {self._line(e)}") from None
+                raise TransientProviderError(
+                    f"connection to {self.api_base} failed: {type(e).__name__}: {self._line(e)}", unreachable=True, partial=answer.partial(req, self._price),
+                ) from None
             break
         else:  # unreachable: each pass steps down, and the bottom step sends no response_format
             raise ProviderError(f"{self.api_base} rejects every structured-output form")
@@ -234,6 +277,31 @@ class OpenAIHTTPTransport:
             raise TransientProviderError("malformed response: the body is not JSON") from None
         return completion_from(doc, req, self._price)
 
+    async def _read_events(self, resp: Any, answer: stream.StreamedAnswer, watch: IdleTimeout, req: LLMRequest) -> bool:
+        """Read a streamed answer into ``answer``, each event's data a sign of progress; whether it ended
+        (``[DONE]``, or the body's end after a finish reason). Read to the body's end, so the connection is
+        reused; a malformed event or an error reported midway is a transient error carrying what arrived."""
+        reader = SSEReader()
+        content = resp.content
+        while True:
+            chunk = await content.readany()
+            for data in reader.feed(chunk) if chunk else reader.close():
+                if answer.done:
+                    continue
+                if data == DONE:
+                    answer.done = True
+                    continue
+                watch.progress()
+                try:
+                    answer.add(orjson.loads(data))
+                except orjson.JSONDecodeError:
+                    raise TransientProviderError("malformed stream: an event's data is not JSON", partial=answer.partial(req, self._price)) from None
+                except TransientProviderError as e:
+                    e.partial = answer.partial(req, self._price)
+                    raise
+            if not chunk:
+                return answer.complete
+
     def _line(self, e: BaseException) -> str:
         s = " ".join(str(e).split())[:200] or type(e).__name__
         return self._scrub(s)
@@ -242,9 +310,17 @@ class OpenAIHTTPTransport:
         key = self._key
         return s.replace(key, "<redacted>") if key and len(key) >= 8 and key in s else s
 
-    def _raise_for(self, status: int, raw: bytes, headers: Mapping[str, str], sent_mode: str | None) -> None:
+    def _raise_for(self, status: int, raw: bytes, headers: Mapping[str, str], sent_mode: str | None, streamed: bool = False,
+                   sent_usage: bool = False) -> None:
         msg = self._scrub(error_message(raw))
         param = _error_param(raw)
+        refused = stream.refusal(status, msg, param) if streamed else None
+        if refused == stream.STREAM_OPTIONS_REFUSED and sent_usage:
+            self.stream_usage = False  # keep streaming; the tokens are counted from the text
+            raise _Downgrade()
+        if refused is not None:
+            self.stream = False  # plain requests from now on, bounded by the first token's limit
+            raise _Downgrade()
         verdict = self.negotiator.classify(status, msg, param=param, sent_mode=sent_mode)
         if verdict == structured.DOWNGRADE:
             self.negotiator.downgrade(sent_mode, msg)
@@ -252,7 +328,9 @@ class OpenAIHTTPTransport:
         if verdict == structured.DETERMINISTIC:
             raise ProviderError(self.negotiator.deterministic_message(status, msg, self.url))
         if verdict == structured.TRANSIENT:
-            raise TransientProviderError(f"HTTP {status} from {self.api_base}: {msg}", retry_after_from_headers(headers))
+            raise TransientProviderError(
+                f"HTTP {status} from {self.api_base}: {msg}", retry_after_from_headers(headers), unreachable=status in UNREACHABLE_STATUS,
+            )
         if status in (401, 403):
             raise ProviderError(f"authentication failed for {self.model}: HTTP {status}: {msg}")
         if status == 404:

@@ -36,7 +36,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ConfigError, ProviderError, TransientProviderError, first_line
+from ...errors import ConfigError, ProviderError, ProviderTimeout, TransientProviderError, first_line
 from ..types import Completion, LLMRequest, Transport
 
 if TYPE_CHECKING:
@@ -117,14 +117,15 @@ class _Worker:
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
     async def call(self, req: LLMRequest) -> tuple[Any, ...]:
-        """("ok", Completion) | ("transient", message, retry_after) | ("fatal", message).
+        """("ok", Completion) | ("transient", message, retry_after, timeout, unreachable, partial) | ("fatal", message).
 
-        Errors travel as values: no exception class has to survive pickling across processes."""
+        Errors travel as values: no exception class has to survive pickling across processes (``timeout``:
+        it was a ``ProviderTimeout``; ``unreachable`` and ``partial``: its attributes)."""
         self.calls += 1
         try:
             c = await self.transport(req)
         except TransientProviderError as e:
-            return ("transient", str(e), e.retry_after)
+            return ("transient", str(e), e.retry_after, isinstance(e, ProviderTimeout), e.unreachable, e.partial)
         except ProviderError as e:
             return ("fatal", str(e))
         except asyncio.CancelledError:
@@ -250,7 +251,8 @@ class RayTransport:
         if kind == "ok":
             return out[1]
         if kind == "transient":
-            raise TransientProviderError(out[1], out[2])
+            cls = ProviderTimeout if len(out) > 3 and out[3] else TransientProviderError
+            raise cls(out[1], out[2], unreachable=bool(out[4]) if len(out) > 4 else False, partial=out[5] if len(out) > 5 else None)
         raise ProviderError(out[1])
 
     # ---- introspection, shutdown ---------------------------------------------
