@@ -75,7 +75,7 @@ class LLMClient:
         self.budget_hit = False
         self._call_started: dict[int, float] = {}  # in-flight calls: id -> time.monotonic() when it started
         self._call_seq = 0
-        self.outage = Outage(outage_timeout_s)
+        self.outage = Outage(outage_timeout_s, base_s=backoff_base, cap_s=max(backoff_cap / 2, backoff_base))
 
     @property
     def calls_in_flight(self) -> int:
@@ -193,6 +193,7 @@ class LLMClient:
                                 f"the endpoint is unreachable ({first_line(e, 200)}): calls wait while it is probed, "
                                 f"for up to {self.outage.timeout_s:g} s (--outage-timeout)"
                             )
+                        self.usage.retries += 1  # the call is sent again, without spending one of its own retries
                         self.on_usage()
                         delay = probe_in or 0.0  # None: another call probes; this one waits at the top
                     else:

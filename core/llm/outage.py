@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..errors import EndpointUnreachable, StopRequested
 
-PROBE_BASE_S = 1.0  # the prober's first wait; doubled per failed probe
+PROBE_BASE_S = 0.5  # the prober's first wait (the client's backoff base); doubled per failed probe
 PROBE_CAP_S = 30.0  # the longest wait between probes
 DEFAULT_OUTAGE_TIMEOUT_S = 600.0
 
