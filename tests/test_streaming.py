@@ -288,6 +288,21 @@ async def test_a_stream_cut_short_without_a_finish_reason_is_asked_again_plainly
     assert u.tokens_out == 20 + 20 + 16  # the cut call's 64 characters are counted
 
 
+async def test_a_connection_broken_after_the_finish_reason_keeps_the_answer_and_one_broken_before_counts_it():
+    from tests.sse_answer import sse_events
+
+    events = sse_events('{"samples": []}', "stop", None, model="m", cid="x", chunk_chars=4)
+    whole, cut = b"".join(events[:-1]), b"".join(events[:3])  # the finish reason without [DONE]; two chunks of content
+    async with Scripted(("broken", whole), ("broken", cut)) as srv:
+        t = _transport("http", srv.url)
+        c = await t(_req())
+        with pytest.raises(TransientProviderError, match="connection to") as ei:
+            await t(_req(1))
+        await _close(t)
+    assert (c.text, c.finish_reason) == ('{"samples": []}', "stop") and t.stream
+    assert ei.value.unreachable and ei.value.partial.text == '{"sample' and ei.value.partial.tokens_out == 2
+
+
 async def test_a_server_that_ignores_stream_is_read_as_one_body():
     async with Scripted(("plain",) + _ok('{"samples": [1]}')[1:]) as srv:
         t = _transport("http", srv.url)

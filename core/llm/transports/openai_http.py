@@ -266,6 +266,8 @@ class OpenAIHTTPTransport:
                     unreachable=True, partial=answer.partial(req, self._price),
                 ) from None
             except self._client_exc as e:
+                if answer.complete:  # whole: the connection broke after the finish reason (the usage chunk, [DONE] lost)
+                    return answer.completion(req, self._price)
                 raise TransientProviderError(
                     f"connection to {self.api_base} failed: {type(e).__name__}: {self._line(e)}", unreachable=True, partial=answer.partial(req, self._price),
                 ) from None
@@ -280,7 +282,7 @@ class OpenAIHTTPTransport:
 
     def _cut_short(self, answer: stream.StreamedAnswer, req: LLMRequest) -> NoReturn:
         """A stream that ended without its finish reason: plain requests from now on (said once in ``notices``),
-        and this call is asked again at once, what it received counted."""
+        and this call is asked again (a transient error carrying what it received)."""
         if self.stream:
             self.stream = False
             self.notices.append(stream.cut_short_notice(self.api_base))
