@@ -28,6 +28,8 @@ for it and ``stream_usage`` allows it). Options for the idle timeouts (core/llm/
     trickle            seconds between two chunks (a slow server that keeps writing)
     stall              the first this many streamed answers send their first chunks, then go silent
                        (until the client hangs up, or stall_s)
+    cut_short          the first this many streamed answers end after their first chunks without a finish
+                       reason (llama-cpp-python's server does so when another request arrives)
     no_stream          reject ``stream`` with HTTP 400 naming it (a server that cannot stream)
 
 Latency: ``latency`` seconds plus, per ``latency_dist``, nothing ("fixed"), U(0, spread)
@@ -126,6 +128,7 @@ class FaultConfig:
     stall_chunks: int = 2  # chunks a stalled answer sends (the role chunk and one of content) before going silent
     stall_s: float = 30.0  # a stalled answer is dropped after this (or when the client hangs up)
     no_stream: bool = False  # reject "stream": true with HTTP 400 naming it
+    cut_short: int = 0  # the first this many streamed answers end ([DONE]) after their first chunks, with no finish reason
     stream_usage: bool = True  # send the usage chunk a streamed request asks for
 
     @classmethod
@@ -305,6 +308,7 @@ class FaultServer:
         self._rng = random.Random(self.config.seed)
         self._decks: dict[str, list] = {}
         self._stalls = 0  # streamed answers stalled so far
+        self._cuts = 0  # and cut short
         self._port = port
         self.port = 0
         self.url = ""
@@ -326,7 +330,7 @@ class FaultServer:
     def failures(self) -> int:
         """Requests that failed at the transport level (the client retries these)."""
         o = self.stats.outcomes
-        return sum(o[k] for k in ("500", "503", "429", "hang", "drop", "malformed", "stall", "hung_up", "no_stream"))
+        return sum(o[k] for k in ("500", "503", "429", "hang", "drop", "malformed", "stall", "hung_up", "no_stream", "cut_short"))
 
     @property
     def invalid(self) -> int:
@@ -509,10 +513,17 @@ class FaultServer:
         stall = self._stalls < c.stall
         if stall:
             self._stalls += 1
+        cut = not stall and self._cuts < c.cut_short
+        if cut:
+            self._cuts += 1
         conn.start_stream(keep)
         for i, data in enumerate(events):
             if conn.closed:
                 return "hung_up"
+            if cut and i == c.stall_chunks:
+                conn.chunk(b"data: [DONE]\n\n")
+                conn.end_stream(keep)
+                return "cut_short"
             if stall and i == c.stall_chunks:
                 t_end = time.monotonic() + c.stall_s
                 while not conn.closed and time.monotonic() < t_end:

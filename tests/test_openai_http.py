@@ -59,8 +59,8 @@ def _as_stream(req: dict, status: int, data: bytes) -> list[bytes] | None:
 
 class Scripted:
     """A loopback HTTP/1.1 server (keep-alive) that answers POSTs from a script of actions:
-    ("respond", status, headers, body) | ("plain", status, headers, body) | ("drop",) | ("hang", seconds);
-    then 200 OK forever. A streamed request's 200 answer with a message is sent as server-sent events
+    ("respond", status, headers, body) | ("plain", status, headers, body) | ("drop",) | ("hang", seconds) |
+    ("broken", body): a streamed 200 whose connection breaks after ``body``; then 200 OK forever. A streamed request's 200 answer with a message is sent as server-sent events
     ("plain": as the JSON body, as a server that ignores stream does)."""
 
     def __init__(self, *actions) -> None:
@@ -94,6 +94,12 @@ class Scripted:
                     return
                 if action[0] == "hang":
                     await asyncio.sleep(action[1])
+                    writer.transport.abort()
+                    return
+                if action[0] == "broken":
+                    data = action[1]
+                    writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {len(data) + 1000}\r\n\r\n".encode() + data)
+                    await writer.drain()
                     writer.transport.abort()
                     return
                 kind, status, extra, data = action

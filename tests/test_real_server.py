@@ -107,6 +107,66 @@ def test_which_response_formats_the_server_accepts(llama_server):
         assert status == 200 and body["choices"][0]["message"]["content"] is not None
 
 
+# ---------------------------------------------------------------------------- streamed calls
+
+
+@TRANSPORTS
+async def test_a_streamed_call_longer_than_the_timeout_completes_with_rows(llama_server, transport):
+    """Calls are streamed (core/llm/stream.py): with --timeout 1 (the longest silence between tokens), a
+    generation call that takes several seconds on 2 CPU threads is never cut off, and its answer parses into
+    rows. llama-cpp-python's server sends no usage chunk: the tokens are counted from the text."""
+    from treesynth.core.config import build_config
+    from treesynth.core.llm import LLMClient, LLMRequest, make_local_transport
+    from treesynth.core.llm.lifecycle import close_transport
+    from treesynth.core.parsing import parse_answer, parse_samples
+    from treesynth.core.prompts import Prompts
+    from treesynth.core.schemas import samples_schema
+
+    cfg = build_config(flags={"task": TASK, "fields": "question,answer", "model": "openai/smollm2", "api_base": llama_server.url,
+                              "transport": transport, "timeout": 1, "first_token_timeout": 300})
+    t = make_local_transport(cfg)
+    client = LLMClient(t, max_retries=0)
+    path = [{"dimension": "topic", "value": "sharing apples among friends"}]
+    streamed = llama_server.proxy.streamed
+    t0 = time.monotonic()
+    c = await client.complete(LLMRequest(
+        Prompts(cfg).generate(path, 2), slot="0:gen:0", schema=samples_schema(cfg.fields, 2, 600), schema_name="samples",
+        temperature=0.2, max_tokens=448, seed=7,
+    ))
+    took = time.monotonic() - t0
+    await close_transport(t)
+    print(f"\n{transport}: a streamed call took {took:.1f}s with --timeout 1: {c.tokens_out} tokens out, finish {c.finish_reason}")
+    assert llama_server.proxy.streamed > streamed  # streamed through, as the server wrote it
+    assert took > 1 and (client.usage.errors, client.usage.retries) == (0, 0)
+    assert c.finish_reason in ("stop", "length") and c.tokens_in > 0 and c.tokens_out > 0
+    if c.finish_reason == "stop":
+        rows, _ = parse_samples(parse_answer(c.text), cfg.fields, max_items=2, max_chars=cfg.max_field_chars)
+        assert rows and all(r["question"].strip() and r["answer"].strip() for r in rows)
+
+
+@TRANSPORTS
+def test_a_streamed_run_one_call_at_a_time_reaches_exact_size(llama_server, tmp_path, transport):
+    """A whole run streamed (one call at a time: llama-cpp-python's server cuts a stream short when another
+    request arrives, and the transports then stop streaming, as the concurrent run below shows) with a 5 s limit
+    on silence and none on a call's length: every call streamed, correct rows, no call cut off or retried."""
+    out = tmp_path / "run"
+    proxy = llama_server.proxy
+    before, streamed, refused = proxy.count(), proxy.streamed, proxy.formats.get(("json_schema", 500), 0)
+    args = _args(llama_server, tmp_path, transport, out, size=8, depth=1, pivots=4)
+    args[args.index("--concurrency") + 1] = "1"
+    r = run_cli(*args, "--timeout", "5", "--first-token-timeout", "300", "--json-events", env=cli_env(), timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    calls = proxy.count() - before
+    refused = proxy.formats.get(("json_schema", 500), 0) - refused  # the structured-output negotiation's: answered with an error
+    assert calls > 0 and proxy.streamed - streamed == calls - refused
+    events = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    usage = [e for e in events if e["event"] == "usage"][-1]
+    assert (usage["errors"], usage["retries"]) == (0, 0), usage
+    assert not [e for e in events if e["event"] == "warning" and "streamed answer" in e.get("message", "")]
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 8 and len({r["id"] for r in rows}) == 8 and all(r["text"].strip() for r in rows)
+
+
 # ---------------------------------------------------------------------------- treesynth run
 
 

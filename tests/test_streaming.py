@@ -269,6 +269,40 @@ async def test_an_endpoint_that_rejects_stream_options_streams_without_them(kind
     assert t.stream and not t.stream_usage and c.text == '{"samples": []}' and c.tokens_out > 0
 
 
+@TRANSPORTS
+async def test_a_stream_cut_short_without_a_finish_reason_is_asked_again_plainly(kind):
+    """llama-cpp-python's server ends a stream with [DONE] and no finish reason when another request arrives
+    (its interrupt_requests): such an endpoint is asked plainly from then on, the cut call again (a transient
+    error: what it received is counted)."""
+    with FaultServer(FaultConfig(cut_short=1, stall_chunks=2, tokens_in=100, tokens_out=20)) as srv:
+        t = _transport(kind, srv.url)
+        client = LLMClient(t, max_retries=1, backoff_base=0.01)
+        c = await client.complete(_req())
+        await client.complete(_req(1))
+        await _close(t)
+        assert (srv.stats.outcomes["cut_short"], srv.stats.streamed, srv.stats.plain) == (1, 1, 2)
+    assert t.stream is False and len(t.notices) == 1 and "--interrupt_requests False" in t.notices[0]
+    assert c.finish_reason == "stop"
+    u = client.usage
+    assert (u.requests, u.errors, u.retries) == (3, 1, 1)
+    assert u.tokens_out == 20 + 20 + 16  # the cut call's 64 characters are counted
+
+
+async def test_a_connection_broken_after_the_finish_reason_keeps_the_answer_and_one_broken_before_counts_it():
+    from tests.sse_answer import sse_events
+
+    events = sse_events('{"samples": []}', "stop", None, model="m", cid="x", chunk_chars=4)
+    whole, cut = b"".join(events[:-1]), b"".join(events[:3])  # the finish reason without [DONE]; two chunks of content
+    async with Scripted(("broken", whole), ("broken", cut)) as srv:
+        t = _transport("http", srv.url)
+        c = await t(_req())
+        with pytest.raises(TransientProviderError, match="connection to") as ei:
+            await t(_req(1))
+        await _close(t)
+    assert (c.text, c.finish_reason) == ('{"samples": []}', "stop") and t.stream
+    assert ei.value.unreachable and ei.value.partial.text == '{"sample' and ei.value.partial.tokens_out == 2
+
+
 async def test_a_server_that_ignores_stream_is_read_as_one_body():
     async with Scripted(("plain",) + _ok('{"samples": [1]}')[1:]) as srv:
         t = _transport("http", srv.url)

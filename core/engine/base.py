@@ -46,6 +46,7 @@ class EngineBase:
         self._batch_seen: Any = None
         self._notices_seen = 0  # the client's notices already logged as warnings
         self._embed_notices_seen = 0  # the row embedder's
+        self._transport_notices_seen = 0  # the transport's (core/llm/transports/: a stream negotiated away)
         self.mode = mode
         # validators, semantic dedup and the judge: what a new row passes before it counts
         self.gates = gates or QualityGates()

@@ -116,6 +116,10 @@ class Engine(Steering, Expansion, Synthesis):
         while self._notices_seen < len(self.client.notices):
             self.warn(self.client.notices[self._notices_seen])
             self._notices_seen += 1
+        said = getattr(self.client.transport, "notices", None)  # and the transport (a stream negotiated away)
+        while said is not None and self._transport_notices_seen < len(said):
+            self.warn(said[self._transport_notices_seen])
+            self._transport_notices_seen += 1
         emb = self.gates.embedder
         while emb is not None and self._embed_notices_seen < len(emb.notices):
             self.warn(emb.notices[self._embed_notices_seen])

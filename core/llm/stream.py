@@ -46,6 +46,16 @@ def refusal(status: int | None, message: str, param: str = "") -> str | None:
     return None
 
 
+def cut_short_notice(endpoint: str) -> str:
+    """The run log's line when ``endpoint`` ended a stream without its finish reason (``StreamedAnswer.complete``)
+    and is asked plainly from then on."""
+    return (
+        f"{endpoint} ended a streamed answer before its finish reason (llama-cpp-python's server does so to a stream "
+        "when another request arrives, unless started with --interrupt_requests False): its calls are no longer streamed, "
+        "each bounded as a whole by --first-token-timeout"
+    )
+
+
 class StreamedAnswer:
     """The chunks of one streamed answer, added up (choice 0's content deltas, its finish reason, the usage)."""
 
@@ -60,8 +70,9 @@ class StreamedAnswer:
 
     @property
     def complete(self) -> bool:
-        """Whether the answer ended: the stream said so, or the answer has its finish reason."""
-        return self.done or self.finish is not None
+        """Whether the answer ended: it has its finish reason. A stream that ends (``[DONE]``, or the body's
+        end) without one was cut short: see ``cut_short``."""
+        return self.finish is not None
 
     @property
     def text(self) -> str:

@@ -4,7 +4,8 @@ embedded model (``local/smollm2``, registered with litellm by core/llm/transport
 OpenAI-compatible models (litellm's ``openai`` and ``hosted_vllm`` providers) are streamed, as on the http
 transport (core/llm/stream.py says why): ``timeout`` bounds the silence between chunks, ``first_token_timeout``
 the wait for the first (core/llm/transports/idle.py), and an endpoint that rejects ``stream_options`` or
-``stream`` is negotiated down once. Other providers, a Router and the embedded model are called as before,
+``stream`` (or ends a stream without its finish reason, as llama-cpp-python's server does when another
+request arrives) is negotiated down once. Other providers, a Router and the embedded model are called as before,
 with ``first_token_timeout`` as the whole call's limit (the embedded model keeps ``timeout``).
 
 litellm is imported on the first call (``load_litellm``, core/llm/litellm_loader.py), never at import time: it takes seconds.
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 # litellm's providers that speak OpenAI's chat completions, so stream them alike (stream_options included)
 STREAMED_PROVIDERS = frozenset({"openai", "hosted_vllm"})
 UNREACHABLE_STATUS = frozenset({502, 503, 504})
+CUT_SHORT = "ended before a finish_reason"  # litellm's error for a stream that ended without its finish reason
 
 
 def _retry_after(e: BaseException) -> float | None:
@@ -60,6 +62,7 @@ class LiteLLMTransport:
         # streaming: decided on the first call (OpenAI-compatible providers only), then negotiated down like structured output
         self.stream: bool | None = False if (self.local or self.router_cfg) else None
         self.stream_usage = True
+        self.notices: list[str] = []  # what this transport changed on its own, for the run's log
         self._price: Any = None  # litellm's price of (tokens_in, tokens_out), for streamed answers; looked up once
 
     @property
@@ -235,6 +238,14 @@ class LiteLLMTransport:
             if status is None and isinstance(e, litellm.BadRequestError):
                 status = 400
             msg = first_line(e)
+            if streamed and CUT_SHORT in msg:  # litellm's word for a stream that ended without its finish reason
+                if self.stream:
+                    self.stream = False
+                    self.notices.append(stream.cut_short_notice(self._endpoint()))
+                raise TransientProviderError(
+                    f"{self._endpoint()} ended a streamed answer before its finish reason: asked again without streaming",
+                    retry_after=0.0, partial=partial,
+                ) from None
             refused = stream.refusal(status, msg) if streamed else None
             if refused == stream.STREAM_OPTIONS_REFUSED and sent_usage:
                 self.stream_usage = False  # keep streaming; the tokens are counted from the text

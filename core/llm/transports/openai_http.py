@@ -15,8 +15,9 @@ Calls are streamed (server-sent events, ``stream_options.include_usage`` for the
 says why): ``timeout`` bounds the silence between chunks and ``first_token_timeout`` the wait for the first
 (core/llm/transports/idle.py), so a slow server that keeps writing is never cut off and a stalled one is
 noticed within the gap. An endpoint that rejects ``stream_options`` streams without it; one that rejects
-``stream`` (HTTP 400/422 naming it) gets plain requests from then on, bounded as a whole by the first
-token's limit; a server that ignores ``stream`` and answers one JSON body is read as before.
+``stream`` (HTTP 400/422 naming it) or ends a stream without its finish reason (llama-cpp-python's server
+cuts a stream short when another request arrives) gets plain requests from then on, bounded as a whole by
+the first token's limit; a server that ignores ``stream`` and answers one JSON body is read as before.
 
 aiohttp is imported on the first call, never at import time (``treesynth --help`` stays fast).
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
@@ -108,6 +109,7 @@ class OpenAIHTTPTransport:
         # streaming, negotiated like structured output: stream_options dropped, then stream itself, when the endpoint rejects them
         self.stream = True
         self.stream_usage = True
+        self.notices: list[str] = []  # what this transport changed on its own, for the run's log
         self.limit = max(1, int(cfg.concurrency))
         # structured output: json_schema, stepped down per core/llm/structured.py when this endpoint rejects it
         self.negotiator = structured.Negotiator(structured.JSON_SCHEMA)
@@ -244,11 +246,10 @@ class OpenAIHTTPTransport:
                             raw = await resp.read()
                             self._raise_for(status, raw, resp.headers, sent_mode, streamed, sent_usage)
                         if streamed and resp.content_type != "application/json":
-                            if await self._read_events(resp, answer, watch, req):
+                            await self._read_events(resp, answer, watch, req)
+                            if answer.complete:
                                 return answer.completion(req, self._price)
-                            raise TransientProviderError(
-                                f"the answer from {self.api_base} ended before it was complete", unreachable=True, partial=answer.partial(req, self._price),
-                            )
+                            self._cut_short(answer, req)
                         raw = await resp.read()  # a plain request, or a server that ignores stream: one JSON body
             except _Downgrade:
                 continue  # re-sent at once one step down: not a transient error, no backoff
@@ -265,6 +266,8 @@ class OpenAIHTTPTransport:
                     unreachable=True, partial=answer.partial(req, self._price),
                 ) from None
             except self._client_exc as e:
+                if answer.complete:  # whole: the connection broke after the finish reason (the usage chunk, [DONE] lost)
+                    return answer.completion(req, self._price)
                 raise TransientProviderError(
                     f"connection to {self.api_base} failed: {type(e).__name__}: {self._line(e)}", unreachable=True, partial=answer.partial(req, self._price),
                 ) from None
@@ -277,10 +280,21 @@ class OpenAIHTTPTransport:
             raise TransientProviderError("malformed response: the body is not JSON") from None
         return completion_from(doc, req, self._price)
 
-    async def _read_events(self, resp: Any, answer: stream.StreamedAnswer, watch: IdleTimeout, req: LLMRequest) -> bool:
-        """Read a streamed answer into ``answer``, each event's data a sign of progress; whether it ended
-        (``[DONE]``, or the body's end after a finish reason). Read to the body's end, so the connection is
-        reused; a malformed event or an error reported midway is a transient error carrying what arrived."""
+    def _cut_short(self, answer: stream.StreamedAnswer, req: LLMRequest) -> NoReturn:
+        """A stream that ended without its finish reason: plain requests from now on (said once in ``notices``),
+        and this call is asked again (a transient error carrying what it received)."""
+        if self.stream:
+            self.stream = False
+            self.notices.append(stream.cut_short_notice(self.api_base))
+        raise TransientProviderError(
+            f"{self.api_base} ended a streamed answer before its finish reason: asked again without streaming",
+            retry_after=0.0, partial=answer.partial(req, self._price),
+        )
+
+    async def _read_events(self, resp: Any, answer: stream.StreamedAnswer, watch: IdleTimeout, req: LLMRequest) -> None:
+        """Read a streamed answer into ``answer`` up to the body's end (so the connection is reused), each
+        event's data a sign of progress; a malformed event or an error reported midway is a transient error
+        carrying what arrived."""
         reader = SSEReader()
         content = resp.content
         while True:
@@ -300,7 +314,7 @@ class OpenAIHTTPTransport:
                     e.partial = answer.partial(req, self._price)
                     raise
             if not chunk:
-                return answer.complete
+                return
 
     def _line(self, e: BaseException) -> str:
         s = " ".join(str(e).split())[:200] or type(e).__name__
