@@ -384,3 +384,18 @@ async def test_ray_workers_carry_a_timeouts_kind_marks_and_what_arrived():
             assert e.unreachable and e.partial == partial and str(e) == "the answer stalled"
         else:
             assert not e.unreachable and e.partial is None and e.retry_after == 2.0
+
+
+@pytest.mark.parametrize("cls", ["InternalServerError", "APIConnectionError"])
+def test_litellms_connection_errors_are_unreachable_whatever_class_they_come_as(cls):
+    """After a server is killed mid-stream, litellm reports the next calls' refused connections as
+    InternalServerError (status 500, "OpenAIException - Connection error."): the endpoint, not the request."""
+    from treesynth.core.llm.litellm_loader import load_litellm
+
+    litellm = load_litellm()
+    t = _transport("litellm", "http://127.0.0.1:9/v1")
+    kw = {"message": "OpenAIException - Connection error.", "llm_provider": "openai", "model": "fault-model"}
+    e = getattr(litellm, cls)(**kw)
+    with pytest.raises(TransientProviderError) as ei:
+        t._step_down_or_raise(litellm, e, None, True, True, None)
+    assert ei.value.unreachable

@@ -259,7 +259,9 @@ class LiteLLMTransport:
                 return
             if verdict == structured.DETERMINISTIC:
                 raise ProviderError(self.negotiator.deterministic_message(status, msg, self._endpoint())) from None
-            connection = isinstance(e, litellm.APIConnectionError)
+            # litellm wraps the OpenAI SDK's "Connection error." (refused, reset) as APIConnectionError or, after a
+            # stream broke, as InternalServerError with status 500: both mean the endpoint, not the request
+            connection = isinstance(e, litellm.APIConnectionError) or _says_connection_failed(msg)
             if verdict == structured.REJECTED and not connection:
                 raise ProviderError(f"the provider rejected the request for {self.model}: {msg}") from None
             unreachable = connection or status in UNREACHABLE_STATUS or isinstance(e, litellm.ServiceUnavailableError)
@@ -269,6 +271,15 @@ class LiteLLMTransport:
         if isinstance(e, (ConnectionError, OSError)):
             raise TransientProviderError(first_line(e), unreachable=True, partial=partial) from None
         raise TransientProviderError(f"{type(e).__name__}: {first_line(e)}", partial=partial) from None
+
+
+_CONNECTION_WORDS = ("connection error", "connection refused", "connecterror", "connection reset", "server disconnected")
+
+
+def _says_connection_failed(msg: str) -> bool:
+    """Whether litellm's message is about the connection (no server answered), whatever class it came as."""
+    low = msg.lower()
+    return any(w in low for w in _CONNECTION_WORDS)
 
 
 def _usage_dict(usage: Any) -> dict[str, Any] | None:
