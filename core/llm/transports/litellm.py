@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ...errors import ProviderError, ProviderTimeout, TransientProviderError, first_line
 from .. import stream, structured
@@ -198,10 +198,23 @@ class LiteLLMTransport:
                     await chunks.aclose()  # the connection of a call given up on
                 except Exception:  # noqa: BLE001 - closing never fails a call
                     pass
+        if not answer.complete:
+            self._cut_short(self._partial(litellm, answer, req))
         c = answer.completion(req, None)
         if stamped is None or self._given is not None:
             stamped = self._price_of(c.tokens_in, c.tokens_out)
         return Completion(c.text, c.finish_reason, c.tokens_in, c.tokens_out, stamped)
+
+    def _cut_short(self, partial: Completion | None) -> NoReturn:
+        """A stream that ended without its finish reason: plain calls from now on (said once in ``notices``), and
+        this call is asked again (a transient error carrying what it received)."""
+        if self.stream:
+            self.stream = False
+            self.notices.append(stream.cut_short_notice(self._endpoint()))
+        raise TransientProviderError(
+            f"{self._endpoint()} ended a streamed answer before its finish reason: asked again without streaming",
+            retry_after=0.0, partial=partial,
+        ) from None
 
     def _price_of(self, tin: int, tout: int) -> float | None:
         if self._given is not None:  # the config's price wins over litellm's (core/llm/pricing.py)
@@ -239,13 +252,7 @@ class LiteLLMTransport:
                 status = 400
             msg = first_line(e)
             if streamed and CUT_SHORT in msg:  # litellm's word for a stream that ended without its finish reason
-                if self.stream:
-                    self.stream = False
-                    self.notices.append(stream.cut_short_notice(self._endpoint()))
-                raise TransientProviderError(
-                    f"{self._endpoint()} ended a streamed answer before its finish reason: asked again without streaming",
-                    retry_after=0.0, partial=partial,
-                ) from None
+                self._cut_short(partial)
             refused = stream.refusal(status, msg) if streamed else None
             if refused == stream.STREAM_OPTIONS_REFUSED and sent_usage:
                 self.stream_usage = False  # keep streaming; the tokens are counted from the text
