@@ -184,7 +184,9 @@ def test_a_slow_server_that_keeps_sending_is_never_cut_off(server, tmp_path, tra
     # than --timeout 3 in total, but no gap between two chunks is longer than 0.2 s
     with TrickleProxy("127.0.0.1", server.port, chunk_bytes=1024, gap_s=0.2) as proxy:
         out = tmp_path / "run"
-        r = subprocess.run(_cmd(proxy.url, transport, out, tmp_path, "--timeout", "3"), env=cli_env(),
+        # the first token's own limit is generous: the server answers one request at a time, so a call's first
+        # token waits behind the other call's trickled answer (a queue, not silence)
+        r = subprocess.run(_cmd(proxy.url, transport, out, tmp_path, "--timeout", "3", "--first-token-timeout", "600"), env=cli_env(),
                            capture_output=True, text=True, timeout=1800)
         assert r.returncode == 0, r.stderr[-3000:]
         assert proxy.longest_call_s > 3, proxy.longest_call_s  # the case is not trivial
