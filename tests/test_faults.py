@@ -103,13 +103,29 @@ def test_flaky_provider_completes_exactly_and_counters_match_the_server(tmp_path
 @pytest.mark.slow
 def test_retries_exhausted_fail_the_node_with_one_line_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
-    with FaultServer(FaultConfig(p_503=1.0)) as srv:
+    with FaultServer(FaultConfig(p_500=1.0)) as srv:  # the server answers, with an error every time
         r = call_cli(*_args(srv, out, "--size", "10", "--depth", "1", "--max-retries", "1"))
         assert r.returncode == 1, r.stderr
         assert "Traceback" not in r.stderr
         assert srv.requests == 2  # one call, one retry
         state = json.loads((out / "state.json").read_text())
         assert state["status"] == "incomplete"
+        srv.config.p_500 = 0.0
+        r2 = call_cli("run", "--resume", str(out), "--no-ui")
+        assert r2.returncode == 0, r2.stderr
+    check_run(out, 10)
+
+
+def test_an_endpoint_that_only_answers_503_is_an_outage_that_stops_past_its_timeout_and_resumes(tmp_path):
+    """503 is what a gateway in front of a restarting server says: an outage (core/llm/outage.py), not a
+    failed node; past --outage-timeout the run stops with one line, and resumes once the server is back."""
+    out = tmp_path / "run"
+    with FaultServer(FaultConfig(p_503=1.0)) as srv:
+        t0 = time.monotonic()
+        r = call_cli(*_args(srv, out, "--size", "10", "--depth", "1", "--max-retries", "1", "--outage-timeout", "2"))
+        assert r.returncode == 1 and time.monotonic() - t0 < 30, r.stderr
+        assert "Traceback" not in r.stderr and "--outage-timeout 2" in r.stderr
+        assert "failed" not in r.stderr.split("status:", 1)[-1].split("\n", 1)[0]  # no node failed for it
         srv.config.p_503 = 0.0
         r2 = call_cli("run", "--resume", str(out), "--no-ui")
         assert r2.returncode == 0, r2.stderr
