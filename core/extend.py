@@ -19,19 +19,9 @@ import orjson
 from .errors import ConfigError, RunDirError
 from .files import atomic_write
 from .rundir import CONFIG
-from .store import RUN_FORMAT, RunStore
+from .store import RunStore, read_config_document
 
 EXTENDED = "extended"  # config.json's key: [{"from": 20, "to": 50, "at": <unix time>}, ...]
-
-
-def _document(root: Path) -> dict[str, Any]:
-    try:
-        d = orjson.loads((Path(root) / CONFIG).read_bytes())
-    except (OSError, orjson.JSONDecodeError) as e:
-        raise RunDirError(f"{str(root)!r} is corrupt: config.json is unreadable ({e})") from None
-    if not isinstance(d, dict) or d.get("format") != RUN_FORMAT or not isinstance(d.get("config"), dict):
-        raise RunDirError(f"{str(root)!r} is corrupt: config.json is not a {RUN_FORMAT} file")
-    return d
 
 
 def extensions(root: Path) -> list[dict[str, Any]]:
@@ -64,7 +54,7 @@ def record_extension(run_dir: Path, size: int) -> int:
         mode = recorded_mode(run_dir)
         if mode != "run":
             raise ConfigError(f"{str(run_dir)!r} is a {mode} run; treesynth extend works on runs made by treesynth run")
-        doc = _document(run_dir)
+        doc = read_config_document(run_dir)
         current = doc["config"].get("size")
         if not isinstance(current, int) or isinstance(current, bool) or current < 1:
             raise RunDirError(f"{str(run_dir)!r} is corrupt: its config.json has no size")

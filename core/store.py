@@ -65,13 +65,19 @@ class Recovered:
 
 def read_saved_config(root: Path) -> dict[str, Any]:
     """The resolved config a run saved in config.json, or a one-line RunDirError when it is damaged."""
+    return read_config_document(root)["config"]
+
+
+def read_config_document(root: Path) -> dict[str, Any]:
+    """The whole of config.json (the config and what is recorded beside it), checked; a one-line
+    RunDirError when it is damaged."""
     try:
         d = orjson.loads((Path(root) / CONFIG).read_bytes())
     except (OSError, orjson.JSONDecodeError) as e:
         raise RunDirError(f"{str(root)!r} is corrupt: config.json is unreadable ({e})") from None
     if not isinstance(d, dict) or d.get("format") != RUN_FORMAT or not isinstance(d.get("config"), dict):
         raise RunDirError(f"{str(root)!r} is corrupt: config.json is not a {RUN_FORMAT} file")
-    return d["config"]
+    return d
 
 
 def verdict_records(root: Path) -> dict[str, dict[str, Any]]:
