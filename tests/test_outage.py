@@ -167,7 +167,8 @@ def test_the_status_line_says_since_when_and_the_next_try():
     p = Progress(size=10)
     p.apply(ev.Usage(requests=3, cache_hits=0, tokens_in=0, tokens_out=0, cost_usd=0.0, retries=0, errors=3, invalid=0,
                      elapsed_s=40, unreachable_s=5.0, next_try_s=8.0))
-    assert fmt_outage(p).startswith("endpoint unreachable since 00:") and "next try in 7 s" in fmt_outage(p) or "next try in 8 s" in fmt_outage(p)
+    line = fmt_outage(p)
+    assert line.startswith("endpoint unreachable since 00:") and ("next try in 7 s" in line or "next try in 8 s" in line), line
     assert "endpoint unreachable since" in status_line(p)
     p.apply(ev.Usage(requests=4, cache_hits=0, tokens_in=0, tokens_out=0, cost_usd=0.0, retries=0, errors=3, invalid=0, elapsed_s=41))
     assert fmt_outage(p) == "" and "unreachable" not in status_line(p)
