@@ -159,7 +159,9 @@ def test_sigterm_while_the_server_is_down_ends_the_run_within_15_s(server, tmp_p
 def test_a_server_stopped_mid_call_is_noticed_and_ridden_out(server, tmp_path):
     out = tmp_path / "run"
     log = tmp_path / "run.log"
-    proc = _start(_cmd(server.url, "http", out, tmp_path, "--timeout", "10"), log)
+    # the first token's limit is set to the gap too: a call that waits for its first token when the server stops
+    # would otherwise be noticed only at its own, longer limit (3x --timeout by default)
+    proc = _start(_cmd(server.url, "http", out, tmp_path, "--timeout", "10", "--first-token-timeout", "10"), log)
     try:
         _wait_for(lambda: (out / "events.jsonl").exists(), 120, "run directory", proc, log)
         time.sleep(8)  # a call is being answered, token by token
@@ -174,7 +176,7 @@ def test_a_server_stopped_mid_call_is_noticed_and_ridden_out(server, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert noticed <= 10 + 15, noticed  # the gap (--timeout 10) plus the status line's interval
+    assert noticed <= 10 + 15, noticed  # the limit (10 s, gap and first token) plus the status line's interval
     _check_rows(out)
 
 
