@@ -28,6 +28,11 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--preset", {"help": "gsm8k, math, code_alpaca, simpletom, or a preset .toml file"}),
     ("--model", {"help": "litellm model string (default: local/smollm2, the embedded offline model)"}),
     ("--api-base", {"dest": "api_base", "help": "base URL of an OpenAI-compatible server (vLLM, Ollama, ...)"}),
+    ("--tree-model", {"dest": "tree_model", "metavar": "MODEL",
+                      "help": "the model that grows the tree (pivots, criterion, assignment, coverage: a few hard calls); --model "
+                      "writes the rows (default: --model; its key from the environment)"}),
+    ("--tree-api-base", {"dest": "tree_api_base", "metavar": "URL",
+                         "help": "the tree model's OpenAI-compatible server (default: --api-base when both models have the same provider prefix)"}),
     ("--transport", {"choices": ["auto", "litellm", "http"], "help": "how LLM calls are made: http, a native client for openai/ and hosted_vllm/ models; litellm, any provider; auto (default): http where it applies"}),
     ("--depth", {"type": int, "help": "tree depth (default 3; 0: no tree, plain sampling from the root prompt)"}),
     ("--size", {"type": int, "help": "number of samples in the dataset (default 100)"}),
@@ -49,6 +54,8 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
                     "help": "the model's price per million input tokens, with --price-out: for a model litellm's table does not price "
                     "(a --budget needs one) or a price other than its (config: prices)"}),
     ("--price-out", {"dest": "price_out", "type": float, "metavar": "USD", "help": "the model's price per million output tokens (see --price-in)"}),
+    ("--tree-price-in", {"dest": "tree_price_in", "type": float, "metavar": "USD", "help": "the tree model's price per million input tokens (see --price-in)"}),
+    ("--tree-price-out", {"dest": "tree_price_out", "type": float, "metavar": "USD", "help": "the tree model's price per million output tokens"}),
     ("--seed", {"type": int, "help": "seed for every random choice and call (default 0)"}),
     ("--temperature", {"type": float, "help": "sampling temperature for generation (default 0.9)"}),
     ("--executor", {"choices": ["local", "ray"], "help": "where LLM calls run: local (default) or ray, a Ray cluster (pip install 'treesynth[ray]')"}),

@@ -47,10 +47,34 @@ _SECRET_KEY_RE = re.compile(r"(api[_-]?key|secret|token|password|authorization|b
 RESUMABLE_OVERRIDES = frozenset(
     {"model", "api_base", "concurrency", "rpm", "tpm", "timeout", "first_token_timeout", "max_retries", "budget", "cache", "cache_path", "router",
      "outage_timeout", "executor", "ray_address", "ray_workers", "transport", "judge", "judge_model", "judge_batch", "batch", "batch_linger",
-     "extra_body", "embed_api_base", "prices", "price_in", "price_out"}
+     "extra_body", "embed_api_base", "prices", "price_in", "price_out", "tree_model", "tree_api_base", "tree_price_in",
+     "tree_price_out"}
 )
 PRICE_UNITS = "non-negative finite numbers of USD per million tokens"
 PRICE_FORM = PRICE_UNITS + ", e.g. {input: 0.15, output: 0.6}"
+
+
+def _price_pair(data: dict[str, Any], prefix: str, model_key: str) -> dict[str, Any]:
+    """``{prefix}price_in`` and ``{prefix}price_out`` in ``data`` become the ``prices`` entry of the model
+    ``data[model_key]`` names (the tree model defaults to the model)."""
+    kin, kout = f"{prefix}price_in", f"{prefix}price_out"
+    if kin not in data and kout not in data:
+        return data
+    data = dict(data)
+    pin, pout = data.pop(kin, None), data.pop(kout, None)
+    if pin is None and pout is None:
+        return data
+    flag_in, flag_out = "--" + kin.replace("_", "-"), "--" + kout.replace("_", "-")
+    if pin is None or pout is None:
+        raise ValueError(f"{flag_in} and {flag_out} go together: give both (USD per million tokens)")
+    if not (_price_number(pin) and _price_number(pout)):
+        raise ValueError(f"{flag_in} and {flag_out} must be {PRICE_UNITS}")
+    model = data.get(model_key) or (data.get("model") if model_key != "model" else None)
+    model = model.strip() if isinstance(model, str) and model.strip() else DEFAULT_MODEL
+    prices = data.get("prices")
+    if prices is None or isinstance(prices, Mapping):
+        data["prices"] = {**(prices or {}), model: {"input": pin, "output": pout}}
+    return data
 
 
 class ModelPrice(BaseModel):
@@ -135,6 +159,16 @@ class RunConfig(BaseModel):
     judge_batch: int = Field(default=5, ge=1, le=50, description="Rows the judge reads per call.")
     model: str = Field(default=DEFAULT_MODEL, description="litellm model string; local/smollm2 is the embedded model.")
     api_base: str | None = None
+    tree_model: str | None = Field(
+        default=None,
+        description="The model that grows the tree (pivots, criterion, assignment, coverage; a few hard calls); model writes "
+        "the rows (many easy calls). Default: model. Its key comes from the environment, as model's does.",
+    )
+    tree_api_base: str | None = Field(
+        default=None,
+        description="tree_model's endpoint. Default: api_base when tree_model is served by the same provider as model "
+        "(the same prefix, e.g. openai/), else the provider's own.",
+    )
     transport: Literal["auto", "litellm", "http"] = Field(
         default="auto",
         description="How LLM calls are made: http (a native OpenAI-compatible client, for openai/ and hosted_vllm/ models), "
@@ -237,22 +271,12 @@ class RunConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _price_flags(cls, data: Any) -> Any:
-        """``price_in`` and ``price_out`` (``--price-in``, ``--price-out``): the model's entry in ``prices``."""
-        if not isinstance(data, dict) or ("price_in" not in data and "price_out" not in data):
+        """``price_in`` and ``price_out`` (``--price-in``, ``--price-out``): the model's entry in ``prices``;
+        ``tree_price_in`` and ``tree_price_out`` (``--tree-price-in``, ``--tree-price-out``): the tree model's."""
+        if not isinstance(data, dict):
             return data
-        data = dict(data)
-        pin, pout = data.pop("price_in", None), data.pop("price_out", None)
-        if pin is None and pout is None:
-            return data
-        if pin is None or pout is None:
-            raise ValueError("--price-in and --price-out go together: give both (USD per million tokens)")
-        if not (_price_number(pin) and _price_number(pout)):
-            raise ValueError(f"--price-in and --price-out must be {PRICE_UNITS}")
-        model = data.get("model")
-        model = model.strip() if isinstance(model, str) and model.strip() else DEFAULT_MODEL
-        prices = data.get("prices")
-        if prices is None or isinstance(prices, Mapping):
-            data["prices"] = {**(prices or {}), model: {"input": pin, "output": pout}}
+        for prefix, key in (("", "model"), ("tree_", "tree_model")):
+            data = _price_pair(data, prefix, key)
         return data
 
     @field_validator("prices", mode="before")
@@ -309,6 +333,21 @@ class RunConfig(BaseModel):
             raise ValueError(f"api_base {v!r} must be an http(s) URL")
         return v
 
+    @field_validator("tree_model")
+    @classmethod
+    def _tree_model(cls, v: str | None) -> str | None:
+        return v.strip() or None if isinstance(v, str) else v
+
+    @field_validator("tree_api_base")
+    @classmethod
+    def _tree_api_base(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip().rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"tree_api_base {v!r} must be an http(s) URL")
+        return v
+
     @field_validator("embed_api_base")
     @classmethod
     def _embed_api_base(cls, v: str | None) -> str | None:
@@ -352,6 +391,14 @@ class RunConfig(BaseModel):
                 f"first_token_timeout ({self.first_token_timeout:g}s) must not be shorter than timeout ({self.timeout:g}s), "
                 "the longest silence between tokens"
             )
+        if self.tree_model is not None or self.tree_api_base is not None:
+            tree = self.tree_role()
+            if tree.model.startswith("local/") and tree.tree_api_base:
+                raise ValueError("tree_api_base is an endpoint's address; the embedded tree model (local/...) has none")
+            if self.transport == "http":
+                why = http_unsupported(tree)
+                if why:
+                    raise ValueError(f"transport http (tree model): {why}; use transport litellm or auto")
         if self.embed_api_base and parse_embedder(self.embedder).kind != "endpoint":
             raise ValueError("embed_api_base is the address of an embeddings endpoint: name its model with embedder openai/<model>")
         if self.transport == "http":
@@ -376,6 +423,28 @@ class RunConfig(BaseModel):
             if set(ex) != set(self.fields) or not all(isinstance(x, str) and x.strip() for x in ex.values()):
                 raise ValueError(f"examples[{i}] must give a non-empty text for exactly the fields {', '.join(self.fields)}")
         return self
+
+    @property
+    def has_tree_role(self) -> bool:
+        """The tree's steps go to another model or endpoint than the rows (``tree_model``, ``tree_api_base``)."""
+        if self.tree_model is None and self.tree_api_base is None:
+            return False
+        t = self.tree_role()
+        return (t.model, t.api_base) != (self.model, self.api_base)
+
+    def tree_role(self) -> RunConfig:
+        """This config as the tree's calls see it: ``tree_model`` at ``tree_api_base`` (by default ``api_base``
+        when both models have the same provider prefix), without the rows' router. ``self`` when neither is set."""
+        if self.tree_model is None and self.tree_api_base is None:
+            return self
+        model = self.tree_model or self.model
+        if self.tree_api_base is not None:
+            base: str | None = self.tree_api_base
+        elif model.split("/", 1)[0] == self.model.split("/", 1)[0]:
+            base = self.api_base
+        else:
+            base = None
+        return self.model_copy(update={"model": model, "api_base": base, "router": None if self.tree_model else self.router})
 
     @property
     def first_token_s(self) -> float:

@@ -4,7 +4,7 @@ e.g. core/llm/pricing.py's ``call_price``)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .allocate import calls_for
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .config import RunConfig
     from .llm.pricing import Price
     from .prompts import Prompts
+    from .taxonomy import GivenShape
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,23 @@ class Estimate:
     judge_calls: int = 0  # --judge: the rows of each generation call, judge_batch to a call
     tree_tokens_in: int = 0  # the part of tokens_in / tokens_out spent growing the tree (interactive even with --batch)
     tree_tokens_out: int = 0
+    judge_tokens_in: int = 0  # the part spent judging rows (--judge)
+    judge_tokens_out: int = 0
+    given_splits: int = 0  # splits a reused tree (--tree-from) gives: no calls
+    roles: tuple[tuple[str, float | None], ...] = ()  # (role, USD) for tree, rows and judge, when priced by role
 
-    def batch_cost(self, price: Price, batch_price: Price) -> float | None:
-        """The cost with ``--batch``: the tree's calls at ``price``, the rest at ``batch_price``."""
-        a = price(self.tree_tokens_in, self.tree_tokens_out)
+    def role_tokens(self, role: str) -> tuple[int, int]:
+        """(tokens in, tokens out) of one role's calls: ``tree``, ``rows`` or ``judge``."""
+        if role == "tree":
+            return self.tree_tokens_in, self.tree_tokens_out
+        if role == "judge":
+            return self.judge_tokens_in, self.judge_tokens_out
+        return (self.tokens_in - self.tree_tokens_in - self.judge_tokens_in, self.tokens_out - self.tree_tokens_out - self.judge_tokens_out)
+
+    def batch_cost(self, price: Price, batch_price: Price, tree_price: Price | None = None) -> float | None:
+        """The cost with ``--batch``: the tree's calls at ``tree_price`` (default ``price``: they are interactive),
+        the rest at ``batch_price``."""
+        a = (tree_price or price)(self.tree_tokens_in, self.tree_tokens_out)
         b = batch_price(self.tokens_in - self.tree_tokens_in, self.tokens_out - self.tree_tokens_out)
         return None if a is None or b is None else a + b
 
@@ -53,21 +67,41 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+def _grow(levels: int, fanout: float, size: float) -> tuple[int, float]:
+    """(internal nodes, leaves) of a tree grown ``levels`` deep at ``fanout`` for ``size`` rows: a level at
+    least as wide as its rows is not split further."""
+    internal, level = 0, 1.0
+    for _d in range(levels):
+        if level >= size:
+            break
+        internal += int(round(level))
+        level *= fanout
+    return internal, min(level, max(1.0, size))
+
+
 def estimate(cfg: RunConfig, prompts: Prompts | None = None, fanout: float | None = None, retry_rate: float = 0.15,
-             price: Price | None = None) -> Estimate:
+             price: Price | None = None, given: GivenShape | None = None, tree_price: Price | None = None,
+             judge_price: Price | None = None) -> Estimate:
     """Model: every node splits into ``fanout`` children (default: half of max_values, at
     least 2) until depth, or until quotas reach zero; each expansion makes 3 calls; leaves
     make ceil(quota / samples_per_call) calls each (``leaf_calls``); ``retry_rate`` extra calls for invalid answers.
-    ``price(tokens_in, tokens_out) -> USD | None``.
+    ``given``: the shape of a reused tree (core/taxonomy.py ``given_shape``): its splits cost nothing, its open
+    values grow on to the depth. ``price(tokens_in, tokens_out) -> USD | None`` prices the rows' calls, and
+    every call unless ``tree_price`` (the tree's steps) or ``judge_price`` (the judge's) is given; given either,
+    ``roles`` has the cost of each role.
     """
     f = fanout or max(2.0, cfg.max_values / 2)
-    internal, level, leaves = 0, 1.0, 0.0
-    for _d in range(cfg.depth):
-        if level >= cfg.size:
-            break
-        internal += int(round(level))
-        level *= f
-    leaves = min(level, float(cfg.size))
+    if given is None:
+        internal, leaves = _grow(cfg.depth, f, float(cfg.size))
+    else:
+        ends = max(1, len(given.open) + given.leaves)
+        share = cfg.size / ends  # rows an end of the given tree gets
+        internal, leaves = 0, float(given.leaves)
+        for d in given.open:
+            i, n = _grow(max(0, cfg.depth - d), f, share)
+            internal += i
+            leaves += n
+        leaves = min(leaves, float(cfg.size))
     leaves_i = max(1, int(round(leaves)))
     tree_calls = int(round(internal * 3 * (1 + retry_rate)))
     synth_calls = int(round(leaf_calls(cfg.size, leaves_i, cfg.samples_per_call) * (1 + retry_rate)))
@@ -83,16 +117,29 @@ def estimate(cfg: RunConfig, prompts: Prompts | None = None, fanout: float | Non
     tree_out = internal * (cfg.pivots * field_tokens + 20 * cfg.pivots + 15 * cfg.max_values)
     tin = tree_in + synth_calls * gen_in
     tout = tree_out + synth_calls * cfg.samples_per_call * field_tokens
-    judge_calls = 0
+    judge_calls = judge_in = judge_out = 0
     if cfg.judge:  # every row read once (rows the judge fails are written and judged again: retry_rate)
         judge_calls = synth_calls * math.ceil(cfg.samples_per_call / cfg.judge_batch)
         rows_per_call = min(cfg.samples_per_call, cfg.judge_batch)
-        tin += judge_calls * (gen_in + rows_per_call * field_tokens)
-        tout += judge_calls * rows_per_call * (40 + 8 * cfg.depth)
-    tin, tout = int(tin * (1 + retry_rate)), int(tout * (1 + retry_rate))
-    cost = price(tin, tout) if price else None
+        judge_in = judge_calls * (gen_in + rows_per_call * field_tokens)
+        judge_out = judge_calls * rows_per_call * (40 + 8 * cfg.depth)
+        tin += judge_in
+        tout += judge_out
     k = 1 + retry_rate
-    return Estimate(internal, leaves_i, tree_calls, synth_calls, tin, tout, cost, f, judge_calls, int(tree_in * k), int(tree_out * k))
+    tin, tout = int(tin * k), int(tout * k)
+    est = Estimate(internal, leaves_i, tree_calls, synth_calls, tin, tout, None, f, judge_calls, int(tree_in * k), int(tree_out * k),
+                   int(judge_in * k), int(judge_out * k), given.splits if given is not None else 0)
+    if tree_price is None and judge_price is None:
+        return replace(est, cost_usd=price(tin, tout) if price else None)
+    roles: list[tuple[str, float | None]] = []
+    for role, p in (("tree", tree_price or price), ("rows", price), ("judge", judge_price or price)):
+        t_in, t_out = est.role_tokens(role)
+        if role == "judge" and not cfg.judge:
+            continue
+        roles.append((role, p(t_in, t_out) if p else None))
+    costs = [c for _r, c in roles]
+    total = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+    return replace(est, cost_usd=total, roles=tuple(roles))
 
 
 def estimate_balance(cfg: RunConfig, n_rows: int, route: str, route_batch: int, target: int, synth_share: float = 0.25,
@@ -135,21 +182,48 @@ def _shape_lines(cfg: RunConfig, est: Estimate, calls_detail: str) -> list[str]:
 
 
 def estimate_lines(cfg: RunConfig, fanout: float | None = None) -> list[str]:
-    """What ``treesynth estimate`` prints for a run of ``cfg``: its task and model, tree, calls, tokens and cost
-    at the config's prices or litellm's, and the cost with ``--batch`` where the model has batch prices."""
+    """What ``treesynth estimate`` prints for a run of ``cfg``: its task and model(s), tree (a reused one's
+    splits cost nothing), calls, tokens and cost at the config's prices or litellm's, by role when the tree or
+    the judge has its own model, and the cost with ``--batch`` where the model has batch prices."""
     from .llm.pricing import batch_call_price, call_price
     from .progress import fmt_cost
     from .prompts import Prompts
 
     price = call_price(cfg.model, cfg.prices)
-    est = estimate(cfg, Prompts(cfg), fanout=fanout, price=price)
+    tree_model = cfg.tree_role().model if cfg.has_tree_role else None
+    judge_model = cfg.judge_model if cfg.judge and cfg.judge_model and cfg.judge_model != cfg.model else None
+    given = None
+    if cfg.tree_from:
+        from .taxonomy import given_shape
+        from .treesource import load_given_tree
+
+        given = given_shape(load_given_tree(cfg.tree_from, task=cfg.task, fields=cfg.fields, depth=cfg.depth)[1])
+    est = estimate(
+        cfg, Prompts(cfg), fanout=fanout, price=price, given=given,
+        tree_price=call_price(tree_model, cfg.prices) if tree_model else None,
+        judge_price=call_price(judge_model, cfg.prices) if judge_model else None,
+    )
     judging = f", {est.judge_calls:,} judging them" if est.judge_calls else ""
-    lines = [f"task:           {cfg.task}", f"model:          {cfg.model}",
-             *_shape_lines(cfg, est, f"{est.tree_calls:,} growing the tree, {est.synth_calls:,} generating {cfg.size:,} samples{judging}")]
+    lines = [f"task:           {cfg.task}", f"model:          {cfg.model}" + (" (rows)" if tree_model else "")]
+    if tree_model:
+        lines.append(f"tree model:     {tree_model}" + (f" at {cfg.tree_role().api_base}" if cfg.tree_role().api_base else ""))
+    if judge_model:
+        lines.append(f"judge model:    {judge_model}")
+    growing = f"{est.tree_calls:,} growing the tree"
+    if given is not None:
+        growing += f" (its {given.splits:,} given split(s) cost none)"
+    lines += _shape_lines(cfg, est, f"{growing}, {est.synth_calls:,} generating {cfg.size:,} samples{judging}")
+    if est.roles:
+        models = {"tree": tree_model or cfg.model, "rows": cfg.model, "judge": judge_model or cfg.model}
+        lines.append("cost by role:   " + ", ".join(f"{r} ~{fmt_cost(c)} ({models[r]})" for r, c in est.roles))
     batch_price = batch_call_price(cfg.model, cfg.prices)
     if price is not None and batch_price is not None:
-        lines.append(f"with --batch:   ~{fmt_cost(est.batch_cost(price, batch_price))} (the tree's calls interactive, the rest at batch prices)"
-                     + (" (chosen)" if cfg.batch else ""))
+        tree_price = call_price(tree_model, cfg.prices) if tree_model else None
+        if tree_model and tree_price is None:
+            lines.append("with --batch:   the tree model has no price")
+        else:
+            lines.append(f"with --batch:   ~{fmt_cost(est.batch_cost(price, batch_price, tree_price))} (the tree's calls interactive, the rest at batch prices)"
+                         + (" (chosen)" if cfg.batch else ""))
     elif cfg.batch:
         lines.append("with --batch:   no batch prices for this model in litellm's table")
     return lines

@@ -139,6 +139,27 @@ class SamplesTarget(Event):
     samples_target: int
 
 
+@dataclass(frozen=True, slots=True)
+class RoleCost:
+    """One role's share of a run's calls (core/llm/types.py ``ROLES``: tree, rows, judge), cumulative."""
+
+    role: str
+    model: str
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float | None  # None: unknown (the model has no price)
+
+
+def role_costs(roles: dict[str, Any]) -> tuple[RoleCost, ...]:
+    """``UsageTotals.roles`` (RoleUsage values) as events' ``RoleCost``s, in the order tree, rows, judge."""
+    order = {"tree": 0, "rows": 1, "judge": 2}
+    return tuple(
+        RoleCost(role=k, model=r.model, requests=r.requests, tokens_in=r.tokens_in, tokens_out=r.tokens_out, cost_usd=r.cost_usd)
+        for k, r in sorted(roles.items(), key=lambda kv: order.get(kv[0], 9))
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage(Event):
     kind: ClassVar[str] = "usage"
@@ -162,6 +183,8 @@ class Usage(Event):
     # gauges while the endpoint is unreachable (core/llm/outage.py): for how long, and when the next probe goes
     unreachable_s: float | None = None
     next_try_s: float | None = None
+    # the same calls by role, each with its model (cumulative; a role that made no call yet is absent)
+    roles: tuple[RoleCost, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +251,7 @@ class RunFinished(Event):
     embed_requests: int = 0
     embed_tokens: int = 0
     embed_cost_usd: float = 0.0
+    roles: tuple[RoleCost, ...] = ()  # the calls by role (tree, rows, judge), each with its model and cost
 
 
 EventCallback = Callable[[Event], None]

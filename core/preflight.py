@@ -56,6 +56,8 @@ def priced_models(cfg: RunConfig) -> list[tuple[str, str]]:
                 models.append(("router", m))
     else:
         models.append(("model", cfg.model))
+    if cfg.has_tree_role and cfg.tree_role().model != cfg.model:
+        models.append(("tree", cfg.tree_role().model))
     if cfg.judge and cfg.judge_model and cfg.judge_model != cfg.model:
         models.append(("judge", cfg.judge_model))
     choice = parse_embedder(cfg.embedder)
@@ -78,9 +80,12 @@ def check_prices(cfg: RunConfig) -> None:
         how = (
             "give --price-in and --price-out (USD per million tokens) or prices: in the config"
             if what == "model"
+            else "give --tree-price-in and --tree-price-out (USD per million tokens) or prices: in the config"
+            if what == "tree"
             else f"give prices: {{{model}: {{input: X, output: Y}}}} (USD per million tokens) in the config"
         )
-        which = {"model": "", "router": "the router's model ", "judge": "the judge model ", "embedder": "the embedder "}[what]
+        which = {"model": "", "router": "the router's model ", "tree": "the tree model ", "judge": "the judge model ",
+                 "embedder": "the embedder "}[what]
         raise ConfigError(f"--budget needs a price for {which}{model}: litellm's table has none; {how}")
 
 
@@ -115,6 +120,11 @@ def check_provider(cfg: RunConfig, *, reach: bool = True) -> None:
     """Unknown model, a budget without prices (``check_prices``), missing API key, unreachable api_base,
     missing embedded model; then the embedder (``check_embedder``)."""
     _check_model_provider(cfg, reach=reach)
+    if cfg.has_tree_role:  # the tree's own model and endpoint (--tree-model, --tree-api-base)
+        try:
+            _check_model_provider(cfg.tree_role(), reach=reach)
+        except ProviderError as e:
+            raise ProviderError(f"tree model: {str(e).replace('--api-base', '--tree-api-base')}") from None
     check_embedder(cfg, reach=reach)
 
 

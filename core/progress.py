@@ -31,6 +31,7 @@ class Progress:
     embed_cache_hits: int = 0
     embed_tokens: int = 0
     embed_cost_usd: float = 0.0
+    roles: tuple[ev.RoleCost, ...] = ()  # the calls by role (tree, rows, judge), each with its model
     in_flight: int = 0  # calls sent and not answered yet (from the latest usage event)
     in_flight_since: float | None = None  # time.monotonic() when the oldest of them started
     unreachable_since: float | None = None  # time.monotonic() when the endpoint was found unreachable (an outage is on)
@@ -65,6 +66,7 @@ class Progress:
             self.cost_usd, self.retries, self.errors, self.invalid = e.cost_usd, e.retries, e.errors, e.invalid
             self.embed_requests, self.embed_cache_hits = e.embed_requests, e.embed_cache_hits
             self.embed_tokens, self.embed_cost_usd = e.embed_tokens, e.embed_cost_usd
+            self.roles = e.roles
             self.in_flight = e.in_flight
             now = time.monotonic()
             self.in_flight_since = None if e.oldest_in_flight_s is None else now - e.oldest_in_flight_s
@@ -141,6 +143,18 @@ def fmt_cost(c: float | None) -> str:
     return "unknown" if c is None else f"${c:.4f}"
 
 
+def several_models(roles: tuple[ev.RoleCost, ...]) -> bool:
+    """The roles' calls went to more than one model (a --tree-model or --judge-model of its own)."""
+    return len({r.model for r in roles}) > 1
+
+
+def fmt_roles(roles: tuple[ev.RoleCost, ...], models: bool = True) -> str:
+    """'tree $0.0031 (openai/gpt-4o, 12 req) · rows $0.0102 (openai/gpt-4o-mini, 85 req)' / '' before any call."""
+    return " · ".join(
+        f"{r.role} {fmt_cost(r.cost_usd)} ({r.model + ', ' if models else ''}{r.requests:,} req)" for r in roles
+    )
+
+
 def fmt_quality(q: ev.Quality | None) -> str:
     """'judged 40, passed 31, regenerated 12 (validators 2, near-duplicates 1, judge 9)' / '' before any gate ran."""
     if q is None:
@@ -189,6 +203,8 @@ def status_line(p: Progress) -> str:
     embedding = fmt_embedding(p.embed_requests, p.embed_tokens, p.embed_cost_usd, p.embed_cache_hits)
     if embedding:
         quality = f"{quality} · {embedding}" if quality else embedding
+    if several_models(p.roles):  # cost by role, where the roles have models of their own
+        quality = f"{quality} · {fmt_roles(p.roles, models=False)}" if quality else fmt_roles(p.roles, models=False)
     return (
         f"nodes {p.nodes_expanded}/{p.nodes_total} expanded · samples {p.samples_done}/{p.size}{' (' + gates + ')' if gates else ''} · "
         f"{fmt_cost(p.cost_usd)}{budget} · tokens {p.tokens_in:,} in / {p.tokens_out:,} out · "
@@ -210,6 +226,8 @@ def closing_rows(
         ("cost", f"{fmt_cost(fin.cost_usd)} over {fin.requests} requests"
                  + (f" (with {fmt_embedding(fin.embed_requests, fin.embed_tokens, fin.embed_cost_usd)})" if fin.embed_requests else "")),
     ]
+    if len(fin.roles) > 1:  # growing the tree, writing the rows, judging them: what each cost, and on which model
+        rows.append(("by role", fmt_roles(fin.roles)))
     if quality is not None:
         rows.append(("quality", fmt_quality(quality)))
     rows.append(("run dir", fin.run_dir))

@@ -20,6 +20,7 @@ from .files import discard_new_run_dir
 from .handle import Steerable
 from .llm import LLMClient, Transport, UsageTotals, close_transport, close_transport_sync, make_transport
 from .llm.budget import reservation_price
+from .llm.pricing import call_price
 from .modes import mode_class, recorded_mode
 from .progress import closing_rows
 from .prompts import Prompts
@@ -67,8 +68,10 @@ class Run:
 
     def __init__(
         self, cfg: RunConfig, store: RunStore, recovered: Recovered, transport: Transport | None = None, resumed: bool = False,
-        embed: Embed | RowEmbedder | None = None, mode: ModeFactory | None = None,
+        embed: Embed | RowEmbedder | None = None, mode: ModeFactory | None = None, tree_transport: Transport | None = None,
     ) -> None:
+        """``transport``: what the rows' calls go through (default: ``cfg``'s); ``tree_transport``: the tree's,
+        when ``cfg`` gives the tree its own model or endpoint (default: ``cfg.tree_role()``'s)."""
         self.cfg = cfg
         self.store = store
         self.recovered = recovered
@@ -118,6 +121,23 @@ class Run:
             adapt_timeout_s=None if cfg.batch else cfg.timeout, outage_timeout_s=cfg.outage_timeout,
             price=reservation_price(cfg, cfg.model),
         )
+        # the tree's steps: the same client, or one for tree_model / tree_api_base (never batched: a node waits on
+        # its answer) sharing the cache, usage and budget; its usage is kept apart by role (core/llm/types.py)
+        self.tree_client = self.client
+        if cfg.has_tree_role:
+            tcfg = cfg.tree_role()
+            try:
+                tt = tree_transport if tree_transport is not None else make_transport(tcfg)
+            except BaseException:
+                close_transport_sync(self.client.transport)
+                cache.close()
+                store.close()
+                raise
+            self.tree_client = LLMClient(
+                tt, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, max_retries=cfg.max_retries, budget=cfg.budget,
+                cache=cache, read_cache=cfg.cache, usage=usage, adapt_timeout_s=cfg.timeout, outage_timeout_s=cfg.outage_timeout,
+                price=None if cfg.budget is None else call_price(tcfg.model, cfg.prices),
+            )
         self.prompts = Prompts(cfg)
         self._loop: asyncio.AbstractEventLoop | None = None  # execute's, once it runs
         self.embed: Embed = self._embed_sync
@@ -129,7 +149,8 @@ class Run:
             )
             self.mode: Mode = factory(self)
         except BaseException:
-            close_transport_sync(self.client.transport)
+            for c in self.clients:
+                close_transport_sync(c.transport)
             cache.close()
             store.close()
             raise
@@ -150,6 +171,7 @@ class Run:
     @classmethod
     def create(
         cls, cfg: RunConfig, out: Path, transport: Transport | None = None, embed: Embed | RowEmbedder | None = None, mode: ModeFactory | None = None,
+        tree_transport: Transport | None = None,
     ) -> Run:
         """A new run in ``out`` (which must not exist, or be empty). If the run cannot be set up (a mode that
         refuses its options, a transport that cannot start), nothing is left behind: ``out`` is as it was."""
@@ -165,7 +187,7 @@ class Run:
             if given is not None:
                 save_given_tree(store.root, str(cfg.tree_from), given)
             recovered = Recovered(Tree.new(cfg.size), 0, {}, set(), 0, store.read_state(), [])
-            return cls(cfg, store, recovered, transport, embed=embed, mode=mode)
+            return cls(cfg, store, recovered, transport, embed=embed, mode=mode, tree_transport=tree_transport)
         except BaseException:
             store.close()
             discard_new_run_dir(Path(out), existed)
@@ -174,7 +196,7 @@ class Run:
     @classmethod
     def resume(
         cls, run_dir: Path, overrides: dict[str, Any] | None = None, transport: Transport | None = None, embed: Embed | None = None,
-        mode: ModeFactory | None = None,
+        mode: ModeFactory | None = None, tree_transport: Transport | None = None,
     ) -> Run:
         """Carry an interrupted run on. Its mode is the one it was made with (core/modes.py), unless
         ``mode`` gives a factory; ``overrides`` may change only what a resume can (``RESUMABLE_OVERRIDES``)."""
@@ -200,7 +222,7 @@ class Run:
                     apply_resplit(store, recovered, cfg.size)
             except OSError as e:  # e.g. a file made read-only: its torn tail cannot be cut
                 raise storage_error(store.root, e) from None
-            return cls(cfg, store, recovered, transport, resumed=True, embed=embed, mode=mode)
+            return cls(cfg, store, recovered, transport, resumed=True, embed=embed, mode=mode, tree_transport=tree_transport)
         except BaseException:
             store.close()
             raise
@@ -236,7 +258,7 @@ class Run:
         self._loop = asyncio.get_running_loop()
         self._engine = Engine(
             self.cfg, self.store, self.client, self.prompts, self.recovered, self.mode, on_event, self.resumed, gates=self.gates,
-            batch_status=(lambda: self.batch.status) if self.batch is not None else None,
+            batch_status=(lambda: self.batch.status) if self.batch is not None else None, tree_client=self.tree_client,
         )
         try:
             return await self._engine.run()
@@ -247,12 +269,19 @@ class Run:
         finally:
             try:
                 await self.row_embedder.aclose()
-                await close_transport(self.client.transport)  # e.g. the http transport's connection pool
-                judge = self.gates.judge
-                if judge is not None and judge.client is not self.client:
-                    await close_transport(judge.client.transport)
+                for c in self.clients:  # e.g. the http transport's connection pool
+                    await close_transport(c.transport)
             finally:
                 self.close()
+
+    @property
+    def clients(self) -> list[LLMClient]:
+        """Every client of the run, each once: the rows' first, then the tree's and the judge's own, if any."""
+        out = [self.client]
+        for c in (getattr(self, "tree_client", None), getattr(getattr(getattr(self, "gates", None), "judge", None), "client", None)):
+            if c is not None and all(c is not o for o in out):
+                out.append(c)
+        return out
 
     def request_stop(self) -> None:
         if self._engine is not None:
@@ -277,8 +306,8 @@ class Run:
         gates = getattr(self, "gates", None)  # absent when building them failed
         if gates is not None:
             gates.close()
-            if gates.judge is not None and gates.judge.client is not self.client:
-                close_transport_sync(gates.judge.client.transport)
+        for c in self.clients[1:]:  # the tree's and the judge's own (the rows' closes last, below)
+            close_transport_sync(c.transport)
         mode = getattr(self, "mode", None)
         if mode is not None:
             mode.close()

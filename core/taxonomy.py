@@ -75,6 +75,39 @@ class Taxonomy:
         return None
 
 
+@dataclass(frozen=True)
+class GivenShape:
+    """What a given taxonomy settles before a run (for the estimate): ``splits`` nodes split with no call,
+    ``leaves`` values it makes leaves of, and the depths of its ``open`` values (the model grows them on to
+    the run's depth)."""
+
+    splits: int
+    leaves: int
+    open: tuple[int, ...]
+
+
+def given_shape(tax: Taxonomy) -> GivenShape:
+    """The shape of the tree ``tax`` gives (pure)."""
+    splits = leaves = 0
+    open_depths: list[int] = []
+    todo: list[NodePath] = [()]
+    while todo:
+        path = todo.pop()
+        split = tax.splits.get(path)
+        if split is None:
+            open_depths.append(len(path))
+            continue
+        if not split.values:  # given as a leaf
+            leaves += 1
+            continue
+        splits += 1
+        if split.open_ended:  # one child whose rows each draw a value: a leaf
+            leaves += 1
+            continue
+        todo.extend((*path, (split.dimension, v.value)) for v in split.values)
+    return GivenShape(splits, leaves, tuple(sorted(open_depths)))
+
+
 # ---- tree -> document --------------------------------------------------------
 
 

@@ -39,14 +39,18 @@ class EngineBase:
         resumed: bool = False,
         gates: QualityGates | None = None,
         batch_status: Callable[[], Any] | None = None,
+        tree_client: LLMClient | None = None,
     ) -> None:
+        """``client``: the rows' calls; ``tree_client``: the tree's steps (default: ``client``); both share one
+        cache, usage and budget (core/run.py)."""
         self.cfg = cfg
         # --batch: the batch transport's counts, an ev.Batches replaced at every change (core/llm/batch/transport.py)
         self._batch_status = batch_status
         self._batch_seen: Any = None
-        self._notices_seen = 0  # the client's notices already logged as warnings
+        # notices already logged as warnings, by the list they are in (id): the clients' and their transports'
+        # (core/llm/transports/: a stream negotiated away)
+        self._notices_seen: dict[int, int] = {}
         self._embed_notices_seen = 0  # the row embedder's
-        self._transport_notices_seen = 0  # the transport's (core/llm/transports/: a stream negotiated away)
         self.mode = mode
         # validators, semantic dedup and the judge: what a new row passes before it counts
         self.gates = gates or QualityGates()
@@ -66,6 +70,7 @@ class EngineBase:
         self._example_texts = [str(e.get(cfg.fields[0], "")) for e in cfg.examples]
         self.store = store
         self.client = client
+        self.tree_client = tree_client or client
         self.prompts = prompts
         self._tree: Tree = recovered.tree
         self.on_event = on_event or (lambda e: None)
@@ -90,7 +95,8 @@ class EngineBase:
         self._last_usage = 0.0
         self._samples_schemas: dict[int, dict[str, Any]] = {}  # by rows per call
         self._samples_tokens: dict[int, int] = {}  # a generation call's max_tokens, by rows per call
-        client.on_usage = self._on_usage
+        for c in self.clients:
+            c.on_usage = self._on_usage
         self._startup_warnings = list(recovered.warnings)
         self._n_expanded = sum(1 for n in self._tree if n.status == EXPANDED)
         self._expanding: set[str] = set()
@@ -98,6 +104,15 @@ class EngineBase:
         self._filling = mode.synthesise_during_growth()  # leaves synthesise as soon as they exist
         self._warned_cost = not client.usage.cost_known  # already warned at start for resumed runs
         mode.attach(self)
+
+    @property
+    def clients(self) -> list[LLMClient]:
+        """Every client of the run, each once: the rows', the tree's and the judge's (when they are others)."""
+        out = [self.client]
+        for c in (self.tree_client, self.gates.judge.client if self.gates.judge is not None else None):
+            if c is not None and all(c is not o for o in out):
+                out.append(c)
+        return out
 
     # ------------------------------------------------------------------ what modes see (EngineAccess)
     @property
@@ -149,15 +164,18 @@ class EngineBase:
 
     def usage_event(self) -> ev.Usage:
         u = self.client.usage
-        out = self.client.outage.view()
+        clients = self.clients
+        out = next((v for v in (c.outage.view() for c in clients) if v is not None), None)
+        oldest = [s for s in (c.oldest_in_flight_s() for c in clients) if s is not None]
         return ev.Usage(
             requests=u.requests, cache_hits=u.cache_hits, tokens_in=u.tokens_in, tokens_out=u.tokens_out,
             cost_usd=u.cost_usd, retries=u.retries, errors=u.errors, invalid=u.invalid,
             elapsed_s=time.monotonic() - self._t0,
-            in_flight=self.client.calls_in_flight, oldest_in_flight_s=self.client.oldest_in_flight_s(),
+            in_flight=sum(c.calls_in_flight for c in clients), oldest_in_flight_s=max(oldest) if oldest else None,
             embed_requests=u.embed_requests, embed_cache_hits=u.embed_cache_hits, embed_tokens=u.embed_tokens,
             embed_cost_usd=u.embed_cost,
             unreachable_s=None if out is None else out.since_s, next_try_s=None if out is None else out.next_try_s,
+            roles=ev.role_costs(u.roles),
         )
 
     def _on_usage(self) -> None:
@@ -207,12 +225,14 @@ class EngineBase:
             if self._stop_reason is None:
                 self._stop_reason = "outage"
                 self._outage_message = str(exc)
-            self.client.stop()
+            for c in self.clients:
+                c.stop()
         elif isinstance(exc, StopRequested):
             self._stop_reason = self._stop_reason or "stopped"
         elif self._fatal is None:
             self._fatal = exc
-            self.client.stop()
+            for c in self.clients:
+                c.stop()
 
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, node: Node) -> None:

@@ -31,20 +31,17 @@ class Engine(Steering, Expansion, Synthesis):
     def request_stop(self) -> None:
         """Graceful stop: no new calls; in-flight calls finish and are saved."""
         self._stop_reason = self._stop_reason or "stopped"
-        self.client.stop()
-        if self.gates.judge is not None:
-            self.gates.judge.client.stop()
+        for c in self.clients:
+            c.stop()
         self._task_finished.set()  # wake _drain: it gives the calls in flight a grace period, then cancels
 
     def pause(self) -> None:
-        self.client.pause()
-        if self.gates.judge is not None:
-            self.gates.judge.client.pause()
+        for c in self.clients:
+            c.pause()
 
     def resume(self) -> None:
-        self.client.resume()
-        if self.gates.judge is not None:
-            self.gates.judge.client.resume()
+        for c in self.clients:
+            c.resume()
 
     @property
     def paused(self) -> bool:
@@ -113,13 +110,19 @@ class Engine(Steering, Expansion, Synthesis):
 
     def _flush_notices(self) -> None:
         """What the client and the embedder changed or met on their own, logged as warnings once each."""
-        while self._notices_seen < len(self.client.notices):
-            self.warn(self.client.notices[self._notices_seen])
-            self._notices_seen += 1
-        said = getattr(self.client.transport, "notices", None)  # and the transport (a stream negotiated away)
-        while said is not None and self._transport_notices_seen < len(said):
-            self.warn(said[self._transport_notices_seen])
-            self._transport_notices_seen += 1
+        for i, c in enumerate(self.clients):
+            # the client's notices, then its transport's (a stream negotiated away); the rows' client says
+            # its own plainly, the tree's and the judge's name their model
+            who = "" if i == 0 else f"{c.transport.model}: "
+            for notices in (c.notices, getattr(c.transport, "notices", None)):
+                if notices is None:
+                    continue
+                key = id(notices)
+                seen = self._notices_seen.get(key, 0)
+                while seen < len(notices):
+                    self.warn(who + notices[seen])
+                    seen += 1
+                self._notices_seen[key] = seen
         emb = self.gates.embedder
         while emb is not None and self._embed_notices_seen < len(emb.notices):
             self.warn(emb.notices[self._embed_notices_seen])
@@ -132,7 +135,7 @@ class Engine(Steering, Expansion, Synthesis):
             try:
                 # a heartbeat while calls are in flight: a slow first call (a local model, a cold server)
                 # shows as a call waiting N s, not as a display frozen at 0 requests
-                heartbeat = self.client.calls_in_flight > 0 and time.monotonic() - self._last_usage >= HEARTBEAT_S
+                heartbeat = any(c.calls_in_flight for c in self.clients) and time.monotonic() - self._last_usage >= HEARTBEAT_S
                 if self._usage_dirty or heartbeat:
                     self._usage_dirty = False
                     self._last_usage = time.monotonic()
@@ -213,7 +216,7 @@ class Engine(Steering, Expansion, Synthesis):
             status=status, run_dir=str(self.store.root), rows=min(self.rows, cfg.size), size=cfg.size, leaves=leaves,
             nodes=len(self.tree), dataset=dataset, cost_usd=self.client.usage.cost_usd, requests=self.client.usage.requests,
             message=msg, embed_requests=self.client.usage.embed_requests, embed_tokens=self.client.usage.embed_tokens,
-            embed_cost_usd=self.client.usage.embed_cost,
+            embed_cost_usd=self.client.usage.embed_cost, roles=ev.role_costs(self.client.usage.roles),
         )
         self._emit(fin)
         return fin

@@ -46,7 +46,7 @@ class Expansion(EngineBase):
             seed=derive_seed(self.cfg.seed, sid, step, tag) if part else derive_seed(self.cfg.seed, sid, step, attempt),
             priority=PRIORITY_TREE,
         )
-        c = await self.client.complete(req)
+        c = await self.tree_client.complete(req)
         if node.status != PENDING or node.revision != rev or self.tree.nodes.get(node.id) is not node:
             raise Stale()
         if c.finish_reason == "length":
@@ -62,7 +62,7 @@ class Expansion(EngineBase):
             except (ParseError, PartitionError) as e:
                 err = str(e)
         if not c.cached:  # a cached answer was counted when it was first made (a resumed run asks again)
-            self.client.usage.invalid += 1
+            self.tree_client.usage.invalid += 1
         self.warn(f"node {node.id} {step}: invalid answer (attempt {attempt + 1}): {truncate(err, 300)}", node.id)
         return None, (err, c.text)
 

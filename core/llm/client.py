@@ -25,7 +25,7 @@ from .adaptive import AdaptiveLimit
 from .budget import GO, SPENT, WAIT, budget_state, call_ceiling, prompt_tokens
 from .outage import DEFAULT_OUTAGE_TIMEOUT_S, Outage
 from .pricing import CallPrice
-from .types import PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals
+from .types import PRIORITY_TREE, Completion, LLMRequest, Transport, UsageTotals, role_of
 
 
 class LLMClient:
@@ -178,13 +178,14 @@ class LLMClient:
                     await self._gate(room=True)  # state may have changed while we waited for a slot
                     held = self._hold(req)
                     self.usage.requests += 1
+                    self.usage.role(role_of(req.priority), self.transport.model).requests += 1
                     started = self._call_started[call] = time.monotonic()
                     result = await self.transport(req)
                 except TransientProviderError as e:
                     self.usage.errors += 1
                     partial = getattr(e, "partial", None)
                     if partial is not None:  # a call cut off midway: the tokens it received were spent (cost, budget)
-                        self._account(partial, est_tokens)
+                        self._account(partial, est_tokens, req)
                     if e.unreachable:  # the endpoint, not this call: no retry spent (core/llm/outage.py)
                         began = not self.outage.active
                         probe_in = self.outage.failed(me, first_line(e, 200))
@@ -217,7 +218,7 @@ class LLMClient:
                         cleaned = clean_text(result.text)
                         if cleaned is not result.text:
                             result = replace(result, text=cleaned)
-                    self._account(result, est_tokens)
+                    self._account(result, est_tokens, req)
                     if self.cache is not None and key is not None:
                         self.cache.put(key, result.text, result.finish_reason, result.tokens_in, result.tokens_out)
                         if req.priority == PRIORITY_TREE:
@@ -269,13 +270,17 @@ class LLMClient:
             delay = max(delay, min(retry_after, 600.0))
         return delay
 
-    def _account(self, c: Completion, est_tokens: int) -> None:
+    def _account(self, c: Completion, est_tokens: int, req: LLMRequest) -> None:
         u = self.usage
+        r = u.role(role_of(req.priority), self.transport.model)
         u.tokens_in += c.tokens_in
         u.tokens_out += c.tokens_out
+        r.tokens_in += c.tokens_in
+        r.tokens_out += c.tokens_out
         if c.cost is None:
-            u.cost_known = False
+            u.cost_known = r.cost_known = False
         else:
             u.cost += c.cost
+            r.cost += c.cost
         if self.tpm:
             self.tpm.adjust(c.tokens_in + c.tokens_out - est_tokens)

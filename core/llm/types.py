@@ -19,6 +19,17 @@ PRIORITY_TREE = 0
 PRIORITY_JUDGE = 1
 PRIORITY_LEAF = 2
 
+# A call's role, by its priority: what the run's usage and cost are broken down by (``UsageTotals.roles``).
+# The tree's steps may have their own model (``tree_model``), the judge its own (``judge_model``); the rows
+# are written by ``model``. A balance run's task inference is a tree step.
+ROLES = ("tree", "rows", "judge")
+_ROLE_OF = {PRIORITY_TREE: "tree", PRIORITY_JUDGE: "judge", PRIORITY_LEAF: "rows"}
+
+
+def role_of(priority: int) -> str:
+    """The role (``ROLES``) a call of ``priority`` plays."""
+    return _ROLE_OF.get(priority, "rows")
+
 
 @dataclass(frozen=True)
 class LLMRequest:
@@ -60,6 +71,37 @@ class Transport(Protocol):
 
 
 @dataclass
+class RoleUsage:
+    """One role's calls (``ROLES``): the model that answered them (the last one, if a resume changed it),
+    and what they cost. Cache hits cost nothing and are not counted here."""
+
+    model: str = ""
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+
+    @property
+    def cost_usd(self) -> float | None:
+        return self.cost if self.cost_known else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "requests": self.requests, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+                "cost": self.cost, "cost_known": self.cost_known}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RoleUsage:
+        r = cls(model=d["model"] if isinstance(d.get("model"), str) else "", cost_known=bool(d.get("cost_known", True)))
+        for k in ("requests", "tokens_in", "tokens_out"):
+            if isinstance(d.get(k), int):
+                setattr(r, k, d[k])
+        if isinstance(d.get("cost"), (int, float)):
+            r.cost = float(d["cost"])
+        return r
+
+
+@dataclass
 class UsageTotals:
     requests: int = 0
     cache_hits: int = 0
@@ -82,6 +124,18 @@ class UsageTotals:
     # what the calls in flight hold against the budget (core/llm/budget.py): shared, like these counts, by
     # every client of the run and its endpoint embedder; never saved (nothing is in flight in a saved run)
     reserved: Reservations = field(default_factory=Reservations, compare=False, repr=False)
+    # the same calls by role (``ROLES``: tree, rows, judge), each with its model: every call is in the totals
+    # above and in one role here (an endpoint embedder's calls are in no role)
+    roles: dict[str, RoleUsage] = field(default_factory=dict)
+
+    def role(self, name: str, model: str) -> RoleUsage:
+        """The running totals of role ``name``, answered by ``model``."""
+        r = self.roles.get(name)
+        if r is None:
+            r = self.roles[name] = RoleUsage(model=model)
+        elif r.model != model:
+            r.model = model
+        return r
 
     @property
     def cost_usd(self) -> float | None:
@@ -98,6 +152,8 @@ class UsageTotals:
                 "embed_requests": self.embed_requests, "embed_texts": self.embed_texts, "embed_cache_hits": self.embed_cache_hits,
                 "embed_tokens": self.embed_tokens, "embed_cost": self.embed_cost,
             })
+        if self.roles:
+            d["roles"] = {k: r.to_dict() for k, r in self.roles.items()}
         return d
 
     @classmethod
@@ -111,4 +167,7 @@ class UsageTotals:
             if isinstance(d.get(k), (int, float)):
                 setattr(u, k, float(d[k]))
         u.cost_known = bool(d.get("cost_known", True))
+        roles = d.get("roles")
+        if isinstance(roles, dict):
+            u.roles = {k: RoleUsage.from_dict(v) for k, v in roles.items() if k in ROLES and isinstance(v, dict)}
         return u
