@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .figures import branch_heatmap_figure, leaf_histogram_figure, map_payload, nn_distribution_figure, sunburst_figure
@@ -60,7 +61,8 @@ def _run_figures(analyses: Sequence[Analysis]) -> tuple[dict[str, Any], list[dic
         if a.coverage is None:
             continue
         r: dict[str, Any] = {"name": a.ds.name, "index": i, "coverage": a.coverage, "branches": a.branches or [],
-                             "tree": a.ds.tree is not None, "figs": [], "similarity_rows": a.coverage.get("similarity_rows")}
+                             "tree": a.ds.tree is not None, "figs": [], "similarity_rows": a.coverage.get("similarity_rows"),
+                             "roles": _role_rows(a)}
         if a.tree_nodes:
             fid = f"fig-tree-{i}"
             figs[fid] = sunburst_figure(a.tree_nodes, a.ds.tree.depth if a.ds.tree else 0)
@@ -75,6 +77,25 @@ def _run_figures(analyses: Sequence[Analysis]) -> tuple[dict[str, Any], list[dic
             r["figs"].append(("branches", fid))
         runs.append(r)
     return figs, runs
+
+
+def _role_rows(a: Analysis) -> list[dict[str, Any]]:
+    """A run's calls, tokens and cost by role (growing the tree, writing the rows, judging them), each with the
+    model that answered them, from its state.json; [] for a file or a run made before roles were kept."""
+    if a.ds.kind != "run":
+        return []
+    import json
+
+    from treesynth.core.events import roles_from_usage
+    from treesynth.core.rundir import STATE
+
+    try:
+        usage = json.loads((Path(a.ds.source) / STATE).read_text(encoding="utf-8")).get("usage")
+    except (OSError, ValueError, AttributeError):
+        return []
+    labels = {"tree": "growing the tree", "rows": "writing the rows", "judge": "judging the rows"}
+    return [{"role": labels.get(r.role, r.role), "model": r.model, "requests": r.requests, "tokens_in": r.tokens_in,
+             "tokens_out": r.tokens_out, "cost": r.cost_usd} for r in roles_from_usage(usage if isinstance(usage, dict) else {})]
 
 
 def _quality_sections(analyses: Sequence[Analysis]) -> list[dict[str, Any]]:

@@ -160,6 +160,22 @@ def role_costs(roles: dict[str, Any]) -> tuple[RoleCost, ...]:
     )
 
 
+def roles_from_usage(usage: dict[str, Any]) -> tuple[RoleCost, ...]:
+    """The ``RoleCost``s of a saved usage dict (state.json's ``usage``: core/llm/types.py ``UsageTotals.to_dict``)."""
+    roles = usage.get("roles")
+    if not isinstance(roles, dict):
+        return ()
+    order = {"tree": 0, "rows": 1, "judge": 2}
+    out = []
+    for k, r in sorted(roles.items(), key=lambda kv: order.get(kv[0], 9)):
+        if k not in order or not isinstance(r, dict):
+            continue
+        num = {n: r[n] if isinstance(r.get(n), int) else 0 for n in ("requests", "tokens_in", "tokens_out")}
+        cost = float(r["cost"]) if isinstance(r.get("cost"), (int, float)) and r.get("cost_known", True) else None
+        out.append(RoleCost(role=k, model=str(r.get("model") or ""), cost_usd=cost, **num))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage(Event):
     kind: ClassVar[str] = "usage"

@@ -290,6 +290,10 @@ def test_report_for_a_run_renders_in_chromium(gsm_run, chromium, tmp_path):
     assert len(d["branches"]) == 4 and sum(b["samples"] for b in d["branches"]) == 120
     assert d["metrics"]["leaf_separation"]["value"] > 0  # one topic per branch: leaves are distinct
     assert doc["maps"]["umap"]["points"] == 120 and doc["maps"]["tsne"]["points"] == 120
+    # calls and cost by role, each with its model (core/llm/types.py UsageTotals.roles in state.json)
+    roles = re.search(r'<table class="roles">.*?</table>', html, re.S)
+    assert roles and "growing the tree" in roles.group(0) and "writing the rows" in roles.group(0)
+    assert roles.group(0).count("fake/scripted") == 2
 
     dom, errors = open_in_chromium(chromium, path, DOM_CHECKS, screenshot=tmp_path / "run.png")
     assert errors == []

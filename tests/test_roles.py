@@ -195,3 +195,26 @@ def test_the_estimate_counts_no_calls_for_a_given_trees_splits(tmp_path):
     path.write_text(json.dumps(doc))
     lines = "\n".join(estimate_lines(_cfg(depth=3, size=600, tree_model=None, tree_from=str(path))))
     assert "its 2 given split(s) cost none" in lines
+
+
+def test_a_saved_usage_gives_the_same_role_costs_as_the_live_one():
+    u = UsageTotals()
+    r = u.role("rows", "openai/small")
+    r.requests, r.cost = 4, 0.5
+    t = u.role("tree", "openai/big")
+    t.requests, t.cost_known = 2, False
+    assert ev.roles_from_usage(u.to_dict()) == ev.role_costs(u.roles)
+    assert [x.role for x in ev.roles_from_usage(u.to_dict())] == ["tree", "rows"]
+    assert ev.roles_from_usage({}) == ()
+
+
+def test_the_tui_shows_cost_by_role_when_the_roles_have_models_of_their_own():
+    from treesynth.tui.format import stats_usage_line
+
+    p = Progress()
+    p.cost_usd = 0.3
+    p.roles = (ev.RoleCost(role="tree", model="a/big", requests=1, tokens_in=1, tokens_out=1, cost_usd=0.2),
+               ev.RoleCost(role="rows", model="a/small", requests=1, tokens_in=1, tokens_out=1, cost_usd=0.1))
+    assert "spent $0.3000 (tree $0.2000, rows $0.1000)" in stats_usage_line(p, None).plain
+    p.roles = tuple(ev.RoleCost(role=r.role, model="a/one", requests=1, tokens_in=1, tokens_out=1, cost_usd=0.1) for r in p.roles)
+    assert "tree $" not in stats_usage_line(p, None).plain  # one model: the total says it all

@@ -6,7 +6,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from treesynth.core.clusters import is_fallback_dimension
-from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_outage, fmt_wait
+from treesynth.core.progress import Progress, fmt_cost, fmt_duration, fmt_outage, fmt_wait, several_models
 from treesynth.core.text import truncate
 from treesynth.core.tree import Node
 
@@ -71,6 +71,8 @@ def stats_usage_line(p: Progress, elapsed: float | None, requests_at_start: int 
     if p.budget is not None:
         cost += f" of ${p.budget:g}"
     over = p.budget is not None and p.cost_usd is not None and p.cost_usd >= p.budget
+    if several_models(p.roles):  # the tree (or the judge) on a model of its own: what each role cost
+        cost += " (" + ", ".join(f"{r.role} {fmt_cost(r.cost_usd)}" for r in p.roles) + ")"
     _pair(t, "spent", cost, "bold red" if over else "bold")
     _pair(t, "tokens", f"{compact(p.tokens_in)} in / {compact(p.tokens_out)} out")
     if elapsed is None:

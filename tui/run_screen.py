@@ -238,6 +238,7 @@ class RunScreen(Screen):
                 setattr(p, k, u[k])
         if isinstance(u.get("cost"), (int, float)):
             p.cost_usd = float(u["cost"]) if u.get("cost_known", True) else None
+        p.roles = ev.roles_from_usage(u)
         self._last_retries = p.retries
 
     @work(group="previews", exit_on_error=False)
