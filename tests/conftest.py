@@ -161,7 +161,7 @@ def stub():
 # ``--ray-address auto`` must find this unit's cluster, not another worker's. The other worker runs
 # everything else meanwhile.
 RAY_FILES = ("test_real_server.py", "test_ray.py")
-SERVER_FAULT_FILES = ("test_server_faults.py",)  # kills, stops and restarts its own llama.cpp server
+SERVER_FAULT_FILES = ("test_server_faults.py", "test_roles_servers.py")  # their own llama.cpp servers (killed, stopped; two at once)
 EMBEDDED_FILES = ("test_embedded_model.py", "test_local_decoder.py", "test_notebook.py", "test_examples.py", "test_embed_server.py")
 LONGEST_FIRST = ("models",)
 

@@ -59,3 +59,43 @@ def test_the_embedded_model_as_judge_with_the_gsm8k_gates(tmp_path):
         assert len(rows) == 6 and all(row["judge"]["pass"] for row in rows)
     else:
         assert "samples could not be generated" in r.stderr
+
+
+def readme_workflow_block() -> str:
+    """The bash block of the README's "Trees as files" section: pilot, tree as YAML, one value renamed,
+    a run over the edited tree, an extend."""
+    from tests.test_examples import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Trees as files"):]
+    return section[section.index("```bash\n") + 8:section.index("```\n", section.index("```bash\n") + 8)]
+
+
+@pytest.mark.slow
+def test_the_readmes_tree_workflow_ends_in_the_edited_trees_leaves(tmp_path):
+    """The README's workflow, its commands as written, on the embedded model: sizes scaled down (20, 60, 100 ->
+    8, 16, 24) to keep the suite short; the full sizes were measured by hand (the closing note). The run over
+    the edited tree holds exactly the extended size, every row in one of the edited tree's leaves."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    block = readme_workflow_block()
+    assert block.count("treesynth ") == 5 and "--size 20" in block and "--size 60" in block and "--size 100" in block
+    script = block.replace("--size 20", "--size 8").replace("--size 60", "--size 16").replace("--size 100", "--size 24")
+    env = cli_env()
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # the venv's treesynth
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=2400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    big = tmp_path / "runs" / "workflow" / "big"
+    rows = read_jsonl(big / "dataset.jsonl")
+    assert len(rows) == 24 and len({row["id"] for row in rows}) == 24
+    given = json.loads((big / "given_tree.json").read_text())["taxonomy"]
+    assert any(v.get("value") == "tandem and cargo bikes" for v in given["tree"]["values"] if isinstance(v, dict)), given["tree"]
+    nodes = {n["id"]: n for n in json.loads((big / "tree.json").read_text())["nodes"]}
+    leaves = {i for i, n in nodes.items() if n["status"] == "leaf"}
+    assert {row["leaf_id"] for row in rows} <= leaves
+    assert any(p["value"] == "tandem and cargo bikes" for row in rows for p in row["path"]), "no row in the renamed value"
+    assert "24 samples" in r.stdout  # the last command prints the tree

@@ -1,0 +1,80 @@
+"""Model roles against two REAL servers: llama-cpp-python's (``python -m llama_cpp.server``, the shipped
+SmolLM2 GGUF), one serving the rows' model (``smollm2``), the other the tree's (``smollm2-tree``), each on one
+CPU thread so the two never fight over the 2 cores. A forwarding proxy before each counts what reached it.
+
+What must hold (issue "Trees as artifacts", part 1): the tree's steps reach only the tree's endpoint and the
+rows' calls only the rows'; the run counts and prices each role apart (its own price per model), says so in
+its closing summary and its state, and a finished run re-run makes no call on either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env, read_jsonl
+from tests.counting_proxy import CountingProxy
+from tests.llama_server import llama_cpp_server, skip_without_server
+
+pytestmark = pytest.mark.slow
+
+TASK = "Short customer-support questions about a bike shop"
+SIZE = 8
+
+
+@pytest.fixture
+def two_servers(tmp_path):
+    skip_without_server()
+    with contextlib.ExitStack() as stack:
+        one = ("--n_threads", "1", "--interrupt_requests", "False")
+        _rows_proc, rows_port = stack.enter_context(llama_cpp_server(tmp_path / "rows.log", *one))
+        _tree_proc, tree_port = stack.enter_context(llama_cpp_server(tmp_path / "tree.log", "--model_alias", "smollm2-tree", *one))
+        rows = CountingProxy("127.0.0.1", rows_port).start()
+        stack.callback(rows.stop)
+        tree = CountingProxy("127.0.0.1", tree_port).start()
+        stack.callback(tree.stop)
+        yield rows, tree
+
+
+def _cmd(rows_url: str, tree_url: str, out: Path, tmp_path: Path) -> list[str]:
+    cfg = tmp_path / "roles.yaml"
+    cfg.write_text("max_tokens: 448\nmax_retries: 2\n")
+    return [sys.executable, "-m", "treesynth.cli", "run", TASK, "--model", "openai/smollm2", "--api-base", rows_url,
+            "--tree-model", "openai/smollm2-tree", "--tree-api-base", tree_url, "--price-in", "0.1", "--price-out", "0.4",
+            "--tree-price-in", "2.5", "--tree-price-out", "10", "--depth", "1", "--size", str(SIZE), "--pivots", "3",
+            "--pivots-per-call", "3", "--samples-per-call", "4", "--concurrency", "2", "--fields", "question,answer",
+            "--config", str(cfg), "--no-ui", "--out", str(out)]
+
+
+def test_the_tree_and_the_rows_go_to_their_own_servers_priced_apart(two_servers, tmp_path):
+    rows_proxy, tree_proxy = two_servers
+    out = tmp_path / "run"
+    cmd = _cmd(rows_proxy.url, tree_proxy.url, out, tmp_path)
+    r = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == SIZE and all(x["question"].strip() and x["answer"].strip() for x in rows)
+    tree = json.loads((out / "tree.json").read_text())
+    assert len(tree["nodes"]) > 1  # the root was split (by the model or, failing it, by its pivots' clusters)
+    roles = json.loads((out / "state.json").read_text())["usage"]["roles"]
+    # every call that reached a server is one of its role's (the tree's: pivots, criterion, assignment, coverage)
+    assert roles["tree"]["model"] == "openai/smollm2-tree" and roles["tree"]["requests"] == tree_proxy.completions >= 2
+    assert roles["rows"]["model"] == "openai/smollm2" and roles["rows"]["requests"] == rows_proxy.completions >= SIZE // 4
+    # priced apart: the tree at $2.5/$10 per million tokens, the rows at $0.1/$0.4
+    t, w = roles["tree"], roles["rows"]
+    assert t["cost"] == pytest.approx((t["tokens_in"] * 2.5 + t["tokens_out"] * 10) / 1e6, rel=1e-6)
+    assert w["cost"] == pytest.approx((w["tokens_in"] * 0.1 + w["tokens_out"] * 0.4) / 1e6, rel=1e-6)
+    by_role = next(line for line in r.stderr.splitlines() if line.startswith("by role:"))
+    assert f"tree ${t['cost']:.4f} (openai/smollm2-tree, {t['requests']} req)" in by_role
+    assert f"rows ${w['cost']:.4f} (openai/smollm2, {w['requests']} req)" in by_role
+    # a finished run, run again: no call on either server
+    before = (tree_proxy.completions, rows_proxy.completions)
+    again = subprocess.run([sys.executable, "-m", "treesynth.cli", "run", "--resume", str(out), "--no-ui"], env=cli_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tree_proxy.completions, rows_proxy.completions) == before
