@@ -62,7 +62,7 @@ def _run_figures(analyses: Sequence[Analysis]) -> tuple[dict[str, Any], list[dic
             continue
         r: dict[str, Any] = {"name": a.ds.name, "index": i, "coverage": a.coverage, "branches": a.branches or [],
                              "tree": a.ds.tree is not None, "figs": [], "similarity_rows": a.coverage.get("similarity_rows"),
-                             "roles": _role_rows(a)}
+                             "roles": _role_rows(a), "taxonomy": _taxonomy(a)}
         if a.tree_nodes:
             fid = f"fig-tree-{i}"
             figs[fid] = sunburst_figure(a.tree_nodes, a.ds.tree.depth if a.ds.tree else 0)
@@ -77,6 +77,20 @@ def _run_figures(analyses: Sequence[Analysis]) -> tuple[dict[str, Any], list[dic
             r["figs"].append(("branches", fid))
         runs.append(r)
     return figs, runs
+
+
+def _taxonomy(a: Analysis) -> str | None:
+    """A run's tree as the taxonomy file `treesynth tree RUN --format yaml` writes (what --tree-from reads back),
+    for the page to show; None for a file or a run without a readable tree."""
+    if a.ds.kind != "run":
+        return None
+    from treesynth.core.errors import TreesynthError
+    from treesynth.core.treeout import tree_output
+
+    try:
+        return tree_output(Path(a.ds.source), "yaml")
+    except (TreesynthError, OSError, ValueError):
+        return None
 
 
 def _role_rows(a: Analysis) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ class CardFacts:
     preset: str | None = None
     version: str = ""
     data_files: str = "data/*.parquet"
+    taxonomy: str | None = None  # the tree as a taxonomy file (`treesynth tree RUN --format yaml`), shipped as tree.yaml
 
 
 def size_category(n: int) -> str:
@@ -109,6 +110,7 @@ def dataset_card(f: CardFacts) -> str:
         for b in f.branches:
             lines.append(f"| {md(b.value)} | {b.rows:,} | {100 * b.rows / total:.1f}% | {b.leaves:,} |")
         lines.append("")
+    lines += _taxonomy(f.taxonomy)
     lines += _metrics(f.metrics)
     lines += _quality(f.quality)
     lines += [
@@ -119,6 +121,27 @@ def dataset_card(f: CardFacts) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+TAXONOMY_LINES = 300  # the most of the tree file the card shows; the file itself has all of it
+
+
+def _taxonomy(text: str | None) -> list[str]:
+    """The tree file in a fenced block (a fence longer than any run of backticks in the model's text, so the
+    text cannot end it), cut at ``TAXONOMY_LINES``."""
+    if not text:
+        return []
+    lines = text.rstrip("\n").split("\n")
+    cut = len(lines) > TAXONOMY_LINES
+    body = "\n".join(lines[:TAXONOMY_LINES])
+    longest = max((len(m) for m in __import__("re").findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    out = ["## The tree", "",
+           "The tree the rows were written in, as a taxonomy file (`tree.yaml` beside this card): edit it and make more rows "
+           "over it with `treesynth run --tree-from tree.yaml`.", "", fence + "yaml", body, fence, ""]
+    if cut:
+        out.insert(-1, f"… {len(lines) - TAXONOMY_LINES:,} more lines in `tree.yaml`.")
+    return out
 
 
 _METRICS = (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .card import dataset_card
-from .errors import ConfigError, RunDirError
+from .errors import ConfigError, RunDirError, TreesynthError
 from .export import card_facts, hub_token, push_to_hub, write_hf, write_jsonl, write_parquet, write_records
 from .jsonl import read_records
 from .reader import RunReader
@@ -24,6 +24,16 @@ FORMATS = tuple(EXPORTS)  # jsonl, parquet, hf, chat, alpaca
 class Exported:
     path: Path  # the file or directory written
     url: str | None = None  # the Hub repository's page, when pushed
+
+
+def run_taxonomy(run_dir: Path) -> str | None:
+    """The run's tree as a taxonomy file (``treesynth tree RUN --format yaml``); None for a run without one."""
+    from .treeout import tree_output
+
+    try:
+        return tree_output(run_dir, "yaml")
+    except (TreesynthError, OSError, ValueError):  # a run without a readable tree still exports
+        return None
 
 
 def export_run(
@@ -79,7 +89,11 @@ def export_run(
             pr, rs = (), ()
         facts = card_facts(config, read_records(src), reader.verdicts(), reader.rejected(), reader.report_metrics(), pr, rs, version=__version__,
                            data_files="*.arrow")
+        taxonomy = run_taxonomy(run_dir)
+        facts = replace(facts, taxonomy=taxonomy)
         ds = write_hf(src, dest, dataset_card(facts))
+        if taxonomy:
+            (dest / "tree.yaml").write_text(taxonomy, encoding="utf-8")
         if push_to_hub_repo:
             url = push_to_hub(ds, push_to_hub_repo, dataset_card(replace(facts, data_files="data/train-*")), token)
     return Exported(dest, url)

@@ -93,9 +93,9 @@ def test_the_readmes_tree_workflow_ends_in_the_edited_trees_leaves(tmp_path):
     rows = read_jsonl(big / "dataset.jsonl")
     assert len(rows) == 24 and len({row["id"] for row in rows}) == 24
     given = json.loads((big / "given_tree.json").read_text())["taxonomy"]
-    assert any(v.get("value") == "tandem and cargo bikes" for v in given["tree"]["values"] if isinstance(v, dict)), given["tree"]
+    assert any(v.get("value") == "sharing sweets among friends" for v in given["tree"]["values"] if isinstance(v, dict)), given["tree"]
     nodes = {n["id"]: n for n in json.loads((big / "tree.json").read_text())["nodes"]}
     leaves = {i for i, n in nodes.items() if n["status"] == "leaf"}
     assert {row["leaf_id"] for row in rows} <= leaves
-    assert any(p["value"] == "tandem and cargo bikes" for row in rows for p in row["path"]), "no row in the renamed value"
+    assert any(p["value"] == "sharing sweets among friends" for row in rows for p in row["path"]), "no row in the renamed value"
     assert "24 samples" in r.stdout  # the last command prints the tree

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -67,6 +68,15 @@ def test_card_escapes_model_text_and_parses():
     assert md("a" * 300, 10).endswith("…") and len(md("a" * 300, 10)) == 10
 
 
+def test_the_cards_tree_block_cannot_be_ended_by_the_models_text():
+    base = CardFacts(task="t", model="m", created="2026-12-06", rows=1, fields=("question",))
+    text = dataset_card(replace(base, taxonomy="tree:\n  dimension: x\n  values:\n  - value: '```\n# injected'\n"))
+    assert "\n````yaml\n" in text and "\n````\n" in text  # a fence longer than the text's backticks
+    long = "tree:\n" + "".join(f"  - value: v{i}\n" for i in range(1000))
+    text = dataset_card(replace(base, taxonomy=long))
+    assert "v298" in text and "v299" not in text and "701 more lines in `tree.yaml`" in text
+
+
 # ---------------------------------------------------------------- the CLI on a finished run
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
@@ -126,6 +136,10 @@ def test_export_hf_writes_a_dataset_with_its_card(finished, tmp_path):
     passed = sum(v["pass"] for v in verdicts)
     assert passed == 30 and f"{passed:,} of {len(verdicts):,}" in text  # the judge failed the planted rows; they were rewritten
     assert call_cli("export", str(finished), "--format", "hf", "--out", str(dest)).returncode == 2  # never over an existing one
+    # the tree travels with the dataset: tree.yaml beside the card (what --tree-from reads), and in the card
+    tree_yaml = (dest / "tree.yaml").read_text()
+    assert tree_yaml == call_cli("tree", str(finished), "--format", "yaml").stdout.removesuffix("\n")  # (the CLI prints it)
+    assert "## The tree" in text and "```yaml\n" in text and "dimension: setting 0" in text
 
 
 @pytest.mark.parametrize(("args", "env", "msg"), [

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import dataclasses
 import fcntl
+import html as html_lib
 import json
 import os
 import queue
@@ -294,6 +295,11 @@ def test_report_for_a_run_renders_in_chromium(gsm_run, chromium, tmp_path):
     roles = re.search(r'<table class="roles">.*?</table>', html, re.S)
     assert roles and "growing the tree" in roles.group(0) and "writing the rows" in roles.group(0)
     assert roles.group(0).count("fake/scripted") == 2
+    # the tree as the taxonomy file --tree-from reads, on the page (escaped like all model text)
+    from treesynth.core.treeout import tree_output
+
+    shown = re.search(r'<pre class="taxonomy">(.*?)</pre>', html, re.S)
+    assert shown and html_lib.unescape(shown.group(1)) == tree_output(gsm_run, "yaml")
 
     dom, errors = open_in_chromium(chromium, path, DOM_CHECKS, screenshot=tmp_path / "run.png")
     assert errors == []
