@@ -1,8 +1,9 @@
 """The New run form.
 
 Every field is checked as it is typed by ``treesynth.core.config.validate_partial``: the CLI's
-own validator, so the form and the command line accept exactly the same values. The estimate
-comes from the core's estimator (litellm's price table is loaded in a thread).
+own validator, so the form and the command line accept exactly the same values; the "Tree from" field
+is read and checked as ``--tree-from`` is (``tree_check``). The estimate comes from the core's estimator
+(litellm's price table is loaded in a thread).
 """
 
 from __future__ import annotations
