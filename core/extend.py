@@ -40,20 +40,26 @@ def earlier_sizes(root: Path) -> tuple[int, ...]:
     return tuple(int(e["from"]) for e in extensions(root) if isinstance(e.get("from"), int))
 
 
+def check_extendable(run_dir: Path) -> None:
+    """One line (``ConfigError``) for a run whose mode cannot be extended (a balance run): what a front end
+    asks before offering to extend a run, and what ``record_extension`` checks first."""
+    from .modes import mode_class, recorded_mode
+
+    mode = mode_class(recorded_mode(Path(run_dir)))
+    if not mode.extendable:
+        raise ConfigError(f"{str(run_dir)!r} is a {mode.kind} run; treesynth extend works on runs made by treesynth run")
+
+
 def record_extension(run_dir: Path, size: int) -> int:
     """Record ``size`` as the run's new total; returns the size it had. One line (``ConfigError``, exit 2)
     for a size not larger than the run's; asking again for the size of the run's last extension is
     allowed: it carries an interrupted extension on, or (finished) makes no calls. A run in use, a
     directory that is not a run, or a run of another mode (a balance run): one line too."""
-    from .modes import recorded_mode
-
     run_dir = Path(run_dir)
     store = RunStore.open(run_dir)  # one line for a missing directory, not a run, or a run in use
     try:
         store.check_writable()
-        mode = recorded_mode(run_dir)
-        if mode != "run":
-            raise ConfigError(f"{str(run_dir)!r} is a {mode} run; treesynth extend works on runs made by treesynth run")
+        check_extendable(run_dir)
         doc = read_config_document(run_dir)
         current = doc["config"].get("size")
         if not isinstance(current, int) or isinstance(current, bool) or current < 1:

@@ -263,3 +263,14 @@ def test_an_extended_judged_run_judges_its_new_rows_and_dedups_against_the_old(t
     assert {r["id"] for r in stored} == verdicts  # every new row judged, once
     assert all(k not in {r["question"] for r in stored if r["id"] in old} for k in t.judged)  # old rows not judged again
     assert len({r["question"] for r in stored}) == len(stored)
+
+
+def test_a_mode_says_whether_its_runs_extend_and_a_balance_run_is_refused_in_one_line(tmp_path):
+    from treesynth.core.extend import check_extendable
+
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"mode": "balance"}}))
+    with pytest.raises(ConfigError) as e:
+        check_extendable(tmp_path)
+    assert str(e.value) == f"{str(tmp_path)!r} is a balance run; treesynth extend works on runs made by treesynth run"
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"mode": "run"}}))
+    check_extendable(tmp_path)  # a plain run: nothing to say

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rich.console import RenderableType
 from rich.table import Table
@@ -59,14 +59,17 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class PromptScreen(ModalScreen["str | None"]):
-    """Ask for one line of text. Enter submits, escape cancels."""
+    """Ask for one line of text. Enter submits, escape cancels. ``check`` (the value -> a one-line error, or
+    None) keeps the dialog open under its error until the value passes."""
 
     DEFAULT_CSS = "PromptScreen { align: center middle; }\n" + DIALOG_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, body: str, value: str = "", placeholder: str = "") -> None:
+    def __init__(self, title: str, body: str, value: str = "", placeholder: str = "",
+                 check: Callable[[str], str | None] | None = None) -> None:
         super().__init__()
         self._title, self._body, self._value, self._placeholder = title, body, value, placeholder
+        self._check = check
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -85,6 +88,10 @@ class PromptScreen(ModalScreen["str | None"]):
         value = " ".join(self.query_one("#value", Input).value.split())
         if not value:
             self.query_one("#error", Static).update("Type a value, or press escape to cancel.")
+            return
+        error = self._check(value) if self._check is not None else None
+        if error:
+            self.query_one("#error", Static).update(error)
             return
         self.dismiss(value)
 
@@ -142,7 +149,7 @@ class SummaryScreen(ModalScreen["str | None"]):
 
 
 def key_display(keys: str) -> str:
-    names = {"question_mark": "?", "escape": "esc", "enter": "enter", "space": "space", "tab": "tab"}
+    names = {"question_mark": "?", "plus": "+", "escape": "esc", "enter": "enter", "space": "space", "tab": "tab"}
     out = []
     for k in keys.split(","):
         k = k.strip()

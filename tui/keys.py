@@ -37,4 +37,8 @@ def key_state(action: str, state: str, *, live: bool, paused: bool, has_run_dir:
         return True if has_run_dir else None
     if action == "summary":
         return finished
+    if action == "extend":  # a finished run only: completed here, or browsed complete
+        if state == "complete":
+            return has_run_dir
+        return state == "browsing" and browsed_complete()
     return True

@@ -1,8 +1,9 @@
 """The New run form.
 
 Every field is checked as it is typed by ``treesynth.core.config.validate_partial``: the CLI's
-own validator, so the form and the command line accept exactly the same values. The estimate
-comes from the core's estimator (litellm's price table is loaded in a thread).
+own validator, so the form and the command line accept exactly the same values; the "Tree from" field
+is read and checked as ``--tree-from`` is (``tree_check``). The estimate comes from the core's estimator
+(litellm's price table is loaded in a thread).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from treesynth.core.progress import fmt_cost
 from .format import compact
 from .open_run import OpenRunScreen
 from .runs import BrowseRun, NewRun, ResumeRun, Services
+from .tree_check import TREE_FLAG, TREE_KEY, TreeCheck
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class FieldSpec:
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("task", "Task", hint="one sentence describing the data"),
     FieldSpec("fields", "Fields", hint="comma-separated, e.g. question,answer"),
+    FieldSpec("tree_from", "Tree from", hint="run dir, tree.json or taxonomy YAML (empty: grow one)"),
     FieldSpec("model", "Model", hint="litellm model string"),
     FieldSpec("api_base", "API base", hint="OpenAI-compatible URL (vLLM, Ollama, …)"),
     FieldSpec("depth", "Depth", "integer"),
@@ -103,6 +106,7 @@ class NewRunScreen(Screen):
         self._estimate_timer = None
         self._presets: dict[str, str] = {}
         self.estimate_text = ""
+        self.tree_check = TreeCheck()
 
     def compose(self) -> ComposeResult:
         from treesynth.core.presets import list_presets
@@ -175,6 +179,10 @@ class NewRunScreen(Screen):
         values = self.raw_values()
         check = {k: v for k, v in values.items() if k != "out"}
         errors = validate_partial(check)
+        if TREE_KEY not in errors:  # the source itself, as --tree-from reads and checks it
+            tree_error = self.tree_check.error(values)
+            if tree_error:
+                errors[TREE_KEY] = tree_error
         self.errors = errors
         for key in FIELD_KEYS:
             self._show_error(key, errors.get(key))
@@ -283,6 +291,8 @@ class NewRunScreen(Screen):
                 t.append(f" (~{fmt_cost(batch)} with the batch API)", style="bold" if cfg.batch else "dim")
         t.append(f"\n          depth {cfg.depth}: ~{est.internal_nodes:,} expansions, ~{est.leaves:,} leaves "
                  f"(fan-out {est.assumed_fanout:g})", style="dim")
+        if cfg.tree_from:
+            t.append("\n          the given tree's splits make no calls: the tree calls above are at most", style="dim")
         self.estimate_text = t.plain
         box.update(t)
 
@@ -318,7 +328,8 @@ class NewRunScreen(Screen):
             cfg = build_config(flags=values)
         except ConfigError as e:
             msg = str(e)
-            key = "task" if msg.startswith("missing task") else next((k for k in FIELD_KEYS if msg.startswith(k + ":")), None)
+            key = "task" if msg.startswith("missing task") else TREE_KEY if msg.startswith(TREE_FLAG) else next(
+                (k for k in FIELD_KEYS if msg.startswith(k + ":")), None)
             if key:
                 self._show_error(key, msg)
                 self.query_one(f"#f-{key}").focus()
@@ -338,7 +349,9 @@ class NewRunScreen(Screen):
 
     def show_start_error(self, message: str) -> None:
         self._status(f"Not started: {message}", error=True)
-        if "api_base" in message or "--api-base" in message:
+        if message.startswith(TREE_FLAG):
+            self._show_error(TREE_KEY, message)
+        elif "api_base" in message or "--api-base" in message:
             self._show_error("api_base", message)
         elif "model" in message:
             self._show_error("model", message)

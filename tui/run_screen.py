@@ -31,7 +31,7 @@ from treesynth.core.errors import TreesynthError, exit_code_for
 from treesynth.core.handle import RunHandle
 from treesynth.core.progress import Progress
 
-from . import report
+from . import extending, report
 from .bridge import EngineEvents, EventBridge, UsageUpdated
 from .dialogs import ConfirmScreen, SummaryScreen
 from .fairness import GcPacer
@@ -69,6 +69,7 @@ class RunScreen(Screen):
         Binding("d", "remove_value", "Remove value", show=False),
         Binding("e", "reexpand", "Re-expand", show=False),
         Binding("u", "resume_run", "Resume"),
+        Binding("plus", "extend", "Extend"),
         Binding("R", "report", "Report"),
         Binding("s", "summary", "Summary", show=False),
         Binding("E", "expand_all", "Expand/collapse all", show=False),
@@ -499,13 +500,30 @@ class RunScreen(Screen):
             return self.action_unpause()
         if self.run_dir is None or self.state in LIVE_STATES or self.state == "preparing":
             return self.refuse("Nothing to resume.")
-        self.source = ResumeRun(self.run_dir)
+        self._reopen(ResumeRun(self.run_dir))
+
+    def _reopen(self, source: ResumeRun) -> None:
+        """Open the run again from its directory and carry it on (u, or + once the extension is recorded)."""
+        self.source = source
         self.fin = None
         self.error = None
         self.run = None
         self.started_at = self.ended_at = None
         self.bridge = EventBridge(self)
         self.prepare()
+
+    def action_extend(self) -> None:
+        if self.state in LIVE_STATES or self.state == "preparing":
+            return self.refuse(extending.NOT_FINISHED)
+        self._extend()
+
+    @work(exclusive=True, group="extend", exit_on_error=False)
+    async def _extend(self) -> None:
+        """+ on a finished run: ask the new total, record it, then resume the run to fill it (extending.py)."""
+        complete = self.state == "complete" or (self.state == "browsing" and self.run_dir is not None and run_status(self.run_dir) == "complete")
+        current = self.run.cfg.size if self.run is not None else self.progress.size
+        overrides = dict(self.source.overrides) if isinstance(self.source, ResumeRun) else {}
+        await extending.extend(self, current, complete, overrides, self._reopen)
 
     def action_summary(self) -> None:
         if self.fin is None:

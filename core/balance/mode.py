@@ -37,6 +37,7 @@ class BalanceMode(Mode):
     output_parquet = BALANCED_PARQUET
     judgeable = False
     has_baseline = False
+    extendable = False
     fallback_of = "rows"
     refine_single_value = True
     tops_up = False

@@ -95,6 +95,8 @@ class Mode:
     judgeable: ClassVar[bool] = True
     #: whether ``treesynth baseline`` makes a plain-sampling baseline of the run
     has_baseline: ClassVar[bool] = True
+    #: whether ``treesynth extend`` may grow the finished run to a larger size on the same tree
+    extendable: ClassVar[bool] = True
     #: what a data-driven fallback split clusters ("rows", "pivots"), said in its warning
     fallback_of: ClassVar[str] = "pivots"
     #: a split whose values collapse to one is replaced by the fallback split
