@@ -94,7 +94,7 @@ async def test_a_taxonomy_from_the_form_starts_a_run_with_its_leaves(tmp_path):
         form.set_values(tree_from=str(tmp_path / "bike.yaml"), size="30", out=str(out))  # no task: the file's
         await pilot.pause()
         assert form.errors == {}
-        await wait_for(pilot, lambda: "the given tree's splits make no calls" in form.estimate_text, what="the estimate")
+        await wait_for(pilot, lambda: "split(s) make no calls" in form.estimate_text, what="the estimate")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.run_screen is not None, what="the run screen")
         rs: RunScreen = app.run_screen

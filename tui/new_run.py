@@ -291,8 +291,8 @@ class NewRunScreen(Screen):
                 t.append(f" (~{fmt_cost(batch)} with the batch API)", style="bold" if cfg.batch else "dim")
         t.append(f"\n          depth {cfg.depth}: ~{est.internal_nodes:,} expansions, ~{est.leaves:,} leaves "
                  f"(fan-out {est.assumed_fanout:g})", style="dim")
-        if cfg.tree_from:
-            t.append("\n          the given tree's splits make no calls: the tree calls above are at most", style="dim")
+        if est.given_splits:
+            t.append(f"\n          the given tree's {est.given_splits:,} split(s) make no calls", style="dim")
         self.estimate_text = t.plain
         box.update(t)
 
@@ -311,7 +311,17 @@ class NewRunScreen(Screen):
         from treesynth.core.prompts import Prompts
 
         price = self.services.price(cfg.model, cfg.prices) if self.services.price is not None else None
-        est = estimate(cfg, Prompts(cfg), price=price)
+        given = None
+        if cfg.tree_from:  # a reused tree: its splits make no calls (a source the field refuses: estimated as grown)
+            from treesynth.core.errors import TreesynthError
+            from treesynth.core.taxonomy import given_shape
+            from treesynth.core.treesource import load_given_tree
+
+            try:
+                given = given_shape(load_given_tree(cfg.tree_from, task=cfg.task, fields=cfg.fields, depth=cfg.depth)[1])
+            except (TreesynthError, OSError, ValueError):
+                given = None
+        est = estimate(cfg, Prompts(cfg), price=price, given=given)
         return est, self._batch_cost(cfg, est)
 
     # ------------------------------------------------------------------ start / open
