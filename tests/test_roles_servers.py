@@ -2,9 +2,10 @@
 SmolLM2 GGUF), one serving the rows' model (``smollm2``), the other the tree's (``smollm2-tree``), each on one
 CPU thread so the two never fight over the 2 cores. A forwarding proxy before each counts what reached it.
 
-What must hold (issue "Trees as artifacts", part 1): the tree's steps reach only the tree's endpoint and the
-rows' calls only the rows'; the run counts and prices each role apart (its own price per model), says so in
-its closing summary and its state, and a finished run re-run makes no call on either.
+What must hold (issue "Trees as artifacts"): the tree's steps reach only the tree's endpoint and the rows' calls
+only the rows'; the run counts and prices each role apart (its own price per model), says so in its closing
+summary and its state, and a finished run re-run makes no call on either; its tree, written as YAML and given
+back with --tree-from, costs no tree call, and the new run extends to a larger size.
 """
 
 from __future__ import annotations
@@ -83,3 +84,26 @@ def test_the_tree_and_the_rows_go_to_their_own_servers_priced_apart(two_servers,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tree_proxy.completions, rows_proxy.completions) == before
+    # the tree written out, reused on the same two servers (no tree call: it is given whole), then extended
+    tree_yaml = tmp_path / "tree.yaml"
+    t = subprocess.run([sys.executable, "-m", "treesynth.cli", "tree", str(out), "--format", "yaml"], env=cli_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert t.returncode == 0, t.stderr
+    tree_yaml.write_text(t.stdout)
+    reused = tmp_path / "reused"
+    cmd2 = _cmd(rows_proxy.url, tree_proxy.url, reused, tmp_path)
+    cmd2[cmd2.index(TASK):cmd2.index(TASK) + 1] = ["--tree-from", str(tree_yaml)]
+    before = (tree_proxy.completions, rows_proxy.completions)
+    r2 = subprocess.run(cmd2, env=cli_env(), capture_output=True, text=True, timeout=1500)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert tree_proxy.completions == before[0] and rows_proxy.completions > before[1]  # rows only: the tree was given
+    first = (reused / "dataset.jsonl").read_bytes().splitlines()
+    assert len(first) == SIZE
+    ext = subprocess.run([sys.executable, "-m", "treesynth.cli", "extend", str(reused), "--size", str(SIZE + 4), "--no-ui"],
+                         env=cli_env(), capture_output=True, text=True, timeout=1500)
+    assert ext.returncode == 0, ext.stderr[-3000:]
+    rows2 = read_jsonl(reused / "dataset.jsonl")
+    assert len(rows2) == SIZE + 4 and len({x["id"] for x in rows2}) == SIZE + 4
+    kept = {json.loads(x)["id"]: x for x in first}
+    assert set(kept) <= {x["id"] for x in rows2}  # the first rows are all still there (byte for byte: tests/test_extend.py)
+    assert {x["leaf_id"] for x in rows2} <= {n["id"] for n in json.loads((reused / "tree.json").read_text())["nodes"] if n["status"] == "leaf"}

@@ -262,20 +262,24 @@ def generate(
     task: str | None = None, *, size: int | None = None, model: str | None = None, preset: str | None = None,
     depth: int | None = None, fields: Sequence[str] | None = None, out: PathLike | None = None, judge: bool | None = None,
     baseline: bool = False, api_base: str | None = None, budget: float | None = None, seed: int | None = None,
+    tree_model: str | None = None, tree_from: PathLike | None = None,
     config: RunConfig | None = None, config_file: PathLike | None = None, progress: bool = True, check: bool = True,
     transport: Transport | None = None, **options: Any,
 ) -> Dataset:
     """Grow a tree for ``task`` and synthesise exactly ``size`` rows; returns the ``Dataset``. Blocks until
-    done; works in a script and in a notebook. ``options`` are any other run setting (``treesynth.config``),
+    done; works in a script and in a notebook. ``tree_model``: the model that grows the tree (``model``
+    writes the rows; ``tree_api_base=`` its endpoint); ``tree_from``: reuse a tree (a run directory, its
+    tree.json, a taxonomy file). ``options`` are any other run setting (``treesynth.config``),
     e.g. ``concurrency=32``, ``dedup_threshold=0.92``, ``small_model=True``. ``baseline=True`` also makes the
     plain-sampling baseline (``RUN_DIR/baseline``) once the run completes. Raises ``treesynth.errors``
     exceptions on bad settings or an unusable provider (before any call is made)."""
     if config is None:
         config = _make_config(
             task, preset=preset, config_file=config_file, size=size, model=model, depth=depth,
-            fields=list(fields) if fields is not None else None, judge=judge, api_base=api_base, budget=budget, seed=seed, **options,
+            fields=list(fields) if fields is not None else None, judge=judge, api_base=api_base, budget=budget, seed=seed,
+            **{k: v for k, v in (("tree_model", tree_model), ("tree_from", tree_from)) if v is not None}, **options,
         )
-    elif task is not None or options:
+    elif task is not None or options or tree_model is not None or tree_from is not None:
         raise ConfigError("give either config=... or the task and its options, not both")
     ds = _finish(Run(config, out, transport=transport, check=check), progress)
     if baseline and ds.complete:
