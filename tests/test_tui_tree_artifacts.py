@@ -127,8 +127,7 @@ async def test_extend_a_browsed_finished_run_grows_it_to_the_new_total(tmp_path)
     async with app.run_test(size=(160, 32)) as pilot:
         rs: RunScreen = app.screen
         await wait_for(pilot, lambda: rs.state == "browsing", what="browsing")
-        await pilot.pause(0.1)
-        assert ("+", "Extend") in _footer_keys(app)
+        await wait_for(pilot, lambda: ("+", "Extend") in _footer_keys(app), what="the Extend key in the footer")
         # the dialog keeps a bad total under its one-line error
         await _extend_to(pilot, "abc")
         dialog = app.screen
@@ -162,13 +161,12 @@ async def test_extend_after_a_run_finishes_in_the_tui_and_again(tmp_path):
         await wait_for(pilot, lambda: rs.fin is not None and type(app.screen).__name__ == "SummaryScreen", what="the summary")
         first = read_jsonl(out / "dataset.jsonl")
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert ("+", "Extend") in _footer_keys(app)
+        await wait_for(pilot, lambda: ("+", "Extend") in _footer_keys(app), what="the Extend key in the footer")
         await _extend_to(pilot, "35")
         await wait_for(pilot, lambda: rs.fin is not None and rs.fin.rows == 35, what="the run extended to 35")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "SummaryScreen", what="the summary again")
         await pilot.press("escape")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: ("+", "Extend") in _footer_keys(app), what="the Extend key in the footer")
         await _extend_to(pilot, "40")  # once more, from the extended run
         await wait_for(pilot, lambda: rs.fin is not None and rs.fin.rows == 40, what="the run extended to 40")
     rows = read_jsonl(out / "dataset.jsonl")
