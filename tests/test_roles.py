@@ -218,3 +218,17 @@ def test_the_tui_shows_cost_by_role_when_the_roles_have_models_of_their_own():
     assert "spent $0.3000 (tree $0.2000, rows $0.1000)" in stats_usage_line(p, None).plain
     p.roles = tuple(ev.RoleCost(role=r.role, model="a/one", requests=1, tokens_in=1, tokens_out=1, cost_usd=0.1) for r in p.roles)
     assert "tree $" not in stats_usage_line(p, None).plain  # one model: the total says it all
+
+
+def test_the_library_takes_a_tree_model_and_its_dataset_says_what_each_role_cost(tmp_path):
+    import treesynth
+
+    tree, rows = ScriptedTransport(model="openai/big", cost=0.01), ScriptedTransport(model="openai/small", cost=0.001)
+    cfg = treesynth.config("math word problems", fields=["question", "answer"], depth=1, size=6, pivots=6,
+                           model="openai/small", api_base="http://127.0.0.1:9/v1", tree_model="openai/big")
+    run = Run.create(cfg, tmp_path / "r", transport=rows, tree_transport=tree)
+    fin, _ = _run(run)
+    assert fin.status == "complete"
+    ds = treesynth.open(tmp_path / "r")
+    assert ds.usage["roles"]["tree"]["model"] == "openai/big" and ds.usage["roles"]["rows"]["requests"] == sum(rows.calls.values())
+    assert ds.usage["cost"] == pytest.approx(fin.cost_usd)

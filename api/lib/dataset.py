@@ -77,6 +77,14 @@ class Dataset:
         return self.status == "complete"
 
     @property
+    def usage(self) -> dict[str, Any]:
+        """Calls, tokens and cost so far (state.json's ``usage``): ``requests``, ``tokens_in``, ``tokens_out``,
+        ``cost`` (USD; ``cost_known`` False when a model had no price), and ``roles``: the same by role
+        (``tree``, ``rows``, ``judge``), each with its ``model``."""
+        u = self._reader.state().get("usage")
+        return dict(u) if isinstance(u, dict) else {}
+
+    @property
     def path(self) -> Path | None:
         """The finished output (dataset.jsonl; a balance run's balanced.jsonl), or None before it exists."""
         p = self.run_dir / self._mode.output
