@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .embedder_choice import parse_embedder, resume_refusal
 from .errors import ConfigError
@@ -323,40 +323,21 @@ class RunConfig(BaseModel):
             raise ValueError("the model is empty")
         return v
 
-    @field_validator("api_base")
+    @field_validator("api_base", "tree_api_base", "embed_api_base")
     @classmethod
-    def _api_base(cls, v: str | None) -> str | None:
+    def _http_url(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """An endpoint's base URL: http(s), no trailing slash; empty is none."""
         if v is None or not v.strip():
             return None
         v = v.strip().rstrip("/")
         if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"api_base {v!r} must be an http(s) URL")
+            raise ValueError(f"{info.field_name} {v!r} must be an http(s) URL")
         return v
 
     @field_validator("tree_model")
     @classmethod
     def _tree_model(cls, v: str | None) -> str | None:
         return v.strip() or None if isinstance(v, str) else v
-
-    @field_validator("tree_api_base")
-    @classmethod
-    def _tree_api_base(cls, v: str | None) -> str | None:
-        if v is None or not v.strip():
-            return None
-        v = v.strip().rstrip("/")
-        if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"tree_api_base {v!r} must be an http(s) URL")
-        return v
-
-    @field_validator("embed_api_base")
-    @classmethod
-    def _embed_api_base(cls, v: str | None) -> str | None:
-        if v is None or not v.strip():
-            return None
-        v = v.strip().rstrip("/")
-        if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"embed_api_base {v!r} must be an http(s) URL")
-        return v
 
     @field_validator("embedder")
     @classmethod

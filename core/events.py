@@ -151,12 +151,14 @@ class RoleCost:
     cost_usd: float | None  # None: unknown (the model has no price)
 
 
+_ROLE_ORDER = {"tree": 0, "rows": 1, "judge": 2}  # core/llm/types.py ROLES, as every front end lists them
+
+
 def role_costs(roles: dict[str, Any]) -> tuple[RoleCost, ...]:
     """``UsageTotals.roles`` (RoleUsage values) as events' ``RoleCost``s, in the order tree, rows, judge."""
-    order = {"tree": 0, "rows": 1, "judge": 2}
     return tuple(
         RoleCost(role=k, model=r.model, requests=r.requests, tokens_in=r.tokens_in, tokens_out=r.tokens_out, cost_usd=r.cost_usd)
-        for k, r in sorted(roles.items(), key=lambda kv: order.get(kv[0], 9))
+        for k, r in sorted(roles.items(), key=lambda kv: _ROLE_ORDER.get(kv[0], 9))
     )
 
 
@@ -165,10 +167,9 @@ def roles_from_usage(usage: dict[str, Any]) -> tuple[RoleCost, ...]:
     roles = usage.get("roles")
     if not isinstance(roles, dict):
         return ()
-    order = {"tree": 0, "rows": 1, "judge": 2}
     out = []
-    for k, r in sorted(roles.items(), key=lambda kv: order.get(kv[0], 9)):
-        if k not in order or not isinstance(r, dict):
+    for k, r in sorted(roles.items(), key=lambda kv: _ROLE_ORDER.get(kv[0], 9)):
+        if k not in _ROLE_ORDER or not isinstance(r, dict):
             continue
         num = {n: r[n] if isinstance(r.get(n), int) else 0 for n in ("requests", "tokens_in", "tokens_out")}
         cost = float(r["cost"]) if isinstance(r.get("cost"), (int, float)) and r.get("cost_known", True) else None
