@@ -26,7 +26,7 @@ from .progress import closing_rows
 from .prompts import Prompts
 from .quality.embedder import RowEmbedder
 from .quality.embedders import make_row_embedder
-from .quality.setup import build_gates
+from .quality.setup import build_gates, role_client
 from .resplit import resplit
 from .rundir import CACHE
 from .store import Recovered, RunStore
@@ -133,11 +133,9 @@ class Run:
                 cache.close()
                 store.close()
                 raise
-            self.tree_client = LLMClient(
-                tt, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, max_retries=cfg.max_retries, budget=cfg.budget,
-                cache=cache, read_cache=cfg.cache, usage=usage, adapt_timeout_s=cfg.timeout, outage_timeout_s=cfg.outage_timeout,
-                price=None if cfg.budget is None else call_price(tcfg.model, cfg.prices),
-            )
+            # interactive even in a --batch run, so its calls hold their most against the budget too
+            price = None if cfg.budget is None else call_price(tcfg.model, cfg.prices)
+            self.tree_client = role_client(cfg, self.client, tt, price, adapt_timeout_s=cfg.timeout)
         self.prompts = Prompts(cfg)
         self._loop: asyncio.AbstractEventLoop | None = None  # execute's, once it runs
         self.embed: Embed = self._embed_sync

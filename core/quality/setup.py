@@ -15,9 +15,20 @@ from .judge import Judge
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+    from ..llm.pricing import CallPrice
     from ..prompts import Prompts
     from ..store import RunStore
     from .embedder import RowEmbedder
+
+
+def role_client(cfg: RunConfig, client: LLMClient, transport: Any, price: CallPrice | None, adapt_timeout_s: float | None = None) -> LLMClient:
+    """A client for another role's model (the tree's, the judge's): its own transport, concurrency limit,
+    negotiation and outage; ``client``'s cache, usage and budget (so one budget covers every role)."""
+    return LLMClient(
+        transport, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, max_retries=cfg.max_retries,
+        budget=cfg.budget, cache=client.cache, read_cache=cfg.cache, usage=client.usage, outage_timeout_s=cfg.outage_timeout,
+        price=price, adapt_timeout_s=adapt_timeout_s,
+    )
 
 
 def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[RunConfig], Any]) -> LLMClient:
@@ -25,11 +36,7 @@ def judge_client(cfg: RunConfig, client: LLMClient, make_transport: Callable[[Ru
     if not cfg.judge_model or cfg.judge_model == cfg.model:
         return client
     transport = make_transport(cfg.model_copy(update={"model": cfg.judge_model}))
-    return LLMClient(
-        transport, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, max_retries=cfg.max_retries,
-        budget=cfg.budget, cache=client.cache, read_cache=cfg.cache, usage=client.usage, outage_timeout_s=cfg.outage_timeout,
-        price=reservation_price(cfg, cfg.judge_model),
-    )
+    return role_client(cfg, client, transport, reservation_price(cfg, cfg.judge_model))
 
 
 def build_gates(
