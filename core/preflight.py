@@ -92,12 +92,15 @@ def check_prices(cfg: RunConfig) -> None:
 def check_embedder(cfg: RunConfig, *, reach: bool = True) -> None:
     """The run's embedder (``cfg.embedder``) can make vectors: a local model folder that is there; an endpoint that answers a one-text
     request for its model (``reach``; a bad model name, a missing key, a server without embeddings: one
-    line); Ray, not available yet. The shipped default model is found when first used."""
+    line); Ray, installed. The shipped default model is found when first used."""
     choice = parse_embedder(cfg.embedder)
     if choice.kind == "local" and choice.path is None:
         return
     if choice.kind == "ray":
-        raise ConfigError("--embedder ray is not available yet: use local (the default) or an endpoint, openai/<model> with --embed-api-base")
+        from .llm.transports.ray import import_ray
+
+        import_ray()  # without Ray: one line saying how to install it
+        return
     if choice.kind == "local":
         from pathlib import Path
 

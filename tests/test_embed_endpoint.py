@@ -22,6 +22,7 @@ from treesynth.core.errors import BudgetExhausted, ConfigError, ProviderError, S
 from treesynth.core.llm import LLMClient, UsageTotals
 from treesynth.core.llm.embed_wire import probe, resolve_endpoint
 from treesynth.core.quality.embed_endpoint import EndpointRowEmbedder
+from treesynth.core.quality.embed_ray import RayRowEmbedder
 from treesynth.core.quality.embedder import LocalRowEmbedder
 from treesynth.core.quality.embedders import make_row_embedder
 
@@ -402,8 +403,9 @@ def test_the_factory_builds_what_the_config_names(tmp_path):
     ep = make_row_embedder(build_config(flags={"task": "t", "embedder": "openai/x", "embed_api_base": "http://h:1/v1", "max_retries": 2}))
     assert isinstance(ep, EndpointRowEmbedder) and ep.max_retries == 2 and ep.endpoint.url == "http://h:1/v1/embeddings"
     assert ep.identity() == {"kind": "endpoint", "model": "openai/x"}
-    with pytest.raises(ConfigError, match="ray"):
-        make_row_embedder(build_config(flags={"task": "t", "embedder": "ray"}))
+    ray = make_row_embedder(build_config(flags={"task": "t", "embedder": "ray", "ray_address": "auto", "ray_workers": 3}))
+    assert isinstance(ray, RayRowEmbedder) and ray.identity() == {"kind": "ray", "model": "all-MiniLM-L6-v2"}
+    assert (ray.address, ray.workers) == ("auto", 3) and not ray.stats()  # nothing started before the first batch
 
 
 # ---- the CLI ----------------------------------------------------------------------------------

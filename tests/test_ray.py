@@ -213,6 +213,71 @@ def test_the_run_directory_resumes_with_either_executor(ray_local, tmp_path, fir
     assert _rows(out) == _rows(ref)
 
 
+def _gsm8k_questions() -> list[str]:
+    from tests.conftest import SHARED
+
+    with open(SHARED / "data" / "gsm8k" / "test.jsonl") as f:
+        return [json.loads(line)["question"] for line in f]
+
+
+class _HumanRows(ScriptedTransport):
+    """The scripted provider, its generated rows replaced by GSM8K's human questions, each used once (the
+    scripted texts differ by a number only: semantic dedup would rightly turn them away)."""
+
+    _questions = None
+
+    async def __call__(self, req):
+        import dataclasses
+
+        if self._questions is None:
+            self._questions = iter(_gsm8k_questions())
+        c = await super().__call__(req)
+        if req.slot.split(":")[1] != "gen":
+            return c
+        answer = json.loads(c.text)
+        for row in answer["samples"]:
+            row["question"] = next(self._questions)
+        return dataclasses.replace(c, text=json.dumps(answer))
+
+
+def test_the_gates_embed_on_ray_actors_with_the_local_models_vectors(ray_local, tmp_path):
+    """``--embedder ray``: the local model on Ray actors gives the local model's vectors (fp32, the same
+    texts, compared here against the local embedder), from the event loop and from a worker thread; a whole
+    run gated on them (semantic dedup) reaches exact size, records its embedder, and resumes with the local
+    one (the same vectors); the actors are gone when the run closes."""
+    import numpy as np
+
+    from treesynth.core.embeddings import load_embedder
+    from treesynth.core.quality.embed_ray import RayRowEmbedder
+
+    texts = _gsm8k_questions()[:24]
+    emb = RayRowEmbedder("all-MiniLM-L6-v2", workers=2)
+    try:
+        X = asyncio.run(emb.embed(texts))
+        Y = emb.embed_blocking(texts[:5])
+        assert emb.parallel == 2 and sum(s["rows"] for s in emb.stats()) == 29
+    finally:
+        emb.close()
+    assert not emb.stats()
+    L = load_embedder()(texts)
+    assert X.shape == (24, 384) and X.dtype == np.float32
+    assert np.abs(X - L).max() < 1e-4 and np.abs(Y - L[:5]).max() < 1e-4
+
+    out = tmp_path / "gated"
+    cfg = _cfg(embedder="ray", dedup_threshold=0.92, size=30, ray_workers=2)
+    fin, events = _execute(Run.create(cfg, out, transport=_HumanRows(fields=FIELDS)))
+    assert fin.status == "complete" and fin.rows == 30 and len(read_jsonl(out / "dataset.jsonl")) == 30
+    assert _saved(out)["embedder"] == "ray"
+    r = call_cli("run", "--resume", str(out), "--embedder", "local", "--no-ui")
+    assert r.returncode == 0, r.stderr  # the local model's vectors: the same index goes on
+    import time
+
+    deadline = time.monotonic() + 30  # the actors' CPUs come back once they are gone
+    while ray_local.available_resources().get("CPU", 0) < ray_local.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, ray_local.available_resources()
+        time.sleep(0.2)
+
+
 def test_without_ray_the_cli_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     import treesynth.cli.main as cli
 

@@ -49,4 +49,6 @@ def make_row_embedder(
             opts["cache"] = cache
         opts.update(endpoint_options)
         return EndpointRowEmbedder(choice.model, cfg.embed_api_base, **opts)
-    raise ConfigError("--embedder ray is not available yet: use local (the default) or an endpoint, openai/<model> with --embed-api-base")
+    from .embed_ray import RayRowEmbedder
+
+    return RayRowEmbedder(choice.model, choice.path, address=cfg.ray_address, workers=cfg.ray_workers)

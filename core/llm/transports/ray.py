@@ -92,6 +92,32 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     return True
 
 
+class PoolLease:
+    """One user of the Ray instance (a transport's pool, the gates' embedding actors): connects on creation
+    (``connect``); ``release`` is idempotent, and the last lease of an instance this process started shuts
+    it down (several runs may share one, e.g. in the TUI)."""
+
+    def __init__(self, address: str | None = None) -> None:
+        global _open_pools
+        self.ray = import_ray()
+        connect(address)
+        _open_pools += 1
+        self._held = True
+
+    def release(self) -> None:
+        global _open_pools, _started_here
+        if not self._held:
+            return
+        self._held = False
+        _open_pools -= 1
+        if _open_pools == 0 and _started_here:
+            _started_here = False
+            try:
+                self.ray.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+
 def _default_factory(cfg: RunConfig) -> Transport:
     from ..select import make_local_transport
 
@@ -166,15 +192,10 @@ class RayTransport:
                 "with --executor ray the router's API keys must be os.environ/NAME references: "
                 "workers read keys from their own environment, never from the driver"
             )
-        global _open_pools
-        ray = import_ray()
         self.model = model or cfg.model
-        self._ray = ray
         self._actors: list[Any] = []
-        self._open = False
-        connect(address if address is not None else cfg.ray_address)
-        _open_pools += 1
-        self._open = True
+        self._lease = PoolLease(address if address is not None else cfg.ray_address)
+        ray = self._ray = self._lease.ray
         try:
             n = workers or cfg.ray_workers or self._alive_nodes()
             n = max(1, int(n))
@@ -265,7 +286,6 @@ class RayTransport:
     def close(self) -> None:
         """Kill this pool's actors; the last pool to close shuts down a Ray instance this process
         started (several runs may share one, e.g. in the TUI)."""
-        global _open_pools, _started_here
         ray = self._ray
         for a in self._actors:
             try:
@@ -273,13 +293,4 @@ class RayTransport:
             except Exception:  # noqa: BLE001
                 pass
         self._actors = []
-        if not self._open:
-            return
-        self._open = False
-        _open_pools -= 1
-        if _open_pools == 0 and _started_here:
-            _started_here = False
-            try:
-                ray.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
+        self._lease.release()
