@@ -132,6 +132,7 @@ def _isolated_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     if keep is not None and not onnx.exists():
         onnx.symlink_to(keep.mkdir("treesynth-onnx"), target_is_directory=True)
     mp.setenv("TREESYNTH_CACHE_DIR", str(cache))
+    mp.setenv("TREESYNTH_LOCAL_THREADS", "1")  # the embedded model on one thread (see MODEL_UNITS below)
     yield cache
     mp.undo()
 
@@ -155,20 +156,23 @@ def stub():
 
 # ---------------------------------------------------------------------------
 # Two workers (pytest-xdist, ``--dist loadgroup``, see pyproject): each file is one unit of work, so its
-# module fixtures (a browser, a run killed once) start once. Everything that runs llama.cpp (the real
-# server's file, the embedded model's files) or a Ray cluster is one unit, run first: two llama.cpp
-# processes on two cores slow each other down many times over (their threads spin), and
-# ``--ray-address auto`` must find this unit's cluster, not another worker's. The other worker runs
-# everything else meanwhile.
-RAY_FILES = ("test_real_server.py", "test_ray.py")
-SERVER_FAULT_FILES = ("test_server_faults.py", "test_roles_servers.py")  # their own llama.cpp servers (killed, stopped; two at once)
-EMBEDDED_FILES = ("test_embedded_model.py", "test_local_decoder.py", "test_notebook.py", "test_examples.py", "test_embed_server.py")
-LONGEST_FIRST = ("models",)
+# module fixtures (a browser, a run killed once) start once. What runs llama.cpp (a real server, the embedded
+# model) is grouped in three units, run first, longest first, beside each other and beside the other files;
+# every llama.cpp process of the suite runs on ONE thread (``TREESYNTH_LOCAL_THREADS`` here, the servers'
+# ``--n_threads`` in tests/llama_server.py), so two of them, or one beside a busy worker, share the two cores
+# instead of spinning against each other. The Ray files are one unit: ``--ray-address auto`` must find that
+# unit's cluster, not another worker's.
+MODEL_UNITS: dict[str, tuple[str, ...]] = {
+    "models-server": ("test_real_server.py", "test_ray.py"),
+    "models-embedded": ("test_embedded_model.py", "test_examples.py", "test_local_decoder.py"),
+    "models-faults": ("test_server_faults.py", "test_roles_servers.py", "test_notebook.py", "test_embed_server.py"),
+}
+LONGEST_FIRST = tuple(MODEL_UNITS)
+_UNIT_OF = {name: unit for unit, names in MODEL_UNITS.items() for name in names}
 
 
 def _unit(item: pytest.Item) -> str:
-    name = item.path.name
-    return "models" if name in RAY_FILES or name in EMBEDDED_FILES or name in SERVER_FAULT_FILES else name
+    return _UNIT_OF.get(item.path.name, item.path.name)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids

@@ -1,7 +1,11 @@
 """llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``) on the shipped SmolLM2 GGUF, as
 a process of its own for the real-server tests (tests/test_real_server.py: chat; tests/test_embed_server.py:
 ``--embedding true``). Started on a free loopback port, waited for until ``GET /v1/models`` answers 200,
-terminated (then killed) on exit. The model runs on 2 CPU threads."""
+terminated (then killed) on exit. The model runs on ONE CPU thread (``THREADS``), prompt and decoding alike: the
+suite runs two model units side by side on 2 cores (tests/conftest.py), and llama.cpp's threads spin at their
+barriers, so two 2-thread processes (or one beside a busy test worker) slow down several times over, while
+1-thread processes share the cores evenly (measured: 1 thread 35 tok/s alone, 32 beside a busy core, two
+at once 30 each; 2 threads 58 alone but 20 beside a busy core)."""
 
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ def skip_without_server() -> None:
         pytest.skip("needs llama-cpp-python[server]")
 
 
+THREADS = ("--n_threads", "1", "--n_threads_batch", "1")
+
+
 @contextlib.contextmanager
 def llama_cpp_server(log: Path, *extra: str, n_ctx: int = 4096, ready_s: float = 180) -> Iterator[tuple[subprocess.Popen, int]]:
     """(the server process, its port), ready; ``extra``: more server flags (e.g. ``--embedding true``)."""
@@ -40,7 +47,7 @@ def llama_cpp_server(log: Path, *extra: str, n_ctx: int = 4096, ready_s: float =
     with open(log, "wb") as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2", "--host", "127.0.0.1",
-             "--port", str(port), "--n_threads", "2", "--n_ctx", str(n_ctx), "--verbose", "False", *extra],
+             "--port", str(port), *THREADS, "--n_ctx", str(n_ctx), "--verbose", "False", *extra],
             stdout=f, stderr=subprocess.STDOUT,
         )
     try:
@@ -89,7 +96,7 @@ class RestartableServer:
         with open(self.log, "ab") as f:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "llama_cpp.server", "--model", str(find_gguf()), "--model_alias", "smollm2",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", "2", "--n_ctx", str(self.n_ctx),
+                 "--host", "127.0.0.1", "--port", str(self.port), *THREADS, "--n_ctx", str(self.n_ctx),
                  "--verbose", "False", *self.extra],
                 stdout=f, stderr=subprocess.STDOUT,
             )

@@ -27,6 +27,13 @@ pytestmark = pytest.mark.slow
 
 TASK = "GSM8K-style grade-school math word problems"
 TRANSPORTS = pytest.mark.parametrize("transport", ["http", "litellm"])
+
+
+def on(transport: str):
+    """One transport for a test whose subject is not the wire (resume, balance, Ray, the TUI): the two take
+    turns across these tests, so each meets the server in every kind of run, and the suite runs the slow
+    135M model half as often. The wire itself (a streamed call, negotiation, exact size) runs on both."""
+    return pytest.mark.parametrize("transport", [transport])
 SECRET = "sk-test-secret-1234567890"
 GSM_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
 LLAMA_CPP_JSON_SCHEMA_ERROR = "Input should be 'text' or 'json_object'"
@@ -144,7 +151,7 @@ async def test_a_streamed_call_longer_than_the_timeout_completes_with_rows(llama
         assert rows and all(r["question"].strip() and r["answer"].strip() for r in rows)
 
 
-@TRANSPORTS
+@on("litellm")
 def test_a_streamed_run_one_call_at_a_time_reaches_exact_size(llama_server, tmp_path, transport):
     """A whole run streamed (one call at a time: llama-cpp-python's server cuts a stream short when another
     request arrives, and the transports then stop streaming, as the concurrent run below shows) with a 5 s limit
@@ -172,14 +179,17 @@ def test_a_streamed_run_one_call_at_a_time_reaches_exact_size(llama_server, tmp_
 
 @TRANSPORTS
 def test_run_reaches_exact_size_and_a_finished_rerun_makes_no_request(llama_server, tmp_path, transport):
+    """The main run on each transport: http grows two levels, litellm one (its wire is what differs)."""
     out = tmp_path / "run"
     proxy = llama_server.proxy
     before = proxy.count()
     formats_before = dict(proxy.formats)
-    r = run_cli(*_args(llama_server, tmp_path, transport, out), env=cli_env(OPENAI_API_KEY=SECRET), timeout=900)
+    size, depth, pivots = (24, 2, 6) if transport == "http" else (12, 1, 4)
+    r = run_cli(*_args(llama_server, tmp_path, transport, out, size=size, depth=depth, pivots=pivots), env=cli_env(OPENAI_API_KEY=SECRET),
+                timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = read_jsonl(out / "dataset.jsonl")
-    assert len(rows) == 24 and len({row["id"] for row in rows}) == 24
+    assert len(rows) == size and len({row["id"] for row in rows}) == size
     calls = proxy.count() - before
     assert calls > 0
     new = {k: v - formats_before.get(k, 0) for k, v in proxy.formats.items() if v - formats_before.get(k, 0)}
@@ -201,10 +211,10 @@ def test_run_reaches_exact_size_and_a_finished_rerun_makes_no_request(llama_serv
     r2 = run_cli("run", "--resume", str(out), "--no-ui", env=cli_env(), timeout=300)
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert proxy.count() == n
-    assert len(read_jsonl(out / "dataset.jsonl")) == 24
+    assert len(read_jsonl(out / "dataset.jsonl")) == size
 
 
-@TRANSPORTS
+@on("http")
 def test_sigkill_mid_run_then_resume_reaches_exact_size(llama_server, tmp_path, transport):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "treesynth.cli", *_args(llama_server, tmp_path, transport, out, depth=1, pivots=3)],
@@ -235,7 +245,7 @@ def test_sigkill_mid_run_then_resume_reaches_exact_size(llama_server, tmp_path, 
 # ---------------------------------------------------------------------------- balance, Ray, the TUI
 
 
-@TRANSPORTS
+@on("litellm")
 def test_balance_against_the_server_completes(llama_server, tmp_path, transport):
     data = tmp_path / "gsm8k_slice.jsonl"
     with open(GSM_TEST) as f:
@@ -253,7 +263,7 @@ def test_balance_against_the_server_completes(llama_server, tmp_path, transport)
     assert json.loads((out / "state.json").read_text())["status"] == "complete"
 
 
-@TRANSPORTS
+@on("http")
 def test_ray_executor_reaches_exact_size(llama_server, tmp_path, transport):
     pytest.importorskip("ray")
     from tests.ray_fakes import token_auth_env
@@ -267,7 +277,7 @@ def test_ray_executor_reaches_exact_size(llama_server, tmp_path, transport):
     assert llama_server.proxy.count() > before
 
 
-@TRANSPORTS
+@on("litellm")
 async def test_tui_run_against_the_server_completes(llama_server, tmp_path, transport):
     from tests.test_tui_support import wait_for
     from treesynth.core.config import build_config
@@ -400,7 +410,7 @@ def test_the_python_api_against_the_server(llama_server, tmp_path):
     same call inside a running event loop, as in a notebook."""
     script = (
         "import treesynth\n"
-        f"ds = treesynth.generate('GSM8K-style grade-school math word problems', preset='gsm8k', size=12, depth=2, small_model=True,"
+        f"ds = treesynth.generate('GSM8K-style grade-school math word problems', preset='gsm8k', size=8, depth=1, small_model=True,"
         f" model='openai/smollm2', api_base={llama_server.url!r}, out='api-run', progress=False)\n"
         "print(ds.tree)\n"
         "import asyncio\n"
@@ -412,7 +422,7 @@ def test_the_python_api_against_the_server(llama_server, tmp_path):
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=cli_env(OPENAI_API_KEY=SECRET),
                        timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.startswith("(root)") and "12 rows again" in r.stdout
+    assert r.stdout.startswith("(root)") and "8 rows again" in r.stdout
     rows = read_jsonl(tmp_path / "api-run" / "dataset.jsonl")
-    assert len(rows) == 12 and llama_server.proxy.count() > before
+    assert len(rows) == 8 and llama_server.proxy.count() > before
     assert len(_leaves(tmp_path / "api-run")) >= 2

@@ -32,7 +32,7 @@ SIZE = 8
 def two_servers(tmp_path):
     skip_without_server()
     with contextlib.ExitStack() as stack:
-        one = ("--n_threads", "1", "--interrupt_requests", "False")
+        one = ("--interrupt_requests", "False")  # one thread each (tests/llama_server.py)
         _rows_proc, rows_port = stack.enter_context(llama_cpp_server(tmp_path / "rows.log", *one))
         _tree_proc, tree_port = stack.enter_context(llama_cpp_server(tmp_path / "tree.log", "--model_alias", "smollm2-tree", *one))
         rows = CountingProxy("127.0.0.1", rows_port).start()

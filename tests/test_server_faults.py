@@ -1,6 +1,6 @@
 """Faults against the REAL server: llama-cpp-python's (``python -m llama_cpp.server``, the shipped SmolLM2
 GGUF), killed and restarted on the same port, stopped with SIGSTOP, and behind a proxy that trickles its
-bytes; both transports. What must hold (issue "Honest limits under faults"):
+bytes; each transport in turn. What must hold (issue "Honest limits under faults"):
 
 * a restart costs a pause, not the run: killed and back 40 s (and 3 min) later, the run completes without
   ``--resume``, at its exact size, no row twice;
@@ -30,7 +30,9 @@ from tests.trickle_proxy import TrickleProxy
 pytestmark = pytest.mark.slow
 
 TASK = "Short customer-support questions about a bike shop"
-TRANSPORTS = pytest.mark.parametrize("transport", ["http", "litellm"])
+# one transport per test, taking turns (the wire's own conformance is tests/test_real_server.py's, on both)
+LITELLM = pytest.mark.parametrize("transport", ["litellm"])
+HTTP = pytest.mark.parametrize("transport", ["http"])
 SIZE = 8
 
 
@@ -100,7 +102,7 @@ def _outage_then_back(server: RestartableServer, tmp_path: Path, transport: str,
     return err
 
 
-@TRANSPORTS
+@LITELLM
 def test_a_server_killed_and_back_40_s_later_costs_a_pause_not_the_run(server, tmp_path, transport):
     _outage_then_back(server, tmp_path, transport, 40)
 
@@ -180,7 +182,7 @@ def test_a_server_stopped_mid_call_is_noticed_and_ridden_out(server, tmp_path):
     _check_rows(out)
 
 
-@TRANSPORTS
+@HTTP
 def test_a_slow_server_that_keeps_sending_is_never_cut_off(server, tmp_path, transport):
     # every byte of the server's answer reaches the run slowly (1 KiB every 0.2 s): a call takes far longer
     # than --timeout 3 in total, but no gap between two chunks is longer than 0.2 s
