@@ -155,7 +155,7 @@ def stub():
 
 
 # ---------------------------------------------------------------------------
-# Two workers (pytest-xdist, ``--dist loadgroup``, see pyproject): each file is one unit of work, so its
+# Three workers (pytest-xdist, ``--dist loadgroup``, see pyproject): each file is one unit of work, so its
 # module fixtures (a browser, a run killed once) start once. What runs llama.cpp (a real server, the embedded
 # model) is grouped in three units, run first, longest first, beside each other and beside the other files;
 # every llama.cpp process of the suite runs on ONE thread (``TREESYNTH_LOCAL_THREADS`` here, the servers'
