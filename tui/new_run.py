@@ -258,6 +258,7 @@ class NewRunScreen(Screen):
     @work(exclusive=True, group="estimate", exit_on_error=False)
     async def update_estimate(self) -> None:
         box = self.query_one("#estimate", Static)
+        self.estimate_text = ""  # the last estimate's text no longer stands, whatever this one shows
         if self.errors:
             box.update(Text("Estimate: fix the fields marked in red first.", style="dim"))
             return
