@@ -167,7 +167,8 @@ MODEL_UNITS: dict[str, tuple[str, ...]] = {
     "models-embedded": ("test_embedded_model.py", "test_examples.py", "test_local_decoder.py"),
     "models-faults": ("test_server_faults.py", "test_roles_servers.py", "test_notebook.py", "test_embed_server.py"),
 }
-LONGEST_FIRST = tuple(MODEL_UNITS)
+# then the longest of the rest: the report's fp32 check (torch and onnxruntime on GSM8K), so it never ends the suite alone
+LONGEST_FIRST = (*MODEL_UNITS, "test_embedding_precision.py")
 _UNIT_OF = {name: unit for unit, names in MODEL_UNITS.items() for name in names}
 
 
