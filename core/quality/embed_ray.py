@@ -56,8 +56,8 @@ class _EmbedWorker:
 
 
 class RayRowEmbedder(RowEmbedder):
-    """The local model on ``workers`` Ray actors (default: ``cfg.ray_workers``, else one per CPU pair of the
-    cluster), each reserving ``threads`` CPUs. Started on first use; ``close`` kills the actors and, when
+    """The local model on ``workers`` Ray actors (default: ``cfg.ray_workers``, else one per ``threads`` CPUs of
+    the cluster; ``parallel`` grows to that number once they have started), each reserving ``threads`` CPUs. Started on first use; ``close`` kills the actors and, when
     this process started Ray and nothing else still uses it, shuts it down."""
 
     kind = "ray"

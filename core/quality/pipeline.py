@@ -95,7 +95,8 @@ class GatePipeline:
 
     def _start(self) -> None:
         self._workers = [w for w in self._workers if not w.done()]
-        while len(self._workers) < self.parallel:
+        # the embedder's width now: a Ray embedder knows its actors only once it has started them
+        while len(self._workers) < max(self.parallel, int(self.embedder.parallel)):
             self._workers.append(asyncio.ensure_future(self._worker()))
 
     def _take(self) -> list[GateItem]:
