@@ -133,6 +133,10 @@ def _isolated_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
         onnx.symlink_to(keep.mkdir("treesynth-onnx"), target_is_directory=True)
     mp.setenv("TREESYNTH_CACHE_DIR", str(cache))
     mp.setenv("TREESYNTH_LOCAL_THREADS", "1")  # the embedded model on one thread (see MODEL_UNITS below)
+    # Ray starts its workers at nice 15 (RayConfig worker_niceness): beside the other xdist workers at nice 0 they
+    # got a few percent of a core, and a 21-s Ray Data test took 241 s in the full suite. Every Ray instance the
+    # tests start (in process, `ray start`, the CLI's own) reads this from the environment.
+    mp.setenv("RAY_worker_niceness", "0")
     yield cache
     mp.undo()
 
