@@ -1,24 +1,31 @@
 """End to end with the real embedded model (SmolLM2-135M via llama-cpp-python): no key, no network.
 
-The README's first command, as a new user runs it: a real tree (depth 2, rows over 3+ leaves, any
-data-driven split labelled), exactly --size rows, and rows that read as word problems.
+The README's first command, as a new user runs it (as the pilot of the README's tree workflow): a real tree
+(depth 2, rows over 3+ leaves, any data-driven split labelled), exactly --size rows, and rows that read as
+word problems; then the rest of that workflow.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import call_cli, read_jsonl, run_cli
 
 
-@pytest.mark.slow
-def test_the_readmes_first_command_grows_a_real_tree_of_word_problems(tmp_path):
-    out = tmp_path / "run"
-    r = run_cli("run", "GSM8K-style grade-school math word problems", "--preset", "gsm8k", "--no-ui", "--depth", "2",
-                "--size", "20", "--out", str(out), timeout=1200)
-    assert r.returncode == 0, r.stderr[-3000:]
+def readme_first_command() -> str:
+    """The ``treesynth run`` of the README's first command (after the install)."""
+    from tests.test_examples import ROOT
+
+    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("python3 -m venv") and "treesynth run" in ln)
+    return line[line.index("treesynth run"):]
+
+
+def check_first_command_run(out: Path) -> None:
+    """What the README's first command must give a new user: a real tree (two levels, rows over 3+ leaves,
+    any data-driven split labelled), exactly 20 rows with distinct ids, rows that read as word problems."""
     rows = read_jsonl(out / "dataset.jsonl")
     assert len(rows) == 20 and len({row["id"] for row in rows}) == 20
     config = json.loads((out / "config.json").read_text())["config"]
@@ -72,10 +79,13 @@ def readme_workflow_block() -> str:
 
 
 @pytest.mark.slow
-def test_the_readmes_tree_workflow_ends_in_the_edited_trees_leaves(tmp_path):
-    """The README's workflow, its commands as written, on the embedded model: sizes scaled down (20, 60, 100 ->
-    8, 16, 24) to keep the suite short; the full sizes were measured by hand (the closing note). The run over
-    the edited tree holds exactly the extended size, every row in one of the edited tree's leaves."""
+def test_the_readmes_first_command_then_its_tree_workflow(tmp_path):
+    """The README's first command and its tree workflow, the commands as written, on the embedded model. The
+    workflow's pilot is the first command itself (the same words, plus ``--out``), so one run checks both
+    (the first command makes a real tree of word problems, ``check_first_command_run``), and the embedded
+    model grows that depth-2 tree once in the suite instead of twice. The workflow's later sizes are scaled
+    down (60, 100 -> 16, 24) to keep the suite short; the full sizes were measured by hand. The run over the
+    edited tree holds exactly the extended size, every row in one of the edited tree's leaves."""
     import os
     import subprocess
     import sys
@@ -84,11 +94,14 @@ def test_the_readmes_tree_workflow_ends_in_the_edited_trees_leaves(tmp_path):
 
     block = readme_workflow_block()
     assert block.count("treesynth ") == 5 and "--size 20" in block and "--size 60" in block and "--size 100" in block
-    script = block.replace("--size 20", "--size 8").replace("--size 60", "--size 16").replace("--size 100", "--size 24")
+    pilot = block.splitlines()[0]
+    assert pilot.split("   #")[0] == readme_first_command() + " --out runs/workflow/pilot", "the pilot is no longer the first command"
+    script = block.replace("--size 60", "--size 16").replace("--size 100", "--size 24")
     env = cli_env()
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # the venv's treesynth
     r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=2400)
     assert r.returncode == 0, r.stderr[-3000:]
+    check_first_command_run(tmp_path / "runs" / "workflow" / "pilot")
     big = tmp_path / "runs" / "workflow" / "big"
     rows = read_jsonl(big / "dataset.jsonl")
     assert len(rows) == 24 and len({row["id"] for row in rows}) == 24
