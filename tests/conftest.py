@@ -168,8 +168,8 @@ def stub():
 # unit's cluster, not another worker's.
 MODEL_UNITS: dict[str, tuple[str, ...]] = {
     "models-server": ("test_real_server.py", "test_ray.py"),
-    "models-embedded": ("test_embedded_model.py", "test_examples.py", "test_local_decoder.py"),
-    "models-faults": ("test_server_faults.py", "test_roles_servers.py", "test_notebook.py", "test_embed_server.py"),
+    "models-embedded": ("test_embedded_model.py", "test_examples.py", "test_local_decoder.py", "test_roles_servers.py"),
+    "models-faults": ("test_server_faults.py", "test_notebook.py", "test_embed_server.py"),
 }
 # then the longest of the rest: the report's fp32 check (torch and onnxruntime on GSM8K), so it never ends the suite alone
 LONGEST_FIRST = (*MODEL_UNITS, "test_embedding_precision.py")
