@@ -157,6 +157,23 @@ async def test_no_cache_flag_writes_vectors_but_never_reads_them(srv, tmp_path):
     cache.close()
 
 
+async def test_fresh_rows_leave_the_cache_alone(srv, tmp_path):
+    """A run's new rows (the gate pipeline embeds them ``fresh``): their vectors go to the run directory, so the
+    cache is neither read for them nor written with them; other texts are cached as before."""
+    from treesynth.core.cache import vector_key
+
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    e = embedder(srv, cache=cache)
+    await e.embed(TEXTS[:2])  # cached
+    X = await e.embed(TEXTS[:4], fresh=True)  # two of them are in the cache: asked again all the same
+    assert srv.requests[-1]["input"] == TEXTS[:4] and e.usage.embed_cache_hits == 0
+    await e.aclose()
+    stored = cache.get_vectors([vector_key("emb-small", t) for t in TEXTS[:4]])
+    assert len(stored) == 2  # the fresh call wrote nothing
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    cache.close()
+
+
 async def test_the_cache_key_is_the_model_as_sent_not_the_api_base_or_prefix(tmp_path):
     cache = ResponseCache(tmp_path / "cache.sqlite")
     with FakeEmbeddings() as a:

@@ -38,8 +38,9 @@ class HeldEmbedder(RowEmbedder):
         if not held:
             self.release.set()
 
-    async def embed(self, texts):
+    async def embed(self, texts, *, fresh=False):
         await self.release.wait()
+        assert fresh  # new rows: their vectors go to row_vectors.f16, an embedder's content cache is left out
         self.batches.append(len(texts))
         return np.asarray(hash_embedder(list(texts)), dtype=np.float32)
 
@@ -58,6 +59,18 @@ def test_rows_of_many_calls_are_embedded_together_and_the_size_is_exact(tmp_path
     log = VectorLog(tmp_path / "r" / "row_vectors.f16", 64)
     assert len(log.read()) == len(read_jsonl(tmp_path / "r" / "samples.jsonl"))  # a vector per stored row, in order
     log.close()
+
+
+def test_a_batch_of_many_calls_appends_its_vectors_in_one_write(tmp_path, monkeypatch):
+    from treesynth.core.neardup import VectorLog
+
+    writes: list[int] = []
+    real = VectorLog.append
+    monkeypatch.setattr(VectorLog, "append", lambda self, X: (writes.append(len(X)), real(self, X))[1])
+    emb = HeldEmbedder(held=False)
+    fin = asyncio.run(Run.create(_cfg(), tmp_path / "r", transport=ScriptedTransport(), embed=emb).execute(lambda e: None))
+    assert fin.status == "complete" and sum(writes) == len(read_jsonl(tmp_path / "r" / "samples.jsonl"))
+    assert len(writes) <= len(emb.batches) < fin.rows // 5  # one append per gated batch, not one per call
 
 
 def test_generation_goes_on_while_rows_wait_for_their_vectors(tmp_path):

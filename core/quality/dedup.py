@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,7 @@ class SemanticDedup:
         self._index: NearDuplicateIndex | None = None
         self._blas_limit: Any = None  # numpy's BLAS threads, limited while the index lives
         self._log: VectorLog | None = None
+        self._held: list[np.ndarray] | None = None  # vectors stored inside ``one_write``, appended at its end
         self._seed: list[np.ndarray] = []
         self._opening = asyncio.Lock()
         self.loaded = 0  # vectors read back from the run directory
@@ -129,8 +131,28 @@ class SemanticDedup:
 
     def stored(self, X: np.ndarray) -> None:
         """Persist the vectors of rows just appended to samples.jsonl (same order)."""
-        if self._log is not None and len(X):
+        if self._log is None or not len(X):
+            return
+        if self._held is not None:
+            self._held.append(X)
+        else:
             self._log.append(X)
+
+    @contextmanager
+    def one_write(self) -> Iterator[None]:
+        """The vectors ``stored`` inside go to the log in one append at the end, in order (the gate pipeline
+        stores a batch's calls one by one: one write instead of one per call). A crash before that append
+        leaves stored rows without a vector, which a resumed run embeds (``ensure_open``), as it always could."""
+        if self._held is not None:  # nested: the outer one writes
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            if held and self._log is not None:
+                self._log.append(np.concatenate(held))
 
     def release(self) -> None:
         """Free the index (a finished run's export needs the memory: ~0.8 GB at 1M rows); a later

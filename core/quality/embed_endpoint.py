@@ -4,9 +4,14 @@ server started with embeddings on.
 
 * Batched: at most ``batch_rows`` texts per request (bigger inputs are split), at most ``parallel``
   requests in flight over all callers; a text repeated within one call is sent once.
-* Cached: every vector goes into the run's cache file (core/cache.py, table ``vectors``, float16) keyed by
-  the model's name as sent and the text, so a resumed or re-run run sends no text twice
-  (``read_cache=False``, ``--no-cache``: vectors are written, never read).
+* Cached: vectors go into the run's cache file (core/cache.py, table ``vectors``, float16) keyed by the
+  model's name as sent and the text, so a text that can be asked for again (a balance run's real rows, a
+  resumed run's stored rows without a vector) is sent once (``read_cache=False``, ``--no-cache``: vectors
+  are written, never read). Not a run's newly generated rows (``embed(..., fresh=True)``, the gate
+  pipeline): their vectors are kept in the run directory (``row_vectors.f16``) the moment they are
+  stored, so the cache could only ever serve the few rows a crash catches between their embedding and
+  their store, while its 100k writes and reads cost seconds of CPU and stalled the event loop's response
+  cache, which shares the connection and its lock (benchmarks/README.md, "Gates at API speed").
 * Counted: ``usage.prompt_tokens`` of each answer (else characters / 4) into the run's ``UsageTotals``
   (``embed_*``; its cost into ``cost``), priced at the config's ``prices`` or litellm's table
   (core/llm/pricing.py; an unpriced model makes the cost unknown, as an unpriced chat model does). No call
@@ -187,16 +192,18 @@ class EndpointRowEmbedder(RowEmbedder):
                 pass
 
     # ---- embedding -------------------------------------------------------------
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+    async def embed(self, texts: Sequence[str], *, fresh: bool = False) -> np.ndarray:
         """Unit-norm float32 vectors of ``texts`` (float16-rounded), in order: from the cache where it has
-        them, the rest from the endpoint in requests of at most ``batch_rows`` texts."""
+        them, the rest from the endpoint in requests of at most ``batch_rows`` texts. ``fresh`` (a run's new
+        rows, whose vectors the run directory keeps): the cache is left out, neither read nor written."""
         texts = list(texts)
         uniq: dict[str, int] = {}
         inv = np.fromiter((uniq.setdefault(t, len(uniq)) for t in texts), dtype=np.int64, count=len(texts))
         distinct = list(uniq)
         got: list[np.ndarray | None] = [None] * len(distinct)
-        keys = [vector_key(self.wire_model, t) for t in distinct] if self.cache is not None else []
-        if self.cache is not None and self.read_cache and distinct:
+        cache = None if fresh else self.cache
+        keys = [vector_key(self.wire_model, t) for t in distinct] if cache is not None else []
+        if cache is not None and self.read_cache and distinct:
             hits = self._cache_get(keys)
             for i, k in enumerate(keys):
                 v = hits.get(k)
@@ -223,7 +230,7 @@ class EndpointRowEmbedder(RowEmbedder):
                 H = X.astype(np.float16)
                 for j, i in enumerate(c):
                     got[i] = H[j].astype(np.float32)
-                if self.cache is not None:  # in a worker thread: 100k inserts are seconds of the event loop's time
+                if cache is not None:  # in a worker thread: 100k inserts are seconds of the event loop's time
                     await asyncio.to_thread(self._cache_put, [(keys[i], H[j].tobytes()) for j, i in enumerate(c)])
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float32)

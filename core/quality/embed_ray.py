@@ -119,7 +119,7 @@ class RayRowEmbedder(RowEmbedder):
         return min(range(len(self._load)), key=lambda i: self._load[i])
 
     # ---- RowEmbedder ---------------------------------------------------------
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+    async def embed(self, texts: Sequence[str], *, fresh: bool = False) -> np.ndarray:
         if not self._actors:
             await asyncio.to_thread(self._ensure)
         assert self._pool is not None

@@ -43,8 +43,11 @@ class RowEmbedder:
     def embed_blocking(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
 
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-norm float32 vectors of ``texts``, shape (len(texts), dim)."""
+    async def embed(self, texts: Sequence[str], *, fresh: bool = False) -> np.ndarray:
+        """Unit-norm float32 vectors of ``texts``, shape (len(texts), dim). ``fresh``: texts no one embedded
+        before and no one will ask for again by their content (a run's newly generated rows: the run directory
+        keeps their vectors, ``row_vectors.f16``), so an embedder with a content cache neither reads nor
+        writes it for them."""
         import numpy as np
 
         return np.asarray(await asyncio.to_thread(self.embed_blocking, list(texts)), dtype=np.float32)

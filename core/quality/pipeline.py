@@ -8,7 +8,8 @@ gathers rows from many calls into batches of up to ``embedder.batch_rows`` texts
 endpoint's requests side by side), then admits each batch to the index in one call, in a worker
 thread (faiss releases the GIL: the event loop keeps dispatching calls on the other core). The admit
 and the store of the kept rows happen under one lock, with no other admit between them, so the
-index, ``row_vectors.f16`` and ``samples.jsonl`` always agree.
+index, ``row_vectors.f16`` and ``samples.jsonl`` always agree (the batch's vectors go to the log in one
+append after its rows; rows a crash leaves without a vector are embedded by the resumed run).
 
 The queue is bounded (``capacity`` rows): when the gates are slower than generation, ``submit``
 waits for room, and generation slows to what the gates can take, never past it. A row counts
@@ -140,7 +141,7 @@ class GatePipeline:
         import numpy as np
 
         texts = [t for item in batch for t in item.texts]
-        X = await self.embedder.embed(texts)
+        X = await self.embedder.embed(texts, fresh=True)  # new rows: their vectors go to row_vectors.f16, not the cache
         if X.shape[0] != len(texts):
             raise RuntimeError(f"the embedder returned {X.shape[0]} vectors for {len(texts)} texts")
         await self.dedup.ensure_open(X.shape[1], self.embedder)
@@ -154,16 +155,17 @@ class GatePipeline:
             offered = [P[np.asarray(idx, dtype=np.int64)] for P, idx in zip(parts, offer, strict=True)]
             keep, sims = await asyncio.to_thread(self.dedup.admit, np.concatenate(offered))
             b = 0
-            for item, idx, P in zip(batch, offer, offered, strict=True):
-                k = len(P)
-                if item.future.done():
+            with self.dedup.one_write():  # the batch's kept vectors in one append to row_vectors.f16
+                for item, idx, P in zip(batch, offer, offered, strict=True):
+                    k = len(P)
+                    if item.future.done():
+                        b += k
+                        continue
+                    try:
+                        item.future.set_result(self.commit(item, idx, keep[b : b + k], sims[b : b + k], P))
+                    except BaseException as e:  # noqa: BLE001 - a stale call, a storage error: that call's error
+                        item.future.set_exception(e)
                     b += k
-                    continue
-                try:
-                    item.future.set_result(self.commit(item, idx, keep[b : b + k], sims[b : b + k], P))
-                except BaseException as e:  # noqa: BLE001 - a stale call, a storage error: that call's error
-                    item.future.set_exception(e)
-                b += k
 
     def _fail(self, batch: Sequence[GateItem], e: BaseException) -> None:
         for item in batch:
