@@ -6,6 +6,7 @@ preflight, and the CLI's one line for a bad model."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 
@@ -470,3 +471,21 @@ def test_the_cache_file_of_an_older_run_gains_the_vectors_table(tmp_path: Path):
     c.put_vectors([("k", np.ones(4, dtype=np.float16).tobytes())])
     assert np.frombuffer(c.get_vectors(["k", "missing"])["k"], dtype=np.float16).tolist() == [1, 1, 1, 1]
     c.close()
+
+
+def test_base64_answers_are_read_in_order_and_unequal_widths_are_malformed():
+    import base64
+
+    from treesynth.core.errors import TransientProviderError
+    from treesynth.core.llm.embed_wire import parse_embeddings
+
+    def item(i, v):
+        return {"index": i, "embedding": base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()}
+
+    raw = json.dumps({"data": [item(1, [3, 4]), item(0, [1, 2])], "usage": {"prompt_tokens": 7}}).encode()
+    got = parse_embeddings(raw, 2, "u")
+    np.testing.assert_array_equal(got.vectors, [[1, 2], [3, 4]])
+    assert got.prompt_tokens == 7 and not got.per_token
+    bad = json.dumps({"data": [item(0, [1, 2]), item(1, [3, 4, 5])]}).encode()
+    with pytest.raises(TransientProviderError, match="one length"):
+        parse_embeddings(bad, 2, "u")

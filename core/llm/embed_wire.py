@@ -103,6 +103,30 @@ class Embeddings:
     per_token: bool = False
 
 
+def _matrix(rows: list[Any]) -> tuple[Any, bool]:
+    """(the (n, dim) float32 matrix, whether any item was per-token vectors, mean-pooled); ValueError,
+    TypeError or binascii.Error when the items are not vectors of one length."""
+    import numpy as np
+
+    if rows and all(isinstance(e, str) for e in rows):  # base64 (little-endian float32), the usual answer: one buffer
+        raw_rows = [b64decode(e) for e in rows]
+        width = len(raw_rows[0])
+        if width % 4 or any(len(r) != width for r in raw_rows):
+            raise ValueError("vectors of different lengths")
+        return np.frombuffer(b"".join(raw_rows), dtype="<f4").reshape(len(rows), width // 4), False
+    per_token = False
+    vecs = []
+    for e in rows:
+        if isinstance(e, str):
+            vecs.append(np.frombuffer(b64decode(e), dtype="<f4"))
+        elif isinstance(e, list) and e and isinstance(e[0], list):  # per-token vectors: mean-pooled
+            per_token = True
+            vecs.append(np.asarray(e, dtype=np.float32).mean(axis=0))
+        else:
+            vecs.append(np.asarray(e, dtype=np.float32))
+    return (np.stack(vecs) if vecs else np.zeros((0, 0), dtype=np.float32)), per_token
+
+
 def parse_embeddings(raw: bytes, n: int, where: str) -> Embeddings:
     """The answer to ``n`` texts, in input order (by each item's ``index``). An item of per-token vectors (a
     llama.cpp server on a model without pooling) is mean-pooled. A malformed answer is transient."""
@@ -124,18 +148,8 @@ def parse_embeddings(raw: bytes, n: int, where: str) -> Embeddings:
         if not isinstance(i, int) or not 0 <= i < n or rows[i] is not None:
             raise TransientProviderError(f"malformed answer from {where}: bad or repeated index {i!r}")
         rows[i] = item.get("embedding")
-    per_token = False
     try:
-        vecs = []
-        for e in rows:
-            if isinstance(e, str):  # encoding_format base64: little-endian float32
-                vecs.append(np.frombuffer(b64decode(e), dtype="<f4"))
-            elif isinstance(e, list) and e and isinstance(e[0], list):  # per-token vectors: mean-pooled
-                per_token = True
-                vecs.append(np.asarray(e, dtype=np.float32).mean(axis=0))
-            else:
-                vecs.append(np.asarray(e, dtype=np.float32))
-        X = np.stack(vecs) if vecs else np.zeros((0, 0), dtype=np.float32)
+        X, per_token = _matrix(rows)
     except (TypeError, ValueError, binascii.Error):
         raise TransientProviderError(f"malformed answer from {where}: embeddings that are not lists of numbers of one length") from None
     if X.ndim != 2 or (n and X.shape[1] == 0) or not np.isfinite(X).all():

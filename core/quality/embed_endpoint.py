@@ -200,22 +200,22 @@ class EndpointRowEmbedder(RowEmbedder):
         uniq: dict[str, int] = {}
         inv = np.fromiter((uniq.setdefault(t, len(uniq)) for t in texts), dtype=np.int64, count=len(texts))
         distinct = list(uniq)
-        got: list[np.ndarray | None] = [None] * len(distinct)
         cache = None if fresh else self.cache
+        hits: dict[int, np.ndarray] = {}  # position in ``distinct`` -> its cached vector
         keys = [vector_key(self.wire_model, t) for t in distinct] if cache is not None else []
         if cache is not None and self.read_cache and distinct:
-            hits = self._cache_get(keys)
+            found = self._cache_get(keys)
             for i, k in enumerate(keys):
-                v = hits.get(k)
+                v = found.get(k)
                 if v is not None and (self.dim is None or len(v) == self.dim):
-                    got[i] = v
+                    hits[i] = v
                     self.dim = len(v)
-            n_hits = sum(v is not None for v in got)
-            if n_hits:
-                self.usage.embed_cache_hits += n_hits
+            if hits:
+                self.usage.embed_cache_hits += len(hits)
                 self.on_usage()
-        missing = [i for i, v in enumerate(got) if v is None]
+        missing = [i for i in range(len(distinct)) if i not in hits] if hits else list(range(len(distinct)))
         chunks = [missing[a : a + self.batch_rows] for a in range(0, len(missing), self.batch_rows)]
+        answered: list[tuple[list[int], np.ndarray]] = []  # (positions, float16 unit vectors)
         if chunks:
             results = await self._all(self._batch([distinct[i] for i in c]) for c in chunks)
             for c, X in zip(chunks, results, strict=True):
@@ -228,13 +228,17 @@ class EndpointRowEmbedder(RowEmbedder):
                         "the endpoint's model changed"
                     )
                 H = X.astype(np.float16)
-                for j, i in enumerate(c):
-                    got[i] = H[j].astype(np.float32)
+                answered.append((c, H))
                 if cache is not None:  # in a worker thread: 100k inserts are seconds of the event loop's time
                     await asyncio.to_thread(self._cache_put, [(keys[i], H[j].tobytes()) for j, i in enumerate(c)])
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
-        U = np.stack([v for v in got if v is not None])
+        assert self.dim is not None
+        U = np.empty((len(distinct), self.dim), dtype=np.float16)  # whole arrays, no per-row step (100k rows a run)
+        for i, v in hits.items():
+            U[i] = v
+        for c, H in answered:
+            U[np.asarray(c, dtype=np.int64)] = H
         return quantise(U[inv])
 
     def embed_blocking(self, texts: list[str]) -> np.ndarray:
