@@ -69,6 +69,7 @@ IVF_NPROBE = 8  # cells searched per query (recall against speed: benchmarks/REA
 IVF_TRAIN_PER_CELL = 10  # vectors per cell the k-means is trained on
 IVF_CANDIDATES = 8  # fast-scan neighbours per query re-ranked by their exact float16 vectors
 IVF_PQ_DIMS = 4  # dimensions per 4-bit product-quantiser code of the fast-scan stage (dim 384: 96 codes, 48 bytes)
+ADMIT_CHUNK = 256  # rows of one admit compared with each other exactly (a Gram matrix) at most: b^2 products
 STORE_BLOCK_ROWS = 65_536  # the exact vectors are kept in blocks of this many rows (no doubling copy at 1M)
 
 
@@ -202,8 +203,16 @@ class NearDuplicateIndex:
 
         ``max_cosine[i]`` is row i's highest cosine to the accepted set, which includes the rows
         before it in ``X`` that were kept (-1.0 when nothing is accepted); ``keep[i]`` is
-        ``max_cosine[i] < threshold``."""
+        ``max_cosine[i] < threshold``. A large ``X`` is taken ``ADMIT_CHUNK`` rows at a time (each chunk against
+        the index, which by then holds the earlier chunks' kept rows): the same answer as one pass, without a
+        Gram matrix of every row against every other."""
         A = _unit_rows(X, self.dim)
+        if len(A) <= ADMIT_CHUNK:
+            return self._admit(A)
+        keeps, bests = zip(*(self._admit(A[a : a + ADMIT_CHUNK]) for a in range(0, len(A), ADMIT_CHUNK)), strict=True)
+        return np.concatenate(keeps), np.concatenate(bests)
+
+    def _admit(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         b = len(A)
         keep = np.zeros(b, dtype=bool)
         if b == 0:

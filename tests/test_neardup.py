@@ -145,7 +145,7 @@ def test_bad_input_is_a_value_error() -> None:
         NearDuplicateIndex(DIM, 1.5)
 
 
-@pytest.mark.parametrize("batch", [1, 5, 37])
+@pytest.mark.parametrize("batch", [1, 5, 37, 1000])  # 1000: admitted 256 rows at a time (ADMIT_CHUNK)
 @pytest.mark.slow
 def test_exact_path_matches_brute_force_around_the_threshold(batch: int) -> None:
     # 1,500 rows, a third of them at a cosine within +-0.02 of the threshold from an earlier row
@@ -208,7 +208,7 @@ def test_hnsw_admit_stream_agrees_with_brute_force() -> None:
     assert abs(len(hnsw) - len(exact)) <= 0.01 * len(X)
 
 
-@pytest.mark.parametrize("batch", [5, 256])
+@pytest.mark.parametrize("batch", [5, 256, 1000])
 def test_ivf_admit_stream_agrees_with_brute_force(batch: int) -> None:
     # the default approximate stage (fast-scan cells re-ranked exactly): cells for 16,000 rows (63 cells,
     # exact until 4,096 rows), nprobe 8

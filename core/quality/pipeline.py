@@ -5,18 +5,22 @@ A generation call hands its rows (already through the validators and exact dedup
 waits for the verdict; its concurrency slot at the provider is free again at once. The pipeline
 gathers rows from many calls into batches of up to ``embedder.batch_rows`` texts, embeds up to
 ``embedder.parallel`` batches at once (core/quality/embedder.py: a local model in a thread, an
-endpoint's requests side by side), then admits each batch to the index in one call, in a worker
-thread (faiss releases the GIL: the event loop keeps dispatching calls on the other core). The admit
-and the store of the kept rows happen under one lock, with no other admit between them, so the
-index, ``row_vectors.f16`` and ``samples.jsonl`` always agree (the batch's vectors go to the log in one
-append after its rows; rows a crash leaves without a vector are embedded by the resumed run).
+endpoint's requests side by side), then hands them to one admitter, which takes every embedded batch
+waiting for it and admits them to the index in one call, in a worker thread (faiss releases the GIL:
+the event loop keeps dispatching calls on the other core), then stores the kept rows. Admits are
+serial (one admitter) and adapt their size to the load: the batches embedded while one admit runs go
+in the next one together, so the admits' fixed costs (a thread hop, the event loop's turn to store the
+rows) are paid per group, not per batch. Nothing else admits between an admit and the store of its
+kept rows, so the index, ``row_vectors.f16`` and ``samples.jsonl`` always agree (the group's vectors go
+to the log in one append after its rows; rows a crash leaves without a vector are embedded by the
+resumed run).
 
 The queue is bounded (``capacity`` rows): when the gates are slower than generation, ``submit``
 waits for room, and generation slows to what the gates can take, never past it. A row counts
 once it is stored; rows still in the pipeline at a crash were never stored, so a resumed run asks
 their calls again (from the response cache, at no cost) and gates them again.
 
-The engine supplies two synchronous callbacks, run under the lock: ``plan(items)`` (how many of
+The engine supplies two synchronous callbacks, run by the admitter: ``plan(items)`` (how many of
 each call's rows to offer: a leaf's room, 0 for a call made stale by steering) and
 ``commit(item, keep, sims, vectors)`` (store the kept rows, record the rest).
 """
@@ -34,6 +38,12 @@ if TYPE_CHECKING:
 
     from .dedup import SemanticDedup
     from .embedder import RowEmbedder
+
+
+# a batch goes to the embedder when it is full (``batch_rows``) or its oldest row has waited this long: full
+# requests while rows flow fast (at 5,000 rows/s 256 rows gather in 50 ms), little delay when they trickle
+LINGER_S = 0.05
+ADMIT_ROWS = 4096  # the most rows one admit takes (the index compares them in chunks: core/neardup.py)
 
 
 @dataclass(eq=False)
@@ -73,8 +83,11 @@ class GatePipeline:
         self.waiting = 0  # rows in the pipeline: queued, being embedded or admitted
         self.generated = 0  # rows that entered the gates (cumulative, this process)
         self._room = asyncio.Condition()
-        self._work = asyncio.Event()
-        self._admit = asyncio.Lock()
+        self._work = asyncio.Event()  # set when a batch is ready (full, or its oldest row lingered LINGER_S)
+        self._oldest = 0.0  # when the oldest queued row started to wait for a batch (the loop's clock)
+        self._linger: asyncio.TimerHandle | None = None
+        self._ready: deque[tuple[list[GateItem], np.ndarray]] = deque()  # embedded batches waiting for the admitter
+        self._admitter: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
 
@@ -85,12 +98,16 @@ class GatePipeline:
         n = len(item.texts)
         async with self._room:
             await self._room.wait_for(lambda: self.waiting == 0 or self.waiting + n <= self.capacity)
+        if not self._queue:  # the oldest row's wait for a full batch starts
+            self._oldest = asyncio.get_running_loop().time()
+            self._linger = asyncio.get_running_loop().call_later(LINGER_S, self._work.set)
         self._queue.append(item)
         self.queued_rows += n
         self.waiting += n
         self.generated += n
         self._start()
-        self._work.set()
+        if self.queued_rows >= self.batch_rows:
+            self._work.set()
         self.on_change()
         return await item.future
 
@@ -108,64 +125,113 @@ class GatePipeline:
             batch.append(item)
             rows += len(item.texts)
         self.queued_rows -= rows
+        if self._queue:  # what is left waits from now (it is at most a batch behind), woken by its own timer
+            loop = asyncio.get_running_loop()
+            self._oldest = loop.time()
+            if self._linger is not None:
+                self._linger.cancel()
+            self._linger = loop.call_later(LINGER_S, self._work.set)
+            if self.queued_rows >= self.batch_rows:
+                self._work.set()
         return batch
 
+    def _batch_ready(self) -> bool:
+        """A full batch waits, or the oldest row has waited ``LINGER_S`` for one."""
+        if not self._queue:
+            return False
+        return self.queued_rows >= self.batch_rows or asyncio.get_running_loop().time() - self._oldest >= LINGER_S
+
     async def _worker(self) -> None:
+        """Embeds batches from the queue and hands them to the admitter; their calls wait for the admit."""
         while True:
-            if not self._queue:
+            if not self._batch_ready():
                 self._work.clear()
                 try:
                     await asyncio.wait_for(self._work.wait(), timeout=30)
                 except TimeoutError:
-                    return  # idle: the next submit starts another
+                    if not self._queue:
+                        return  # idle: the next submit starts another
                 continue
             batch = self._take()
             if not batch:
                 continue
             try:
-                await self._gate(batch)
+                X = await self._embed(batch)
             except asyncio.CancelledError:
                 for item in batch:
                     item.future.cancel()
                 raise
             except BaseException as e:  # noqa: BLE001 - the calls waiting on this batch get the error
                 self._fail(batch, e)
-            finally:
-                n = sum(len(i.texts) for i in batch)
-                self.waiting -= n
-                async with self._room:
-                    self._room.notify_all()
-                self.on_change()
+                await self._done(batch)
+                continue
+            self._ready.append((batch, X))
+            if self._admitter is None or self._admitter.done():
+                self._admitter = asyncio.ensure_future(self._admit_ready())
 
-    async def _gate(self, batch: list[GateItem]) -> None:
-        import numpy as np
-
+    async def _embed(self, batch: list[GateItem]) -> np.ndarray:
         texts = [t for item in batch for t in item.texts]
         X = await self.embedder.embed(texts, fresh=True)  # new rows: their vectors go to row_vectors.f16, not the cache
         if X.shape[0] != len(texts):
             raise RuntimeError(f"the embedder returned {X.shape[0]} vectors for {len(texts)} texts")
         await self.dedup.ensure_open(X.shape[1], self.embedder)
-        parts: list[np.ndarray] = []
+        return X
+
+    async def _admit_ready(self) -> None:
+        """The one admitter: every embedded batch waiting when it comes round goes to the index in one admit
+        (up to ``ADMIT_ROWS`` rows), so admits keep up with many embedding requests in flight: the batches that
+        are embedded while one admit runs wait for the next, together, not in a queue of their own."""
+        while self._ready:
+            group: list[GateItem] = []
+            parts: list[np.ndarray] = []
+            rows = 0
+            while self._ready and (not group or rows + len(self._ready[0][1]) <= ADMIT_ROWS):
+                batch, X = self._ready.popleft()
+                group += batch
+                parts.append(X)
+                rows += len(X)
+            try:
+                await self._admit(group, parts)
+            except asyncio.CancelledError:
+                for item in group:
+                    item.future.cancel()
+                raise
+            except BaseException as e:  # noqa: BLE001 - the calls waiting on these rows get the error
+                self._fail(group, e)
+            await self._done(group)
+
+    async def _admit(self, group: list[GateItem], parts: list[np.ndarray]) -> None:
+        """Plan, admit and commit ``group`` (its vectors: ``parts``, in order). Nothing else admits meanwhile
+        (one admitter), so the index, row_vectors.f16 and samples.jsonl agree."""
+        import numpy as np
+
+        X = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        per_item: list[np.ndarray] = []
         a = 0
-        for item in batch:
-            parts.append(X[a : a + len(item.texts)])
+        for item in group:
+            per_item.append(X[a : a + len(item.texts)])
             a += len(item.texts)
-        async with self._admit:
-            offer = self.plan(batch)
-            offered = [P[np.asarray(idx, dtype=np.int64)] for P, idx in zip(parts, offer, strict=True)]
-            keep, sims = await asyncio.to_thread(self.dedup.admit, np.concatenate(offered))
-            b = 0
-            with self.dedup.one_write():  # the batch's kept vectors in one append to row_vectors.f16
-                for item, idx, P in zip(batch, offer, offered, strict=True):
-                    k = len(P)
-                    if item.future.done():
-                        b += k
-                        continue
-                    try:
-                        item.future.set_result(self.commit(item, idx, keep[b : b + k], sims[b : b + k], P))
-                    except BaseException as e:  # noqa: BLE001 - a stale call, a storage error: that call's error
-                        item.future.set_exception(e)
+        offer = self.plan(group)
+        offered = [P[np.asarray(idx, dtype=np.int64)] for P, idx in zip(per_item, offer, strict=True)]
+        keep, sims = await asyncio.to_thread(self.dedup.admit, np.concatenate(offered))
+        b = 0
+        with self.dedup.one_write():  # the group's kept vectors in one append to row_vectors.f16
+            for item, idx, P in zip(group, offer, offered, strict=True):
+                k = len(P)
+                if item.future.done():
                     b += k
+                    continue
+                try:
+                    item.future.set_result(self.commit(item, idx, keep[b : b + k], sims[b : b + k], P))
+                except BaseException as e:  # noqa: BLE001 - a stale call, a storage error: that call's error
+                    item.future.set_exception(e)
+                b += k
+
+    async def _done(self, items: Sequence[GateItem]) -> None:
+        self.waiting -= sum(len(i.texts) for i in items)
+        async with self._room:
+            self._room.notify_all()
+        self.on_change()
 
     def _fail(self, batch: Sequence[GateItem], e: BaseException) -> None:
         for item in batch:
@@ -173,15 +239,21 @@ class GatePipeline:
                 item.future.set_exception(e)
 
     async def aclose(self) -> None:
-        for w in self._workers:
+        tasks = [*self._workers, *([self._admitter] if self._admitter is not None else [])]
+        for w in tasks:
             w.cancel()
-        for w in self._workers:
+        for w in tasks:
             try:
                 await w
             except BaseException:  # noqa: BLE001
                 pass
         self._workers.clear()
-        while self._queue:
-            item = self._queue.popleft()
+        self._admitter = None
+        if self._linger is not None:
+            self._linger.cancel()
+        left = list(self._queue) + [item for batch, _ in self._ready for item in batch]
+        self._queue.clear()
+        self._ready.clear()
+        for item in left:
             if not item.future.done():
                 item.future.cancel()
