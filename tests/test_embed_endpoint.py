@@ -486,6 +486,8 @@ def test_base64_answers_are_read_in_order_and_unequal_widths_are_malformed():
     got = parse_embeddings(raw, 2, "u")
     np.testing.assert_array_equal(got.vectors, [[1, 2], [3, 4]])
     assert got.prompt_tokens == 7 and not got.per_token
+    three = json.dumps({"data": [item(0, [1, 2, 3]), item(1, [4, 5, 6])]}).encode()  # 12 bytes: no padding, one decode
+    np.testing.assert_array_equal(parse_embeddings(three, 2, "u").vectors, [[1, 2, 3], [4, 5, 6]])
     bad = json.dumps({"data": [item(0, [1, 2]), item(1, [3, 4, 5])]}).encode()
     with pytest.raises(TransientProviderError, match="one length"):
         parse_embeddings(bad, 2, "u")
