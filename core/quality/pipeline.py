@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 # a batch goes to the embedder when it is full (``batch_rows``) or its oldest row has waited this long: full
 # requests while rows flow fast (at 5,000 rows/s 256 rows gather in 50 ms), little delay when they trickle
 LINGER_S = 0.05
-ADMIT_ROWS = 4096  # the most rows one admit takes (the index compares them in chunks: core/neardup.py)
+ADMIT_ROWS = 4096
+T = TypeVar("T")  # the most rows one admit takes (the index compares them in chunks: core/neardup.py)
 
 
 @dataclass(eq=False)
@@ -155,19 +156,26 @@ class GatePipeline:
             batch = self._take()
             if not batch:
                 continue
-            try:
-                X = await self._embed(batch)
-            except asyncio.CancelledError:
-                for item in batch:
-                    item.future.cancel()
-                raise
-            except BaseException as e:  # noqa: BLE001 - the calls waiting on this batch get the error
-                self._fail(batch, e)
+            X = await self._settled(batch, self._embed(batch))
+            if X is None:  # failed: its calls have the error
                 await self._done(batch)
                 continue
             self._ready.append((batch, X))
             if self._admitter is None or self._admitter.done():
                 self._admitter = asyncio.ensure_future(self._admit_ready())
+
+    async def _settled(self, items: Sequence[GateItem], work: Awaitable[T]) -> T | None:
+        """``work``'s result; None when it failed, the calls waiting on ``items`` then having its error. Cancelled:
+        their calls are cancelled too."""
+        try:
+            return await work
+        except asyncio.CancelledError:
+            for item in items:
+                item.future.cancel()
+            raise
+        except BaseException as e:  # noqa: BLE001 - the calls waiting on these rows get the error
+            self._fail(items, e)
+            return None
 
     async def _embed(self, batch: list[GateItem]) -> np.ndarray:
         texts = [t for item in batch for t in item.texts]
@@ -190,14 +198,7 @@ class GatePipeline:
                 group += batch
                 parts.append(X)
                 rows += len(X)
-            try:
-                await self._admit(group, parts)
-            except asyncio.CancelledError:
-                for item in group:
-                    item.future.cancel()
-                raise
-            except BaseException as e:  # noqa: BLE001 - the calls waiting on these rows get the error
-                self._fail(group, e)
+            await self._settled(group, self._admit(group, parts))
             await self._done(group)
 
     async def _admit(self, group: list[GateItem], parts: list[np.ndarray]) -> None:
