@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,12 +103,14 @@ def main() -> None:
     ap.add_argument("--sizes", default="10k,100k")
     ap.add_argument("--cases", default="off,endpoint")
     ap.add_argument("--local-size", default="2k", help="size of the local-embedder case (it runs at the CPU's embedding speed)")
+    ap.add_argument("--repeat", type=int, default=1, help="run the cases this many times, alternating, and report medians (this "
+                    "machine's speed varies from run to run by 10-30%%)")
     args = ap.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     # the endpoint's vectors of every row it will write (its row counter runs on across the cases),
     # made before the clock starts, so its answers are lookups
-    total = sum(size_of(s) for s in args.sizes.split(",")) * len([c for c in args.cases.split(",") if c != "local"])
+    total = sum(size_of(s) for s in args.sizes.split(",")) * len([c for c in args.cases.split(",") if c != "local"]) * args.repeat
     pre = ["--precompute", str(int(total * 1.2) + 1000)] if "endpoint" in args.cases else []
     server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "instant_server.py"), "--port", str(port), *pre],
                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
@@ -120,12 +123,13 @@ def main() -> None:
             work = Path(tmp)
             cases = args.cases.split(",")
             for size in [size_of(s) for s in args.sizes.split(",")]:
-                for case in cases:
-                    if case == "local":
-                        continue
-                    r = one_case(url, size, case, work, server.pid)
-                    results.append(r)
-                    print(json.dumps(r), flush=True)
+                for _ in range(args.repeat):
+                    for case in cases:
+                        if case == "local":
+                            continue
+                        r = one_case(url, size, case, work, server.pid)
+                        results.append(r)
+                        print(json.dumps(r), flush=True)
             if "local" in cases:
                 r = one_case(url, size_of(args.local_size), "local", work, server.pid)
                 results.append(r)
@@ -136,6 +140,15 @@ def main() -> None:
     print("\n| rows | gates | wall s | run CPU s | server CPU s | peak RSS MiB | near-duplicates rewritten |\n|---:|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['rows']:,} | {r['case']} | {r['wall_s']} | {r['run_cpu_s']} | {r['server_cpu_s']} | {r['peak_rss_mib']} | {r['near_duplicates']:,} |")
+    if args.repeat > 1:
+        print("\nMedians of", args.repeat, "runs each:\n\n| rows | gates | wall s | run CPU s | wall / off |\n|---:|---|---:|---:|---:|")
+        for size in sorted({r["rows"] for r in results}):
+            off = [r["wall_s"] for r in results if r["rows"] == size and r["case"] == "off"]
+            for case in dict.fromkeys(r["case"] for r in results if r["rows"] == size):
+                walls = [r["wall_s"] for r in results if r["rows"] == size and r["case"] == case]
+                cpus = [r["run_cpu_s"] for r in results if r["rows"] == size and r["case"] == case]
+                ratio = f"{statistics.median(walls) / statistics.median(off):.2f}x" if off else ""
+                print(f"| {size:,} | {case} | {statistics.median(walls):.2f} | {statistics.median(cpus):.1f} | {ratio} |")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "gates.json").write_text(json.dumps(results, indent=1))
 

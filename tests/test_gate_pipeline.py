@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import numpy as np
+import pytest
 
 from tests.conftest import read_jsonl
 from tests.fakes import ScriptedTransport, hash_embedder
@@ -45,7 +46,24 @@ class HeldEmbedder(RowEmbedder):
         return np.asarray(hash_embedder(list(texts)), dtype=np.float32)
 
 
-def test_rows_of_many_calls_are_embedded_together_and_the_size_is_exact(tmp_path):
+@pytest.fixture(params=["in-process", "own-process"])
+def index_where(request, monkeypatch):
+    """The index in the run's process (small runs) or in a process of its own (``PROCESS_MIN_ROWS``: large runs)."""
+    from treesynth.core.quality import dedup
+
+    monkeypatch.setattr(dedup, "PROCESS_MIN_ROWS", 10**9 if request.param == "in-process" else 0)
+    made: list[object] = []  # the index processes started: one per run in the own-process case
+
+    class Counted(dedup.IndexProcess):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(dedup, "IndexProcess", Counted)
+    return request.param, made
+
+
+def test_rows_of_many_calls_are_embedded_together_and_the_size_is_exact(tmp_path, index_where):
     emb = HeldEmbedder(held=False)
     t = ScriptedTransport()
     run = Run.create(_cfg(), tmp_path / "r", transport=t, embed=emb)
@@ -59,6 +77,8 @@ def test_rows_of_many_calls_are_embedded_together_and_the_size_is_exact(tmp_path
     log = VectorLog(tmp_path / "r" / "row_vectors.f16", 64)
     assert len(log.read()) == len(read_jsonl(tmp_path / "r" / "samples.jsonl"))  # a vector per stored row, in order
     log.close()
+    where, made = index_where
+    assert len(made) == (where == "own-process") and all(p._proc is None for p in made)  # started, then closed
 
 
 def test_a_batch_of_many_calls_appends_its_vectors_in_one_write(tmp_path, monkeypatch):
@@ -103,19 +123,22 @@ def test_generation_goes_on_while_rows_wait_for_their_vectors(tmp_path):
     assert last.in_gates == 0 and last.generated >= 60
 
 
-def test_the_queue_is_bounded_so_generation_slows_to_what_the_gates_take(tmp_path):
+def test_the_queue_is_bounded_so_generation_slows_to_what_the_gates_take(tmp_path, monkeypatch):
+    from treesynth.core.quality.pipeline import GatePipeline
+
+    real_init = GatePipeline.__init__
+
+    def small(self, *a, **kw):  # room for 4 calls' rows, from the pipeline's first moment (set later, calls raced it)
+        real_init(self, *a, **kw)
+        self.capacity = 20
+
+    monkeypatch.setattr(GatePipeline, "__init__", small)
     emb = HeldEmbedder(held=True)
     t = ScriptedTransport()
 
     async def go():
         run = Run.create(_cfg(size=200), tmp_path / "r", transport=t, embed=emb)
         run_task = asyncio.ensure_future(run.execute(lambda e: None))
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            pipe = getattr(run, "_engine", None) and run._engine.pipeline
-            if pipe is not None:
-                pipe.capacity = 20  # 4 calls' rows
-                break
         await asyncio.sleep(0.5)
         pipe = run._engine.pipeline
         held = pipe.waiting
@@ -128,7 +151,7 @@ def test_the_queue_is_bounded_so_generation_slows_to_what_the_gates_take(tmp_pat
     assert fin.status == "complete" and fin.rows == 200
 
 
-def test_an_interrupted_gate_loses_nothing_and_the_resume_is_exact(tmp_path):
+def test_an_interrupted_gate_loses_nothing_and_the_resume_is_exact(tmp_path, index_where):
     """Stopped while rows wait in the gates: those rows were never stored; the resume asks their calls
     again (from the cache) and ends at the exact size with no row twice and a vector per row."""
     emb = HeldEmbedder(held=True)
@@ -159,6 +182,8 @@ def test_an_interrupted_gate_loses_nothing_and_the_resume_is_exact(tmp_path):
     log = VectorLog(out / "row_vectors.f16", 64)
     assert len(log.read()) == len(read_jsonl(out / "samples.jsonl"))
     log.close()
+    where, made = index_where
+    assert len(made) == (2 if where == "own-process" else 0) and all(p._proc is None for p in made)  # one a run, closed
 
 
 def test_the_status_line_shows_rows_in_the_gates():

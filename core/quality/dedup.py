@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..neardup import NearDuplicateIndex, VectorLog
+from ..neardup_process import IndexProcess
 from ..text import sample_plain_text
 
 if TYPE_CHECKING:
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 # loop (core/quality/pipeline.py), which has the other core; a second OpenMP thread made a 100k-row
 # admit 1.6x slower on 2 cores (benchmarks/README.md)
 INDEX_THREADS = 1
+# from this many expected rows the index runs in a process of its own (core/neardup_process.py): its admits
+# then never wait for the GIL the event loop holds (at 100k rows they took about 3x their isolated time in
+# process); below it, the child's start (about 0.3 s) costs more than the admits it would take off the loop
+PROCESS_MIN_ROWS = 20_000
 
 Embed = Callable[[list[str]], Any]
 RESUME_CHUNK = 4096  # stored rows without a vector, embedded this many at a time on resume
@@ -56,7 +61,7 @@ class SemanticDedup:
         self._stored_rows = stored_rows  # the rows already in samples.jsonl (a resumed run)
         self.text_of = text_of  # what of a row is embedded (all its fields; a balance run: its text field)
         self._seed_fn = seed  # vectors new rows are also compared with (a balance run's real rows), got when first needed
-        self._index: NearDuplicateIndex | None = None
+        self._index: NearDuplicateIndex | IndexProcess | None = None
         self._blas_limit: Any = None  # numpy's BLAS threads, limited while the index lives
         self._log: VectorLog | None = None
         self._held: list[np.ndarray] | None = None  # vectors stored inside ``one_write``, appended at its end
@@ -96,11 +101,16 @@ class SemanticDedup:
             return []
         return [self.text_of(r) for i, r in enumerate(self._stored_rows()) if i >= self.loaded]
 
-    def _build(self, dim: int) -> NearDuplicateIndex:
-        """An index of the seeds and of the vectors the run directory holds."""
-        if self._blas_limit is None:
-            self._blas_limit = limit_blas_threads()
-        index = NearDuplicateIndex(dim, self.threshold, threads=INDEX_THREADS, expected_rows=self.expected_rows)
+    def _build(self, dim: int) -> NearDuplicateIndex | IndexProcess:
+        """An index of the seeds and of the vectors the run directory holds: in this process, or in its own
+        for a large run (``PROCESS_MIN_ROWS``)."""
+        index: NearDuplicateIndex | IndexProcess
+        if self.expected_rows >= PROCESS_MIN_ROWS:
+            index = IndexProcess(dim, self.threshold, threads=INDEX_THREADS, expected_rows=self.expected_rows)
+        else:
+            if self._blas_limit is None:
+                self._blas_limit = limit_blas_threads()
+            index = NearDuplicateIndex(dim, self.threshold, threads=INDEX_THREADS, expected_rows=self.expected_rows)
         if self._seed_fn is not None:
             S = self._seed_fn()
             if S is not None and len(S):
@@ -157,10 +167,12 @@ class SemanticDedup:
     def release(self) -> None:
         """Free the index (a finished run's export needs the memory: ~0.8 GB at 1M rows); a later
         ``ensure_open`` rebuilds it from the vector log."""
-        self._index = None
         self.close()
 
     def close(self) -> None:
+        index, self._index = self._index, None
+        if isinstance(index, IndexProcess):
+            index.close()
         if self._log is not None:
             self._log.close()
             self._log = None

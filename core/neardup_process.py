@@ -1,0 +1,189 @@
+"""The near-duplicate index in a process of its own, for large gated runs.
+
+In a gated run the index's admits run in a worker thread beside the event loop (core/quality/pipeline.py).
+Most of an admit is faiss and numpy, which release the GIL, but the Python between their calls does not:
+at 100k rows the admits took about 3x their isolated time, waiting for the GIL the event loop held, and
+the event loop waited for them (benchmarks/README.md, "The gates at 100k"). In a process of its own the
+index has the other core to itself: the event loop only writes a batch's vectors to a pipe and reads the
+answer.
+
+``IndexProcess`` has ``NearDuplicateIndex``'s ``add``/``admit``/``len`` and gives the same answers (the
+same code runs in the child, on the same float32 vectors). The child is ``python -m
+treesynth.core.neardup_process``: it reads framed requests on stdin and answers on stdout, and ends when
+its stdin closes, so a parent that dies (even by SIGKILL) takes it along. It runs in a session of its own:
+Ctrl-C in the terminal reaches the parent, which closes it.
+
+Frames (little-endian): a request is one byte (``I`` init, ``A`` add, ``D`` admit), a uint64 payload
+length and the payload: init a JSON object of ``NearDuplicateIndex`` keyword arguments, add and admit a
+uint32 row count then the rows as float32. An answer is ``K`` (ok) or ``E`` (error), a uint64 length and the
+payload: admit's keep mask (one byte a row) then each row's max cosine (float32); an error its message
+(UTF-8) after its kind (``V`` a ValueError, ``R`` anything else).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+from typing import Any, BinaryIO
+
+import numpy as np
+
+_FRAME = struct.Struct("<cQ")
+_ROWS = struct.Struct("<I")
+
+
+class IndexProcessError(RuntimeError):
+    """The index process ended or failed."""
+
+
+def _read_exact(f: BinaryIO, n: int) -> bytes:
+    parts: list[bytes] = []
+    while n:
+        b = f.read(n)
+        if not b:
+            raise EOFError
+        parts.append(b)
+        n -= len(b)
+    return b"".join(parts)
+
+
+def _send(f: BinaryIO, kind: bytes, *payload: bytes | memoryview) -> None:
+    f.write(_FRAME.pack(kind, sum(len(p) for p in payload)))
+    for p in payload:
+        f.write(p)
+    f.flush()
+
+
+def _recv(f: BinaryIO) -> tuple[bytes, bytes]:
+    kind, n = _FRAME.unpack(_read_exact(f, _FRAME.size))
+    return kind, _read_exact(f, n)
+
+
+def _rows(X: np.ndarray, dim: int) -> tuple[bytes, bytes]:
+    A = np.asarray(X, dtype=np.float32)
+    if A.ndim == 1:
+        A = A.reshape(1, -1)
+    if A.ndim != 2 or A.shape[1] != dim:
+        raise ValueError(f"expected vectors of dimension {dim}, got an array of shape {A.shape}")
+    return _ROWS.pack(len(A)), np.ascontiguousarray(A, dtype="<f4").tobytes()
+
+
+class IndexProcess:
+    """A ``NearDuplicateIndex`` (same keyword arguments) in a child process; thread-safe (one request at a time)."""
+
+    def __init__(self, dim: int, threshold: float, **kwargs: Any) -> None:
+        self.dim = dim
+        self.threshold = float(threshold)
+        self._n = 0
+        self._lock = threading.Lock()
+        env = dict(os.environ)
+        # the child's numpy and faiss on one thread each (the index's products are small; idle BLAS threads spin)
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-m", "treesynth.core.neardup_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=env, start_new_session=True,
+        )
+        self._request(b"I", json.dumps({"dim": dim, "threshold": threshold, **kwargs}).encode())
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _request(self, kind: bytes, *payload: bytes | memoryview) -> bytes:
+        with self._lock:
+            p = self._proc
+            if p is None:
+                raise IndexProcessError("the dedup index process is closed")
+            assert p.stdin is not None and p.stdout is not None
+            try:
+                _send(p.stdin, kind, *payload)  # type: ignore[arg-type]
+                status, body = _recv(p.stdout)  # type: ignore[arg-type]
+            except (EOFError, BrokenPipeError, OSError) as e:
+                code = p.poll()
+                raise IndexProcessError(
+                    f"the dedup index process ended unexpectedly (exit code {code if code is not None else 'unknown'})"
+                ) from e
+        if status == b"K":
+            return body
+        message = body[1:].decode("utf-8", "replace")
+        raise (ValueError if body[:1] == b"V" else IndexProcessError)(message)
+
+    def add(self, X: np.ndarray) -> None:
+        head, data = _rows(X, self.dim)
+        self._request(b"A", head, data)
+        self._n += int(_ROWS.unpack(head)[0])
+
+    def admit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        head, data = _rows(X, self.dim)
+        n = int(_ROWS.unpack(head)[0])
+        body = self._request(b"D", head, data)
+        keep = np.frombuffer(body, dtype=np.uint8, count=n).astype(bool)
+        sims = np.frombuffer(body, dtype="<f4", count=n, offset=n).astype(np.float32)
+        self._n += int(keep.sum())
+        return keep, sims
+
+    def close(self) -> None:
+        with self._lock:
+            p, self._proc = self._proc, None
+        if p is None:
+            return
+        for f in (p.stdin, p.stdout):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit
+            pass
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> None:
+    """The child's loop: requests from ``inp``, answers to ``out``, until ``inp`` ends."""
+    from .neardup import NearDuplicateIndex
+
+    index: NearDuplicateIndex | None = None
+    while True:
+        try:
+            kind, body = _recv(inp)
+        except EOFError:
+            return
+        try:
+            if kind == b"I":
+                index = NearDuplicateIndex(**json.loads(body))
+                _send(out, b"K")
+                continue
+            if index is None:
+                raise RuntimeError("the index is not initialised")
+            (n,) = _ROWS.unpack_from(body)
+            X = np.frombuffer(body, dtype="<f4", offset=_ROWS.size).reshape(n, index.dim)
+            if kind == b"A":
+                index.add(X)
+                _send(out, b"K")
+            elif kind == b"D":
+                keep, sims = index.admit(X)
+                _send(out, b"K", keep.astype(np.uint8).tobytes(), np.ascontiguousarray(sims, dtype="<f4").tobytes())
+            else:
+                raise RuntimeError(f"unknown request {kind!r}")
+        except ValueError as e:
+            _send(out, b"E", b"V" + str(e).encode())
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
+            _send(out, b"E", b"R" + f"{type(e).__name__}: {e}".encode())
+
+
+if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends (it closes stdin)
+    serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -1,0 +1,84 @@
+"""The near-duplicate index in a process of its own (core/neardup_process.py): the same answers as the index
+in process, errors that say what happened, and a child that never outlives its parent's pipe."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from tests.test_neardup import DIM, TH, clustered, rand_unit
+from treesynth.core.neardup import NearDuplicateIndex
+from treesynth.core.neardup_process import IndexProcess, IndexProcessError
+
+
+@pytest.fixture
+def proc():
+    p = IndexProcess(DIM, TH, expected_rows=16_000)
+    yield p
+    p.close()
+
+
+def test_same_decisions_and_cosines_as_the_index_in_process(proc) -> None:
+    # past the exact stage (cells for 16,000 rows: exact until 4,096), seeded by ``add``, in uneven batches
+    rng = np.random.default_rng(7)
+    X = clustered(6000, rng, dup_frac=0.05)
+    local = NearDuplicateIndex(DIM, TH, expected_rows=16_000)
+    local.add(X[:500])
+    proc.add(X[:500])
+    a = 500
+    for size in [1, 5, 256, 1000, 4238]:
+        B = X[a : a + size]
+        kl, sl = local.admit(B)
+        kp, sp = proc.admit(B)
+        assert kp.dtype == bool and sp.dtype == np.float32 and len(kp) == len(B)
+        assert np.array_equal(kl, kp) and np.array_equal(sl, sp)
+        a += size
+    assert a == len(X) and len(proc) == len(local) and not local.exact
+    assert 0 < len(X) - len(proc) < len(X) // 5  # near-duplicates were turned away, most rows kept
+
+
+def test_bad_vectors_are_a_value_error_and_the_child_lives_on(proc) -> None:
+    with pytest.raises(ValueError, match="dimension"):
+        proc.admit(np.ones((2, DIM + 1), dtype=np.float32))
+    X = rand_unit(np.random.default_rng(1), 3)
+    X[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        proc.admit(X)  # found by the index in the child
+    keep, _ = proc.admit(rand_unit(np.random.default_rng(2), 3))
+    assert keep.all() and len(proc) == 3
+    keep, sims = proc.admit(np.zeros((0, DIM), dtype=np.float32))
+    assert len(keep) == 0 and len(sims) == 0
+
+
+def test_a_dead_child_is_an_error_not_a_hang(proc) -> None:
+    proc.admit(rand_unit(np.random.default_rng(3), 4))
+    assert proc._proc is not None
+    os.kill(proc._proc.pid, signal.SIGKILL)
+    proc._proc.wait()
+    with pytest.raises(IndexProcessError, match="ended unexpectedly"):
+        proc.admit(rand_unit(np.random.default_rng(4), 4))
+
+
+def test_close_ends_the_child_and_later_calls_say_so() -> None:
+    p = IndexProcess(DIM, TH)
+    child = p._proc
+    assert child is not None
+    p.close()
+    assert child.returncode == 0
+    p.close()  # twice is fine
+    with pytest.raises(IndexProcessError, match="closed"):
+        p.add(rand_unit(np.random.default_rng(5), 1))
+
+
+def test_the_child_ignores_ctrl_c_its_parent_closes_it() -> None:
+    p = IndexProcess(DIM, TH)
+    try:
+        assert p._proc is not None
+        os.kill(p._proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C would (it has a session of its own: it gets none)
+        keep, _ = p.admit(rand_unit(np.random.default_rng(6), 2))
+        assert keep.all()
+    finally:
+        p.close()
