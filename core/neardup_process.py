@@ -32,35 +32,14 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-_FRAME = struct.Struct("<cQ")
+from .frames import recv_frame as _recv
+from .frames import send_frame as _send
+
 _ROWS = struct.Struct("<I")
 
 
 class IndexProcessError(RuntimeError):
     """The index process ended or failed."""
-
-
-def _read_exact(f: BinaryIO, n: int) -> bytes:
-    parts: list[bytes] = []
-    while n:
-        b = f.read(n)
-        if not b:
-            raise EOFError
-        parts.append(b)
-        n -= len(b)
-    return b"".join(parts)
-
-
-def _send(f: BinaryIO, kind: bytes, *payload: bytes | memoryview) -> None:
-    f.write(_FRAME.pack(kind, sum(len(p) for p in payload)))
-    for p in payload:
-        f.write(p)
-    f.flush()
-
-
-def _recv(f: BinaryIO) -> tuple[bytes, bytes]:
-    kind, n = _FRAME.unpack(_read_exact(f, _FRAME.size))
-    return kind, _read_exact(f, n)
 
 
 def _rows(X: np.ndarray, dim: int) -> tuple[bytes, bytes]:
