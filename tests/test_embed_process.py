@@ -140,3 +140,26 @@ def test_a_large_run_offloads_a_small_one_does_not():
     large = make_row_embedder(build_config(flags={"task": "t", "size": 100_000, "embedder": "openai/emb-small",
                                                   "embed_api_base": "http://127.0.0.1:9/v1"}))
     assert not small.offload and large.offload  # type: ignore[attr-defined]
+
+
+def test_a_gated_run_with_its_requests_offloaded_is_exact_and_closes_the_process(tmp_path):
+    import asyncio
+
+    from tests.conftest import read_jsonl
+    from tests.fakes import ScriptedTransport
+    from treesynth.core.neardup import VectorLog
+    from treesynth.core.run import Run
+
+    with FakeEmbeddings(dim=16) as s:
+        cfg = build_config(flags={"task": "math word problems", "fields": "question,answer", "depth": 1, "size": 60, "pivots": 4,
+                                  "samples_per_call": 5, "concurrency": 8, "dedup_threshold": 0.95, "embedder": "openai/emb-small",
+                                  "embed_api_base": s.url})
+        emb = make_row_embedder(cfg, offload=True, price=None)
+        fin = asyncio.run(Run.create(cfg, tmp_path / "r", transport=ScriptedTransport(), embed=emb).execute(lambda e: None))
+    assert fin.status == "complete" and fin.rows == 60
+    rows = read_jsonl(tmp_path / "r" / "dataset.jsonl")
+    assert len(rows) == 60 and len({r["id"] for r in rows}) == 60
+    assert s.requests and emb.usage.embed_texts >= 60  # type: ignore[attr-defined]
+    with VectorLog(tmp_path / "r" / "row_vectors.f16", 16) as log:
+        assert len(log.read()) == len(read_jsonl(tmp_path / "r" / "samples.jsonl"))
+    assert emb._process is None  # type: ignore[attr-defined]  # closed with the run
