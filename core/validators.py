@@ -95,9 +95,12 @@ def _json_ok(text: str) -> bool:
 # ---- arithmetic: "3 * 12 = 36", "40 - 28 = 12", "$5 x 4 = $20", "1,200 / 4 = 300"
 _NUM = r"\$?-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)%?"
 # A calculation starts where no number, operator or word runs into it ("1 1/2 / 1/2", "60g * 4/5" are
-# not read from the middle) and its result is a whole number (not "3/4", "3 1/2" or "240g").
+# not read from the middle) and its result is a whole number (not "3/4", "3 1/2" or "240g"). Each stretch of
+# spaces and brackets is matched by one part of the pattern only: with a ``[\s)]*`` after each term as well
+# as the ``[\s()]*`` before the next operator, a long sum without "=" ("2 + 2 + ... + 2 + #### 8", a small
+# model's loop) had 2^terms ways to fail, and one answer held the event loop for 20+ minutes.
 _EXPR = re.compile(
-    rf"(?<![\w.,/$])(?<![-+*/×÷]\s)(?<!\d\s)((?:\(\s*)*{_NUM}(?:[\s()]*[-+*/x×÷][\s()]*(?:{_NUM})[\s)]*)+)=\s*\$?({_NUM})(?![\w/]|\.\d|\s\d+/)"
+    rf"(?<![\w.,/$])(?<![-+*/×÷]\s)(?<!\d\s)((?:\(\s*)*{_NUM}(?:[\s()]*[-+*/x×÷][\s()]*(?:{_NUM}))+[\s)]*)=\s*\$?({_NUM})(?![\w/]|\.\d|\s\d+/)"
 )
 _OPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,

@@ -63,6 +63,44 @@ def test_arithmetic_check(text, wrong):
     assert wrong_calculations(text) == wrong
 
 
+def test_a_small_models_endless_sum_is_read_at_once():
+    """SmolLM2 wrote "The answer is 2 + 2 + ... + 2 + #### 2889238" (43 terms, no "="): the former pattern had
+    2^terms ways to fail on it and held a run's event loop for 20+ minutes. Guarded by an alarm: a hang fails."""
+    import signal
+
+    def hung(*_):
+        raise AssertionError("wrong_calculations did not return within 20 s")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        assert wrong_calculations("The answer is " + "2 + " * 43 + "#### 2889238") == []
+        assert wrong_calculations("(" * 30 + "2 " + "+ 2 ) " * 400 + "= 3") == []
+        assert wrong_calculations("2 + " * 20 + "2 = 43") == ["2 + " * 20 + "2 = 43"]  # still read, and wrong (42)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_the_calculation_pattern_reads_human_gsm8k_as_the_former_one_did():
+    """The pattern lost its ambiguity, not a match: on every GSM8K question and answer (train and test) it finds
+    the same calculations, at the same places, as the former pattern (kept here; fast enough on human text)."""
+    import re
+
+    from treesynth.core.validators import _EXPR, _NUM
+
+    former = re.compile(
+        rf"(?<![\w.,/$])(?<![-+*/×÷]\s)(?<!\d\s)((?:\(\s*)*{_NUM}(?:[\s()]*[-+*/x×÷][\s()]*(?:{_NUM})[\s)]*)+)=\s*\$?({_NUM})(?![\w/]|\.\d|\s\d+/)"
+    )
+    texts = [r[f] for name in ("train", "test") for r in read_jsonl(SHARED / "data" / "gsm8k" / f"{name}.jsonl") for f in ("question", "answer")]
+    found = 0
+    for t in texts:
+        mine = [(m.span(), m.groups()) for m in _EXPR.finditer(t)]
+        assert mine == [(m.span(), m.groups()) for m in former.finditer(t)], t
+        found += len(mine)
+    assert found > 10_000  # GSM8K's answers are full of calculations: the comparison compared something
+
+
 def test_repetition_catches_a_small_models_loops_and_no_human_gsm8k_row():
     cfg = build_config(flags={"preset": "gsm8k"})
     loop = {"question": "This is a sample of the word problems. This is a sample of the word problems. This is a sample of the word problems?",
