@@ -1,5 +1,5 @@
-"""Length-prefixed frames over a pipe, for treesynth's helper processes (core/neardup_process.py,
-core/quality/embed_process.py): a kind byte, a little-endian uint64 payload length, the payload."""
+"""Length-prefixed frames over a pipe, for treesynth's helper process (core/neardup_process.py):
+a kind byte, a little-endian uint64 payload length, the payload."""
 
 from __future__ import annotations
 

@@ -58,16 +58,8 @@ def sample_plain_text(sample: object, fields: Sequence[str] | None = None) -> st
     those fields only, in that order (a stored row also holds its id, path and key)."""
     if isinstance(sample, dict):
         values = sample.values() if fields is None else (sample.get(f, "") for f in fields)
-        return " ".join(_one_space(str(v)) for v in values)
-    return _one_space(str(sample))
-
-
-def _one_space(s: str) -> str:
-    """``" ".join(s.split())``: whitespace runs as one space, none at the ends. Most generated text already
-    is (printable, single spaces), and is returned as it is: a third of the time of splitting it."""
-    if s.isprintable() and "  " not in s and s[:1] != " " and s[-1:] != " ":  # isprintable: no whitespace but " "
-        return s
-    return " ".join(s.split())
+        return " ".join(" ".join(str(v).split()) for v in values)
+    return " ".join(str(sample).split())
 
 
 def _trigrams(text: str) -> set[tuple[str, ...]]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from treesynth.core.errors import RunDirError
 from treesynth.core.store import RUN_FORMAT, RunStore
-from treesynth.core.text import normalise, sample_key, sample_plain_text, slugify, truncate
+from treesynth.core.text import normalise, sample_key, slugify, truncate
 from treesynth.core.tree import EXPANDED, LEAF, PENDING, TREE_FORMAT, Node, Tree
 from treesynth.core.treefile import load_tree_readonly
 
@@ -57,18 +55,6 @@ def test_sample_key_differs_for_different_text_and_field_split():
     assert sample_key({"question": "a b", "answer": "c"}, f) != sample_key({"question": "a", "answer": "b c"}, f)
     # a missing field counts as empty
     assert sample_key({"question": "x"}, f) == sample_key({"question": "x", "answer": ""}, f)
-
-
-# whitespace of every kind str.split() knows, a printable character, a non-printable one that is no whitespace
-_TEXT = st.text(alphabet=st.sampled_from([" ", "\t", "\n", "\r", "\x0b", "\x1c", "\x1f", "\x85", "\u00a0", "\u2003", "\u2028",
-                                          "\u3000", "\u200b", "a", "é", "7"]), max_size=12)
-
-
-@given(_TEXT, _TEXT)
-def test_plain_text_collapses_whitespace_as_split_does(a, b):
-    # the fast path (text already single-spaced and printable, returned as is) gives what splitting gives
-    assert sample_plain_text({"q": a, "a": b}) == " ".join(a.split()) + " " + " ".join(b.split())
-    assert sample_plain_text(a) == " ".join(a.split())
 
 
 def test_slugify_and_truncate():

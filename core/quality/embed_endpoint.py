@@ -31,10 +31,6 @@ alone (``notices`` says so once).
 
 Vectors come out unit-norm float32 after float16 rounding (core/embeddings.py ``quantise``), as the local
 model's do, whether they came from the endpoint or the cache. aiohttp is imported on the first call.
-
-``offload`` (a large gated run: core/quality/embedders.py): the requests are made, and the answers read, by
-a process of its own (core/quality/embed_process.py), so the event loop the run's generation needs only
-hands it request bodies and gets vectors back; retries, errors, usage and the budget stay here, the same.
 """
 
 from __future__ import annotations
@@ -53,7 +49,6 @@ from ..llm.budget import SPENT, WAIT, budget_state, call_ceiling, prompt_tokens
 from ..llm.embed_wire import Embeddings, EmbedEndpoint, error_for, parse_embeddings, rejects_base64, request_body, resolve_endpoint
 from ..llm.pricing import CallPrice, Given, call_price
 from ..llm.types import UsageTotals
-from .embed_process import EmbedProcess, EmbedProcessError, unit_f16
 from .embedder import RowEmbedder, SyncEmbed
 
 if TYPE_CHECKING:
@@ -76,6 +71,11 @@ class _LoopState:
     def __init__(self, session: Any, parallel: int) -> None:
         self.session = session
         self.sem = asyncio.Semaphore(parallel)
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(X, axis=1, keepdims=True)
+    return (X / np.where(n > 0, n, 1.0)).astype(np.float32)
 
 
 class EndpointRowEmbedder(RowEmbedder):
@@ -105,7 +105,6 @@ class EndpointRowEmbedder(RowEmbedder):
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
         endpoint: EmbedEndpoint | None = None,
-        offload: bool = False,
     ) -> None:
         """``model``: ``openai/<name>`` or ``hosted_vllm/<name>``. ``gate``: awaited before every request
         (the run's ``LLMClient.gate``: pause, stop, budget; ``room=True`` once it holds a slot); without one,
@@ -133,8 +132,6 @@ class EndpointRowEmbedder(RowEmbedder):
         self._closed_sessions: list[Any] = []
         self._timeout_exc: tuple[type[BaseException], ...] = (asyncio.TimeoutError,)
         self._client_exc: tuple[type[BaseException], ...] = (OSError,)
-        self.offload = offload
-        self._process: EmbedProcess | None = None  # offload: started on the first request
 
     def identity(self) -> dict[str, str]:
         return {"kind": self.kind, "model": self.model}
@@ -183,10 +180,7 @@ class EndpointRowEmbedder(RowEmbedder):
         self.close()
 
     def close(self) -> None:
-        """Synchronous close: the connections of every session, without waiting for them; the process of an offloaded one."""
-        proc, self._process = self._process, None
-        if proc is not None:
-            proc.close()
+        """Synchronous close: the connections of every session, without waiting for them."""
         for loop in list(self._states):
             st = self._states.pop(loop)
             try:
@@ -224,14 +218,16 @@ class EndpointRowEmbedder(RowEmbedder):
         answered: list[tuple[list[int], np.ndarray]] = []  # (positions, float16 unit vectors)
         if chunks:
             results = await self._all(self._batch([distinct[i] for i in c]) for c in chunks)
-            for c, H in zip(chunks, results, strict=True):  # unit float16 rows (_post)
+            for c, X in zip(chunks, results, strict=True):
+                X = _unit(X)
                 if self.dim is None:
-                    self.dim = H.shape[1]
-                elif H.shape[1] != self.dim:
+                    self.dim = X.shape[1]
+                elif X.shape[1] != self.dim:
                     raise ProviderError(
-                        f"the embedder {self.model} answered {H.shape[1]}-dimensional vectors after {self.dim}-dimensional ones: "
+                        f"the embedder {self.model} answered {X.shape[1]}-dimensional vectors after {self.dim}-dimensional ones: "
                         "the endpoint's model changed"
                     )
+                H = X.astype(np.float16)
                 answered.append((c, H))
                 if cache is not None:  # in a worker thread: 100k inserts are seconds of the event loop's time
                     await asyncio.to_thread(self._cache_put, [(keys[i], H[j].tobytes()) for j, i in enumerate(c)])
@@ -342,9 +338,6 @@ class EndpointRowEmbedder(RowEmbedder):
             await asyncio.sleep(delay)
 
     async def _post(self, session: Any, texts: list[str]) -> Embeddings:
-        """One request's answer, its vectors unit rows rounded to float16 (``unit_f16``)."""
-        if self.offload:
-            return await self._post_offloaded(texts)
         ep = self.endpoint
         try:
             while True:
@@ -365,32 +358,7 @@ class EndpointRowEmbedder(RowEmbedder):
         except self._client_exc as e:
             line = ep.scrub(" ".join(str(e).split())[:200] or type(e).__name__)
             raise TransientProviderError(f"connection to {ep.api_base} failed: {type(e).__name__}: {line}") from None
-        got = parse_embeddings(raw, len(texts), ep.url)
-        return Embeddings(unit_f16(got.vectors), got.prompt_tokens, got.per_token)
-
-    async def _post_offloaded(self, texts: list[str]) -> Embeddings:
-        """``_post`` by the embedding process: the same outcomes, as the same exceptions."""
-        ep = self.endpoint
-        if self._process is None:
-            self._process = EmbedProcess(ep.url, self.endpoint.headers(), self.timeout, self.parallel)
-        while True:
-            b64 = self._base64
-            a = await self._process.post(len(texts), request_body(ep.wire_model, texts, b64))
-            if a.kind == "V":
-                assert a.vectors is not None
-                return Embeddings(a.vectors, a.tokens, a.per_token)
-            if a.kind == "H":
-                if b64 and rejects_base64(a.status, a.body):  # float lists from now on
-                    self._base64 = False
-                    continue
-                raise error_for(a.status, a.body, a.headers, ep)
-            if a.kind == "T":
-                raise ProviderTimeout(f"no answer from {ep.api_base} within {self.timeout:g}s")
-            if a.kind == "C":
-                raise TransientProviderError(f"connection to {ep.api_base} failed: {ep.scrub(a.message)}")
-            if a.kind == "M":
-                raise TransientProviderError(ep.scrub(a.message))
-            raise EmbedProcessError(ep.scrub(a.message))
+        return parse_embeddings(raw, len(texts), ep.url)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """As the LLM client's: capped exponential with equal jitter, at least the server's Retry-After (at most 10 minutes)."""

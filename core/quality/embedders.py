@@ -34,13 +34,10 @@ def make_row_embedder(
             local = LazyEmbedder(choice.path)
         return LocalRowEmbedder(local, model=choice.model)
     if choice.kind == "endpoint":
-        from .dedup import PROCESS_MIN_ROWS
         from .embed_endpoint import EndpointRowEmbedder
 
         opts: dict[str, Any] = {
             "timeout": cfg.timeout, "max_retries": cfg.max_retries, "budget": cfg.budget, "read_cache": cfg.cache, "prices": cfg.prices,
-            # a large run's requests in a process of their own, as its index (core/quality/embed_process.py)
-            "offload": cfg.size >= PROCESS_MIN_ROWS,
         }
         if client is not None:
             c = client
