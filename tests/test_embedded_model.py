@@ -84,7 +84,7 @@ def test_the_readmes_first_command_then_its_tree_workflow(tmp_path):
     workflow's pilot is the first command itself (the same words, plus ``--out``), so one run checks both
     (the first command makes a real tree of word problems, ``check_first_command_run``), and the embedded
     model grows that depth-2 tree once in the suite instead of twice. The workflow's later sizes are scaled
-    down (60, 100 -> 12, 16) to keep the suite short; the full sizes were measured by hand. The run over the
+    down (60, 100 -> 8, 10) to keep the suite short; the full sizes were measured by hand. The run over the
     edited tree holds exactly the extended size, every row in one of the edited tree's leaves."""
     import os
     import subprocess
@@ -96,7 +96,7 @@ def test_the_readmes_first_command_then_its_tree_workflow(tmp_path):
     assert block.count("treesynth ") == 5 and "--size 20" in block and "--size 60" in block and "--size 100" in block
     pilot = block.splitlines()[0]
     assert pilot.split("   #")[0] == readme_first_command() + " --out runs/workflow/pilot", "the pilot is no longer the first command"
-    script = block.replace("--size 60", "--size 12").replace("--size 100", "--size 16")
+    script = block.replace("--size 60", "--size 8").replace("--size 100", "--size 10")
     env = cli_env()
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # the venv's treesynth
     r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=2400)
@@ -104,11 +104,11 @@ def test_the_readmes_first_command_then_its_tree_workflow(tmp_path):
     check_first_command_run(tmp_path / "runs" / "workflow" / "pilot")
     big = tmp_path / "runs" / "workflow" / "big"
     rows = read_jsonl(big / "dataset.jsonl")
-    assert len(rows) == 16 and len({row["id"] for row in rows}) == 16
+    assert len(rows) == 10 and len({row["id"] for row in rows}) == 10
     given = json.loads((big / "given_tree.json").read_text())["taxonomy"]
     assert any(v.get("value") == "sharing sweets among friends" for v in given["tree"]["values"] if isinstance(v, dict)), given["tree"]
     nodes = {n["id"]: n for n in json.loads((big / "tree.json").read_text())["nodes"]}
     leaves = {i for i, n in nodes.items() if n["status"] == "leaf"}
     assert {row["leaf_id"] for row in rows} <= leaves
     assert any(p["value"] == "sharing sweets among friends" for row in rows for p in row["path"]), "no row in the renamed value"
-    assert "16 samples" in r.stdout  # the last command prints the tree
+    assert "10 samples" in r.stdout  # the last command prints the tree

@@ -42,14 +42,14 @@ def test_generate_in_a_kernel_against_a_server(tmp_path, stub):
 @pytest.mark.slow
 def test_the_readme_quickstart_and_its_continuation_in_a_kernel_on_the_embedded_model(tmp_path):
     """The README's five lines (examples/quickstart.py) as one cell, its continuation (resume, extend, open,
-    baseline, report, export, balance) as the next: a 20-row GSM8K-preset dataset and its tree, extended (to 24
+    baseline, report, export, balance) as the next: a 20-row GSM8K-preset dataset and its tree, extended (to 22
     rows here; 50 in the README), on the embedded model."""
     from tests.test_examples import readme_python_blocks
 
     quick, more, _ = readme_python_blocks()
     assert quick == (ROOT / "examples" / "quickstart.py").read_text()
     assert "extend(ds.run_dir, size=50)" in more
-    more = more.replace("size=50", "size=24")  # the continuation scaled down (its baseline has the run's size): a shorter suite
+    more = more.replace("size=50", "size=22")  # the continuation scaled down (its baseline has the run's size): a shorter suite
     cells = _execute([quick, more], tmp_path, timeout=1800)
     out = _text(cells[0])
     assert out.startswith("(root)") and "split by" in out  # the tree, printed
@@ -57,9 +57,9 @@ def test_the_readme_quickstart_and_its_continuation_in_a_kernel_on_the_embedded_
     assert len(runs) == 1
     run_dir = runs[0]
     rows = read_jsonl(run_dir / "dataset.jsonl")
-    assert len(rows) == 24 and all(r["question"].strip() and r["answer"].strip() for r in rows)  # 20, extended to 24
+    assert len(rows) == 22 and all(r["question"].strip() and r["answer"].strip() for r in rows)  # 20, extended to 22
     assert len({tuple((p["dimension"], p["value"]) for p in r["path"]) for r in rows}) >= 2  # rows in more than one leaf
-    assert len(read_jsonl(run_dir / "baseline" / "dataset.jsonl")) == 24  # the run's size, after the extend
+    assert len(read_jsonl(run_dir / "baseline" / "dataset.jsonl")) == 22  # the run's size, after the extend
     assert (run_dir / "report.html").is_file() and (run_dir / "export.chat.jsonl").is_file()
     balanced = [d for d in (tmp_path / "runs").iterdir() if d.name.startswith("balance-")]
     assert len(balanced) == 1 and read_jsonl(balanced[0] / "balanced.jsonl")
