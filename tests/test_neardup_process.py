@@ -82,3 +82,34 @@ def test_the_child_ignores_ctrl_c_its_parent_closes_it() -> None:
         assert keep.all()
     finally:
         p.close()
+
+
+def test_a_parent_killed_takes_the_child_along(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "from treesynth.core.neardup_process import IndexProcess\n"
+        "import sys, time\n"
+        "p = IndexProcess(8, 0.9)\n"
+        "print(p._proc.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # alive
+    parent.kill()  # SIGKILL: no cleanup runs in the parent
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # ended (a zombie until init reaps it)
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the index process outlived its killed parent by 30 s")
