@@ -120,10 +120,10 @@ class SemanticDedup:
         self._seed.clear()
         if self.log_path is not None:
             self._log = VectorLog(self.log_path, dim)
-            X = self._log.read()
-            self.loaded = len(X)
-            if len(X):
+            self.loaded = 0
+            for X in self._log.chunks():  # 65,536 rows at a time: a resumed 1M-row run never holds 1.5 GB of float32
                 index.add(X)
+                self.loaded += len(X)
         return index
 
     async def vectors(self, samples: list[dict[str, str]]) -> np.ndarray:
