@@ -6,6 +6,7 @@ Needs tmux (Debian package ``tmux``); skipped when it is not installed.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -26,11 +27,16 @@ pytestmark = [
 ]
 
 
+_SERVERS = itertools.count()
+
+
 class Tmux:
     """One private tmux server (its own socket), one session."""
 
     def __init__(self, name: str, cols: int = 100, rows: int = 30) -> None:
-        self.sock = f"treesynth-test-{os.getpid()}-{name}"
+        # a socket of its own per instance: the same name for each test of a worker raced the previous test's
+        # server still shutting down on it ("server exited unexpectedly", once in the full suite)
+        self.sock = f"treesynth-test-{os.getpid()}-{name}-{next(_SERVERS)}"
         self.session = name
         self.cols, self.rows = cols, rows
 
