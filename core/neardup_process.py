@@ -3,7 +3,7 @@
 In a gated run the index's admits run in a worker thread beside the event loop (core/quality/pipeline.py).
 Most of an admit is faiss and numpy, which release the GIL, but the Python between their calls does not:
 at 100k rows the admits took about 3x their isolated time, waiting for the GIL the event loop held, and
-the event loop waited for them (benchmarks/README.md, "The gates at 100k"). In a process of its own the
+the event loop waited for them (benchmarks/README.md, "Gates at API speed", session 18). In a process of its own the
 index has the other core to itself: the event loop only writes a batch's vectors to a pipe and reads the
 answer.
 
@@ -42,13 +42,14 @@ class IndexProcessError(RuntimeError):
     """The index process ended or failed."""
 
 
-def _rows(X: np.ndarray, dim: int) -> tuple[bytes, bytes]:
+def _rows(X: np.ndarray, dim: int) -> tuple[int, bytes]:
+    """(row count, the rows as little-endian float32 bytes): what an add or admit request carries."""
     A = np.asarray(X, dtype=np.float32)
     if A.ndim == 1:
         A = A.reshape(1, -1)
     if A.ndim != 2 or A.shape[1] != dim:
         raise ValueError(f"expected vectors of dimension {dim}, got an array of shape {A.shape}")
-    return _ROWS.pack(len(A)), np.ascontiguousarray(A, dtype="<f4").tobytes()
+    return len(A), np.ascontiguousarray(A, dtype="<f4").tobytes()
 
 
 class IndexProcess:
@@ -56,7 +57,6 @@ class IndexProcess:
 
     def __init__(self, dim: int, threshold: float, **kwargs: Any) -> None:
         self.dim = dim
-        self.threshold = float(threshold)
         self._n = 0
         self._lock = threading.Lock()
         env = dict(os.environ)
@@ -91,14 +91,13 @@ class IndexProcess:
         raise (ValueError if body[:1] == b"V" else IndexProcessError)(message)
 
     def add(self, X: np.ndarray) -> None:
-        head, data = _rows(X, self.dim)
-        self._request(b"A", head, data)
-        self._n += int(_ROWS.unpack(head)[0])
+        n, data = _rows(X, self.dim)
+        self._request(b"A", _ROWS.pack(n), data)
+        self._n += n
 
     def admit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        head, data = _rows(X, self.dim)
-        n = int(_ROWS.unpack(head)[0])
-        body = self._request(b"D", head, data)
+        n, data = _rows(X, self.dim)
+        body = self._request(b"D", _ROWS.pack(n), data)
         keep = np.frombuffer(body, dtype=np.uint8, count=n).astype(bool)
         sims = np.frombuffer(body, dtype="<f4", count=n, offset=n).astype(np.float32)
         self._n += int(keep.sum())
