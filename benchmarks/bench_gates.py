@@ -82,8 +82,8 @@ def tree_rss_kib(root: int) -> int:
 
 
 class TreeRss:
-    """The highest ``tree_rss_kib`` of a process tree, sampled every 0.2 s in a thread: with the index and the
-    embedding requests in processes of their own, the run's memory is the sum of its processes'."""
+    """The highest ``tree_rss_kib`` of a process tree, sampled every 0.2 s in a thread: with the index in a
+    process of its own (runs of 20k rows and more), the run's memory is the sum of its processes'."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
