@@ -106,9 +106,12 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
+MIN_CLUSTER_PIVOTS = 4  # distinct pivots under which no split is honest
+
+
 def pivot_k(n_distinct: int, max_values: int) -> int:
-    """Clusters for a node's pivots: 0 (no honest split) under 4 distinct pivots, 2 under 9, else 3."""
-    if n_distinct < 4:
+    """Clusters for a node's pivots: 0 (no honest split) under ``MIN_CLUSTER_PIVOTS`` distinct pivots, 2 under 9, else 3."""
+    if n_distinct < MIN_CLUSTER_PIVOTS:
         return 0
     return int(max(2, min(max_values, 2 if n_distinct < 9 else 3)))
 

@@ -87,14 +87,37 @@ def test_a_node_with_too_few_distinct_pivots_becomes_a_leaf_and_says_so(tmp_path
 
     bad = json.dumps({"dimension": "setting", "values": ["shopping"]})
     few = json.dumps({"samples": [{"question": f"q{i % 3}", "answer": "a"} for i in range(6)]})
-    t = ScriptedTransport(overrides={"criterion": [bad, bad, bad], "pivots": [few]})
+    t = ScriptedTransport(overrides={"criterion": [bad, bad, bad], "pivots": [few, few, few]})
     cfg = _cfg(depth=1, size=10, validation_retries=2, pivots=6, pivots_per_call=6)
     run = Run.create(cfg, tmp_path / "r", transport=t, embed=hash_embedder)
     events: list[ev.Event] = []
     fin = asyncio.run(run.execute(events.append))
     assert fin.status == "complete" and fin.rows == 10
+    assert t.calls["pivots"] == 3  # the first round, then the missing pivots asked for twice more
     leaf = next(e for e in events if isinstance(e, ev.NodeLeaf) and e.node_id == "0")
     assert "3 distinct pivot" in leaf.reason and "nothing honest to split" in leaf.reason
+
+
+def test_a_model_that_repeats_its_pivots_is_asked_for_the_missing_ones_and_the_node_splits(tmp_path):
+    """A small model asked for 4 pivots wrote the same one twice: the root stayed a leaf and the run
+    "completed" with a 1-node tree. Now the missing pivots are asked for again, in a call of their own."""
+    few = json.dumps({"samples": [{"question": "How many apples?", "answer": "4"}, {"question": "How  many APPLES?", "answer": "4"},
+                                  {"question": "How many pears?", "answer": "2"}, {"question": "How many plums?", "answer": "3"}]})
+    t = ScriptedTransport(overrides={"pivots": [few]})
+    cfg = _cfg(depth=1, size=12, pivots=4, pivots_per_call=4)
+    events: list[ev.Event] = []
+    run = Run.create(cfg, tmp_path / "r", transport=t)
+    fin = asyncio.run(run.execute(events.append))
+    assert fin.status == "complete" and fin.rows == 12
+    assert t.calls["pivots"] == 2
+    root = next(e for e in events if isinstance(e, ev.NodeExpanded) and e.node_id == "0")
+    assert len(root.children) >= 2
+    warned = [e.message for e in events if isinstance(e, ev.RunWarning) and e.node_id == "0"]
+    assert any("only 3 distinct pivot(s) of 4, too few to split; asking for 1 more" in m for m in warned), warned
+    # a resumed run asks nothing again: the second round's slot is in the cache like the first's
+    t2 = ScriptedTransport()
+    fin2, _ = _run(cfg, tmp_path / "r", t2, resume=True)
+    assert fin2.status == "complete" and t2.calls["pivots"] == 0
 
 
 def test_an_assignment_that_puts_every_pivot_under_one_value_is_resampled(tmp_path):

@@ -10,14 +10,14 @@ from typing import Any
 
 from .. import events as ev
 from ..allocate import allocate
-from ..clusters import is_fallback_dimension
+from ..clusters import MIN_CLUSTER_PIVOTS, is_fallback_dimension
 from ..criterion import assign_schema, build_split, criterion_schema, placeholder_reason, validate_assignment, validate_criterion
 from ..ids import derive_seed
 from ..llm import PRIORITY_TREE, LLMRequest
 from ..parsing import ParseError, parse_answer, parse_samples, salvage_items
 from ..partition import ChildSpec, Coverage, PartitionError, Split, plan_children, validate_coverage
 from ..schemas import samples_schema, supplement_schema
-from ..text import normalise, sample_key, truncate
+from ..text import normalise, sample_key, sample_plain_text, truncate
 from ..tree import EXPANDED, PENDING, Node
 from .answers import Stale
 from .base import EngineBase
@@ -29,6 +29,23 @@ Messages = list[dict[str, str]]
 def _split_validator(dimension: str, values: list[str], n_pivots: int) -> Callable[[Any], Any]:
     """Validates an assignment of ``n_pivots`` pivots to ``values``; returns (split, values no pivot took)."""
     return lambda obj: build_split(dimension, values, validate_assignment(obj, n_pivots, values))
+
+
+# distinct pivots a split needs (fewer: no honest split, by the model or by clusters: core/clusters.pivot_k), and
+# the rounds of pivot calls a node makes at most to reach them (the first, then the missing ones asked again)
+MIN_SPLIT_PIVOTS = MIN_CLUSTER_PIVOTS
+PIVOT_ROUNDS = 3
+
+
+def call_sizes(n: int, per: int) -> list[int]:
+    """``n`` pivots asked in calls of at most ``per``: [per, per, ..., rest]."""
+    per = max(1, per)
+    return [per] * (n // per) + ([n % per] if n % per else [])
+
+
+def distinct_pivots(pivots: list[dict[str, str]]) -> int:
+    """Pivots that differ once normalised (case, spacing, punctuation at the ends), as the clusters count them."""
+    return len({normalise(sample_plain_text(p)) for p in pivots})
 
 
 class Expansion(EngineBase):
@@ -130,14 +147,16 @@ class Expansion(EngineBase):
         return split
 
     def _no_split_reason(self, node: Node, err: str | None) -> str:
-        distinct = len({normalise(str(p)) for p in node.pivots or []})
-        if distinct < 4:
+        distinct = distinct_pivots(node.pivots or [])
+        if distinct < MIN_SPLIT_PIVOTS:
             return f"only {distinct} distinct pivot(s): nothing honest to split (the model's last answer: {truncate(err or '', 200)})"
         return f"no valid split: {err}"
 
     async def _write_pivots(self, node: Node, path: list[dict[str, str]]) -> list[dict[str, str]] | None:
         """Pivots written by the model, in calls of pivots_per_call samples (a small model writes a few
-        well, a dozen badly), side by side. None (the node became a leaf): too few to split."""
+        well, a dozen badly), side by side. While too few distinct ones came back to split (``MIN_SPLIT_PIVOTS``:
+        a model that repeats itself, answers that fail their fields), the missing ones are asked for again, in
+        calls of their own, up to ``PIVOT_ROUNDS`` rounds in all. None (the node became a leaf): too few to split."""
         cfg = self.cfg
 
         def v_pivots(obj: Any) -> list[dict[str, str]]:
@@ -148,25 +167,37 @@ class Expansion(EngineBase):
             return samples
 
         per = cfg.pivots_per_call or cfg.pivots
-        sizes = [per] * (cfg.pivots // per) + ([cfg.pivots % per] if cfg.pivots % per else [])
-        answers = await asyncio.gather(*(
-            self.ask(
-                node, "pivots", self.prompts.pivots(path, n),
-                samples_schema(cfg.fields, n, cfg.max_field_chars, cfg.field_patterns), v_pivots, cfg.temperature, part=i,
-            )
-            for i, n in enumerate(sizes)
-        ))
+        enough = min(cfg.pivots, MIN_SPLIT_PIVOTS)
         pivots: list[dict[str, str]] = []
         seen: set[int] = set()
-        for got, _ in answers:
-            for s in got or []:
-                k = sample_key(s, cfg.fields)
-                if k not in seen:
-                    seen.add(k)
-                    pivots.append(s)
+        errors: set[str] = set()
+        part = 0
+        for rnd in range(PIVOT_ROUNDS):
+            sizes = call_sizes(max(1, cfg.pivots - len(pivots)), per)
+            answers = await asyncio.gather(*(
+                self.ask(
+                    node, "pivots", self.prompts.pivots(path, n),
+                    samples_schema(cfg.fields, n, cfg.max_field_chars, cfg.field_patterns), v_pivots, cfg.temperature, part=part + i,
+                )
+                for i, n in enumerate(sizes)
+            ))
+            part += len(sizes)
+            errors |= {e for _, e in answers if e}
+            for got, _ in answers:
+                for s in got or []:
+                    k = sample_key(s, cfg.fields)
+                    if k not in seen:
+                        seen.add(k)
+                        pivots.append(s)
+            if distinct_pivots(pivots) >= enough:
+                break
+            if rnd + 1 < PIVOT_ROUNDS:
+                self.warn(
+                    f"node {node.id}: only {distinct_pivots(pivots)} distinct pivot(s) of {cfg.pivots}, too few to split; "
+                    f"asking for {max(1, cfg.pivots - len(pivots))} more", node.id,
+                )
         if len(pivots) < 2:
-            errs = "; ".join(sorted({e for _, e in answers if e}))
-            self._make_leaf(node, f"no usable pivots: {len(pivots)} distinct sample(s) ({truncate(errs, 300)})")
+            self._make_leaf(node, f"no usable pivots: {len(pivots)} distinct sample(s) ({truncate('; '.join(sorted(errors)), 300)})")
             return None
         return pivots
 
