@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .partition import PartitionError, Split, Value, is_catch_all, overlapped
+from .partition import PartitionError, Split, Value, is_catch_all, label_key, overlapped
 from .text import normalise
 
 # The grammar's form of a label: one to five short words, not starting with a digit or a bracket;
@@ -67,6 +67,10 @@ _PLACEHOLDER_WORDS = frozenset(
     }
 )
 _NUMBERED = re.compile(r"^([a-z ]+?)[ _-]*(\d+|[a-z])$")
+# words that only number the parts of something when a number or letter follows: "Set-1".."Set-4" (SmolLM2-135M's
+# split of the README run's root in session 18) names no property of a sample. Alone they can be real ("Sets")
+_NUMBERED_PART = re.compile(r"^([a-z ]+?)(?:[ _-]*\d+|[ _-]+[a-z])$")  # a letter after a separator: "Part A", not "Sets"
+_NUMBERING_WORDS = frozenset({"set", "subset", "part", "batch", "bucket", "segment", "partition", "split", "bin", "slice", "chunk", "portion", "subgroup"})
 _CODE = re.compile(r"^[a-z][ _-]?\d+$")  # "d1", "v-2": a code, not a name (SmolLM2 split by 'd1' into 'd2', 'd3', 'd4')
 _FILE_NAME = re.compile(r"\.(?:json|jsonl|txt|csv|tsv|md|py|yaml|yml|toml|xml|html?|pdf)$")
 # a label that ends on one of these was cut off mid-phrase ("A simple, everyday example of")
@@ -89,6 +93,8 @@ def placeholder_reason(label: str, fields: tuple[str, ...] | list[str] = (), tas
     m = _NUMBERED.match(n)
     if m and m.group(1).strip() in _PLACEHOLDER_WORDS:
         return f"{label!r} is a placeholder, not a concrete name"
+    if (p := _NUMBERED_PART.match(n)) and p.group(1).strip() in _NUMBERING_WORDS:
+        return f"{label!r} only numbers a part, it names no property of a sample"
     words = n.split()
     if any(w in ("dimension", "dimensions", "criterion", "placeholder") for w in re.findall(r"[a-z]+", n)):
         return f"{label!r} names the format, not a criterion"
@@ -153,8 +159,8 @@ def validate_criterion(
         n = normalise(v)
         if (why := _label_problem(v)) is not None:
             problems.append(f"value {why}")
-        elif n in seen:
-            continue  # a repeat adds nothing; small models repeat, the rest may still be good
+        elif label_key(v) in seen:
+            continue  # a repeat ("Soccer", "soccers") adds nothing; small models repeat, the rest may still be good
         elif n == nd or set(re.findall(r"\w+", n)) <= set(re.findall(r"\w+", nd)):
             problems.append(f"value {v!r} repeats the dimension")
         elif is_catch_all(v):
@@ -162,7 +168,7 @@ def validate_criterion(
         elif (why := placeholder_reason(v, fields, task)) is not None:
             problems.append(why)
         else:
-            seen.add(n)
+            seen.add(label_key(v))
             out.append(v)
     # "a quarter and a nickel" beside "a quarter" (SmolLM2-135M, session 11): the values must not overlap
     whole = list(out)

@@ -3,7 +3,7 @@
 A node's split is valid when:
   * one dimension is named, and it is not (after normalisation) an ancestor's dimension;
   * every pivot is assigned to exactly one attribute value (none missing, none twice);
-  * values are distinct after case/whitespace normalisation and none is a catch-all
+  * values are distinct after case/whitespace normalisation and plurals (``label_key``) and none is a catch-all
     ("other", "misc", "various", ...).
 The criterion step checks the dimension, its values and the assignment (core/criterion.py); this module
 holds the split's types, the catch-all and overlap rules, the coverage supplement (whose values obey the
@@ -60,6 +60,24 @@ class Coverage:
     rejected: tuple[str, ...] = field(default=())  # human-readable reasons for dropped values
 
 
+def _singular(word: str) -> str:
+    """An English word without a plural ending, conservatively ("categories" -> "category", "boxes" -> "box",
+    "soccers" -> "soccer"; "glass", "bus", "analysis" unchanged)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("sses", "xes", "zes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def label_key(label: str) -> str:
+    """What two values must differ in to be two values: normalised (case, spacing, punctuation at the ends),
+    every word singular. "Soccer" and "Soccers" are one value, as are "Board game" and "board games"."""
+    return " ".join(_singular(w) for w in normalise(label).split())
+
+
 def is_catch_all(value: str) -> bool:
     n = normalise(value)
     if not n or n in CATCH_ALL_WORDS:
@@ -111,7 +129,7 @@ def validate_coverage(raw: Any, existing: list[str] | tuple[str, ...], max_new: 
         raise PartitionError("'values' must be a list of strings")
     if kind == "none":
         return Coverage("none")
-    seen = {normalise(e) for e in existing}
+    seen = {label_key(e) for e in existing}
     added: list[str] = []
     rejected: list[str] = []
     for v in items:
@@ -120,7 +138,7 @@ def validate_coverage(raw: Any, existing: list[str] | tuple[str, ...], max_new: 
         except PartitionError as e:
             rejected.append(str(e))
             continue
-        n = normalise(label)
+        n = label_key(label)
         if n in seen:
             rejected.append(f"{label!r} repeats an existing value")
             continue

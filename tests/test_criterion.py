@@ -206,3 +206,26 @@ def test_punctuation_noise_is_no_value_but_names_with_marks_are():
 def test_a_few_numbers_among_words_are_fine():
     dim, values = validate_criterion({"dimension": "aspect 0", "values": ["kind 0 of aspect 0", "kind 1 of aspect 0"]}, [], 6)
     assert values == ["kind 0 of aspect 0", "kind 1 of aspect 0"]
+
+
+def test_values_that_only_number_the_parts_of_a_set_are_no_split():
+    # SmolLM2-135M's split of the README run's root in session 18: set = Set-1, Set-2, Set-3, Set-4
+    with pytest.raises(PartitionError, match="only numbers a part"):
+        validate_criterion({"dimension": "set", "values": ["Set-1", "Set-2", "Set-3", "Set-4"]}, [], 6, FIELDS, TASK)
+    for label in ("Set-1", "set 2", "Part A", "batch_3", "Subset 4", "Bucket b"):
+        assert placeholder_reason(label, FIELDS, TASK) is not None, label
+    for label in ("Sets", "parts of speech", "grade 2", "Level 3 fractions", "split bills"):  # words, or a number after a real name
+        assert placeholder_reason(label, FIELDS, TASK) is None, label
+
+
+def test_values_equal_up_to_a_plural_are_one_value():
+    dim, values = validate_criterion(
+        {"dimension": "sport", "values": ["Soccer", "Soccers", "Board game", "board games", "Box", "boxes", "Puppies", "puppy"]},
+        [], 8, FIELDS, TASK,
+    )
+    assert values == ["Soccer", "Board game", "Box", "Puppies"]
+    with pytest.raises(PartitionError, match="at least 2"):
+        validate_criterion({"dimension": "sport", "values": ["Soccer", "Soccers"]}, [], 6, FIELDS, TASK)
+    # words that end in s but are no plurals stay apart from their stems
+    _, values = validate_criterion({"dimension": "subject", "values": ["glass", "glas", "bus", "bu", "analysis", "analysi"]}, [], 8, FIELDS, TASK)
+    assert len(values) == 6

@@ -67,6 +67,12 @@ def test_coverage_dedupes_against_existing_and_itself():
     assert len(c.rejected) == 2
 
 
+def test_coverage_drops_a_plural_of_an_existing_value():
+    c = validate_coverage({"status": "complete", "values": ["Soccers", "board games", "tennis"]}, ["soccer", "Board game"], 10)
+    assert c.added == ("tennis",)
+    assert any("'Soccers' repeats an existing value" in r for r in c.rejected)
+
+
 def test_coverage_drops_a_value_that_lists_an_existing_one():
     # SmolLM2-135M's coverage step in the README's run: "Math-level-9" was a value already
     c = validate_coverage({"status": "complete", "values": ["B-level-7, Math-level-9", "B-level-6", "B-level-6 or addition"]},
