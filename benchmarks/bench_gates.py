@@ -81,18 +81,41 @@ def tree_rss_kib(root: int) -> int:
     return total
 
 
+def main_thread_sched(root: int) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds runnable but waiting for one) of the run's main thread, the event loop's
+    (/proc/PID/task/PID/schedstat of the ``treesynth.cli.main`` process under ``root``); None before it starts."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if b"treesynth.cli.main" not in (d / "cmdline").read_bytes():
+                continue
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid != root:
+                continue
+            on_cpu, waiting = (d / "task" / d.name / "schedstat").read_text().split()[:2]
+            return int(on_cpu) / 1e9, int(waiting) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+    return None
+
+
 class TreeRss:
     """The highest ``tree_rss_kib`` of a process tree, sampled every 0.2 s in a thread: with the index in a
-    process of its own (runs of 20k rows and more), the run's memory is the sum of its processes'."""
+    process of its own (runs of 20k rows and more), the run's memory is the sum of its processes'. Also the
+    run's main thread's time on a CPU and waiting for one (its last sample): the event loop's thread is what
+    a run at API speed waits for (benchmarks/README.md)."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.sched: tuple[float, float] = (0.0, 0.0)
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             self.peak = max(self.peak, tree_rss_kib(self.pid))
+            self.sched = main_thread_sched(self.pid) or self.sched
 
     def stop(self) -> int:
         self._stop.set()
@@ -140,7 +163,8 @@ def one_case(url: str, size: int, case: str, work: Path, server_pid: int) -> dic
             rejected = sum(1 for _ in f)
     res = {"case": case, "rows": size, "wall_s": round(wall, 2), "peak_rss_mib": round(peak / 1024), "tree_rss_mib": round(tree_peak / 1024),
            "stored": n, "distinct_ids": len(ids), "near_duplicates": rejected,
-           "run_cpu_s": round(run_cpu, 1), "server_cpu_s": round(server_cpu, 1)}
+           "run_cpu_s": round(run_cpu, 1), "server_cpu_s": round(server_cpu, 1),
+           "loop_cpu_s": round(sampler.sched[0], 1), "loop_wait_s": round(sampler.sched[1], 1)}
     shutil.rmtree(out, ignore_errors=True)
     return res
 
@@ -184,20 +208,23 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
-    print("\n| rows | gates | wall s | run CPU s | server CPU s | peak RSS MiB (largest process) | peak RSS MiB (all its processes) "
-          "| near-duplicates rewritten |\n|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| rows | gates | wall s | run CPU s | event loop thread: CPU s | its wait for a CPU s | server CPU s "
+          "| peak RSS MiB (largest process) | peak RSS MiB (all its processes) | near-duplicates rewritten |\n"
+          "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['rows']:,} | {r['case']} | {r['wall_s']} | {r['run_cpu_s']} | {r['server_cpu_s']} | {r['peak_rss_mib']} | {r['tree_rss_mib']} "
-              f"| {r['near_duplicates']:,} |")
+        print(f"| {r['rows']:,} | {r['case']} | {r['wall_s']} | {r['run_cpu_s']} | {r['loop_cpu_s']} | {r['loop_wait_s']} | {r['server_cpu_s']} "
+              f"| {r['peak_rss_mib']} | {r['tree_rss_mib']} | {r['near_duplicates']:,} |")
     if args.repeat > 1:
-        print("\nMedians of", args.repeat, "runs each:\n\n| rows | gates | wall s | run CPU s | wall / off |\n|---:|---|---:|---:|---:|")
+        print("\nMedians of", args.repeat, "runs each:\n\n| rows | gates | wall s | run CPU s | event loop CPU s | wall / off |\n"
+              "|---:|---|---:|---:|---:|---:|")
         for size in sorted({r["rows"] for r in results}):
             off = [r["wall_s"] for r in results if r["rows"] == size and r["case"] == "off"]
             for case in dict.fromkeys(r["case"] for r in results if r["rows"] == size):
                 walls = [r["wall_s"] for r in results if r["rows"] == size and r["case"] == case]
                 cpus = [r["run_cpu_s"] for r in results if r["rows"] == size and r["case"] == case]
+                loop = [r["loop_cpu_s"] for r in results if r["rows"] == size and r["case"] == case]
                 ratio = f"{statistics.median(walls) / statistics.median(off):.2f}x" if off else ""
-                print(f"| {size:,} | {case} | {statistics.median(walls):.2f} | {statistics.median(cpus):.1f} | {ratio} |")
+                print(f"| {size:,} | {case} | {statistics.median(walls):.2f} | {statistics.median(cpus):.1f} | {statistics.median(loop):.1f} | {ratio} |")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "gates.json").write_text(json.dumps(results, indent=1))
 
