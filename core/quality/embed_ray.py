@@ -115,8 +115,24 @@ class RayRowEmbedder(RowEmbedder):
             self._load = [0] * n
             self.parallel = n
 
-    def _pick(self) -> int:
-        return min(range(len(self._load)), key=lambda i: self._load[i])
+    def _take(self) -> tuple[Any, list[int], int]:
+        """The actor with the fewest texts in flight, counted as one more (under the lock: the event loop's
+        ``embed`` and worker threads' ``embed_blocking`` pick side by side): (actor, the counts, its index)."""
+        with self._lock:
+            if not self._actors:
+                raise EmbedderError("the Ray embedder is closed")
+            load = self._load
+            i = min(range(len(load)), key=load.__getitem__)
+            load[i] += 1
+            return self._actors[i], load, i
+
+    def _put(self, load: list[int], i: int) -> None:
+        with self._lock:
+            if load is self._load:  # not closed meanwhile (close starts the counts afresh)
+                load[i] -= 1
+
+    def _failed(self, e: BaseException) -> EmbedderError:
+        return EmbedderError(f"the Ray embedder failed: {type(e).__name__}: {first_line(e, 240)}")
 
     # ---- RowEmbedder ---------------------------------------------------------
     async def embed(self, texts: Sequence[str], *, fresh: bool = False) -> np.ndarray:
@@ -124,29 +140,25 @@ class RayRowEmbedder(RowEmbedder):
             await asyncio.to_thread(self._ensure)
         assert self._pool is not None
         ray = self._pool.ray
-        i = self._pick()
-        self._load[i] += 1
+        actor, load, i = self._take()
         try:
-            return await self._actors[i].embed.remote(list(texts))
+            return await actor.embed.remote(list(texts))
         except ray.exceptions.RayError as e:
-            raise EmbedderError(f"the Ray embedder failed: {type(e).__name__}: {first_line(e, 240)}") from None
+            raise self._failed(e) from None
         finally:
-            self._load[i] -= 1
+            self._put(load, i)
 
     def embed_blocking(self, texts: list[str]) -> np.ndarray:
         self._ensure()
         assert self._pool is not None
         ray = self._pool.ray
-        with self._lock:
-            i = self._pick()
-            self._load[i] += 1
+        actor, load, i = self._take()
         try:
-            return ray.get(self._actors[i].embed.remote(list(texts)))
+            return ray.get(actor.embed.remote(list(texts)))
         except ray.exceptions.RayError as e:
-            raise EmbedderError(f"the Ray embedder failed: {type(e).__name__}: {first_line(e, 240)}") from None
+            raise self._failed(e) from None
         finally:
-            with self._lock:
-                self._load[i] -= 1
+            self._put(load, i)
 
     def stats(self) -> list[dict[str, Any]]:
         if self._pool is None:
