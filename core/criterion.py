@@ -71,6 +71,10 @@ _NUMBERED = re.compile(r"^([a-z ]+?)[ _-]*(\d+|[a-z])$")
 # split of the README run's root in session 18) names no property of a sample. Alone they can be real ("Sets")
 _NUMBERED_PART = re.compile(r"^([a-z ]+?)(?:[ _-]*\d+|[ _-]+[a-z])$")  # a letter after a separator: "Part A", not "Sets"
 _NUMBERING_WORDS = frozenset({"set", "subset", "part", "batch", "bucket", "segment", "partition", "split", "bin", "slice", "chunk", "portion", "subgroup"})
+# a statement rather than a name: "The setting is a function,10," with values "The set is a set,10." (SmolLM2-135M's
+# split of a 4-pivot node in session 19's run), and words glued to numbers by punctuation ("function,10")
+_STATEMENT = re.compile(r"^(?:the|a|an|this|that|it|there)\b.*\b(?:is|are|was|were|has|have)\b")
+_GLUED = re.compile(r"[^\W\d_][,;:]\s*\d")
 _CODE = re.compile(r"^[a-z][ _-]?\d+$")  # "d1", "v-2": a code, not a name (SmolLM2 split by 'd1' into 'd2', 'd3', 'd4')
 _FILE_NAME = re.compile(r"\.(?:json|jsonl|txt|csv|tsv|md|py|yaml|yml|toml|xml|html?|pdf)$")
 # a label that ends on one of these was cut off mid-phrase ("A simple, everyday example of")
@@ -95,6 +99,10 @@ def placeholder_reason(label: str, fields: tuple[str, ...] | list[str] = (), tas
         return f"{label!r} is a placeholder, not a concrete name"
     if (p := _NUMBERED_PART.match(n)) and p.group(1).strip() in _NUMBERING_WORDS:
         return f"{label!r} only numbers a part, it names no property of a sample"
+    if _STATEMENT.match(n):
+        return f"{label!r} is a sentence, not a name"
+    if _GLUED.search(n):
+        return f"{label!r} is broken text, not a name"
     words = n.split()
     if any(w in ("dimension", "dimensions", "criterion", "placeholder") for w in re.findall(r"[a-z]+", n)):
         return f"{label!r} names the format, not a criterion"

@@ -32,14 +32,18 @@ FIELDS = ("question", "answer")
      # a kind of variable rather than a variable (session 11's README run)
      "Nominal", "categorical", "Variable 1",
      # codes instead of names: SmolLM2 split by 'd1' into 'd2', 'd3', 'd4' (this session's Python quickstart)
-     "d1", "D2", "v-3", "x 12"],
+     "d1", "D2", "v-3", "x 12",
+     # statements and numbers glued to words: SmolLM2-135M's split of a 4-pivot node (session 19)
+     "The setting is a function,10,", "The set is a set,10.", "The number is a number,15.", "There are two trains",
+     "a boy has apples", "function,10"],
 )
 def test_placeholders_are_rejected(label):
     assert placeholder_reason(label, FIELDS, TASK) is not None
 
 
 @pytest.mark.parametrize("label", ["shopping", "time and distance", "number of steps", "fractions", "money", "school trip",
-                                   "time of day", "fractions and decimals", "the answer to a question.", "numeric", "factors"])
+                                   "time of day", "fractions and decimals", "the answer to a question.", "numeric", "factors",
+                                   "a trip to the zoo", "the island", "Ages 5-10", "2,000 or more", "Step 1: setup", "is it prime"])
 def test_real_labels_pass(label):
     assert placeholder_reason(label, FIELDS, TASK) is None
 
