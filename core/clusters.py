@@ -10,6 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .partition import Split, Value
+from .text import normalise, sample_plain_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,12 +107,17 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-MIN_CLUSTER_PIVOTS = 4  # distinct pivots under which no split is honest
+MIN_SPLIT_PIVOTS = 4  # distinct pivots under which no split is honest, by the model or by clusters
+
+
+def distinct_pivots(pivots: list[dict[str, str]]) -> int:
+    """Pivots that differ once normalised (case, spacing, punctuation at the ends)."""
+    return len({normalise(sample_plain_text(p)) for p in pivots})
 
 
 def pivot_k(n_distinct: int, max_values: int) -> int:
-    """Clusters for a node's pivots: 0 (no honest split) under ``MIN_CLUSTER_PIVOTS`` distinct pivots, 2 under 9, else 3."""
-    if n_distinct < MIN_CLUSTER_PIVOTS:
+    """Clusters for a node's pivots: 0 (no honest split) under ``MIN_SPLIT_PIVOTS`` distinct pivots, 2 under 9, else 3."""
+    if n_distinct < MIN_SPLIT_PIVOTS:
         return 0
     return int(max(2, min(max_values, 2 if n_distinct < 9 else 3)))
 

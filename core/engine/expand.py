@@ -10,14 +10,14 @@ from typing import Any
 
 from .. import events as ev
 from ..allocate import allocate
-from ..clusters import MIN_CLUSTER_PIVOTS, is_fallback_dimension
+from ..clusters import MIN_SPLIT_PIVOTS, distinct_pivots, is_fallback_dimension
 from ..criterion import assign_schema, build_split, criterion_schema, placeholder_reason, validate_assignment, validate_criterion
 from ..ids import derive_seed
 from ..llm import PRIORITY_TREE, LLMRequest
 from ..parsing import ParseError, parse_answer, parse_samples, salvage_items
 from ..partition import ChildSpec, Coverage, PartitionError, Split, plan_children, validate_coverage
 from ..schemas import samples_schema, supplement_schema
-from ..text import normalise, sample_key, sample_plain_text, truncate
+from ..text import sample_key, truncate
 from ..tree import EXPANDED, PENDING, Node
 from .answers import Stale
 from .base import EngineBase
@@ -31,9 +31,8 @@ def _split_validator(dimension: str, values: list[str], n_pivots: int) -> Callab
     return lambda obj: build_split(dimension, values, validate_assignment(obj, n_pivots, values))
 
 
-# distinct pivots a split needs (fewer: no honest split, by the model or by clusters: core/clusters.pivot_k), and
-# the rounds of pivot calls a node makes at most to reach them (the first, then the missing ones asked again)
-MIN_SPLIT_PIVOTS = MIN_CLUSTER_PIVOTS
+# the rounds of pivot calls a node makes at most to reach MIN_SPLIT_PIVOTS distinct ones (the first, then the
+# missing ones asked again)
 PIVOT_ROUNDS = 3
 
 
@@ -41,11 +40,6 @@ def call_sizes(n: int, per: int) -> list[int]:
     """``n`` pivots asked in calls of at most ``per``: [per, per, ..., rest]."""
     per = max(1, per)
     return [per] * (n // per) + ([n % per] if n % per else [])
-
-
-def distinct_pivots(pivots: list[dict[str, str]]) -> int:
-    """Pivots that differ once normalised (case, spacing, punctuation at the ends), as the clusters count them."""
-    return len({normalise(sample_plain_text(p)) for p in pivots})
 
 
 class Expansion(EngineBase):
@@ -189,11 +183,12 @@ class Expansion(EngineBase):
                     if k not in seen:
                         seen.add(k)
                         pivots.append(s)
-            if distinct_pivots(pivots) >= enough:
+            distinct = distinct_pivots(pivots)
+            if distinct >= enough:
                 break
             if rnd + 1 < PIVOT_ROUNDS:
                 self.warn(
-                    f"node {node.id}: only {distinct_pivots(pivots)} distinct pivot(s) of {cfg.pivots}, too few to split; "
+                    f"node {node.id}: only {distinct} distinct pivot(s) of {cfg.pivots}, too few to split; "
                     f"asking for {max(1, cfg.pivots - len(pivots))} more", node.id,
                 )
         if len(pivots) < 2:

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from ..clusters import cluster_split, label_words, pivot_k
+from ..clusters import cluster_split, distinct_pivots, label_words, pivot_k
 from ..errors import ConfigError
 from ..ids import derive_seed
 from ..rundir import DATASET, DATASET_PARQUET
-from ..text import copies_example, identity_fields, normalise, sample_key, sample_plain_text, truncate
+from ..text import copies_example, identity_fields, sample_key, sample_plain_text, truncate
 from ..treesource import saved_given_tree
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class Mode:
         if self.embed is None or not node.pivots:
             return None
         texts = [sample_plain_text(p) for p in node.pivots]
-        k = pivot_k(len({normalise(t) for t in texts}), self.cfg.max_values)
+        k = pivot_k(distinct_pivots(node.pivots), self.cfg.max_values)
         if k < 2:
             return None
         try:
