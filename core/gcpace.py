@@ -2,10 +2,10 @@
 
 CPython's default thresholds (700, 10, 10) start a young collection every 700 net new container
 objects. A run at API speed makes millions of short-lived ones (requests, answers, parsed rows, futures),
-so it collected about 1,300 times in a 100k-row run and full collections walked the whole heap every
-few seconds: 1.0 s of a 10-s run without dedup, 1.8 s of a 15-s run with it, and more in the caches they
-evicted. With (20,000, 20, 50) the same runs took 13% less wall time (benchmarks/README.md, "Gates at API
-speed"). Cyclic garbage waits a little longer for its collection; reference counting frees everything else
+so it collected about 1,350 times in a 100k-row run without dedup (1.0 s in the collector) and about 1,780
+times with it (1.6 to 1.8 s), full collections walking the whole heap. With (20,000, 20, 50) it collects about
+10 times, and the same runs took 18% (without dedup) and 14% (with it) less wall time (benchmarks/README.md,
+"Gates at API speed", session 19). Cyclic garbage waits a little longer for its collection; reference counting frees everything else
 at once, as before.
 
 ``run_pace()`` raises the thresholds while at least one run executes in the process (runs side by side
