@@ -81,23 +81,27 @@ def tree_rss_kib(root: int) -> int:
     return total
 
 
-def main_thread_sched(root: int) -> tuple[float, float] | None:
-    """(seconds on a CPU, seconds runnable but waiting for one) of the run's main thread, the event loop's
-    (/proc/PID/task/PID/schedstat of the ``treesynth.cli.main`` process under ``root``); None before it starts."""
+def cli_pid(root: int) -> int | None:
+    """The ``treesynth.cli.main`` process started by the wrapper ``root`` (None before it starts)."""
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
-            if b"treesynth.cli.main" not in (d / "cmdline").read_bytes():
-                continue
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid != root:
-                continue
-            on_cpu, waiting = (d / "task" / d.name / "schedstat").read_text().split()[:2]
-            return int(on_cpu) / 1e9, int(waiting) / 1e9
+            if b"treesynth.cli.main" in (d / "cmdline").read_bytes() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == root:
+                return int(d.name)
         except (OSError, IndexError, ValueError):
             continue
     return None
+
+
+def main_thread_sched(pid: int) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds runnable but waiting for one) of ``pid``'s main thread, the event loop's
+    (/proc/PID/task/PID/schedstat); None once it has ended."""
+    try:
+        on_cpu, waiting = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[:2]
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError):
+        return None
 
 
 class TreeRss:
@@ -109,13 +113,17 @@ class TreeRss:
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
         self.sched: tuple[float, float] = (0.0, 0.0)
+        self._cli: int | None = None  # the run's process, found once
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             self.peak = max(self.peak, tree_rss_kib(self.pid))
-            self.sched = main_thread_sched(self.pid) or self.sched
+            if self._cli is None:
+                self._cli = cli_pid(self.pid)
+            if self._cli is not None:
+                self.sched = main_thread_sched(self._cli) or self.sched
 
     def stop(self) -> int:
         self._stop.set()
