@@ -15,12 +15,12 @@ from __future__ import annotations
 import binascii
 import os
 import time
-from base64 import b64decode
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pybase64 import b64decode  # SIMD base64: the stdlib's decoder took ~0.4 s of the event loop per 100k rows
 
 from ..errors import ConfigError, ProviderError, TransientProviderError
 from .structured import RETRYABLE_STATUS
@@ -110,10 +110,13 @@ def _matrix(rows: list[Any]) -> tuple[Any, bool]:
 
     if rows and all(isinstance(e, str) for e in rows):  # base64 (little-endian float32), the usual answer: one buffer
         chars = len(rows[0])
-        if chars % 4 == 0 and all(len(e) == chars for e in rows):  # one decode of them all, when nothing pads or interrupts
-            buf = binascii.a2b_base64("".join(rows))
-            width = chars // 4 * 3
-            if len(buf) == len(rows) * width and width % 4 == 0:  # every character was data: the rows decoded in step
+        width = chars // 4 * 3
+        if chars % 4 == 0 and width % 4 == 0 and not rows[0].endswith("=") and all(len(e) == chars for e in rows):
+            try:  # one strict decode of them all: no row pads, so the rows decode in step
+                buf = b64decode("".join(rows), validate=True)
+            except binascii.Error:
+                buf = b""
+            if len(buf) == len(rows) * width:
                 return np.frombuffer(buf, dtype="<f4").reshape(len(rows), width // 4), False
         raw_rows = [b64decode(e) for e in rows]
         width = len(raw_rows[0])
