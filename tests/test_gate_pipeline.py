@@ -206,3 +206,61 @@ def test_dedup_and_the_judge_together_keep_the_size_exact(tmp_path):
     assert all(r["judge"]["pass"] for r in rows) and not any("item 1" in r["question"] for r in rows)
     q = run.quality()
     assert q is not None and q.judge_rejected > 0 and q.in_gates == 0
+
+
+def test_calls_waiting_for_room_get_it_in_order_and_a_cancelled_one_gives_its_place_up():
+    """Only the calls whose rows fit are woken when rows leave the gates, first come first served; a call
+    cancelled while it waits (or just after it got room) leaves the room to the next."""
+    from contextlib import nullcontext
+
+    from treesynth.core.quality.pipeline import GateItem, GatePipeline
+
+    class Index:
+        async def ensure_open(self, dim, embedder=None):
+            return None
+
+        def admit(self, X):
+            return np.ones(len(X), dtype=bool), np.zeros(len(X), dtype=np.float32)
+
+        def one_write(self):
+            return nullcontext()
+
+    async def go():
+        emb = HeldEmbedder(held=True, batch_rows=5)
+        order: list[int] = []
+
+        def commit(item, idx, keep, sims, P):
+            order.append(item.slot)
+            return len(idx)
+
+        pipe = GatePipeline(Index(), emb, lambda items: [list(range(len(i.rows))) for i in items], commit, capacity=10)
+
+        def item(k):
+            return GateItem("0/1", k, [], [({"q": f"{k}-{j}"}, k * 10 + j, j) for j in range(5)], [f"text {k} {j}" for j in range(5)])
+
+        tasks = {k: asyncio.ensure_future(pipe.submit(item(k))) for k in range(6)}
+        await asyncio.sleep(0.01)
+        assert pipe.waiting == 10 and len(pipe._room) == 4  # two calls' rows in the gates, four calls in line
+        tasks[3].cancel()  # gives its place up while it waits
+        await asyncio.sleep(0)
+        emb.release.set()
+        done = await asyncio.gather(*(tasks[k] for k in (0, 1, 2, 4, 5)))
+        assert done == [5] * 5 and tasks[3].cancelled()
+        assert order == [0, 1, 2, 4, 5] and pipe.waiting == 0 and not pipe._room
+        # granted room, cancelled before it used it: the room goes back
+        emb.release.clear()
+        first = [asyncio.ensure_future(pipe.submit(item(k))) for k in (6, 7)]
+        await asyncio.sleep(0.01)
+        late = asyncio.ensure_future(pipe.submit(item(8)))
+        await asyncio.sleep(0)
+        assert len(pipe._room) == 1
+        pipe._room[0][1].set_result(None)  # as _grant would, then the call is cancelled before it runs on
+        pipe.waiting += 5
+        late.cancel()
+        await asyncio.sleep(0)
+        assert late.cancelled() and pipe.waiting == 10
+        emb.release.set()
+        assert await asyncio.gather(*first) == [5, 5] and pipe.waiting == 0
+        await pipe.aclose()
+
+    asyncio.run(go())

@@ -83,7 +83,7 @@ class GatePipeline:
         self.queued_rows = 0  # rows waiting for an embedding batch
         self.waiting = 0  # rows in the pipeline: queued, being embedded or admitted
         self.generated = 0  # rows that entered the gates (cumulative, this process)
-        self._room = asyncio.Condition()
+        self._room: deque[tuple[int, asyncio.Future[None]]] = deque()  # calls waiting for room, first come first served
         self._work = asyncio.Event()  # set when a batch is ready (full, or its oldest row lingered LINGER_S)
         self._oldest = 0.0  # when the oldest queued row started to wait for a batch (the loop's clock)
         self._linger: asyncio.TimerHandle | None = None
@@ -97,20 +97,56 @@ class GatePipeline:
         if self._failure is not None:
             raise self._failure
         n = len(item.texts)
-        async with self._room:
-            await self._room.wait_for(lambda: self.waiting == 0 or self.waiting + n <= self.capacity)
+        if self._room or not self._fits(n):
+            await self._wait_room(n)  # its rows are counted in ``waiting`` once room is granted
+        else:
+            self.waiting += n
         if not self._queue:  # the oldest row's wait for a full batch starts
             self._oldest = asyncio.get_running_loop().time()
             self._linger = asyncio.get_running_loop().call_later(LINGER_S, self._work.set)
         self._queue.append(item)
         self.queued_rows += n
-        self.waiting += n
         self.generated += n
         self._start()
         if self.queued_rows >= self.batch_rows:
             self._work.set()
         self.on_change()
         return await item.future
+
+    def _fits(self, n: int) -> bool:
+        return self.waiting == 0 or self.waiting + n <= self.capacity
+
+    async def _wait_room(self, n: int) -> None:
+        """Wait in line until ``n`` more rows fit (``capacity``), then hold them. Only the calls whose rows fit
+        are woken when rows leave (``_grant``): with hundreds of calls waiting, waking them all on every admit to
+        re-check cost the event loop more than the admits."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room.append((n, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # granted, then cancelled before it could use the room
+                self.waiting -= n
+            else:
+                try:
+                    self._room.remove((n, fut))
+                except ValueError:
+                    pass
+            self._grant()
+            raise
+
+    def _grant(self) -> None:
+        """Give room to the calls first in line while their rows fit."""
+        while self._room:
+            n, fut = self._room[0]
+            if fut.done():  # cancelled while waiting
+                self._room.popleft()
+                continue
+            if not self._fits(n):
+                return
+            self._room.popleft()
+            self.waiting += n
+            fut.set_result(None)
 
     def _start(self) -> None:
         self._workers = [w for w in self._workers if not w.done()]
@@ -230,8 +266,7 @@ class GatePipeline:
 
     async def _done(self, items: Sequence[GateItem]) -> None:
         self.waiting -= sum(len(i.texts) for i in items)
-        async with self._room:
-            self._room.notify_all()
+        self._grant()
         self.on_change()
 
     def _fail(self, batch: Sequence[GateItem], e: BaseException) -> None:
@@ -252,6 +287,9 @@ class GatePipeline:
         self._admitter = None
         if self._linger is not None:
             self._linger.cancel()
+        for _n, fut in self._room:  # calls still waiting for room end with the pipeline
+            fut.cancel()
+        self._room.clear()
         left = list(self._queue) + [item for batch, _ in self._ready for item in batch]
         self._queue.clear()
         self._ready.clear()
