@@ -459,7 +459,7 @@ class VectorLog:
     def append(self, X: np.ndarray) -> None:
         """Append the rows of ``X`` (n, dim) as float16 in one write; a torn tail is cut first."""
         fd = self._fileno()
-        A = np.asarray(X, dtype=np.float32)
+        A = np.asarray(X) if getattr(X, "dtype", None) == np.float16 else np.asarray(X, dtype=np.float32)
         if A.ndim == 1:
             A = A.reshape(1, -1)
         if A.ndim != 2 or A.shape[1] != self.dim:

@@ -13,9 +13,9 @@ treesynth.core.neardup_process``: it reads framed requests on stdin and answers 
 its stdin closes, so a parent that dies (even by SIGKILL) takes it along. It runs in a session of its own:
 Ctrl-C in the terminal reaches the parent, which closes it.
 
-Frames (little-endian): a request is one byte (``I`` init, ``A`` add, ``D`` admit), a uint64 payload
-length and the payload: init a JSON object of ``NearDuplicateIndex`` keyword arguments, add and admit a
-uint32 row count then the rows as float32. An answer is ``K`` (ok) or ``E`` (error), a uint64 length and the
+Frames (little-endian): a request is one byte (``I`` init, ``A`` add, ``D`` admit; ``a`` and ``d`` the same
+with float16 rows), a uint64 payload length and the payload: init a JSON object of ``NearDuplicateIndex``
+keyword arguments, add and admit a uint32 row count then the rows as float32 (float16). An answer is ``K`` (ok) or ``E`` (error), a uint64 length and the
 payload: admit's keep mask (one byte a row) then each row's max cosine (float32); an error its message
 (UTF-8) after its kind (``V`` a ValueError, ``R`` anything else).
 """
@@ -42,14 +42,17 @@ class IndexProcessError(RuntimeError):
     """The index process ended or failed."""
 
 
-def _rows(X: np.ndarray, dim: int) -> tuple[int, bytes]:
-    """(row count, the rows as little-endian float32 bytes): what an add or admit request carries."""
-    A = np.asarray(X, dtype=np.float32)
+def _rows(X: np.ndarray, dim: int) -> tuple[bool, int, bytes]:
+    """(whether the rows go as float16, row count, the rows as little-endian bytes): what an add or admit
+    request carries. float16 rows (the endpoint embedder's) go as they are, half the bytes of float32; any
+    other type goes as float32."""
+    half = getattr(X, "dtype", None) == np.float16
+    A = np.asarray(X, dtype=np.float16 if half else np.float32)
     if A.ndim == 1:
         A = A.reshape(1, -1)
     if A.ndim != 2 or A.shape[1] != dim:
         raise ValueError(f"expected vectors of dimension {dim}, got an array of shape {A.shape}")
-    return len(A), np.ascontiguousarray(A, dtype="<f4").tobytes()
+    return half, len(A), np.ascontiguousarray(A, dtype="<f2" if half else "<f4").tobytes()
 
 
 class IndexProcess:
@@ -91,13 +94,13 @@ class IndexProcess:
         raise (ValueError if body[:1] == b"V" else IndexProcessError)(message)
 
     def add(self, X: np.ndarray) -> None:
-        n, data = _rows(X, self.dim)
-        self._request(b"A", _ROWS.pack(n), data)
+        half, n, data = _rows(X, self.dim)
+        self._request(b"a" if half else b"A", _ROWS.pack(n), data)
         self._n += n
 
     def admit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n, data = _rows(X, self.dim)
-        body = self._request(b"D", _ROWS.pack(n), data)
+        half, n, data = _rows(X, self.dim)
+        body = self._request(b"d" if half else b"D", _ROWS.pack(n), data)
         keep = np.frombuffer(body, dtype=np.uint8, count=n).astype(bool)
         sims = np.frombuffer(body, dtype="<f4", count=n, offset=n).astype(np.float32)
         self._n += int(keep.sum())
@@ -145,11 +148,11 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
             if index is None:
                 raise RuntimeError("the index is not initialised")
             (n,) = _ROWS.unpack_from(body)
-            X = np.frombuffer(body, dtype="<f4", offset=_ROWS.size).reshape(n, index.dim)
-            if kind == b"A":
+            X = np.frombuffer(body, dtype="<f4" if kind.isupper() else "<f2", offset=_ROWS.size).reshape(n, index.dim)
+            if kind in (b"A", b"a"):
                 index.add(X)
                 _send(out, b"K")
-            elif kind == b"D":
+            elif kind in (b"D", b"d"):
                 keep, sims = index.admit(X)
                 _send(out, b"K", keep.astype(np.uint8).tobytes(), np.ascontiguousarray(sims, dtype="<f4").tobytes())
             else:

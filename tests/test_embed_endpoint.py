@@ -175,6 +175,24 @@ async def test_fresh_rows_leave_the_cache_alone(srv, tmp_path):
     cache.close()
 
 
+async def test_the_gates_get_the_float16_vectors_that_embed_widens(srv, tmp_path):
+    """``embed_fresh`` (the gate pipeline's call) gives the float16-rounded unit rows as float16, one request's
+    answer or many, repeated texts too; ``embed`` gives the same rows widened to unit float32."""
+    from treesynth.core.embeddings import quantise
+
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    e = embedder(srv, cache=cache, batch_rows=4)
+    for texts in (TEXTS[:3], TEXTS + TEXTS[:2]):  # one request as answered; three, and repeated texts
+        H = await e.embed_fresh(texts)
+        assert H.dtype == np.float16 and H.shape == (len(texts), 8)
+        np.testing.assert_array_equal(quantise(H), await e.embed(texts, fresh=True))
+        np.testing.assert_allclose(np.linalg.norm(H.astype(np.float32), axis=1), 1.0, atol=2e-3)
+    assert (await e.embed_fresh([])).shape == (0, 8)
+    await e.aclose()
+    assert cache.get_vectors([__import__("treesynth.core.cache", fromlist=["vector_key"]).vector_key("emb-small", t) for t in TEXTS]) == {}
+    cache.close()
+
+
 async def test_the_cache_key_is_the_model_as_sent_not_the_api_base_or_prefix(tmp_path):
     cache = ResponseCache(tmp_path / "cache.sqlite")
     with FakeEmbeddings() as a:

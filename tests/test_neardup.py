@@ -329,6 +329,17 @@ def test_vector_log_round_trip(tmp_path) -> None:
         log.read()
 
 
+def test_vector_log_stores_float16_rows_as_they_are(tmp_path) -> None:
+    H = rand_unit(np.random.default_rng(51), 4).astype(np.float16)
+    with VectorLog(tmp_path / "v.f16", DIM) as log:
+        log.append(H)
+        log.append(H[0])
+        got = log.read()
+    assert np.array_equal(got, np.concatenate([H, H[:1]]).astype(np.float32))
+    raw = (tmp_path / "v.f16").read_bytes()[VectorLog.HEADER_BYTES :]
+    assert raw == np.concatenate([H, H[:1]]).astype("<f2").tobytes()
+
+
 def test_vector_log_seeds_an_index(tmp_path) -> None:
     rng = np.random.default_rng(51)
     X = rand_unit(rng, 50)

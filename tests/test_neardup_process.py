@@ -40,6 +40,25 @@ def test_same_decisions_and_cosines_as_the_index_in_process(proc) -> None:
     assert 0 < len(X) - len(proc) < len(X) // 5  # near-duplicates were turned away, most rows kept
 
 
+def test_float16_rows_travel_as_float16_and_get_the_answers_of_their_float32_values(proc) -> None:
+    # the endpoint embedder's vectors are float16: half the bytes through the pipe, the same decisions
+    rng = np.random.default_rng(11)
+    H = clustered(5000, rng, dup_frac=0.05).astype(np.float16)
+    local = NearDuplicateIndex(DIM, TH, expected_rows=16_000)
+    sent: list[bytes] = []
+    request = proc._request
+    proc._request = lambda kind, *payload: (sent.append(kind), request(kind, *payload))[1]  # type: ignore[method-assign]
+    proc.add(H[:300])
+    local.add(H[:300].astype(np.float32))
+    for a, b in [(300, 305), (305, 4400), (4400, 5000)]:
+        kl, sl = local.admit(H[a:b].astype(np.float32))
+        kp, sp = proc.admit(H[a:b])
+        assert np.array_equal(kl, kp) and np.array_equal(sl, sp)
+    assert sent == [b"a", b"d", b"d", b"d"] and not local.exact
+    proc.admit(H[:2].astype(np.float32))
+    assert sent[-1] == b"D"
+
+
 def test_bad_vectors_are_a_value_error_and_the_child_lives_on(proc) -> None:
     with pytest.raises(ValueError, match="dimension"):
         proc.admit(np.ones((2, DIM + 1), dtype=np.float32))

@@ -196,6 +196,13 @@ class EndpointRowEmbedder(RowEmbedder):
         """Unit-norm float32 vectors of ``texts`` (float16-rounded), in order: from the cache where it has
         them, the rest from the endpoint in requests of at most ``batch_rows`` texts. ``fresh`` (a run's new
         rows, whose vectors the run directory keeps): the cache is left out, neither read nor written."""
+        return quantise(await self._unit_f16(texts, fresh))
+
+    async def embed_fresh(self, texts: Sequence[str]) -> np.ndarray:
+        """The unit vectors rounded to float16, as float16 (``embed``'s before they are widened again)."""
+        return await self._unit_f16(texts, True)
+
+    async def _unit_f16(self, texts: Sequence[str], fresh: bool) -> np.ndarray:
         texts = list(texts)
         uniq: dict[str, int] = {}
         inv = np.fromiter((uniq.setdefault(t, len(uniq)) for t in texts), dtype=np.int64, count=len(texts))
@@ -232,14 +239,16 @@ class EndpointRowEmbedder(RowEmbedder):
                 if cache is not None:  # in a worker thread: 100k inserts are seconds of the event loop's time
                     await asyncio.to_thread(self._cache_put, [(keys[i], H[j].tobytes()) for j, i in enumerate(c)])
         if not texts:
-            return np.zeros((0, self.dim or 0), dtype=np.float32)
+            return np.zeros((0, self.dim or 0), dtype=np.float16)
         assert self.dim is not None
+        if not hits and len(answered) == 1 and len(distinct) == len(texts):  # one request, no repeats: as answered
+            return answered[0][1]
         U = np.empty((len(distinct), self.dim), dtype=np.float16)  # whole arrays, no per-row step (100k rows a run)
         for i, v in hits.items():
             U[i] = v
         for c, H in answered:
             U[np.asarray(c, dtype=np.int64)] = H
-        return quantise(U[inv])
+        return U[inv]
 
     def embed_blocking(self, texts: list[str]) -> np.ndarray:
         """From a thread with no running event loop: its own loop, and its own connections, closed after."""

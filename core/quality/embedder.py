@@ -52,6 +52,12 @@ class RowEmbedder:
 
         return np.asarray(await asyncio.to_thread(self.embed_blocking, list(texts)), dtype=np.float32)
 
+    async def embed_fresh(self, texts: Sequence[str]) -> np.ndarray:
+        """The gates' vectors of a run's new rows (``embed(texts, fresh=True)``): unit rows, float32, or float16
+        where the embedder has them so (the index normalises them; row_vectors.f16 stores them as they are), so
+        that a large run's vectors are not widened and narrowed again on the event loop."""
+        return await self.embed(texts, fresh=True)
+
     def as_sync(self, loop: asyncio.AbstractEventLoop | None = None) -> SyncEmbed:
         """A plain callable for code that embeds from a worker thread (a data-driven split)."""
         return self.embed_blocking

@@ -215,7 +215,7 @@ class GatePipeline:
 
     async def _embed(self, batch: list[GateItem]) -> np.ndarray:
         texts = [t for item in batch for t in item.texts]
-        X = await self.embedder.embed(texts, fresh=True)  # new rows: their vectors go to row_vectors.f16, not the cache
+        X = await self.embedder.embed_fresh(texts)  # new rows: their vectors go to row_vectors.f16, not the cache
         if X.shape[0] != len(texts):
             raise RuntimeError(f"the embedder returned {X.shape[0]} vectors for {len(texts)} texts")
         await self.dedup.ensure_open(X.shape[1], self.embedder)
@@ -249,7 +249,8 @@ class GatePipeline:
             per_item.append(X[a : a + len(item.texts)])
             a += len(item.texts)
         offer = self.plan(group)
-        offered = [P[np.asarray(idx, dtype=np.int64)] for P, idx in zip(per_item, offer, strict=True)]
+        # the plan's indices rise, so as many as the call's rows are all of them (the usual case: no copy)
+        offered = [P if len(idx) == len(P) else P[np.asarray(idx, dtype=np.int64)] for P, idx in zip(per_item, offer, strict=True)]
         keep, sims = await asyncio.to_thread(self.dedup.admit, np.concatenate(offered))
         b = 0
         with self.dedup.one_write():  # the group's kept vectors in one append to row_vectors.f16
