@@ -238,15 +238,16 @@ class Synthesis(EngineBase):
         node = self.tree.nodes.get(item.leaf_id)
         if node is None or node.status != LEAF or node.revision != item.revision:
             raise Stale()  # pruned or renamed while the rows were gated: nothing is written
-        offered = [item.rows[j] for j in idx]
-        dropped = [i for i, ok in enumerate(keep) if not ok]
+        offered = item.rows if len(idx) == len(item.rows) else [item.rows[j] for j in idx]  # idx rises: all of them
+        if keep.all():  # the usual case: nothing to take apart
+            return self._store_rows(item.leaf_id, item.slot, item.path, offered, vectors)
+        dropped = (~keep).nonzero()[0].tolist()
         counts = self.gates.counts
-        if dropped:
-            counts.near_duplicates += len(dropped)
-            self.store.append_rejected(near_duplicate_records(
-                item.leaf_id, item.slot, item.path, [offered[i][0] for i in dropped], [sims[i] for i in dropped]))
-            self._emit(counts.event(**self._gate_state()))
-        kept = [r for r, ok in zip(offered, keep, strict=True) if ok]
+        counts.near_duplicates += len(dropped)
+        self.store.append_rejected(near_duplicate_records(
+            item.leaf_id, item.slot, item.path, [offered[i][0] for i in dropped], [float(sims[i]) for i in dropped]))
+        self._emit(counts.event(**self._gate_state()))
+        kept = [r for r, ok in zip(offered, keep.tolist(), strict=True) if ok]
         return self._store_rows(item.leaf_id, item.slot, item.path, kept, vectors[keep])
 
     def _gate_state(self) -> dict[str, int]:
