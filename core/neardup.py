@@ -68,7 +68,11 @@ INDEX_KIND = "ivf"
 IVF_NPROBE = 8  # cells searched per query (recall against speed: benchmarks/README.md)
 IVF_TRAIN_PER_CELL = 10  # vectors per cell the k-means is trained on
 IVF_CANDIDATES = 8  # fast-scan neighbours per query re-ranked by their exact float16 vectors
-IVF_PQ_DIMS = 4  # dimensions per 4-bit product-quantiser code of the fast-scan stage (dim 384: 96 codes, 48 bytes)
+# dimensions per 4-bit product-quantiser code of the fast-scan stage (dim 384: 48 codes, 24 bytes a row). The codes
+# only choose which rows to re-rank exactly, so coarser ones cost no decision: 8 instead of 4 admitted 100k rows in
+# 4.4 s instead of 6.0 and 1M in 71.6 s instead of 85.6, with the same rows turned away and every planted
+# near-duplicate found at both sizes (benchmarks/README.md, "The IVF stage", session 20)
+IVF_PQ_DIMS = 8
 ADMIT_CHUNK = 256  # rows of one admit compared with each other exactly (a Gram matrix) at most: b^2 products
 STORE_BLOCK_ROWS = 65_536  # the exact vectors are kept in blocks of this many rows (no doubling copy at 1M)
 
@@ -125,6 +129,8 @@ class NearDuplicateIndex:
         kind: str = INDEX_KIND,
         expected_rows: int = 100_000,
         nprobe: int = IVF_NPROBE,
+        pq_dims: int = IVF_PQ_DIMS,
+        candidates: int = IVF_CANDIDATES,
     ) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -152,6 +158,10 @@ class NearDuplicateIndex:
         self.kind = kind
         self.cells = ivf_cells(expected_rows)
         self.nprobe = nprobe
+        if pq_dims < 1 or candidates < 1:
+            raise ValueError("pq_dims and candidates must be at least 1")
+        self.pq_dims = pq_dims  # dimensions per 4-bit code of the fast-scan stage
+        self.candidates = candidates  # fast-scan neighbours re-ranked exactly per query
         if kind == "ivf":  # the exact stage lasts until the cells can be trained
             self.exact_limit = max(exact_limit, self.cells * IVF_TRAIN_PER_CELL)
             self._buf = np.zeros((max(self.exact_limit, flush_rows), dim), dtype=np.float32)
@@ -186,7 +196,7 @@ class NearDuplicateIndex:
             return self._buf.nbytes
         n = int(self._hnsw.ntotal)
         if self.kind == "ivf" and self._fast_scan:  # 4-bit codes, an int64 id, the float16 vector; the centroids
-            return n * (self.dim // IVF_PQ_DIMS // 2 + 8) + self._store.nbytes + self.cells * self.dim * 4 + self._buf.nbytes
+            return n * (self.dim // self.pq_dims // 2 + 8) + self._store.nbytes + self.cells * self.dim * 4 + self._buf.nbytes
         if self.kind == "ivf":  # float16 codes and an int64 id per vector, the centroids
             return n * (self.dim * (2 if self.dtype == "f16" else 4) + 8) + self.cells * self.dim * 4 + self._buf.nbytes
         per_vector = self.dim * (2 if self.dtype == "f16" else 4)
@@ -253,7 +263,7 @@ class NearDuplicateIndex:
             Q = np.ascontiguousarray(A, dtype=np.float32)
             self._set_threads(b)
             if self._fast_scan:
-                _, ids = self._hnsw.search(Q, IVF_CANDIDATES)
+                _, ids = self._hnsw.search(Q, self.candidates)
                 cos = self._store.cosines(Q, ids)  # exact (float16 vectors) for the candidates
                 best = np.minimum(cos.max(axis=1), 1.0).astype(np.float32)
             else:
@@ -314,12 +324,15 @@ class NearDuplicateIndex:
 
     def _train_ivf(self, faiss: Any) -> Any:
         """Cells (k-means centroids) trained on the exact stage's vectors. Rows are stored as 4-bit PQ
-        fast-scan codes whose ``IVF_CANDIDATES`` best answers are re-ranked with the rows' exact float16
-        vectors (a scan of 48 bytes a row instead of 768: 4x faster admits, benchmarks/README.md); a
-        dimension PQ cannot split evenly falls back to float16 scalar-quantised cells."""
+        fast-scan codes whose ``candidates`` best answers are re-ranked with the rows' exact float16
+        vectors (a scan of 24 bytes a row instead of 768, benchmarks/README.md). Fast-scan needs an even number
+        of codes: a dimension ``pq_dims`` cannot split so takes codes of 4 dimensions, and one 4 cannot split
+        either falls back to float16 scalar-quantised cells."""
         quantizer = faiss.IndexFlatIP(self.dim)
-        if self.dtype == "f16" and self.dim % (2 * IVF_PQ_DIMS) == 0:
-            fs = faiss.IndexIVFPQFastScan(quantizer, self.dim, self.cells, self.dim // IVF_PQ_DIMS, 4, faiss.METRIC_INNER_PRODUCT)
+        pq = next((d for d in (self.pq_dims, 4) if self.dim % (2 * d) == 0), None)
+        if self.dtype == "f16" and pq is not None:
+            fs = faiss.IndexIVFPQFastScan(quantizer, self.dim, self.cells, self.dim // pq, 4, faiss.METRIC_INNER_PRODUCT)
+            self.pq_dims = pq
             self._quantizer = quantizer
             fs.cp.min_points_per_centroid = 1
             fs.cp.seed = 1234

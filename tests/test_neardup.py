@@ -227,6 +227,21 @@ def test_ivf_admit_stream_agrees_with_brute_force(batch: int) -> None:
     assert abs(len(ivf) - len(exact)) <= 0.01 * len(X)
 
 
+@pytest.mark.parametrize(("dim", "pq"), [(384, 8), (40, 4), (36, None)])
+def test_fast_scan_codes_fit_the_dimension(dim: int, pq: int | None) -> None:
+    """Codes of 8 dimensions where the dimension splits into an even number of them, else of 4, else no
+    fast-scan (float16 cells); the planted near-copy is found whichever stage answers."""
+    rng = np.random.default_rng(dim)
+    X = rand_unit(rng, 300, dim)
+    ix = NearDuplicateIndex(dim, TH, exact_limit=64, flush_rows=16, expected_rows=400)
+    ix.add(X)
+    assert not ix.exact and ix._fast_scan == (pq is not None) and (pq is None or ix.pq_dims == pq)
+    keep, sims = ix.admit(np.stack([near(X[7], rng, 0.97), rand_unit(rng, 1, dim)[0]]))
+    assert keep.tolist() == [False, True] and abs(sims[0] - 0.97) < 2e-3
+    with pytest.raises(ValueError, match="pq_dims"):
+        NearDuplicateIndex(dim, TH, pq_dims=0)
+
+
 def test_hnsw_single_row_queries_find_rows_in_the_graph_and_in_the_buffer() -> None:
     rng = np.random.default_rng(40)
     X = clustered(3000, rng, dup_frac=0.0)
