@@ -22,6 +22,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+def gsm8k_file(name: str = "test") -> Path:
+    """``../shared/data/gsm8k/<name>.jsonl``, the human GSM8K rows the tests measure against (MIT; beside the
+    clone in CI, never copied into it). Missing: the test fails with one line that names the folder, not a bare
+    FileNotFoundError from deep inside it."""
+    path = SHARED / "data" / "gsm8k" / f"{name}.jsonl"
+    if not path.is_file():
+        pytest.fail(f"this test reads the human GSM8K rows, {path}: put the shared folder beside the clone "
+                    "(../shared/data/gsm8k/{train,test}.jsonl)", pytrace=False)
+    return path
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"

@@ -14,15 +14,13 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED, call_cli, cli_env, read_jsonl, run_cli
+from tests.conftest import call_cli, cli_env, gsm8k_file, read_jsonl, run_cli
 from tests.fakes import ScriptedTransport, hash_embedder
 from treesynth.core.balance import create_balance_run, farthest_point_keep, leaf_targets, load_data, validate_route
 from treesynth.core.errors import ConfigError
 from treesynth.core.partition import PartitionError
 from treesynth.core.run import Run
 from treesynth.core.tree import Node
-
-GSM_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
 
 
 def _data_file(tmp_path, n=80):
@@ -178,10 +176,10 @@ def test_balance_resumes_after_sigkill(tmp_path):
 
 
 def test_estimate_covers_balance_runs():
-    r = call_cli("estimate", "--balance", str(GSM_TEST), "--route", "llm", "--route-batch", "20", "--depth", "2", "--model", "openai/gpt-4o-mini")
+    r = call_cli("estimate", "--balance", str(gsm8k_file("test")), "--route", "llm", "--route-batch", "20", "--depth", "2", "--model", "openai/gpt-4o-mini")
     assert r.returncode == 0, r.stderr
     assert "1,319 rows" in r.stdout and "calls:" in r.stdout and "$" in r.stdout
-    e = call_cli("estimate", "--balance", str(GSM_TEST), "--route", "embed", "--depth", "2")
+    e = call_cli("estimate", "--balance", str(gsm8k_file("test")), "--route", "embed", "--depth", "2")
     assert e.returncode == 0
     calls = lambda out: int(out.split("calls:")[1].split()[0].lstrip("~").replace(",", ""))  # noqa: E731
     assert calls(e.stdout) < calls(r.stdout), "embedding routing makes no routing calls"
@@ -190,12 +188,12 @@ def test_estimate_covers_balance_runs():
 @pytest.mark.slow
 def test_balance_real_gsm8k_with_embedding_routing(stub, tmp_path):
     out = tmp_path / "b"
-    r = call_cli("balance", str(GSM_TEST), "--field", "question", "--fields", "question,answer", "--task", "GSM8K-style math word problems",
+    r = call_cli("balance", str(gsm8k_file("test")), "--field", "question", "--fields", "question,answer", "--task", "GSM8K-style math word problems",
                  "--model", "openai/stub", "--api-base", stub.url, "--depth", "2", "--route", "embed", "--no-ui", "--out", str(out),
                  "--no-dedup",  # the stub server's rows are templates of each other: semantic dedup would turn them all away
                  env=cli_env(TREESYNTH_CACHE_DIR=str(tmp_path / "cache")))
     assert r.returncode == 0, r.stderr[-3000:]
-    n_input = sum(1 for _ in open(GSM_TEST))
+    n_input = sum(1 for _ in open(gsm8k_file("test")))
     table = _table(out)
     assert sum(int(t["before"]) for t in table) == n_input
     assert sum(int(t["after"]) for t in table) == n_input  # --size defaults to the input's size

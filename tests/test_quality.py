@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SHARED, call_cli, cli_env, read_jsonl
+from tests.conftest import call_cli, cli_env, gsm8k_file, read_jsonl
 from tests.fakes import ScriptedTransport, hash_embedder
 from treesynth.core import events as ev
 from treesynth.core.config import build_config
@@ -43,7 +43,7 @@ def test_gsm8k_preset_validators_on_human_gsm8k():
     """The regex and length checks pass every real GSM8K test row; the arithmetic check flags only rows
     whose written calculation is wrong as written (measured: 11 of 1,319)."""
     cfg = build_config(flags={"preset": "gsm8k"})
-    rows = read_jsonl(SHARED / "data" / "gsm8k" / "test.jsonl")
+    rows = read_jsonl(gsm8k_file("test"))
     fails = [failures(r, cfg.validators) for r in rows]
     assert not [f for f in fails if f and f != ["answer: has a wrong calculation"]]
     assert sum(1 for f in fails if f) <= 0.02 * len(rows)
@@ -92,7 +92,7 @@ def test_the_calculation_pattern_reads_human_gsm8k_as_the_former_one_did():
     former = re.compile(
         rf"(?<![\w.,/$])(?<![-+*/×÷]\s)(?<!\d\s)((?:\(\s*)*{_NUM}(?:[\s()]*[-+*/x×÷][\s()]*(?:{_NUM})[\s)]*)+)=\s*\$?({_NUM})(?![\w/]|\.\d|\s\d+/)"
     )
-    texts = [r[f] for name in ("train", "test") for r in read_jsonl(SHARED / "data" / "gsm8k" / f"{name}.jsonl") for f in ("question", "answer")]
+    texts = [r[f] for name in ("train", "test") for r in read_jsonl(gsm8k_file(name)) for f in ("question", "answer")]
     found = 0
     for t in texts:
         mine = [(m.span(), m.groups()) for m in _EXPR.finditer(t)]
@@ -107,7 +107,7 @@ def test_repetition_catches_a_small_models_loops_and_no_human_gsm8k_row():
             "answer": "The man's " + "son's " * 20 + "son is 4.\n#### 4"}
     assert failures(loop, cfg.validators) == ["question: repeats itself (over 35% of its word trigrams)",
                                               "answer: repeats itself (over 45% of its word trigrams)"]
-    rows = read_jsonl(SHARED / "data" / "gsm8k" / "train.jsonl")
+    rows = read_jsonl(gsm8k_file("train"))
     assert not [r for r in rows if any("repeats" in f for f in failures(r, cfg.validators))]
 
 
@@ -124,7 +124,7 @@ def test_garbled_words_fail_and_no_human_gsm8k_row_does():
               "answer": "She has 30 - 12 = 18 left. A?i,tA?i.dA.a.tA?A.tA.b.tA.i.nA.tA.i.jA.tA.tA.a.tA.i.lA.tA #### 18"}
     assert failures(strung, cfg.validators) == ["answer: has letters strung on punctuation (garbled text)"]
     assert failures({**strung, "answer": "She has 30 - 12 = 18 dollars left, i.e. U.S. dollars at 9 a.m. on Mon.\n#### 18"}, cfg.validators) == []
-    rows = read_jsonl(SHARED / "data" / "gsm8k" / "train.jsonl") + read_jsonl(SHARED / "data" / "gsm8k" / "test.jsonl")
+    rows = read_jsonl(gsm8k_file("train")) + read_jsonl(gsm8k_file("test"))
     assert not [r for r in rows if any("garbled" in f for f in failures(r, cfg.validators))]
 
 

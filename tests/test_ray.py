@@ -214,9 +214,9 @@ def test_the_run_directory_resumes_with_either_executor(ray_local, tmp_path, fir
 
 
 def _gsm8k_questions() -> list[str]:
-    from tests.conftest import SHARED
+    from tests.conftest import gsm8k_file
 
-    with open(SHARED / "data" / "gsm8k" / "test.jsonl") as f:
+    with open(gsm8k_file("test")) as f:
         return [json.loads(line)["question"] for line in f]
 
 

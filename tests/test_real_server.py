@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED, cli_env, read_jsonl, run_cli
+from tests.conftest import cli_env, gsm8k_file, read_jsonl, run_cli
 from tests.counting_proxy import CountingProxy
 from tests.llama_server import llama_cpp_server, skip_without_server
 
@@ -35,7 +35,6 @@ def on(transport: str):
     135M model half as often. The wire itself (a streamed call, negotiation, exact size) runs on both."""
     return pytest.mark.parametrize("transport", [transport])
 SECRET = "sk-test-secret-1234567890"
-GSM_TEST = SHARED / "data" / "gsm8k" / "test.jsonl"
 LLAMA_CPP_JSON_SCHEMA_ERROR = "Input should be 'text' or 'json_object'"
 
 
@@ -248,7 +247,7 @@ def test_sigkill_mid_run_then_resume_reaches_exact_size(llama_server, tmp_path, 
 @on("litellm")
 def test_balance_against_the_server_completes(llama_server, tmp_path, transport):
     data = tmp_path / "gsm8k_slice.jsonl"
-    with open(GSM_TEST) as f:
+    with open(gsm8k_file("test")) as f:
         data.write_text("".join(next(f) for _ in range(16)))
     out = tmp_path / "b"
     before = llama_server.proxy.count()
