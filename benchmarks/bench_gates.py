@@ -223,8 +223,8 @@ def main() -> None:
         print(f"| {r['rows']:,} | {r['case']} | {r['wall_s']} | {r['run_cpu_s']} | {r['loop_cpu_s']} | {r['loop_wait_s']} | {r['server_cpu_s']} "
               f"| {r['peak_rss_mib']} | {r['tree_rss_mib']} | {r['near_duplicates']:,} |")
     if args.repeat > 1:
-        print("\nMedians of", args.repeat, "runs each:\n\n| rows | gates | wall s | run CPU s | event loop CPU s | wall / off |\n"
-              "|---:|---|---:|---:|---:|---:|")
+        print("\nMedians of", args.repeat, "runs each:\n\n| rows | gates | wall s | run CPU s | event loop CPU s | wall / off "
+              "| median of each round's wall / off |\n|---:|---|---:|---:|---:|---:|---:|")
         for size in sorted({r["rows"] for r in results}):
             off = [r["wall_s"] for r in results if r["rows"] == size and r["case"] == "off"]
             for case in dict.fromkeys(r["case"] for r in results if r["rows"] == size):
@@ -232,7 +232,10 @@ def main() -> None:
                 cpus = [r["run_cpu_s"] for r in results if r["rows"] == size and r["case"] == case]
                 loop = [r["loop_cpu_s"] for r in results if r["rows"] == size and r["case"] == case]
                 ratio = f"{statistics.median(walls) / statistics.median(off):.2f}x" if off else ""
-                print(f"| {size:,} | {case} | {statistics.median(walls):.2f} | {statistics.median(cpus):.1f} | {statistics.median(loop):.1f} | {ratio} |")
+                # each run against the off run of its own round (seconds apart; the machine's speed drifts between rounds)
+                paired = [w / o for w, o in zip(walls, off, strict=False)] if off and len(off) == len(walls) else []
+                pair = f"{statistics.median(paired):.2f}x" if paired else ""
+                print(f"| {size:,} | {case} | {statistics.median(walls):.2f} | {statistics.median(cpus):.1f} | {statistics.median(loop):.1f} | {ratio} | {pair} |")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "gates.json").write_text(json.dumps(results, indent=1))
 
