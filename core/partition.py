@@ -61,13 +61,18 @@ class Coverage:
 
 
 def _singular(word: str) -> str:
-    """An English word without a plural ending, conservatively ("categories" -> "category", "boxes" -> "box",
-    "soccers" -> "soccer"; "glass", "bus", "analysis" unchanged)."""
+    """A word's key without a plural ending, conservatively ("categories" -> "category", "boxes" -> "box",
+    "soccers" -> "soccer"; "glass", "bus", "analysis" unchanged). A key, not always the English singular: a
+    final "ie" and "oe" end like the plural's stem, so "movie"/"movies" and "potato"/"potatoes" meet."""
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 4 and word.endswith(("sses", "xes", "zes", "ches", "shes")):
         return word[:-2]
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if len(word) > 3 and word.endswith("ie"):  # movie(s), cookie(s), calorie(s): "movies" was "movy"
+        return word[:-2] + "y"
+    if len(word) > 3 and word.endswith("oe"):  # potatoe(s), heroe(s), shoe(s)
         return word[:-1]
     return word
 

@@ -230,6 +230,13 @@ def test_values_equal_up_to_a_plural_are_one_value():
     assert values == ["Soccer", "Board game", "Box", "Puppies"]
     with pytest.raises(PartitionError, match="at least 2"):
         validate_criterion({"dimension": "sport", "values": ["Soccer", "Soccers"]}, [], 6, FIELDS, TASK)
+    _, values = validate_criterion(
+        {"dimension": "topic", "values": ["Movie", "movies", "Cookies", "cookie", "potato", "Potatoes", "shoes", "shoe", "hero", "heroes"]},
+        [], 10, FIELDS, TASK,
+    )
+    assert values == ["Movie", "Cookies", "potato", "shoes", "hero"]
+    _, values = validate_criterion({"dimension": "topic", "values": ["movie", "move", "cities", "city", "pie", "pies", "toe", "toes"]}, [], 8, FIELDS, TASK)
+    assert values == ["movie", "move", "cities", "pie", "toe"]
     # words that end in s but are no plurals stay apart from their stems
     _, values = validate_criterion({"dimension": "subject", "values": ["glass", "glas", "bus", "bu", "analysis", "analysi"]}, [], 8, FIELDS, TASK)
     assert len(values) == 6
