@@ -10,7 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .partition import Split, Value
-from .text import normalise, sample_plain_text
+from .text import normalise, sample_plain_text, truncate
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,6 +107,25 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
+def cluster_names(texts: list[str], X: np.ndarray, centroids: np.ndarray, labels: np.ndarray, words: list[list[str]]) -> list[str]:
+    """Unique names of clusters ``0..len(words)-1``: "about: " and their distinctive words; a cluster no word
+    names (numbers, stop words, the task's own words) is named by its most typical text (the nearest its
+    centroid), quoted, not "cluster 2"."""
+    import numpy as np
+
+    names = []
+    for j, w in enumerate(words):
+        members = np.flatnonzero(labels == j)
+        if w or not len(members):
+            names.append(f"about: {', '.join(w)}" if w else f"cluster {j + 1}")
+            continue
+        M = np.asarray(X, dtype=np.float32)[members]
+        M = M / np.maximum(np.linalg.norm(M, axis=1, keepdims=True), 1e-12)
+        snippet = truncate(" ".join(texts[int(members[int(np.argmax(M @ centroids[j]))])].split()), 48)
+        names.append(f'like: "{snippet}"' if snippet else f"cluster {j + 1}")
+    return unique_names(names)
+
+
 MIN_SPLIT_PIVOTS = 4  # distinct pivots under which no split is honest, by the model or by clusters
 
 
@@ -132,14 +151,14 @@ def cluster_split(
 
     if k < 2 or len(texts) < 2:
         return None
-    _, labels = kmeans(np.asarray(X, dtype=np.float32), k, seed)
+    C, labels = kmeans(np.asarray(X, dtype=np.float32), k, seed)
     keep = [j for j in range(k) if (labels == j).any()]
     if len(keep) < 2:
         return None
     remap = {j: i for i, j in enumerate(keep)}
     labels = np.array([remap[int(j)] for j in labels])
     words = distinctive_words(texts, labels, len(keep), min_count=2 if len(texts) >= 30 else 1, ignore=ignore)
-    names = unique_names([f"about: {', '.join(w) if w else f'cluster {j + 1}'}" for j, w in enumerate(words)])
     groups = [tuple(int(i) for i in np.flatnonzero(labels == j)) for j in range(len(keep))]
+    names = cluster_names(texts, X, C[keep], labels, words)
     return Split(dimension=f"{FALLBACK_DIMENSION} (level {depth + 1})",
                  values=tuple(Value(value=n, pivots=g, source="data") for n, g in zip(names, groups, strict=True)))

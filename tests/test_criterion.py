@@ -150,6 +150,18 @@ def test_cluster_names_skip_the_task_s_own_words_and_contractions():
     assert "it's" not in plain  # a contraction is a stop word
 
 
+def test_a_cluster_no_word_names_is_named_by_its_most_typical_text():
+    # session 19's README run named a cluster "about: cluster 2": its pivots had no word of four letters left
+    texts = ["apples and pears at the market", "pears and apples sold at market", "market apples price",
+             "5 + 7 = 12", "9 + 3 = 12.", "6 + 6 = 12"]
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=8), rng.normal(size=8)
+    X = np.stack([a + 0.05 * rng.normal(size=8) for _ in range(3)] + [b + 0.3 * rng.normal(size=8), b, b + 0.3 * rng.normal(size=8)])
+    s = cluster_split(texts, X, 2, seed=0, depth=0)
+    names = sorted(v.value for v in s.values)
+    assert names[0].startswith("about: ") and names[1] == 'like: "9 + 3 = 12."', names  # the one nearest its centre
+
+
 def test_copies_of_the_prompt_examples_are_recognised_even_with_new_numbers():
     from treesynth.core.text import copies_example
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..clusters import FALLBACK_DIMENSION, distinctive_words, fallback_k, kmeans, unique_names
+from ..clusters import FALLBACK_DIMENSION, cluster_names, distinctive_words, fallback_k, kmeans
 from ..ids import derive_seed
 from ..partition import Split, Value
 from ..tree import Node
@@ -36,8 +36,9 @@ class RowClusters:
             return None
         centroids, labels = made
         data = self.rows.data
-        words = distinctive_words([data.text(r) for r in rows], labels, len(centroids), ignore=self.ignore)
-        names = unique_names([f"about: {', '.join(w) if w else f'cluster {j + 1}'}" for j, w in enumerate(words)])
+        texts = [data.text(r) for r in rows]
+        words = distinctive_words(texts, labels, len(centroids), ignore=self.ignore)
+        names = cluster_names(texts, self.rows.emb[rows], centroids, labels, words)
         where = {r: int(j) for r, j in zip(rows, labels, strict=True)}
         by_cluster: list[list[int]] = [[] for _ in names]
         for pos, r in enumerate(self.rows.pivot_rows.get(node.id, [])):
