@@ -74,7 +74,8 @@ _NUMBERING_WORDS = frozenset({"set", "subset", "part", "batch", "bucket", "segme
 # a statement rather than a name: "The setting is a function,10," with values "The set is a set,10." (SmolLM2-135M's
 # split of a 4-pivot node in session 19's run), and words glued to numbers by punctuation ("function,10")
 _STATEMENT = re.compile(r"^(?:the|a|an|this|that|it|there)\b.*\b(?:is|are|was|were|has|have)\b")
-_GLUED = re.compile(r"[^\W\d_][,;:]\s*\d")
+_TRAILING_ELLIPSIS = re.compile(r"(?:\.\.\.|\u2026)[\W_]*$")  # "Howmany...": an ellipsis mid-label ("well... maybe") is fine
+_GLUED = re.compile(r"[^\W\d_][,;:]\s*\d|[^\W\d_][,;:][^\W\d_]")  # "function,10" / "question:what's": no name
 _CODE = re.compile(r"^[a-z][ _-]?\d+$")  # "d1", "v-2": a code, not a name (SmolLM2 split by 'd1' into 'd2', 'd3', 'd4')
 _FILE_NAME = re.compile(r"\.(?:json|jsonl|txt|csv|tsv|md|py|yaml|yml|toml|xml|html?|pdf)$")
 # a label that ends on one of these was cut off mid-phrase ("A simple, everyday example of")
@@ -83,6 +84,8 @@ _DANGLING = frozenset({"of", "the", "a", "an", "and", "or", "to", "with", "for",
 
 def placeholder_reason(label: str, fields: tuple[str, ...] | list[str] = (), task: str = "") -> str | None:
     """Why ``label`` is a placeholder rather than a real dimension or value; None if it is real."""
+    if _TRAILING_ELLIPSIS.search(label):  # checked before normalise strips it: "The answer to the question:What's...?"
+        return f"{label!r} is cut off, not a name"
     n = normalise(label).replace("_", " ")
     if len(n) < 2:
         return f"{label!r} is too short"

@@ -35,7 +35,9 @@ FIELDS = ("question", "answer")
      "d1", "D2", "v-3", "x 12",
      # statements and numbers glued to words: SmolLM2-135M's split of a 4-pivot node (session 19)
      "The setting is a function,10,", "The set is a set,10.", "The number is a number,15.", "There are two trains",
-     "a boy has apples", "function,10"],
+     "a boy has apples", "function,10",
+     # a model's split under a data-driven cluster (session 20's README run): cut off, and words glued by a colon
+     "The answer to the question:What's...?", "The answer to the question:Howmany...", "kinds of\u2026", "question:what"],
 )
 def test_placeholders_are_rejected(label):
     assert placeholder_reason(label, FIELDS, TASK) is not None
@@ -43,7 +45,8 @@ def test_placeholders_are_rejected(label):
 
 @pytest.mark.parametrize("label", ["shopping", "time and distance", "number of steps", "fractions", "money", "school trip",
                                    "time of day", "fractions and decimals", "the answer to a question.", "numeric", "factors",
-                                   "a trip to the zoo", "the island", "Ages 5-10", "2,000 or more", "Step 1: setup", "is it prime"])
+                                   "a trip to the zoo", "the island", "Ages 5-10", "2,000 or more", "Step 1: setup", "is it prime",
+                                   "ratios like 1:2", "10:30 meetings", "U.S. states", "well... maybe", "Mr. Smith's shop"])
 def test_real_labels_pass(label):
     assert placeholder_reason(label, FIELDS, TASK) is None
 
@@ -159,7 +162,13 @@ def test_a_cluster_no_word_names_is_named_by_its_most_typical_text():
     X = np.stack([a + 0.05 * rng.normal(size=8) for _ in range(3)] + [b + 0.3 * rng.normal(size=8), b, b + 0.3 * rng.normal(size=8)])
     s = cluster_split(texts, X, 2, seed=0, depth=0)
     names = sorted(v.value for v in s.values)
-    assert names[0].startswith("about: ") and names[1] == 'like: "9 + 3 = 12."', names  # the one nearest its centre
+    assert names[0].startswith("about: ") and names[1] == 'like "9 + 3 = 12"', names  # the one nearest its centre
+    assert all(placeholder_reason(n) is None for n in names)  # a tree written as a taxonomy reads back
+    # a long text: its first words, ending on none of "of", "the", an ellipsis
+    s = cluster_split(["The sum of 18 and 19 is 21. What is it? The answer is 37.", "18 + 19 = 37", "7 + 9 = 16"] + texts[:3],
+                      np.stack([b, b, b + 0.3 * rng.normal(size=8)] + [a] * 3), 2, seed=0, depth=0, ignore=frozenset({"answer"}))
+    like = [v.value for v in s.values if v.value.startswith('like "')]
+    assert len(like) == 1 and placeholder_reason(like[0]) is None and len(like[0]) <= 60, like
 
 
 def test_copies_of_the_prompt_examples_are_recognised_even_with_new_numbers():
