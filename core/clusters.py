@@ -10,7 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .partition import Split, Value
-from .text import normalise, sample_plain_text, truncate
+from .text import normalise, sample_plain_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -109,20 +109,28 @@ def unique_names(names: list[str]) -> list[str]:
 
 def cluster_names(texts: list[str], X: np.ndarray, centroids: np.ndarray, labels: np.ndarray, words: list[list[str]]) -> list[str]:
     """Unique names of clusters ``0..len(words)-1``: "about: " and their distinctive words; a cluster no word
-    names (numbers, stop words, the task's own words) is named by its most typical text (the nearest its
-    centroid), quoted, not "cluster 2"."""
+    names (numbers, stop words, the task's own words) is named by the first words of its most typical text
+    (the nearest its centroid), like "9 + 3 = 12", not "cluster 2". Every name is one the partition checks
+    take, so a tree written as a taxonomy reads back (``--tree-from``)."""
     import numpy as np
+
+    from .criterion import placeholder_reason
 
     names = []
     for j, w in enumerate(words):
         members = np.flatnonzero(labels == j)
-        if w or not len(members):
-            names.append(f"about: {', '.join(w)}" if w else f"cluster {j + 1}")
-            continue
-        M = np.asarray(X, dtype=np.float32)[members]
-        M = M / np.maximum(np.linalg.norm(M, axis=1, keepdims=True), 1e-12)
-        snippet = truncate(" ".join(texts[int(members[int(np.argmax(M @ centroids[j]))])].split()), 48)
-        names.append(f'like: "{snippet}"' if snippet else f"cluster {j + 1}")
+        name = f"about: {', '.join(w)}" if w else f"cluster {j + 1}"
+        if not w and len(members):
+            M = np.asarray(X, dtype=np.float32)[members]
+            M = M / np.maximum(np.linalg.norm(M, axis=1, keepdims=True), 1e-12)
+            first = texts[int(members[int(np.argmax(M @ centroids[j]))])].split()[:8]
+            while first:  # fewer words until the checks take it (a phrase may end on "of" or on an ellipsis)
+                like = 'like "' + " ".join(first).rstrip(" .,;:!?\u2026") + '"'
+                if len(like) <= 60 and placeholder_reason(like) is None:
+                    name = like
+                    break
+                first.pop()
+        names.append(name)
     return unique_names(names)
 
 
