@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from .criterion import placeholder_reason
 from .partition import Split, Value
 from .text import normalise, sample_plain_text
 
@@ -113,8 +114,6 @@ def cluster_names(texts: list[str], X: np.ndarray, centroids: np.ndarray, labels
     (the nearest its centroid), like "9 + 3 = 12", not "cluster 2". Every name is one the partition checks
     take, so a tree written as a taxonomy reads back (``--tree-from``)."""
     import numpy as np
-
-    from .criterion import placeholder_reason
 
     names = []
     for j, w in enumerate(words):

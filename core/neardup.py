@@ -71,7 +71,7 @@ IVF_CANDIDATES = 8  # fast-scan neighbours per query re-ranked by their exact fl
 # dimensions per 4-bit product-quantiser code of the fast-scan stage (dim 384: 48 codes, 24 bytes a row). The codes
 # only choose which rows to re-rank exactly, so coarser ones cost no decision: 8 instead of 4 admitted 100k rows in
 # 4.4 s instead of 6.0 and 1M in 71.6 s instead of 85.6, with the same rows turned away and every planted
-# near-duplicate found at both sizes (benchmarks/README.md, "The IVF stage", session 20)
+# near-duplicate found at both sizes (benchmarks/README.md, "Gates at API speed", session 20)
 IVF_PQ_DIMS = 8
 ADMIT_CHUNK = 256  # rows of one admit compared with each other exactly (a Gram matrix) at most: b^2 products
 STORE_BLOCK_ROWS = 65_536  # the exact vectors are kept in blocks of this many rows (no doubling copy at 1M)
