@@ -73,8 +73,11 @@ IVF_CANDIDATES = 8  # fast-scan neighbours per query re-ranked by their exact fl
 # 4.4 s instead of 6.0 and 1M in 71.6 s instead of 85.6, with the same rows turned away and every planted
 # near-duplicate found at both sizes (benchmarks/README.md, "Gates at API speed", session 20)
 IVF_PQ_DIMS = 8
+# the codes of a row itself, not of its offset from its cell's centroid: the codes only rank candidates for the
+# exact re-rank, and without residuals they rank near-duplicates as well or better (found every natural
+# near-duplicate of 10k GSM8K-like rows against 90k, where residual codes missed 1 in 133) and add 15% faster
+IVF_BY_RESIDUAL = False
 ADMIT_CHUNK = 256  # rows of one admit compared with each other exactly (a Gram matrix) at most: b^2 products
-STORE_BLOCK_ROWS = 65_536  # the exact vectors are kept in blocks of this many rows (no doubling copy at 1M)
 
 
 def ivf_cells(expected_rows: int) -> int:
@@ -151,8 +154,9 @@ class NearDuplicateIndex:
         self._nbuf = 0
         self._n = 0  # accepted vectors: the graph's plus the buffer's
         self._hnsw: Any = None  # the approximate stage: a faiss IndexHNSW or IndexIVF, once built
-        self._fast_scan = False  # the IVF stage is 4-bit PQ fast-scan, re-ranked from ``_store``
-        self._store = _F16Store(dim)  # the approximate stage's vectors in float16, by id (fast-scan only)
+        self._fast_scan = False  # the IVF stage is 4-bit PQ fast-scan, its candidates re-ranked by exact float16 vectors
+        self._parts: tuple[Any, ...] = ()  # faiss objects the index points to (faiss holds raw pointers)
+        self.expected_rows = max(1, int(expected_rows))
         if kind not in ("ivf", "hnsw"):
             raise ValueError(f"kind is 'ivf' or 'hnsw', got {kind!r}")
         self.kind = kind
@@ -195,8 +199,9 @@ class NearDuplicateIndex:
         if self._hnsw is None:
             return self._buf.nbytes
         n = int(self._hnsw.ntotal)
-        if self.kind == "ivf" and self._fast_scan:  # 4-bit codes, an int64 id, the float16 vector; the centroids
-            return n * (self.dim // self.pq_dims // 2 + 8) + self._store.nbytes + self.cells * self.dim * 4 + self._buf.nbytes
+        if self.kind == "ivf" and self._fast_scan:  # 4-bit codes, an int64 id, the float16 vectors (held for the expected rows); the centroids
+            held = max(n, self.expected_rows) * self.dim * 2
+            return n * (self.dim // self.pq_dims // 2 + 8) + held + self.cells * self.dim * 4 + self._buf.nbytes
         if self.kind == "ivf":  # float16 codes and an int64 id per vector, the centroids
             return n * (self.dim * (2 if self.dtype == "f16" else 4) + 8) + self.cells * self.dim * 4 + self._buf.nbytes
         per_vector = self.dim * (2 if self.dtype == "f16" else 4)
@@ -262,10 +267,10 @@ class NearDuplicateIndex:
         if self._hnsw is not None and self._hnsw.ntotal:
             Q = np.ascontiguousarray(A, dtype=np.float32)
             self._set_threads(b)
-            if self._fast_scan:
-                _, ids = self._hnsw.search(Q, self.candidates)
-                cos = self._store.cosines(Q, ids)  # exact (float16 vectors) for the candidates
-                best = np.minimum(cos.max(axis=1), 1.0).astype(np.float32)
+            if self._fast_scan:  # the codes' best ``candidates``, re-ranked by their float16 vectors, in faiss
+                sims, ids = self._hnsw.search(Q, 1)
+                cos = sims[:, 0].astype(np.float32)
+                best = np.where((ids[:, 0] >= 0) & np.isfinite(cos), np.minimum(cos, 1.0), best).astype(np.float32)
             else:
                 if self.kind == "hnsw":
                     ef = self.expansion_search
@@ -318,8 +323,6 @@ class NearDuplicateIndex:
         self._set_threads(self._nbuf)
         X = np.ascontiguousarray(self._buf[: self._nbuf])
         self._hnsw.add(X)  # ids follow the order of acceptance
-        if self._fast_scan:  # the same ids in the store of exact vectors
-            self._store.append(X)
         self._nbuf = 0
 
     def _train_ivf(self, faiss: Any) -> Any:
@@ -334,13 +337,25 @@ class NearDuplicateIndex:
             fs = faiss.IndexIVFPQFastScan(quantizer, self.dim, self.cells, self.dim // pq, 4, faiss.METRIC_INNER_PRODUCT)
             self.pq_dims = pq
             self._quantizer = quantizer
+            fs.by_residual = IVF_BY_RESIDUAL
             fs.cp.min_points_per_centroid = 1
             fs.cp.seed = 1234
             self._set_threads(self._nbuf)
             fs.train(np.ascontiguousarray(self._buf[: self._nbuf]))
             fs.nprobe = self.nprobe
             self._fast_scan = True
-            return fs
+            # the exact stage: every row's float16 vector; a query's ``candidates`` best by the codes are compared with
+            # them in faiss (SIMD, no GIL): the same answers as numpy's gather and product, which took a quarter of a
+            # 100k-row admit (benchmarks/README.md, "Gates at API speed", session 21)
+            exact = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+            # room for the expected rows at once (written, so resident from here): grown by doubling instead, the
+            # 768 MB of 1M rows would be copied while both copies are held, half as much again at the peak
+            exact.codes.resize(self.expected_rows * exact.code_size)
+            exact.codes.resize(0)
+            refine = faiss.IndexRefine(fs, exact)
+            refine.k_factor = float(self.candidates)
+            self._parts = (quantizer, fs, exact)
+            return refine
         qt: Any = faiss.ScalarQuantizer.QT_fp16 if self.dtype == "f16" else faiss.ScalarQuantizer.QT_8bit_direct
         if self.dtype == "f16":
             ix = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, self.cells, qt, faiss.METRIC_INNER_PRODUCT)
@@ -353,44 +368,6 @@ class NearDuplicateIndex:
         ix.train(np.ascontiguousarray(self._buf[: self._nbuf]))
         ix.nprobe = self.nprobe
         return ix
-
-
-class _F16Store:
-    """Unit vectors in float16, addressed by insertion order, in fixed blocks (growing to 1M rows never
-    copies what is already held)."""
-
-    def __init__(self, dim: int, block_rows: int = STORE_BLOCK_ROWS) -> None:
-        self.dim = dim
-        self.block_rows = block_rows
-        self._blocks: list[np.ndarray] = []
-        self.n = 0
-
-    @property
-    def nbytes(self) -> int:
-        return len(self._blocks) * self.block_rows * self.dim * 2
-
-    def append(self, X: np.ndarray) -> None:
-        i = 0
-        while i < len(X):
-            if self.n == len(self._blocks) * self.block_rows:
-                self._blocks.append(np.empty((self.block_rows, self.dim), dtype=np.float16))
-            off = self.n % self.block_rows
-            take = min(len(X) - i, self.block_rows - off)
-            self._blocks[-1][off : off + take] = X[i : i + take]
-            self.n += take
-            i += take
-
-    def cosines(self, Q: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """(b, k) cosines between each query row and its candidate ids (-1: none, reported as -1.0)."""
-        valid = (ids >= 0) & (ids < self.n)
-        safe = np.where(valid, ids, 0)
-        V = np.empty((*ids.shape, self.dim), dtype=np.float32)
-        blk, off = np.divmod(safe, self.block_rows)
-        for b in np.unique(blk):
-            m = blk == b
-            V[m] = self._blocks[int(b)][off[m]]
-        cos = np.einsum("bd,bkd->bk", Q, V)
-        return np.where(valid, cos, _NO_NEIGHBOUR).astype(np.float32)
 
 
 # ---- the vectors' file ---------------------------------------------------
