@@ -27,9 +27,21 @@ def normalise(text: str) -> str:
     return _EDGE_PUNCT.sub("", t)
 
 
+def squash(s: str) -> str:
+    """``" ".join(s.split())``: every run of whitespace one space, none at the ends. Most generated text needs
+    at most its line breaks made spaces, which is checked and done without splitting it into words (2.5x
+    faster on GSM8K's questions and answers; a gated run does this four times a row: benchmarks/README.md).
+    ``isprintable`` is false for every character ``split`` takes for whitespace except the space (all are
+    control characters or Unicode separators), so a printable text without doubled or edge spaces is done."""
+    t = s.replace("\n", " ")
+    if "  " not in t and t.isprintable() and not t.startswith(" ") and not t.endswith(" "):
+        return t
+    return " ".join(s.split())
+
+
 def sample_key(sample: dict[str, str], fields: tuple[str, ...] | list[str]) -> int:
     """64-bit key of a sample's normalised text, used to find exact duplicates (after normalisation)."""
-    joined = "\x1f".join(" ".join(str(sample.get(f, "")).split()).casefold() for f in fields)
+    joined = "\x1f".join(squash(str(sample.get(f, ""))).casefold() for f in fields)
     return int.from_bytes(hashlib.blake2b(joined.encode("utf-8"), digest_size=8).digest(), "little")
 
 
@@ -58,8 +70,8 @@ def sample_plain_text(sample: object, fields: Sequence[str] | None = None) -> st
     those fields only, in that order (a stored row also holds its id, path and key)."""
     if isinstance(sample, dict):
         values = sample.values() if fields is None else (sample.get(f, "") for f in fields)
-        return " ".join(" ".join(str(v).split()) for v in values)
-    return " ".join(str(sample).split())
+        return " ".join(squash(str(v)) for v in values)
+    return squash(str(sample))
 
 
 def _trigrams(text: str) -> set[tuple[str, ...]]:

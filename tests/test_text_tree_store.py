@@ -7,7 +7,7 @@ import pytest
 
 from treesynth.core.errors import RunDirError
 from treesynth.core.store import RUN_FORMAT, RunStore
-from treesynth.core.text import normalise, sample_key, slugify, truncate
+from treesynth.core.text import normalise, sample_key, slugify, squash, truncate
 from treesynth.core.tree import EXPANDED, LEAF, PENDING, TREE_FORMAT, Node, Tree
 from treesynth.core.treefile import load_tree_readonly
 
@@ -36,6 +36,25 @@ def test_normalise(raw, expected):
 def test_normalise_idempotent():
     for s in ["  A  b. ", "Ünïcödé  Text!", "--x--"]:
         assert normalise(normalise(s)) == normalise(s)
+
+
+@pytest.mark.parametrize("s", [
+    "", " ", "\n", "a", "a b", "a\nb", "a\n\nb", "a \nb", " a", "a ", "\na", "a\n", "a\tb", "a\rb", "a\x0bb",
+    "a\x0cb", "a\x1cb", "a\x1fb", "a\x85b", "a\xa0b", "a\u2003b", "a\u2028b", "a\u3000b", "a\u200bb", "é\nü  ß",
+    "Step 1: 2+2=4\nStep 2: <<4*3=12>>12\n#### 12",
+])
+def test_squash_is_split_and_join(s):
+    assert squash(s) == " ".join(s.split())
+
+
+def test_squash_matches_split_and_join_on_random_text():
+    import random
+
+    rng = random.Random(7)
+    alphabet = ["a", "b", "7", " ", "\n", "\t", "\r", "\x0b", "\x1e", "\xa0", "\u2009", "\u200b", "é", "\x00"]
+    for _ in range(3000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert squash(s) == " ".join(s.split()), repr(s)
 
 
 def test_sample_key_equal_for_case_and_whitespace_variants():
