@@ -16,7 +16,8 @@ refused until then).
 llama-cpp-python's server gives for a model without pooling, and like that server (0.3.36) every text after
 the first of a request gets unrelated numbers.
 
-Recorded: ``requests`` (each POST body's model and inputs, and the time it arrived), ``max_in_flight``.
+Recorded: ``requests`` (each POST body's model and inputs, the time it arrived and the request line's target: a
+full URL when the request came through it as a proxy), ``max_in_flight``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -105,7 +107,8 @@ class FakeEmbeddings:
                 body = json.loads(self.rfile.read(n) or b"{}")
                 with fake._lock:
                     fake.requests.append({"model": body.get("model"), "input": body.get("input"), "t": time.monotonic(),
-                                          "auth": self.headers.get("Authorization"), "encoding_format": body.get("encoding_format")})
+                                          "auth": self.headers.get("Authorization"), "encoding_format": body.get("encoding_format"),
+                                          "path": self.path})
                     fault = fake.faults.pop(0) if fake.faults else None
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
@@ -118,7 +121,7 @@ class FakeEmbeddings:
                         fake.in_flight -= 1
 
             def _answer(self, body: dict, fault: str | None) -> None:
-                if self.path.rstrip("/") != "/v1/embeddings":
+                if urlsplit(self.path).path.rstrip("/") != "/v1/embeddings":  # a full URL: asked as a proxy
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
                 if fault == "drop":
                     self.close_connection = True

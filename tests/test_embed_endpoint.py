@@ -91,6 +91,25 @@ async def test_the_wire_model_is_sent_and_the_key_comes_from_the_environment(srv
     assert "sk-from" not in repr(e.endpoint)
 
 
+async def test_a_proxy_from_the_environment_is_used_and_no_proxy_is_honoured(srv, monkeypatch):
+    # the fake server stands in for the proxy: a request for a host that does not exist reaches it only through
+    # HTTP_PROXY (read once per session; aiohttp's trust_env read it, and ~/.netrc in a thread, on every request)
+    monkeypatch.setenv("HTTP_PROXY", srv.url.rsplit("/v1", 1)[0])
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    e = EndpointRowEmbedder("openai/emb-small", "http://embeddings.invalid/v1", price=None, max_retries=0)
+    X = await e.embed(["x", "y"])
+    await e.aclose()
+    assert X.shape == (2, 8)
+    assert [r["path"] for r in srv.requests] == ["http://embeddings.invalid/v1/embeddings"]
+    monkeypatch.setenv("NO_PROXY", "embeddings.invalid")
+    e = EndpointRowEmbedder("openai/emb-small", "http://embeddings.invalid/v1", price=None, max_retries=0)
+    with pytest.raises(TransientProviderError, match="connection to http://embeddings.invalid/v1 failed"):
+        await e.embed(["z"])
+    await e.aclose()
+    assert len(srv.requests) == 1
+
+
 async def test_vectors_are_asked_as_base64_and_a_server_that_refuses_it_gets_float_lists(srv):
     from treesynth.core.llm.embed_wire import probe
 

@@ -68,9 +68,10 @@ _LOOKUP = _Lookup()
 class _LoopState:
     """What lives on one event loop: the connection pool and the in-flight limit."""
 
-    def __init__(self, session: Any, parallel: int) -> None:
+    def __init__(self, session: Any, parallel: int, proxy: tuple[Any, Any] = (None, None)) -> None:
         self.session = session
         self.sem = asyncio.Semaphore(parallel)
+        self.proxy, self.proxy_auth = proxy  # from the environment, read once (transports/common.py env_proxy)
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
@@ -148,7 +149,7 @@ class EndpointRowEmbedder(RowEmbedder):
             return st
         import aiohttp
 
-        from ..llm.transports.common import raise_open_files_limit
+        from ..llm.transports.common import env_proxy, raise_open_files_limit
 
         self._timeout_exc = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
         self._client_exc = (aiohttp.ClientError, OSError)
@@ -160,9 +161,9 @@ class EndpointRowEmbedder(RowEmbedder):
             ssl = _ssl_context()
         connector = aiohttp.TCPConnector(limit=self.parallel, limit_per_host=0, keepalive_timeout=30, ssl=ssl)
         session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), headers=self.endpoint.headers(), trust_env=True,
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), headers=self.endpoint.headers(),
         )
-        st = self._states[loop] = _LoopState(session, self.parallel)
+        st = self._states[loop] = _LoopState(session, self.parallel, env_proxy(self.endpoint.url))
         return st
 
     async def aclose(self) -> None:
@@ -329,7 +330,7 @@ class EndpointRowEmbedder(RowEmbedder):
                 self.usage.embed_requests += 1
                 held = self._hold(texts)
                 try:
-                    got = await self._post(st.session, texts)
+                    got = await self._post(st, texts)
                 except TransientProviderError as e:
                     self.usage.errors += 1
                     if attempt >= self.max_retries:
@@ -346,12 +347,13 @@ class EndpointRowEmbedder(RowEmbedder):
                     self._release(held)
             await asyncio.sleep(delay)
 
-    async def _post(self, session: Any, texts: list[str]) -> Embeddings:
+    async def _post(self, st: _LoopState, texts: list[str]) -> Embeddings:
         ep = self.endpoint
         try:
             while True:
                 b64 = self._base64
-                async with session.post(ep.url, data=request_body(ep.wire_model, texts, b64)) as resp:
+                body = request_body(ep.wire_model, texts, b64)
+                async with st.session.post(ep.url, data=body, proxy=st.proxy, proxy_auth=st.proxy_auth) as resp:
                     status = resp.status
                     raw = await resp.read()
                     if status == 200:

@@ -82,3 +82,15 @@ def openai_headers(key: str | None, openai: bool) -> dict[str, str]:
         if project:
             h["OpenAI-Project"] = project
     return h
+
+
+def env_proxy(url: str) -> tuple[Any, Any]:
+    """(proxy URL, its auth) for ``url`` from HTTP(S)_PROXY / NO_PROXY, or (None, None): read once per session.
+    aiohttp's ``trust_env`` would read them, and the netrc file in a worker thread, on every request."""
+    try:
+        import aiohttp
+        from yarl import URL
+
+        return aiohttp.helpers.get_env_proxy_for_url(URL(url))
+    except (LookupError, AttributeError, ValueError):
+        return None, None

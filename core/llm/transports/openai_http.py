@@ -36,7 +36,7 @@ from .. import stream, structured
 from ..pricing import CallPrice, call_price
 from ..types import Completion, LLMRequest
 from ..wire import completion_from
-from .common import error_message, openai_headers, raise_open_files_limit, retry_after_from_headers
+from .common import env_proxy, error_message, openai_headers, raise_open_files_limit, retry_after_from_headers
 from .idle import FIRST, IdleTimeout
 from .sse import DONE, SSEReader
 
@@ -155,13 +155,7 @@ class OpenAIHTTPTransport:
             limit=self.limit, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300,
             ssl=_ssl_context() if self.url.startswith("https:") else False,
         )
-        try:
-            from yarl import URL
-
-            # HTTP(S)_PROXY / NO_PROXY, read once (aiohttp's trust_env would read them on every request)
-            self._proxy, self._proxy_auth = aiohttp.helpers.get_env_proxy_for_url(URL(self.url))
-        except (LookupError, AttributeError, ValueError):
-            self._proxy = self._proxy_auth = None
+        self._proxy, self._proxy_auth = env_proxy(self.url)
         self._session = aiohttp.ClientSession(
             # no total limit: a call is bounded by its silences (IdleTimeout, in __call__), not its length
             connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.first_token_timeout), headers=self._headers,
