@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from typing import BinaryIO
 
-_FRAME = struct.Struct("<cQ")
+FRAME = struct.Struct("<cQ")  # kind, payload length
 
 
 def read_exact(f: BinaryIO, n: int) -> bytes:
@@ -23,7 +23,7 @@ def read_exact(f: BinaryIO, n: int) -> bytes:
 
 def send_frame(f: BinaryIO, kind: bytes, *payload: bytes | memoryview) -> None:
     """One frame of ``kind`` whose payload is the parts of ``payload`` in order; flushed."""
-    f.write(_FRAME.pack(kind, sum(len(p) for p in payload)))
+    f.write(FRAME.pack(kind, sum(len(p) for p in payload)))
     for p in payload:
         f.write(p)
     f.flush()
@@ -31,5 +31,5 @@ def send_frame(f: BinaryIO, kind: bytes, *payload: bytes | memoryview) -> None:
 
 def recv_frame(f: BinaryIO) -> tuple[bytes, bytes]:
     """(kind, payload) of the next frame; EOFError at the end of ``f``."""
-    kind, n = _FRAME.unpack(read_exact(f, _FRAME.size))
+    kind, n = FRAME.unpack(read_exact(f, FRAME.size))
     return kind, read_exact(f, n)

@@ -22,6 +22,7 @@ payload: admit's keep mask (one byte a row) then each row's max cosine (float32)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import struct
@@ -32,6 +33,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .frames import FRAME as _FRAME
 from .frames import recv_frame as _recv
 from .frames import send_frame as _send
 
@@ -56,12 +58,20 @@ def _rows(X: np.ndarray, dim: int) -> tuple[bool, int, bytes]:
 
 
 class IndexProcess:
-    """A ``NearDuplicateIndex`` (same keyword arguments) in a child process; thread-safe (one request at a time)."""
+    """A ``NearDuplicateIndex`` (same keyword arguments) in a child process; thread-safe (one request at a time).
+
+    ``admit_async`` is ``admit`` on the running event loop without a worker thread: it writes the request and
+    reads the answer through the pipes in non-blocking mode. A thread blocked on the pipe took the GIL back from
+    the event loop each time the child answered or the pipe drained, and with the default switch interval that
+    cost the event loop about 0.5 CPU-s per 100k gated rows (benchmarks/README.md, "Gates at API speed", session
+    21). The synchronous requests (init, ``add``, ``admit``) put the pipes back in blocking mode; requests never
+    overlap (a lock), and each reads its whole answer, so the pipes hold nothing between requests."""
 
     def __init__(self, dim: int, threshold: float, **kwargs: Any) -> None:
         self.dim = dim
         self._n = 0
         self._lock = threading.Lock()
+        self._nonblocking = False  # the pipes' mode: blocking for the synchronous requests, not for ``admit_async``
         env = dict(os.environ)
         # the child's numpy and faiss on one thread each (the index's products are small; idle BLAS threads spin)
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -69,6 +79,8 @@ class IndexProcess:
             [sys.executable, "-m", "treesynth.core.neardup_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, start_new_session=True,
         )
+        for f in (self._proc.stdin, self._proc.stdout):  # bigger pipes: an admit's rows in a few writes, not dozens
+            _grow_pipe(f)
         self._request(b"I", json.dumps({"dim": dim, "threshold": threshold, **kwargs}).encode())
 
     def __len__(self) -> int:
@@ -80,6 +92,7 @@ class IndexProcess:
             if p is None:
                 raise IndexProcessError("the dedup index process is closed")
             assert p.stdin is not None and p.stdout is not None
+            self._blocking(p, True)
             try:
                 _send(p.stdin, kind, *payload)  # type: ignore[arg-type]
                 status, body = _recv(p.stdout)  # type: ignore[arg-type]
@@ -88,10 +101,43 @@ class IndexProcess:
                 raise IndexProcessError(
                     f"the dedup index process ended unexpectedly (exit code {code if code is not None else 'unknown'})"
                 ) from e
-        if status == b"K":
-            return body
-        message = body[1:].decode("utf-8", "replace")
-        raise (ValueError if body[:1] == b"V" else IndexProcessError)(message)
+        return _answer(status, body)
+
+    def _blocking(self, p: subprocess.Popen[bytes], on: bool) -> None:
+        if self._nonblocking == on:
+            assert p.stdin is not None and p.stdout is not None
+            os.set_blocking(p.stdin.fileno(), on)
+            os.set_blocking(p.stdout.fileno(), on)
+            self._nonblocking = not on
+
+    async def _request_async(self, kind: bytes, *payload: bytes | memoryview) -> bytes:
+        if not self._lock.acquire(blocking=False):  # a synchronous request in a thread: wait for it there
+            return await asyncio.to_thread(self._request, kind, *payload)
+        try:
+            p = self._proc
+            if p is None:
+                raise IndexProcessError("the dedup index process is closed")
+            assert p.stdin is not None and p.stdout is not None
+            self._blocking(p, False)
+            loop = asyncio.get_running_loop()
+            done = False
+            try:
+                await _write_all(loop, p.stdin.fileno(), [_FRAME.pack(kind, sum(len(x) for x in payload)), *payload])
+                status, n = _FRAME.unpack(await _read_exact(loop, p.stdout.fileno(), _FRAME.size))
+                body = await _read_exact(loop, p.stdout.fileno(), n)
+                done = True
+            except (EOFError, BrokenPipeError, OSError) as e:
+                code = p.poll()
+                raise IndexProcessError(
+                    f"the dedup index process ended unexpectedly (exit code {code if code is not None else 'unknown'})"
+                ) from e
+            finally:
+                if not done:  # cancelled or failed halfway through a frame: the pipes are out of step for good
+                    self._proc = None
+                    _end(p)
+        finally:
+            self._lock.release()
+        return _answer(status, body)
 
     def add(self, X: np.ndarray) -> None:
         half, n, data = _rows(X, self.dim)
@@ -100,7 +146,15 @@ class IndexProcess:
 
     def admit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         half, n, data = _rows(X, self.dim)
-        body = self._request(b"d" if half else b"D", _ROWS.pack(n), data)
+        return self._verdicts(n, self._request(b"d" if half else b"D", _ROWS.pack(n), data))
+
+    async def admit_async(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``admit`` on the running event loop, without a thread (class docstring). Cancelled halfway, the process
+        is closed: a half-written request leaves its pipes out of step."""
+        half, n, data = _rows(X, self.dim)
+        return self._verdicts(n, await self._request_async(b"d" if half else b"D", _ROWS.pack(n), data))
+
+    def _verdicts(self, n: int, body: bytes) -> tuple[np.ndarray, np.ndarray]:
         keep = np.frombuffer(body, dtype=np.uint8, count=n).astype(bool)
         sims = np.frombuffer(body, dtype="<f4", count=n, offset=n).astype(np.float32)
         self._n += int(keep.sum())
@@ -109,25 +163,91 @@ class IndexProcess:
     def close(self) -> None:
         with self._lock:
             p, self._proc = self._proc, None
-        if p is None:
-            return
-        for f in (p.stdin, p.stdout):
-            try:
-                if f is not None:
-                    f.close()
-            except OSError:
-                pass
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        if p is not None:
+            _end(p)
 
     def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001 - at interpreter exit
             pass
+
+
+PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process (/proc/sys/fs/pipe-max-size)
+
+
+def _grow_pipe(f: Any) -> None:
+    """Make a pipe hold ``PIPE_BYTES`` (Linux; elsewhere, or refused, it stays as it is). An admit on the event loop
+    writes its request as fast as the pipe takes it, one wake-up per pipe-full: with Linux's default 64 KB, a
+    4,096-row request waited for the loop ~50 times, which made admits slower than the thread they replace."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(f.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (OSError, AttributeError, ImportError, ValueError):
+        pass
+
+
+def _answer(status: bytes, body: bytes) -> bytes:
+    if status == b"K":
+        return body
+    message = body[1:].decode("utf-8", "replace")
+    raise (ValueError if body[:1] == b"V" else IndexProcessError)(message)
+
+
+def _end(p: subprocess.Popen[bytes]) -> None:
+    """Close the child's pipes (it ends when its stdin does) and wait for it; killed after 10 s."""
+    for f in (p.stdin, p.stdout):
+        try:
+            if f is not None:
+                f.close()
+        except (OSError, ValueError):  # ValueError: a non-blocking stdin's buffer could not be flushed
+            pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, write: bool) -> None:
+    """Wait until ``fd`` can be written (``write``) or read."""
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    (loop.add_writer if write else loop.add_reader)(fd, wake)
+    try:
+        await fut
+    finally:
+        (loop.remove_writer if write else loop.remove_reader)(fd)
+
+
+async def _write_all(loop: asyncio.AbstractEventLoop, fd: int, parts: list[bytes | memoryview]) -> None:
+    for part in parts:
+        mv = memoryview(part).cast("B")
+        while len(mv):
+            try:
+                mv = mv[os.write(fd, mv):]
+            except BlockingIOError:
+                await _ready(loop, fd, True)
+
+
+async def _read_exact(loop: asyncio.AbstractEventLoop, fd: int, n: int) -> bytes:
+    parts: list[bytes] = []
+    while n:
+        try:
+            b = os.read(fd, n)
+        except BlockingIOError:
+            await _ready(loop, fd, False)
+            continue
+        if not b:
+            raise EOFError
+        parts.append(b)
+        n -= len(b)
+    return b"".join(parts)
 
 
 def serve(inp: BinaryIO, out: BinaryIO) -> None:

@@ -219,7 +219,7 @@ def test_calls_waiting_for_room_get_it_in_order_and_a_cancelled_one_gives_its_pl
         async def ensure_open(self, dim, embedder=None):
             return None
 
-        def admit(self, X):
+        async def admit_async(self, X):
             return np.ones(len(X), dtype=bool), np.zeros(len(X), dtype=np.float32)
 
         def one_write(self):

@@ -59,6 +59,68 @@ def test_float16_rows_travel_as_float16_and_get_the_answers_of_their_float32_val
     assert sent[-1] == b"D"
 
 
+def test_admits_on_the_event_loop_give_the_same_answers_and_mix_with_the_synchronous_requests(proc) -> None:
+    import asyncio
+
+    # requests of up to 4,238 float32 rows (1 MB, far past a pipe's 64 KB) written and read without blocking the loop,
+    # between synchronous adds and admits (which put the pipes back in blocking mode)
+    rng = np.random.default_rng(13)
+    X = clustered(6000, rng, dup_frac=0.05)
+    local = NearDuplicateIndex(DIM, TH, expected_rows=16_000)
+
+    async def go() -> list[float]:
+        ticks: list[float] = []
+
+        async def tick() -> None:  # the loop runs on while a request is in flight
+            while True:
+                ticks.append(asyncio.get_running_loop().time())
+                await asyncio.sleep(0)
+
+        t = asyncio.ensure_future(tick())
+        a = 0
+        for size, how in [(300, "add"), (5, "async"), (1000, "sync"), (4238, "async"), (1, "async"), (200, "add"), (256, "async")]:
+            B = X[a : a + size]
+            if how == "add":
+                local.add(B)
+                proc.add(B)
+            else:
+                kl, sl = local.admit(B)
+                kp, sp = await proc.admit_async(B) if how == "async" else proc.admit(B)
+                assert np.array_equal(kl, kp) and np.array_equal(sl, sp)
+            a += size
+        t.cancel()
+        return ticks
+
+    ticks = asyncio.run(go())
+    assert len(proc) == len(local) and not local.exact and len(ticks) > 10
+
+
+def test_an_admit_cancelled_on_the_loop_closes_the_process_and_a_dead_child_is_an_error(proc) -> None:
+    import asyncio
+
+    X = rand_unit(np.random.default_rng(14), 4000)
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(proc.admit_async(X))
+        await asyncio.sleep(0)  # the request is on its way, its answer not read
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    with pytest.raises(IndexProcessError, match="closed"):  # its pipes were out of step: it is closed, not reused
+        asyncio.run(proc.admit_async(X[:2]))
+    p = IndexProcess(DIM, TH)
+    try:
+        assert p._proc is not None
+        os.kill(p._proc.pid, signal.SIGKILL)
+        p._proc.wait()
+        with pytest.raises(IndexProcessError, match="ended unexpectedly"):
+            asyncio.run(p.admit_async(X[:4]))
+    finally:
+        p.close()
+
+
 def test_bad_vectors_are_a_value_error_and_the_child_lives_on(proc) -> None:
     with pytest.raises(ValueError, match="dimension"):
         proc.admit(np.ones((2, DIM + 1), dtype=np.float32))

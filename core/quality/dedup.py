@@ -139,6 +139,16 @@ class SemanticDedup:
             raise RuntimeError("admit() before vectors()")
         return self._index.admit(X)
 
+    async def admit_async(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``admit`` from the event loop: an index process is asked through its pipes on the loop itself, an index in
+        this process in a worker thread (faiss releases the GIL: the loop goes on meanwhile)."""
+        index = self._index
+        if index is None:
+            raise RuntimeError("admit() before vectors()")
+        if isinstance(index, IndexProcess):
+            return await index.admit_async(X)
+        return await asyncio.to_thread(index.admit, X)
+
     def stored(self, X: np.ndarray) -> None:
         """Persist the vectors of rows just appended to samples.jsonl (same order)."""
         if self._log is None or not len(X):

@@ -6,10 +6,11 @@ waits for the verdict; its concurrency slot at the provider is free again at onc
 gathers rows from many calls into batches of up to ``embedder.batch_rows`` texts, embeds up to
 ``embedder.parallel`` batches at once (core/quality/embedder.py: a local model in a thread, an
 endpoint's requests side by side), then hands them to one admitter, which takes every embedded batch
-waiting for it and admits them to the index in one call, in a worker thread (faiss releases the GIL:
-the event loop keeps dispatching calls on the other core), then stores the kept rows. Admits are
+waiting for it and admits them to the index in one call (a large run's index process is asked through its
+pipes on the event loop; a small run's index works in a worker thread, faiss releasing the GIL), while
+the event loop keeps dispatching calls, then stores the kept rows. Admits are
 serial (one admitter) and adapt their size to the load: the batches embedded while one admit runs go
-in the next one together, so the admits' fixed costs (a thread hop, the event loop's turn to store the
+in the next one together, so the admits' fixed costs (a request, the event loop's turn to store the
 rows) are paid per group, not per batch. Nothing else admits between an admit and the store of its
 kept rows, so the index, ``row_vectors.f16`` and ``samples.jsonl`` always agree (the group's vectors go
 to the log in one append after its rows; rows a crash leaves without a vector are embedded by the
@@ -251,7 +252,7 @@ class GatePipeline:
         offer = self.plan(group)
         # the plan's indices rise, so as many as the call's rows are all of them (the usual case: no copy)
         offered = [P if len(idx) == len(P) else P[np.asarray(idx, dtype=np.int64)] for P, idx in zip(per_item, offer, strict=True)]
-        keep, sims = await asyncio.to_thread(self.dedup.admit, np.concatenate(offered))
+        keep, sims = await self.dedup.admit_async(np.concatenate(offered))
         b = 0
         with self.dedup.one_write():  # the group's kept vectors in one append to row_vectors.f16
             for item, idx, P in zip(group, offer, offered, strict=True):
