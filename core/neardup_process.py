@@ -287,4 +287,9 @@ if __name__ == "__main__":
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends (it closes stdin)
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    try:
+        serve(sys.stdin.buffer, sys.stdout.buffer)
+    except (BrokenPipeError, ConnectionResetError):  # the parent closed the pipes mid-request (an admit cancelled): done
+        pass
+    sys.stdout.flush = lambda: None  # type: ignore[method-assign]  # nothing to say at exit to a parent that left
+

@@ -95,19 +95,22 @@ def test_admits_on_the_event_loop_give_the_same_answers_and_mix_with_the_synchro
     assert len(proc) == len(local) and not local.exact and len(ticks) > 10
 
 
-def test_an_admit_cancelled_on_the_loop_closes_the_process_and_a_dead_child_is_an_error(proc) -> None:
+def test_an_admit_cancelled_on_the_loop_closes_the_process_and_a_dead_child_is_an_error(capfd) -> None:
     import asyncio
 
-    X = rand_unit(np.random.default_rng(14), 4000)
+    X = rand_unit(np.random.default_rng(14), 7500)
+    proc = IndexProcess(DIM, TH, expected_rows=16_000)  # started under capfd: its stderr is read below
+    proc.admit(X[:4500])  # past the exact stage (4,096 rows)
 
     async def cancelled() -> None:
-        task = asyncio.ensure_future(proc.admit_async(X))
-        await asyncio.sleep(0)  # the request is on its way, its answer not read
+        task = asyncio.ensure_future(proc.admit_async(X[4500:]))
+        await asyncio.sleep(0)  # the request (768 KB) is in the pipe; the child answers after its pipes are closed
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(cancelled())
+    assert "Traceback" not in capfd.readouterr().err
     with pytest.raises(IndexProcessError, match="closed"):  # its pipes were out of step: it is closed, not reused
         asyncio.run(proc.admit_async(X[:2]))
     p = IndexProcess(DIM, TH)
@@ -119,6 +122,21 @@ def test_an_admit_cancelled_on_the_loop_closes_the_process_and_a_dead_child_is_a
             asyncio.run(p.admit_async(X[:4]))
     finally:
         p.close()
+
+
+def test_a_child_whose_answer_finds_its_pipe_closed_ends_quietly(capfd) -> None:
+    # what an admit cancelled on the loop leaves: a request in the pipe, its answer's reader gone
+    from treesynth.core.frames import send_frame
+    from treesynth.core.neardup_process import _ROWS, _end
+
+    X = rand_unit(np.random.default_rng(15), 3000)
+    p = IndexProcess(DIM, TH, expected_rows=16_000)  # started under capfd: its stderr is read below
+    child = p._proc
+    assert child is not None and child.stdin is not None
+    send_frame(child.stdin, b"D", _ROWS.pack(len(X)), np.ascontiguousarray(X, dtype="<f4").tobytes())
+    p._proc = None
+    _end(child)  # both pipes closed before the child can have answered
+    assert child.returncode == 0 and "Traceback" not in capfd.readouterr().err
 
 
 def test_bad_vectors_are_a_value_error_and_the_child_lives_on(proc) -> None:
