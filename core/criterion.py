@@ -77,6 +77,10 @@ _STATEMENT = re.compile(r"^(?:the|a|an|this|that|it|there)\b.*\b(?:is|are|was|we
 _TRAILING_ELLIPSIS = re.compile(r"(?:\.\.\.|\u2026)[\W_]*$")  # "Howmany...": an ellipsis mid-label ("well... maybe") is fine
 _GLUED = re.compile(r"[^\W\d_][,;:]\s*\d|[^\W\d_][,;:][^\W\d_]")  # "function,10" / "question:what's": no name
 _CODE = re.compile(r"^[a-z][ _-]?\d+$")  # "d1", "v-2": a code, not a name (SmolLM2 split by 'd1' into 'd2', 'd3', 'd4')
+# an identifier with a number: "response_data1", "item_2", "data3" (a stem of 4 letters or more, or an underscore,
+# before the digits: "mp3" / "mp4" stay). Values that are all one such stem, numbered, only number the parts:
+# SmolLM2-135M's split "structure = response_data1 .. response_data4" in session 21's README run
+_NUMBERED_IDENT = re.compile(r"^([a-z][a-z0-9_]*?)_?(\d+)$")
 _FILE_NAME = re.compile(r"\.(?:json|jsonl|txt|csv|tsv|md|py|yaml|yml|toml|xml|html?|pdf)$")
 # a label that ends on one of these was cut off mid-phrase ("A simple, everyday example of")
 _DANGLING = frozenset({"of", "the", "a", "an", "and", "or", "to", "with", "for", "in", "on", "at", "from", "by", "as", "that"})
@@ -137,6 +141,19 @@ def criterion_schema(max_values: int) -> dict[str, Any]:
     }
 
 
+def numbered_identifiers(values: list[str]) -> str | None:
+    """The stem, when two or more ``values`` are all that one identifier with a number ("response_data1",
+    "response_data2"); else None. "Grade 1" / "Grade 2" (words and a number) are real values and pass."""
+    stems = set()
+    for v in values:
+        low = v.strip().lower()
+        m = _NUMBERED_IDENT.match(low)
+        if m is None or not ("_" in low or (m.group(1).isalpha() and len(m.group(1)) >= 4)):
+            return None
+        stems.add(m.group(1))
+    return stems.pop() if len(values) >= 2 and len(stems) == 1 else None
+
+
 def validate_criterion(
     raw: Any, ancestors: list[str] | tuple[str, ...], max_values: int,
     fields: tuple[str, ...] | list[str] = (), task: str = "",
@@ -181,6 +198,8 @@ def validate_criterion(
         else:
             seen.add(label_key(v))
             out.append(v)
+    if (stem := numbered_identifiers(out)) is not None:
+        raise PartitionError(f"the values of {dim!r} only number the parts of {stem!r} ({', '.join(out[:4])}): they name no property of a sample")
     # "a quarter and a nickel" beside "a quarter" (SmolLM2-135M, session 11): the values must not overlap
     whole = list(out)
     for v in whole:

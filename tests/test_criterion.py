@@ -200,6 +200,17 @@ def test_numbered_or_numeric_values_are_not_values():
         validate_criterion({"dimension": "Route 12 34 56", "values": ["a b", "c d"]}, [], 6, FIELDS, TASK)
 
 
+def test_values_that_only_number_one_identifier_are_refused():
+    # SmolLM2-135M in session 21's README run: "structure" = response_data1 .. response_data4
+    with pytest.raises(PartitionError, match="only number the parts of 'response_data'"):
+        validate_criterion({"dimension": "structure", "values": [f"response_data{i}" for i in range(1, 5)]}, [], 6, FIELDS, TASK)
+    with pytest.raises(PartitionError, match="only number the parts of 'blob'"):
+        validate_criterion({"dimension": "layout", "values": ["blob1", "Blob2", "blob3"]}, [], 6, FIELDS, TASK)
+    for values in (["grade 1", "grade 2", "grade 3"], ["MP3", "MP4"], ["response_data1", "a table"], ["level_2", "step_3"]):
+        dim, got = validate_criterion({"dimension": "format kind", "values": values}, [], 6, FIELDS, TASK)
+        assert got == values
+
+
 def test_a_value_that_combines_another_is_dropped():
     # SmolLM2-135M in session 11's README run: "out of set" = "a quarter" / "a quarter and a nickel"
     with pytest.raises(PartitionError, match="overlaps 'a quarter'"):
