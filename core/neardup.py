@@ -336,7 +336,6 @@ class NearDuplicateIndex:
         if self.dtype == "f16" and pq is not None:
             fs = faiss.IndexIVFPQFastScan(quantizer, self.dim, self.cells, self.dim // pq, 4, faiss.METRIC_INNER_PRODUCT)
             self.pq_dims = pq
-            self._quantizer = quantizer
             fs.by_residual = IVF_BY_RESIDUAL
             fs.cp.min_points_per_centroid = 1
             fs.cp.seed = 1234
@@ -361,7 +360,7 @@ class NearDuplicateIndex:
             ix = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, self.cells, qt, faiss.METRIC_INNER_PRODUCT)
         else:
             ix = faiss.IndexIVFFlat(quantizer, self.dim, self.cells, faiss.METRIC_INNER_PRODUCT)
-        self._quantizer = quantizer  # kept alive beside the index (faiss holds a raw pointer)
+        self._parts = (quantizer,)  # kept alive beside the index (faiss holds a raw pointer)
         ix.cp.min_points_per_centroid = 1
         ix.cp.seed = 1234
         self._set_threads(self._nbuf)

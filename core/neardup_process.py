@@ -97,10 +97,7 @@ class IndexProcess:
                 _send(p.stdin, kind, *payload)  # type: ignore[arg-type]
                 status, body = _recv(p.stdout)  # type: ignore[arg-type]
             except (EOFError, BrokenPipeError, OSError) as e:
-                code = p.poll()
-                raise IndexProcessError(
-                    f"the dedup index process ended unexpectedly (exit code {code if code is not None else 'unknown'})"
-                ) from e
+                raise _ended(p) from e
         return _answer(status, body)
 
     def _blocking(self, p: subprocess.Popen[bytes], on: bool) -> None:
@@ -127,10 +124,7 @@ class IndexProcess:
                 body = await _read_exact(loop, p.stdout.fileno(), n)
                 done = True
             except (EOFError, BrokenPipeError, OSError) as e:
-                code = p.poll()
-                raise IndexProcessError(
-                    f"the dedup index process ended unexpectedly (exit code {code if code is not None else 'unknown'})"
-                ) from e
+                raise _ended(p) from e
             finally:
                 if not done:  # cancelled or failed halfway through a frame: the pipes are out of step for good
                     self._proc = None
@@ -186,6 +180,11 @@ def _grow_pipe(f: Any) -> None:
         fcntl.fcntl(f.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
     except (OSError, AttributeError, ImportError, ValueError):
         pass
+
+
+def _ended(p: subprocess.Popen[bytes]) -> IndexProcessError:
+    code = p.poll()
+    return IndexProcessError(f"the dedup index process ended unexpectedly (exit code {code if code is not None else 'unknown'})")
 
 
 def _answer(status: bytes, body: bytes) -> bytes:
