@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -118,6 +119,7 @@ class RunStore:
         self._snapshot_seq = -1
         self._append_bytes = 0
         self._snapshot_bytes = 0
+        self._held: list[bytes] | None = None  # samples appended inside ``one_write``, not yet written
 
     # ---- paths -----------------------------------------------------------
     def p(self, name: str) -> Path:
@@ -277,11 +279,34 @@ class RunStore:
         return open(self.p(name), "ab", buffering=0)
 
     def append_samples(self, rows: list[dict[str, Any]]) -> None:
+        data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self._write_samples(data)
+
+    def _write_samples(self, data: bytes) -> None:
         if self._samples is None:
             self._samples = self._open_append(SAMPLES)
-        data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
-        append_all(self._samples, data)  # one write per call: a crash tears at most the last line
+        append_all(self._samples, data)  # one write: all of it or none (a crash tears at most the last line)
         self._append_bytes += len(data)
+
+    @contextmanager
+    def one_write(self) -> Iterator[None]:
+        """The rows ``append_samples`` gets inside go to samples.jsonl in one write when it ends, in order (the
+        gate pipeline stores an admitted group's calls one by one: one write for the group, not one per call).
+        The write raises as any append does, and then none of the held rows is in the file. Nested: the
+        outermost writes."""
+        if self._held is not None:
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self._write_samples(b"".join(held))
 
     def append_empty_slot(self, leaf_id: str, slot: int) -> None:
         if self._slots is None:

@@ -93,6 +93,69 @@ def test_a_batch_of_many_calls_appends_its_vectors_in_one_write(tmp_path, monkey
     assert len(writes) <= len(emb.batches) < fin.rows // 5  # one append per gated batch, not one per call
 
 
+def test_a_batch_of_many_calls_writes_its_rows_in_one_write(tmp_path, monkeypatch):
+    """An admitted group's rows go to samples.jsonl in one write (one per call cost the event loop 20,000
+    writes at 100k rows), in order, with a vector per row."""
+    from treesynth.core.neardup import VectorLog
+    from treesynth.core.store import RunStore
+
+    writes: list[int] = []
+    real = RunStore._write_samples
+    monkeypatch.setattr(RunStore, "_write_samples", lambda self, data: (writes.append(data.count(b"\n")), real(self, data))[1])
+    emb = HeldEmbedder(held=False)
+    fin = asyncio.run(Run.create(_cfg(), tmp_path / "r", transport=ScriptedTransport(), embed=emb).execute(lambda e: None))
+    stored = read_jsonl(tmp_path / "r" / "samples.jsonl")
+    assert fin.status == "complete" and sum(writes) == len(stored) >= fin.rows
+    assert len(writes) <= len(emb.batches) < fin.rows // 5  # one write per admitted group, not one per call
+    log = VectorLog(tmp_path / "r" / "row_vectors.f16", 64)
+    vectors = log.read()
+    log.close()
+    assert len(vectors) == len(stored)
+    texts = [f"{r['question']} {r['answer']}" for r in stored]
+    assert np.allclose(vectors.astype(np.float32), np.asarray(hash_embedder(texts), dtype=np.float16).astype(np.float32), atol=1e-3)
+
+
+def test_a_failed_write_of_a_group_fails_its_calls_and_leaves_no_vector_without_its_row(tmp_path, monkeypatch):
+    """Disk full at a group's write: the run stops with the storage error (no call is told its rows are stored),
+    samples.jsonl and row_vectors.f16 still agree, and the resumed run finishes exact."""
+    import errno
+
+    from treesynth.core.errors import StorageError
+    from treesynth.core.neardup import VectorLog
+    from treesynth.core.store import RunStore
+
+    real = RunStore._write_samples
+    seen = {"n": 0}
+
+    def write(self, data):
+        seen["n"] += 1
+        if seen["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", "samples.jsonl")
+        real(self, data)
+
+    monkeypatch.setattr(RunStore, "_write_samples", write)
+    out = tmp_path / "r"
+    with pytest.raises(StorageError, match="No space left on device"):
+        asyncio.run(Run.create(_cfg(), out, transport=ScriptedTransport(), embed=HeldEmbedder(held=False, batch_rows=20)).execute(lambda e: None))
+    assert seen["n"] >= 3  # a group admitted meanwhile may still be written: its rows and vectors both
+
+    def agree():
+        log = VectorLog(out / "row_vectors.f16", 64)
+        n = len(log.read())
+        log.close()
+        return n, len(read_jsonl(out / "samples.jsonl"))
+
+    n_vectors, n_rows = agree()
+    assert 0 < n_rows and n_vectors == n_rows
+    monkeypatch.setattr(RunStore, "_write_samples", real)
+    fin = asyncio.run(Run.resume(out, transport=ScriptedTransport(), embed=HeldEmbedder(held=False)).execute(lambda e: None))
+    assert fin.status == "complete" and fin.rows == 120
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 120 and len({r["id"] for r in rows}) == 120
+    n_vectors, n_rows = agree()
+    assert n_vectors == n_rows
+
+
 def test_generation_goes_on_while_rows_wait_for_their_vectors(tmp_path):
     """The embedder answers nothing until every generation call the run needs has been made: the calls
     were made while 0 rows had passed the gates (generation never waited for a vector)."""

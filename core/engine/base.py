@@ -64,6 +64,7 @@ class EngineBase:
         if self.gates.dedup is not None and self.gates.embedder is not None:
             self.pipeline = GatePipeline(
                 self.gates.dedup, self.gates.embedder, self._plan_gated, self._commit_gated, on_change=self._gates_changed,  # type: ignore[attr-defined]
+                group=lambda: self.store.one_write(),
             )
         self.patterns = {f: re.compile(rx) for f, rx in cfg.field_patterns.items()}  # every sample's fields must match
         # the prompts' examples, by their first field: a sample that copies one is rejected

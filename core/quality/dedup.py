@@ -161,18 +161,21 @@ class SemanticDedup:
     @contextmanager
     def one_write(self) -> Iterator[None]:
         """The vectors ``stored`` inside go to the log in one append at the end, in order (the gate pipeline
-        stores a batch's calls one by one: one write instead of one per call). A crash before that append
-        leaves stored rows without a vector, which a resumed run embeds (``ensure_open``), as it always could."""
+        stores a batch's calls one by one: one write instead of one per call). A crash before that append, or an
+        error inside (the rows' own write may have failed: vectors without their rows would put every later vector
+        beside the wrong row), leaves stored rows without a vector, which a resumed run embeds (``ensure_open``)."""
         if self._held is not None:  # nested: the outer one writes
             yield
             return
         self._held = []
         try:
             yield
-        finally:
-            held, self._held = self._held, None
-            if held and self._log is not None:
-                self._log.append(np.concatenate(held))
+        except BaseException:  # the rows may not be stored (their one write failed): their vectors are left out
+            self._held = None
+            raise
+        held, self._held = self._held, None
+        if held and self._log is not None:
+            self._log.append(np.concatenate(held))
 
     def release(self) -> None:
         """Free the index (a finished run's export needs the memory: ~0.8 GB at 1M rows); a later

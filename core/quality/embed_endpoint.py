@@ -76,7 +76,7 @@ class _LoopState:
 
 def _unit(X: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(X, axis=1, keepdims=True)
-    return (X / np.where(n > 0, n, 1.0)).astype(np.float32)
+    return (X / np.where(n > 0, n, 1.0)).astype(np.float32, copy=False)  # float32 already: no second copy
 
 
 class EndpointRowEmbedder(RowEmbedder):

@@ -23,7 +23,10 @@ their calls again (from the response cache, at no cost) and gates them again.
 
 The engine supplies two synchronous callbacks, run by the admitter: ``plan(items)`` (how many of
 each call's rows to offer: a leaf's room, 0 for a call made stale by steering) and
-``commit(item, keep, sims, vectors)`` (store the kept rows, record the rest).
+``commit(item, keep, sims, vectors)`` (store the kept rows, record the rest); and ``group()``, a context
+around one admit's commits in which the stored rows are held and written once, at its end (the store's
+``one_write``). Each call hears its verdict only after that write, so a failed write is the error of every
+call in the group, and no call is told that rows which never reached the file are stored.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,6 +75,7 @@ class GatePipeline:
     def __init__(
         self, dedup: SemanticDedup, embedder: RowEmbedder, plan: Plan, commit: Commit,
         capacity: int | None = None, on_change: Callable[[], None] | None = None,
+        group: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.dedup = dedup
         self.embedder = embedder
@@ -80,6 +85,7 @@ class GatePipeline:
         self.parallel = max(1, int(embedder.parallel))
         self.capacity = capacity or max(2048, 4 * self.batch_rows * self.parallel)
         self.on_change = on_change or (lambda: None)
+        self.group = group or nullcontext  # around one admit's commits: the engine's one write of their rows
         self._queue: deque[GateItem] = deque()
         self.queued_rows = 0  # rows waiting for an embedding batch
         self.waiting = 0  # rows in the pipeline: queued, being embedded or admitted
@@ -254,17 +260,25 @@ class GatePipeline:
         offered = [P if len(idx) == len(P) else P[np.asarray(idx, dtype=np.int64)] for P, idx in zip(per_item, offer, strict=True)]
         keep, sims = await self.dedup.admit_async(np.concatenate(offered))
         b = 0
-        with self.dedup.one_write():  # the group's kept vectors in one append to row_vectors.f16
+        done: list[tuple[GateItem, Any, BaseException | None]] = []
+        # the group's rows in one write to samples.jsonl, then its kept vectors in one append to row_vectors.f16;
+        # a failed write is every call's error in the group (none of them is told its rows are stored)
+        with self.dedup.one_write(), self.group():
             for item, idx, P in zip(group, offer, offered, strict=True):
                 k = len(P)
-                if item.future.done():
-                    b += k
-                    continue
-                try:
-                    item.future.set_result(self.commit(item, idx, keep[b : b + k], sims[b : b + k], P))
-                except BaseException as e:  # noqa: BLE001 - a stale call, a storage error: that call's error
-                    item.future.set_exception(e)
+                if not item.future.done():
+                    try:
+                        done.append((item, self.commit(item, idx, keep[b : b + k], sims[b : b + k], P), None))
+                    except BaseException as e:  # noqa: BLE001 - a stale call, a storage error: that call's error
+                        done.append((item, None, e))
                 b += k
+        for item, result, error in done:
+            if item.future.done():
+                continue
+            if error is None:
+                item.future.set_result(result)
+            else:
+                item.future.set_exception(error)
 
     async def _done(self, items: Sequence[GateItem]) -> None:
         self.waiting -= sum(len(i.texts) for i in items)
