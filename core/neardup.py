@@ -7,27 +7,30 @@ train by benchmarks/neardup_threshold.py; figures in benchmarks/README.md).
 ``NearDuplicateIndex`` answers "the highest cosine to anything accepted so far" and admits rows
 below the threshold:
 
-* Exact while small: the first ``exact_limit`` accepted vectors (4,096 by default) sit in a
-  float32 buffer and every query is a matrix product over all of them.
-* Then approximate: they move into a faiss HNSW graph (float16 storage via faiss's scalar
-  quantiser, inner product on unit vectors = cosine, ids 0, 1, 2, ... in order of acceptance) and newer rows wait in the same exact buffer until
-  ``flush_rows`` of them (256) have gathered, when they join the graph in one multi-threaded
-  add. A query is one HNSW search (top 1) plus a matrix product over the buffer, so the
-  newest rows are always compared exactly and the per-row graph insertion is batched.
-* Rows of one ``admit`` batch are compared with each other exactly (a Gram matrix): a row is
-  compared with the rows before it in the batch that were kept.
+* Exact while small: the first ``exact_limit`` accepted vectors (4,096, or ten per IVF cell, whichever is
+  more) sit in a float32 buffer and every query is a matrix product over all of them.
+* Then approximate (``INDEX_KIND``, "ivf" by default): they train an IVF of about sqrt(expected rows) / 2
+  cells (``ivf_cells``) whose cells hold 4-bit product-quantiser fast-scan codes (24 bytes a row at 384
+  dimensions); a query scans ``nprobe`` cells (8) and its ``candidates`` best (8) are re-ranked with their
+  exact float16 vectors in faiss (``IndexRefine`` over an ``IndexScalarQuantizer``). Newer rows wait in the
+  same exact buffer until ``flush_rows`` of them (256) have gathered, when they join the index in one add,
+  so the newest rows are always compared exactly. The codes only choose what is re-ranked, so a decision is
+  an exact float16 cosine; recall of near-duplicates against brute force is measured on GSM8K
+  (benchmarks/dedup_recall_gsm8k.py: 1.0000 at nprobe 4, 8 and 16) and on planted near-copies at 100k and
+  1M rows (benchmarks/bench_dedup.py). "hnsw" (a faiss HNSW graph over float16 vectors, connectivity 16,
+  expansion_add 64, expansion_search growing with the graph: ``auto_expansion_search``) is kept for
+  comparison (benchmarks/README.md, "Semantic dedup" and "The IVF stage").
+* Rows of one ``admit`` batch are compared with each other exactly (a Gram matrix, ``ADMIT_CHUNK`` rows at
+  most): a row is compared with the rows before it in the batch that were kept.
 
-The HNSW parameters (f16, connectivity 16, expansion_add 64; expansion_search growing with the
-graph, 64 below 150k vectors, 128 below 500k, 256 above: ``auto_expansion_search``) were chosen by
-measuring the max-cosine decision against brute force (benchmarks/README.md, "Semantic dedup"):
-at 1M vectors a fixed 64 found only 94% of the near-duplicates, 256 finds 99.4%. faiss runs on one
-OpenMP thread by default (``threads=1``): on two shared cores a second thread made 5-row queries
-about 10x slower and adds about 3x slower (OpenMP's waiting threads compete with everything else).
+faiss runs on one OpenMP thread by default (``threads=1``): on two shared cores a second thread made 5-row
+queries about 10x slower and adds about 3x slower (OpenMP's waiting threads compete with everything else).
+A large run's index lives in a process of its own (core/neardup_process.py), so it uses the second core.
 The library is faiss (faiss-cpu): usearch, tried first, links its own C++ runtime, and llama.cpp
 loaded after it in the same process fails to read the embedded model (std::bad_cast);
 tests/test_quality.py checks that the index and the embedded model live in one process.
-Memory: about 0.8 KiB a vector in float16 storage plus the graph, about 1 GiB at 1M x 384
-(``memory_bytes``).
+Memory: the float16 vectors (768 bytes a row at 384 dimensions, sized for the expected rows at once) and
+the codes, about 0.8 GiB at 1M rows (``memory_bytes``).
 
 ``VectorLog`` is the run's file of accepted rows' vectors (rundir.ROW_VECTORS), from which a
 resumed run seeds the index with ``add``. Layout (little-endian): a 16-byte header, the magic
