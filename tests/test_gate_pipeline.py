@@ -271,6 +271,58 @@ def test_dedup_and_the_judge_together_keep_the_size_exact(tmp_path):
     assert q is not None and q.judge_rejected > 0 and q.in_gates == 0
 
 
+def test_a_failed_write_is_the_error_of_every_call_in_its_group_and_of_every_later_one():
+    """No call of a group whose write failed is told that its rows are stored, and a call submitted after it
+    fails at once (the run stops on the error)."""
+    from contextlib import contextmanager, nullcontext
+
+    from treesynth.core.quality.pipeline import GateItem, GatePipeline
+
+    class Index:
+        async def ensure_open(self, dim, embedder=None):
+            return None
+
+        async def admit_async(self, X):
+            return np.ones(len(X), dtype=bool), np.zeros(len(X), dtype=np.float32)
+
+        def one_write(self):
+            return nullcontext()
+
+    writes = {"n": 0}
+
+    @contextmanager
+    def full_disk():  # the first group's write fails; a later one would succeed
+        yield
+        writes["n"] += 1
+        if writes["n"] == 1:
+            raise OSError(28, "No space left on device")
+
+    async def go():
+        committed: list[int] = []
+
+        def commit(item, idx, keep, sims, P):
+            committed.append(item.slot)
+            return len(idx)
+
+        pipe = GatePipeline(Index(), HeldEmbedder(held=True, batch_rows=10), lambda items: [list(range(len(i.rows))) for i in items],
+                            commit, group=full_disk)
+
+        def item(k):
+            return GateItem("0/1", k, [], [({"q": f"{k}-{j}"}, k * 10 + j, j) for j in range(5)], [f"text {k} {j}" for j in range(5)])
+
+        calls = [asyncio.ensure_future(pipe.submit(item(k))) for k in (0, 1)]
+        await asyncio.sleep(0.01)
+        pipe.embedder.release.set()
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        assert committed == [0, 1] and all(isinstance(d, OSError) for d in done)
+        with pytest.raises(OSError, match="No space"):
+            await pipe.submit(item(2))
+        assert committed == [0, 1] and writes["n"] == 1  # refused before it was gated
+        await pipe.aclose()
+
+    asyncio.run(go())
+
+
 def test_calls_waiting_for_room_get_it_in_order_and_a_cancelled_one_gives_its_place_up():
     """Only the calls whose rows fit are woken when rows leave the gates, first come first served; a call
     cancelled while it waits (or just after it got room) leaves the room to the next."""

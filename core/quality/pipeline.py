@@ -263,15 +263,19 @@ class GatePipeline:
         done: list[tuple[GateItem, Any, BaseException | None]] = []
         # the group's rows in one write to samples.jsonl, then its kept vectors in one append to row_vectors.f16;
         # a failed write is every call's error in the group (none of them is told its rows are stored)
-        with self.dedup.one_write(), self.group():
-            for item, idx, P in zip(group, offer, offered, strict=True):
-                k = len(P)
-                if not item.future.done():
-                    try:
-                        done.append((item, self.commit(item, idx, keep[b : b + k], sims[b : b + k], P), None))
-                    except BaseException as e:  # noqa: BLE001 - a stale call, a storage error: that call's error
-                        done.append((item, None, e))
-                b += k
+        try:
+            with self.dedup.one_write(), self.group():
+                for item, idx, P in zip(group, offer, offered, strict=True):
+                    k = len(P)
+                    if not item.future.done():
+                        try:
+                            done.append((item, self.commit(item, idx, keep[b : b + k], sims[b : b + k], P), None))
+                        except BaseException as e:  # noqa: BLE001 - a stale call, a storage error: that call's error
+                            done.append((item, None, e))
+                    b += k
+        except Exception as e:  # the group's write failed (the store's, or the vectors'): every call of it fails (_settled)
+            self._failure = e  # and the run stops on it: calls that come later are not gated for nothing
+            raise
         for item, result, error in done:
             if item.future.done():
                 continue
