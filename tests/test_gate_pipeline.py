@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -44,6 +45,26 @@ class HeldEmbedder(RowEmbedder):
         assert fresh  # new rows: their vectors go to row_vectors.f16, an embedder's content cache is left out
         self.batches.append(len(texts))
         return np.asarray(hash_embedder(list(texts)), dtype=np.float32)
+
+
+class KeepAllIndex:
+    """A dedup stand-in that keeps every row (the pipeline's own logic under test)."""
+
+    async def ensure_open(self, dim, embedder=None):
+        return None
+
+    async def admit_async(self, X):
+        return np.ones(len(X), dtype=bool), np.zeros(len(X), dtype=np.float32)
+
+    def one_write(self):
+        return nullcontext()
+
+
+def _item(k):
+    """Call ``k``'s five rows, waiting for the gates."""
+    from treesynth.core.quality.pipeline import GateItem
+
+    return GateItem("0/1", k, [], [({"q": f"{k}-{j}"}, k * 10 + j, j) for j in range(5)], [f"text {k} {j}" for j in range(5)])
 
 
 @pytest.fixture(params=["in-process", "own-process"])
@@ -274,19 +295,9 @@ def test_dedup_and_the_judge_together_keep_the_size_exact(tmp_path):
 def test_a_failed_write_is_the_error_of_every_call_in_its_group_and_of_every_later_one():
     """No call of a group whose write failed is told that its rows are stored, and a call submitted after it
     fails at once (the run stops on the error)."""
-    from contextlib import contextmanager, nullcontext
+    from contextlib import contextmanager
 
-    from treesynth.core.quality.pipeline import GateItem, GatePipeline
-
-    class Index:
-        async def ensure_open(self, dim, embedder=None):
-            return None
-
-        async def admit_async(self, X):
-            return np.ones(len(X), dtype=bool), np.zeros(len(X), dtype=np.float32)
-
-        def one_write(self):
-            return nullcontext()
+    from treesynth.core.quality.pipeline import GatePipeline
 
     writes = {"n": 0}
 
@@ -304,19 +315,16 @@ def test_a_failed_write_is_the_error_of_every_call_in_its_group_and_of_every_lat
             committed.append(item.slot)
             return len(idx)
 
-        pipe = GatePipeline(Index(), HeldEmbedder(held=True, batch_rows=10), lambda items: [list(range(len(i.rows))) for i in items],
+        pipe = GatePipeline(KeepAllIndex(), HeldEmbedder(held=True, batch_rows=10), lambda items: [list(range(len(i.rows))) for i in items],
                             commit, group=full_disk)
 
-        def item(k):
-            return GateItem("0/1", k, [], [({"q": f"{k}-{j}"}, k * 10 + j, j) for j in range(5)], [f"text {k} {j}" for j in range(5)])
-
-        calls = [asyncio.ensure_future(pipe.submit(item(k))) for k in (0, 1)]
+        calls = [asyncio.ensure_future(pipe.submit(_item(k))) for k in (0, 1)]
         await asyncio.sleep(0.01)
         pipe.embedder.release.set()
         done = await asyncio.gather(*calls, return_exceptions=True)
         assert committed == [0, 1] and all(isinstance(d, OSError) for d in done)
         with pytest.raises(OSError, match="No space"):
-            await pipe.submit(item(2))
+            await pipe.submit(_item(2))
         assert committed == [0, 1] and writes["n"] == 1  # refused before it was gated
         await pipe.aclose()
 
@@ -326,19 +334,7 @@ def test_a_failed_write_is_the_error_of_every_call_in_its_group_and_of_every_lat
 def test_calls_waiting_for_room_get_it_in_order_and_a_cancelled_one_gives_its_place_up():
     """Only the calls whose rows fit are woken when rows leave the gates, first come first served; a call
     cancelled while it waits (or just after it got room) leaves the room to the next."""
-    from contextlib import nullcontext
-
-    from treesynth.core.quality.pipeline import GateItem, GatePipeline
-
-    class Index:
-        async def ensure_open(self, dim, embedder=None):
-            return None
-
-        async def admit_async(self, X):
-            return np.ones(len(X), dtype=bool), np.zeros(len(X), dtype=np.float32)
-
-        def one_write(self):
-            return nullcontext()
+    from treesynth.core.quality.pipeline import GatePipeline
 
     async def go():
         emb = HeldEmbedder(held=True, batch_rows=5)
@@ -348,12 +344,9 @@ def test_calls_waiting_for_room_get_it_in_order_and_a_cancelled_one_gives_its_pl
             order.append(item.slot)
             return len(idx)
 
-        pipe = GatePipeline(Index(), emb, lambda items: [list(range(len(i.rows))) for i in items], commit, capacity=10)
+        pipe = GatePipeline(KeepAllIndex(), emb, lambda items: [list(range(len(i.rows))) for i in items], commit, capacity=10)
 
-        def item(k):
-            return GateItem("0/1", k, [], [({"q": f"{k}-{j}"}, k * 10 + j, j) for j in range(5)], [f"text {k} {j}" for j in range(5)])
-
-        tasks = {k: asyncio.ensure_future(pipe.submit(item(k))) for k in range(6)}
+        tasks = {k: asyncio.ensure_future(pipe.submit(_item(k))) for k in range(6)}
         await asyncio.sleep(0.01)
         assert pipe.waiting == 10 and len(pipe._room) == 4  # two calls' rows in the gates, four calls in line
         tasks[3].cancel()  # gives its place up while it waits
@@ -364,9 +357,9 @@ def test_calls_waiting_for_room_get_it_in_order_and_a_cancelled_one_gives_its_pl
         assert order == [0, 1, 2, 4, 5] and pipe.waiting == 0 and not pipe._room
         # granted room, cancelled before it used it: the room goes back
         emb.release.clear()
-        first = [asyncio.ensure_future(pipe.submit(item(k))) for k in (6, 7)]
+        first = [asyncio.ensure_future(pipe.submit(_item(k))) for k in (6, 7)]
         await asyncio.sleep(0.01)
-        late = asyncio.ensure_future(pipe.submit(item(8)))
+        late = asyncio.ensure_future(pipe.submit(_item(8)))
         await asyncio.sleep(0)
         assert len(pipe._room) == 1
         pipe._room[0][1].set_result(None)  # as _grant would, then the call is cancelled before it runs on
