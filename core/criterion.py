@@ -154,6 +154,21 @@ def numbered_identifiers(values: list[str]) -> str | None:
     return stems.pop() if len(values) >= 2 and len(stems) == 1 else None
 
 
+_YES_NO = (("true", "false"), ("yes", "no"))
+
+
+def beside_yes_no(values: list[str]) -> tuple[str, str, list[str]] | None:
+    """(the yes/no pair as written, the other values) when ``values`` hold both of a yes/no pair ("True" and
+    "False", "yes" and "no") and more: the pair covers every sample already, so any other value overlaps one
+    of them (SmolLM2-135M in session 22's README run: "multiple" = True / False / double). None otherwise."""
+    low = {v.strip().lower(): v for v in values}
+    for a, b in _YES_NO:
+        if a in low and b in low and len(values) > 2:
+            pair = (low[a], low[b])
+            return pair[0], pair[1], [v for v in values if v not in pair]
+    return None
+
+
 def validate_criterion(
     raw: Any, ancestors: list[str] | tuple[str, ...], max_values: int,
     fields: tuple[str, ...] | list[str] = (), task: str = "",
@@ -206,6 +221,10 @@ def validate_criterion(
         if (o := overlapped(v, whole)) is not None:
             problems.append(f"value {v!r} overlaps {o!r}")
             out.remove(v)
+    if (yn := beside_yes_no(out)) is not None:
+        yes, no, others = yn
+        problems += [f"value {v!r} overlaps {yes!r}/{no!r}, which cover every sample" for v in others]
+        out = [yes, no]
     if len(out) < 2:
         detail = f" ({'; '.join(problems[:3])})" if problems else ""
         raise PartitionError(f"need at least 2 distinct, concrete values of {dim!r}; got {len(out)}{detail}")

@@ -211,6 +211,17 @@ def test_values_that_only_number_one_identifier_are_refused():
         assert got == values
 
 
+def test_values_beside_a_yes_no_pair_are_dropped():
+    # SmolLM2-135M in session 22's README run: "multiple" = True / False / double
+    dim, values = validate_criterion({"dimension": "multiple", "values": ["True", "False", "double"]}, [], 6, FIELDS, TASK)
+    assert values == ["True", "False"]
+    dim, values = validate_criterion({"dimension": "has units", "values": ["yes", "sometimes", "No"]}, [], 6, FIELDS, TASK)
+    assert values == ["yes", "No"]
+    for values in (["True", "False"], ["yes", "no"], ["true story", "false start", "fiction"], ["yes", "maybe", "later"]):
+        dim, got = validate_criterion({"dimension": "answer kind", "values": values}, [], 6, FIELDS, TASK)
+        assert got == values
+
+
 def test_a_value_that_combines_another_is_dropped():
     # SmolLM2-135M in session 11's README run: "out of set" = "a quarter" / "a quarter and a nickel"
     with pytest.raises(PartitionError, match="overlaps 'a quarter'"):
