@@ -170,7 +170,7 @@ def fmt_gates(q: ev.Quality | None) -> str:
     """'2,310 rows generated, 256 in the gates' while semantic dedup gates rows beside generation / ''."""
     if q is None or not q.generated:
         return ""
-    return f"{q.generated:,} rows generated, {q.in_gates:,} in the gates"
+    return f"{q.generated:,} {'row' if q.generated == 1 else 'rows'} generated, {q.in_gates:,} in the gates"
 
 
 def fmt_batches(b: ev.Batches | None) -> str:

@@ -274,6 +274,8 @@ def test_the_status_line_shows_rows_in_the_gates():
     p = Progress(size=1000)
     p.apply(ev.Quality(generated=1300, in_gates=256))
     assert "(1,300 rows generated, 256 in the gates)" in status_line(p)
+    p.apply(ev.Quality(generated=1, in_gates=0))
+    assert "(1 row generated, 0 in the gates)" in status_line(p)
     p.apply(ev.Quality())
     assert "in the gates" not in status_line(p)
 
