@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .partition import PartitionError, Split, Value, is_catch_all, label_key, overlapped
+from .partition import PartitionError, Split, Value, is_catch_all, label_key, overlapped, yes_no_pair
 from .text import normalise
 
 # The grammar's form of a label: one to five short words, not starting with a digit or a bracket;
@@ -154,19 +154,12 @@ def numbered_identifiers(values: list[str]) -> str | None:
     return stems.pop() if len(values) >= 2 and len(stems) == 1 else None
 
 
-_YES_NO = (("true", "false"), ("yes", "no"))
-
-
 def beside_yes_no(values: list[str]) -> tuple[str, str, list[str]] | None:
     """(the yes/no pair as written, the other values) when ``values`` hold both of a yes/no pair ("True" and
     "False", "yes" and "no") and more: the pair covers every sample already, so any other value overlaps one
     of them (SmolLM2-135M in session 22's README run: "multiple" = True / False / double). None otherwise."""
-    low = {v.strip().lower(): v for v in values}
-    for a, b in _YES_NO:
-        if a in low and b in low and len(values) > 2:
-            pair = (low[a], low[b])
-            return pair[0], pair[1], [v for v in values if v not in pair]
-    return None
+    pair = yes_no_pair(values) if len(values) > 2 else None
+    return None if pair is None else (*pair, [v for v in values if v not in pair])
 
 
 def validate_criterion(

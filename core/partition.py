@@ -107,6 +107,20 @@ def overlapped(label: str, others: Iterable[str]) -> str | None:
     return None
 
 
+_YES_NO = (("true", "false"), ("yes", "no"))
+
+
+def yes_no_pair(values: Iterable[str]) -> tuple[str, str] | None:
+    """Both halves of a yes/no pair ("True" and "False", "yes" and "no") as written in ``values``, or None. Such a
+    pair covers every sample: a model's further value beside it overlaps one half (a user's taxonomy may still
+    say "yes / no / maybe")."""
+    low = {v.strip().lower(): v for v in values}
+    for a, b in _YES_NO:
+        if a in low and b in low:
+            return low[a], low[b]
+    return None
+
+
 def _clean_label(v: Any, what: str, max_len: int = 120) -> str:
     if not isinstance(v, str):
         raise PartitionError(f"{what} must be a string")
@@ -135,6 +149,7 @@ def validate_coverage(raw: Any, existing: list[str] | tuple[str, ...], max_new: 
     if kind == "none":
         return Coverage("none")
     seen = {label_key(e) for e in existing}
+    pair = yes_no_pair(existing)  # True and False already cover every sample: nothing is missing
     added: list[str] = []
     rejected: list[str] = []
     for v in items:
@@ -150,7 +165,7 @@ def validate_coverage(raw: Any, existing: list[str] | tuple[str, ...], max_new: 
         if is_catch_all(label):
             rejected.append(f"{label!r} is a catch-all")
             continue
-        o = overlapped(label, [*existing, *added])
+        o = f"{pair[0]}/{pair[1]}" if pair is not None else overlapped(label, [*existing, *added])
         if o is not None:
             rejected.append(f"{label!r} overlaps {o!r}")
             continue

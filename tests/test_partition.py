@@ -97,6 +97,13 @@ def test_overlapped_names_the_value_inside():
     assert overlapped("Cars / trucks", ["trucks"]) == "trucks"
 
 
+def test_coverage_adds_nothing_beside_a_yes_no_pair():
+    c = validate_coverage({"status": "complete", "values": ["double", "half"]}, ["True", "False"], 4)
+    assert c.added == () and c.rejected == ("'double' overlaps 'True/False'", "'half' overlaps 'True/False'")
+    c = validate_coverage({"status": "complete", "values": ["maybe"]}, ["yes", "sometimes"], 4)
+    assert c.added == ("maybe",)
+
+
 def test_coverage_drops_catch_alls_with_reasons():
     c = validate_coverage({"status": "open_ended", "values": ["Other", "probability", "misc.", 7, ""]}, [], 10)
     assert c.added == ("probability",)
