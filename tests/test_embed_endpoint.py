@@ -62,6 +62,31 @@ async def test_batches_of_batch_rows_at_most_parallel_in_flight_in_order(srv):
     assert e.usage.embed_requests == 4 and e.usage.embed_texts == 10
 
 
+def test_request_chunks_hold_at_most_max_rows_and_max_tokens_and_a_long_text_goes_alone():
+    from treesynth.core.llm.embed_wire import request_chunks
+
+    assert request_chunks([10] * 5, 2) == [(0, 2), (2, 4), (4, 5)]
+    assert request_chunks([], 3) == []
+    assert request_chunks([10, 20, 30], 256, max_tokens=20, chars_per_token=3) == [(0, 3)]  # 60 characters: at most 20 tokens
+    assert request_chunks([10, 20, 31], 256, max_tokens=20, chars_per_token=3) == [(0, 2), (2, 3)]
+    assert request_chunks([100, 5, 5], 256, max_tokens=20, chars_per_token=3) == [(0, 1), (1, 3)]  # too long alone: by itself
+    assert request_chunks([5, 100, 5], 256, max_tokens=20, chars_per_token=3) == [(0, 1), (1, 2), (2, 3)]
+    assert request_chunks([600] * 256, 256) == [(0, 256)]  # GSM8K-sized rows: one request of batch_rows, as before
+
+
+async def test_long_rows_go_in_requests_under_the_providers_tokens_per_request():
+    # ten rows of 60,000 characters: one request of them all would be 600,000, refused for good (HTTP 400)
+    texts = [f"row {i} " + "word " * 12_000 for i in range(10)]
+    with FakeEmbeddings(max_request_chars=500_000) as s:
+        e = embedder(s)
+        X = await e.embed(texts)
+        await e.aclose()
+        sizes = [sum(len(t) for t in r["input"]) for r in s.requests]
+    assert len(sizes) == 2 and max(sizes) <= 450_000, sizes
+    np.testing.assert_array_equal(X, expected(texts))
+    assert e.usage.embed_texts == 10 and e.usage.errors == 0
+
+
 async def test_vectors_are_unit_norm_and_float16_rounded(srv):
     e = embedder(srv)
     X = await e.embed(TEXTS[:4])

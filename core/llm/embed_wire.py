@@ -23,6 +23,7 @@ import orjson
 from pybase64 import b64decode  # SIMD base64: the stdlib's decoder took ~0.4 s of the event loop per 100k rows
 
 from ..errors import ConfigError, ProviderError, TransientProviderError
+from .budget import CHARS_PER_TOKEN
 from .structured import RETRYABLE_STATUS
 from .transports.common import error_message, openai_headers, retry_after_from_headers
 
@@ -84,6 +85,32 @@ def rejects_base64(status: int, raw: bytes) -> bool:
     strictly and knows only float lists): the request is sent again without it."""
     low = error_message(raw).lower()
     return status in (400, 422) and ("encoding_format" in low or "base64" in low)
+
+
+# OpenAI's embeddings take at most 300,000 tokens summed over one request's inputs (a larger one is refused
+# with HTTP 400, on every try); a request is planned at half that by the budget's estimate (CHARS_PER_TOKEN),
+# which runs low for text of many tokens a character (some scripts, emoji)
+REQUEST_TOKENS = 150_000
+
+
+def request_chunks(
+    lengths: Sequence[int], max_rows: int, max_tokens: int = REQUEST_TOKENS, chars_per_token: int = CHARS_PER_TOKEN
+) -> list[tuple[int, int]]:
+    """The requests ``lengths`` (each text's characters, in order) go in, as (start, end) ranges: at most
+    ``max_rows`` texts each, and at most ``max_tokens`` estimated tokens (``chars_per_token``) unless one text
+    is that long alone, in which case it goes by itself."""
+    out: list[tuple[int, int]] = []
+    budget = max_tokens * chars_per_token
+    a = 0
+    chars = 0
+    for i, n in enumerate(lengths):
+        if i > a and (i - a >= max_rows or chars + n > budget):
+            out.append((a, i))
+            a, chars = i, 0
+        chars += n
+    if a < len(lengths):
+        out.append((a, len(lengths)))
+    return out
 
 
 def request_body(wire_model: str, texts: Sequence[str], base64: bool = False) -> bytes:

@@ -2,8 +2,10 @@
 or ``hosted_vllm/<model>``, ``--embed-api-base``): OpenAI's text-embedding-3-small, or a vLLM or llama.cpp
 server started with embeddings on.
 
-* Batched: at most ``batch_rows`` texts per request (bigger inputs are split), at most ``parallel``
-  requests in flight over all callers; a text repeated within one call is sent once.
+* Batched: at most ``batch_rows`` texts per request (bigger inputs are split), and at most about half the
+  300,000 tokens OpenAI takes in one request (``embed_wire.request_chunks``: long rows go in smaller
+  requests), at most ``parallel`` requests in flight over all callers; a text repeated within one call is
+  sent once.
 * Cached: vectors go into the run's cache file (core/cache.py, table ``vectors``, float16) keyed by the
   model's name as sent and the text, so a text that can be asked for again (a balance run's real rows, a
   resumed run's stored rows without a vector) is sent once (``read_cache=False``, ``--no-cache``: vectors
@@ -46,7 +48,16 @@ from ..cache import vector_key
 from ..embeddings import quantise
 from ..errors import BudgetExhausted, ProviderError, ProviderTimeout, TransientProviderError
 from ..llm.budget import SPENT, WAIT, budget_state, call_ceiling, prompt_tokens
-from ..llm.embed_wire import Embeddings, EmbedEndpoint, error_for, parse_embeddings, rejects_base64, request_body, resolve_endpoint
+from ..llm.embed_wire import (
+    Embeddings,
+    EmbedEndpoint,
+    error_for,
+    parse_embeddings,
+    rejects_base64,
+    request_body,
+    request_chunks,
+    resolve_endpoint,
+)
 from ..llm.pricing import CallPrice, Given, call_price
 from ..llm.types import UsageTotals
 from .embedder import RowEmbedder, SyncEmbed
@@ -222,7 +233,8 @@ class EndpointRowEmbedder(RowEmbedder):
                 self.usage.embed_cache_hits += len(hits)
                 self.on_usage()
         missing = [i for i in range(len(distinct)) if i not in hits] if hits else list(range(len(distinct)))
-        chunks = [missing[a : a + self.batch_rows] for a in range(0, len(missing), self.batch_rows)]
+        # at most ``batch_rows`` texts a request, and at most about half the tokens OpenAI takes in one (long rows)
+        chunks = [missing[a:b] for a, b in request_chunks([len(distinct[i]) for i in missing], self.batch_rows)]
         answered: list[tuple[list[int], np.ndarray]] = []  # (positions, float16 unit vectors)
         if chunks:
             results = await self._all(self._batch([distinct[i] for i in c]) for c in chunks)
