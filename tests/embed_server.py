@@ -57,10 +57,12 @@ class FakeEmbeddings:
         self, *, dim: int = 8, models: tuple[str, ...] = ("emb-small", "text-embedding-3-small"), faults: list[str] | None = None,
         usage: bool = True, latency: float = 0.0, unknown_status: int = 400, port: int | None = None, start_after: float = 0.0,
         key: str | None = None, per_token: bool = False, strict: bool = False, max_request_chars: int | None = None,
+        max_input_chars: int | None = None,
     ) -> None:
         self.per_token = per_token
         self.strict = strict
         self.max_request_chars = max_request_chars
+        self.max_input_chars = max_input_chars
         self.dim = dim
         self.models = models
         self.faults = list(faults or [])
@@ -147,6 +149,10 @@ class FakeEmbeddings:
                 if fake.max_request_chars is not None and total > fake.max_request_chars:  # OpenAI: 300,000 tokens a request
                     return self._send(400, {"error": {"message": f"Requested {total} tokens, max {fake.max_request_chars} tokens per request",
                                                       "type": "max_tokens_per_request", "code": "max_tokens_per_request"}})
+                longest = max((len(t) for t in texts), default=0) if isinstance(texts, list) else len(str(texts))
+                if fake.max_input_chars is not None and longest > fake.max_input_chars:  # OpenAI: 8,192 tokens an input
+                    return self._send(400, {"error": {"message": f"This model's maximum context length is {fake.max_input_chars} tokens, "
+                                                      f"however you requested {longest} tokens", "type": "invalid_request_error"}})
                 if isinstance(texts, str):
                     texts = [texts]
                 items = [{"object": "embedding", "index": i, "embedding": fake.vector(t, i)} for i, t in enumerate(texts)]

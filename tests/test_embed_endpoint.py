@@ -75,16 +75,34 @@ def test_request_chunks_hold_at_most_max_rows_and_max_tokens_and_a_long_text_goe
 
 
 async def test_long_rows_go_in_requests_under_the_providers_tokens_per_request():
-    # ten rows of 60,000 characters: one request of them all would be 600,000, refused for good (HTTP 400)
-    texts = [f"row {i} " + "word " * 12_000 for i in range(10)]
-    with FakeEmbeddings(max_request_chars=500_000) as s:
+    # a hundred rows of ~5,000 characters: one request of them all would be ~500,000, refused for good (HTTP 400)
+    texts = [f"row {i} " + "word " * 1_000 for i in range(100)]
+    with FakeEmbeddings(max_request_chars=480_000) as s:
         e = embedder(s)
         X = await e.embed(texts)
         await e.aclose()
         sizes = [sum(len(t) for t in r["input"]) for r in s.requests]
     assert len(sizes) == 2 and max(sizes) <= 450_000, sizes
     np.testing.assert_array_equal(X, expected(texts))
-    assert e.usage.embed_texts == 10 and e.usage.errors == 0
+    assert e.usage.embed_texts == 100 and e.usage.errors == 0
+
+
+async def test_a_text_longer_than_a_providers_input_is_sent_cut_and_its_vector_cached_under_the_whole_text(tmp_path):
+    from treesynth.core.quality.embed_endpoint import MAX_INPUT_CHARS
+
+    long = "a long row " + "with many words " * 3_000  # 48,011 characters
+    with FakeEmbeddings(max_input_chars=8_192) as s:
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        e = embedder(s, cache=cache)
+        X = await e.embed([long, "short row"])
+        await e.aclose()
+        again = embedder(s, cache=cache)
+        Y = await again.embed([long])
+        await again.aclose()
+        sent = [t for r in s.requests for t in r["input"]]
+    assert sent == [long[:MAX_INPUT_CHARS], "short row"]  # the second embedder asked nothing: from the cache
+    np.testing.assert_array_equal(X, expected([long[:MAX_INPUT_CHARS], "short row"]))
+    np.testing.assert_array_equal(Y[0], X[0])
 
 
 async def test_vectors_are_unit_norm_and_float16_rounded(srv):

@@ -5,7 +5,8 @@ server started with embeddings on.
 * Batched: at most ``batch_rows`` texts per request (bigger inputs are split), and at most about half the
   300,000 tokens OpenAI takes in one request (``embed_wire.request_chunks``: long rows go in smaller
   requests), at most ``parallel`` requests in flight over all callers; a text repeated within one call is
-  sent once.
+  sent once. A text's first ``MAX_INPUT_CHARS`` (6,000) characters are sent: OpenAI refuses an input over
+  8,192 tokens, and near-duplicates show in their first thousands of characters (the local model reads 256 tokens).
 * Cached: vectors go into the run's cache file (core/cache.py, table ``vectors``, float16) keyed by the
   model's name as sent and the text, so a text that can be asked for again (a balance run's real rows, a
   resumed run's stored rows without a vector) is sent once (``read_cache=False``, ``--no-cache``: vectors
@@ -65,6 +66,10 @@ from .embedder import RowEmbedder, SyncEmbed
 if TYPE_CHECKING:
     from ..cache import ResponseCache
 
+# what of a text is sent: OpenAI's embedding models take at most 8,192 tokens an input and refuse a longer one (HTTP
+# 400, on every try: a resumed run would meet the same row again); 6,000 characters stay under that even at 1.3
+# tokens a character (Chinese in cl100k), and are ~1,500 tokens of English, more than the local model's 256
+MAX_INPUT_CHARS = 6_000
 BATCH_ROWS = 256  # OpenAI takes up to 2048 inputs per request; 256 keeps a request near 100 KB of text
 PARALLEL = 8
 
@@ -234,10 +239,10 @@ class EndpointRowEmbedder(RowEmbedder):
                 self.on_usage()
         missing = [i for i in range(len(distinct)) if i not in hits] if hits else list(range(len(distinct)))
         # at most ``batch_rows`` texts a request, and at most about half the tokens OpenAI takes in one (long rows)
-        chunks = [missing[a:b] for a, b in request_chunks([len(distinct[i]) for i in missing], self.batch_rows)]
+        chunks = [missing[a:b] for a, b in request_chunks([min(len(distinct[i]), MAX_INPUT_CHARS) for i in missing], self.batch_rows)]
         answered: list[tuple[list[int], np.ndarray]] = []  # (positions, float16 unit vectors)
         if chunks:
-            results = await self._all(self._batch([distinct[i] for i in c]) for c in chunks)
+            results = await self._all(self._batch([distinct[i][:MAX_INPUT_CHARS] for i in c]) for c in chunks)
             for c, X in zip(chunks, results, strict=True):
                 X = _unit(X)
                 if self.dim is None:
