@@ -63,28 +63,36 @@ async def test_batches_of_batch_rows_at_most_parallel_in_flight_in_order(srv):
 
 
 def test_request_chunks_hold_at_most_max_rows_and_max_tokens_and_a_long_text_goes_alone():
-    from treesynth.core.llm.embed_wire import request_chunks
+    from treesynth.core.llm.embed_wire import request_chunks, text_tokens
 
     assert request_chunks([10] * 5, 2) == [(0, 2), (2, 4), (4, 5)]
     assert request_chunks([], 3) == []
-    assert request_chunks([10, 20, 30], 256, max_tokens=20, chars_per_token=3) == [(0, 3)]  # 60 characters: at most 20 tokens
-    assert request_chunks([10, 20, 31], 256, max_tokens=20, chars_per_token=3) == [(0, 2), (2, 3)]
-    assert request_chunks([100, 5, 5], 256, max_tokens=20, chars_per_token=3) == [(0, 1), (1, 3)]  # too long alone: by itself
-    assert request_chunks([5, 100, 5], 256, max_tokens=20, chars_per_token=3) == [(0, 1), (1, 2), (2, 3)]
-    assert request_chunks([600] * 256, 256) == [(0, 256)]  # GSM8K-sized rows: one request of batch_rows, as before
+    assert request_chunks([10, 20, 30], 256, max_tokens=60) == [(0, 3)]
+    assert request_chunks([10, 20, 31], 256, max_tokens=60) == [(0, 2), (2, 3)]
+    assert request_chunks([100, 5, 5], 256, max_tokens=60) == [(0, 1), (1, 3)]  # too long alone: by itself
+    assert request_chunks([5, 100, 5], 256, max_tokens=60) == [(0, 1), (1, 2), (2, 3)]
+    assert request_chunks([text_tokens("x" * 600)] * 256, 256) == [(0, 256)]  # GSM8K-sized rows: one request, as before
+    assert request_chunks([text_tokens("x" * 2400)] * 256, 256) == [(0, 208), (208, 256)]  # two fields at 1,200: two
+    # half the UTF-8 bytes, rounded up: more than OpenAI counts for English (~4 bytes a token) or Chinese (~2.3)
+    assert text_tokens("abcd") == 3 and text_tokens("中文") == 4 and text_tokens("") == 1
+    assert text_tokens("a\ud800b") == 3  # a lone surrogate (possible in model output) is counted, not an error
 
 
-async def test_long_rows_go_in_requests_under_the_providers_tokens_per_request():
-    # a hundred rows of ~5,000 characters: one request of them all would be ~500,000, refused for good (HTTP 400)
-    texts = [f"row {i} " + "word " * 1_000 for i in range(100)]
-    with FakeEmbeddings(max_request_chars=480_000) as s:
+@pytest.mark.parametrize(("unit", "rows", "limit"), [
+    ("word ", 120, 520_000),  # 120 rows of ~5,000 characters: ~600,000 in one request
+    ("中文数学题", 200, 230_000),  # 200 rows of 2,000 Chinese characters: cl100k's 300,000 tokens are ~230,000 of them
+])
+async def test_long_rows_go_in_requests_under_the_providers_tokens_per_request(unit, rows, limit):
+    # one request of them all would be refused for good (HTTP 400): the fake counts characters, as OpenAI counts tokens
+    texts = [f"row {i} " + unit * (5_000 // len(unit) if unit.isascii() else 400) for i in range(rows)]
+    with FakeEmbeddings(max_request_chars=limit) as s:
         e = embedder(s)
         X = await e.embed(texts)
         await e.aclose()
         sizes = [sum(len(t) for t in r["input"]) for r in s.requests]
-    assert len(sizes) == 2 and max(sizes) <= 450_000, sizes
+    assert len(sizes) >= 2 and max(sizes) <= limit, sizes
     np.testing.assert_array_equal(X, expected(texts))
-    assert e.usage.embed_texts == 100 and e.usage.errors == 0
+    assert e.usage.embed_texts == rows and e.usage.errors == 0
 
 
 async def test_a_text_longer_than_a_providers_input_is_sent_cut_and_its_vector_cached_under_the_whole_text(tmp_path):

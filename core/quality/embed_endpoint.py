@@ -2,9 +2,9 @@
 or ``hosted_vllm/<model>``, ``--embed-api-base``): OpenAI's text-embedding-3-small, or a vLLM or llama.cpp
 server started with embeddings on.
 
-* Batched: at most ``batch_rows`` texts per request (bigger inputs are split), and at most about half the
-  300,000 tokens OpenAI takes in one request (``embed_wire.request_chunks``: long rows go in smaller
-  requests), at most ``parallel`` requests in flight over all callers; a text repeated within one call is
+* Batched: at most ``batch_rows`` texts per request (bigger inputs are split), and at most 250,000 of the
+  300,000 tokens OpenAI takes in one request by a high estimate (``embed_wire.text_tokens``: half the UTF-8
+  bytes; long rows go in smaller requests), at most ``parallel`` requests in flight over all callers; a text repeated within one call is
   sent once. A text's first ``MAX_INPUT_CHARS`` (6,000) characters are sent: OpenAI refuses an input over
   8,192 tokens, and near-duplicates show in their first thousands of characters (the local model reads 256 tokens).
 * Cached: vectors go into the run's cache file (core/cache.py, table ``vectors``, float16) keyed by the
@@ -58,6 +58,7 @@ from ..llm.embed_wire import (
     request_body,
     request_chunks,
     resolve_endpoint,
+    text_tokens,
 )
 from ..llm.pricing import CallPrice, Given, call_price
 from ..llm.types import UsageTotals
@@ -238,11 +239,14 @@ class EndpointRowEmbedder(RowEmbedder):
                 self.usage.embed_cache_hits += len(hits)
                 self.on_usage()
         missing = [i for i in range(len(distinct)) if i not in hits] if hits else list(range(len(distinct)))
-        # at most ``batch_rows`` texts a request, and at most about half the tokens OpenAI takes in one (long rows)
-        chunks = [missing[a:b] for a, b in request_chunks([min(len(distinct[i]), MAX_INPUT_CHARS) for i in missing], self.batch_rows)]
+        # a text's first MAX_INPUT_CHARS characters; at most ``batch_rows`` texts a request, and fewer tokens than
+        # OpenAI takes in one (long rows: ``request_chunks``)
+        sent = [distinct[i][:MAX_INPUT_CHARS] for i in missing]
+        spans = request_chunks([text_tokens(t) for t in sent], self.batch_rows)
+        chunks = [missing[a:b] for a, b in spans]
         answered: list[tuple[list[int], np.ndarray]] = []  # (positions, float16 unit vectors)
         if chunks:
-            results = await self._all(self._batch([distinct[i][:MAX_INPUT_CHARS] for i in c]) for c in chunks)
+            results = await self._all(self._batch(sent[a:b]) for a, b in spans)
             for c, X in zip(chunks, results, strict=True):
                 X = _unit(X)
                 if self.dim is None:
