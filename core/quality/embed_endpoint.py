@@ -4,9 +4,10 @@ server started with embeddings on.
 
 * Batched: at most ``batch_rows`` texts per request (bigger inputs are split), and at most 250,000 of the
   300,000 tokens OpenAI takes in one request by a high estimate (``embed_wire.text_tokens``: half the UTF-8
-  bytes; long rows go in smaller requests), at most ``parallel`` requests in flight over all callers; a text repeated within one call is
-  sent once. A text's first ``MAX_INPUT_CHARS`` (6,000) characters are sent: OpenAI refuses an input over
-  8,192 tokens, and near-duplicates show in their first thousands of characters (the local model reads 256 tokens).
+  bytes; long rows go in smaller requests); at most ``parallel`` requests in flight over all callers; a
+  text repeated within one call is sent once. A text's first ``MAX_INPUT_CHARS`` (6,000) characters are
+  sent: OpenAI refuses an input over 8,192 tokens, and near-duplicates show in their first thousands of
+  characters (the local model reads 256 tokens).
 * Cached: vectors go into the run's cache file (core/cache.py, table ``vectors``, float16) keyed by the
   model's name as sent and the text, so a text that can be asked for again (a balance run's real rows, a
   resumed run's stored rows without a vector) is sent once (``read_cache=False``, ``--no-cache``: vectors
