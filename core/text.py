@@ -44,7 +44,7 @@ def squash(s: str) -> str:
 
 def sample_key(sample: dict[str, str], fields: tuple[str, ...] | list[str]) -> int:
     """64-bit key of a sample's normalised text, used to find exact duplicates (after normalisation)."""
-    joined = "\x1f".join(squash(str(sample.get(f, ""))).casefold() for f in fields)
+    joined = "\x1f".join([squash(str(sample.get(f, ""))).casefold() for f in fields])
     return int.from_bytes(hashlib.blake2b(joined.encode("utf-8"), digest_size=8).digest(), "little")
 
 
@@ -71,9 +71,10 @@ def truncate(text: str, n: int) -> str:
 def sample_plain_text(sample: object, fields: Sequence[str] | None = None) -> str:
     """A sample's field values joined, without field names (what an embedding should see); ``fields``:
     those fields only, in that order (a stored row also holds its id, path and key)."""
-    if isinstance(sample, dict):
-        values = sample.values() if fields is None else (sample.get(f, "") for f in fields)
-        return " ".join(squash(str(v)) for v in values)
+    if isinstance(sample, dict):  # lists, not generators: join takes them without a step a value (100k rows a run)
+        if fields is None:
+            return " ".join([squash(str(v)) for v in sample.values()])
+        return " ".join([squash(str(sample.get(f, ""))) for f in fields])
     return squash(str(sample))
 
 
