@@ -374,3 +374,19 @@ def test_calls_waiting_for_room_get_it_in_order_and_a_cancelled_one_gives_its_pl
         await pipe.aclose()
 
     asyncio.run(go())
+
+
+def test_exact_copies_from_calls_gated_together_are_dropped_before_the_index(tmp_path):
+    """Every fourth row repeats one text across calls (``duplicate_every``): calls in flight together carry the same
+    copy into one gate batch, where only its first is offered to the index (``_plan_gated``); the others are exact
+    copies, not near-duplicates, and the size stays exact with every stored text distinct."""
+    emb = HeldEmbedder(held=False)
+    run = Run.create(_cfg(), tmp_path / "r", transport=ScriptedTransport(duplicate_every=4), embed=emb)
+    fin = asyncio.run(run.execute(lambda e: None))
+    rows = read_jsonl(tmp_path / "r" / "dataset.jsonl")
+    assert fin.status == "complete" and len(rows) == 120
+    assert len({(r["question"], r["answer"]) for r in rows}) == 120
+    assert sum(r["question"] == "duplicate question" for r in rows) == 1  # the copy is stored once
+    assert max(emb.batches) > 5
+    turned_away = read_jsonl(tmp_path / "r" / "rejected.jsonl") if (tmp_path / "r" / "rejected.jsonl").exists() else []
+    assert not [r for r in turned_away if "duplicate question" in json.dumps(r)]  # no copy reached the index

@@ -222,6 +222,12 @@ class Synthesis(EngineBase):
                 plan.append([])
                 continue
             room = node.target - self.rows_in(item.leaf_id) - self._judging.get(item.leaf_id, 0) - taken.get(item.leaf_id, 0)
+            ks = [k for _s, k, _i in item.rows]
+            if room >= len(ks) and self.keys.isdisjoint(ks) and seen.isdisjoint(ks) and len(set(ks)) == len(ks):
+                seen.update(ks)  # the usual case: every row offered, set operations instead of a step a row
+                taken[item.leaf_id] = taken.get(item.leaf_id, 0) + len(ks)
+                plan.append(list(range(len(ks))))
+                continue
             idx: list[int] = []
             for j, (_s, k, _i) in enumerate(item.rows):
                 if len(idx) >= room:
