@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import call_cli
 from tests.embed_server import FakeEmbeddings, free_port, vector_of
@@ -559,6 +561,34 @@ def test_the_cache_file_of_an_older_run_gains_the_vectors_table(tmp_path: Path):
     c.put_vectors([("k", np.ones(4, dtype=np.float16).tobytes())])
     assert np.frombuffer(c.get_vectors(["k", "missing"])["k"], dtype=np.float16).tolist() == [1, 1, 1, 1]
     c.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.text(alphabet=st.sampled_from("ab 中\U0001f600\ud800"), max_size=40), max_size=30),
+       max_rows=st.integers(1, 8), max_tokens=st.integers(1, 120))
+def test_request_spans_are_request_chunks_of_each_texts_tokens(texts, max_rows, max_tokens):
+    # the shortcut (the whole lot's estimate fits one request: spans by rows alone) plans what the per-text sizes plan
+    from treesynth.core.llm.embed_wire import request_chunks, request_spans, text_tokens
+
+    assert request_spans(texts, max_rows, max_tokens) == request_chunks([text_tokens(t) for t in texts], max_rows, max_tokens)
+
+
+def test_answers_out_of_order_or_malformed_are_still_checked_item_by_item():
+    from treesynth.core.errors import TransientProviderError
+    from treesynth.core.llm.embed_wire import parse_embeddings
+
+    def doc(data):
+        return json.dumps({"data": data}).encode()
+
+    in_order = parse_embeddings(doc([{"index": 0, "embedding": [1, 2]}, {"index": 1, "embedding": [3, 4]}]), 2, "u")
+    np.testing.assert_array_equal(in_order.vectors, [[1, 2], [3, 4]])
+    no_index = parse_embeddings(doc([{"embedding": [1, 2]}, {"embedding": [3, 4]}]), 2, "u")  # by position
+    np.testing.assert_array_equal(no_index.vectors, [[1, 2], [3, 4]])
+    for bad, why in [([{"index": 0, "embedding": [1]}, {"index": 0, "embedding": [2]}], "repeated index"),
+                     ([{"index": 0, "embedding": [1]}, [2]], "not an object"),
+                     ([{"index": 0, "embedding": [1]}, {"index": 2, "embedding": [2]}], "bad or repeated index")]:
+        with pytest.raises(TransientProviderError, match=why):
+            parse_embeddings(doc(bad), 2, "u")
 
 
 def test_base64_answers_are_read_in_order_and_unequal_widths_are_malformed():

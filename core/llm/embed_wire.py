@@ -114,6 +114,17 @@ def request_chunks(sizes: Sequence[int], max_rows: int, max_tokens: int = REQUES
     return out
 
 
+def request_spans(texts: Sequence[str], max_rows: int, max_tokens: int = REQUEST_TOKENS) -> list[tuple[int, int]]:
+    """``request_chunks`` of ``texts``, by their ``text_tokens``; when even the whole lot's high estimate fits one
+    request's tokens (the usual case: a gate batch of GSM8K-sized rows), by rows alone, without a size a text."""
+    joined = "".join(texts)
+    nbytes = len(joined) if joined.isascii() else len(joined.encode("utf-8", "surrogatepass"))
+    if nbytes // 2 + len(texts) <= max_tokens:  # at least the sum of every text's ``text_tokens``
+        step = max(1, max_rows)
+        return [(a, min(a + step, len(texts))) for a in range(0, len(texts), step)]
+    return request_chunks([text_tokens(t) for t in texts], max_rows, max_tokens)
+
+
 def request_body(wire_model: str, texts: Sequence[str], base64: bool = False) -> bytes:
     body: dict[str, Any] = {"model": wire_model, "input": list(texts)}
     if base64:
@@ -177,8 +188,12 @@ def parse_embeddings(raw: bytes, n: int, where: str) -> Embeddings:
     if not isinstance(data, list) or len(data) != n:
         got = len(data) if isinstance(data, list) else "no"
         raise TransientProviderError(f"malformed answer from {where}: {got} embeddings for {n} texts")
-    rows: list[Any] = [None] * n
-    for pos, item in enumerate(data):
+    try:  # the usual answer: objects in input order (two list passes instead of a checked step an item)
+        in_order = [item.get("index") for item in data] == list(range(n))
+    except AttributeError:  # an item that is not an object: the checks below say so
+        in_order = False
+    rows: list[Any] = [item.get("embedding") for item in data] if in_order else [None] * n
+    for pos, item in enumerate(data if not in_order else ()):
         if not isinstance(item, dict):
             raise TransientProviderError(f"malformed answer from {where}: an embedding is not an object")
         i = item.get("index", pos)

@@ -57,9 +57,8 @@ from ..llm.embed_wire import (
     parse_embeddings,
     rejects_base64,
     request_body,
-    request_chunks,
+    request_spans,
     resolve_endpoint,
-    text_tokens,
 )
 from ..llm.pricing import CallPrice, Given, call_price
 from ..llm.types import UsageTotals
@@ -223,9 +222,11 @@ class EndpointRowEmbedder(RowEmbedder):
 
     async def _unit_f16(self, texts: Sequence[str], fresh: bool) -> np.ndarray:
         texts = list(texts)
-        uniq: dict[str, int] = {}
-        inv = np.fromiter((uniq.setdefault(t, len(uniq)) for t in texts), dtype=np.int64, count=len(texts))
-        distinct = list(uniq)
+        distinct = list(dict.fromkeys(texts))
+        inv: np.ndarray | None = None  # each text's position in ``distinct``, when some text repeats
+        if len(distinct) < len(texts):
+            where = {t: i for i, t in enumerate(distinct)}
+            inv = np.fromiter((where[t] for t in texts), dtype=np.int64, count=len(texts))
         cache = None if fresh else self.cache
         hits: dict[int, np.ndarray] = {}  # position in ``distinct`` -> its cached vector
         keys = [vector_key(self.wire_model, t) for t in distinct] if cache is not None else []
@@ -243,7 +244,7 @@ class EndpointRowEmbedder(RowEmbedder):
         # a text's first MAX_INPUT_CHARS characters; at most ``batch_rows`` texts a request, and fewer tokens than
         # OpenAI takes in one (long rows: ``request_chunks``)
         sent = [distinct[i][:MAX_INPUT_CHARS] for i in missing]
-        spans = request_chunks([text_tokens(t) for t in sent], self.batch_rows)
+        spans = request_spans(sent, self.batch_rows)
         chunks = [missing[a:b] for a, b in spans]
         answered: list[tuple[list[int], np.ndarray]] = []  # (positions, float16 unit vectors)
         if chunks:
@@ -264,14 +265,14 @@ class EndpointRowEmbedder(RowEmbedder):
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float16)
         assert self.dim is not None
-        if not hits and len(answered) == 1 and len(distinct) == len(texts):  # one request, no repeats: as answered
+        if not hits and len(answered) == 1 and inv is None:  # one request, no repeats: as answered
             return answered[0][1]
         U = np.empty((len(distinct), self.dim), dtype=np.float16)  # whole arrays, no per-row step (100k rows a run)
         for i, v in hits.items():
             U[i] = v
         for c, H in answered:
             U[np.asarray(c, dtype=np.int64)] = H
-        return U[inv]
+        return U if inv is None else U[inv]
 
     def embed_blocking(self, texts: list[str]) -> np.ndarray:
         """From a thread with no running event loop: its own loop, and its own connections, closed after."""
