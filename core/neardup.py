@@ -76,6 +76,12 @@ IVF_CANDIDATES = 8  # fast-scan neighbours per query re-ranked by their exact fl
 # 4.4 s instead of 6.0 and 1M in 71.6 s instead of 85.6, with the same rows turned away and every planted
 # near-duplicate found at both sizes (benchmarks/README.md, "Gates at API speed", session 20)
 IVF_PQ_DIMS = 8
+# faiss (1.15) compares queries with the cells' centroids in a SIMD loop below 128,000 of its
+# ``distance_compute_blas_threshold``, and an admit's few hundred queries against a few hundred cells stay under it:
+# a matrix product instead took 10% off the index's CPU at 100k rows (2.8 -> 2.5 s; benchmarks/README.md, "Gates at
+# API speed", session 24). The index's process is the only faiss user in it; a small run's index shares the
+# run's, which has no other
+BLAS_FROM = 20
 # the codes of a row itself, not of its offset from its cell's centroid: the codes only rank candidates for the
 # exact re-rank, and without residuals they rank near-duplicates as well or better (found every natural
 # near-duplicate of 10k GSM8K-like rows against 90k, where residual codes missed 1 in 133) and add 15% faster
@@ -312,6 +318,7 @@ class NearDuplicateIndex:
         import faiss  # loaded once the index outgrows its exact stage
 
         if self._hnsw is None and self.kind == "ivf":
+            faiss.cvar.distance_compute_blas_threshold = min(BLAS_FROM, faiss.cvar.distance_compute_blas_threshold)
             self._hnsw = self._train_ivf(faiss)
         elif self._hnsw is None:
             ix: faiss.IndexHNSW

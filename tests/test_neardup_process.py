@@ -16,9 +16,14 @@ from treesynth.core.neardup_process import IndexProcess, IndexProcessError
 
 @pytest.fixture
 def proc():
-    p = IndexProcess(DIM, TH, expected_rows=16_000)
-    yield p
-    p.close()
+    # BLAS on one thread here too, as a run's dedup holds it (core/quality/dedup.py) and as the child runs: the index's
+    # products (faiss's cell assignment among them) then sum in the same order in both processes
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        p = IndexProcess(DIM, TH, expected_rows=16_000)
+        yield p
+        p.close()
 
 
 def test_same_decisions_and_cosines_as_the_index_in_process(proc) -> None:
