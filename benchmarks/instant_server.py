@@ -135,6 +135,9 @@ class Precomputed:
 
     def vectors(self, texts: list[str], hasher: HashEmbedder) -> np.ndarray:
         out = np.empty((len(texts), DIM), dtype=np.float32)
+        found = [self.index.get(t[: self.KEY_CHARS]) for t in texts]
+        if None not in found:  # the usual answer, every text precomputed: one gather (assigning rows by a list costs ~1 us a row)
+            return self.V[np.asarray(found, dtype=np.int64)].astype(np.float32)
         keys = [t[: self.KEY_CHARS] for t in texts]
         miss = [k for k, t in enumerate(keys) if t not in self.index]
         hit = [k for k, t in enumerate(keys) if t in self.index]
