@@ -77,10 +77,13 @@ _STATEMENT = re.compile(r"^(?:the|a|an|this|that|it|there)\b.*\b(?:is|are|was|we
 _TRAILING_ELLIPSIS = re.compile(r"(?:\.\.\.|\u2026)[\W_]*$")  # "Howmany...": an ellipsis mid-label ("well... maybe") is fine
 _GLUED = re.compile(r"[^\W\d_][,;:]\s*\d|[^\W\d_][,;:][^\W\d_]")  # "function,10" / "question:what's": no name
 _CODE = re.compile(r"^[a-z][ _-]?\d+$")  # "d1", "v-2": a code, not a name (SmolLM2 split by 'd1' into 'd2', 'd3', 'd4')
+# a model's dimension "dyn-2" is a code too (SmolLM2-135M split by 'dyn-2' into 'dyn-1', 'dyn-3', 'dyn-4' in session 24's
+# README run); only a dimension: as one value among others "ISO-9001" or "CS-101" can be real (a user's tree file)
+_SHORT_CODE = re.compile(r"^[a-z]{2,3}-\d+$")
 # an identifier with a number: "response_data1", "item_2", "data3" (a stem of 4 letters or more, or an underscore,
 # before the digits: "mp3" / "mp4" stay). Values that are all one such stem, numbered, only number the parts:
 # SmolLM2-135M's split "structure = response_data1 .. response_data4" in session 21's README run
-_NUMBERED_IDENT = re.compile(r"^([a-z][a-z0-9_]*?)_?(\d+)$")
+_NUMBERED_IDENT = re.compile(r"^([a-z][a-z0-9_]*?)[_-]?(\d+)$")
 _FILE_NAME = re.compile(r"\.(?:json|jsonl|txt|csv|tsv|md|py|yaml|yml|toml|xml|html?|pdf)$")
 # a label that ends on one of these was cut off mid-phrase ("A simple, everyday example of")
 _DANGLING = frozenset({"of", "the", "a", "an", "and", "or", "to", "with", "for", "in", "on", "at", "from", "by", "as", "that"})
@@ -143,12 +146,12 @@ def criterion_schema(max_values: int) -> dict[str, Any]:
 
 def numbered_identifiers(values: list[str]) -> str | None:
     """The stem, when two or more ``values`` are all that one identifier with a number ("response_data1",
-    "response_data2"); else None. "Grade 1" / "Grade 2" (words and a number) are real values and pass."""
+    "response_data2", "dyn-1", "dyn-3"); else None. "Grade 1" / "Grade 2" (words and a number) are real values and pass."""
     stems = set()
     for v in values:
         low = v.strip().lower()
         m = _NUMBERED_IDENT.match(low)
-        if m is None or not ("_" in low or (m.group(1).isalpha() and len(m.group(1)) >= 4)):
+        if m is None or not ("_" in low or "-" in low or (m.group(1).isalpha() and len(m.group(1)) >= 4)):
             return None
         stems.add(m.group(1))
     return stems.pop() if len(values) >= 2 and len(stems) == 1 else None
@@ -176,6 +179,8 @@ def validate_criterion(
     why = placeholder_reason(dim, fields, task)
     if why:
         raise PartitionError(why)
+    if _SHORT_CODE.match(normalise(dim)):
+        raise PartitionError(f"{dim!r} is a code, not a concrete name")
     if (why := _label_problem(dim)) is not None:
         raise PartitionError(f"dimension {why}")
     nd = normalise(dim)

@@ -46,7 +46,9 @@ def test_placeholders_are_rejected(label):
 @pytest.mark.parametrize("label", ["shopping", "time and distance", "number of steps", "fractions", "money", "school trip",
                                    "time of day", "fractions and decimals", "the answer to a question.", "numeric", "factors",
                                    "a trip to the zoo", "the island", "Ages 5-10", "2,000 or more", "Step 1: setup", "is it prime",
-                                   "ratios like 1:2", "10:30 meetings", "U.S. states", "well... maybe", "Mr. Smith's shop"])
+                                   "ratios like 1:2", "10:30 meetings", "U.S. states", "well... maybe", "Mr. Smith's shop",
+                                   "mp3", "COVID-19", "grade 2", "Route 66", "Gen 2", "top 10",
+                                   "ISO-9001", "CS-101"])
 def test_real_labels_pass(label):
     assert placeholder_reason(label, FIELDS, TASK) is None
 
@@ -209,6 +211,16 @@ def test_values_that_only_number_one_identifier_are_refused():
     for values in (["grade 1", "grade 2", "grade 3"], ["MP3", "MP4"], ["response_data1", "a table"], ["level_2", "step_3"]):
         dim, got = validate_criterion({"dimension": "format kind", "values": values}, [], 6, FIELDS, TASK)
         assert got == values
+
+
+def test_a_split_by_codes_is_refused():
+    # SmolLM2-135M in session 24's README run, under a data-driven cluster: 'dyn-2' = 'dyn-1' / 'dyn-3' / 'dyn-4'
+    with pytest.raises(PartitionError, match="'dyn-2' is a code"):
+        validate_criterion({"dimension": "dyn-2", "values": ["dyn-1", "dyn-3", "dyn-4"]}, [], 6, FIELDS, TASK)
+    with pytest.raises(PartitionError, match="only number the parts of 'dyn'"):
+        validate_criterion({"dimension": "setting", "values": ["dyn-1", "Dyn-3", "dyn-4"]}, [], 6, FIELDS, TASK)
+    dim, values = validate_criterion({"dimension": "standard", "values": ["ISO-9001", "a house rule"]}, [], 6, FIELDS, TASK)
+    assert values == ["ISO-9001", "a house rule"]  # one code among names is a value
 
 
 def test_values_beside_a_yes_no_pair_are_dropped():
