@@ -134,15 +134,14 @@ class Precomputed:
         return orjson.dumps({"samples": [rows.row(first + i, fields) for i in range(n)]})
 
     def vectors(self, texts: list[str], hasher: HashEmbedder) -> np.ndarray:
-        out = np.empty((len(texts), DIM), dtype=np.float32)
         found = [self.index.get(t[: self.KEY_CHARS]) for t in texts]
         if None not in found:  # the usual answer, every text precomputed: one gather (assigning rows by a list costs ~1 us a row)
             return self.V[np.asarray(found, dtype=np.int64)].astype(np.float32)
-        keys = [t[: self.KEY_CHARS] for t in texts]
-        miss = [k for k, t in enumerate(keys) if t not in self.index]
-        hit = [k for k, t in enumerate(keys) if t in self.index]
+        out = np.empty((len(texts), DIM), dtype=np.float32)
+        hit = [k for k, i in enumerate(found) if i is not None]
+        miss = [k for k, i in enumerate(found) if i is None]
         if hit:
-            out[hit] = self.V[[self.index[keys[k]] for k in hit]]
+            out[hit] = self.V[[found[k] for k in hit]]
         if miss:
             out[miss] = hasher.vectors([texts[k] for k in miss])
         return out

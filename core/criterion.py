@@ -179,11 +179,11 @@ def validate_criterion(
     why = placeholder_reason(dim, fields, task)
     if why:
         raise PartitionError(why)
-    if _SHORT_CODE.match(normalise(dim)):
+    nd = normalise(dim)
+    if _SHORT_CODE.match(nd):
         raise PartitionError(f"{dim!r} is a code, not a concrete name")
     if (why := _label_problem(dim)) is not None:
         raise PartitionError(f"dimension {why}")
-    nd = normalise(dim)
     if any(normalise(a) == nd for a in ancestors):
         raise PartitionError(f"dimension {dim!r} was already used by an ancestor node; choose a different one")
     vals = raw.get("values")

@@ -117,9 +117,7 @@ def request_chunks(sizes: Sequence[int], max_rows: int, max_tokens: int = REQUES
 def request_spans(texts: Sequence[str], max_rows: int, max_tokens: int = REQUEST_TOKENS) -> list[tuple[int, int]]:
     """``request_chunks`` of ``texts``, by their ``text_tokens``; when even the whole lot's high estimate fits one
     request's tokens (the usual case: a gate batch of GSM8K-sized rows), by rows alone, without a size a text."""
-    joined = "".join(texts)
-    nbytes = len(joined) if joined.isascii() else len(joined.encode("utf-8", "surrogatepass"))
-    if nbytes // 2 + len(texts) <= max_tokens:  # at least the sum of every text's ``text_tokens``
+    if text_tokens("".join(texts)) - 1 + len(texts) <= max_tokens:  # at least the sum of every text's ``text_tokens``
         step = max(1, max_rows)
         return [(a, min(a + step, len(texts))) for a in range(0, len(texts), step)]
     return request_chunks([text_tokens(t) for t in texts], max_rows, max_tokens)
@@ -175,6 +173,19 @@ def _matrix(rows: list[Any]) -> tuple[Any, bool]:
     return (np.stack(vecs) if vecs else np.zeros((0, 0), dtype=np.float32)), per_token
 
 
+def _placed(data: list[Any], n: int, where: str) -> list[Any]:
+    """Each item's embedding at its ``index`` (its position without one), every index checked."""
+    rows: list[Any] = [None] * n
+    for pos, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise TransientProviderError(f"malformed answer from {where}: an embedding is not an object")
+        i = item.get("index", pos)
+        if not isinstance(i, int) or not 0 <= i < n or rows[i] is not None:
+            raise TransientProviderError(f"malformed answer from {where}: bad or repeated index {i!r}")
+        rows[i] = item.get("embedding")
+    return rows
+
+
 def parse_embeddings(raw: bytes, n: int, where: str) -> Embeddings:
     """The answer to ``n`` texts, in input order (by each item's ``index``). An item of per-token vectors (a
     llama.cpp server on a model without pooling) is mean-pooled. A malformed answer is transient."""
@@ -192,14 +203,7 @@ def parse_embeddings(raw: bytes, n: int, where: str) -> Embeddings:
         in_order = [item.get("index") for item in data] == list(range(n))
     except AttributeError:  # an item that is not an object: the checks below say so
         in_order = False
-    rows: list[Any] = [item.get("embedding") for item in data] if in_order else [None] * n
-    for pos, item in enumerate(data if not in_order else ()):
-        if not isinstance(item, dict):
-            raise TransientProviderError(f"malformed answer from {where}: an embedding is not an object")
-        i = item.get("index", pos)
-        if not isinstance(i, int) or not 0 <= i < n or rows[i] is not None:
-            raise TransientProviderError(f"malformed answer from {where}: bad or repeated index {i!r}")
-        rows[i] = item.get("embedding")
+    rows: list[Any] = [item.get("embedding") for item in data] if in_order else _placed(data, n, where)
     try:
         X, per_token = _matrix(rows)
     except (TypeError, ValueError, binascii.Error):
