@@ -67,20 +67,13 @@ class IndexProcess:
     21). The synchronous requests (init, ``add``, ``admit``) put the pipes back in blocking mode; requests never
     overlap (a lock), and each reads its whole answer, so the pipes hold nothing between requests."""
 
-    def __init__(self, dim: int, threshold: float, **kwargs: Any) -> None:
+    def __init__(self, dim: int, threshold: float, *, process: subprocess.Popen[bytes] | None = None, **kwargs: Any) -> None:
+        """``process``: a child started before (``spawn``), used unless it has ended."""
         self.dim = dim
         self._n = 0
         self._lock = threading.Lock()
         self._nonblocking = False  # the pipes' mode: blocking for the synchronous requests, not for ``admit_async``
-        env = dict(os.environ)
-        # the child's numpy and faiss on one thread each (the index's products are small; idle BLAS threads spin)
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-m", "treesynth.core.neardup_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, start_new_session=True,
-        )
-        for f in (self._proc.stdin, self._proc.stdout):  # bigger pipes: an admit's rows in a few writes, not dozens
-            _grow_pipe(f)
+        self._proc: subprocess.Popen[bytes] | None = process if process is not None and process.poll() is None else spawn()
         self._request(b"I", json.dumps({"dim": dim, "threshold": threshold, **kwargs}).encode())
 
     def __len__(self) -> int:
@@ -154,17 +147,40 @@ class IndexProcess:
         self._n += int(keep.sum())
         return keep, sims
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """End the child: its pipes closed, it ends. ``wait=False``: its exit (freeing the index, about 0.1 s at 100k
+        rows) is awaited in a daemon thread, not here (a finished run's export need not wait for it)."""
         with self._lock:
             p, self._proc = self._proc, None
         if p is not None:
-            _end(p)
+            _end(p, wait)
 
     def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001 - at interpreter exit
             pass
+
+
+def spawn() -> subprocess.Popen[bytes]:
+    """Start a child (``IndexProcess``'s ``process``). It imports numpy and faiss at once, then waits for its init: a
+    run starts it before it has rows to gate (``SemanticDedup.prestart``), so that its start (about 0.25 CPU-s) falls
+    while the tree grows, not on the cores generation needs."""
+    env = dict(os.environ)
+    # the child's numpy and faiss on one thread each (the index's products are small; idle BLAS threads spin)
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "treesynth.core.neardup_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        env=env, start_new_session=True,
+    )
+    for f in (p.stdin, p.stdout):  # bigger pipes: an admit's rows in a few writes, not dozens
+        _grow_pipe(f)
+    return p
+
+
+def end(p: subprocess.Popen[bytes]) -> None:
+    """End a child that ``spawn`` started and no ``IndexProcess`` took; its exit is not awaited."""
+    _end(p, wait=False)
 
 
 PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process (/proc/sys/fs/pipe-max-size)
@@ -194,14 +210,22 @@ def _answer(status: bytes, body: bytes) -> bytes:
     raise (ValueError if body[:1] == b"V" else IndexProcessError)(message)
 
 
-def _end(p: subprocess.Popen[bytes]) -> None:
-    """Close the child's pipes (it ends when its stdin does) and wait for it; killed after 10 s."""
+def _end(p: subprocess.Popen[bytes], wait: bool = True) -> None:
+    """Close the child's pipes (it ends when its stdin does) and wait for it (``wait=False``: in a daemon
+    thread); killed after 10 s."""
     for f in (p.stdin, p.stdout):
         try:
             if f is not None:
                 f.close()
         except (OSError, ValueError):  # ValueError: a non-blocking stdin's buffer could not be flushed
             pass
+    if wait:
+        _reap(p)
+    else:
+        threading.Thread(target=_reap, args=(p,), name="treesynth-index-exit", daemon=True).start()
+
+
+def _reap(p: subprocess.Popen[bytes]) -> None:
     try:
         p.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -286,6 +310,12 @@ if __name__ == "__main__":
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends (it closes stdin)
+    from .neardup import NearDuplicateIndex  # noqa: F401 - imported now, before the parent asks (``spawn``)
+
+    try:
+        import faiss  # noqa: F401
+    except ImportError:  # the index says so when it needs it
+        pass
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
     except (BrokenPipeError, ConnectionResetError):  # the parent closed the pipes mid-request (an admit cancelled): done

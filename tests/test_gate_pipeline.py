@@ -102,6 +102,66 @@ def test_rows_of_many_calls_are_embedded_together_and_the_size_is_exact(tmp_path
     assert len(made) == (where == "own-process") and all(p._proc is None for p in made)  # started, then closed
 
 
+def test_a_large_run_starts_its_index_process_as_it_starts_and_gates_with_it(tmp_path, monkeypatch):
+    """The index's process is started before any row is gated (``prestart``: its imports overlap the tree's growth)
+    and is the one the index then uses; it has ended once the run is closed."""
+    from treesynth.core.quality import dedup
+
+    monkeypatch.setattr(dedup, "PROCESS_MIN_ROWS", 0)
+    spawned: list[object] = []
+    used: list[object] = []
+    real_spawn = dedup.spawn
+    monkeypatch.setattr(dedup, "spawn", lambda: (spawned.append(real_spawn()), spawned[-1])[1])
+
+    class Seen(dedup.IndexProcess):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            used.append(self._proc)
+
+    monkeypatch.setattr(dedup, "IndexProcess", Seen)
+    embedded_before: list[int] = []
+    emb = HeldEmbedder(held=False)
+    run = Run.create(_cfg(), tmp_path / "r", transport=ScriptedTransport(), embed=emb)
+    fin = asyncio.run(run.execute(lambda e: embedded_before.append(len(emb.batches)) if not spawned else None))
+    run.close()
+    assert fin.status == "complete" and fin.rows == 120
+    assert embedded_before and embedded_before[-1] == 0  # started before the first row was embedded
+    assert len(spawned) == 1 and used == spawned  # one process: the one started early
+    assert spawned[0].wait(timeout=10) == 0
+
+
+def test_a_started_index_process_nobody_used_ends_with_the_dedup(tmp_path):
+    from treesynth.core.quality.dedup import SemanticDedup
+
+    d = SemanticDedup(hash_embedder, 0.9, tmp_path / "v.f16", expected_rows=10**6)
+    d.prestart()
+    spare = d._spare
+    assert spare is not None and spare.poll() is None
+    d.close()
+    assert spare.wait(timeout=10) == 0
+    small = SemanticDedup(hash_embedder, 0.9, tmp_path / "w.f16", expected_rows=100)
+    small.prestart()  # a small run's index lives in its own process: nothing to start
+    assert small._spare is None
+    small.close()
+
+
+def test_an_index_process_that_ended_before_it_was_used_is_replaced(tmp_path):
+    from treesynth.core.neardup_process import IndexProcess, spawn
+
+    early = spawn()
+    early.kill()
+    early.wait()
+    p = IndexProcess(64, 0.9, process=early)
+    try:
+        assert p._proc is not early
+        keep, _ = p.admit(np.asarray(hash_embedder(["a b c", "d e f"]), dtype=np.float32))
+        assert keep.all()
+    finally:
+        p.close()
+    for f in (early.stdin, early.stdout):
+        f.close()
+
+
 def test_a_batch_of_many_calls_appends_its_vectors_in_one_write(tmp_path, monkeypatch):
     from treesynth.core.neardup import VectorLog
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -175,6 +176,21 @@ def test_close_ends_the_child_and_later_calls_say_so() -> None:
     p.close()  # twice is fine
     with pytest.raises(IndexProcessError, match="closed"):
         p.add(rand_unit(np.random.default_rng(5), 1))
+
+
+def test_close_without_waiting_returns_at_once_and_the_child_still_ends() -> None:
+    p = IndexProcess(DIM, TH)
+    p.add(rand_unit(np.random.default_rng(7), 8))
+    child = p._proc
+    assert child is not None
+    p.close(wait=False)
+    assert p._proc is None
+    with pytest.raises(IndexProcessError, match="closed"):
+        p.add(rand_unit(np.random.default_rng(8), 1))
+    assert child.stdin is not None and child.stdin.closed  # its pipes are closed here, now: it sees the end
+    for reaper in [t for t in threading.enumerate() if t.name == "treesynth-index-exit"]:
+        reaper.join(timeout=10)
+    assert child.returncode == 0  # reaped by the daemon thread: no zombie left behind
 
 
 def test_the_child_ignores_ctrl_c_its_parent_closes_it() -> None:

@@ -7,6 +7,7 @@ embeds only the rows a crash left without a vector, never everything."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..neardup import NearDuplicateIndex, VectorLog
-from ..neardup_process import IndexProcess
+from ..neardup_process import IndexProcess, end, spawn
 from ..text import sample_plain_text
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class SemanticDedup:
         self.text_of = text_of  # what of a row is embedded (all its fields; a balance run: its text field)
         self._seed_fn = seed  # vectors new rows are also compared with (a balance run's real rows), got when first needed
         self._index: NearDuplicateIndex | IndexProcess | None = None
+        self._spare: subprocess.Popen[bytes] | None = None  # the index's process, started early (``prestart``)
         self._blas_limit: Any = None  # numpy's BLAS threads, limited while the index lives
         self._log: VectorLog | None = None
         self._held: list[np.ndarray] | None = None  # vectors stored inside ``one_write``, appended at its end
@@ -69,6 +71,12 @@ class SemanticDedup:
         self._opening = asyncio.Lock()
         self.loaded = 0  # vectors read back from the run directory
         self.embedded_on_resume = 0  # stored rows a crash left without a vector, embedded at start
+
+    def prestart(self) -> None:
+        """Start the index's process now if the run will want one (``PROCESS_MIN_ROWS``): called as a run starts, it
+        imports its libraries while the tree grows, not while rows are generated and gated."""
+        if self._index is None and self._spare is None and self.expected_rows >= PROCESS_MIN_ROWS:
+            self._spare = spawn()
 
     def seed(self, X: np.ndarray) -> None:
         """Vectors every new row is also compared with (a balance run's real rows); not persisted."""
@@ -106,7 +114,8 @@ class SemanticDedup:
         for a large run (``PROCESS_MIN_ROWS``)."""
         index: NearDuplicateIndex | IndexProcess
         if self.expected_rows >= PROCESS_MIN_ROWS:
-            index = IndexProcess(dim, self.threshold, threads=INDEX_THREADS, expected_rows=self.expected_rows)
+            spare, self._spare = self._spare, None
+            index = IndexProcess(dim, self.threshold, process=spare, threads=INDEX_THREADS, expected_rows=self.expected_rows)
         else:
             if self._blas_limit is None:
                 self._blas_limit = limit_blas_threads()
@@ -179,13 +188,16 @@ class SemanticDedup:
 
     def release(self) -> None:
         """Free the index (a finished run's export needs the memory: ~0.8 GB at 1M rows); a later
-        ``ensure_open`` rebuilds it from the vector log."""
-        self.close()
+        ``ensure_open`` rebuilds it from the vector log. An index process's exit is not awaited."""
+        self.close(wait=False)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         index, self._index = self._index, None
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            end(spare)
         if isinstance(index, IndexProcess):
-            index.close()
+            index.close(wait=wait)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -97,6 +97,7 @@ class GatePipeline:
         self._ready: deque[tuple[list[GateItem], np.ndarray]] = deque()  # embedded batches waiting for the admitter
         self._admitter: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._live = 0  # workers not ended (an idle one ends after 30 s; the next submit starts another)
         self._failure: BaseException | None = None
 
     async def submit(self, item: GateItem) -> Any:
@@ -156,10 +157,19 @@ class GatePipeline:
             fut.set_result(None)
 
     def _start(self) -> None:
-        self._workers = [w for w in self._workers if not w.done()]
         # the embedder's width now: a Ray embedder knows its actors only once it has started them
-        while len(self._workers) < max(self.parallel, int(self.embedder.parallel)):
-            self._workers.append(asyncio.ensure_future(self._worker()))
+        want = max(self.parallel, int(self.embedder.parallel))
+        if self._live >= want:  # the usual case, on every submit: nothing to look through
+            return
+        self._workers = [w for w in self._workers if not w.done()]
+        while len(self._workers) < want:
+            w = asyncio.ensure_future(self._worker())
+            w.add_done_callback(self._worker_ended)
+            self._workers.append(w)
+        self._live = len(self._workers)
+
+    def _worker_ended(self, _w: asyncio.Future[None]) -> None:
+        self._live -= 1
 
     def _take(self) -> list[GateItem]:
         batch: list[GateItem] = []
@@ -304,6 +314,7 @@ class GatePipeline:
             except BaseException:  # noqa: BLE001
                 pass
         self._workers.clear()
+        self._live = 0
         self._admitter = None
         if self._linger is not None:
             self._linger.cancel()
