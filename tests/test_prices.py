@@ -164,6 +164,46 @@ def test_prompt_tokens_err_high():
     assert prompt_tokens([{"content": "x" * 400}]) > 400 // 4  # above the usual 4 characters a token
 
 
+# one word problem in each script, written for this test
+PROBLEMS = {
+    "zh": "小明有三个苹果，他又买了五个。然后他给了妹妹两个苹果。请问小明现在有多少个苹果？",
+    "ja": "太郎さんはりんごを3個持っています。さらに5個買いました。妹に2個あげると、何個残りますか？",
+    "ko": "철수는 사과 세 개를 가지고 있습니다. 다섯 개를 더 샀습니다. 동생에게 두 개를 주면 몇 개가 남습니까?",
+    "ru": "У Маши было три яблока. Она купила ещё пять. Сколько яблок у неё теперь, если она отдала два брату?",
+    "ar": "لدى أحمد ثلاث تفاحات. اشترى خمس تفاحات أخرى. كم تفاحة لديه الآن إذا أعطى أخته تفاحتين؟",
+    "hi": "राम के पास तीन सेब हैं। उसने पाँच और खरीदे। अगर वह अपनी बहन को दो सेब दे दे तो उसके पास कितने सेब बचेंगे?",
+    "th": "สมชายมีแอปเปิ้ลสามลูก เขาซื้อเพิ่มอีกห้าลูก ถ้าให้น้องสาวสองลูก เขาจะเหลือแอปเปิ้ลกี่ลูก",
+    "el": "Η Μαρία είχε τρία μήλα. Αγόρασε άλλα πέντε. Πόσα μήλα έχει τώρα αν έδωσε δύο στον αδελφό της;",
+    "de": "Die Schülerin läuft über die Straße und kauft fünf Äpfel für ihre Großmutter.",
+    "en": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizers():
+    """OpenAI's cl100k and o200k tokenizers (tiktoken), from the files litellm ships (no download)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("litellm")
+    assert spec is not None and spec.submodule_search_locations
+    folder = Path(list(spec.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"
+    import tiktoken
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TIKTOKEN_CACHE_DIR", str(folder))
+        return [tiktoken.get_encoding("cl100k_base"), tiktoken.get_encoding("o200k_base")]
+
+
+@pytest.mark.parametrize("lang", sorted(PROBLEMS))
+def test_a_prompts_estimate_is_at_least_its_real_tokens_in_every_script(tokenizers, lang):
+    """A reservation must not run low for a prompt in another language (characters / 3 was 3.8x low for Chinese)."""
+    text = PROBLEMS[lang] * 20
+    est = prompt_tokens([{"content": text}])
+    for enc in tokenizers:
+        assert est >= len(enc.encode(text)), (lang, enc.name)
+    assert est <= 4 * max(len(enc.encode(text)) for enc in tokenizers)  # high, not absurd
+
+
 def test_call_ceiling_is_the_prompt_and_max_tokens_at_the_price():
     price = given_price("m", _cfg(model="openai/m", price_in=1000, price_out=2000, prices={"m": {"input": 1000, "output": 2000}}).prices)
     assert call_ceiling(price, 100, 1500) == pytest.approx(100 * 1e-3 + 1500 * 2e-3)

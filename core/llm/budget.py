@@ -33,11 +33,22 @@ WAIT = "wait"  # the budget is held by calls in flight: wait for one to answer
 SPENT = "spent"  # the budget is spent: no call starts
 
 CHARS_PER_TOKEN = 3  # English prompts run ~4 characters a token, JSON and code nearer 3: the larger count
+# text that is not all ASCII, by its UTF-8 bytes: cl100k and o200k take 0.3-0.51 tokens a byte of Chinese, Japanese,
+# Korean, Hindi, Thai, Arabic, Russian and Greek (Greek densest), where characters / 3 was up to 4x low
+# (tests/test_prices.py counts them with the real tokenizers)
+BYTES_PER_TOKEN = 1.5
+
+
+def text_tokens(text: str) -> float:
+    """A text's tokens, estimated high: ASCII by its characters, other text by its UTF-8 bytes."""
+    if text.isascii():
+        return len(text) / CHARS_PER_TOKEN
+    return len(text.encode("utf-8", "surrogatepass")) / BYTES_PER_TOKEN
 
 
 def prompt_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
-    """A prompt's tokens, estimated from its characters (rounded up: a reservation errs high)."""
-    return math.ceil(sum(len(str(m.get("content") or "")) for m in messages) / CHARS_PER_TOKEN)
+    """A prompt's tokens, estimated from its text (``text_tokens``, rounded up: a reservation errs high)."""
+    return math.ceil(sum(text_tokens(str(m.get("content") or "")) for m in messages))
 
 
 def call_ceiling(price: CallPrice | None, tokens_in: int, max_tokens: int) -> float:
