@@ -174,7 +174,7 @@ def spawn() -> subprocess.Popen[bytes]:
         env=env, start_new_session=True,
     )
     for f in (p.stdin, p.stdout):  # bigger pipes: an admit's rows in a few writes, not dozens
-        _grow_pipe(f)
+        grow_pipe(f)
     return p
 
 
@@ -186,7 +186,7 @@ def end(p: subprocess.Popen[bytes]) -> None:
 PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process (/proc/sys/fs/pipe-max-size)
 
 
-def _grow_pipe(f: Any) -> None:
+def grow_pipe(f: Any) -> None:
     """Make a pipe hold ``PIPE_BYTES`` (Linux; elsewhere, or refused, it stays as it is). An admit on the event loop
     writes its request as fast as the pipe takes it, one wake-up per pipe-full: with Linux's default 64 KB, a
     4,096-row request waited for the loop ~50 times, which made admits slower than the thread they replace."""

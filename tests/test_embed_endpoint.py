@@ -38,10 +38,23 @@ def expected(texts: list[str], dim: int = 8) -> np.ndarray:
     return quantise(X)
 
 
+OFFLOAD = False  # set by ``where``: requests through the worker process (core/quality/embed_worker.py)
+
+
 def embedder(srv: FakeEmbeddings, model: str = "openai/emb-small", **kw) -> EndpointRowEmbedder:
     kw.setdefault("backoff_base", 0.01)
     kw.setdefault("price", None)
-    return EndpointRowEmbedder(model, srv.url, **kw)
+    e = EndpointRowEmbedder(model, srv.url, **kw)
+    if OFFLOAD:
+        e.offload()
+    return e
+
+
+@pytest.fixture(params=["in-process", "worker"])
+def where(request, monkeypatch):
+    """The embedder's requests made in this process, or in its worker process (a large run's: ``offload``)."""
+    monkeypatch.setattr(f"{__name__}.OFFLOAD", request.param == "worker")
+    return request.param
 
 
 @pytest.fixture
@@ -53,7 +66,7 @@ def srv():
 # ---- batching, order, vectors --------------------------------------------------------
 
 
-async def test_batches_of_batch_rows_at_most_parallel_in_flight_in_order(srv):
+async def test_batches_of_batch_rows_at_most_parallel_in_flight_in_order(srv, where):
     e = embedder(srv, batch_rows=3, parallel=2)
     X = await e.embed(TEXTS)
     await e.aclose()
@@ -115,7 +128,7 @@ async def test_a_text_longer_than_a_providers_input_is_sent_cut_and_its_vector_c
     np.testing.assert_array_equal(Y[0], X[0])
 
 
-async def test_vectors_are_unit_norm_and_float16_rounded(srv):
+async def test_vectors_are_unit_norm_and_float16_rounded(srv, where):
     e = embedder(srv)
     X = await e.embed(TEXTS[:4])
     await e.aclose()
@@ -163,7 +176,7 @@ async def test_a_proxy_from_the_environment_is_used_and_no_proxy_is_honoured(srv
     assert len(srv.requests) == 1
 
 
-async def test_vectors_are_asked_as_base64_and_a_server_that_refuses_it_gets_float_lists(srv):
+async def test_vectors_are_asked_as_base64_and_a_server_that_refuses_it_gets_float_lists(srv, where):
     from treesynth.core.llm.embed_wire import probe
 
     e = embedder(srv)
@@ -182,7 +195,7 @@ async def test_vectors_are_asked_as_base64_and_a_server_that_refuses_it_gets_flo
         assert formats == ["base64", None, None, None]  # refused once, then never asked again
 
 
-async def test_per_token_answers_are_mean_pooled_one_text_per_request():
+async def test_per_token_answers_are_mean_pooled_one_text_per_request(where):
     with FakeEmbeddings(per_token=True) as s:
         e = embedder(s, batch_rows=4, parallel=2)
         X = await e.embed(TEXTS[:6])
@@ -193,6 +206,47 @@ async def test_per_token_answers_are_mean_pooled_one_text_per_request():
     sizes = [len(r["input"]) for r in s.requests]
     assert sizes.count(4) + sizes.count(2) <= 2 and sizes[-2:] == [1, 1]  # after the first per-token batch: one by one
     assert e.batch_rows == 1 and len(e.notices) == 1 and "per-token" in e.notices[0]
+
+
+async def test_a_worker_process_that_dies_is_one_line_not_a_hang(srv):
+    from treesynth.core.quality.embed_worker import EmbedWorkerError
+
+    e = embedder(srv, max_retries=0)
+    e.offload()
+    await e.embed(TEXTS[:2])
+    w = e._worker
+    assert w is not None and w._proc is not None
+    w._proc.kill()
+    with pytest.raises(EmbedWorkerError, match="ended unexpectedly") as err:
+        await asyncio.wait_for(e.embed(TEXTS[2:4]), 10)
+    assert "\n" not in str(err.value)
+    await e.aclose()
+
+
+async def test_the_key_goes_to_the_worker_through_its_pipe_not_its_command_line(srv, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-worker-secret-123")
+    e = EndpointRowEmbedder("openai/emb-small", srv.url, price=None)
+    e.offload()
+    w = e._worker
+    assert w is not None and w._proc is not None
+    cmdline = Path(f"/proc/{w._proc.pid}/cmdline").read_bytes()
+    assert b"sk-worker" not in cmdline
+    await e.embed(TEXTS[:1])
+    await e.aclose()
+    assert srv.requests[-1]["auth"] == "Bearer sk-worker-secret-123"
+
+
+async def test_a_cancelled_request_through_the_worker_leaves_the_next_ones_right(where):
+    with FakeEmbeddings(latency=0.3) as s:
+        e = embedder(s)
+        task = asyncio.ensure_future(e.embed(TEXTS[:3]))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        X = await e.embed(TEXTS[3:6])
+        await e.aclose()
+    np.testing.assert_array_equal(X, expected(TEXTS[3:6]))
 
 
 # ---- the cache ------------------------------------------------------------------------
@@ -230,7 +284,7 @@ async def test_no_cache_flag_writes_vectors_but_never_reads_them(srv, tmp_path):
     cache.close()
 
 
-async def test_fresh_rows_leave_the_cache_alone(srv, tmp_path):
+async def test_fresh_rows_leave_the_cache_alone(srv, tmp_path, where):
     """A run's new rows (the gate pipeline embeds them ``fresh``): their vectors go to the run directory, so the
     cache is neither read for them nor written with them; other texts are cached as before."""
     from treesynth.core.cache import vector_key
@@ -247,7 +301,7 @@ async def test_fresh_rows_leave_the_cache_alone(srv, tmp_path):
     cache.close()
 
 
-async def test_the_gates_get_the_float16_vectors_that_embed_widens(srv, tmp_path):
+async def test_the_gates_get_the_float16_vectors_that_embed_widens(srv, tmp_path, where):
     """``embed_fresh`` (the gate pipeline's call) gives the float16-rounded unit rows as float16, one request's
     answer or many, repeated texts too; ``embed`` gives the same rows widened to unit float32."""
     from treesynth.core.embeddings import quantise
@@ -286,9 +340,11 @@ async def test_the_cache_key_is_the_model_as_sent_not_the_api_base_or_prefix(tmp
 # ---- usage, cost, budget ------------------------------------------------------------------
 
 
-async def test_prompt_tokens_and_cost_are_counted_from_the_price_table(srv):
+async def test_prompt_tokens_and_cost_are_counted_from_the_price_table(srv, where):
     usage = UsageTotals()
     e = EndpointRowEmbedder("openai/text-embedding-3-small", srv.url, usage=usage, batch_rows=4)
+    if OFFLOAD:
+        e.offload()
     await e.embed(TEXTS)
     await e.aclose()
     words = sum(len(t.split()) for t in TEXTS)
@@ -300,17 +356,19 @@ async def test_prompt_tokens_and_cost_are_counted_from_the_price_table(srv):
     assert (back.embed_requests, back.embed_tokens, back.embed_cost) == (3, words, pytest.approx(usage.embed_cost))
 
 
-async def test_without_usage_in_the_answer_tokens_are_estimated_and_an_unpriced_model_makes_cost_unknown():
+async def test_without_usage_in_the_answer_tokens_are_estimated_and_an_unpriced_model_makes_cost_unknown(where):
     with FakeEmbeddings(usage=False) as s:
         usage = UsageTotals()
         e = EndpointRowEmbedder("hosted_vllm/emb-small", s.url, usage=usage)
+        if OFFLOAD:
+            e.offload()
         await e.embed(["abcdefgh" * 4])
         await e.aclose()
     assert usage.embed_tokens == 8  # 32 characters / 4
     assert not usage.cost_known and usage.cost_usd is None
 
 
-async def test_no_call_starts_once_the_budget_is_spent(srv):
+async def test_no_call_starts_once_the_budget_is_spent(srv, where):
     usage = UsageTotals()
     e = embedder(srv, usage=usage, budget=1.5, price=lambda tin, tout, cached=0: 1.0, batch_rows=2, parallel=1)
     with pytest.raises(BudgetExhausted):
@@ -323,7 +381,7 @@ async def test_no_call_starts_once_the_budget_is_spent(srv):
     assert len(srv.requests) == 2
 
 
-async def test_the_runs_client_gates_the_calls_and_shares_usage_budget_and_cache(srv, tmp_path):
+async def test_the_runs_client_gates_the_calls_and_shares_usage_budget_and_cache(srv, tmp_path, where):
     cfg = build_config(flags={"task": "t", "model": "openai/gpt-4o-mini", "embedder": "openai/emb-small", "embed_api_base": srv.url, "budget": 10})
 
     class Never:
@@ -351,7 +409,7 @@ async def test_the_runs_client_gates_the_calls_and_shares_usage_budget_and_cache
 # ---- retries and errors -------------------------------------------------------------------
 
 
-async def test_503_and_a_dropped_connection_are_retried_then_succeed():
+async def test_503_and_a_dropped_connection_are_retried_then_succeed(where):
     with FakeEmbeddings(faults=["503", "drop", "500"]) as s:
         e = embedder(s)
         X = await e.embed(TEXTS[:2])
@@ -361,9 +419,10 @@ async def test_503_and_a_dropped_connection_are_retried_then_succeed():
     assert e.usage.retries == 3 and e.usage.errors == 3 and e.usage.embed_requests == 4
 
 
-async def test_connection_refused_is_retried_until_the_server_comes_up():
+async def test_connection_refused_is_retried_until_the_server_comes_up(where):
     port = free_port()
-    s = FakeEmbeddings(port=port, start_after=0.4).start()
+    # the worker process takes a moment to start: the server comes up later, so that its first try is refused too
+    s = FakeEmbeddings(port=port, start_after=0.4 if where == "in-process" else 3.0).start()
     try:
         e = embedder(s, backoff_base=0.2, max_retries=8)
         X = await e.embed(["late server"])
@@ -374,7 +433,7 @@ async def test_connection_refused_is_retried_until_the_server_comes_up():
     np.testing.assert_array_equal(X, expected(["late server"]))
 
 
-async def test_429_waits_for_retry_after():
+async def test_429_waits_for_retry_after(where):
     with FakeEmbeddings(faults=["429:1"]) as s:
         e = embedder(s, backoff_base=0.01)
         await e.embed(["x"])
@@ -383,7 +442,7 @@ async def test_429_waits_for_retry_after():
     assert s.requests[1]["t"] - s.requests[0]["t"] >= 0.95  # not the 0.01 s backoff
 
 
-async def test_transient_errors_past_max_retries_raise():
+async def test_transient_errors_past_max_retries_raise(where):
     with FakeEmbeddings(faults=["503"] * 5) as s:
         e = embedder(s, max_retries=2)
         with pytest.raises(TransientProviderError, match="HTTP 503"):
@@ -397,7 +456,7 @@ async def test_transient_errors_past_max_retries_raise():
     ("401", "openai/emb-small", "authentication failed"),
     ("nopool", "openai/emb-small", "embeddings on"),
 ])
-async def test_deterministic_errors_are_one_line_and_not_retried(fault, model, words):
+async def test_deterministic_errors_are_one_line_and_not_retried(fault, model, words, where):
     with FakeEmbeddings(faults=[fault] if fault else []) as s:
         e = embedder(s, model, max_retries=5)
         with pytest.raises(ProviderError) as err:
@@ -408,7 +467,7 @@ async def test_deterministic_errors_are_one_line_and_not_retried(fault, model, w
     assert "\n" not in msg and words in msg
 
 
-async def test_a_404_names_the_model_and_the_missing_route():
+async def test_a_404_names_the_model_and_the_missing_route(where):
     with FakeEmbeddings(unknown_status=404) as s:
         e = embedder(s, "openai/nope")
         with pytest.raises(ProviderError, match="HTTP 404.*nope.*--embedding"):

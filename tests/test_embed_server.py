@@ -67,6 +67,21 @@ async def test_unit_vectors_of_the_models_width_in_order_and_cached(embed_server
     cache.close()
 
 
+async def test_through_the_worker_process_the_same_vectors_and_usage(embed_server):
+    """A large run's requests go through a worker process (core/quality/embed_worker.py, ``offload``): against the
+    real server it gets the vectors, the per-token handling and the usage the embedder gets in process."""
+    here = EndpointRowEmbedder("openai/smollm2", embed_server, batch_rows=2, parallel=2)
+    X = await here.embed(TEXTS[:3])
+    await here.aclose()
+    there = EndpointRowEmbedder("openai/smollm2", embed_server, batch_rows=2, parallel=2)
+    there.offload()
+    Y = await there.embed(TEXTS[:3])
+    await there.aclose()
+    np.testing.assert_array_equal(X, Y)
+    assert there.batch_rows == 1 and len(there.notices) == 1  # the per-token answer seen through the worker
+    assert (there.usage.embed_requests, there.usage.embed_tokens) == (here.usage.embed_requests, here.usage.embed_tokens)
+
+
 def test_the_preflight_asks_the_server_for_one_vector(embed_server):
     assert probe(resolve_endpoint("openai/smollm2", embed_server)) == DIM
     check_embedder(build_config(flags={"task": "t", "embedder": "openai/smollm2", "embed_api_base": embed_server}))

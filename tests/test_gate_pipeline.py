@@ -130,6 +130,36 @@ def test_a_large_run_starts_its_index_process_as_it_starts_and_gates_with_it(tmp
     assert spawned[0].wait(timeout=10) == 0
 
 
+def test_a_large_runs_endpoint_embedder_works_through_its_worker_process(tmp_path, monkeypatch):
+    """A large run (``PROCESS_MIN_ROWS``) sends its embedding requests through a worker process
+    (core/quality/embed_worker.py), started as the run starts: the stored vectors are the server's, one per row, and
+    the requests are counted in the run's process; the worker has ended once the run is closed."""
+    from tests.embed_server import FakeEmbeddings, vector_of
+    from treesynth.core.neardup import VectorLog
+    from treesynth.core.quality import dedup, embed_worker
+    from treesynth.core.quality.embed_endpoint import EndpointRowEmbedder
+
+    monkeypatch.setattr(dedup, "PROCESS_MIN_ROWS", 0)
+    started: list[object] = []
+    real = embed_worker.EmbedWorker.__init__
+    monkeypatch.setattr(embed_worker.EmbedWorker, "__init__", lambda self, *a, **k: (started.append(self), real(self, *a, **k))[1])
+    with FakeEmbeddings(dim=64) as srv:
+        emb = EndpointRowEmbedder("openai/emb-small", srv.url, price=None)
+        run = Run.create(_cfg(), tmp_path / "r", transport=ScriptedTransport(), embed=emb)
+        fin = asyncio.run(run.execute(lambda e: None))
+        run.close()
+    assert fin.status == "complete" and fin.rows == 120
+    assert len(started) == 1 and started[0]._proc is None  # one worker, closed with the run
+    stored = read_jsonl(tmp_path / "r" / "samples.jsonl")
+    log = VectorLog(tmp_path / "r" / "row_vectors.f16", 64)
+    V = log.read().astype(np.float32)
+    log.close()
+    E = np.stack([vector_of(f"{r['question']} {r['answer']}", 64) for r in stored]).astype(np.float32)
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    assert len(V) == len(stored) and np.allclose(V, E, atol=1e-3)
+    assert emb.usage.embed_texts >= len(stored) and emb.usage.embed_requests == len(srv.requests) >= 1
+
+
 def test_a_started_index_process_nobody_used_ends_with_the_dedup(tmp_path):
     from treesynth.core.quality.dedup import SemanticDedup
 

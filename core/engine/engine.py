@@ -67,7 +67,7 @@ class Engine(Steering, Expansion, Synthesis):
         if cfg.budget is not None and not self.client.usage.cost_known:
             self.warn(f"cost is unknown for {cfg.model}: the budget cannot be enforced")
         if self.pipeline is not None:
-            self.pipeline.dedup.prestart()  # a large run's index process starts while the tree grows
+            self.pipeline.prestart()  # a large run's helper processes start while the tree grows
         ticker = asyncio.ensure_future(self._ticker())
         from ..export import warm_up
 

@@ -72,10 +72,15 @@ class SemanticDedup:
         self.loaded = 0  # vectors read back from the run directory
         self.embedded_on_resume = 0  # stored rows a crash left without a vector, embedded at start
 
+    @property
+    def large(self) -> bool:
+        """Whether the run is large enough for the index to live in a process of its own (``PROCESS_MIN_ROWS``)."""
+        return self.expected_rows >= PROCESS_MIN_ROWS
+
     def prestart(self) -> None:
-        """Start the index's process now if the run will want one (``PROCESS_MIN_ROWS``): called as a run starts, it
-        imports its libraries while the tree grows, not while rows are generated and gated."""
-        if self._index is None and self._spare is None and self.expected_rows >= PROCESS_MIN_ROWS:
+        """Start the index's process now if the run will want one (``large``): called as a run starts, it imports its
+        libraries while the tree grows, not while rows are generated and gated."""
+        if self._index is None and self._spare is None and self.large:
             self._spare = spawn()
 
     def seed(self, X: np.ndarray) -> None:
@@ -113,7 +118,7 @@ class SemanticDedup:
         """An index of the seeds and of the vectors the run directory holds: in this process, or in its own
         for a large run (``PROCESS_MIN_ROWS``)."""
         index: NearDuplicateIndex | IndexProcess
-        if self.expected_rows >= PROCESS_MIN_ROWS:
+        if self.large:
             spare, self._spare = self._spare, None
             index = IndexProcess(dim, self.threshold, process=spare, threads=INDEX_THREADS, expected_rows=self.expected_rows)
         else:

@@ -66,6 +66,7 @@ from .embedder import RowEmbedder, SyncEmbed
 
 if TYPE_CHECKING:
     from ..cache import ResponseCache
+    from .embed_worker import EmbedWorker
 
 # what of a text is sent: OpenAI's embedding models take at most 8,192 tokens an input and refuse a longer one (HTTP
 # 400, on every try: a resumed run would meet the same row again); 6,000 characters stay under that even at 1.3
@@ -94,6 +95,42 @@ class _LoopState:
 def _unit(X: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(X, axis=1, keepdims=True)
     return (X / np.where(n > 0, n, 1.0)).astype(np.float32, copy=False)  # float32 already: no second copy
+
+
+def unit_f16(X: np.ndarray) -> np.ndarray:
+    """Unit rows rounded to float16 (the gates' vectors)."""
+    return _unit(X).astype(np.float16)
+
+
+async def post_embeddings(
+    session: Any, ep: EmbedEndpoint, texts: list[str], b64: bool, proxy: Any = None, proxy_auth: Any = None, timeout: float = 120.0,
+) -> tuple[Embeddings, bool]:
+    """One try of one request on an aiohttp ``session``: (the answer, whether the server refused base64 and was
+    asked again with float lists). Raises ``ProviderError`` (one line; retrying cannot help) or
+    ``TransientProviderError`` (``ProviderTimeout`` for no answer within ``timeout``)."""
+    import aiohttp
+
+    refused = False
+    try:
+        while True:
+            body = request_body(ep.wire_model, texts, b64)
+            async with session.post(ep.url, data=body, proxy=proxy, proxy_auth=proxy_auth) as resp:
+                status = resp.status
+                raw = await resp.read()
+                if status == 200:
+                    break
+                if b64 and rejects_base64(status, raw):
+                    b64, refused = False, True
+                    continue
+                raise error_for(status, raw, resp.headers, ep)
+    except (ProviderError, TransientProviderError):
+        raise
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        raise ProviderTimeout(f"no answer from {ep.api_base} within {timeout:g}s") from None
+    except (aiohttp.ClientError, OSError) as e:
+        line = ep.scrub(" ".join(str(e).split())[:200] or type(e).__name__)
+        raise TransientProviderError(f"connection to {ep.api_base} failed: {type(e).__name__}: {line}") from None
+    return parse_embeddings(raw, len(texts), ep.url), refused
 
 
 class EndpointRowEmbedder(RowEmbedder):
@@ -148,8 +185,7 @@ class EndpointRowEmbedder(RowEmbedder):
         self.notices: list[str] = []  # what the embedder changed on its own, for the run's log
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._closed_sessions: list[Any] = []
-        self._timeout_exc: tuple[type[BaseException], ...] = (asyncio.TimeoutError,)
-        self._client_exc: tuple[type[BaseException], ...] = (OSError,)
+        self._worker: EmbedWorker | None = None  # the process requests go through (``offload``), once started
 
     def identity(self) -> dict[str, str]:
         return {"kind": self.kind, "model": self.model}
@@ -168,8 +204,6 @@ class EndpointRowEmbedder(RowEmbedder):
 
         from ..llm.transports.common import env_proxy, raise_open_files_limit
 
-        self._timeout_exc = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
-        self._client_exc = (aiohttp.ClientError, OSError)
         raise_open_files_limit(self.parallel + 256)
         ssl: Any = False
         if self.endpoint.url.startswith("https:"):
@@ -198,7 +232,10 @@ class EndpointRowEmbedder(RowEmbedder):
         self.close()
 
     def close(self) -> None:
-        """Synchronous close: the connections of every session, without waiting for them."""
+        """Synchronous close: the connections of every session, without waiting for them, and the worker process."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
         for loop in list(self._states):
             st = self._states.pop(loop)
             try:
@@ -250,7 +287,8 @@ class EndpointRowEmbedder(RowEmbedder):
         if chunks:
             results = await self._all(self._batch(sent[a:b]) for a, b in spans)
             for c, X in zip(chunks, results, strict=True):
-                X = _unit(X)
+                if X.dtype != np.float16:  # the worker process's are unit rows in float16 already
+                    X = _unit(X)
                 if self.dim is None:
                     self.dim = X.shape[1]
                 elif X.shape[1] != self.dim:
@@ -258,7 +296,7 @@ class EndpointRowEmbedder(RowEmbedder):
                         f"the embedder {self.model} answered {X.shape[1]}-dimensional vectors after {self.dim}-dimensional ones: "
                         "the endpoint's model changed"
                     )
-                H = X.astype(np.float16)
+                H = X.astype(np.float16, copy=False)
                 answered.append((c, H))
                 if cache is not None:  # in a worker thread: 100k inserts are seconds of the event loop's time
                     await asyncio.to_thread(self._cache_put, [(keys[i], H[j].tobytes()) for j, i in enumerate(c)])
@@ -371,28 +409,24 @@ class EndpointRowEmbedder(RowEmbedder):
             await asyncio.sleep(delay)
 
     async def _post(self, st: _LoopState, texts: list[str]) -> Embeddings:
-        ep = self.endpoint
-        try:
-            while True:
-                b64 = self._base64
-                body = request_body(ep.wire_model, texts, b64)
-                async with st.session.post(ep.url, data=body, proxy=st.proxy, proxy_auth=st.proxy_auth) as resp:
-                    status = resp.status
-                    raw = await resp.read()
-                    if status == 200:
-                        break
-                    if b64 and rejects_base64(status, raw):  # float lists from now on
-                        self._base64 = False
-                        continue
-                    raise error_for(status, raw, resp.headers, ep)
-        except (ProviderError, TransientProviderError):
-            raise
-        except self._timeout_exc:
-            raise ProviderTimeout(f"no answer from {ep.api_base} within {self.timeout:g}s") from None
-        except self._client_exc as e:
-            line = ep.scrub(" ".join(str(e).split())[:200] or type(e).__name__)
-            raise TransientProviderError(f"connection to {ep.api_base} failed: {type(e).__name__}: {line}") from None
-        return parse_embeddings(raw, len(texts), ep.url)
+        """One try of one request: here, or in the embedding worker process (``offload``)."""
+        w = self._worker
+        if w is not None and w.serves_this_loop():
+            got, refused = await w.post(texts, self._base64)
+        else:
+            got, refused = await post_embeddings(st.session, self.endpoint, texts, self._base64, st.proxy, st.proxy_auth, self.timeout)
+        if refused:  # float lists from now on
+            self._base64 = False
+        return got
+
+    def offload(self) -> None:
+        """Send every request from now on through a worker process of its own (core/quality/embed_worker.py): its
+        HTTP, JSON and base64 decoding and float16 rounding leave the event loop's process. Retries, the budget,
+        usage and notices stay here."""
+        if self._worker is None:
+            from .embed_worker import EmbedWorker
+
+            self._worker = EmbedWorker(self.endpoint, self.timeout, self.parallel)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """As the LLM client's: capped exponential with equal jitter, at least the server's Retry-After (at most 10 minutes)."""

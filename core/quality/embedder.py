@@ -62,6 +62,11 @@ class RowEmbedder:
         """A plain callable for code that embeds from a worker thread (a data-driven split)."""
         return self.embed_blocking
 
+    def offload(self) -> None:
+        """Move the work of this embedder's requests out of the run's process, for a large run (the endpoint
+        embedder: core/quality/embed_worker.py); by default it stays."""
+        return None
+
     async def aclose(self) -> None:
         return None
 

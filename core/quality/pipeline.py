@@ -100,6 +100,14 @@ class GatePipeline:
         self._live = 0  # workers not ended (an idle one ends after 30 s; the next submit starts another)
         self._failure: BaseException | None = None
 
+    def prestart(self) -> None:
+        """Called as a run starts: a large run's helper processes start now, so that their imports overlap the tree's
+        growth, not generation: the index's (``SemanticDedup.prestart``) and, where the embedder has one, the
+        process its requests go through (``RowEmbedder.offload``)."""
+        if self.dedup.large:
+            self.dedup.prestart()
+            self.embedder.offload()
+
     async def submit(self, item: GateItem) -> Any:
         """Wait for room, queue ``item`` and wait for ``commit``'s result for it."""
         if self._failure is not None:
