@@ -86,6 +86,12 @@ BLAS_FROM = 20
 # exact re-rank, and without residuals they rank near-duplicates as well or better (found every natural
 # near-duplicate of 10k GSM8K-like rows against 90k, where residual codes missed 1 in 133) and add 15% faster
 IVF_BY_RESIDUAL = False
+# k-means iterations of each product-quantiser code book (faiss's default: 25). Training the codes took 0.3 of the
+# 0.5 CPU-s the IVF stage's training cost, a fifth of a 100k-row run's index; the codes only rank candidates for
+# the exact re-rank, and 16 centroids in 8 dimensions settle well before 25: at 10, 100k planted rows gave the same
+# decisions (1,977 turned away, 0 of 1,651 near-copies missed) in 2.4 s instead of 2.8-3.0, where 5 missed one
+# (benchmarks/README.md, "Gates at API speed", session 25)
+IVF_PQ_TRAIN_ITERS = 10
 ADMIT_CHUNK = 256  # rows of one admit compared with each other exactly (a Gram matrix) at most: b^2 products
 
 
@@ -143,6 +149,7 @@ class NearDuplicateIndex:
         nprobe: int = IVF_NPROBE,
         pq_dims: int = IVF_PQ_DIMS,
         candidates: int = IVF_CANDIDATES,
+        pq_train_iters: int = IVF_PQ_TRAIN_ITERS,
     ) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -174,6 +181,7 @@ class NearDuplicateIndex:
         if pq_dims < 1 or candidates < 1:
             raise ValueError("pq_dims and candidates must be at least 1")
         self.pq_dims = pq_dims  # dimensions per 4-bit code of the fast-scan stage
+        self.pq_train_iters = max(1, int(pq_train_iters))
         self.candidates = candidates  # fast-scan neighbours re-ranked exactly per query
         if kind == "ivf":  # the exact stage lasts until the cells can be trained
             self.exact_limit = max(exact_limit, self.cells * IVF_TRAIN_PER_CELL)
@@ -349,6 +357,7 @@ class NearDuplicateIndex:
             fs.by_residual = IVF_BY_RESIDUAL
             fs.cp.min_points_per_centroid = 1
             fs.cp.seed = 1234
+            fs.pq.cp.niter = self.pq_train_iters
             self._set_threads(self._nbuf)
             fs.train(np.ascontiguousarray(self._buf[: self._nbuf]))
             fs.nprobe = self.nprobe
