@@ -668,3 +668,36 @@ def test_base64_answers_are_read_in_order_and_unequal_widths_are_malformed():
     bad = json.dumps({"data": [item(0, [1, 2]), item(1, [3, 4, 5])]}).encode()
     with pytest.raises(TransientProviderError, match="one length"):
         parse_embeddings(bad, 2, "u")
+
+
+def test_a_parent_killed_takes_its_embedding_worker_along() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "from treesynth.core.llm.embed_wire import EmbedEndpoint\n"
+        "from treesynth.core.quality.embed_worker import EmbedWorker\n"
+        "import time\n"
+        "w = EmbedWorker(EmbedEndpoint('openai/x', 'x', 'http://127.0.0.1:9/v1'), 5.0, 2)\n"
+        "print(w._proc.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # alive
+    parent.kill()  # SIGKILL: no cleanup runs in the parent
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # ended (a zombie until init reaps it)
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the embedding worker outlived its killed parent by 30 s")
