@@ -179,7 +179,8 @@ def spawn() -> subprocess.Popen[bytes]:
 
 
 def end(p: subprocess.Popen[bytes]) -> None:
-    """End a child that ``spawn`` started and no ``IndexProcess`` took; its exit is not awaited."""
+    """End a helper child (one that ``spawn`` started and no ``IndexProcess`` took, an embedding worker): its pipes
+    closed, its exit awaited in a daemon thread."""
     _end(p, wait=False)
 
 
@@ -220,12 +221,13 @@ def _end(p: subprocess.Popen[bytes], wait: bool = True) -> None:
         except (OSError, ValueError):  # ValueError: a non-blocking stdin's buffer could not be flushed
             pass
     if wait:
-        _reap(p)
+        reap(p)
     else:
-        threading.Thread(target=_reap, args=(p,), name="treesynth-index-exit", daemon=True).start()
+        threading.Thread(target=reap, args=(p,), name="treesynth-index-exit", daemon=True).start()
 
 
-def _reap(p: subprocess.Popen[bytes]) -> None:
+def reap(p: subprocess.Popen[bytes]) -> None:
+    """Wait for a child whose stdin is closed to end; killed after 10 s."""
     try:
         p.wait(timeout=10)
     except subprocess.TimeoutExpired:

@@ -671,10 +671,7 @@ def test_base64_answers_are_read_in_order_and_unequal_widths_are_malformed():
 
 
 def test_a_parent_killed_takes_its_embedding_worker_along() -> None:
-    import os
-    import subprocess
-    import sys
-    import time
+    from tests.test_neardup_process import ends_with_its_killed_parent
 
     code = (
         "from treesynth.core.llm.embed_wire import EmbedEndpoint\n"
@@ -684,20 +681,4 @@ def test_a_parent_killed_takes_its_embedding_worker_along() -> None:
         "print(w._proc.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert parent.stdout is not None
-    child = int(parent.stdout.readline())
-    os.kill(child, 0)  # alive
-    parent.kill()  # SIGKILL: no cleanup runs in the parent
-    parent.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{child}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # ended (a zombie until init reaps it)
-                    break
-        except FileNotFoundError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the embedding worker outlived its killed parent by 30 s")
+    assert ends_with_its_killed_parent(code), "the embedding worker outlived its killed parent by 30 s"

@@ -204,18 +204,12 @@ def test_the_child_ignores_ctrl_c_its_parent_closes_it() -> None:
         p.close()
 
 
-def test_a_parent_killed_takes_the_child_along(tmp_path) -> None:
+def ends_with_its_killed_parent(code: str) -> bool:
+    """Whether the child whose pid the Python ``code`` prints ends within 30 s of its parent's SIGKILL."""
     import subprocess
     import sys
     import time
 
-    code = (
-        "from treesynth.core.neardup_process import IndexProcess\n"
-        "import sys, time\n"
-        "p = IndexProcess(8, 0.9)\n"
-        "print(p._proc.pid, flush=True)\n"
-        "time.sleep(600)\n"
-    )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
@@ -227,9 +221,19 @@ def test_a_parent_killed_takes_the_child_along(tmp_path) -> None:
         try:
             with open(f"/proc/{child}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # ended (a zombie until init reaps it)
-                    break
+                    return True
         except FileNotFoundError:
-            break
+            return True
         time.sleep(0.05)
-    else:
-        raise AssertionError("the index process outlived its killed parent by 30 s")
+    return False
+
+
+def test_a_parent_killed_takes_the_child_along() -> None:
+    code = (
+        "from treesynth.core.neardup_process import IndexProcess\n"
+        "import sys, time\n"
+        "p = IndexProcess(8, 0.9)\n"
+        "print(p._proc.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    assert ends_with_its_killed_parent(code), "the index process outlived its killed parent by 30 s"

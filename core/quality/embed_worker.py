@@ -31,7 +31,6 @@ import json
 import struct
 import subprocess
 import sys
-import threading
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ import orjson
 from ..errors import ProviderError, ProviderTimeout, TransientProviderError
 from ..frames import FRAME, send_frame
 from ..llm.embed_wire import Embeddings, EmbedEndpoint
+from ..neardup_process import end, grow_pipe
 
 REQUEST = struct.Struct("<QB")  # request id, ask for base64
 ANSWER = struct.Struct("<QBqII")  # request id, flags, prompt tokens (-1: not given), rows, dimension
@@ -60,8 +60,6 @@ class EmbedWorker:
     of its first ``post`` (``serves_this_loop``); the embedder makes other loops' requests itself."""
 
     def __init__(self, endpoint: EmbedEndpoint, timeout: float, parallel: int) -> None:
-        from ..neardup_process import grow_pipe
-
         self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             [sys.executable, "-m", "treesynth.core.quality.embed_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             start_new_session=True,
@@ -168,27 +166,12 @@ class EmbedWorker:
             self._reading.cancel()
         transports: list[Any] = [t for t in (self._transport, self._rtransport) if t is not None]
         if transports and self._loop is not None and not self._loop.is_closed():
-            for t in transports:  # they close the pipes (a request still buffered is dropped)
+            for t in transports:  # off the event loop's watch; a request still buffered is dropped
                 try:
                     t.abort() if hasattr(t, "abort") else t.close()
                 except Exception:  # noqa: BLE001 - closing never fails a run
                     pass
-        else:  # never connected, or its loop is gone: the pipes are closed here
-            for f in (p.stdin, p.stdout):
-                try:
-                    if f is not None:
-                        f.close()
-                except (OSError, ValueError):
-                    pass
-        threading.Thread(target=_reap, args=(p,), name="treesynth-embed-exit", daemon=True).start()
-
-
-def _reap(p: subprocess.Popen[bytes]) -> None:
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+        end(p)  # its pipes closed (it ends when its stdin does), its exit awaited in a daemon thread
 
 
 def _error(d: dict[str, Any]) -> Exception:
