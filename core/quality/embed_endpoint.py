@@ -48,20 +48,17 @@ import numpy as np
 
 from ..cache import vector_key
 from ..embeddings import quantise
-from ..errors import BudgetExhausted, ProviderError, ProviderTimeout, TransientProviderError
+from ..errors import BudgetExhausted, ProviderError, TransientProviderError
 from ..llm.budget import SPENT, WAIT, budget_state, call_ceiling, prompt_tokens
 from ..llm.embed_wire import (
     Embeddings,
     EmbedEndpoint,
-    error_for,
-    parse_embeddings,
-    rejects_base64,
-    request_body,
     request_spans,
     resolve_endpoint,
 )
 from ..llm.pricing import CallPrice, Given, call_price
 from ..llm.types import UsageTotals
+from .embed_post import post_embeddings, unit_rows
 from .embedder import RowEmbedder, SyncEmbed
 
 if TYPE_CHECKING:
@@ -90,47 +87,6 @@ class _LoopState:
         self.session = session
         self.sem = asyncio.Semaphore(parallel)
         self.proxy, self.proxy_auth = proxy  # from the environment, read once (transports/common.py env_proxy)
-
-
-def _unit(X: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(X, axis=1, keepdims=True)
-    return (X / np.where(n > 0, n, 1.0)).astype(np.float32, copy=False)  # float32 already: no second copy
-
-
-def unit_f16(X: np.ndarray) -> np.ndarray:
-    """Unit rows rounded to float16 (the gates' vectors)."""
-    return _unit(X).astype(np.float16)
-
-
-async def post_embeddings(
-    session: Any, ep: EmbedEndpoint, texts: list[str], b64: bool, proxy: Any = None, proxy_auth: Any = None, timeout: float = 120.0,
-) -> tuple[Embeddings, bool]:
-    """One try of one request on an aiohttp ``session``: (the answer, whether the server refused base64 and was
-    asked again with float lists). Raises ``ProviderError`` (one line; retrying cannot help) or
-    ``TransientProviderError`` (``ProviderTimeout`` for no answer within ``timeout``)."""
-    import aiohttp
-
-    refused = False
-    try:
-        while True:
-            body = request_body(ep.wire_model, texts, b64)
-            async with session.post(ep.url, data=body, proxy=proxy, proxy_auth=proxy_auth) as resp:
-                status = resp.status
-                raw = await resp.read()
-                if status == 200:
-                    break
-                if b64 and rejects_base64(status, raw):
-                    b64, refused = False, True
-                    continue
-                raise error_for(status, raw, resp.headers, ep)
-    except (ProviderError, TransientProviderError):
-        raise
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        raise ProviderTimeout(f"no answer from {ep.api_base} within {timeout:g}s") from None
-    except (aiohttp.ClientError, OSError) as e:
-        line = ep.scrub(" ".join(str(e).split())[:200] or type(e).__name__)
-        raise TransientProviderError(f"connection to {ep.api_base} failed: {type(e).__name__}: {line}") from None
-    return parse_embeddings(raw, len(texts), ep.url), refused
 
 
 class EndpointRowEmbedder(RowEmbedder):
@@ -288,7 +244,7 @@ class EndpointRowEmbedder(RowEmbedder):
             results = await self._all(self._batch(sent[a:b]) for a, b in spans)
             for c, X in zip(chunks, results, strict=True):
                 if X.dtype != np.float16:  # the worker process's are unit rows in float16 already
-                    X = _unit(X)
+                    X = unit_rows(X)
                 if self.dim is None:
                     self.dim = X.shape[1]
                 elif X.shape[1] != self.dim:

@@ -192,7 +192,7 @@ async def serve() -> None:
     import aiohttp
 
     from ..llm.transports.common import env_proxy
-    from .embed_endpoint import post_embeddings, unit_f16
+    from .embed_post import post_embeddings, unit_f16
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=PIPE_LIMIT)
